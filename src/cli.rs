@@ -1,0 +1,324 @@
+//! The command line, as clap derive types and nothing else.
+//!
+//! Every option that also lives in the configuration file is an `Option` here, so that
+//! [`crate::settings`] can tell "given on the command line / in the environment" from "not given"
+//! and apply the precedence flag > `PFM_*` env > config file > default in one place. clap itself
+//! handles flag > env.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+const EXAMPLES: &str = "\
+Examples:
+  # What File fields does the app have, and how many references?
+  parse-files-migrate -c migrate.toml schema
+
+  # Every legacy reference as JSON lines (read-only; works with a read-only MongoDB user)
+  parse-files-migrate --mongo-uri mongodb://127.0.0.1:27017/parse list --kind parse-hosted --output jsonl
+
+  # CI gate: fail (exit 3) while any hosted-Parse file is still referenced
+  parse-files-migrate -c migrate.toml list --fail-on parse-hosted,parse-legacy
+
+  # Print the resolved settings (secrets redacted) and exit
+  parse-files-migrate -c migrate.toml --show-settings migrate
+
+Environment: every global option has a PFM_* variable (PFM_CONFIG, PFM_MONGO_URI, PFM_FILE_KEY, ...).
+Precedence: flag > environment > config file > default.";
+
+/// Move the files of Parse apps between storage backends and rewrite the references in MongoDB.
+#[derive(Debug, Parser)]
+#[command(name = "parse-files-migrate", version, after_long_help = EXAMPLES)]
+#[command(subcommand_required = false, arg_required_else_help = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options shared by every command.
+#[derive(Debug, Args, Clone, Default)]
+pub struct GlobalArgs {
+    /// Configuration file (TOML); see config.example.toml
+    #[arg(short = 'c', long, env = "PFM_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// MongoDB connection string of the Parse app (the database is taken from its path)
+    #[arg(
+        long,
+        env = "PFM_MONGO_URI",
+        global = true,
+        value_name = "URI",
+        hide_env_values = true
+    )]
+    pub mongo_uri: Option<String>,
+
+    /// Database name, when the URI names none (or to override it)
+    #[arg(long, env = "PFM_DATABASE", global = true, value_name = "NAME")]
+    pub database: Option<String>,
+
+    /// Parse Server `collectionPrefix` (applies to `_SCHEMA` and every class collection)
+    #[arg(long, env = "PFM_COLLECTION_PREFIX", global = true, value_name = "PREFIX")]
+    pub collection_prefix: Option<String>,
+
+    /// Parse application id (used in `/files/<appId>/<name>` URLs)
+    #[arg(long, env = "PFM_APP_ID", global = true, value_name = "ID")]
+    pub app_id: Option<String>,
+
+    /// Parse `fileKey`: builds legacy hosted URLs, and is the GridFS/FS encryption key
+    #[arg(
+        long,
+        env = "PFM_FILE_KEY",
+        global = true,
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub file_key: Option<String>,
+
+    /// Parse Server `publicServerURL`, used to rebuild the `url` of nested File objects
+    #[arg(long, env = "PFM_PUBLIC_SERVER_URL", global = true, value_name = "URL")]
+    pub public_server_url: Option<String>,
+
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides
+    #[arg(short, long, action = ArgAction::Count, global = true, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Less log output (-q warnings and errors only, -qq errors only)
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub quiet: u8,
+
+    /// Log line format on stderr
+    #[arg(long, env = "PFM_LOG_FORMAT", global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    /// Progress display on stderr (auto: only when stderr is a terminal)
+    #[arg(long, env = "PFM_PROGRESS", global = true, value_enum)]
+    pub progress: Option<ProgressMode>,
+
+    /// Print the resolved settings (secrets redacted) and exit
+    #[arg(long, global = true)]
+    pub show_settings: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProgressMode {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Classes and their File fields, nested File locations and Parse Config params (read-only)
+    Schema(SchemaArgs),
+    /// Every file reference: the dry-run listing (read-only)
+    List(ListArgs),
+    /// Copy → verify → rewrite; resumable; --dry-run prints the plan and changes nothing
+    Migrate(MigrateArgs),
+    /// Check that every reference resolves at the destination (exists, size, hash)
+    Verify(VerifyArgs),
+    /// Progress and failures recorded in the ledger
+    Status(StatusArgs),
+    /// Restore the original references recorded in the ledger (compare-and-swap)
+    Rollback(RollbackArgs),
+}
+
+/// Which classes and fields a command looks at.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Filters {
+    /// Only these classes (repeat or comma-separate)
+    #[arg(long = "class", value_name = "CLASS", value_delimiter = ',')]
+    pub classes: Vec<String>,
+
+    /// Only these fields: `field` or `Class.field` (repeat or comma-separate)
+    #[arg(long = "field", value_name = "FIELD", value_delimiter = ',')]
+    pub fields: Vec<String>,
+
+    /// Do not search Object/Array fields and Parse Config for nested Files
+    #[arg(long)]
+    pub no_nested: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Output format (default: table on a terminal, json otherwise)
+    #[arg(long, value_enum)]
+    pub output: Option<SchemaOutput>,
+
+    #[command(flatten)]
+    pub filters: Filters,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaOutput {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Output format (default: table on a terminal, jsonl otherwise)
+    #[arg(long, value_enum)]
+    pub output: Option<ListOutput>,
+
+    #[command(flatten)]
+    pub filters: Filters,
+
+    /// Only references whose name is of these kinds (repeat or comma-separate)
+    #[arg(long = "kind", value_enum, value_delimiter = ',')]
+    pub kinds: Vec<KindArg>,
+
+    /// Exit 3 if any listed reference is of one of these kinds (CI gate)
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "KIND")]
+    pub fail_on: Vec<KindArg>,
+
+    /// Rename policy used to compute `target_name` (as `migrate --rename`)
+    #[arg(long, value_enum)]
+    pub rename: Option<RenameArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListOutput {
+    Table,
+    Jsonl,
+    Csv,
+}
+
+/// Name kinds, as on the command line (see `parse::names::NameKind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    ParseHosted,
+    ParseLegacy,
+    ParseServer,
+    Migrated,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SelectArg {
+    /// `parse-hosted` and `parse-legacy` names (the hosted-Parse rescue)
+    Hosted,
+    /// Names created by Parse Server and others (an adapter move)
+    Server,
+    /// Everything
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RenameArg {
+    /// Legacy names get a Parse-Server-style name; others keep theirs
+    Auto,
+    /// Keep every name (legacy names only if Parse Server's fileKey was removed)
+    Keep,
+    /// Every name not already Parse-Server-style gets one
+    ParseServer,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Print the plan (copies and document updates) and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not ask for confirmation (required to write when stdin is not a terminal)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// Which kinds of names to move
+    #[arg(long, value_enum)]
+    pub select: Option<SelectArg>,
+
+    /// How target names are chosen
+    #[arg(long, value_enum)]
+    pub rename: Option<RenameArg>,
+
+    /// Files transferred at once
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+
+    #[command(flatten)]
+    pub filters: Filters,
+
+    /// Stop after this many files (exit 8; a re-run continues)
+    #[arg(long, value_name = "N")]
+    pub max_files: Option<u64>,
+
+    /// Stop after this many bytes, e.g. 10GiB (exit 8; a re-run continues)
+    #[arg(long, value_name = "SIZE")]
+    pub max_bytes: Option<String>,
+
+    /// Stop after this long, e.g. 45m (exit 8; a re-run continues)
+    #[arg(long, value_name = "DURATION")]
+    pub max_duration: Option<String>,
+
+    /// Take only shard K of N (by a stable hash of the file name), e.g. 0/4
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+
+    /// Also retry files recorded as missing at the source
+    #[arg(long)]
+    pub retry_failed: bool,
+
+    /// Copy and verify, but do not rewrite references
+    #[arg(long, conflicts_with = "rewrite_only")]
+    pub copy_only: bool,
+
+    /// Rewrite references of files already copied and verified; copy nothing
+    #[arg(long)]
+    pub rewrite_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub filters: Filters,
+
+    /// Also download each file through this Parse Server URL
+    #[arg(long, value_name = "URL")]
+    pub via_server: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Output format
+    #[arg(long, value_enum)]
+    pub output: Option<SchemaOutput>,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Print what would be restored and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not ask for confirmation
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// Also delete the objects the migration created at the destination
+    #[arg(long)]
+    pub delete_copies: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,9 @@
+//! parse-files-migrate: move the files of Parse apps between storage backends and rewrite the
+//! references in MongoDB.
+//!
+//! Data flows `settings → parse (schema, names) → scan → engine → storage / ledger → report`.
+//! The binary (`main.rs`) is a thin shell around [`run`]; everything else is a library so the
+//! integration tests can drive the same code against real servers.
+
+pub mod secret;
+pub mod storage;

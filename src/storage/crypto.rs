@@ -1,0 +1,1 @@
+//! Parse Server's file encryption format (being implemented: see the storage issue).

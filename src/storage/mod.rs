@@ -1,0 +1,369 @@
+//! The storage contract, and one module per backend.
+//!
+//! Everything that moves bytes goes through [`ObjectStore`]: the engine reads a file from a source
+//! store and writes it to a destination store without knowing which backends they are. Backends
+//! declare what they can do in [`Capabilities`]; callers branch on capabilities, never on the
+//! backend's type.
+//!
+//! This module owns the trait, its error type and the small value types around it. It knows nothing
+//! of clap, of progress bars, or of MongoDB documents: a store sees only Parse file *names* (the
+//! string stored in the database) and maps them to its own layout, exactly the way Parse Server's
+//! own adapter for that backend does (see `shared/docs/parse-file-storage.md` §4–7).
+//!
+//! # Contract
+//!
+//! * **Names.** A name is any non-empty UTF-8 string without NUL; it may contain `/`, spaces, `%`,
+//!   unicode. Each backend maps it to a location exactly as Parse Server's adapter does (S3/GCS:
+//!   `prefix + name`; FS: `<dir>/<encodeURIComponent(name)>`; GridFS: `filename = name`). A name
+//!   that cannot be stored safely (it would escape the FS directory, it holds NUL) is refused with
+//!   [`StorageError::InvalidName`], never silently altered.
+//! * **Reads** ([`ObjectStore::get`]) stream the *plaintext* bytes as [`Bytes`] chunks. A missing
+//!   object is [`StorageError::NotFound`] — from `get` itself, before any byte is produced. A
+//!   stream that ends early or yields an error must be treated as a failed read, never as a short
+//!   file.
+//! * **Writes** ([`ObjectStore::put`]) take a stream of unknown length and use memory bounded by
+//!   the backend's part size, whatever the object size. They are **atomic**: a reader sees the old
+//!   object (or none) until the write has fully succeeded, and a write that fails midway (the input
+//!   stream errors, the server fails) leaves nothing visible under the name. A write to an existing
+//!   name replaces it (retries after a crash overwrite rather than duplicate).
+//! * **Stat** ([`ObjectStore::stat`]) reports the plaintext size and whatever integrity information
+//!   the backend keeps (an MD5 of the plaintext, an opaque ETag), and the content type if stored.
+//! * **Errors** say whether a retry can help ([`StorageError::is_retryable`]). Backends do not retry
+//!   on their own beyond what their SDK does for a single request; the engine owns retry policy.
+//! * **Encryption.** Stores that support Parse's AES-256-GCM format ([`crypto`]) encrypt on `put`
+//!   when configured with a key, and on `get` try the key first and fall back to the plaintext
+//!   bytes when the data is not valid ciphertext for that key (files uploaded before the key was
+//!   set are plaintext in the same bucket).
+
+pub mod crypto;
+pub mod fs;
+pub mod gcs;
+pub mod gridfs;
+pub mod http;
+pub mod s3;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+/// A stream of byte chunks, as read from or written to a store.
+pub type ByteStream = BoxStream<'static, Result<Bytes, StorageError>>;
+
+/// What a backend can do. Callers consult this instead of matching on the backend type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Capabilities {
+    /// `put` and `delete` are supported (false for the HTTP source).
+    pub write: bool,
+    /// `stat` answers without reading the object (false when it would need a full download).
+    pub stat: bool,
+    /// `list` is supported.
+    pub list: bool,
+    /// [`GetOptions::offset`] is honoured, so a broken read can be resumed mid-file.
+    pub range_reads: bool,
+    /// [`ObjectMeta::md5`] is filled for objects written in one piece.
+    pub reports_md5: bool,
+}
+
+/// Options for [`ObjectStore::get`].
+#[derive(Debug, Clone, Default)]
+pub struct GetOptions {
+    /// Start reading at this plaintext byte offset (only when [`Capabilities::range_reads`]).
+    pub offset: u64,
+    /// A URL stored alongside the name (nested `{__type:"File", url}`); the HTTP source may use it
+    /// when no template applies. Other stores ignore it.
+    pub url_hint: Option<String>,
+}
+
+/// Options for [`ObjectStore::put`].
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    /// `Content-Type` to store; backends that keep none (GridFS, FS) ignore it.
+    pub content_type: Option<String>,
+    /// `Cache-Control` to store, where the backend keeps one; overrides a store-wide default.
+    pub cache_control: Option<String>,
+    /// Size of the plaintext if known in advance (lets a backend pick a single-shot upload).
+    pub size_hint: Option<u64>,
+}
+
+/// What a store knows about one object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectMeta {
+    /// Size of the plaintext in bytes.
+    pub size: u64,
+    /// Stored content type, if the backend keeps one.
+    pub content_type: Option<String>,
+    /// Stored cache control, if the backend keeps one.
+    pub cache_control: Option<String>,
+    /// MD5 of the plaintext as lowercase hex, when the backend reports one it computed itself.
+    pub md5: Option<String>,
+    /// The backend's opaque version tag (S3 ETag, GCS generation, GridFS `_id`).
+    pub etag: Option<String>,
+}
+
+/// A successful read: what is known up front, then the bytes.
+pub struct GetResult {
+    /// Size if the backend knows it before streaming (HTTP without `Content-Length` does not).
+    pub size: Option<u64>,
+    /// Content type reported by the backend, if any.
+    pub content_type: Option<String>,
+    pub stream: ByteStream,
+}
+
+impl fmt::Debug for GetResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GetResult")
+            .field("size", &self.size)
+            .field("content_type", &self.content_type)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A successful write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutResult {
+    /// Plaintext bytes written.
+    pub size: u64,
+    /// MD5 of the plaintext as lowercase hex, computed on the stream while writing.
+    pub md5: String,
+    /// The backend's version tag for the new object, if it returns one.
+    pub etag: Option<String>,
+}
+
+/// Every way a storage operation can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The object does not exist (HTTP 404/403/410, missing key, no GridFS file).
+    #[error("{name}: not found at {location}")]
+    NotFound { name: String, location: String },
+    /// The name cannot be stored by this backend without changing it.
+    #[error("{name:?}: invalid name for this store: {reason}")]
+    InvalidName { name: String, reason: String },
+    /// The backend does not support this operation (see [`Capabilities`]).
+    #[error("{operation} is not supported by {store}")]
+    Unsupported { operation: &'static str, store: String },
+    /// The bytes do not match what was expected (size, hash, a broken stream).
+    #[error("{name}: integrity check failed: {reason}")]
+    Integrity { name: String, reason: String },
+    /// Any other failure talking to the backend.
+    #[error("{name}: {message}")]
+    Backend {
+        name: String,
+        message: String,
+        retryable: bool,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl StorageError {
+    /// Whether trying the same operation again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StorageError::Backend { retryable, .. } => *retryable,
+            StorageError::Integrity { .. } => true,
+            _ => false,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StorageError::NotFound { .. })
+    }
+
+    /// A backend failure with its underlying cause.
+    pub fn backend(
+        name: impl Into<String>,
+        retryable: bool,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StorageError::Backend {
+            name: name.into(),
+            message: error_chain(&source),
+            retryable,
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// A backend failure described by a message only.
+    pub fn message(name: impl Into<String>, retryable: bool, message: impl Into<String>) -> Self {
+        StorageError::Backend {
+            name: name.into(),
+            message: message.into(),
+            retryable,
+            source: None,
+        }
+    }
+}
+
+/// `a: b: c` from an error and its sources (SDK errors hide the useful part in the chain).
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = e.source();
+    }
+    out
+}
+
+/// The storage contract. See the module documentation for the exact semantics.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + fmt::Debug {
+    /// A human-readable location with no secrets, e.g. `s3://bucket/prefix`.
+    fn describe(&self) -> String;
+
+    fn capabilities(&self) -> Capabilities;
+
+    /// Where `name` lives in this store (key, path, URL), for plans and reports. No I/O.
+    fn location(&self, name: &str) -> Result<String, StorageError>;
+
+    /// Metadata of `name`; [`StorageError::NotFound`] if it does not exist.
+    async fn stat(&self, name: &str) -> Result<ObjectMeta, StorageError>;
+
+    /// Stream the plaintext of `name`.
+    async fn get(&self, name: &str, opts: &GetOptions) -> Result<GetResult, StorageError>;
+
+    /// Atomically store `body` under `name`, replacing any existing object.
+    async fn put(
+        &self,
+        name: &str,
+        body: ByteStream,
+        opts: &PutOptions,
+    ) -> Result<PutResult, StorageError>;
+
+    /// Remove `name`. Removing a missing object is not an error.
+    async fn delete(&self, name: &str) -> Result<(), StorageError>;
+
+    /// Check at start-up that the store is reachable and usable (bucket exists, directory
+    /// writable…), so a broken destination fails before any work is done.
+    async fn check(&self) -> Result<(), StorageError>;
+}
+
+/// Wraps a stream so that its bytes are counted and hashed as they pass (the hash the engine
+/// compares with what the destination reports).
+pub struct HashingStream {
+    inner: ByteStream,
+    state: std::sync::Arc<std::sync::Mutex<HashState>>,
+}
+
+/// Running size and MD5 of the bytes that went through a [`HashingStream`].
+#[derive(Default)]
+pub struct HashState {
+    pub size: u64,
+    md5: md5::Md5,
+}
+
+impl HashState {
+    pub fn md5_hex(&self) -> String {
+        use md5::Digest;
+        hex::encode(self.md5.clone().finalize())
+    }
+}
+
+impl HashingStream {
+    pub fn new(inner: ByteStream) -> (Self, std::sync::Arc<std::sync::Mutex<HashState>>) {
+        let state = std::sync::Arc::new(std::sync::Mutex::new(HashState::default()));
+        (
+            HashingStream {
+                inner,
+                state: state.clone(),
+            },
+            state,
+        )
+    }
+}
+
+impl futures::Stream for HashingStream {
+    type Item = Result<Bytes, StorageError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use md5::Digest;
+        let poll = self.inner.as_mut().poll_next(cx);
+        if let std::task::Poll::Ready(Some(Ok(chunk))) = &poll {
+            // A poisoned lock only means another thread panicked while hashing; the counts are
+            // still the best information we have.
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.size += chunk.len() as u64;
+            st.md5.update(chunk);
+        }
+        poll
+    }
+}
+
+/// Guess a content type from a file name's extension, as Parse Server does (`mime.getType`).
+pub fn content_type_for(name: &str) -> Option<String> {
+    mime_guess::from_path(name)
+        .first()
+        .map(|m| m.essence_str().to_string())
+}
+
+/// Whether a GridFS or FS store encrypts what it writes, the way Parse Server's adapters do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Encryption {
+    /// Encrypt with `encryption_key` if set, else with `parse.file_key` (Parse Server's default
+    /// GridFS adapter encrypts with `fileKey` since 4.3.0).
+    FileKey,
+    /// Store plaintext.
+    None,
+}
+
+/// The `[source.*]` / `[destination]` table of the configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum StoreConfig {
+    Http(http::HttpConfig),
+    Gridfs(gridfs::GridFsConfig),
+    Fs(fs::FsConfig),
+    S3(s3::S3Config),
+    Gcs(gcs::GcsConfig),
+}
+
+impl StoreConfig {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            StoreConfig::Http(_) => "http",
+            StoreConfig::Gridfs(_) => "gridfs",
+            StoreConfig::Fs(_) => "fs",
+            StoreConfig::S3(_) => "s3",
+            StoreConfig::Gcs(_) => "gcs",
+        }
+    }
+}
+
+/// Settings from outside a store's own table that a store may need.
+#[derive(Debug, Clone, Default)]
+pub struct StoreContext {
+    /// The app's MongoDB URI (GridFS default).
+    pub mongo_uri: Option<crate::secret::Secret>,
+    /// The app's database name (GridFS default when the URI names none).
+    pub database: Option<String>,
+    /// Parse `fileKey`: the legacy URL segment, and the default encryption key.
+    pub file_key: Option<crate::secret::Secret>,
+    /// Parse application id (for `/files/<appId>/<name>` URLs).
+    pub app_id: Option<String>,
+}
+
+/// Build the store a configuration table describes. Does no I/O beyond building clients; call
+/// [`ObjectStore::check`] to test reachability.
+pub async fn open(
+    cfg: &StoreConfig,
+    ctx: &StoreContext,
+) -> Result<std::sync::Arc<dyn ObjectStore>, StorageError> {
+    Ok(match cfg {
+        StoreConfig::Http(c) => std::sync::Arc::new(http::HttpStore::new(c, ctx)?),
+        StoreConfig::Gridfs(c) => std::sync::Arc::new(gridfs::GridFsStore::new(c, ctx).await?),
+        StoreConfig::Fs(c) => std::sync::Arc::new(fs::FsStore::new(c, ctx)?),
+        StoreConfig::S3(c) => std::sync::Arc::new(s3::S3Store::new(c, ctx).await?),
+        StoreConfig::Gcs(c) => std::sync::Arc::new(gcs::GcsStore::new(c, ctx).await?),
+    })
+}

@@ -1,0 +1,199 @@
+//! The one conformance suite every storage backend runs (the `object_store` `integration.rs`
+//! idea): the contract in `src/storage/mod.rs`, checked against a real server.
+//!
+//! Usage from a backend's test file:
+//! ```ignore
+//! let store = /* a store on a fresh bucket/prefix/dir */;
+//! support::conformance::run(&*store).await;
+//! ```
+//! Read-only stores (the HTTP source) use [`run_read_only`] with a way to seed objects.
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt, stream};
+use parse_files_migrate::storage::{
+    ByteStream, GetOptions, ObjectStore, PutOptions, StorageError,
+};
+
+/// Names every writable backend must round-trip unchanged.
+pub const NAMES: &[&str] = &[
+    "plain.txt",
+    "0123456789abcdef0123456789abcdef_photo.jpg",
+    "tfss-3f2504e0-4f89-11d3-9a0c-0305e82c3301-pic.png",
+    "with space and (parens).txt",
+    "unicodé-名前-🎉.bin",
+    "at@sign~tilde.dat",
+    "percent%20literal%2F.txt",
+    "dir/sub/nested.txt",
+    "plus+and&amp=eq;semi'quote!.txt",
+];
+
+/// Chunk a buffer into a stream of `chunk`-sized pieces (uneven on purpose).
+pub fn body(data: &[u8], chunk: usize) -> ByteStream {
+    let chunks: Vec<Result<Bytes, StorageError>> = data
+        .chunks(chunk.max(1))
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    stream::iter(chunks).boxed()
+}
+
+/// A stream that yields `good` bytes and then fails, to simulate a source that breaks midway.
+pub fn failing_body(good: usize) -> ByteStream {
+    let data = super::bytes(good, 99);
+    let chunks: Vec<Result<Bytes, StorageError>> = vec![
+        Ok(Bytes::from(data)),
+        Err(StorageError::message("source", true, "connection reset (injected)")),
+    ];
+    stream::iter(chunks).boxed()
+}
+
+/// Read an object completely.
+pub async fn read_all(store: &dyn ObjectStore, name: &str) -> Result<Vec<u8>, StorageError> {
+    let got = store.get(name, &GetOptions::default()).await?;
+    let chunks: Vec<Bytes> = got.stream.try_collect().await?;
+    Ok(chunks.concat())
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    use md5::Digest;
+    hex::encode(md5::Md5::digest(data))
+}
+
+async fn roundtrip(store: &dyn ObjectStore, name: &str, data: &[u8], chunk: usize) {
+    let put = store
+        .put(name, body(data, chunk), &PutOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{}: put {name:?} ({} bytes): {e}", store.describe(), data.len()));
+    assert_eq!(put.size, data.len() as u64, "put size of {name:?}");
+    assert_eq!(put.md5, md5_hex(data), "put md5 of {name:?}");
+    let back = read_all(store, name)
+        .await
+        .unwrap_or_else(|e| panic!("{}: get {name:?}: {e}", store.describe()));
+    assert_eq!(back.len(), data.len(), "length of {name:?} read back");
+    assert!(back == data, "bytes of {name:?} read back differ");
+    let meta = store
+        .stat(name)
+        .await
+        .unwrap_or_else(|e| panic!("{}: stat {name:?}: {e}", store.describe()));
+    assert_eq!(meta.size, data.len() as u64, "stat size of {name:?}");
+    if store.capabilities().reports_md5 {
+        if let Some(md5) = &meta.md5 {
+            assert_eq!(md5, &md5_hex(data), "stat md5 of {name:?}");
+        }
+    }
+}
+
+/// The whole suite for a writable store. Every object it creates is deleted at the end.
+pub async fn run(store: &dyn ObjectStore) {
+    let caps = store.capabilities();
+    assert!(caps.write, "run() is for writable stores; use run_read_only");
+    store.check().await.expect("check() on a healthy store");
+
+    // Sizes: empty, 1 byte, one byte over 5 MiB (S3's minimum part), 64 MiB (many parts/chunks).
+    let sizes: &[(usize, usize)] = &[
+        (0, 1),
+        (1, 1),
+        (5 * 1024 * 1024 + 1, 64 * 1024 + 7),
+        (64 * 1024 * 1024, 1024 * 1024 + 3),
+    ];
+    for (i, (len, chunk)) in sizes.iter().enumerate() {
+        let name = format!("size-{len}.bin");
+        roundtrip(store, &name, &super::bytes(*len, i as u64), *chunk).await;
+        store.delete(&name).await.expect("delete");
+    }
+
+    // Names with characters that layouts must encode exactly like Parse Server's adapters.
+    for (i, name) in NAMES.iter().enumerate() {
+        roundtrip(store, name, &super::bytes(100 + i, 1000 + i as u64), 33).await;
+        let loc = store.location(name).expect("location of a valid name");
+        assert!(!loc.is_empty());
+    }
+
+    // Not found: get and stat say NotFound, distinct from other errors; delete is idempotent.
+    let missing = "does-not-exist-4b1d.bin";
+    match store.get(missing, &GetOptions::default()).await {
+        Err(e) => assert!(e.is_not_found(), "get of a missing object: want NotFound, got {e}"),
+        Ok(_) => panic!("get of a missing object succeeded"),
+    }
+    match store.stat(missing).await {
+        Err(e) => assert!(e.is_not_found(), "stat of a missing object: want NotFound, got {e}"),
+        Ok(m) => panic!("stat of a missing object returned {m:?}"),
+    }
+    store.delete(missing).await.expect("delete of a missing object is not an error");
+
+    // Overwrite replaces: a shorter second version leaves no tail of the first.
+    let name = "overwrite.txt";
+    roundtrip(store, name, b"first version, quite long", 4).await;
+    roundtrip(store, name, b"second", 4).await;
+
+    // Content type: carried through where the backend stores one.
+    let name = "typed.json";
+    store
+        .put(
+            name,
+            body(b"{}", 2),
+            &PutOptions {
+                content_type: Some("application/json".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("put with content type");
+    let meta = store.stat(name).await.expect("stat typed");
+    if let Some(ct) = meta.content_type {
+        assert_eq!(ct, "application/json", "content type round trip");
+    }
+
+    // Atomicity: a write whose input fails midway leaves nothing visible — neither a new object
+    // nor a damaged old one.
+    let name = "atomic.bin";
+    let err = store
+        .put(name, failing_body(3 * 1024 * 1024), &PutOptions::default())
+        .await
+        .expect_err("put of a failing stream must fail");
+    let _ = err;
+    match store.stat(name).await {
+        Err(e) => assert!(e.is_not_found(), "after a failed put: want NotFound, got {e}"),
+        Ok(m) => panic!("a failed put left a visible object: {m:?}"),
+    }
+    roundtrip(store, name, b"old content", 3).await;
+    let _ = store
+        .put(name, failing_body(100), &PutOptions::default())
+        .await
+        .expect_err("put of a failing stream must fail");
+    assert_eq!(
+        read_all(store, name).await.expect("old object still readable"),
+        b"old content",
+        "a failed overwrite must leave the old object intact"
+    );
+
+    // Ranged reads, where supported.
+    if caps.range_reads {
+        let data = super::bytes(300_000, 7);
+        store
+            .put("range.bin", body(&data, 10_000), &PutOptions::default())
+            .await
+            .expect("put range.bin");
+        let got = store
+            .get(
+                "range.bin",
+                &GetOptions {
+                    offset: 123_457,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("ranged get");
+        let chunks: Vec<Bytes> = got.stream.try_collect().await.expect("ranged read");
+        assert!(chunks.concat() == data[123_457..], "ranged read content");
+        store.delete("range.bin").await.expect("delete");
+    }
+
+    // Clean up and check deletes took.
+    for name in NAMES.iter().chain(["overwrite.txt", "typed.json", "atomic.bin"].iter()) {
+        store.delete(name).await.expect("delete");
+        match store.stat(name).await {
+            Err(e) => assert!(e.is_not_found(), "after delete: want NotFound, got {e}"),
+            Ok(_) => panic!("{name:?} still exists after delete"),
+        }
+    }
+}
