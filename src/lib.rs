@@ -5,5 +5,6 @@
 //! The binary (`main.rs`) is a thin shell around [`run`]; everything else is a library so the
 //! integration tests can drive the same code against real servers.
 
+pub mod parse;
 pub mod secret;
 pub mod storage;

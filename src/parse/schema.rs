@@ -1,0 +1,1 @@
+//! Reading `_SCHEMA` (being implemented).
