@@ -6,5 +6,6 @@
 //! integration tests can drive the same code against real servers.
 
 pub mod parse;
+pub mod scan;
 pub mod secret;
 pub mod storage;

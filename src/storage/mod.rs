@@ -143,7 +143,10 @@ pub enum StorageError {
     InvalidName { name: String, reason: String },
     /// The backend does not support this operation (see [`Capabilities`]).
     #[error("{operation} is not supported by {store}")]
-    Unsupported { operation: &'static str, store: String },
+    Unsupported {
+        operation: &'static str,
+        store: String,
+    },
     /// The bytes do not match what was expected (size, hash, a broken stream).
     #[error("{name}: integrity check failed: {reason}")]
     Integrity { name: String, reason: String },

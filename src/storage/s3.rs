@@ -30,7 +30,10 @@ impl S3Store {
     }
 
     fn unsupported(&self, operation: &'static str) -> StorageError {
-        StorageError::Unsupported { operation, store: self.describe() }
+        StorageError::Unsupported {
+            operation,
+            store: self.describe(),
+        }
     }
 }
 
@@ -41,7 +44,13 @@ impl ObjectStore for S3Store {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { write: false, stat: false, list: false, range_reads: false, reports_md5: false }
+        Capabilities {
+            write: false,
+            stat: false,
+            list: false,
+            range_reads: false,
+            reports_md5: false,
+        }
     }
 
     fn location(&self, _name: &str) -> Result<String, StorageError> {
@@ -56,7 +65,12 @@ impl ObjectStore for S3Store {
         Err(self.unsupported("get"))
     }
 
-    async fn put(&self, _name: &str, _body: ByteStream, _opts: &PutOptions) -> Result<PutResult, StorageError> {
+    async fn put(
+        &self,
+        _name: &str,
+        _body: ByteStream,
+        _opts: &PutOptions,
+    ) -> Result<PutResult, StorageError> {
         Err(self.unsupported("put"))
     }
 

@@ -1,0 +1,83 @@
+//! Finding every File reference in the database.
+//!
+//! [`ClassWalker`] walks one class collection by `_id` keyset pages (never `skip`, never one
+//! long-lived cursor) and hands back, per page, the references found and the problems met.
+//! [`nested`] does the per-document work: top-level File fields and a recursive search of
+//! Object/Array fields for `{__type: "File"}` values.
+//!
+//! Memory is O(page): nothing here keeps references beyond the page it returns. Malformed data
+//! becomes a [`ScanIssue`] for that one value; a page never fails because of one document.
+
+pub mod nested;
+mod walk;
+
+pub use walk::{ClassWalker, Page, WalkOptions};
+
+use mongodb::bson::Bson;
+use serde::Serialize;
+
+use crate::parse::names::NameKind;
+
+/// How a reference is stored in its document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Shape {
+    /// A top-level File field holding the bare name string (Parse Server's format).
+    BareName,
+    /// A `{__type: "File", name, url}` object at the top level (accepted defensively).
+    TopLevelObject,
+    /// A `{__type: "File", name, url}` object inside an Object/Array field or Parse Config.
+    Nested,
+}
+
+/// One place in one document that names a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRef {
+    pub class: String,
+    /// The document's `_id`, exactly as stored (for compare-and-swap updates).
+    pub id: Bson,
+    /// Dotted path inside the document: `image`, `meta.avatar`, `gallery.2.file`,
+    /// `params.logo`. For object shapes this is the path of the File object itself.
+    pub path: String,
+    pub name: String,
+    /// The stored `url` of a File object, if any.
+    pub url: Option<String>,
+    pub shape: Shape,
+}
+
+impl FileRef {
+    pub fn kind(&self) -> NameKind {
+        NameKind::of(&self.name)
+    }
+
+    /// `_id` as a string: an ObjectId as 24 hex, an integer in decimal, a string as is.
+    pub fn object_id(&self) -> String {
+        id_string(&self.id)
+    }
+
+    pub fn nested(&self) -> bool {
+        self.shape == Shape::Nested
+    }
+}
+
+/// `_id` as the string the listing shows.
+pub fn id_string(id: &Bson) -> String {
+    match id {
+        Bson::String(s) => s.clone(),
+        Bson::ObjectId(o) => o.to_hex(),
+        Bson::Int32(i) => i.to_string(),
+        Bson::Int64(i) => i.to_string(),
+        Bson::Double(d) => d.to_string(),
+        other => other.clone().into_relaxed_extjson().to_string(),
+    }
+}
+
+/// A value that looks like a file reference but cannot be used, or a part of a document that
+/// could not be searched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScanIssue {
+    pub class: String,
+    pub object_id: String,
+    pub path: String,
+    pub problem: String,
+}

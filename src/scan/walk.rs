@@ -1,0 +1,192 @@
+//! Keyset paging over one class collection.
+//!
+//! `_id`s may be strings (Parse's format), ObjectIds (imported data), integers (`_GlobalConfig`)
+//! or anything else. MongoDB's range operators only compare values of the same *type bracket*
+//! (`{$gt: "abc"}` never matches a number), so a single `_id > last` walk would silently stop at
+//! the first bracket boundary. We walk each bracket in turn, in BSON sort order, with
+//! `{_id: {$gt: last, $type: <bracket>}}` and `sort {_id: 1}`: every document is seen exactly once
+//! even in a collection with mixed `_id` types.
+//!
+//! Each page is its own short `find` with `limit` = `batch_size` = page size: one round trip, no
+//! cursor kept open between pages (no cursor timeouts on long runs).
+
+use futures::TryStreamExt;
+use mongodb::Collection;
+use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
+
+use super::nested::{Fields, extract};
+use super::{FileRef, ScanIssue};
+use crate::parse::schema::ClassSchema;
+
+/// `_id` type brackets in BSON comparison order (arrays, regexes and undefined cannot be `_id`s).
+const BRACKETS: &[&[&str]] = &[
+    &["minKey"],
+    &["null"],
+    &["int", "long", "double", "decimal"],
+    &["string", "symbol"],
+    &["object"],
+    &["binData"],
+    &["objectId"],
+    &["bool"],
+    &["date"],
+    &["timestamp"],
+    &["maxKey"],
+];
+
+/// How to walk a class.
+#[derive(Debug, Clone)]
+pub struct WalkOptions {
+    /// Documents per page (one round trip each).
+    pub page_size: u32,
+    /// Search Object/Array fields for nested Files.
+    pub nested: bool,
+}
+
+impl Default for WalkOptions {
+    fn default() -> Self {
+        WalkOptions {
+            page_size: 1000,
+            nested: true,
+        }
+    }
+}
+
+/// One page of a walk.
+#[derive(Debug, Default)]
+pub struct Page {
+    /// Documents read in this page.
+    pub objects: u64,
+    pub refs: Vec<FileRef>,
+    pub issues: Vec<ScanIssue>,
+    /// The last `_id` of the page: a checkpoint from which [`ClassWalker::resume_after`] continues.
+    pub last_id: Option<Bson>,
+}
+
+/// Walks one class collection page by page. See the module documentation.
+pub struct ClassWalker {
+    coll: Collection<RawDocumentBuf>,
+    class: ClassSchema,
+    projection: Document,
+    opts: WalkOptions,
+    bracket: usize,
+    last: Option<Bson>,
+}
+
+impl ClassWalker {
+    /// A walker over `coll` that looks at the candidate fields of `class`.
+    pub fn new(coll: Collection<RawDocumentBuf>, class: ClassSchema, opts: WalkOptions) -> Self {
+        let mut projection = doc! {"_id": 1};
+        for f in &class.file_fields {
+            projection.insert(f.clone(), 1);
+        }
+        if opts.nested {
+            for f in &class.container_fields {
+                projection.insert(f.clone(), 1);
+            }
+        }
+        ClassWalker {
+            coll,
+            class,
+            projection,
+            opts,
+            bracket: 0,
+            last: None,
+        }
+    }
+
+    /// Continue after a checkpoint: the walk restarts just past `id`.
+    pub fn resume_after(mut self, id: Bson) -> Self {
+        let t = type_alias(&id);
+        self.bracket = BRACKETS.iter().position(|b| b.contains(&t)).unwrap_or(0);
+        self.last = Some(id);
+        self
+    }
+
+    pub fn class(&self) -> &ClassSchema {
+        &self.class
+    }
+
+    /// The next page, or `None` when the collection is exhausted.
+    pub async fn next_page(&mut self) -> mongodb::error::Result<Option<Page>> {
+        let containers: &[String] = if self.opts.nested {
+            &self.class.container_fields
+        } else {
+            &[]
+        };
+        while self.bracket < BRACKETS.len() {
+            let types: Vec<Bson> = BRACKETS[self.bracket]
+                .iter()
+                .map(|t| Bson::String(t.to_string()))
+                .collect();
+            let filter = match &self.last {
+                None => doc! {"_id": {"$type": types}},
+                Some(last) => doc! {"_id": {"$gt": last.clone(), "$type": types}},
+            };
+            let docs: Vec<RawDocumentBuf> = self
+                .coll
+                .find(filter)
+                .projection(self.projection.clone())
+                .sort(doc! {"_id": 1})
+                .limit(i64::from(self.opts.page_size))
+                .batch_size(self.opts.page_size)
+                .await?
+                .try_collect()
+                .await?;
+            if docs.is_empty() {
+                self.bracket += 1;
+                self.last = None;
+                continue;
+            }
+            let mut page = Page {
+                objects: docs.len() as u64,
+                ..Page::default()
+            };
+            let fields = Fields {
+                class: &self.class.name,
+                files: &self.class.file_fields,
+                containers,
+            };
+            for raw in &docs {
+                let id = match raw.get("_id") {
+                    Ok(Some(v)) => match v.to_raw_bson().try_into() {
+                        Ok(b) => b,
+                        Err(_) => Bson::Null,
+                    },
+                    _ => Bson::Null,
+                };
+                extract(raw, &id, &fields, &mut page.refs, &mut page.issues);
+                page.last_id = Some(id);
+            }
+            if docs.len() < self.opts.page_size as usize {
+                // A short page ends this bracket: skip the extra empty query.
+                self.bracket += 1;
+                self.last = None;
+            } else {
+                self.last = page.last_id.clone();
+            }
+            return Ok(Some(page));
+        }
+        Ok(None)
+    }
+}
+
+/// The `$type` alias of a value (to find its bracket when resuming).
+fn type_alias(v: &Bson) -> &'static str {
+    match v {
+        Bson::MinKey => "minKey",
+        Bson::Null => "null",
+        Bson::Int32(_) => "int",
+        Bson::Int64(_) => "long",
+        Bson::Double(_) => "double",
+        Bson::Decimal128(_) => "decimal",
+        Bson::String(_) | Bson::Symbol(_) => "string",
+        Bson::Document(_) => "object",
+        Bson::Binary(_) => "binData",
+        Bson::ObjectId(_) => "objectId",
+        Bson::Boolean(_) => "bool",
+        Bson::DateTime(_) => "date",
+        Bson::Timestamp(_) => "timestamp",
+        Bson::MaxKey => "maxKey",
+        _ => "minKey",
+    }
+}
