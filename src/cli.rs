@@ -204,8 +204,7 @@ pub enum KindArg {
     Other,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SelectArg {
     /// `parse-hosted` and `parse-legacy` names (the hosted-Parse rescue)
     Hosted,
@@ -215,8 +214,7 @@ pub enum SelectArg {
     All,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RenameArg {
     /// Legacy names get a Parse-Server-style name; others keep theirs
     Auto,
@@ -310,6 +308,38 @@ pub struct RollbackArgs {
     /// Also delete the objects the migration created at the destination
     #[arg(long)]
     pub delete_copies: bool,
+}
+
+impl From<SelectArg> for crate::parse::names::Selection {
+    fn from(s: SelectArg) -> Self {
+        match s {
+            SelectArg::Hosted => Self::Hosted,
+            SelectArg::Server => Self::Server,
+            SelectArg::All => Self::All,
+        }
+    }
+}
+
+impl From<RenameArg> for crate::parse::names::RenamePolicy {
+    fn from(r: RenameArg) -> Self {
+        match r {
+            RenameArg::Auto => Self::Auto,
+            RenameArg::Keep => Self::Keep,
+            RenameArg::ParseServer => Self::ParseServer,
+        }
+    }
+}
+
+impl From<KindArg> for crate::parse::names::NameKind {
+    fn from(k: KindArg) -> Self {
+        match k {
+            KindArg::ParseHosted => Self::ParseHosted,
+            KindArg::ParseLegacy => Self::ParseLegacy,
+            KindArg::ParseServer => Self::ParseServer,
+            KindArg::Migrated => Self::Migrated,
+            KindArg::Other => Self::Other,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,10 @@
 //! The binary (`main.rs`) is a thin shell around [`run`]; everything else is a library so the
 //! integration tests can drive the same code against real servers.
 
+pub mod cli;
+pub mod exit;
 pub mod parse;
 pub mod scan;
 pub mod secret;
+pub mod settings;
 pub mod storage;

@@ -161,6 +161,56 @@ pub fn parse_server_name(name: &str) -> String {
     format!("{}_{}", &hex::encode(digest)[..32], rest)
 }
 
+/// How target names are chosen (`--rename`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RenamePolicy {
+    /// Hosted-Parse names get a Parse-Server-style name (else Parse Server keeps pointing clients
+    /// at the dead hosts while `fileKey` is set); other names keep theirs.
+    Auto,
+    /// Every name is kept.
+    Keep,
+    /// Every name that is not already Parse-Server-style gets one.
+    ParseServer,
+}
+
+/// The name a file gets at the destination under `policy`.
+pub fn target_name(name: &str, policy: RenamePolicy) -> std::borrow::Cow<'_, str> {
+    let kind = NameKind::of(name);
+    let rename = match policy {
+        RenamePolicy::Auto => kind.is_hosted(),
+        RenamePolicy::Keep => false,
+        RenamePolicy::ParseServer => kind != NameKind::ParseServer,
+    };
+    if rename {
+        std::borrow::Cow::Owned(parse_server_name(name))
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
+}
+
+/// Which names a run moves (`--select`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Selection {
+    /// `parse-hosted` and `parse-legacy` names (the hosted-Parse rescue).
+    Hosted,
+    /// Every other name (an adapter move).
+    Server,
+    /// Everything.
+    All,
+}
+
+impl Selection {
+    pub fn includes(self, kind: NameKind) -> bool {
+        match self {
+            Selection::Hosted => kind.is_hosted(),
+            Selection::Server => !kind.is_hosted(),
+            Selection::All => true,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,5 +320,20 @@ mod tests {
         );
         assert_eq!(encode_uri_component("é名🎉"), "%C3%A9%E5%90%8D%F0%9F%8E%89");
         assert_eq!(encode_uri_component(""), "");
+    }
+
+    #[test]
+    fn policies() {
+        let legacy = "tfss-x-photo.jpg";
+        let server = "0123456789abcdef0123456789abcdef_a.png";
+        assert_ne!(target_name(legacy, RenamePolicy::Auto), legacy);
+        assert_eq!(target_name(server, RenamePolicy::Auto), server);
+        assert_eq!(target_name("mfp_x", RenamePolicy::Auto), "mfp_x");
+        assert_eq!(target_name(legacy, RenamePolicy::Keep), legacy);
+        assert_eq!(target_name(server, RenamePolicy::ParseServer), server);
+        assert!(target_name("mfp_x", RenamePolicy::ParseServer).ends_with("_mfp_x"));
+        assert!(Selection::Hosted.includes(NameKind::ParseLegacy));
+        assert!(!Selection::Hosted.includes(NameKind::Other));
+        assert!(Selection::Server.includes(NameKind::Migrated));
     }
 }

@@ -1,0 +1,97 @@
+//! Exit codes (the product contract; documented in the README) and the error type that carries
+//! one through `anyhow` chains.
+//!
+//! Code paths that know *why* they fail wrap the error in [`Coded`] (via [`usage`],
+//! [`unreachable`], or [`Coded::new`]); everything else is an internal error (1). `main` prints the
+//! chain and the hint, and exits with [`code_of`].
+
+use std::fmt;
+
+/// Done; nothing failed.
+pub const OK: i32 = 0;
+/// Internal error (a bug, or an unexpected failure).
+pub const INTERNAL: i32 = 1;
+/// Usage or configuration error.
+pub const USAGE: i32 = 2;
+/// Finished, but some references could not be migrated; also `list --fail-on` matched.
+pub const INCOMPLETE: i32 = 3;
+/// Cannot reach MongoDB, the source or the destination at start-up.
+pub const UNREACHABLE: i32 = 4;
+/// `verify` found a mismatch.
+pub const VERIFY_MISMATCH: i32 = 5;
+/// Stopped at `--max-files` / `--max-bytes` / `--max-duration`; a re-run continues.
+pub const CUTOFF: i32 = 8;
+/// Interrupted (Ctrl-C / SIGTERM); a re-run continues.
+pub const INTERRUPTED: i32 = 130;
+
+/// An error with a known exit code and an optional hint for the operator.
+#[derive(Debug)]
+pub struct Coded {
+    pub code: i32,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Coded {
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        Coded {
+            code,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for Coded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Coded {}
+
+/// A usage or configuration error (exit 2).
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    Coded::new(USAGE, message).into()
+}
+
+/// A start-up reachability error (exit 4) with a hint.
+pub fn unreachable(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
+    Coded::new(UNREACHABLE, message).hint(hint).into()
+}
+
+/// The exit code for an error: the outermost [`Coded`] in its chain, else [`INTERNAL`].
+pub fn code_of(err: &anyhow::Error) -> i32 {
+    err.chain()
+        .find_map(|e| e.downcast_ref::<Coded>())
+        .map_or(INTERNAL, |c| c.code)
+}
+
+/// The hint attached to an error, if any.
+pub fn hint_of(err: &anyhow::Error) -> Option<&str> {
+    err.chain()
+        .find_map(|e| e.downcast_ref::<Coded>())
+        .and_then(|c| c.hint.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn codes_survive_context() {
+        let e: anyhow::Result<()> = Err(usage("bad flag"));
+        let e = e.context("while resolving settings").unwrap_err();
+        assert_eq!(code_of(&e), USAGE);
+        assert_eq!(code_of(&anyhow::anyhow!("boom")), INTERNAL);
+        let e = unreachable("no mongo", "is it running?");
+        assert_eq!(code_of(&e), UNREACHABLE);
+        assert_eq!(hint_of(&e), Some("is it running?"));
+    }
+}
