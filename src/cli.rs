@@ -42,7 +42,13 @@ pub struct Cli {
 #[derive(Debug, Args, Clone, Default)]
 pub struct GlobalArgs {
     /// Configuration file (TOML); see config.example.toml
-    #[arg(short = 'c', long, env = "PFM_CONFIG", global = true, value_name = "FILE")]
+    #[arg(
+        short = 'c',
+        long,
+        env = "PFM_CONFIG",
+        global = true,
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
 
     /// MongoDB connection string of the Parse app (the database is taken from its path)
@@ -60,7 +66,12 @@ pub struct GlobalArgs {
     pub database: Option<String>,
 
     /// Parse Server `collectionPrefix` (applies to `_SCHEMA` and every class collection)
-    #[arg(long, env = "PFM_COLLECTION_PREFIX", global = true, value_name = "PREFIX")]
+    #[arg(
+        long,
+        env = "PFM_COLLECTION_PREFIX",
+        global = true,
+        value_name = "PREFIX"
+    )]
     pub collection_prefix: Option<String>,
 
     /// Parse application id (used in `/files/<appId>/<name>` URLs)

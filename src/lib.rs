@@ -6,9 +6,14 @@
 //! integration tests can drive the same code against real servers.
 
 pub mod cli;
+mod commands;
+pub mod db;
 pub mod exit;
 pub mod parse;
+pub mod report;
 pub mod scan;
 pub mod secret;
 pub mod settings;
 pub mod storage;
+
+pub use commands::run;

@@ -14,8 +14,8 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{GlobalArgs, LogFormat, MigrateArgs, ProgressMode};
-use crate::parse::names::{RenamePolicy, Selection};
 use crate::exit::usage;
+use crate::parse::names::{RenamePolicy, Selection};
 use crate::secret::{Secret, redact_uri};
 use crate::storage::StoreConfig;
 
@@ -250,13 +250,13 @@ impl Settings {
             .clone()
             .or(file.mongo.database)
             .or_else(|| uri.as_ref().and_then(|u| database_from_uri(u.expose())));
-        if let Some(u) = &uri {
-            if !(u.expose().starts_with("mongodb://") || u.expose().starts_with("mongodb+srv://")) {
-                return Err(usage(format!(
-                    "the MongoDB URI must start with mongodb:// or mongodb+srv://, got {}",
-                    u.redacted()
-                )));
-            }
+        if let Some(u) = uri.as_ref().filter(|u| {
+            !(u.expose().starts_with("mongodb://") || u.expose().starts_with("mongodb+srv://"))
+        }) {
+            return Err(usage(format!(
+                "the MongoDB URI must start with mongodb:// or mongodb+srv://, got {}",
+                u.redacted()
+            )));
         }
         let page_size = file.mongo.page_size.unwrap_or(defaults::PAGE_SIZE);
         if page_size == 0 {
@@ -278,10 +278,11 @@ impl Settings {
             None => None,
         };
         let max_duration = match m.and_then(|m| m.max_duration.clone()).or(run.max_duration) {
-            Some(s) => Some(
-                humantime::parse_duration(&s)
-                    .map_err(|e| usage(format!("--max-duration {s:?}: {e} (examples: 90s, 45m, 2h)")))?,
-            ),
+            Some(s) => Some(humantime::parse_duration(&s).map_err(|e| {
+                usage(format!(
+                    "--max-duration {s:?}: {e} (examples: 90s, 45m, 2h)"
+                ))
+            })?),
             None => None,
         };
         let shard = match m.and_then(|m| m.shard.clone()).or(run.shard) {
@@ -304,7 +305,11 @@ impl Settings {
             },
             parse: ParseSettings {
                 app_id: global.app_id.clone().or(file.parse.app_id),
-                file_key: global.file_key.clone().map(Secret::new).or(file.parse.file_key),
+                file_key: global
+                    .file_key
+                    .clone()
+                    .map(Secret::new)
+                    .or(file.parse.file_key),
                 public_server_url: global
                     .public_server_url
                     .clone()
@@ -417,7 +422,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| "expected a number with an optional unit, e.g. 10GiB".to_string())?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| "expected a number with an optional unit, e.g. 10GiB".to_string())?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kib" => 1 << 10,
@@ -428,7 +435,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
         "tb" => 1_000_000_000_000,
-        u => return Err(format!("unknown unit {u:?} (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)")),
+        u => {
+            return Err(format!(
+                "unknown unit {u:?} (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
+            ));
+        }
     };
     let v = n * mult as f64;
     if !v.is_finite() || v < 0.0 || v > u64::MAX as f64 {
@@ -477,9 +488,13 @@ mod tests {
     fn unknown_keys_are_errors_naming_the_key() {
         let e = file("[mongo]\nurl = \"x\"").unwrap_err().to_string();
         assert!(e.contains("url"), "{e}");
-        let e = file("[destination]\ntype = \"s3\"\nbukket = \"x\"").unwrap_err().to_string();
+        let e = file("[destination]\ntype = \"s3\"\nbukket = \"x\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bukket"), "{e}");
-        let e = file("[destination]\ntype = \"ftp\"").unwrap_err().to_string();
+        let e = file("[destination]\ntype = \"ftp\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("ftp"), "{e}");
         assert!(file("[destination]\ntype = \"s3\"\nbucket = \"b\"").is_ok());
     }
@@ -489,7 +504,10 @@ mod tests {
         let f = file("[mongo]\nuri = \"mongodb://admin:hunter2@h:27017/app\"\n[parse]\nfile_key = \"fk-secret\"").unwrap();
         let s = Settings::from_parts(&GlobalArgs::default(), None, f).unwrap();
         let out = s.to_toml().unwrap();
-        assert!(!out.contains("hunter2") && !out.contains("fk-secret"), "{out}");
+        assert!(
+            !out.contains("hunter2") && !out.contains("fk-secret"),
+            "{out}"
+        );
         assert!(out.contains("admin:<redacted>@h:27017/app"), "{out}");
     }
 
@@ -503,8 +521,14 @@ mod tests {
         assert_eq!(parse_shard("1/4").unwrap(), Shard { index: 1, count: 4 });
         assert!(parse_shard("4/4").is_err());
         assert!(parse_shard("0/0").is_err());
-        assert_eq!(database_from_uri("mongodb://u:p@h1,h2/parse?x=1").as_deref(), Some("parse"));
-        assert_eq!(database_from_uri("mongodb://h/?directConnection=true"), None);
+        assert_eq!(
+            database_from_uri("mongodb://u:p@h1,h2/parse?x=1").as_deref(),
+            Some("parse")
+        );
+        assert_eq!(
+            database_from_uri("mongodb://h/?directConnection=true"),
+            None
+        );
         assert_eq!(database_from_uri("mongodb://h"), None);
     }
 }

@@ -9,8 +9,10 @@
 //! becomes a [`ScanIssue`] for that one value; a page never fails because of one document.
 
 pub mod nested;
+pub mod targets;
 mod walk;
 
+pub use targets::{Filter, Target, targets};
 pub use walk::{ClassWalker, Page, WalkOptions};
 
 use mongodb::bson::Bson;

@@ -1,0 +1,109 @@
+//! Discovery shared by the read-only commands: connect, read `_SCHEMA`, decide what to walk.
+
+use anyhow::Context;
+use mongodb::Database;
+
+use crate::cli::Filters;
+use crate::parse::schema::{self, AppSchema, GLOBAL_CONFIG, collection_name};
+use crate::scan::{self, Filter, Target};
+use crate::settings::Settings;
+
+pub struct Discovery {
+    pub db: Database,
+    pub database: String,
+    pub schema: AppSchema,
+    pub targets: Vec<Target>,
+    /// Every collection name in the database (for explanations).
+    pub collections: Vec<String>,
+}
+
+pub async fn discover(settings: &Settings, filters: &Filters) -> anyhow::Result<Discovery> {
+    let (uri, database) = settings.mongo_target()?;
+    let (_client, db) = crate::db::connect(uri, database).await?;
+    let prefix = &settings.mongo.collection_prefix;
+    let schema = schema::load(&db, prefix)
+        .await
+        .with_context(|| format!("reading {}", collection_name(prefix, "_SCHEMA")))?;
+    for w in &schema.warnings {
+        tracing::warn!(
+            class = w.class.as_deref().unwrap_or(""),
+            "_SCHEMA: {}",
+            w.message
+        );
+    }
+    let collections = db
+        .list_collection_names()
+        .await
+        .context("listing collections")?;
+    let config_exists = collections
+        .iter()
+        .any(|c| c == &collection_name(prefix, GLOBAL_CONFIG));
+    let filter = Filter {
+        classes: filters.classes.clone(),
+        fields: filters.fields.clone(),
+        nested: settings.run.nested && !filters.no_nested,
+    };
+    for c in &filter.classes {
+        if c != GLOBAL_CONFIG && !schema.classes.iter().any(|s| &s.name == c) {
+            tracing::warn!("--class {c}: no such class in {}", schema.schema_collection);
+        }
+    }
+    let targets = scan::targets(&schema, prefix, &filter, config_exists);
+    Ok(Discovery {
+        db,
+        database: database.to_string(),
+        schema,
+        targets,
+        collections,
+    })
+}
+
+/// Why nothing was found, with what to try.
+pub fn explain_empty(d: &Discovery, prefix: &str) -> String {
+    if !d.schema.schema_exists {
+        let candidates: Vec<&String> = d
+            .collections
+            .iter()
+            .filter(|c| c.ends_with("_SCHEMA"))
+            .collect();
+        let mut msg = format!(
+            "no collection {:?} in database {:?}, so no File fields are known.",
+            d.schema.schema_collection, d.database
+        );
+        if candidates.is_empty() {
+            msg.push_str(&format!(
+                " The database has {} collections and none ends in _SCHEMA: is this the Parse app's database?",
+                d.collections.len()
+            ));
+        } else {
+            let hints: Vec<String> = candidates
+                .iter()
+                .map(|c| format!("--collection-prefix {:?}", c.trim_end_matches("_SCHEMA")))
+                .collect();
+            msg.push_str(&format!(
+                " Found {}: try {}.",
+                candidates
+                    .iter()
+                    .map(|c| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                hints.join(" or ")
+            ));
+        }
+        return msg;
+    }
+    if d.targets.is_empty() {
+        return format!(
+            "{} has {} classes but none has a File field (or an Object/Array field to search) \
+             matching the filters{}.",
+            d.schema.schema_collection,
+            d.schema.classes.len(),
+            if prefix.is_empty() {
+                ""
+            } else {
+                " (with the prefix)"
+            }
+        );
+    }
+    "the File fields exist, but no object holds a file in them.".to_string()
+}

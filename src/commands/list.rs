@@ -1,0 +1,129 @@
+//! `list`: every file reference, one row each, streamed as it is found. Read-only.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use super::discover::{discover, explain_empty};
+use crate::cli::{ListArgs, ListOutput};
+use crate::exit::{INCOMPLETE, OK};
+use crate::parse::names::{NameKind, Selection, target_name};
+use crate::report::list::{ListFormat, ListRow, ListWriter};
+use crate::report::stdout_is_terminal;
+use crate::scan::{ClassWalker, FileRef, WalkOptions};
+use crate::settings::Settings;
+use crate::storage::{self, ObjectStore};
+
+pub async fn run(settings: &Settings, args: &ListArgs) -> anyhow::Result<i32> {
+    let d = discover(settings, &args.filters).await?;
+    let kinds: HashSet<NameKind> = args.kinds.iter().map(|k| (*k).into()).collect();
+    let fail_on: HashSet<NameKind> = args.fail_on.iter().map(|k| (*k).into()).collect();
+    let rename = args.rename.map(Into::into).unwrap_or(settings.run.rename);
+    let sources = Sources::open(settings).await;
+
+    let format = match args.output {
+        Some(ListOutput::Table) => ListFormat::Table,
+        Some(ListOutput::Jsonl) => ListFormat::Jsonl,
+        Some(ListOutput::Csv) => ListFormat::Csv,
+        None if stdout_is_terminal() => ListFormat::Table,
+        None => ListFormat::Jsonl,
+    };
+    let mut writer = ListWriter::new(format, std::io::stdout().lock())?;
+    let (mut issues, mut matched_fail_on) = (0u64, 0u64);
+    for target in &d.targets {
+        let mut walker = ClassWalker::new(
+            d.db.collection(&target.collection),
+            target.class.clone(),
+            WalkOptions {
+                page_size: settings.mongo.page_size,
+                nested: true,
+            },
+        );
+        while let Some(page) = walker
+            .next_page()
+            .await
+            .with_context(|| format!("walking {}", target.collection))?
+        {
+            for i in &page.issues {
+                tracing::warn!(class = %i.class, object_id = %i.object_id, path = %i.path, "{}", i.problem);
+            }
+            issues += page.issues.len() as u64;
+            for r in &page.refs {
+                let kind = r.kind();
+                if !kinds.is_empty() && !kinds.contains(&kind) {
+                    continue;
+                }
+                if fail_on.contains(&kind) {
+                    matched_fail_on += 1;
+                }
+                writer.write(&ListRow {
+                    class: r.class.clone(),
+                    object_id: r.object_id(),
+                    path: r.path.clone(),
+                    name: r.name.clone(),
+                    kind: kind.as_str(),
+                    nested: r.nested(),
+                    source: sources.location(r),
+                    target_name: target_name(&r.name, rename).into_owned(),
+                    status: "pending",
+                })?;
+            }
+        }
+    }
+    let rows = writer.finish()?;
+    if rows == 0 && issues == 0 && kinds.is_empty() {
+        tracing::warn!(
+            "no file references found: {}",
+            explain_empty(&d, &settings.mongo.collection_prefix)
+        );
+    }
+    tracing::info!(
+        references = rows,
+        malformed = issues,
+        "listed {rows} references"
+    );
+    if matched_fail_on > 0 {
+        tracing::warn!("{matched_fail_on} references match --fail-on");
+        return Ok(INCOMPLETE);
+    }
+    Ok(OK)
+}
+
+/// The configured sources, to show where each reference's bytes would be read from.
+struct Sources {
+    hosted: Option<Arc<dyn ObjectStore>>,
+    server: Option<Arc<dyn ObjectStore>>,
+}
+
+impl Sources {
+    async fn open(settings: &Settings) -> Sources {
+        let ctx = super::store_context(settings);
+        let open = |cfg: Option<storage::StoreConfig>| {
+            let ctx = ctx.clone();
+            async move {
+                let cfg = cfg?;
+                match storage::open(&cfg, &ctx).await {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        tracing::warn!("source {} unavailable for listing: {e}", cfg.type_name());
+                        None
+                    }
+                }
+            }
+        };
+        Sources {
+            hosted: open(Some(settings.source.hosted.clone())).await,
+            server: open(settings.source.server.clone()).await,
+        }
+    }
+
+    fn location(&self, r: &FileRef) -> Option<String> {
+        let store = if Selection::Hosted.includes(r.kind()) {
+            self.hosted.as_ref()
+        } else {
+            self.server.as_ref()
+        }?;
+        store.location(&r.name).ok()
+    }
+}

@@ -1,0 +1,102 @@
+//! `schema`: classes, File fields, nested File paths and counts. Read-only.
+
+use std::io::Write;
+
+use anyhow::Context;
+use mongodb::bson::RawDocumentBuf;
+
+use super::discover::{discover, explain_empty};
+use crate::cli::{SchemaArgs, SchemaOutput};
+use crate::exit::OK;
+use crate::parse::schema::collection_name;
+use crate::report::schema::{ClassReport, SchemaReport};
+use crate::report::stdout_is_terminal;
+use crate::scan::{ClassWalker, WalkOptions};
+use crate::settings::Settings;
+
+pub async fn run(settings: &Settings, args: &SchemaArgs) -> anyhow::Result<i32> {
+    let d = discover(settings, &args.filters).await?;
+    let prefix = &settings.mongo.collection_prefix;
+    let mut report = SchemaReport {
+        database: d.database.clone(),
+        collection_prefix: prefix.clone(),
+        schema_collection: d.schema.schema_collection.clone(),
+        schema_exists: d.schema.schema_exists,
+        warnings: d
+            .schema
+            .warnings
+            .iter()
+            .map(|w| w.message.clone())
+            .collect(),
+        ..Default::default()
+    };
+    // Classes with nothing to walk still show, with their size.
+    for class in &d.schema.classes {
+        if d.targets.iter().any(|t| t.class.name == class.name) {
+            continue;
+        }
+        let collection = collection_name(prefix, &class.name);
+        let objects =
+            d.db.collection::<RawDocumentBuf>(&collection)
+                .estimated_document_count()
+                .await
+                .unwrap_or(0);
+        report.classes.push(ClassReport {
+            class: class.name.clone(),
+            collection,
+            objects,
+            ..Default::default()
+        });
+    }
+    for target in &d.targets {
+        let mut c = ClassReport {
+            class: target.class.name.clone(),
+            collection: target.collection.clone(),
+            searched_fields: target.class.container_fields.clone(),
+            ..Default::default()
+        };
+        for f in &target.class.file_fields {
+            c.file_fields.insert(f.clone(), 0);
+        }
+        let mut walker = ClassWalker::new(
+            d.db.collection(&target.collection),
+            target.class.clone(),
+            WalkOptions {
+                page_size: settings.mongo.page_size,
+                nested: true,
+            },
+        );
+        while let Some(page) = walker
+            .next_page()
+            .await
+            .with_context(|| format!("walking {}", target.collection))?
+        {
+            c.objects += page.objects;
+            for r in &page.refs {
+                c.count(&r.path, r.nested(), r.kind().as_str());
+            }
+            c.issues += page.issues.len() as u64;
+            for i in &page.issues {
+                tracing::warn!(class = %i.class, object_id = %i.object_id, path = %i.path, "{}", i.problem);
+            }
+        }
+        report.total_references += c.references();
+        report.classes.push(c);
+    }
+    report.classes.sort_by(|a, b| a.class.cmp(&b.class));
+    if report.total_references == 0 {
+        report.explanation = Some(explain_empty(&d, prefix));
+    }
+    let format = args.output.unwrap_or(if stdout_is_terminal() {
+        SchemaOutput::Table
+    } else {
+        SchemaOutput::Json
+    });
+    let mut out = std::io::stdout().lock();
+    match format {
+        SchemaOutput::Table => report.write_table(&mut out)?,
+        SchemaOutput::Json => report.write_json(&mut out)?,
+    }
+    out.flush()?;
+    Ok(OK)
+}

@@ -1,0 +1,36 @@
+//! Log setup: tracing to stderr, as text or JSON lines; `-v/-q` pick the level, `RUST_LOG`
+//! overrides; no colour unless stderr is a terminal and `NO_COLOR` is unset.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::LogFormat;
+use crate::settings::OutputSettings;
+
+/// Install the global subscriber. Safe to call once per process.
+pub fn init(output: &OutputSettings) {
+    let level = match output.verbosity {
+        i8::MIN..=-2 => "error",
+        -1 => "warn",
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    // Our own crate at the chosen level; the SDKs' chatter only from warn up unless RUST_LOG says.
+    let default = format!("warn,parse_files_migrate={level}");
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match output.log_format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Text => builder.with_ansi(ansi).without_time().try_init(),
+    };
+}
