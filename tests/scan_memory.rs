@@ -1,0 +1,87 @@
+//! Scanning memory does not grow with the number of objects: `list` over 200,000 objects must
+//! peak at about the same RSS as over 20,000 (one page at a time, rows streamed).
+//!
+//! The page size is 10,000 here, not the default 1,000: the test MongoDB server (SecantusDB)
+//! answers every `_id` range query with a collection scan and a sort (its `explain` says
+//! `COLLSCAN → SORT` even with an `_id` hint), so each page costs O(collection). Real MongoDB
+//! serves the same query from the `_id` index. Fewer, larger pages keep this test to a couple of
+//! minutes; the memory claim is the same (O(page), never O(objects)).
+
+mod support;
+
+use mongodb::bson::{Document, doc};
+
+/// Insert `n` Photo objects, 10% with a top-level file, some of those with a nested one too.
+async fn seed(db: &mongodb::Database, n: usize) {
+    db.collection::<Document>("_SCHEMA")
+        .insert_one(doc! {"_id": "Photo", "image": "file", "meta": "object", "title": "string"})
+        .await
+        .unwrap();
+    let coll = db.collection::<Document>("Photo");
+    let mut batch = Vec::with_capacity(1000);
+    for i in 0..n {
+        let mut d = doc! {"_id": format!("obj{i:08}"), "title": "x".repeat(100)};
+        if i % 10 == 0 {
+            d.insert("image", format!("tfss-{i:08x}-0000-0000-0000-000000000000-p.jpg"));
+        }
+        if i % 40 == 0 {
+            d.insert("meta", doc! {"f": {"__type": "File", "name": format!("n{i}.png")}});
+        }
+        batch.push(d);
+        if batch.len() == 1000 {
+            coll.insert_many(std::mem::take(&mut batch)).await.unwrap();
+        }
+    }
+    if !batch.is_empty() {
+        coll.insert_many(batch).await.unwrap();
+    }
+}
+
+/// Run `list` to /dev/null; return (references listed, peak RSS in KiB) of that process.
+fn list_peak_rss(db: &str) -> (usize, i64) {
+    let base = support::mongo_uri();
+    let (hosts, query) = base.split_once("/?").unwrap_or((base.trim_end_matches('/'), ""));
+    let uri = format!("{hosts}/{db}?{query}");
+    let exe = assert_cmd::cargo::cargo_bin("parse-files-migrate");
+    let out_path = std::env::temp_dir().join(format!("{db}.jsonl"));
+    let out = std::fs::File::create(&out_path).unwrap();
+    let cfg = std::env::temp_dir().join(format!("{db}.toml"));
+    std::fs::write(&cfg, "[mongo]\npage_size = 10000\n").unwrap();
+    let child = std::process::Command::new(exe)
+        .args(["-c", cfg.to_str().unwrap(), "--mongo-uri", &uri, "-q", "list", "--output", "jsonl"])
+        .stdout(out)
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: plain libc call on our own child's pid; `usage` is a valid out-pointer.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "list failed");
+    let rows = std::fs::read_to_string(&out_path).unwrap().lines().count();
+    let _ = std::fs::remove_file(&out_path);
+    (rows, usage.ru_maxrss)
+}
+
+#[tokio::test]
+async fn scan_memory_is_flat_in_the_number_of_objects() {
+    let client = support::mongo_client().await;
+    let small = support::unique("mem_small");
+    let large = support::unique("mem_large");
+    seed(&client.database(&small), 20_000).await;
+    seed(&client.database(&large), 200_000).await;
+
+    let (rows_small, rss_small) = list_peak_rss(&small);
+    let (rows_large, rss_large) = list_peak_rss(&large);
+    assert_eq!(rows_small, 2_000 + 500);
+    assert_eq!(rows_large, 20_000 + 5_000);
+    eprintln!("peak RSS: 20k objects {rss_small} KiB, 200k objects {rss_large} KiB");
+    // 10× the objects may not cost more than a few MiB (allocator noise), nowhere near 10×.
+    assert!(
+        rss_large < rss_small + 8 * 1024,
+        "RSS grew with the object count: {rss_small} KiB → {rss_large} KiB"
+    );
+    assert!(rss_large < 100 * 1024, "peak RSS {rss_large} KiB");
+    client.database(&small).drop().await.unwrap();
+    client.database(&large).drop().await.unwrap();
+}
