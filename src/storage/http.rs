@@ -189,7 +189,8 @@ impl HttpStore {
             .await
             .map_err(|e| self.transport_error(name, &shown, e))?;
         let status = resp.status();
-        if status.is_success() {
+        // A range starting exactly at the end is "nothing left", which servers answer with 416.
+        if status.is_success() || status == StatusCode::RANGE_NOT_SATISFIABLE && opts.offset > 0 {
             return Ok((resp, shown));
         }
         Err(match status {
@@ -230,6 +231,29 @@ fn content_range_start(v: &str) -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+/// A 416 answer to `Range: bytes=<offset>-`: an empty read if the object is exactly `offset`
+/// bytes long (`Content-Range: bytes */<offset>`), else an error.
+fn at_end(
+    name: &str,
+    shown: &str,
+    resp: &reqwest::Response,
+    offset: u64,
+) -> Result<GetResult, StorageError> {
+    let total = header_str(resp, header::CONTENT_RANGE).and_then(|v| {
+        v.strip_prefix("bytes */")
+            .and_then(|n| n.trim().parse::<u64>().ok())
+    });
+    if total != Some(offset) {
+        let msg = format!("{shown}: offset {offset} is beyond the end (size {total:?})");
+        return Err(StorageError::message(name, false, msg));
+    }
+    Ok(GetResult {
+        size: Some(0),
+        content_type: header_str(resp, header::CONTENT_TYPE),
+        stream: stream::empty().boxed(),
+    })
 }
 
 /// The body as a stream that fails, rather than ends, when it is shorter or longer than
@@ -330,6 +354,9 @@ impl ObjectStore for HttpStore {
         let (resp, shown) = self.send(name, Method::GET, opts).await?;
         let content_type = header_str(&resp, header::CONTENT_TYPE);
         let length = content_length(&resp);
+        if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE {
+            return at_end(name, &shown, &resp, opts.offset);
+        }
         let partial = resp.status() == StatusCode::PARTIAL_CONTENT;
         if opts.offset > 0 && partial {
             let start = header_str(&resp, header::CONTENT_RANGE)

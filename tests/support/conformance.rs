@@ -197,3 +197,98 @@ pub async fn run(store: &dyn ObjectStore) {
         }
     }
 }
+
+/// The suite for a read-only store (the HTTP source). `seed(name, bytes)` must make `name`
+/// readable through `store` (e.g. write a file under the web server's root). Checks get, stat,
+/// not-found, ranged reads, and that writes are refused.
+pub async fn run_read_only(store: &dyn ObjectStore, seed: &dyn Fn(&str, &[u8])) {
+    let caps = store.capabilities();
+    assert!(
+        !caps.write,
+        "run_read_only() is for read-only stores; use run"
+    );
+    store.check().await.expect("check() on a healthy store");
+
+    let sizes: &[usize] = &[0, 1, 5 * 1024 * 1024 + 1, 64 * 1024 * 1024];
+    let mut objects: Vec<(String, Vec<u8>)> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, len)| (format!("size-{len}.bin"), super::bytes(*len, i as u64)))
+        .collect();
+    for (i, name) in NAMES.iter().enumerate() {
+        objects.push((name.to_string(), super::bytes(100 + i, 1000 + i as u64)));
+    }
+    for (name, data) in &objects {
+        seed(name, data);
+        let back = read_all(store, name)
+            .await
+            .unwrap_or_else(|e| panic!("{}: get {name:?}: {e}", store.describe()));
+        assert_eq!(back.len(), data.len(), "length of {name:?} read back");
+        assert!(&back == data, "bytes of {name:?} read back differ");
+        if caps.stat {
+            let meta = store
+                .stat(name)
+                .await
+                .unwrap_or_else(|e| panic!("{}: stat {name:?}: {e}", store.describe()));
+            assert_eq!(meta.size, data.len() as u64, "stat size of {name:?}");
+        }
+        assert!(!store.location(name).expect("location").is_empty());
+    }
+
+    let missing = "does-not-exist-4b1d.bin";
+    match store.get(missing, &GetOptions::default()).await {
+        Err(e) => assert!(
+            e.is_not_found(),
+            "get of a missing object: want NotFound, got {e}"
+        ),
+        Ok(_) => panic!("get of a missing object succeeded"),
+    }
+    if caps.stat {
+        match store.stat(missing).await {
+            Err(e) => assert!(
+                e.is_not_found(),
+                "stat of a missing object: want NotFound, got {e}"
+            ),
+            Ok(m) => panic!("stat of a missing object returned {m:?}"),
+        }
+    }
+
+    if caps.range_reads {
+        let data = super::bytes(300_000, 7);
+        seed("range.bin", &data);
+        for offset in [1usize, 123_457, 299_999, 300_000] {
+            let got = store
+                .get(
+                    "range.bin",
+                    &GetOptions {
+                        offset: offset as u64,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap_or_else(|e| panic!("ranged get at {offset}: {e}"));
+            let chunks: Vec<Bytes> = got.stream.try_collect().await.expect("ranged read");
+            assert!(
+                chunks.concat() == data[offset..],
+                "ranged read content at {offset}"
+            );
+        }
+    }
+
+    let err = store
+        .put("x", body(b"x", 1), &PutOptions::default())
+        .await
+        .expect_err("put on a read-only store");
+    assert!(
+        matches!(err, StorageError::Unsupported { .. }),
+        "put: {err}"
+    );
+    let err = store
+        .delete("x")
+        .await
+        .expect_err("delete on a read-only store");
+    assert!(
+        matches!(err, StorageError::Unsupported { .. }),
+        "delete: {err}"
+    );
+}
