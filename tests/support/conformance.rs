@@ -75,10 +75,10 @@ async fn roundtrip(store: &dyn ObjectStore, name: &str, data: &[u8], chunk: usiz
         .await
         .unwrap_or_else(|e| panic!("{}: stat {name:?}: {e}", store.describe()));
     assert_eq!(meta.size, data.len() as u64, "stat size of {name:?}");
-    if store.capabilities().reports_md5 {
-        if let Some(md5) = &meta.md5 {
-            assert_eq!(md5, &md5_hex(data), "stat md5 of {name:?}");
-        }
+    if store.capabilities().reports_md5
+        && let Some(md5) = &meta.md5
+    {
+        assert_eq!(md5, &md5_hex(data), "stat md5 of {name:?}");
     }
 }
 
