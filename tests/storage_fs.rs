@@ -1,8 +1,176 @@
-//! Conformance of the filesystem store (placeholder until the backend lands).
+//! The filesystem store against a real directory: the conformance suite (plain and encrypted),
+//! Parse FS adapter layout, compatibility with files Node's crypto encrypted, plaintext fallback,
+//! and names that try to leave the directory.
 mod support;
 
-#[test]
-fn support_bytes_are_deterministic() {
-    assert_eq!(support::bytes(1000, 5), support::bytes(1000, 5));
-    assert_ne!(support::bytes(1000, 5), support::bytes(1000, 6));
+use parse_files_migrate::storage::crypto::{self, FileKey};
+use parse_files_migrate::storage::fs::{FsConfig, FsStore};
+use parse_files_migrate::storage::{ObjectStore, PutOptions, StorageError, StoreContext};
+use support::conformance::{self, body, read_all};
+
+fn store(dir: &std::path::Path, key: Option<&str>) -> FsStore {
+    let cfg = FsConfig {
+        path: Some(dir.to_path_buf()),
+        encryption_key: key.map(Into::into),
+        ..Default::default()
+    };
+    FsStore::new(&cfg, &StoreContext::default()).expect("fs store")
+}
+
+/// Entries of a directory, sorted (to see temp files or escapes).
+fn entries(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn conformance_plain() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("files");
+    conformance::run(&store(&root, None)).await;
+    assert!(
+        entries(&root).is_empty(),
+        "left behind: {:?}",
+        entries(&root)
+    );
+}
+
+#[tokio::test]
+async fn conformance_encrypted() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("files");
+    conformance::run(&store(&root, Some("conformance key"))).await;
+    assert!(
+        entries(&root).is_empty(),
+        "left behind: {:?}",
+        entries(&root)
+    );
+}
+
+#[tokio::test]
+async fn encrypted_files_use_parse_layout_and_fall_back_to_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), Some("k1"));
+    let data = support::bytes(1000, 3);
+    s.put("a b.bin", body(&data, 100), &PutOptions::default())
+        .await
+        .unwrap();
+    let raw = std::fs::read(dir.path().join("a%20b.bin")).unwrap();
+    assert_eq!(raw.len(), data.len() + 32, "ciphertext ‖ iv ‖ tag");
+    assert_eq!(
+        crypto::open(&FileKey::derive("k1"), &raw),
+        Some(data.clone())
+    );
+
+    // A plaintext file (written before the key was set) reads back as is, small and large.
+    for len in [5, 40, 9 * 1024 * 1024] {
+        let plain = support::bytes(len, len as u64);
+        std::fs::write(dir.path().join("old.txt"), &plain).unwrap();
+        assert!(read_all(&s, "old.txt").await.unwrap() == plain, "len {len}");
+        assert_eq!(s.stat("old.txt").await.unwrap().size, len as u64);
+    }
+    // The same store without the key sees the stored bytes.
+    assert_eq!(
+        read_all(&store(dir.path(), None), "a b.bin").await.unwrap(),
+        raw
+    );
+}
+
+#[tokio::test]
+async fn reads_files_encrypted_by_node() {
+    let dir = tempfile::tempdir().unwrap();
+    // What the FS adapter does with `encryptionKey`: Node's crypto, `ciphertext ‖ iv ‖ tag`,
+    // at `encodeURIComponent(name)`. The large file takes the streaming (two-pass) read path.
+    let script = r#"
+        const crypto = require('crypto'), fs = require('fs'), path = require('path');
+        const [dir, keyString] = process.argv.slice(1);
+        const key = crypto.createHash('sha256').update(String(keyString)).digest('base64').substring(0, 32);
+        for (const [name, len] of [['small é.txt', 43], ['big/file.bin', 9 * 1024 * 1024 + 5]]) {
+          const data = Buffer.alloc(len);
+          for (let i = 0; i < len; i++) data[i] = (i * 31) % 251;
+          const iv = crypto.randomBytes(16);
+          const cipher = crypto.createCipheriv('aes-256-gcm', key, iv);
+          const out = Buffer.concat([cipher.update(data), cipher.final(), iv, cipher.getAuthTag()]);
+          fs.writeFileSync(path.join(dir, encodeURIComponent(name)), out);
+        }
+    "#;
+    let status = std::process::Command::new("node")
+        .args(["-e", script, dir.path().to_str().unwrap(), "node fileKey"])
+        .status()
+        .expect("node is needed for this test");
+    assert!(status.success());
+    let s = store(dir.path(), Some("node fileKey"));
+    for (name, len) in [
+        ("small é.txt", 43usize),
+        ("big/file.bin", 9 * 1024 * 1024 + 5),
+    ] {
+        let want: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+        assert!(read_all(&s, name).await.unwrap() == want, "{name}");
+        assert_eq!(s.stat(name).await.unwrap().size, len as u64);
+    }
+}
+
+#[tokio::test]
+async fn names_never_leave_the_directory() {
+    let parent = tempfile::tempdir().unwrap();
+    let root = parent.path().join("files");
+    let s = store(&root, None);
+    s.check().await.unwrap();
+    for name in ["../x", "/etc/passwd", "../../escape", "a/../../b"] {
+        s.put(name, body(b"x", 1), &PutOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(read_all(&s, name).await.unwrap(), b"x");
+    }
+    assert_eq!(
+        entries(parent.path()),
+        vec!["files"],
+        "nothing outside the store directory"
+    );
+    assert_eq!(
+        entries(&root),
+        vec![
+            "%2Fetc%2Fpasswd",
+            "..%2F..%2Fescape",
+            "..%2Fx",
+            "a%2F..%2F..%2Fb"
+        ]
+    );
+    for name in ["", ".", "..", "nul\0byte"] {
+        let err = s
+            .put(name, body(b"x", 1), &PutOptions::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StorageError::InvalidName { .. }),
+            "{name:?}: {err}"
+        );
+        assert!(matches!(
+            s.stat(name).await,
+            Err(StorageError::InvalidName { .. })
+        ));
+    }
+}
+
+#[tokio::test]
+async fn failed_put_leaves_no_temp_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), Some("k"));
+    let err = s
+        .put(
+            "x.bin",
+            conformance::failing_body(1000),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.is_retryable(),
+        "the injected source error is retryable: {err}"
+    );
+    assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
 }

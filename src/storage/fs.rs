@@ -1,83 +1,343 @@
-//! Filesystem store (being implemented: see the storage issue).
+//! Filesystem store, laid out like Parse's FS adapter (`@parse/fs-files-adapter`,
+//! `shared/docs/parse-file-storage.md` §7): one flat directory, each file at
+//! `<path>/<encodeURIComponent(name)>`, optionally encrypted in Parse's AES-256-GCM format.
+//!
+//! This module owns the name → path mapping (and refusing names that would escape the
+//! directory), atomic writes (temp file, fsync, rename) and local I/O. Encryption is the shared
+//! code in [`super::crypto`].
+
+use std::io;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
+use super::crypto::{self, FileKey};
 use super::{
-    ByteStream, Capabilities, GetOptions, GetResult, ObjectMeta, ObjectStore, PutOptions,
-    PutResult, StorageError, StoreContext,
+    ByteStream, Capabilities, GetOptions, GetResult, HashingStream, ObjectMeta, ObjectStore,
+    PutOptions, PutResult, StorageError, StoreContext,
 };
+use crate::parse::names::encode_uri_component;
 
 /// The `type = "fs"` store table.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FsConfig {
-    pub path: Option<std::path::PathBuf>,
+    /// The directory holding the files (the FS adapter's `files/<filesSubDirectory>`). Required;
+    /// created by `check()` if missing.
+    pub path: Option<PathBuf>,
+    /// `"file-key"` or `"none"`. Default: encrypt when a key is available (`encryption_key`, else
+    /// the app's `fileKey`), else store plaintext.
     pub encryption: Option<super::Encryption>,
+    /// The FS adapter's `encryptionKey` option. Parse Server does not hand its `fileKey` to the FS
+    /// adapter, so set this to the adapter's own key when it differs.
     pub encryption_key: Option<crate::secret::Secret>,
 }
 
+/// The longest file name most filesystems accept (`NAME_MAX`), in bytes.
+const NAME_MAX: usize = 255;
+
+/// Prefix of in-progress writes. `+` is always escaped by `encodeURIComponent`, so no encoded
+/// Parse name can ever look like a temp file (a `.pfm-tmp-` prefix alone could: `-` is not
+/// escaped).
+const TEMP_PREFIX: &str = ".pfm-tmp+";
+
+/// Read buffer size for streaming files.
+const READ_BUF: usize = 256 * 1024;
+
 #[derive(Debug)]
 pub struct FsStore {
-    cfg: FsConfig,
+    dir: PathBuf,
+    key: Option<FileKey>,
 }
 
 impl FsStore {
-    #[allow(clippy::unused_async)]
-    pub fn new(cfg: &FsConfig, _ctx: &StoreContext) -> Result<Self, StorageError> {
-        Ok(FsStore { cfg: cfg.clone() })
+    pub fn new(cfg: &FsConfig, ctx: &StoreContext) -> Result<Self, StorageError> {
+        let dir = cfg.path.clone().ok_or_else(|| {
+            StorageError::message("fs store", false, "the fs store needs `path` (a directory)")
+        })?;
+        let key =
+            crypto::resolve_key("fs store", cfg.encryption, cfg.encryption_key.as_ref(), ctx)?;
+        Ok(FsStore { dir, key })
     }
 
-    fn unsupported(&self, operation: &'static str) -> StorageError {
-        StorageError::Unsupported {
-            operation,
-            store: self.describe(),
+    /// `<dir>/<encodeURIComponent(name)>`, or `InvalidName` for names the adapter layout cannot
+    /// hold safely. Encoding turns `/` into `%2F`, so only `.`/`..` could still escape.
+    fn path_of(&self, name: &str) -> Result<PathBuf, StorageError> {
+        let invalid = |reason: &str| StorageError::InvalidName {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        };
+        if name.is_empty() {
+            return Err(invalid("empty name"));
         }
+        if name.contains('\0') {
+            return Err(invalid("name contains NUL"));
+        }
+        let encoded = encode_uri_component(name);
+        if encoded == "." || encoded == ".." {
+            return Err(invalid("name would refer to a directory"));
+        }
+        if encoded.len() > NAME_MAX {
+            return Err(invalid("encoded name is longer than 255 bytes"));
+        }
+        Ok(self.dir.join(encoded))
     }
+
+    /// Stream a file from `offset`, from its own handle (so a rename over the path between the
+    /// passes of an encrypted read cannot mix two files).
+    async fn open_at(
+        name: &str,
+        file: &std::fs::File,
+        offset: u64,
+    ) -> Result<ByteStream, StorageError> {
+        let handle = file.try_clone().map_err(|e| io_error(name, e))?;
+        // The clones share one file position; the crypto read path opens its passes one after
+        // the other, never concurrently, so seeking here is safe.
+        let mut f = tokio::fs::File::from_std(handle);
+        f.seek(io::SeekFrom::Start(offset))
+            .await
+            .map_err(|e| io_error(name, e))?;
+        let name = name.to_string();
+        let stream = tokio_util::io::ReaderStream::with_capacity(f, READ_BUF)
+            .map(move |r| r.map_err(|e| io_error(&name, e)));
+        Ok(stream.boxed())
+    }
+
+    /// The file at `path`, opened for reading, and its stored length.
+    async fn open_file(&self, name: &str) -> Result<(std::fs::File, u64), StorageError> {
+        let path = self.path_of(name)?;
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f.into_std().await,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StorageError::NotFound {
+                    name: name.to_string(),
+                    location: path.display().to_string(),
+                });
+            }
+            Err(e) => return Err(io_error(name, e)),
+        };
+        let meta = file.metadata().map_err(|e| io_error(name, e))?;
+        if !meta.is_file() {
+            return Err(StorageError::message(
+                name,
+                false,
+                format!("{} is not a regular file", path.display()),
+            ));
+        }
+        Ok((file, meta.len()))
+    }
+
+    /// Write `body` to a fresh temp file in the directory and fsync it; the caller renames it.
+    async fn write_temp(
+        &self,
+        name: &str,
+        tmp: &Path,
+        mut body: ByteStream,
+    ) -> Result<(), StorageError> {
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(tmp)
+            .await
+            .map_err(|e| io_error(name, e))?;
+        while let Some(chunk) = body.next().await {
+            file.write_all(&chunk?)
+                .await
+                .map_err(|e| io_error(name, e))?;
+        }
+        file.flush().await.map_err(|e| io_error(name, e))?;
+        file.sync_all().await.map_err(|e| io_error(name, e))?;
+        Ok(())
+    }
+}
+
+/// Local I/O errors: only the transient kinds are worth a retry.
+fn io_error(name: &str, e: io::Error) -> StorageError {
+    let retryable = matches!(
+        e.kind(),
+        io::ErrorKind::Interrupted | io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    );
+    StorageError::backend(name, retryable, e)
+}
+
+/// Make a rename durable: fsync the directory entry (best effort: not every platform can open a
+/// directory, and the data itself is already synced).
+async fn sync_dir(dir: &Path) {
+    let dir = dir.to_path_buf();
+    let _ =
+        tokio::task::spawn_blocking(move || std::fs::File::open(dir).and_then(|d| d.sync_all()))
+            .await;
 }
 
 #[async_trait]
 impl ObjectStore for FsStore {
     fn describe(&self) -> String {
-        format!("fs {:?}", self.cfg)
+        let enc = if self.key.is_some() {
+            " (encrypted)"
+        } else {
+            ""
+        };
+        format!("fs {}{enc}", self.dir.display())
     }
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            write: false,
-            stat: false,
+            write: true,
+            // With a key, stat reads the file to check the tag (local I/O, never a download).
+            stat: true,
             list: false,
-            range_reads: false,
+            range_reads: true,
             reports_md5: false,
         }
     }
 
-    fn location(&self, _name: &str) -> Result<String, StorageError> {
-        Err(self.unsupported("location"))
+    fn location(&self, name: &str) -> Result<String, StorageError> {
+        Ok(self.path_of(name)?.display().to_string())
     }
 
-    async fn stat(&self, _name: &str) -> Result<ObjectMeta, StorageError> {
-        Err(self.unsupported("stat"))
+    async fn stat(&self, name: &str) -> Result<ObjectMeta, StorageError> {
+        let (file, stored_len) = self.open_file(name).await?;
+        let size = crypto::stored_plain_size(self.key.as_ref(), name, stored_len, |off| {
+            Self::open_at(name, &file, off)
+        })
+        .await?;
+        Ok(ObjectMeta {
+            size,
+            ..Default::default()
+        })
     }
 
-    async fn get(&self, _name: &str, _opts: &GetOptions) -> Result<GetResult, StorageError> {
-        Err(self.unsupported("get"))
+    async fn get(&self, name: &str, opts: &GetOptions) -> Result<GetResult, StorageError> {
+        let (file, stored_len) = self.open_file(name).await?;
+        let plain = crypto::read_stored(self.key.as_ref(), name, stored_len, opts.offset, |off| {
+            Self::open_at(name, &file, off)
+        })
+        .await?;
+        Ok(GetResult {
+            size: Some(plain.size - opts.offset),
+            content_type: None,
+            stream: plain.stream,
+        })
     }
 
     async fn put(
         &self,
-        _name: &str,
-        _body: ByteStream,
+        name: &str,
+        body: ByteStream,
         _opts: &PutOptions,
     ) -> Result<PutResult, StorageError> {
-        Err(self.unsupported("put"))
+        let path = self.path_of(name)?;
+        tokio::fs::create_dir_all(&self.dir)
+            .await
+            .map_err(|e| io_error(name, e))?;
+        let (hashing, state) = HashingStream::new(body);
+        let body = match &self.key {
+            Some(key) => crypto::seal_stream(key, hashing.boxed()),
+            None => hashing.boxed(),
+        };
+        let tmp = self.dir.join(format!(
+            "{TEMP_PREFIX}{}",
+            hex::encode(rand::random::<[u8; 12]>())
+        ));
+        let written = self.write_temp(name, &tmp, body).await;
+        let renamed = match written {
+            Ok(()) => tokio::fs::rename(&tmp, &path)
+                .await
+                .map_err(|e| io_error(name, e)),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = renamed {
+            // Nothing of a failed write may stay visible, not even under the temp name.
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+        sync_dir(&self.dir).await;
+        let st = state.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(PutResult {
+            size: st.size,
+            md5: st.md5_hex(),
+            etag: None,
+        })
     }
 
-    async fn delete(&self, _name: &str) -> Result<(), StorageError> {
-        Err(self.unsupported("delete"))
+    async fn delete(&self, name: &str) -> Result<(), StorageError> {
+        let path = self.path_of(name)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error(name, e)),
+        }
     }
 
     async fn check(&self) -> Result<(), StorageError> {
-        Err(self.unsupported("check"))
+        let what = self.describe();
+        tokio::fs::create_dir_all(&self.dir)
+            .await
+            .map_err(|e| io_error(&what, e))?;
+        // Writable means we can create, sync and remove a file the way put does.
+        let probe = self.dir.join(format!(
+            "{TEMP_PREFIX}check-{}",
+            hex::encode(rand::random::<[u8; 6]>())
+        ));
+        let result = self
+            .write_temp(&what, &probe, futures::stream::empty().boxed())
+            .await;
+        let _ = tokio::fs::remove_file(&probe).await;
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &str) -> FsStore {
+        let cfg = FsConfig {
+            path: Some(dir.into()),
+            ..Default::default()
+        };
+        FsStore::new(&cfg, &StoreContext::default()).unwrap()
+    }
+
+    #[test]
+    fn paths_follow_the_fs_adapter() {
+        let s = store("/data/files");
+        assert_eq!(
+            s.location("a b@c.txt").unwrap(),
+            "/data/files/a%20b%40c.txt"
+        );
+        assert_eq!(s.location("../x").unwrap(), "/data/files/..%2Fx");
+        assert_eq!(
+            s.location("/etc/passwd").unwrap(),
+            "/data/files/%2Fetc%2Fpasswd"
+        );
+        for bad in ["", ".", "..", "a\0b"] {
+            assert!(
+                matches!(s.location(bad), Err(StorageError::InvalidName { .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(s.location(&"é".repeat(43)).is_err(), "258 encoded bytes");
+    }
+
+    #[test]
+    fn temp_names_never_collide_with_encoded_names() {
+        assert!(!encode_uri_component(TEMP_PREFIX).starts_with(TEMP_PREFIX));
+    }
+
+    #[test]
+    fn config_needs_path_and_describe_hides_key() {
+        assert!(FsStore::new(&FsConfig::default(), &StoreContext::default()).is_err());
+        let cfg = FsConfig {
+            path: Some("/d".into()),
+            encryption_key: Some("hunter2".into()),
+            ..Default::default()
+        };
+        let s = FsStore::new(&cfg, &StoreContext::default()).unwrap();
+        assert_eq!(s.describe(), "fs /d (encrypted)");
+        assert!(!format!("{s:?}").contains("hunter2"));
     }
 }

@@ -1,85 +1,423 @@
-//! GridFS store (being implemented: see the storage issue).
+//! GridFS store, laid out like Parse Server's default `GridFSBucketAdapter`
+//! (`shared/docs/parse-file-storage.md` §4): bucket `fs` in the app database, chunk size 261120,
+//! `filename` = the Parse name exactly, `metadata: {}`, optionally encrypted in Parse's
+//! AES-256-GCM format.
+//!
+//! This module owns revisions: several files documents may share a filename (Parse's
+//! `rotateEncryptionKey` and retried uploads create them); readers take the newest `uploadDate`,
+//! and `put` uploads a new revision and then removes the older ones. Encryption is the shared code
+//! in [`super::crypto`]; the bytes move through the driver's `GridFsBucket` streams.
 
 use async_trait::async_trait;
+use futures::io::AsyncWriteExt;
+use futures::{StreamExt, TryStreamExt};
+use mongodb::bson::{Bson, Document, doc};
+use mongodb::gridfs::GridFsBucket;
+use mongodb::options::GridFsBucketOptions;
+use mongodb::{Collection, Database};
 use serde::{Deserialize, Serialize};
+use tokio_util::compat::FuturesAsyncReadCompatExt;
 
+use super::crypto::{self, FileKey};
 use super::{
-    ByteStream, Capabilities, GetOptions, GetResult, ObjectMeta, ObjectStore, PutOptions,
-    PutResult, StorageError, StoreContext,
+    ByteStream, Capabilities, GetOptions, GetResult, HashingStream, ObjectMeta, ObjectStore,
+    PutOptions, PutResult, StorageError, StoreContext,
 };
 
 /// The `type = "gridfs"` store table.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GridFsConfig {
+    /// MongoDB connection string. Default: the app's `database_uri`.
     pub uri: Option<crate::secret::Secret>,
+    /// Database holding the bucket. Default: the one named in the URI, else the app database.
     pub database: Option<String>,
+    /// Bucket name (collections `<bucket>.files` / `<bucket>.chunks`). Default `fs`, as Parse.
     pub bucket: Option<String>,
+    /// `"file-key"` or `"none"`. Default: encrypt when a key is available (`encryption_key`, else
+    /// the app's `fileKey`, which is what Parse Server ≥ 4.3.0 does), else store plaintext.
     pub encryption: Option<super::Encryption>,
+    /// Key to encrypt with instead of the app's `fileKey`.
     pub encryption_key: Option<crate::secret::Secret>,
 }
 
-#[derive(Debug)]
+/// The Node driver's default chunk size (255 KiB), which Parse Server uses.
+pub const PARSE_CHUNK_SIZE: u32 = 261_120;
+
+/// Sort that puts the revision readers see first: newest upload, ties broken by `_id`.
+fn newest_first() -> Document {
+    doc! { "uploadDate": -1, "_id": -1 }
+}
+
 pub struct GridFsStore {
-    cfg: GridFsConfig,
+    db: Database,
+    bucket: GridFsBucket,
+    bucket_name: String,
+    files: Collection<Document>,
+    chunks: Collection<Document>,
+    key: Option<FileKey>,
+    /// The URI with any password redacted, for `describe`.
+    shown_uri: String,
+}
+
+/// Only what `describe` shows: the driver's own `Debug` output includes client options.
+impl std::fmt::Debug for GridFsStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("GridFsStore")
+            .field(&self.describe())
+            .finish()
+    }
+}
+
+/// The newest revision of a name: what readers see.
+struct Revision {
+    id: Bson,
+    length: u64,
+    md5: Option<String>,
 }
 
 impl GridFsStore {
-    #[allow(clippy::unused_async)]
-    pub async fn new(cfg: &GridFsConfig, _ctx: &StoreContext) -> Result<Self, StorageError> {
-        Ok(GridFsStore { cfg: cfg.clone() })
+    pub async fn new(cfg: &GridFsConfig, ctx: &StoreContext) -> Result<Self, StorageError> {
+        let what = "gridfs store";
+        let uri = cfg.uri.as_ref().or(ctx.mongo_uri.as_ref()).ok_or_else(|| {
+            StorageError::message(
+                what,
+                false,
+                "the gridfs store needs `uri` or the app's MongoDB URI",
+            )
+        })?;
+        let shown_uri = crate::secret::redact_uri(uri.expose());
+        let client = mongodb::Client::with_uri_str(uri.expose())
+            .await
+            .map_err(|e| {
+                StorageError::message(
+                    what,
+                    false,
+                    format!("invalid MongoDB URI {shown_uri}: {}", e.kind),
+                )
+            })?;
+        let db = match (&cfg.database, client.default_database(), &ctx.database) {
+            (Some(name), _, _) => client.database(name),
+            (None, Some(db), _) => db,
+            (None, None, Some(name)) => client.database(name),
+            (None, None, None) => {
+                return Err(StorageError::message(
+                    what,
+                    false,
+                    "no database: set `database` or name one in the URI",
+                ));
+            }
+        };
+        let key = crypto::resolve_key(what, cfg.encryption, cfg.encryption_key.as_ref(), ctx)?;
+        let bucket_name = cfg.bucket.clone().unwrap_or_else(|| "fs".to_string());
+        let options = GridFsBucketOptions::builder()
+            .bucket_name(bucket_name.clone())
+            .chunk_size_bytes(PARSE_CHUNK_SIZE)
+            .build();
+        Ok(GridFsStore {
+            bucket: db.gridfs_bucket(options),
+            files: db.collection(&format!("{bucket_name}.files")),
+            chunks: db.collection(&format!("{bucket_name}.chunks")),
+            bucket_name,
+            db,
+            key,
+            shown_uri,
+        })
     }
 
-    fn unsupported(&self, operation: &'static str) -> StorageError {
-        StorageError::Unsupported {
-            operation,
-            store: self.describe(),
+    async fn newest(&self, name: &str) -> Result<Revision, StorageError> {
+        let found = self
+            .files
+            .find_one(doc! { "filename": name })
+            .sort(newest_first())
+            .projection(doc! { "_id": 1, "length": 1, "md5": 1 })
+            .await
+            .map_err(|e| mongo_error(name, e))?;
+        let doc = found.ok_or_else(|| StorageError::NotFound {
+            name: name.to_string(),
+            location: self.location_of(name),
+        })?;
+        // Drivers write `length` as int32 or int64 (and old ones as double).
+        let length = match doc.get("length") {
+            Some(Bson::Int32(n)) => u64::try_from(*n).ok(),
+            Some(Bson::Int64(n)) => u64::try_from(*n).ok(),
+            Some(Bson::Double(n)) if *n >= 0.0 && n.fract() == 0.0 => Some(*n as u64),
+            _ => None,
         }
+        .ok_or_else(|| {
+            StorageError::message(name, false, "files document has no valid `length`")
+        })?;
+        Ok(Revision {
+            id: doc.get("_id").cloned().unwrap_or(Bson::Null),
+            length,
+            md5: doc.get_str("md5").ok().map(str::to_string),
+        })
     }
+
+    /// Stream a revision's stored bytes from `offset` (the driver has no ranged download, so the
+    /// bytes before it are read and dropped).
+    async fn open_at(
+        &self,
+        name: &str,
+        id: &Bson,
+        offset: u64,
+    ) -> Result<ByteStream, StorageError> {
+        let download = self
+            .bucket
+            .open_download_stream(id.clone())
+            .await
+            .map_err(|e| mongo_error(name, e))?;
+        let owned = name.to_string();
+        let stream = tokio_util::io::ReaderStream::with_capacity(
+            download.compat(),
+            PARSE_CHUNK_SIZE as usize,
+        )
+        .map_err(move |e| StorageError::backend(owned.clone(), true, e));
+        Ok(crypto::skip_prefix(stream.boxed(), offset))
+    }
+
+    fn location_of(&self, name: &str) -> String {
+        format!("gridfs://{}/{}/{name}", self.db.name(), self.bucket_name)
+    }
+
+    /// Remove one revision: the files document first, so readers stop seeing it before its
+    /// chunks go (what the driver's `delete` does, without failing when it is already gone).
+    async fn delete_revision(&self, name: &str, id: &Bson) -> Result<(), StorageError> {
+        self.files
+            .delete_one(doc! { "_id": id.clone() })
+            .await
+            .map_err(|e| mongo_error(name, e))?;
+        self.chunks
+            .delete_many(doc! { "files_id": id.clone() })
+            .await
+            .map_err(|e| mongo_error(name, e))?;
+        Ok(())
+    }
+
+    /// Every revision of `name` except `keep`.
+    async fn revisions_except(
+        &self,
+        name: &str,
+        keep: Option<&Bson>,
+    ) -> Result<Vec<Bson>, StorageError> {
+        let mut filter = doc! { "filename": name };
+        if let Some(keep) = keep {
+            filter.insert("_id", doc! { "$ne": keep.clone() });
+        }
+        let docs: Vec<Document> = self
+            .files
+            .find(filter)
+            .projection(doc! { "_id": 1 })
+            .await
+            .map_err(|e| mongo_error(name, e))?
+            .try_collect()
+            .await
+            .map_err(|e| mongo_error(name, e))?;
+        Ok(docs
+            .into_iter()
+            .filter_map(|d| d.get("_id").cloned())
+            .collect())
+    }
+
+    /// Upload `body` as a new revision; on any failure abort it so no chunks stay behind.
+    async fn upload(&self, name: &str, mut body: ByteStream) -> Result<Bson, StorageError> {
+        let mut up = self
+            .bucket
+            .open_upload_stream(name)
+            .metadata(doc! {})
+            .await
+            .map_err(|e| mongo_error(name, e))?;
+        let id = up.id().clone();
+        let written: Result<(), StorageError> = async {
+            while let Some(chunk) = body.next().await {
+                up.write_all(&chunk?)
+                    .await
+                    .map_err(|e| StorageError::backend(name, true, e))?;
+            }
+            // close() writes the last chunk and then the files document: only now the revision
+            // becomes visible, complete. On failure the driver removes the chunks itself.
+            up.close()
+                .await
+                .map_err(|e| StorageError::backend(name, true, e))
+        }
+        .await;
+        if let Err(e) = written {
+            // abort() fails if the driver already closed the stream after its own error; the
+            // explicit delete covers that case too.
+            let _ = up.abort().await;
+            let _ = self
+                .chunks
+                .delete_many(doc! { "files_id": id.clone() })
+                .await;
+            return Err(e);
+        }
+        Ok(id)
+    }
+}
+
+/// Driver errors: network trouble and server selection are worth a retry.
+fn mongo_error(name: &str, e: mongodb::error::Error) -> StorageError {
+    use mongodb::error::ErrorKind;
+    let retryable = matches!(
+        *e.kind,
+        ErrorKind::Io(_)
+            | ErrorKind::ServerSelection { .. }
+            | ErrorKind::ConnectionPoolCleared { .. }
+    ) || e.contains_label("RetryableWriteError")
+        || e.contains_label("TransientTransactionError");
+    StorageError::backend(name, retryable, e)
 }
 
 #[async_trait]
 impl ObjectStore for GridFsStore {
     fn describe(&self) -> String {
-        format!("gridfs {:?}", self.cfg)
+        let enc = if self.key.is_some() {
+            " (encrypted)"
+        } else {
+            ""
+        };
+        format!(
+            "gridfs {} db={} bucket={}{enc}",
+            self.shown_uri,
+            self.db.name(),
+            self.bucket_name
+        )
     }
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            write: false,
-            stat: false,
+            write: true,
+            // With a key, stat reads the file to check the tag (a database read).
+            stat: true,
             list: false,
-            range_reads: false,
+            range_reads: true,
             reports_md5: false,
         }
     }
 
-    fn location(&self, _name: &str) -> Result<String, StorageError> {
-        Err(self.unsupported("location"))
+    fn location(&self, name: &str) -> Result<String, StorageError> {
+        Ok(self.location_of(name))
     }
 
-    async fn stat(&self, _name: &str) -> Result<ObjectMeta, StorageError> {
-        Err(self.unsupported("stat"))
+    async fn stat(&self, name: &str) -> Result<ObjectMeta, StorageError> {
+        let rev = self.newest(name).await?;
+        let size = crypto::stored_plain_size(self.key.as_ref(), name, rev.length, |off| {
+            self.open_at(name, &rev.id, off)
+        })
+        .await?;
+        Ok(ObjectMeta {
+            size,
+            // A stored md5 is of the stored bytes: only the plaintext's when nothing was stripped.
+            md5: rev.md5.filter(|_| size == rev.length),
+            etag: Some(match &rev.id {
+                Bson::ObjectId(oid) => oid.to_hex(),
+                other => other.to_string(),
+            }),
+            ..Default::default()
+        })
     }
 
-    async fn get(&self, _name: &str, _opts: &GetOptions) -> Result<GetResult, StorageError> {
-        Err(self.unsupported("get"))
+    async fn get(&self, name: &str, opts: &GetOptions) -> Result<GetResult, StorageError> {
+        let rev = self.newest(name).await?;
+        let plain = crypto::read_stored(self.key.as_ref(), name, rev.length, opts.offset, |off| {
+            self.open_at(name, &rev.id, off)
+        })
+        .await?;
+        Ok(GetResult {
+            size: Some(plain.size - opts.offset),
+            content_type: None,
+            stream: plain.stream,
+        })
     }
 
     async fn put(
         &self,
-        _name: &str,
-        _body: ByteStream,
+        name: &str,
+        body: ByteStream,
         _opts: &PutOptions,
     ) -> Result<PutResult, StorageError> {
-        Err(self.unsupported("put"))
+        let (hashing, state) = HashingStream::new(body);
+        let body = match &self.key {
+            Some(key) => crypto::seal_stream(key, hashing.boxed()),
+            None => hashing.boxed(),
+        };
+        let id = self.upload(name, body).await?;
+        // The new revision is complete and newest: readers already see it. Older revisions are
+        // now invisible garbage; failing to remove them does not fail the write.
+        match self.revisions_except(name, Some(&id)).await {
+            Ok(old) => {
+                for old_id in old {
+                    if let Err(e) = self.delete_revision(name, &old_id).await {
+                        tracing::warn!(name, error = %e, "could not remove an older GridFS revision");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(name, error = %e, "could not list older GridFS revisions"),
+        }
+        let st = state.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(PutResult {
+            size: st.size,
+            md5: st.md5_hex(),
+            etag: Some(match &id {
+                Bson::ObjectId(oid) => oid.to_hex(),
+                other => other.to_string(),
+            }),
+        })
     }
 
-    async fn delete(&self, _name: &str) -> Result<(), StorageError> {
-        Err(self.unsupported("delete"))
+    async fn delete(&self, name: &str) -> Result<(), StorageError> {
+        for id in self.revisions_except(name, None).await? {
+            self.delete_revision(name, &id).await?;
+        }
+        Ok(())
     }
 
     async fn check(&self) -> Result<(), StorageError> {
-        Err(self.unsupported("check"))
+        self.db
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map(|_| ())
+            .map_err(|e| mongo_error(&self.describe(), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn describe_hides_password_and_picks_database() {
+        let cfg = GridFsConfig {
+            uri: Some("mongodb://admin:hunter2@127.0.0.1:1/appdb".into()),
+            ..Default::default()
+        };
+        let s = GridFsStore::new(&cfg, &StoreContext::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            s.describe(),
+            "gridfs mongodb://admin:<redacted>@127.0.0.1:1/appdb db=appdb bucket=fs"
+        );
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let ctx = StoreContext {
+            mongo_uri: Some("mongodb://127.0.0.1:1/".into()),
+            database: Some("ctxdb".into()),
+            file_key: Some("fk".into()),
+            ..Default::default()
+        };
+        let s = GridFsStore::new(&GridFsConfig::default(), &ctx)
+            .await
+            .unwrap();
+        assert_eq!(s.location("a/b c").unwrap(), "gridfs://ctxdb/fs/a/b c");
+        assert!(s.describe().ends_with("(encrypted)"));
+        let no_db = StoreContext {
+            mongo_uri: Some("mongodb://127.0.0.1:1/".into()),
+            ..Default::default()
+        };
+        assert!(
+            GridFsStore::new(&GridFsConfig::default(), &no_db)
+                .await
+                .is_err()
+        );
     }
 }

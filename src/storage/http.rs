@@ -1,67 +1,387 @@
-//! HTTP source (being implemented: see the storage issue).
+//! HTTP source, read-only: fetches files where Parse serves them (`shared/docs/parse-file-storage.md`
+//! §2): `tfss-…` names from the `files.parsetfss.com` host, UUID-dash legacy names from
+//! `files.parse.com` (both under the app's `fileKey`), everything else from a Parse Server's
+//! `/files/<appId>/` endpoint or the URL stored beside the name.
+//!
+//! This module owns name → URL mapping, status classification (404/403/410 are "not found", never
+//! file bytes; 5xx/429/timeouts are retryable) and checking that a body is as long as announced.
+//! The `fileKey` is part of legacy URLs, so it never appears in `describe`, `location` or errors:
+//! those show the URL template (`{file_key}`) instead.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{StreamExt, stream};
+use reqwest::{Method, StatusCode, header};
 use serde::{Deserialize, Serialize};
 
 use super::{
     ByteStream, Capabilities, GetOptions, GetResult, ObjectMeta, ObjectStore, PutOptions,
     PutResult, StorageError, StoreContext,
 };
+use crate::parse::names::encode_uri_component;
+use crate::secret::{REDACTED, Secret};
 
 /// The `type = "http"` store table.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
+    /// Base URL for `tfss-…` names; `{file_key}` and `{app_id}` are substituted.
+    /// Default `http://files.parsetfss.com/{file_key}/`.
     pub tfss_base_url: Option<String>,
+    /// Base URL for names starting with a UUID and `-`. Default `http://files.parse.com/{file_key}/`.
     pub legacy_base_url: Option<String>,
+    /// A Parse Server's public URL (with its mount path, e.g. `https://api.example.com/parse`):
+    /// other names are fetched from `<server_url>/files/<app_id>/<name>`. Without it, the URL
+    /// stored beside the name is used.
     pub server_url: Option<String>,
+    /// Give up on a response that sends no data for this long (default 120). Not a limit on the
+    /// whole transfer, so large files are fine.
+    pub timeout_secs: Option<u64>,
+    /// Give up connecting after this long (default 30).
+    pub connect_timeout_secs: Option<u64>,
+    /// `User-Agent` header (default `parse-files-migrate/<version>`).
+    pub user_agent: Option<String>,
 }
 
+const DEFAULT_TFSS: &str = "http://files.parsetfss.com/{file_key}/";
+const DEFAULT_LEGACY: &str = "http://files.parse.com/{file_key}/";
+
+/// A base URL template and its expansion (or why it cannot be expanded: reported on first use,
+/// so a source that never sees such a name does not need the key).
 #[derive(Debug)]
+struct Base {
+    template: String,
+    expanded: Result<String, String>,
+}
+
+impl Base {
+    fn new(template: &str, ctx: &StoreContext) -> Self {
+        let mut expanded = Ok(template.to_string());
+        for (var, value) in [
+            ("{file_key}", ctx.file_key.as_ref().map(Secret::expose)),
+            ("{app_id}", ctx.app_id.as_deref()),
+        ] {
+            if let Ok(url) = &expanded
+                && url.contains(var)
+            {
+                expanded = match value {
+                    Some(v) => Ok(url.replace(var, v)),
+                    None => Err(format!("{template} needs {var}, which is not set")),
+                };
+            }
+        }
+        Base {
+            template: template.to_string(),
+            expanded,
+        }
+    }
+}
+
 pub struct HttpStore {
-    cfg: HttpConfig,
+    client: reqwest::Client,
+    tfss: Base,
+    legacy: Base,
+    server: Option<Base>,
+    /// The raw fileKey, only to scrub it from anything shown (URLs from `url_hint` may hold it).
+    file_key: Option<Secret>,
+}
+
+impl std::fmt::Debug for HttpStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("HttpStore").field(&self.describe()).finish()
+    }
+}
+
+/// `^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}-`: Parse Server's
+/// `legacyFilesRegex` (FilesController).
+pub fn is_legacy_uuid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() >= 37
+        && b[..37].iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 | 36 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
 }
 
 impl HttpStore {
-    #[allow(clippy::unused_async)]
-    pub fn new(cfg: &HttpConfig, _ctx: &StoreContext) -> Result<Self, StorageError> {
-        Ok(HttpStore { cfg: cfg.clone() })
+    pub fn new(cfg: &HttpConfig, ctx: &StoreContext) -> Result<Self, StorageError> {
+        let ua = cfg
+            .user_agent
+            .clone()
+            .unwrap_or_else(|| concat!("parse-files-migrate/", env!("CARGO_PKG_VERSION")).into());
+        let client = reqwest::Client::builder()
+            .user_agent(ua)
+            .connect_timeout(Duration::from_secs(cfg.connect_timeout_secs.unwrap_or(30)))
+            .read_timeout(Duration::from_secs(cfg.timeout_secs.unwrap_or(120)))
+            .build()
+            .map_err(|e| StorageError::backend("http store", false, e.without_url()))?;
+        let server = cfg.server_url.as_ref().map(|s| {
+            let template = format!("{}/files/{{app_id}}/", s.trim_end_matches('/'));
+            Base::new(&template, ctx)
+        });
+        Ok(HttpStore {
+            client,
+            tfss: Base::new(cfg.tfss_base_url.as_deref().unwrap_or(DEFAULT_TFSS), ctx),
+            legacy: Base::new(
+                cfg.legacy_base_url.as_deref().unwrap_or(DEFAULT_LEGACY),
+                ctx,
+            ),
+            server,
+            file_key: ctx.file_key.clone().filter(|k| !k.expose().is_empty()),
+        })
     }
 
-    fn unsupported(&self, operation: &'static str) -> StorageError {
-        StorageError::Unsupported {
-            operation,
-            store: self.describe(),
+    /// The URL to fetch and the same URL for display (template form, key scrubbed).
+    fn url(&self, name: &str, hint: Option<&str>) -> Result<(String, String), StorageError> {
+        let fail = |msg: String| StorageError::message(name, false, self.scrub(&msg));
+        let base = if name.starts_with("tfss-") {
+            &self.tfss
+        } else if is_legacy_uuid_name(name) {
+            &self.legacy
+        } else if let Some(server) = &self.server {
+            server
+        } else if let Some(hint) = hint {
+            return Ok((hint.to_string(), self.scrub(hint)));
+        } else {
+            return Err(fail(
+                "no URL: set server_url, or store a url beside the name".into(),
+            ));
+        };
+        let encoded = encode_uri_component(name);
+        let expanded = base.expanded.as_ref().map_err(|m| fail(m.clone()))?;
+        Ok((
+            format!("{expanded}{encoded}"),
+            format!("{}{encoded}", base.template),
+        ))
+    }
+
+    /// Anything shown to people: the fileKey replaced by `<redacted>`.
+    fn scrub(&self, s: &str) -> String {
+        match &self.file_key {
+            Some(k) => s.replace(k.expose(), REDACTED),
+            None => s.to_string(),
         }
     }
+
+    fn transport_error(&self, name: &str, shown: &str, e: reqwest::Error) -> StorageError {
+        // Builder errors are ours; everything on the wire (connect, timeout, reset) may pass.
+        let retryable = !e.is_builder();
+        let msg = self.scrub(&super::error_chain(&e.without_url()));
+        StorageError::message(name, retryable, format!("GET {shown}: {msg}"))
+    }
+
+    /// Send a request; non-success statuses become the matching error.
+    async fn send(
+        &self,
+        name: &str,
+        method: Method,
+        opts: &GetOptions,
+    ) -> Result<(reqwest::Response, String), StorageError> {
+        let (url, shown) = self.url(name, opts.url_hint.as_deref())?;
+        let mut req = self.client.request(method, &url);
+        if opts.offset > 0 {
+            req = req.header(header::RANGE, format!("bytes={}-", opts.offset));
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.transport_error(name, &shown, e))?;
+        let status = resp.status();
+        // A range starting exactly at the end is "nothing left", which servers answer with 416.
+        if status.is_success() || status == StatusCode::RANGE_NOT_SATISFIABLE && opts.offset > 0 {
+            return Ok((resp, shown));
+        }
+        Err(match status {
+            StatusCode::NOT_FOUND | StatusCode::FORBIDDEN | StatusCode::GONE => {
+                StorageError::NotFound {
+                    name: name.to_string(),
+                    location: shown,
+                }
+            }
+            s => StorageError::message(
+                name,
+                s.is_server_error()
+                    || s == StatusCode::TOO_MANY_REQUESTS
+                    || s == StatusCode::REQUEST_TIMEOUT,
+                format!("GET {shown}: HTTP {s}"),
+            ),
+        })
+    }
+}
+
+fn header_str(resp: &reqwest::Response, h: header::HeaderName) -> Option<String> {
+    resp.headers()
+        .get(h)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// `Content-Length`, read from the header (reqwest's body hint is 0 for HEAD).
+fn content_length(resp: &reqwest::Response) -> Option<u64> {
+    header_str(resp, header::CONTENT_LENGTH).and_then(|v| v.trim().parse().ok())
+}
+
+/// `bytes <start>-<end>/<total>` → start.
+fn content_range_start(v: &str) -> Option<u64> {
+    v.strip_prefix("bytes ")?
+        .split('-')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A 416 answer to `Range: bytes=<offset>-`: an empty read if the object is exactly `offset`
+/// bytes long (`Content-Range: bytes */<offset>`), else an error.
+fn at_end(
+    name: &str,
+    shown: &str,
+    resp: &reqwest::Response,
+    offset: u64,
+) -> Result<GetResult, StorageError> {
+    let total = header_str(resp, header::CONTENT_RANGE).and_then(|v| {
+        v.strip_prefix("bytes */")
+            .and_then(|n| n.trim().parse::<u64>().ok())
+    });
+    if total != Some(offset) {
+        let msg = format!("{shown}: offset {offset} is beyond the end (size {total:?})");
+        return Err(StorageError::message(name, false, msg));
+    }
+    Ok(GetResult {
+        size: Some(0),
+        content_type: header_str(resp, header::CONTENT_TYPE),
+        stream: stream::empty().boxed(),
+    })
+}
+
+/// The body as a stream that fails, rather than ends, when it is shorter or longer than
+/// announced (a cut connection must never look like a short file).
+fn checked_body(
+    name: &str,
+    shown: String,
+    resp: reqwest::Response,
+    expected: Option<u64>,
+) -> ByteStream {
+    let name = name.to_string();
+    let body = resp.bytes_stream();
+    stream::unfold(
+        (body.boxed(), 0u64, false),
+        move |(mut body, seen, done)| {
+            let (name, shown) = (name.clone(), shown.clone());
+            async move {
+                if done {
+                    return None;
+                }
+                let short = |got: u64| StorageError::Integrity {
+                    name: name.clone(),
+                    reason: format!(
+                        "{shown}: body has {got}+ bytes, Content-Length said {expected:?}"
+                    ),
+                };
+                match body.next().await {
+                    Some(Ok(chunk)) => {
+                        let seen = seen + chunk.len() as u64;
+                        if expected.is_some_and(|n| seen > n) {
+                            return Some((Err(short(seen)), (body, seen, true)));
+                        }
+                        Some((Ok::<Bytes, _>(chunk), (body, seen, false)))
+                    }
+                    Some(Err(e)) => {
+                        let msg =
+                            format!("{shown}: body: {}", super::error_chain(&e.without_url()));
+                        Some((
+                            Err(StorageError::message(&name, true, msg)),
+                            (body, seen, true),
+                        ))
+                    }
+                    None if expected.is_some_and(|n| seen != n) => {
+                        Some((Err(short(seen)), (body, seen, true)))
+                    }
+                    None => None,
+                }
+            }
+        },
+    )
+    .boxed()
 }
 
 #[async_trait]
 impl ObjectStore for HttpStore {
     fn describe(&self) -> String {
-        format!("http {:?}", self.cfg)
+        let server = self
+            .server
+            .as_ref()
+            .map(|s| s.template.as_str())
+            .unwrap_or("(stored URLs)");
+        self.scrub(&format!(
+            "http tfss={} legacy={} other={server}",
+            self.tfss.template, self.legacy.template
+        ))
     }
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             write: false,
-            stat: false,
+            stat: true,
             list: false,
-            range_reads: false,
+            range_reads: true,
             reports_md5: false,
         }
     }
 
-    fn location(&self, _name: &str) -> Result<String, StorageError> {
-        Err(self.unsupported("location"))
+    fn location(&self, name: &str) -> Result<String, StorageError> {
+        Ok(self.url(name, None)?.1)
     }
 
-    async fn stat(&self, _name: &str) -> Result<ObjectMeta, StorageError> {
-        Err(self.unsupported("stat"))
+    async fn stat(&self, name: &str) -> Result<ObjectMeta, StorageError> {
+        let (resp, shown) = self
+            .send(name, Method::HEAD, &GetOptions::default())
+            .await?;
+        let size = content_length(&resp).ok_or_else(|| {
+            StorageError::message(name, false, format!("HEAD {shown}: no Content-Length"))
+        })?;
+        Ok(ObjectMeta {
+            size,
+            content_type: header_str(&resp, header::CONTENT_TYPE),
+            etag: header_str(&resp, header::ETAG),
+            ..Default::default()
+        })
     }
 
-    async fn get(&self, _name: &str, _opts: &GetOptions) -> Result<GetResult, StorageError> {
-        Err(self.unsupported("get"))
+    async fn get(&self, name: &str, opts: &GetOptions) -> Result<GetResult, StorageError> {
+        let (resp, shown) = self.send(name, Method::GET, opts).await?;
+        let content_type = header_str(&resp, header::CONTENT_TYPE);
+        let length = content_length(&resp);
+        if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE {
+            return at_end(name, &shown, &resp, opts.offset);
+        }
+        let partial = resp.status() == StatusCode::PARTIAL_CONTENT;
+        if opts.offset > 0 && partial {
+            let start = header_str(&resp, header::CONTENT_RANGE)
+                .as_deref()
+                .and_then(content_range_start);
+            if start != Some(opts.offset) {
+                let msg = format!(
+                    "{shown}: asked for bytes {}-, got Content-Range {start:?}",
+                    opts.offset
+                );
+                return Err(StorageError::message(name, false, msg));
+            }
+        }
+        let mut stream = checked_body(name, shown, resp, length);
+        let mut size = length;
+        if opts.offset > 0 && !partial {
+            // The server ignored the Range header and sent everything: skip to the offset here.
+            stream = super::crypto::skip_prefix(stream, opts.offset);
+            size = length.map(|n| n.saturating_sub(opts.offset));
+        }
+        Ok(GetResult {
+            size,
+            content_type,
+            stream,
+        })
     }
 
     async fn put(
@@ -70,14 +390,25 @@ impl ObjectStore for HttpStore {
         _body: ByteStream,
         _opts: &PutOptions,
     ) -> Result<PutResult, StorageError> {
-        Err(self.unsupported("put"))
+        Err(StorageError::Unsupported {
+            operation: "put",
+            store: self.describe(),
+        })
     }
 
     async fn delete(&self, _name: &str) -> Result<(), StorageError> {
-        Err(self.unsupported("delete"))
+        Err(StorageError::Unsupported {
+            operation: "delete",
+            store: self.describe(),
+        })
     }
 
+    /// Nothing to probe without a file name: hosts differ per name kind and a base URL need not
+    /// answer. Configuration errors surface on first use.
     async fn check(&self) -> Result<(), StorageError> {
-        Err(self.unsupported("check"))
+        Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,7 +10,9 @@
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
-use parse_files_migrate::storage::{ByteStream, GetOptions, ObjectStore, PutOptions, StorageError};
+use parse_files_migrate::storage::{
+    ByteStream, GetOptions, ObjectStore, PutOptions, StorageError,
+};
 
 /// Names every writable backend must round-trip unchanged.
 pub const NAMES: &[&str] = &[
@@ -39,11 +41,7 @@ pub fn failing_body(good: usize) -> ByteStream {
     let data = super::bytes(good, 99);
     let chunks: Vec<Result<Bytes, StorageError>> = vec![
         Ok(Bytes::from(data)),
-        Err(StorageError::message(
-            "source",
-            true,
-            "connection reset (injected)",
-        )),
+        Err(StorageError::message("source", true, "connection reset (injected)")),
     ];
     stream::iter(chunks).boxed()
 }
@@ -64,13 +62,7 @@ async fn roundtrip(store: &dyn ObjectStore, name: &str, data: &[u8], chunk: usiz
     let put = store
         .put(name, body(data, chunk), &PutOptions::default())
         .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: put {name:?} ({} bytes): {e}",
-                store.describe(),
-                data.len()
-            )
-        });
+        .unwrap_or_else(|e| panic!("{}: put {name:?} ({} bytes): {e}", store.describe(), data.len()));
     assert_eq!(put.size, data.len() as u64, "put size of {name:?}");
     assert_eq!(put.md5, md5_hex(data), "put md5 of {name:?}");
     let back = read_all(store, name)
@@ -83,10 +75,8 @@ async fn roundtrip(store: &dyn ObjectStore, name: &str, data: &[u8], chunk: usiz
         .await
         .unwrap_or_else(|e| panic!("{}: stat {name:?}: {e}", store.describe()));
     assert_eq!(meta.size, data.len() as u64, "stat size of {name:?}");
-    if let Some(md5) = meta
-        .md5
-        .as_ref()
-        .filter(|_| store.capabilities().reports_md5)
+    if store.capabilities().reports_md5
+        && let Some(md5) = &meta.md5
     {
         assert_eq!(md5, &md5_hex(data), "stat md5 of {name:?}");
     }
@@ -95,10 +85,7 @@ async fn roundtrip(store: &dyn ObjectStore, name: &str, data: &[u8], chunk: usiz
 /// The whole suite for a writable store. Every object it creates is deleted at the end.
 pub async fn run(store: &dyn ObjectStore) {
     let caps = store.capabilities();
-    assert!(
-        caps.write,
-        "run() is for writable stores; use run_read_only"
-    );
+    assert!(caps.write, "run() is for writable stores; use run_read_only");
     store.check().await.expect("check() on a healthy store");
 
     // Sizes: empty, 1 byte, one byte over 5 MiB (S3's minimum part), 64 MiB (many parts/chunks).
@@ -124,23 +111,14 @@ pub async fn run(store: &dyn ObjectStore) {
     // Not found: get and stat say NotFound, distinct from other errors; delete is idempotent.
     let missing = "does-not-exist-4b1d.bin";
     match store.get(missing, &GetOptions::default()).await {
-        Err(e) => assert!(
-            e.is_not_found(),
-            "get of a missing object: want NotFound, got {e}"
-        ),
+        Err(e) => assert!(e.is_not_found(), "get of a missing object: want NotFound, got {e}"),
         Ok(_) => panic!("get of a missing object succeeded"),
     }
     match store.stat(missing).await {
-        Err(e) => assert!(
-            e.is_not_found(),
-            "stat of a missing object: want NotFound, got {e}"
-        ),
+        Err(e) => assert!(e.is_not_found(), "stat of a missing object: want NotFound, got {e}"),
         Ok(m) => panic!("stat of a missing object returned {m:?}"),
     }
-    store
-        .delete(missing)
-        .await
-        .expect("delete of a missing object is not an error");
+    store.delete(missing).await.expect("delete of a missing object is not an error");
 
     // Overwrite replaces: a shorter second version leaves no tail of the first.
     let name = "overwrite.txt";
@@ -174,10 +152,7 @@ pub async fn run(store: &dyn ObjectStore) {
         .expect_err("put of a failing stream must fail");
     let _ = err;
     match store.stat(name).await {
-        Err(e) => assert!(
-            e.is_not_found(),
-            "after a failed put: want NotFound, got {e}"
-        ),
+        Err(e) => assert!(e.is_not_found(), "after a failed put: want NotFound, got {e}"),
         Ok(m) => panic!("a failed put left a visible object: {m:?}"),
     }
     roundtrip(store, name, b"old content", 3).await;
@@ -186,9 +161,7 @@ pub async fn run(store: &dyn ObjectStore) {
         .await
         .expect_err("put of a failing stream must fail");
     assert_eq!(
-        read_all(store, name)
-            .await
-            .expect("old object still readable"),
+        read_all(store, name).await.expect("old object still readable"),
         b"old content",
         "a failed overwrite must leave the old object intact"
     );
@@ -216,14 +189,106 @@ pub async fn run(store: &dyn ObjectStore) {
     }
 
     // Clean up and check deletes took.
-    for name in NAMES
-        .iter()
-        .chain(["overwrite.txt", "typed.json", "atomic.bin"].iter())
-    {
+    for name in NAMES.iter().chain(["overwrite.txt", "typed.json", "atomic.bin"].iter()) {
         store.delete(name).await.expect("delete");
         match store.stat(name).await {
             Err(e) => assert!(e.is_not_found(), "after delete: want NotFound, got {e}"),
             Ok(_) => panic!("{name:?} still exists after delete"),
         }
     }
+}
+
+/// The suite for a read-only store (the HTTP source). `seed(name, bytes)` must make `name`
+/// readable through `store` (e.g. write a file under the web server's root). Checks get, stat,
+/// not-found, ranged reads, and that writes are refused.
+pub async fn run_read_only(store: &dyn ObjectStore, seed: &dyn Fn(&str, &[u8])) {
+    let caps = store.capabilities();
+    assert!(
+        !caps.write,
+        "run_read_only() is for read-only stores; use run"
+    );
+    store.check().await.expect("check() on a healthy store");
+
+    let sizes: &[usize] = &[0, 1, 5 * 1024 * 1024 + 1, 64 * 1024 * 1024];
+    let mut objects: Vec<(String, Vec<u8>)> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, len)| (format!("size-{len}.bin"), super::bytes(*len, i as u64)))
+        .collect();
+    for (i, name) in NAMES.iter().enumerate() {
+        objects.push((name.to_string(), super::bytes(100 + i, 1000 + i as u64)));
+    }
+    for (name, data) in &objects {
+        seed(name, data);
+        let back = read_all(store, name)
+            .await
+            .unwrap_or_else(|e| panic!("{}: get {name:?}: {e}", store.describe()));
+        assert_eq!(back.len(), data.len(), "length of {name:?} read back");
+        assert!(&back == data, "bytes of {name:?} read back differ");
+        if caps.stat {
+            let meta = store
+                .stat(name)
+                .await
+                .unwrap_or_else(|e| panic!("{}: stat {name:?}: {e}", store.describe()));
+            assert_eq!(meta.size, data.len() as u64, "stat size of {name:?}");
+        }
+        assert!(!store.location(name).expect("location").is_empty());
+    }
+
+    let missing = "does-not-exist-4b1d.bin";
+    match store.get(missing, &GetOptions::default()).await {
+        Err(e) => assert!(
+            e.is_not_found(),
+            "get of a missing object: want NotFound, got {e}"
+        ),
+        Ok(_) => panic!("get of a missing object succeeded"),
+    }
+    if caps.stat {
+        match store.stat(missing).await {
+            Err(e) => assert!(
+                e.is_not_found(),
+                "stat of a missing object: want NotFound, got {e}"
+            ),
+            Ok(m) => panic!("stat of a missing object returned {m:?}"),
+        }
+    }
+
+    if caps.range_reads {
+        let data = super::bytes(300_000, 7);
+        seed("range.bin", &data);
+        for offset in [1usize, 123_457, 299_999, 300_000] {
+            let got = store
+                .get(
+                    "range.bin",
+                    &GetOptions {
+                        offset: offset as u64,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap_or_else(|e| panic!("ranged get at {offset}: {e}"));
+            let chunks: Vec<Bytes> = got.stream.try_collect().await.expect("ranged read");
+            assert!(
+                chunks.concat() == data[offset..],
+                "ranged read content at {offset}"
+            );
+        }
+    }
+
+    let err = store
+        .put("x", body(b"x", 1), &PutOptions::default())
+        .await
+        .expect_err("put on a read-only store");
+    assert!(
+        matches!(err, StorageError::Unsupported { .. }),
+        "put: {err}"
+    );
+    let err = store
+        .delete("x")
+        .await
+        .expect_err("delete on a read-only store");
+    assert!(
+        matches!(err, StorageError::Unsupported { .. }),
+        "delete: {err}"
+    );
 }
