@@ -112,9 +112,16 @@ pub fn redact_uri(uri: &str) -> String {
 
 fn is_secret_param(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    ["password", "secret", "token", "key", "signature", "credential"]
-        .iter()
-        .any(|w| n.contains(w))
+    [
+        "password",
+        "secret",
+        "token",
+        "key",
+        "signature",
+        "credential",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
 }
 
 #[cfg(test)]

@@ -36,7 +36,10 @@ mod tests {
         // Expected values from node: encodeURIComponent(x)
         assert_eq!(encode_uri_component("a b"), "a%20b");
         assert_eq!(encode_uri_component("A-Z_a.z!~*'()"), "A-Z_a.z!~*'()");
-        assert_eq!(encode_uri_component("a/b@c+d%e&f=g?h#i"), "a%2Fb%40c%2Bd%25e%26f%3Dg%3Fh%23i");
+        assert_eq!(
+            encode_uri_component("a/b@c+d%e&f=g?h#i"),
+            "a%2Fb%40c%2Bd%25e%26f%3Dg%3Fh%23i"
+        );
         assert_eq!(encode_uri_component("é名🎉"), "%C3%A9%E5%90%8D%F0%9F%8E%89");
         assert_eq!(encode_uri_component(""), "");
     }

@@ -24,12 +24,15 @@ pub struct FsStore {
 
 impl FsStore {
     #[allow(clippy::unused_async)]
-    pub  fn new(cfg: &FsConfig, _ctx: &StoreContext) -> Result<Self, StorageError> {
+    pub fn new(cfg: &FsConfig, _ctx: &StoreContext) -> Result<Self, StorageError> {
         Ok(FsStore { cfg: cfg.clone() })
     }
 
     fn unsupported(&self, operation: &'static str) -> StorageError {
-        StorageError::Unsupported { operation, store: self.describe() }
+        StorageError::Unsupported {
+            operation,
+            store: self.describe(),
+        }
     }
 }
 
@@ -40,7 +43,13 @@ impl ObjectStore for FsStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { write: false, stat: false, list: false, range_reads: false, reports_md5: false }
+        Capabilities {
+            write: false,
+            stat: false,
+            list: false,
+            range_reads: false,
+            reports_md5: false,
+        }
     }
 
     fn location(&self, _name: &str) -> Result<String, StorageError> {
@@ -55,7 +64,12 @@ impl ObjectStore for FsStore {
         Err(self.unsupported("get"))
     }
 
-    async fn put(&self, _name: &str, _body: ByteStream, _opts: &PutOptions) -> Result<PutResult, StorageError> {
+    async fn put(
+        &self,
+        _name: &str,
+        _body: ByteStream,
+        _opts: &PutOptions,
+    ) -> Result<PutResult, StorageError> {
         Err(self.unsupported("put"))
     }
 

@@ -31,7 +31,10 @@ impl GridFsStore {
     }
 
     fn unsupported(&self, operation: &'static str) -> StorageError {
-        StorageError::Unsupported { operation, store: self.describe() }
+        StorageError::Unsupported {
+            operation,
+            store: self.describe(),
+        }
     }
 }
 
@@ -42,7 +45,13 @@ impl ObjectStore for GridFsStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { write: false, stat: false, list: false, range_reads: false, reports_md5: false }
+        Capabilities {
+            write: false,
+            stat: false,
+            list: false,
+            range_reads: false,
+            reports_md5: false,
+        }
     }
 
     fn location(&self, _name: &str) -> Result<String, StorageError> {
@@ -57,7 +66,12 @@ impl ObjectStore for GridFsStore {
         Err(self.unsupported("get"))
     }
 
-    async fn put(&self, _name: &str, _body: ByteStream, _opts: &PutOptions) -> Result<PutResult, StorageError> {
+    async fn put(
+        &self,
+        _name: &str,
+        _body: ByteStream,
+        _opts: &PutOptions,
+    ) -> Result<PutResult, StorageError> {
         Err(self.unsupported("put"))
     }
 

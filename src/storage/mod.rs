@@ -40,6 +40,7 @@ pub mod fs;
 pub mod gcs;
 pub mod gridfs;
 pub mod http;
+pub mod parts;
 pub mod s3;
 
 use std::fmt;
@@ -143,7 +144,10 @@ pub enum StorageError {
     InvalidName { name: String, reason: String },
     /// The backend does not support this operation (see [`Capabilities`]).
     #[error("{operation} is not supported by {store}")]
-    Unsupported { operation: &'static str, store: String },
+    Unsupported {
+        operation: &'static str,
+        store: String,
+    },
     /// The bytes do not match what was expected (size, hash, a broken stream).
     #[error("{name}: integrity check failed: {reason}")]
     Integrity { name: String, reason: String },
