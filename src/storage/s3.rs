@@ -76,13 +76,15 @@ pub struct S3Config {
     pub endpoint: Option<String>,
     /// Path-style addressing (`endpoint/bucket/key`); default: true when an endpoint is set.
     pub force_path_style: Option<bool>,
+    // The secrets are boxed only to keep `StoreConfig::S3` under clippy's `large_enum_variant`
+    // limit (the enum in storage/mod.rs stores its variants inline); the file format is the same.
     /// Access key id; with `secret_access_key`. Default: the AWS credential chain (env, profile,
     /// SSO, web identity, ECS/IMDS).
-    pub access_key_id: Option<Secret>,
+    pub access_key_id: Option<Box<Secret>>,
     /// Secret access key; with `access_key_id`.
-    pub secret_access_key: Option<Secret>,
+    pub secret_access_key: Option<Box<Secret>>,
     /// Session token for temporary explicit credentials.
-    pub session_token: Option<Secret>,
+    pub session_token: Option<Box<Secret>>,
     /// Named profile from `~/.aws/config` for the credential and region chain.
     pub profile: Option<String>,
     /// Canned ACL for uploaded objects, e.g. `public-read` for Parse `directAccess` setups.

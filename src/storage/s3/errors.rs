@@ -78,10 +78,8 @@ where
         _ => (false, false),
     };
     let mut message = error_chain(&err);
-    if let Some(code) = &code {
-        if !message.contains(code.as_str()) {
-            message = format!("{code}: {message}");
-        }
+    if let Some(code) = code.as_deref().filter(|c| !message.contains(c)) {
+        message = format!("{code}: {message}");
     }
     if let Some(s) = status {
         message = format!("HTTP {s}: {message}");

@@ -274,6 +274,9 @@ async fn abort(client: &aws_sdk_s3::Client, bucket: &str, key: &str, upload_id: 
         .upload_id(upload_id)
         .send()
         .await;
+    if res.is_ok() {
+        tracing::debug!(bucket, key, upload_id, "aborted multipart upload");
+    }
     if let Err(e) = res {
         // Nothing is visible either way (an incomplete upload is not an object); a bucket
         // lifecycle rule (AbortIncompleteMultipartUpload) reclaims the parts.
@@ -298,6 +301,6 @@ mod tests {
         assert_eq!(part_size_for(p, Some(1 << 30)), 8 * 1024 * 1024);
         let big = 200 * 1024 * 1024 * 1024_u64;
         let size = part_size_for(p, Some(big)) as u64;
-        assert!(size * MAX_PARTS >= big && size % (1024 * 1024) == 0);
+        assert!(size * MAX_PARTS >= big && size.is_multiple_of(1024 * 1024));
     }
 }
