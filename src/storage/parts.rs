@@ -92,6 +92,15 @@ impl PartReader {
         }
     }
 
+    /// The next chunk as it comes (no re-cutting), or `None` at the end; the same error rules
+    /// as [`PartReader::next_part`].
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, StorageError> {
+        if self.at_end().await? {
+            return Ok(None);
+        }
+        Ok(self.pending.take())
+    }
+
     /// Whether the stream has no more bytes. May read one chunk ahead (kept for the next part).
     pub async fn at_end(&mut self) -> Result<bool, StorageError> {
         while self.pending.is_none() && !self.finished {
