@@ -40,6 +40,7 @@ pub mod fs;
 pub mod gcs;
 pub mod gridfs;
 pub mod http;
+pub mod parts;
 pub mod s3;
 
 use std::fmt;

@@ -10,9 +10,7 @@
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
-use parse_files_migrate::storage::{
-    ByteStream, GetOptions, ObjectStore, PutOptions, StorageError,
-};
+use parse_files_migrate::storage::{ByteStream, GetOptions, ObjectStore, PutOptions, StorageError};
 
 /// Names every writable backend must round-trip unchanged.
 pub const NAMES: &[&str] = &[
@@ -41,7 +39,11 @@ pub fn failing_body(good: usize) -> ByteStream {
     let data = super::bytes(good, 99);
     let chunks: Vec<Result<Bytes, StorageError>> = vec![
         Ok(Bytes::from(data)),
-        Err(StorageError::message("source", true, "connection reset (injected)")),
+        Err(StorageError::message(
+            "source",
+            true,
+            "connection reset (injected)",
+        )),
     ];
     stream::iter(chunks).boxed()
 }
@@ -62,7 +64,13 @@ async fn roundtrip(store: &dyn ObjectStore, name: &str, data: &[u8], chunk: usiz
     let put = store
         .put(name, body(data, chunk), &PutOptions::default())
         .await
-        .unwrap_or_else(|e| panic!("{}: put {name:?} ({} bytes): {e}", store.describe(), data.len()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: put {name:?} ({} bytes): {e}",
+                store.describe(),
+                data.len()
+            )
+        });
     assert_eq!(put.size, data.len() as u64, "put size of {name:?}");
     assert_eq!(put.md5, md5_hex(data), "put md5 of {name:?}");
     let back = read_all(store, name)
@@ -85,7 +93,10 @@ async fn roundtrip(store: &dyn ObjectStore, name: &str, data: &[u8], chunk: usiz
 /// The whole suite for a writable store. Every object it creates is deleted at the end.
 pub async fn run(store: &dyn ObjectStore) {
     let caps = store.capabilities();
-    assert!(caps.write, "run() is for writable stores; use run_read_only");
+    assert!(
+        caps.write,
+        "run() is for writable stores; use run_read_only"
+    );
     store.check().await.expect("check() on a healthy store");
 
     // Sizes: empty, 1 byte, one byte over 5 MiB (S3's minimum part), 64 MiB (many parts/chunks).
@@ -111,14 +122,23 @@ pub async fn run(store: &dyn ObjectStore) {
     // Not found: get and stat say NotFound, distinct from other errors; delete is idempotent.
     let missing = "does-not-exist-4b1d.bin";
     match store.get(missing, &GetOptions::default()).await {
-        Err(e) => assert!(e.is_not_found(), "get of a missing object: want NotFound, got {e}"),
+        Err(e) => assert!(
+            e.is_not_found(),
+            "get of a missing object: want NotFound, got {e}"
+        ),
         Ok(_) => panic!("get of a missing object succeeded"),
     }
     match store.stat(missing).await {
-        Err(e) => assert!(e.is_not_found(), "stat of a missing object: want NotFound, got {e}"),
+        Err(e) => assert!(
+            e.is_not_found(),
+            "stat of a missing object: want NotFound, got {e}"
+        ),
         Ok(m) => panic!("stat of a missing object returned {m:?}"),
     }
-    store.delete(missing).await.expect("delete of a missing object is not an error");
+    store
+        .delete(missing)
+        .await
+        .expect("delete of a missing object is not an error");
 
     // Overwrite replaces: a shorter second version leaves no tail of the first.
     let name = "overwrite.txt";
@@ -152,7 +172,10 @@ pub async fn run(store: &dyn ObjectStore) {
         .expect_err("put of a failing stream must fail");
     let _ = err;
     match store.stat(name).await {
-        Err(e) => assert!(e.is_not_found(), "after a failed put: want NotFound, got {e}"),
+        Err(e) => assert!(
+            e.is_not_found(),
+            "after a failed put: want NotFound, got {e}"
+        ),
         Ok(m) => panic!("a failed put left a visible object: {m:?}"),
     }
     roundtrip(store, name, b"old content", 3).await;
@@ -161,7 +184,9 @@ pub async fn run(store: &dyn ObjectStore) {
         .await
         .expect_err("put of a failing stream must fail");
     assert_eq!(
-        read_all(store, name).await.expect("old object still readable"),
+        read_all(store, name)
+            .await
+            .expect("old object still readable"),
         b"old content",
         "a failed overwrite must leave the old object intact"
     );
@@ -189,7 +214,10 @@ pub async fn run(store: &dyn ObjectStore) {
     }
 
     // Clean up and check deletes took.
-    for name in NAMES.iter().chain(["overwrite.txt", "typed.json", "atomic.bin"].iter()) {
+    for name in NAMES
+        .iter()
+        .chain(["overwrite.txt", "typed.json", "atomic.bin"].iter())
+    {
         store.delete(name).await.expect("delete");
         match store.stat(name).await {
             Err(e) => assert!(e.is_not_found(), "after delete: want NotFound, got {e}"),

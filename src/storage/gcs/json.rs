@@ -1,0 +1,204 @@
+//! The few GCS JSON API calls the store makes itself (object metadata, delete, bucket check),
+//! over reqwest with a bearer token from `google-cloud-auth`.
+//!
+//! Why not the crate: its `StorageControl` client is gRPC-only and emulators serve only the
+//! JSON API (test-services.md §3). These are single requests with no retry; the engine retries.
+
+use base64::Engine;
+use google_cloud_auth::credentials::CacheableResource;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+
+use super::GcsStore;
+use crate::storage::{ObjectMeta, ObjectStore, StorageError, error_chain};
+
+/// Path-segment encoding for object names: everything but RFC 3986 unreserved characters
+/// (`/` too — the JSON API wants the whole name as one segment).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The fields of an object resource we use
+/// (<https://cloud.google.com/storage/docs/json_api/v1/objects#resource>).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ObjectResource {
+    /// A decimal string, as the JSON API encodes 64-bit integers.
+    size: Option<String>,
+    content_type: Option<String>,
+    cache_control: Option<String>,
+    /// Base64 MD5; absent for composite objects.
+    md5_hash: Option<String>,
+    generation: Option<String>,
+}
+
+pub(super) async fn stat(
+    store: &GcsStore,
+    name: &str,
+    key: &str,
+) -> Result<ObjectMeta, StorageError> {
+    let what = format!("get metadata of {}", store.url(key));
+    let resp = send(store, name, &what, Method::GET, &object_url(store, key)).await?;
+    if resp.status() == StatusCode::NOT_FOUND {
+        return Err(not_found(store, name, key));
+    }
+    let resp = check_status(name, &what, resp).await?;
+    let obj: ObjectResource = resp
+        .json()
+        .await
+        .map_err(|e| StorageError::backend(name, true, e))?;
+    let md5 = obj
+        .md5_hash
+        .and_then(|b| base64::prelude::BASE64_STANDARD.decode(b).ok())
+        .filter(|d| d.len() == 16)
+        .map(hex::encode);
+    Ok(ObjectMeta {
+        size: obj.size.and_then(|s| s.parse().ok()).unwrap_or(0),
+        content_type: obj.content_type,
+        cache_control: obj.cache_control,
+        md5,
+        etag: obj.generation,
+    })
+}
+
+/// Set the content type of an uploaded object, only if it is still generation `generation`.
+///
+/// A fallback for servers that drop the type given at upload: fake-gcs-server takes it from
+/// the media part's (or chunk's) `Content-Type` instead of the object metadata the crate sends
+/// (fsouza/fake-gcs-server#1098, #2114). Real GCS keeps it, so this never runs there.
+pub(super) async fn patch_content_type(
+    store: &GcsStore,
+    name: &str,
+    key: &str,
+    content_type: &str,
+    generation: i64,
+) -> Result<(), StorageError> {
+    let what = format!("set content type of {}", store.url(key));
+    let url = format!("{}?ifGenerationMatch={generation}", object_url(store, key));
+    let body = serde_json::json!({ "contentType": content_type });
+    let resp = send_with(store, name, &what, Method::PATCH, &url, Some(body)).await?;
+    check_status(name, &what, resp).await.map(drop)
+}
+
+pub(super) async fn delete(store: &GcsStore, name: &str, key: &str) -> Result<(), StorageError> {
+    let what = format!("delete {}", store.url(key));
+    let resp = send(store, name, &what, Method::DELETE, &object_url(store, key)).await?;
+    if resp.status() == StatusCode::NOT_FOUND {
+        return Ok(());
+    }
+    check_status(name, &what, resp).await.map(drop)
+}
+
+pub(super) async fn check_bucket(store: &GcsStore) -> Result<(), StorageError> {
+    let who = store.describe();
+    let url = format!(
+        "{}/storage/v1/b/{}",
+        store.endpoint,
+        utf8_percent_encode(&store.bucket, SEGMENT)
+    );
+    let what = format!("get bucket {:?}", store.bucket);
+    let resp = send(store, &who, &what, Method::GET, &url).await?;
+    let hint = match resp.status() {
+        StatusCode::NOT_FOUND => format!("bucket {:?} does not exist", store.bucket),
+        StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => format!(
+            "access to bucket {:?} denied (check credentials and permissions)",
+            store.bucket
+        ),
+        _ => what,
+    };
+    check_status(&who, &hint, resp).await.map(drop)
+}
+
+pub(super) fn object_url(store: &GcsStore, key: &str) -> String {
+    format!(
+        "{}/storage/v1/b/{}/o/{}",
+        store.endpoint,
+        utf8_percent_encode(&store.bucket, SEGMENT),
+        utf8_percent_encode(key, SEGMENT)
+    )
+}
+
+fn not_found(store: &GcsStore, name: &str, key: &str) -> StorageError {
+    StorageError::NotFound {
+        name: name.to_string(),
+        location: store.url(key),
+    }
+}
+
+/// One authenticated request. With anonymous credentials the auth headers are empty, so no
+/// `Authorization` header is sent.
+async fn send(
+    store: &GcsStore,
+    name: &str,
+    what: &str,
+    method: Method,
+    url: &str,
+) -> Result<reqwest::Response, StorageError> {
+    send_with(store, name, what, method, url, None).await
+}
+
+async fn send_with(
+    store: &GcsStore,
+    name: &str,
+    what: &str,
+    method: Method,
+    url: &str,
+    json: Option<serde_json::Value>,
+) -> Result<reqwest::Response, StorageError> {
+    let headers = match store.credentials.headers(http::Extensions::new()).await {
+        Ok(CacheableResource::New { data, .. }) => data,
+        // Only returned when the caller passes an entity tag, which we never do.
+        Ok(CacheableResource::NotModified) => http::HeaderMap::new(),
+        Err(e) => {
+            return Err(StorageError::Backend {
+                name: name.to_string(),
+                message: format!("{what}: getting a token: {}", error_chain(&e)),
+                retryable: e.is_transient(),
+                source: Some(Box::new(e)),
+            });
+        }
+    };
+    let mut req = store.http.request(method, url).headers(headers);
+    if let Some(body) = json {
+        req = req.json(&body);
+    }
+    req.send().await.map_err(|e| StorageError::Backend {
+        name: name.to_string(),
+        message: format!("{what}: {}", error_chain(&e)),
+        // Timeouts, refused or reset connections: a retry may work. A request reqwest
+        // could not build (bad endpoint URL) will not.
+        retryable: !e.is_builder(),
+        source: Some(Box::new(e)),
+    })
+}
+
+/// The response if it is a success, else an error carrying the API's message.
+async fn check_status(
+    name: &str,
+    what: &str,
+    resp: reqwest::Response,
+) -> Result<reqwest::Response, StorageError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let body = resp.text().await.unwrap_or_default();
+    // {"error": {"code": 403, "message": "..."}} — fall back to the raw body, shortened.
+    let detail = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+        .unwrap_or_else(|| body.chars().take(200).collect());
+    Err(StorageError::message(
+        name,
+        retryable_status(status.as_u16()),
+        format!("{what}: HTTP {status}: {detail}"),
+    ))
+}
+
+/// 408, 429 and 5xx are worth retrying (GCS "Retry strategy" docs); other 4xx are not.
+pub(super) fn retryable_status(status: u16) -> bool {
+    status == 408 || status == 429 || status >= 500
+}
