@@ -5,7 +5,13 @@ use assert_cmd::Command;
 
 fn bin() -> Command {
     let mut c = Command::cargo_bin("parse-files-migrate").unwrap();
-    for v in ["PFM_CONFIG", "PFM_MONGO_URI", "PFM_FILE_KEY", "PFM_COLLECTION_PREFIX", "PFM_DATABASE"] {
+    for v in [
+        "PFM_CONFIG",
+        "PFM_MONGO_URI",
+        "PFM_FILE_KEY",
+        "PFM_COLLECTION_PREFIX",
+        "PFM_DATABASE",
+    ] {
         c.env_remove(v);
     }
     c.env("NO_COLOR", "1");
@@ -37,10 +43,24 @@ concurrency = 5
     )
     .unwrap();
     let out = bin()
-        .args(["-c", cfg.to_str().unwrap(), "--collection-prefix", "flag_", "--show-settings"])
+        .args([
+            "-c",
+            cfg.to_str().unwrap(),
+            "--collection-prefix",
+            "flag_",
+            "--show-settings",
+        ])
         .env("PFM_CONCURRENCY_IGNORED", "1")
         .env("PFM_APP_ID", "envApp")
-        .args(["migrate", "--concurrency", "9", "--max-bytes", "2GiB", "--shard", "1/3"])
+        .args([
+            "migrate",
+            "--concurrency",
+            "9",
+            "--max-bytes",
+            "2GiB",
+            "--shard",
+            "1/3",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -48,8 +68,14 @@ concurrency = 5
     for secret in ["file-pw-1", "file-key-SECRET-2", "enc-key-SECRET-3"] {
         assert!(!s.contains(secret), "{secret} leaked:\n{s}");
     }
-    assert!(s.contains("admin:<redacted>@db.example:27017/fromfile"), "{s}");
-    assert!(s.contains("collection_prefix = \"flag_\""), "flag beats file:\n{s}");
+    assert!(
+        s.contains("admin:<redacted>@db.example:27017/fromfile"),
+        "{s}"
+    );
+    assert!(
+        s.contains("collection_prefix = \"flag_\""),
+        "flag beats file:\n{s}"
+    );
     assert!(s.contains("app_id = \"envApp\""), "env applies:\n{s}");
     assert!(s.contains("concurrency = 9"), "flag beats file:\n{s}");
     assert!(s.contains("max_bytes = 2147483648"), "{s}");
@@ -69,25 +95,44 @@ concurrency = 5
         .output()
         .unwrap();
     let s = text(&out.stdout);
-    assert!(s.contains("u:<redacted>@h/envdb") && !s.contains("env-pw-4") && !s.contains("env-key-5"), "{s}");
+    assert!(
+        s.contains("u:<redacted>@h/envdb") && !s.contains("env-pw-4") && !s.contains("env-key-5"),
+        "{s}"
+    );
 }
 
 #[test]
 fn config_errors_name_the_key_and_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.toml");
-    std::fs::write(&cfg, "[mongo]\nuri = \"mongodb://h/x\"\ncolection_prefix = \"x\"\n").unwrap();
-    let out = bin().args(["-c", cfg.to_str().unwrap(), "list"]).output().unwrap();
+    std::fs::write(
+        &cfg,
+        "[mongo]\nuri = \"mongodb://h/x\"\ncolection_prefix = \"x\"\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["-c", cfg.to_str().unwrap(), "list"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let e = text(&out.stderr);
-    assert!(e.contains("colection_prefix") && e.contains("bad.toml"), "{e}");
+    assert!(
+        e.contains("colection_prefix") && e.contains("bad.toml"),
+        "{e}"
+    );
 
     std::fs::write(&cfg, "[destination]\ntype = \"s3\"\nbukket = \"b\"\n").unwrap();
-    let out = bin().args(["-c", cfg.to_str().unwrap(), "list"]).output().unwrap();
+    let out = bin()
+        .args(["-c", cfg.to_str().unwrap(), "list"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("bukket"));
 
-    let out = bin().args(["-c", "/nonexistent/x.toml", "list"]).output().unwrap();
+    let out = bin()
+        .args(["-c", "/nonexistent/x.toml", "list"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("/nonexistent/x.toml"));
 }
@@ -97,29 +142,56 @@ fn usage_errors_exit_2() {
     // No MongoDB URI at all.
     let out = bin().arg("list").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("--mongo-uri"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--mongo-uri"),
+        "{}",
+        text(&out.stderr)
+    );
     // A URI without a database.
-    let out = bin().args(["--mongo-uri", "mongodb://127.0.0.1:1", "list"]).output().unwrap();
+    let out = bin()
+        .args(["--mongo-uri", "mongodb://127.0.0.1:1", "list"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--database"));
     // Bad values.
     for args in [
         &["--mongo-uri", "mongodb://h/d", "migrate", "--shard", "3/3"][..],
-        &["--mongo-uri", "mongodb://h/d", "migrate", "--max-bytes", "lots"],
-        &["--mongo-uri", "mongodb://h/d", "migrate", "--max-duration", "forever"],
+        &[
+            "--mongo-uri",
+            "mongodb://h/d",
+            "migrate",
+            "--max-bytes",
+            "lots",
+        ],
+        &[
+            "--mongo-uri",
+            "mongodb://h/d",
+            "migrate",
+            "--max-duration",
+            "forever",
+        ],
         &["--mongo-uri", "postgres://h/d", "list"],
         &["list", "--output", "xml"],
         &["frobnicate"],
     ] {
         let out = bin().args(args).output().unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
     }
 }
 
 #[test]
 fn commands_not_built_yet_say_so_with_exit_2() {
     for cmd in ["migrate", "verify", "status", "rollback"] {
-        let out = bin().args(["--mongo-uri", "mongodb://127.0.0.1:1/x", cmd]).output().unwrap();
+        let out = bin()
+            .args(["--mongo-uri", "mongodb://127.0.0.1:1/x", cmd])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2), "{cmd}");
         assert!(text(&out.stderr).contains("not implemented yet"), "{cmd}");
         assert!(out.stdout.is_empty(), "no fake output for {cmd}");
@@ -129,20 +201,31 @@ fn commands_not_built_yet_say_so_with_exit_2() {
 #[test]
 fn unreachable_mongodb_exits_4_without_the_password() {
     let out = bin()
-        .args(["--mongo-uri", "mongodb://user:pw-SECRET@127.0.0.1:1/app?serverSelectionTimeoutMS=300"])
+        .args([
+            "--mongo-uri",
+            "mongodb://user:pw-SECRET@127.0.0.1:1/app?serverSelectionTimeoutMS=300",
+        ])
         .arg("schema")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(4));
     let e = text(&out.stderr);
-    assert!(e.contains("cannot reach MongoDB") && e.contains("hint:"), "{e}");
+    assert!(
+        e.contains("cannot reach MongoDB") && e.contains("hint:"),
+        "{e}"
+    );
     assert!(!e.contains("pw-SECRET"), "{e}");
 }
 
 #[test]
 fn the_example_config_is_valid_and_complete() {
     let out = bin()
-        .args(["-c", concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"), "--show-settings", "list"])
+        .args([
+            "-c",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"),
+            "--show-settings",
+            "list",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -154,7 +237,16 @@ fn the_example_config_is_valid_and_complete() {
 fn help_lists_every_command_with_examples() {
     let out = bin().arg("--help").output().unwrap();
     let h = text(&out.stdout);
-    for cmd in ["schema", "list", "migrate", "verify", "status", "rollback", "Examples:", "PFM_"] {
+    for cmd in [
+        "schema",
+        "list",
+        "migrate",
+        "verify",
+        "status",
+        "rollback",
+        "Examples:",
+        "PFM_",
+    ] {
         assert!(h.contains(cmd), "help lacks {cmd}:\n{h}");
     }
 }

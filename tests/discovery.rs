@@ -24,7 +24,14 @@ fn file(name: &str) -> Document {
 type Row = (String, String, String, String, String, bool);
 
 fn row(class: &str, id: &str, path: &str, name: &str, kind: &str, nested: bool) -> Row {
-    (class.into(), id.into(), path.into(), name.into(), kind.into(), nested)
+    (
+        class.into(),
+        id.into(),
+        path.into(),
+        name.into(),
+        kind.into(),
+        nested,
+    )
 }
 
 /// Build an app database; returns the references that exist in it.
@@ -33,8 +40,8 @@ async fn seed(db: &mongodb::Database, prefix: &str) -> BTreeSet<Row> {
     c("_SCHEMA")
         .insert_many([
             doc! {"_id": "Photo", "objectId": "string", "createdAt": "date", "image": "file",
-                  "thumb": "file", "meta": "object", "gallery": "array", "owner": "*_User",
-                  "_metadata": {"class_permissions": {}}},
+            "thumb": "file", "meta": "object", "gallery": "array", "owner": "*_User",
+            "_metadata": {"class_permissions": {}}},
             doc! {"_id": "_User", "objectId": "string", "avatar": "file", "username": "string"},
             doc! {"_id": "Empty", "objectId": "string", "title": "string"},
             doc! {"_id": "_GlobalConfig", "params": "object"},
@@ -48,9 +55,9 @@ async fn seed(db: &mongodb::Database, prefix: &str) -> BTreeSet<Row> {
         .insert_many([
             // Parse Server format: string _id, bare names at top level.
             doc! {"_id": "aaaaaaaaaa", "image": tfss("a.jpg"), "thumb": format!("{UUID}-t.png"),
-                  "meta": {"avatar": file(&tfss("avatar.png")), "deep": {"list": [file(server)]}},
-                  "gallery": [file(&tfss("g0.jpg")), Bson::Null, 5, file("mfp_0123x.jpg"),
-                              [file("nested-array.bin")]]},
+            "meta": {"avatar": file(&tfss("avatar.png")), "deep": {"list": [file(server)]}},
+            "gallery": [file(&tfss("g0.jpg")), Bson::Null, 5, file("mfp_0123x.jpg"),
+                        [file("nested-array.bin")]]},
             doc! {"_id": "bbbbbbbbbb", "image": Bson::Null, "gallery": []},
             doc! {"_id": "cccccccccc", "image": "plain name.txt", "_p_owner": "_User$u1"},
             // Imported data: ObjectId, integer and long _ids in the same collection.
@@ -60,7 +67,7 @@ async fn seed(db: &mongodb::Database, prefix: &str) -> BTreeSet<Row> {
             doc! {"_id": 3.5, "image": tfss("double-id.jpg")},
             // Malformed: reported, not listed, not fatal.
             doc! {"_id": "dddddddddd", "image": 42, "thumb": "", "meta": {"x": {"__type": "File"}},
-                  "gallery": [{"__type": "File", "name": 3}]},
+            "gallery": [{"__type": "File", "name": 3}]},
             // A top-level File object (accepted defensively).
             doc! {"_id": "eeeeeeeeee", "image": file(&tfss("obj.jpg"))},
         ])
@@ -73,29 +80,144 @@ async fn seed(db: &mongodb::Database, prefix: &str) -> BTreeSet<Row> {
         ])
         .await
         .unwrap();
-    c("Empty").insert_one(doc! {"_id": "e1", "title": "t"}).await.unwrap();
+    c("Empty")
+        .insert_one(doc! {"_id": "e1", "title": "t"})
+        .await
+        .unwrap();
     c("_GlobalConfig")
         .insert_one(doc! {"_id": 1, "params": {"logo": file(&tfss("logo.png")),
-                          "screens": [{"hero": file("cfg-hero.png")}], "n": 3}})
+        "screens": [{"hero": file("cfg-hero.png")}], "n": 3}})
         .await
         .unwrap();
     [
-        row("Photo", "aaaaaaaaaa", "image", &tfss("a.jpg"), "parse-hosted", false),
-        row("Photo", "aaaaaaaaaa", "thumb", &format!("{UUID}-t.png"), "parse-legacy", false),
-        row("Photo", "aaaaaaaaaa", "meta.avatar", &tfss("avatar.png"), "parse-hosted", true),
-        row("Photo", "aaaaaaaaaa", "meta.deep.list.0", server, "parse-server", true),
-        row("Photo", "aaaaaaaaaa", "gallery.0", &tfss("g0.jpg"), "parse-hosted", true),
-        row("Photo", "aaaaaaaaaa", "gallery.3", "mfp_0123x.jpg", "migrated", true),
-        row("Photo", "aaaaaaaaaa", "gallery.4.0", "nested-array.bin", "other", true),
-        row("Photo", "cccccccccc", "image", "plain name.txt", "other", false),
-        row("Photo", &oid.to_hex(), "image", &format!("{UUID}_uuid-server.jpg"), "parse-server", false),
-        row("Photo", "7", "image", &tfss("int-id.jpg"), "parse-hosted", false),
-        row("Photo", "9000000000", "thumb", &tfss("long-id.jpg"), "parse-hosted", false),
-        row("Photo", "3.5", "image", &tfss("double-id.jpg"), "parse-hosted", false),
-        row("Photo", "eeeeeeeeee", "image", &tfss("obj.jpg"), "parse-hosted", false),
-        row("_User", "u1", "avatar", &tfss("a.jpg"), "parse-hosted", false),
-        row("_GlobalConfig", "1", "params.logo", &tfss("logo.png"), "parse-hosted", true),
-        row("_GlobalConfig", "1", "params.screens.0.hero", "cfg-hero.png", "other", true),
+        row(
+            "Photo",
+            "aaaaaaaaaa",
+            "image",
+            &tfss("a.jpg"),
+            "parse-hosted",
+            false,
+        ),
+        row(
+            "Photo",
+            "aaaaaaaaaa",
+            "thumb",
+            &format!("{UUID}-t.png"),
+            "parse-legacy",
+            false,
+        ),
+        row(
+            "Photo",
+            "aaaaaaaaaa",
+            "meta.avatar",
+            &tfss("avatar.png"),
+            "parse-hosted",
+            true,
+        ),
+        row(
+            "Photo",
+            "aaaaaaaaaa",
+            "meta.deep.list.0",
+            server,
+            "parse-server",
+            true,
+        ),
+        row(
+            "Photo",
+            "aaaaaaaaaa",
+            "gallery.0",
+            &tfss("g0.jpg"),
+            "parse-hosted",
+            true,
+        ),
+        row(
+            "Photo",
+            "aaaaaaaaaa",
+            "gallery.3",
+            "mfp_0123x.jpg",
+            "migrated",
+            true,
+        ),
+        row(
+            "Photo",
+            "aaaaaaaaaa",
+            "gallery.4.0",
+            "nested-array.bin",
+            "other",
+            true,
+        ),
+        row(
+            "Photo",
+            "cccccccccc",
+            "image",
+            "plain name.txt",
+            "other",
+            false,
+        ),
+        row(
+            "Photo",
+            &oid.to_hex(),
+            "image",
+            &format!("{UUID}_uuid-server.jpg"),
+            "parse-server",
+            false,
+        ),
+        row(
+            "Photo",
+            "7",
+            "image",
+            &tfss("int-id.jpg"),
+            "parse-hosted",
+            false,
+        ),
+        row(
+            "Photo",
+            "9000000000",
+            "thumb",
+            &tfss("long-id.jpg"),
+            "parse-hosted",
+            false,
+        ),
+        row(
+            "Photo",
+            "3.5",
+            "image",
+            &tfss("double-id.jpg"),
+            "parse-hosted",
+            false,
+        ),
+        row(
+            "Photo",
+            "eeeeeeeeee",
+            "image",
+            &tfss("obj.jpg"),
+            "parse-hosted",
+            false,
+        ),
+        row(
+            "_User",
+            "u1",
+            "avatar",
+            &tfss("a.jpg"),
+            "parse-hosted",
+            false,
+        ),
+        row(
+            "_GlobalConfig",
+            "1",
+            "params.logo",
+            &tfss("logo.png"),
+            "parse-hosted",
+            true,
+        ),
+        row(
+            "_GlobalConfig",
+            "1",
+            "params.screens.0.hero",
+            "cfg-hero.png",
+            "other",
+            true,
+        ),
     ]
     .into_iter()
     .collect()
@@ -110,7 +232,9 @@ fn bin() -> Command {
 /// The URI of the test server with `db` as the database.
 fn uri_for(db: &str) -> String {
     let base = support::mongo_uri();
-    let (hosts, query) = base.split_once("/?").unwrap_or((base.trim_end_matches('/'), ""));
+    let (hosts, query) = base
+        .split_once("/?")
+        .unwrap_or((base.trim_end_matches('/'), ""));
     format!("{hosts}/{db}?{query}")
 }
 
@@ -145,7 +269,11 @@ async fn list_exact(prefix: &str) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
     // page_size 2 forces many keyset pages, across every _id type bracket.
-    std::fs::write(&cfg, format!("[mongo]\npage_size = 2\ncollection_prefix = {prefix:?}\n")).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("[mongo]\npage_size = 2\ncollection_prefix = {prefix:?}\n"),
+    )
+    .unwrap();
     let out = bin()
         .args(["-c", cfg.to_str().unwrap(), "--mongo-uri", &uri_for(&name)])
         .args(["--file-key", FILE_KEY, "list", "--output", "jsonl"])
@@ -158,25 +286,39 @@ async fn list_exact(prefix: &str) {
     assert_eq!(values.len(), got.len(), "no duplicate rows");
     let missing: Vec<_> = expected.difference(&got).collect();
     let extra: Vec<_> = got.difference(&expected).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:#?}\nextra {extra:#?}");
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:#?}\nextra {extra:#?}"
+    );
     // target names: hosted kinds renamed deterministically, the others kept.
     for v in &values {
-        let (name, target) = (v["name"].as_str().unwrap(), v["target_name"].as_str().unwrap());
+        let (name, target) = (
+            v["name"].as_str().unwrap(),
+            v["target_name"].as_str().unwrap(),
+        );
         let hosted = matches!(v["kind"].as_str(), Some("parse-hosted" | "parse-legacy"));
         assert_eq!(hosted, name != target, "{v}");
         if hosted {
-            assert!(target.len() > 33 && target.as_bytes()[32] == b'_', "{target}");
+            assert!(
+                target.len() > 33 && target.as_bytes()[32] == b'_',
+                "{target}"
+            );
         }
         assert_eq!(v["status"], "pending");
     }
     // Malformed values are reported with class, object id and path.
     for path in ["path=image", "path=thumb", "path=meta.x", "path=gallery.0"] {
         assert!(
-            stderr.lines().any(|l| l.contains("object_id=dddddddddd") && l.contains(path)),
+            stderr
+                .lines()
+                .any(|l| l.contains("object_id=dddddddddd") && l.contains(path)),
             "no warning for {path}: {stderr}"
         );
     }
-    assert!(stderr.contains("_SCHEMA"), "junk _SCHEMA document reported: {stderr}");
+    assert!(
+        stderr.contains("_SCHEMA"),
+        "junk _SCHEMA document reported: {stderr}"
+    );
     // The fileKey never shows.
     assert!(!String::from_utf8_lossy(&out.stdout).contains(FILE_KEY));
     assert!(!stderr.contains(FILE_KEY));
@@ -199,7 +341,14 @@ async fn list_filters_fail_on_and_formats() {
     let name = support::unique("disc");
     seed(&client.database(&name), "").await;
     let uri = uri_for(&name);
-    let run = |args: &[&str]| bin().arg("--mongo-uri").arg(&uri).args(args).output().unwrap();
+    let run = |args: &[&str]| {
+        bin()
+            .arg("--mongo-uri")
+            .arg(&uri)
+            .args(args)
+            .output()
+            .unwrap()
+    };
 
     let out = run(&["list", "--output", "jsonl", "--kind", "parse-legacy"]);
     let v = parse_jsonl(&out.stdout);
@@ -214,12 +363,22 @@ async fn list_filters_fail_on_and_formats() {
 
     let out = run(&["list", "--output", "jsonl", "--no-nested"]);
     let v = parse_jsonl(&out.stdout);
-    assert!(v.iter().all(|r| r["nested"] == false) && v.len() == 9, "{v:?}");
+    assert!(
+        v.iter().all(|r| r["nested"] == false) && v.len() == 9,
+        "{v:?}"
+    );
 
     // CI gate: exit 3 while any listed reference is of a failing kind; 0 when none is.
-    assert_eq!(run(&["list", "--fail-on", "parse-hosted,parse-legacy"]).status.code(), Some(3));
     assert_eq!(
-        run(&["list", "--kind", "other", "--fail-on", "parse-hosted"]).status.code(),
+        run(&["list", "--fail-on", "parse-hosted,parse-legacy"])
+            .status
+            .code(),
+        Some(3)
+    );
+    assert_eq!(
+        run(&["list", "--kind", "other", "--fail-on", "parse-hosted"])
+            .status
+            .code(),
         Some(0)
     );
 
@@ -235,7 +394,10 @@ async fn list_filters_fail_on_and_formats() {
 
     let out = run(&["list", "--output", "table", "--class", "_User"]);
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.starts_with("CLASS") && text.contains("parse-hosted"), "{text}");
+    assert!(
+        text.starts_with("CLASS") && text.contains("parse-hosted"),
+        "{text}"
+    );
     client.database(&name).drop().await.unwrap();
 }
 
@@ -270,7 +432,10 @@ async fn schema_counts_fields_and_nested_paths() {
     assert_eq!(photo["nested_paths"]["gallery.*.*"], 1);
     assert_eq!(photo["nested_paths"]["meta.deep.list.*"], 1);
     assert_eq!(photo["issues"], 4);
-    assert_eq!(class("_GlobalConfig")["nested_paths"]["params.screens.*.hero"], 1);
+    assert_eq!(
+        class("_GlobalConfig")["nested_paths"]["params.screens.*.hero"],
+        1
+    );
     assert_eq!(class("Empty")["objects"], 1);
     assert!(v["explanation"].is_null());
     client.database(&name).drop().await.unwrap();
@@ -283,7 +448,13 @@ async fn schema_explains_an_empty_result() {
     seed(&client.database(&name), "app_").await;
     // Wrong prefix: says which _SCHEMA collections exist and what to pass.
     let out = bin()
-        .args(["--mongo-uri", &uri_for(&name), "schema", "--output", "table"])
+        .args([
+            "--mongo-uri",
+            &uri_for(&name),
+            "schema",
+            "--output",
+            "table",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
@@ -298,11 +469,23 @@ async fn schema_explains_an_empty_result() {
         .await
         .unwrap();
     let out = bin()
-        .args(["--mongo-uri", &uri_for(&other), "schema", "--output", "json"])
+        .args([
+            "--mongo-uri",
+            &uri_for(&other),
+            "schema",
+            "--output",
+            "json",
+        ])
         .output()
         .unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(v["explanation"].as_str().unwrap().contains("none has a File field"), "{v}");
+    assert!(
+        v["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("none has a File field"),
+        "{v}"
+    );
     client.database(&name).drop().await.unwrap();
     client.database(&other).drop().await.unwrap();
 }
@@ -319,7 +502,11 @@ async fn list_and_schema_write_nothing() {
         names.sort();
         for n in &names {
             let docs: Vec<Document> = futures::TryStreamExt::try_collect(
-                db.collection::<Document>(n).find(doc! {}).sort(doc! {"_id": 1}).await.unwrap(),
+                db.collection::<Document>(n)
+                    .find(doc! {})
+                    .sort(doc! {"_id": 1})
+                    .await
+                    .unwrap(),
             )
             .await
             .unwrap();
@@ -329,9 +516,16 @@ async fn list_and_schema_write_nothing() {
     };
     let before = snapshot().await;
     for cmd in [["list", "--output=jsonl"], ["schema", "--output=json"]] {
-        let out = bin().args(["--mongo-uri", &uri_for(&name)]).args(cmd).output().unwrap();
+        let out = bin()
+            .args(["--mongo-uri", &uri_for(&name)])
+            .args(cmd)
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(0));
     }
-    assert!(before == snapshot().await, "a read-only command changed the database");
+    assert!(
+        before == snapshot().await,
+        "a read-only command changed the database"
+    );
     db.drop().await.unwrap();
 }

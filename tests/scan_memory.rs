@@ -22,10 +22,16 @@ async fn seed(db: &mongodb::Database, n: usize) {
     for i in 0..n {
         let mut d = doc! {"_id": format!("obj{i:08}"), "title": "x".repeat(100)};
         if i % 10 == 0 {
-            d.insert("image", format!("tfss-{i:08x}-0000-0000-0000-000000000000-p.jpg"));
+            d.insert(
+                "image",
+                format!("tfss-{i:08x}-0000-0000-0000-000000000000-p.jpg"),
+            );
         }
         if i % 40 == 0 {
-            d.insert("meta", doc! {"f": {"__type": "File", "name": format!("n{i}.png")}});
+            d.insert(
+                "meta",
+                doc! {"f": {"__type": "File", "name": format!("n{i}.png")}},
+            );
         }
         batch.push(d);
         if batch.len() == 1000 {
@@ -40,15 +46,28 @@ async fn seed(db: &mongodb::Database, n: usize) {
 /// Run `list` to /dev/null; return (references listed, peak RSS in KiB) of that process.
 fn list_peak_rss(db: &str) -> (usize, i64) {
     let base = support::mongo_uri();
-    let (hosts, query) = base.split_once("/?").unwrap_or((base.trim_end_matches('/'), ""));
+    let (hosts, query) = base
+        .split_once("/?")
+        .unwrap_or((base.trim_end_matches('/'), ""));
     let uri = format!("{hosts}/{db}?{query}");
     let exe = assert_cmd::cargo::cargo_bin("parse-files-migrate");
     let out_path = std::env::temp_dir().join(format!("{db}.jsonl"));
     let out = std::fs::File::create(&out_path).unwrap();
     let cfg = std::env::temp_dir().join(format!("{db}.toml"));
     std::fs::write(&cfg, "[mongo]\npage_size = 10000\n").unwrap();
+    // Reaped below with libc::wait4, which also returns the child's own peak RSS.
+    #[allow(clippy::zombie_processes)]
     let child = std::process::Command::new(exe)
-        .args(["-c", cfg.to_str().unwrap(), "--mongo-uri", &uri, "-q", "list", "--output", "jsonl"])
+        .args([
+            "-c",
+            cfg.to_str().unwrap(),
+            "--mongo-uri",
+            &uri,
+            "-q",
+            "list",
+            "--output",
+            "jsonl",
+        ])
         .stdout(out)
         .spawn()
         .unwrap();
@@ -57,7 +76,10 @@ fn list_peak_rss(db: &str) -> (usize, i64) {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     assert_eq!(pid, child.id() as i32);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "list failed");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "list failed"
+    );
     let rows = std::fs::read_to_string(&out_path).unwrap().lines().count();
     let _ = std::fs::remove_file(&out_path);
     (rows, usage.ru_maxrss)
