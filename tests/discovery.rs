@@ -305,6 +305,15 @@ async fn list_exact(prefix: &str) {
             );
         }
         assert_eq!(v["status"], "pending");
+        // Where the bytes come from: the hosted-Parse URL (fileKey as a placeholder, never the
+        // key); no [source.server] is configured, so other kinds have none.
+        let encoded = name.replace(' ', "%20");
+        let want = match v["kind"].as_str() {
+            Some("parse-hosted") => Some(format!("http://files.parsetfss.com/{{file_key}}/{encoded}")),
+            Some("parse-legacy") => Some(format!("http://files.parse.com/{{file_key}}/{encoded}")),
+            _ => None,
+        };
+        assert_eq!(v["source"].as_str().map(str::to_string), want, "{v}");
     }
     // Malformed values are reported with class, object id and path.
     for path in ["path=image", "path=thumb", "path=meta.x", "path=gallery.0"] {
