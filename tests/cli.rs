@@ -250,3 +250,36 @@ fn help_lists_every_command_with_examples() {
         assert!(h.contains(cmd), "help lacks {cmd}:\n{h}");
     }
 }
+
+#[test]
+fn every_alternative_store_table_in_the_example_parses() {
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"))
+            .unwrap();
+    let mut blocks = vec![];
+    let mut current: Option<String> = None;
+    for line in example.lines() {
+        if line == "# [destination]" {
+            current = Some(String::from("[destination]\n"));
+        } else if let Some(block) = current.as_mut() {
+            match line.strip_prefix("# ") {
+                Some(l) if !line.trim().is_empty() => {
+                    block.push_str(l);
+                    block.push('\n');
+                }
+                _ => blocks.push(current.take().unwrap()),
+            }
+        }
+    }
+    assert_eq!(blocks.len(), 4, "gridfs, s3, gcs, http blocks: {blocks:#?}");
+    let dir = tempfile::tempdir().unwrap();
+    for block in blocks {
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(&cfg, &block).unwrap();
+        let out = bin()
+            .args(["-c", cfg.to_str().unwrap(), "--show-settings", "list"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{block}\n{}", text(&out.stderr));
+    }
+}

@@ -309,7 +309,9 @@ async fn list_exact(prefix: &str) {
         // key); no [source.server] is configured, so other kinds have none.
         let encoded = name.replace(' ', "%20");
         let want = match v["kind"].as_str() {
-            Some("parse-hosted") => Some(format!("http://files.parsetfss.com/{{file_key}}/{encoded}")),
+            Some("parse-hosted") => {
+                Some(format!("http://files.parsetfss.com/{{file_key}}/{encoded}"))
+            }
             Some("parse-legacy") => Some(format!("http://files.parse.com/{{file_key}}/{encoded}")),
             _ => None,
         };
