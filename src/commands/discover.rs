@@ -5,7 +5,7 @@ use mongodb::Database;
 
 use crate::cli::Filters;
 use crate::parse::schema::{self, AppSchema, GLOBAL_CONFIG, collection_name};
-use crate::scan::{self, Filter, Target};
+use crate::scan::{self, ClassWalker, Filter, Page, ScanIssue, Target, WalkOptions};
 use crate::settings::Settings;
 
 pub struct Discovery {
@@ -56,6 +56,35 @@ pub async fn discover(settings: &Settings, filters: &Filters) -> anyhow::Result<
         targets,
         collections,
     })
+}
+
+impl Discovery {
+    /// A walker over one target, with the configured page size.
+    pub fn walker(&self, target: &Target, settings: &Settings) -> ClassWalker {
+        ClassWalker::new(
+            self.db.collection(&target.collection),
+            target.class.clone(),
+            WalkOptions {
+                page_size: settings.mongo.page_size,
+                nested: true,
+            },
+        )
+    }
+}
+
+/// The next page of a walk, with the collection named in any error.
+pub async fn next_page(walker: &mut ClassWalker, target: &Target) -> anyhow::Result<Option<Page>> {
+    walker
+        .next_page()
+        .await
+        .with_context(|| format!("walking {}", target.collection))
+}
+
+/// Report malformed values on stderr, one warning each, with where they are.
+pub fn log_issues(issues: &[ScanIssue]) {
+    for i in issues {
+        tracing::warn!(class = %i.class, object_id = %i.object_id, path = %i.path, "{}", i.problem);
+    }
 }
 
 /// Why nothing was found, with what to try.

@@ -3,15 +3,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use anyhow::Context;
-
-use super::discover::{discover, explain_empty};
+use super::discover::{discover, explain_empty, log_issues, next_page};
 use crate::cli::{ListArgs, ListOutput};
 use crate::exit::{INCOMPLETE, OK};
 use crate::parse::names::{NameKind, Selection, target_name};
 use crate::report::list::{ListFormat, ListRow, ListWriter};
 use crate::report::stdout_is_terminal;
-use crate::scan::{ClassWalker, FileRef, WalkOptions};
+use crate::scan::FileRef;
 use crate::settings::Settings;
 use crate::storage::{self, ObjectStore};
 
@@ -32,22 +30,9 @@ pub async fn run(settings: &Settings, args: &ListArgs) -> anyhow::Result<i32> {
     let mut writer = ListWriter::new(format, std::io::stdout().lock())?;
     let (mut issues, mut matched_fail_on) = (0u64, 0u64);
     for target in &d.targets {
-        let mut walker = ClassWalker::new(
-            d.db.collection(&target.collection),
-            target.class.clone(),
-            WalkOptions {
-                page_size: settings.mongo.page_size,
-                nested: true,
-            },
-        );
-        while let Some(page) = walker
-            .next_page()
-            .await
-            .with_context(|| format!("walking {}", target.collection))?
-        {
-            for i in &page.issues {
-                tracing::warn!(class = %i.class, object_id = %i.object_id, path = %i.path, "{}", i.problem);
-            }
+        let mut walker = d.walker(target, settings);
+        while let Some(page) = next_page(&mut walker, target).await? {
+            log_issues(&page.issues);
             issues += page.issues.len() as u64;
             for r in &page.refs {
                 let kind = r.kind();

@@ -2,16 +2,14 @@
 
 use std::io::Write;
 
-use anyhow::Context;
 use mongodb::bson::RawDocumentBuf;
 
-use super::discover::{discover, explain_empty};
+use super::discover::{discover, explain_empty, log_issues, next_page};
 use crate::cli::{SchemaArgs, SchemaOutput};
 use crate::exit::OK;
 use crate::parse::schema::collection_name;
 use crate::report::schema::{ClassReport, SchemaReport};
 use crate::report::stdout_is_terminal;
-use crate::scan::{ClassWalker, WalkOptions};
 use crate::settings::Settings;
 
 pub async fn run(settings: &Settings, args: &SchemaArgs) -> anyhow::Result<i32> {
@@ -58,27 +56,14 @@ pub async fn run(settings: &Settings, args: &SchemaArgs) -> anyhow::Result<i32> 
         for f in &target.class.file_fields {
             c.file_fields.insert(f.clone(), 0);
         }
-        let mut walker = ClassWalker::new(
-            d.db.collection(&target.collection),
-            target.class.clone(),
-            WalkOptions {
-                page_size: settings.mongo.page_size,
-                nested: true,
-            },
-        );
-        while let Some(page) = walker
-            .next_page()
-            .await
-            .with_context(|| format!("walking {}", target.collection))?
-        {
+        let mut walker = d.walker(target, settings);
+        while let Some(page) = next_page(&mut walker, target).await? {
             c.objects += page.objects;
             for r in &page.refs {
                 c.count(&r.path, r.nested(), r.kind().as_str());
             }
             c.issues += page.issues.len() as u64;
-            for i in &page.issues {
-                tracing::warn!(class = %i.class, object_id = %i.object_id, path = %i.path, "{}", i.problem);
-            }
+            log_issues(&page.issues);
         }
         report.total_references += c.references();
         report.classes.push(c);

@@ -66,16 +66,7 @@ impl FsStore {
     /// `<dir>/<encodeURIComponent(name)>`, or `InvalidName` for names the adapter layout cannot
     /// hold safely. Encoding turns `/` into `%2F`, so only `.`/`..` could still escape.
     fn path_of(&self, name: &str) -> Result<PathBuf, StorageError> {
-        let invalid = |reason: &str| StorageError::InvalidName {
-            name: name.to_string(),
-            reason: reason.to_string(),
-        };
-        if name.is_empty() {
-            return Err(invalid("empty name"));
-        }
-        if name.contains('\0') {
-            return Err(invalid("name contains NUL"));
-        }
+        let invalid = super::validate_name(name)?;
         let encoded = encode_uri_component(name);
         if encoded == "." || encoded == ".." {
             return Err(invalid("name would refer to a directory"));

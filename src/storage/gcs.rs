@@ -168,16 +168,7 @@ impl GcsStore {
 
     /// The object name of `name`: `prefix + name`, as parse-server-gcs-adapter builds it.
     pub fn key(&self, name: &str) -> Result<String, StorageError> {
-        let invalid = |reason: &str| StorageError::InvalidName {
-            name: name.to_string(),
-            reason: reason.to_string(),
-        };
-        if name.is_empty() {
-            return Err(invalid("empty name"));
-        }
-        if name.contains('\0') {
-            return Err(invalid("contains NUL"));
-        }
+        let invalid = super::validate_name(name)?;
         let key = format!("{}{name}", self.prefix);
         // https://cloud.google.com/storage/docs/objects#naming
         if key.contains(['\r', '\n']) {

@@ -201,6 +201,23 @@ impl StorageError {
     }
 }
 
+/// The contract's rule for every backend: a name is non-empty and holds no NUL. Returns a
+/// constructor for further [`StorageError::InvalidName`]s about the same name, for the backend's
+/// own layout rules.
+pub fn validate_name(name: &str) -> Result<impl Fn(&str) -> StorageError + '_, StorageError> {
+    let invalid = move |reason: &str| StorageError::InvalidName {
+        name: name.to_string(),
+        reason: reason.to_string(),
+    };
+    if name.is_empty() {
+        return Err(invalid("empty name"));
+    }
+    if name.contains('\0') {
+        return Err(invalid("name contains NUL"));
+    }
+    Ok(invalid)
+}
+
 /// `a: b: c` from an error and its sources (SDK errors hide the useful part in the chain).
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();

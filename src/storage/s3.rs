@@ -230,16 +230,7 @@ impl S3Store {
 
     /// The object key of `name`: `prefix + name`, as parse-server-s3-adapter builds it.
     pub fn key(&self, name: &str) -> Result<String, StorageError> {
-        let invalid = |reason: &str| StorageError::InvalidName {
-            name: name.to_string(),
-            reason: reason.to_string(),
-        };
-        if name.is_empty() {
-            return Err(invalid("empty name"));
-        }
-        if name.contains('\0') {
-            return Err(invalid("contains NUL"));
-        }
+        let invalid = super::validate_name(name)?;
         let key = format!("{}{name}", self.prefix);
         if key.len() > MAX_KEY_BYTES {
             return Err(invalid("S3 keys are at most 1024 bytes (prefix included)"));
