@@ -8,6 +8,7 @@
 pub mod cli;
 mod commands;
 pub mod db;
+pub mod engine;
 pub mod exit;
 pub mod parse;
 pub mod report;

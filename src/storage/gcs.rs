@@ -270,8 +270,12 @@ impl ObjectStore for GcsStore {
             .await
             .map_err(|e| upload::map_error(name, &what, &self.url(&key), e))?;
         let object = resp.object();
+        // The crate reads the size from `x-goog-stored-content-length`; servers that omit the
+        // header (fake-gcs-server for filesystem-backed objects) yield 0. A 0 is therefore
+        // "unknown", never a claim that the object is empty: the stream is the truth.
         let size = u64::try_from(object.size)
             .ok()
+            .filter(|s| *s > 0)
             .map(|s| s.saturating_sub(opts.offset));
         let content_type = Some(object.content_type).filter(|t| !t.is_empty());
         let err_name = name.to_string();

@@ -9,6 +9,7 @@
 //! in [`super::crypto`]; the bytes move through the driver's `GridFsBucket` streams.
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::io::AsyncWriteExt;
 use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::{Bson, Document, doc};
@@ -16,7 +17,6 @@ use mongodb::gridfs::GridFsBucket;
 use mongodb::options::GridFsBucketOptions;
 use mongodb::{Collection, Database};
 use serde::{Deserialize, Serialize};
-use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::crypto::{self, FileKey};
 use super::{
@@ -43,6 +43,29 @@ pub struct GridFsConfig {
 
 /// The Node driver's default chunk size (255 KiB), which Parse Server uses.
 pub const PARSE_CHUNK_SIZE: u32 = 261_120;
+
+/// Chunks fetched per round trip when reading (~1 MiB with Parse's chunk size).
+const CHUNKS_PER_BATCH: u32 = 4;
+
+/// Where a chunk-by-chunk read stands.
+struct ChunkState {
+    name: String,
+    cursor: mongodb::Cursor<Document>,
+    next: u64,
+    total: u64,
+    chunk_size: u64,
+    length: u64,
+    skip: usize,
+}
+
+impl ChunkState {
+    fn broken(&self, reason: String) -> StorageError {
+        StorageError::Integrity {
+            name: self.name.clone(),
+            reason,
+        }
+    }
+}
 
 /// Sort that puts the revision readers see first: newest upload, ties broken by `_id`.
 fn newest_first() -> Document {
@@ -73,6 +96,7 @@ impl std::fmt::Debug for GridFsStore {
 struct Revision {
     id: Bson,
     length: u64,
+    chunk_size: u64,
     md5: Option<String>,
 }
 
@@ -130,7 +154,7 @@ impl GridFsStore {
             .files
             .find_one(doc! { "filename": name })
             .sort(newest_first())
-            .projection(doc! { "_id": 1, "length": 1, "md5": 1 })
+            .projection(doc! { "_id": 1, "length": 1, "chunkSize": 1, "md5": 1 })
             .await
             .map_err(|e| mongo_error(name, e))?;
         let doc = found.ok_or_else(|| StorageError::NotFound {
@@ -147,33 +171,99 @@ impl GridFsStore {
         .ok_or_else(|| {
             StorageError::message(name, false, "files document has no valid `length`")
         })?;
+        let chunk_size = match doc.get("chunkSize") {
+            Some(Bson::Int32(n)) => u64::try_from(*n).ok(),
+            Some(Bson::Int64(n)) => u64::try_from(*n).ok(),
+            Some(Bson::Double(n)) if *n >= 1.0 && n.fract() == 0.0 => Some(*n as u64),
+            _ => None,
+        }
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            StorageError::message(name, false, "files document has no valid `chunkSize`")
+        })?;
         Ok(Revision {
             id: doc.get("_id").cloned().unwrap_or(Bson::Null),
             length,
+            chunk_size,
             md5: doc.get_str("md5").ok().map(str::to_string),
         })
     }
 
-    /// Stream a revision's stored bytes from `offset` (the driver has no ranged download, so the
-    /// bytes before it are read and dropped).
+    /// Stream a revision's stored bytes from `offset`.
+    ///
+    /// Reads `fs.chunks` directly rather than through the driver's download stream: the driver's
+    /// cursor takes the server's default first batch (101 chunks, ~26 MB) and then 16 MiB
+    /// batches, which alone would break the memory bound. Here each round trip fetches
+    /// [`CHUNKS_PER_BATCH`] chunks, a range starts at the chunk that holds `offset`, and a
+    /// missing, misnumbered or wrongly sized chunk is an integrity error, never a short file.
     async fn open_at(
         &self,
         name: &str,
-        id: &Bson,
+        rev: &Revision,
         offset: u64,
     ) -> Result<ByteStream, StorageError> {
-        let download = self
-            .bucket
-            .open_download_stream(id.clone())
+        let first = offset / rev.chunk_size;
+        let total = rev.length.div_ceil(rev.chunk_size);
+        let cursor = self
+            .chunks
+            .find(doc! { "files_id": rev.id.clone(), "n": { "$gte": first as i64 } })
+            .sort(doc! { "n": 1 })
+            .batch_size(CHUNKS_PER_BATCH)
             .await
             .map_err(|e| mongo_error(name, e))?;
-        let owned = name.to_string();
-        let stream = tokio_util::io::ReaderStream::with_capacity(
-            download.compat(),
-            PARSE_CHUNK_SIZE as usize,
-        )
-        .map_err(move |e| StorageError::backend(owned.clone(), true, e));
-        Ok(crypto::skip_prefix(stream.boxed(), offset))
+        let state = ChunkState {
+            name: name.to_string(),
+            cursor,
+            next: first,
+            total,
+            chunk_size: rev.chunk_size,
+            length: rev.length,
+            skip: (offset % rev.chunk_size) as usize,
+        };
+        let stream = futures::stream::try_unfold(state, |mut st| async move {
+            if st.next >= st.total {
+                return Ok(None);
+            }
+            let doc = st
+                .cursor
+                .try_next()
+                .await
+                .map_err(|e| mongo_error(&st.name, e))?
+                .ok_or_else(|| {
+                    st.broken(format!("chunk {} of {} is missing", st.next, st.total))
+                })?;
+            let n = match doc.get("n") {
+                Some(Bson::Int32(n)) => i64::from(*n),
+                Some(Bson::Int64(n)) => *n,
+                _ => -1,
+            };
+            if n != st.next as i64 {
+                return Err(st.broken(format!("expected chunk {}, found chunk {n}", st.next)));
+            }
+            let data = match doc.get("data") {
+                Some(Bson::Binary(b)) => b.bytes.clone(),
+                _ => return Err(st.broken(format!("chunk {n} has no binary data"))),
+            };
+            let want = if st.next + 1 == st.total {
+                st.length - st.next * st.chunk_size
+            } else {
+                st.chunk_size
+            };
+            if data.len() as u64 != want {
+                return Err(st.broken(format!(
+                    "chunk {n} holds {} bytes, expected {want}",
+                    data.len()
+                )));
+            }
+            let mut bytes = Bytes::from(data);
+            if st.skip > 0 {
+                bytes = bytes.slice(st.skip.min(bytes.len())..);
+                st.skip = 0;
+            }
+            st.next += 1;
+            Ok(Some((bytes, st)))
+        });
+        Ok(stream.boxed())
     }
 
     fn location_of(&self, name: &str) -> String {
@@ -302,7 +392,7 @@ impl ObjectStore for GridFsStore {
     async fn stat(&self, name: &str) -> Result<ObjectMeta, StorageError> {
         let rev = self.newest(name).await?;
         let size = crypto::stored_plain_size(self.key.as_ref(), name, rev.length, |off| {
-            self.open_at(name, &rev.id, off)
+            self.open_at(name, &rev, off)
         })
         .await?;
         Ok(ObjectMeta {
@@ -320,7 +410,7 @@ impl ObjectStore for GridFsStore {
     async fn get(&self, name: &str, opts: &GetOptions) -> Result<GetResult, StorageError> {
         let rev = self.newest(name).await?;
         let plain = crypto::read_stored(self.key.as_ref(), name, rev.length, opts.offset, |off| {
-            self.open_at(name, &rev.id, off)
+            self.open_at(name, &rev, off)
         })
         .await?;
         Ok(GetResult {

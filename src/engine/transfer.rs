@@ -1,0 +1,96 @@
+//! Copy one file from a source store to a destination store, then verify it there.
+//!
+//! The bytes stream straight through (source `get` → [`HashingStream`] → destination `put`), so
+//! memory is bounded by the destination's part buffer, never by the file size. Verification is
+//! what the contract lets us trust: the destination's `stat` must report the exact number of bytes
+//! that went through the stream, and, where the destination reports an MD5 of its own, that MD5
+//! must equal the one computed on the stream. Only a [`Verified`] copy may have references
+//! rewritten to it.
+
+use crate::storage::{
+    GetOptions, HashingStream, ObjectStore, PutOptions, StorageError, content_type_for,
+};
+
+/// A copy that was checked at the destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub size: u64,
+    /// MD5 of the bytes, computed on the stream (lowercase hex).
+    pub md5: String,
+    /// Whether the destination's own hash was compared too (not only the size).
+    pub hash_checked: bool,
+    pub etag: Option<String>,
+}
+
+/// Copy `name` from `source` to `target` in `dest`, and verify it.
+///
+/// Errors: [`StorageError::NotFound`] when the source has no such file (the caller records it as
+/// missing); [`StorageError::Integrity`] when the destination disagrees with what was sent.
+pub async fn copy_verified(
+    source: &dyn ObjectStore,
+    dest: &dyn ObjectStore,
+    name: &str,
+    target: &str,
+    get: &GetOptions,
+) -> Result<Verified, StorageError> {
+    let got = source.get(name, get).await?;
+    let content_type = got
+        .content_type
+        .clone()
+        .or_else(|| content_type_for(target));
+    let (stream, state) = HashingStream::new(got.stream);
+    let expected_size = got.size;
+    let put = dest
+        .put(
+            target,
+            Box::pin(stream),
+            &PutOptions {
+                content_type,
+                cache_control: None,
+                size_hint: expected_size,
+            },
+        )
+        .await?;
+    let (size, md5) = {
+        let st = state.lock().unwrap_or_else(|e| e.into_inner());
+        (st.size, st.md5_hex())
+    };
+    if let Some(expected) = expected_size.filter(|e| *e != size) {
+        return Err(StorageError::Integrity {
+            name: name.to_string(),
+            reason: format!("source announced {expected} bytes but sent {size}"),
+        });
+    }
+    if put.size != size || put.md5 != md5 {
+        return Err(StorageError::Integrity {
+            name: target.to_string(),
+            reason: format!(
+                "destination stored {} bytes (md5 {}), the stream had {size} (md5 {md5})",
+                put.size, put.md5
+            ),
+        });
+    }
+    let meta = dest.stat(target).await?;
+    if meta.size != size {
+        return Err(StorageError::Integrity {
+            name: target.to_string(),
+            reason: format!("destination reports {} bytes, {size} were sent", meta.size),
+        });
+    }
+    let hash_checked = match &meta.md5 {
+        Some(remote) if remote != &md5 => {
+            return Err(StorageError::Integrity {
+                name: target.to_string(),
+                reason: format!("destination md5 {remote} differs from the stream's {md5}"),
+            });
+        }
+        Some(_) => true,
+        None => false,
+    };
+    Ok(Verified {
+        size,
+        md5,
+        hash_checked,
+        etag: meta.etag.or(put.etag),
+    })
+}
