@@ -106,7 +106,10 @@ pub struct ObjectMeta {
 
 /// A successful read: what is known up front, then the bytes.
 pub struct GetResult {
-    /// Size if the backend knows it before streaming (HTTP without `Content-Length` does not).
+    /// How many bytes the stream will yield (the object's size minus [`GetOptions::offset`]), if
+    /// the backend knows it before streaming (HTTP without `Content-Length` does not). A value
+    /// the backend cannot vouch for is `None`, never a guess: callers treat a mismatch with the
+    /// bytes actually streamed as an integrity failure.
     pub size: Option<u64>,
     /// Content type reported by the backend, if any.
     pub content_type: Option<String>,
