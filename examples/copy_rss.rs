@@ -12,7 +12,7 @@ use std::time::Instant;
 use parse_files_migrate::cli::GlobalArgs;
 use parse_files_migrate::engine::transfer::copy_verified;
 use parse_files_migrate::settings::Settings;
-use parse_files_migrate::storage::{self, GetOptions, StoreContext};
+use parse_files_migrate::storage::{self, GetOptions};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -29,12 +29,7 @@ async fn main() -> anyhow::Result<()> {
         },
         None,
     )?;
-    let ctx = StoreContext {
-        mongo_uri: settings.mongo.uri.as_ref().map(|u| u.secret().clone()),
-        database: settings.mongo.database.clone(),
-        file_key: settings.parse.file_key.clone(),
-        app_id: settings.parse.app_id.clone(),
-    };
+    let ctx = settings.store_context();
     let source_cfg = settings
         .source
         .server

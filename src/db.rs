@@ -7,7 +7,7 @@ use anyhow::Context;
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Database, bson::doc};
 
-use crate::exit::{Coded, USAGE, unreachable};
+use crate::exit::{unreachable, usage};
 use crate::settings::MongoUri;
 
 /// How long start-up waits for a server when the URI does not say (`serverSelectionTimeoutMS`).
@@ -17,9 +17,10 @@ const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn connect(uri: &MongoUri, database: &str) -> anyhow::Result<(Client, Database)> {
     let mut opts = ClientOptions::parse(uri.expose()).await.map_err(|e| {
         // The driver's parse errors can quote the URI; say what is wrong without echoing it.
-        anyhow::Error::new(Coded::new(
-            USAGE,
-            format!("invalid MongoDB URI {}: {}", uri.redacted(), e.kind),
+        usage(format!(
+            "invalid MongoDB URI {}: {}",
+            uri.redacted(),
+            e.kind
         ))
     })?;
     if opts.server_selection_timeout.is_none() {

@@ -373,6 +373,16 @@ impl Settings {
         Ok((uri, db))
     }
 
+    /// What storage backends need from the global settings.
+    pub fn store_context(&self) -> crate::storage::StoreContext {
+        crate::storage::StoreContext {
+            mongo_uri: self.mongo.uri.as_ref().map(|u| u.secret().clone()),
+            database: self.mongo.database.clone(),
+            file_key: self.parse.file_key.clone(),
+            app_id: self.parse.app_id.clone(),
+        }
+    }
+
     /// The resolved settings as TOML, secrets redacted (for `--show-settings`).
     pub fn to_toml(&self) -> anyhow::Result<String> {
         toml::to_string_pretty(self).context("rendering settings")

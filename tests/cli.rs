@@ -50,7 +50,6 @@ concurrency = 5
             "flag_",
             "--show-settings",
         ])
-        .env("PFM_CONCURRENCY_IGNORED", "1")
         .env("PFM_APP_ID", "envApp")
         .args([
             "migrate",

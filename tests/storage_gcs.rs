@@ -3,9 +3,6 @@
 //! with and without a prefix, plus resumable uploads, failed uploads, exact object names and
 //! stored headers, checked through the JSON API behind the store's back.
 
-// tests/support/conformance.rs (shared, not ours to edit) trips this lint on Rust 1.95.
-#![allow(clippy::collapsible_if)]
-
 mod support;
 
 use futures::StreamExt;

@@ -3,80 +3,16 @@
 //! really happen and are aborted on failure, keys are exactly `prefix + name`, and headers are
 //! stored.
 
-// tests/support/conformance.rs (shared, not ours to edit) trips this lint on Rust 1.95.
-#![allow(clippy::collapsible_if)]
-
 mod support;
 
-use aws_sdk_s3::config::{Credentials, Region};
 use futures::StreamExt;
 use parse_files_migrate::secret::Secret;
 use parse_files_migrate::storage::s3::{S3Config, S3Store};
 use parse_files_migrate::storage::{ObjectStore, PutOptions, StoreContext};
 use support::conformance::{self, body, read_all};
+use support::s3::{config, fresh_bucket, raw_client};
 
 const MIB: usize = 1024 * 1024;
-
-fn endpoint() -> String {
-    support::env("PFM_TEST_S3_ENDPOINT")
-}
-
-fn config(bucket: &str) -> S3Config {
-    S3Config {
-        bucket: bucket.to_string(),
-        endpoint: Some(endpoint()),
-        region: Some(support::env("PFM_TEST_S3_REGION")),
-        access_key_id: Some(Box::new(Secret::new(support::env(
-            "PFM_TEST_S3_ACCESS_KEY",
-        )))),
-        secret_access_key: Some(Box::new(Secret::new(support::env(
-            "PFM_TEST_S3_SECRET_KEY",
-        )))),
-        ..Default::default()
-    }
-}
-
-/// A client that bypasses the store, to look at what it really wrote.
-async fn raw_client() -> aws_sdk_s3::Client {
-    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(Region::new(support::env("PFM_TEST_S3_REGION")))
-        .credentials_provider(Credentials::new(
-            support::env("PFM_TEST_S3_ACCESS_KEY"),
-            support::env("PFM_TEST_S3_SECRET_KEY"),
-            None,
-            None,
-            "test",
-        ))
-        .endpoint_url(endpoint())
-        .load()
-        .await;
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&shared)
-            .force_path_style(true)
-            .build(),
-    )
-}
-
-/// A new, empty bucket with a DNS-compatible name (lowercase, digits, `-`, ≤ 63 chars).
-async fn fresh_bucket(tag: &str) -> String {
-    let unique = support::unique(tag).to_ascii_lowercase().replace('_', "-");
-    let name: String = unique.chars().take(63).collect();
-    let name = name.trim_end_matches('-').to_string();
-    raw_client()
-        .await
-        .create_bucket()
-        .bucket(&name)
-        .send()
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "create bucket {name} on {}: {}\nStart the servers with scripts/test-services start",
-                endpoint(),
-                parse_files_migrate::storage::error_chain(&e)
-            )
-        });
-    name
-}
 
 async fn store(cfg: &S3Config) -> S3Store {
     S3Store::new(cfg, &StoreContext::default())

@@ -83,7 +83,7 @@ struct Sources {
 
 impl Sources {
     async fn open(settings: &Settings) -> Sources {
-        let ctx = super::store_context(settings);
+        let ctx = settings.store_context();
         let open = |cfg: Option<storage::StoreConfig>| {
             let ctx = ctx.clone();
             async move {

@@ -33,16 +33,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-/// What stores need from the global settings.
-pub(crate) fn store_context(settings: &Settings) -> crate::storage::StoreContext {
-    crate::storage::StoreContext {
-        mongo_uri: settings.mongo.uri.as_ref().map(|u| u.secret().clone()),
-        database: settings.mongo.database.clone(),
-        file_key: settings.parse.file_key.clone(),
-        app_id: settings.parse.app_id.clone(),
-    }
-}
-
 fn not_yet(command: &str) -> anyhow::Error {
     usage(format!(
         "`{command}` is not implemented yet in this version; `schema` and `list` are"

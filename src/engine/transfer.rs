@@ -1,15 +1,14 @@
 //! Copy one file from a source store to a destination store, then verify it there.
 //!
-//! The bytes stream straight through (source `get` → [`HashingStream`] → destination `put`), so
-//! memory is bounded by the destination's part buffer, never by the file size. Verification is
-//! what the contract lets us trust: the destination's `stat` must report the exact number of bytes
-//! that went through the stream, and, where the destination reports an MD5 of its own, that MD5
-//! must equal the one computed on the stream. Only a [`Verified`] copy may have references
-//! rewritten to it.
+//! The bytes stream straight through (source `get` → destination `put`), so memory is bounded by
+//! the destination's part buffer, never by the file size. `put` reports the size and MD5 of the
+//! bytes that went through the stream (the storage contract), so nothing is hashed twice.
+//! Verification is what the contract lets us trust: the source's announced size must match what
+//! was streamed, the destination's `stat` must report exactly that many bytes, and, where the
+//! destination reports an MD5 of its own, it must equal the stream's. Only a [`Verified`] copy may
+//! have references rewritten to it.
 
-use crate::storage::{
-    GetOptions, HashingStream, ObjectStore, PutOptions, StorageError, content_type_for,
-};
+use crate::storage::{GetOptions, ObjectStore, PutOptions, StorageError, content_type_for};
 
 /// A copy that was checked at the destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,12 +37,11 @@ pub async fn copy_verified(
         .content_type
         .clone()
         .or_else(|| content_type_for(target));
-    let (stream, state) = HashingStream::new(got.stream);
     let expected_size = got.size;
     let put = dest
         .put(
             target,
-            Box::pin(stream),
+            got.stream,
             &PutOptions {
                 content_type,
                 cache_control: None,
@@ -51,23 +49,11 @@ pub async fn copy_verified(
             },
         )
         .await?;
-    let (size, md5) = {
-        let st = state.lock().unwrap_or_else(|e| e.into_inner());
-        (st.size, st.md5_hex())
-    };
+    let (size, md5) = (put.size, put.md5);
     if let Some(expected) = expected_size.filter(|e| *e != size) {
         return Err(StorageError::Integrity {
             name: name.to_string(),
             reason: format!("source announced {expected} bytes but sent {size}"),
-        });
-    }
-    if put.size != size || put.md5 != md5 {
-        return Err(StorageError::Integrity {
-            name: target.to_string(),
-            reason: format!(
-                "destination stored {} bytes (md5 {}), the stream had {size} (md5 {md5})",
-                put.size, put.md5
-            ),
         });
     }
     let meta = dest.stat(target).await?;

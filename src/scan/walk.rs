@@ -58,7 +58,7 @@ pub struct Page {
     pub objects: u64,
     pub refs: Vec<FileRef>,
     pub issues: Vec<ScanIssue>,
-    /// The last `_id` of the page: a checkpoint from which [`ClassWalker::resume_after`] continues.
+    /// The last `_id` of the page (where the next page starts).
     pub last_id: Option<Bson>,
 }
 
@@ -92,14 +92,6 @@ impl ClassWalker {
             bracket: 0,
             last: None,
         }
-    }
-
-    /// Continue after a checkpoint: the walk restarts just past `id`.
-    pub fn resume_after(mut self, id: Bson) -> Self {
-        let t = type_alias(&id);
-        self.bracket = BRACKETS.iter().position(|b| b.contains(&t)).unwrap_or(0);
-        self.last = Some(id);
-        self
     }
 
     pub fn class(&self) -> &ClassSchema {
@@ -167,26 +159,5 @@ impl ClassWalker {
             return Ok(Some(page));
         }
         Ok(None)
-    }
-}
-
-/// The `$type` alias of a value (to find its bracket when resuming).
-fn type_alias(v: &Bson) -> &'static str {
-    match v {
-        Bson::MinKey => "minKey",
-        Bson::Null => "null",
-        Bson::Int32(_) => "int",
-        Bson::Int64(_) => "long",
-        Bson::Double(_) => "double",
-        Bson::Decimal128(_) => "decimal",
-        Bson::String(_) | Bson::Symbol(_) => "string",
-        Bson::Document(_) => "object",
-        Bson::Binary(_) => "binData",
-        Bson::ObjectId(_) => "objectId",
-        Bson::Boolean(_) => "bool",
-        Bson::DateTime(_) => "date",
-        Bson::Timestamp(_) => "timestamp",
-        Bson::MaxKey => "maxKey",
-        _ => "minKey",
     }
 }

@@ -207,11 +207,7 @@ impl ObjectStore for FsStore {
             Self::open_at(name, &file, off)
         })
         .await?;
-        Ok(GetResult {
-            size: Some(plain.size - opts.offset),
-            content_type: None,
-            stream: plain.stream,
-        })
+        Ok(plain.into_get_result(opts.offset))
     }
 
     async fn put(

@@ -413,11 +413,7 @@ impl ObjectStore for GridFsStore {
             self.open_at(name, &rev, off)
         })
         .await?;
-        Ok(GetResult {
-            size: Some(plain.size - opts.offset),
-            content_type: None,
-            stream: plain.stream,
-        })
+        Ok(plain.into_get_result(opts.offset))
     }
 
     async fn put(

@@ -101,6 +101,15 @@ impl PartReader {
         Ok(self.pending.take())
     }
 
+    /// The first part of at most `limit` bytes, and whether it is the whole stream (it came up
+    /// short, or nothing follows it): the backends' choice between one request and a multipart
+    /// or resumable upload.
+    pub async fn first_part(&mut self, limit: usize) -> Result<(Bytes, bool), StorageError> {
+        let first = self.next_part(limit).await?.unwrap_or_default();
+        let whole = first.len() < limit || self.at_end().await?;
+        Ok((first, whole))
+    }
+
     /// Whether the stream has no more bytes. May read one chunk ahead (kept for the next part).
     pub async fn at_end(&mut self) -> Result<bool, StorageError> {
         while self.pending.is_none() && !self.finished {

@@ -32,6 +32,18 @@ pub struct Plaintext {
     pub stream: ByteStream,
 }
 
+impl Plaintext {
+    /// The read as the contract's [`GetResult`]: the size is what the stream yields from
+    /// `offset` (already checked to be within the object). GridFS and FS store no content type.
+    pub fn into_get_result(self, offset: u64) -> super::super::GetResult {
+        super::super::GetResult {
+            size: Some(self.size.saturating_sub(offset)),
+            content_type: None,
+            stream: self.stream,
+        }
+    }
+}
+
 /// Encrypt `input` into Parse's stored layout as it arrives: ciphertext chunk for chunk, then the
 /// 32-byte `iv ‖ tag` trailer. A failing input ends the output with that error (no trailer).
 pub fn seal_stream(key: &FileKey, input: ByteStream) -> ByteStream {

@@ -30,12 +30,8 @@ pub(super) async fn put(
     let key = store.key(name)?;
     let (hashing, state) = HashingStream::new(body);
     let mut reader = PartReader::new(hashing.boxed());
-    let first = reader.next_part(store.threshold).await?.unwrap_or_default();
-    let exact = if first.len() < store.threshold || reader.at_end().await? {
-        Some(first.len() as u64)
-    } else {
-        None
-    };
+    let (first, whole) = reader.first_part(store.threshold).await?;
+    let exact = whole.then_some(first.len() as u64);
     let failure = Arc::new(Mutex::new(None));
     let source = Source {
         first: Some(first),

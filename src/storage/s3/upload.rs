@@ -57,8 +57,8 @@ pub(super) async fn put(
     let (hashing, state) = HashingStream::new(body);
     let mut reader = PartReader::new(hashing.boxed());
     let part_size = part_size_for(store.part_size, opts.size_hint);
-    let first = reader.next_part(part_size).await?.unwrap_or_default();
-    let etag = if first.len() < part_size || reader.at_end().await? {
+    let (first, whole) = reader.first_part(part_size).await?;
+    let etag = if whole {
         put_single(store, name, &key, first, opts).await?
     } else {
         put_multipart(store, name, &key, first, &mut reader, part_size, opts).await?
