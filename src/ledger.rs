@@ -599,14 +599,15 @@ impl Ledger {
         Ok(cursor.try_collect().await?)
     }
 
-    /// Every reference record in `state`, in `_id` order, a page at a time after `after`.
+    /// Every reference record in one of `states`, in `_id` order, a page at a time after `after`.
     pub async fn refs_page(
         &self,
-        state: RefState,
+        states: &[RefState],
         after: Option<&Document>,
         limit: i64,
     ) -> anyhow::Result<Vec<Document>> {
-        let mut filter = doc! {"state": state.as_str()};
+        let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+        let mut filter = doc! {"state": {"$in": states}};
         if let Some(a) = after {
             filter.insert("_id", doc! {"$gt": a.clone()});
         }
@@ -656,6 +657,16 @@ impl Ledger {
             .with_context(|| format!("reading {}", self.files))?;
         let docs: Vec<Document> = cursor.try_collect().await?;
         Ok(docs.iter().filter_map(file_record).collect())
+    }
+
+    /// Whether any reference to `file` is still recorded as rewritten (points at its copy).
+    pub async fn still_referenced(&self, file: &str) -> anyhow::Result<bool> {
+        Ok(self
+            .coll(&self.refs)
+            .find_one(doc! {"file": file, "state": {"$in": ["rewritten", "pending"]}})
+            .await
+            .with_context(|| format!("reading {}", self.refs))?
+            .is_some())
     }
 
     /// Set the state of file records.

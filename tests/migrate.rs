@@ -772,3 +772,102 @@ async fn rewrites_are_compare_and_swap() {
     let again = live.rewrite("Photo", &changes[..1]).await.unwrap();
     assert_eq!(again[0].0, RefState::Rewritten);
 }
+
+/// `rollback` after a full migration: every document byte-equal to before, copies deleted; a
+/// document the app changed after the migration is left alone and reported.
+#[tokio::test]
+async fn rollback_restores_byte_equal_documents() {
+    let app = App::seed("mig_rollback").await;
+    let dir = std::env::temp_dir().join(support::unique("pfm-rb"));
+    let config = app.config(&format!(
+        "[destination]\ntype = \"fs\"\npath = \"{}\"\nencryption = \"none\"\n",
+        dir.display()
+    ));
+    let raw = |snap: &BTreeMap<String, Vec<Document>>| -> BTreeMap<String, Vec<Vec<u8>>> {
+        snap.iter()
+            .filter(|(c, _)| !c.starts_with("_FileMigration"))
+            .map(|(c, docs)| {
+                (
+                    c.clone(),
+                    docs.iter()
+                        .map(|d| mongodb::bson::to_vec(d).unwrap())
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+    let before = raw(&app.snapshot().await);
+    let (code, _, stderr) = migrate(&config, &["--yes", "--output", "jsonl"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_ne!(raw(&app.snapshot().await), before);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 7);
+
+    let rollback = |args: &[&str]| {
+        let out = Command::cargo_bin("parse-files-migrate")
+            .unwrap()
+            .arg("-c")
+            .arg(&config)
+            .arg("rollback")
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(!stdout.contains(FILE_KEY) && !stderr.contains(FILE_KEY));
+        (out.status.code().unwrap(), stdout, stderr)
+    };
+    // Dry run: lists the restores, changes nothing.
+    let (code, stdout, stderr) = rollback(&["--dry-run", "--delete-copies"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.contains("\"update\"")).count(),
+        10
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.contains("\"delete\"")).count(),
+        7
+    );
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 7);
+
+    let (code, _, stderr) = rollback(&["--delete-copies"]);
+    assert_eq!(code, 2, "needs --yes without a terminal: {stderr}");
+    let (code, stdout, stderr) = rollback(&["--yes", "--delete-copies"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("\"restored\":10"), "{stdout}");
+    assert_eq!(
+        raw(&app.snapshot().await),
+        before,
+        "documents byte-equal to before"
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "copies deleted"
+    );
+
+    // Again: migrate, then the app changes one reference; rollback leaves that one alone.
+    let (code, _, stderr) = migrate(&config, &["--yes", "--output", "jsonl"]);
+    assert_eq!(code, 3, "{stderr}");
+    app.db
+        .collection::<Document>("Photo")
+        .update_one(
+            doc! {"_id": "p1"},
+            doc! {"$set": {"image": "the-app-changed-it.jpg"}},
+        )
+        .await
+        .unwrap();
+    let (code, stdout, stderr) = rollback(&["--yes"]);
+    assert_eq!(
+        code, 3,
+        "a conflict makes the rollback incomplete: {stderr}"
+    );
+    assert!(stdout.contains("\"conflicts\":1"), "{stdout}{stderr}");
+    assert_eq!(
+        app.doc("Photo", "p1").await.get_str("image").unwrap(),
+        "the-app-changed-it.jpg"
+    );
+    assert_eq!(
+        app.doc("Photo", "p1").await.get_str("thumb").unwrap(),
+        app.shared
+    );
+}

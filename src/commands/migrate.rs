@@ -110,7 +110,11 @@ pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32>
         let out = Box::new(std::io::stdout());
         Arc::new(engine::dry::DryRun {
             stores: stores.clone(),
-            out: Mutex::new(PlanWriter::new(format, out)),
+            out: Mutex::new(PlanWriter::new(
+                format,
+                out,
+                settings.parse.file_key.clone(),
+            )),
         })
     } else {
         gate(args, settings, &stores, &d.database)?;

@@ -4,6 +4,7 @@
 mod discover;
 mod list;
 mod migrate;
+mod rollback;
 mod schema;
 mod status;
 
@@ -32,7 +33,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Migrate(args)) => migrate::run(&settings, &args).await,
         Some(Command::Verify(_)) => Err(not_yet("verify")),
         Some(Command::Status(args)) => status::run(&settings, &args).await,
-        Some(Command::Rollback(_)) => Err(not_yet("rollback")),
+        Some(Command::Rollback(args)) => rollback::run(&settings, &args).await,
     }
 }
 

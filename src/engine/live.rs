@@ -162,21 +162,7 @@ impl Effects for Live {
     ) -> anyhow::Result<Vec<(RefState, Option<String>)>> {
         let records: Vec<_> = changes.iter().map(|c| c.r.clone()).collect();
         self.ledger.record_pending(&records).await?;
-        let stmts = changes
-            .iter()
-            .map(|c| {
-                let (q, u) = statement(c);
-                update_stmt(q, u, false)
-            })
-            .collect();
-        let out = update_batch(&self.db, collection, stmts).await?;
-        let states = if out.matched == changes.len() as u64 && out.errors.is_empty() {
-            vec![(RefState::Rewritten, None); changes.len()]
-        } else {
-            let docs = self.read_back(collection, changes).await?;
-            let errors: HashMap<usize, String> = out.errors.into_iter().collect();
-            settle(changes, &docs, &errors)
-        };
+        let states = self.apply(collection, changes).await?;
         let outcomes: Vec<_> = changes
             .iter()
             .zip(&states)
@@ -184,6 +170,37 @@ impl Effects for Live {
             .collect();
         self.ledger.record_refs(&outcomes).await?;
         Ok(states)
+    }
+
+    async fn restore(
+        &self,
+        collection: &str,
+        changes: &[Change],
+    ) -> anyhow::Result<Vec<(RefState, Option<String>)>> {
+        let states = self.apply(collection, changes).await?;
+        let states: Vec<_> = states
+            .into_iter()
+            .map(|(s, e)| match s {
+                RefState::Rewritten => (RefState::RolledBack, e),
+                other => (other, e),
+            })
+            .collect();
+        let marks: Vec<_> = changes
+            .iter()
+            .zip(&states)
+            .filter(|(_, (s, _))| *s == RefState::RolledBack)
+            .map(|(c, (s, _))| (c.r.key(), *s))
+            .collect();
+        self.ledger.mark_refs(&marks).await?;
+        Ok(states)
+    }
+
+    async fn delete(&self, target: &str) -> anyhow::Result<()> {
+        match self.stores.destination.delete(target).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn finish(&self, summary: Document, exit_code: i32) -> anyhow::Result<()> {
@@ -205,6 +222,31 @@ impl Effects for Live {
 }
 
 impl Live {
+    /// Run the compare-and-swap updates of `changes` in one collection; a state per change.
+    async fn apply(
+        &self,
+        collection: &str,
+        changes: &[Change],
+    ) -> anyhow::Result<Vec<(RefState, Option<String>)>> {
+        let stmts = changes
+            .iter()
+            .map(|c| {
+                let (q, u) = statement(c);
+                update_stmt(q, u, false)
+            })
+            .collect();
+        let out = update_batch(&self.db, collection, stmts).await?;
+        Ok(
+            if out.matched == changes.len() as u64 && out.errors.is_empty() {
+                vec![(RefState::Rewritten, None); changes.len()]
+            } else {
+                let docs = self.read_back(collection, changes).await?;
+                let errors: HashMap<usize, String> = out.errors.into_iter().collect();
+                settle(changes, &docs, &errors)
+            },
+        )
+    }
+
     /// The current documents of `changes`, projected on their paths, by `_id` key.
     async fn read_back(
         &self,
@@ -218,13 +260,15 @@ impl Live {
             if seen.insert(id_key(&c.r.id)) {
                 ids.push(c.r.id.clone());
             }
-            projection.insert(c.r.path.clone(), 1);
+            // The top-level field: a projection on `gallery.2` would not select array index 2.
+            let top = c.r.path.split('.').next().unwrap_or(&c.r.path);
+            projection.insert(top, 1);
         }
         let mut cursor = self
             .db
             .collection::<Document>(collection)
             .find(doc! {"_id": {"$in": ids}})
-            .projection(prune(projection))
+            .projection(projection)
             .await
             .with_context(|| format!("reading back {collection}"))?;
         let mut docs = HashMap::new();
@@ -239,19 +283,6 @@ impl Live {
         }
         Ok(docs)
     }
-}
-
-/// A projection without paths that overlap (MongoDB refuses `a` together with `a.b`).
-fn prune(projection: Document) -> Document {
-    let keys: std::collections::BTreeSet<&str> = projection.keys().map(String::as_str).collect();
-    let mut out = Document::new();
-    for k in &keys {
-        let covered = k.match_indices('.').any(|(i, _)| keys.contains(&k[..i]));
-        if !covered {
-            out.insert(*k, 1);
-        }
-    }
-    out
 }
 
 /// Exponential backoff with jitter: ~0.5 s, ~1 s, ~2 s …
@@ -280,12 +311,6 @@ fn failure(e: &StorageError, attempts: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn projections_drop_nested_duplicates() {
-        let p = prune(doc! {"a.b": 1, "a": 1, "a-x": 1, "c.0.f": 1, "c.1.f": 1, "ab": 1});
-        assert_eq!(p, doc! {"a": 1, "a-x": 1, "ab": 1, "c.0.f": 1, "c.1.f": 1});
-    }
 
     #[test]
     fn backoff_grows() {

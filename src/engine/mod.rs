@@ -206,6 +206,15 @@ pub trait Effects: Send + Sync {
         collection: &str,
         changes: &[Change],
     ) -> anyhow::Result<Vec<(RefState, Option<String>)>>;
+    /// Put recorded old values back (`rollback`), compare-and-swap on the value the migration
+    /// wrote; records each reference as `rolled-back` or `conflict`.
+    async fn restore(
+        &self,
+        collection: &str,
+        changes: &[Change],
+    ) -> anyhow::Result<Vec<(RefState, Option<String>)>>;
+    /// Delete a copy this tool made at the destination (`rollback --delete-copies`).
+    async fn delete(&self, target: &str) -> anyhow::Result<()>;
     /// Record the end of the run.
     async fn finish(&self, summary: Document, exit_code: i32) -> anyhow::Result<()>;
     /// Whether this is a dry run (for the summary's wording).
