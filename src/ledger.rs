@@ -116,6 +116,8 @@ pub struct FileRecord {
     pub hash_checked: bool,
     pub attempts: u32,
     pub error: Option<String>,
+    /// The destination it was copied to (its description; no secrets).
+    pub destination: Option<String>,
 }
 
 /// A file about to be copied.
@@ -124,6 +126,7 @@ pub struct Intent<'a> {
     pub name: &'a str,
     pub target: &'a str,
     pub kind: &'a str,
+    pub destination: &'a str,
 }
 
 /// The outcome of one file, to record.
@@ -347,6 +350,7 @@ impl Ledger {
                     doc! {"_id": f.name},
                     doc! {
                         "$set": {"v": VERSION, "target": f.target, "kind": f.kind,
+                                 "destination": f.destination,
                                  "state": FileState::Planned.as_str(), "run": self.run,
                                  "updated_at": now},
                         "$setOnInsert": {"created_at": now},
@@ -498,6 +502,7 @@ fn file_record(d: &Document) -> Option<FileRecord> {
         hash_checked: d.get_bool("hash_checked").unwrap_or(false),
         attempts: int("attempts").unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
         error: d.get_str("error").ok().map(str::to_string),
+        destination: d.get_str("destination").ok().map(str::to_string),
         name,
     })
 }

@@ -116,6 +116,8 @@ pub struct Plan {
     pub page_size: u32,
     /// The app's fileKey, kept out of everything recorded or printed.
     pub file_key: Option<crate::secret::Secret>,
+    /// The destination's description: a ledger record of a copy elsewhere does not count.
+    pub destination: String,
 }
 
 impl Plan {
@@ -280,6 +282,7 @@ pub async fn run(
         state.clone(),
         rec_tx,
         plan.concurrency,
+        plan.destination.clone(),
     );
     let rewrites = rewrite::stage(rec_rx, effects.clone(), state.clone(), plan.clone());
     // Each stage ends when its input closes, and a failing stage drops its receiver so the
@@ -301,12 +304,14 @@ async fn copy_stage(
     state: Arc<RunState>,
     records: mpsc::Sender<Record>,
     concurrency: usize,
+    destination: String,
 ) -> anyhow::Result<()> {
     let c = &state.counters;
     ReceiverStream::new(rx)
         .ready_chunks(concurrency.max(16))
         .then(|jobs| {
             let effects = effects.clone();
+            let destination = destination.clone();
             async move {
                 let intents: Vec<Intent> = jobs
                     .iter()
@@ -314,6 +319,7 @@ async fn copy_stage(
                         name: &j.name,
                         target: &j.target,
                         kind: j.kind.as_str(),
+                        destination: &destination,
                     })
                     .collect();
                 effects.plan(&intents).await?;

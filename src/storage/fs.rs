@@ -28,11 +28,11 @@ pub struct FsConfig {
     /// The directory holding the files (the FS adapter's `files/<filesSubDirectory>`). Required;
     /// created by `check()` if missing.
     pub path: Option<PathBuf>,
-    /// `"file-key"` or `"none"`. Default: encrypt when a key is available (`encryption_key`, else
-    /// the app's `fileKey`), else store plaintext.
+    /// `"file-key"` or `"none"`. Default: encrypt only when `encryption_key` is set (Parse Server
+    /// does not hand its `fileKey` to the FS adapter); `"file-key"` with no `encryption_key` uses
+    /// the app's `fileKey`.
     pub encryption: Option<super::Encryption>,
-    /// The FS adapter's `encryptionKey` option. Parse Server does not hand its `fileKey` to the FS
-    /// adapter, so set this to the adapter's own key when it differs.
+    /// The FS adapter's `encryptionKey` option.
     pub encryption_key: Option<crate::secret::Secret>,
 }
 
@@ -58,8 +58,24 @@ impl FsStore {
         let dir = cfg.path.clone().ok_or_else(|| {
             StorageError::message("fs store", false, "the fs store needs `path` (a directory)")
         })?;
-        let key =
-            crypto::resolve_key("fs store", cfg.encryption, cfg.encryption_key.as_ref(), ctx)?;
+        // Parse Server never hands its fileKey to the FS adapter (the adapter encrypts only with
+        // its own `encryptionKey`): by default only `encryption_key` turns encryption on. A plain
+        // FS adapter serves encrypted files with status 200 and the wrong bytes, so guessing
+        // "encrypted" would be the dangerous default.
+        let ctx = if cfg.encryption.is_none() {
+            StoreContext {
+                file_key: None,
+                ..ctx.clone()
+            }
+        } else {
+            ctx.clone()
+        };
+        let key = crypto::resolve_key(
+            "fs store",
+            cfg.encryption,
+            cfg.encryption_key.as_ref(),
+            &ctx,
+        )?;
         Ok(FsStore { dir, key })
     }
 
