@@ -88,6 +88,9 @@ async function main() {
   if (!fs.existsSync(path.join(installDir, 'node_modules/parse-server/package.json'))) {
     fail(`no Parse Server install in ${installDir}; run scripts/test-services install`);
   }
+  // Parse Server's default logger, created when the module loads, writes ./logs/ in the working
+  // directory (the caller's checkout) unless this says "null"; logs go to stdout/stderr instead.
+  process.env.PARSE_SERVER_LOGS_FOLDER = 'null';
   // Resolve every module from the install, not from this script's directory.
   const req = createRequire(path.join(installDir, 'package.json'));
   const { ParseServer } = req('parse-server');
@@ -115,7 +118,6 @@ async function main() {
     mountPath: '/parse',
     serverURL,
     publicServerURL: args['public-server-url'] || serverURL,
-    // Logs go to stdout/stderr (the log file scripts/parse-server gives), not to ./logs.
     logsFolder: null,
     logLevel: 'warn',
     // Tests write with the master key from loopback only.
