@@ -570,6 +570,9 @@ fn at_path<'a>(mut v: &'a Value, path: &str) -> Option<&'a Value> {
 
 #[derive(Debug, Default)]
 struct Tally {
+    /// Before the migration: hosted-era references whose URL Parse Server points at a dead
+    /// hosted-Parse host.
+    dead_host: usize,
     checked: usize,
     identical: usize,
     files: BTreeSet<String>,
@@ -593,10 +596,6 @@ async fn check_served(rest: &Rest, app: &App, seeded: &Seeded, phase: Phase) -> 
     let files_base = format!("{public}/files/{}/", app.app_id);
     let mut cache: BTreeMap<(String, Option<String>), Value> = BTreeMap::new();
     for r in &seeded.refs {
-        if phase == Phase::Before && r.hosted {
-            continue;
-        }
-        t.checked += 1;
         let key = (r.class.clone(), r.id.clone());
         if !cache.contains_key(&key) {
             let v = match &r.id {
@@ -620,6 +619,22 @@ async fn check_served(rest: &Rest, app: &App, seeded: &Seeded, phase: Phase) -> 
                 .push(format!("{}: not a File with name and url: {file}", r.at()));
             continue;
         };
+        if phase == Phase::Before && r.hosted {
+            // The problem the tool solves: with fileKey set, Parse Server sends clients to the
+            // hosted-Parse hosts (top level), and nested urls still name them.
+            let dead = ["http://files.parsetfss.com/", "http://files.parse.com/"];
+            if name == r.name && dead.iter().any(|h| url.starts_with(h)) {
+                t.dead_host += 1;
+            } else {
+                t.failures.push(format!(
+                    "{}: before the migration, expected {:?} at a hosted-Parse URL, got {name:?} at {url}",
+                    r.at(),
+                    r.name
+                ));
+            }
+            continue;
+        }
+        t.checked += 1;
         // The name it must have now.
         if r.hosted && phase != Phase::Before {
             let stripped = r
@@ -775,8 +790,9 @@ async fn run(sc: Scenario) {
         before.failures.join("\n")
     );
     eprintln!(
-        "parse_server: {label}: before migrate: {} Parse Server references checked, {} served byte-identical",
-        before.checked, before.identical
+        "parse_server: {label}: before migrate: {} Parse Server references checked, {} served \
+         byte-identical; {} hosted-era references point at dead hosted-Parse hosts",
+        before.checked, before.identical, before.dead_host
     );
     server.stop(&app);
 
@@ -862,13 +878,17 @@ async fn run(sc: Scenario) {
         "{label}: `list` does not see exactly the seeded references"
     );
 
-    let mut migrate = bin();
-    migrate.args(["-c", cfg.to_str().unwrap(), "migrate", "--yes"]);
-    if sc.select_all {
-        migrate.args(["--select", "all"]);
-    }
+    let migrate = || {
+        let mut c = bin();
+        c.args(["-c", cfg.to_str().unwrap(), "migrate", "--yes"]);
+        if sc.select_all {
+            c.args(["--select", "all"]);
+        }
+        c.timeout(Duration::from_secs(300));
+        c
+    };
     let tm = Instant::now();
-    let out = migrate.timeout(Duration::from_secs(300)).output().unwrap();
+    let out = migrate().output().unwrap();
     let migrate_secs = tm.elapsed().as_secs_f64();
     let stderr = String::from_utf8_lossy(&out.stderr);
     if out.status.code() == Some(2) && stderr.contains("not implemented") {
@@ -892,11 +912,7 @@ async fn run(sc: Scenario) {
 
     // Top-level File fields still hold a bare name string in MongoDB.
     for (class, id, field) in &seeded.top_level {
-        let coll = if class == "_GlobalConfig" {
-            continue;
-        } else {
-            format!("{}{class}", app.collection_prefix)
-        };
+        let coll = format!("{}{class}", app.collection_prefix);
         let d = db
             .collection::<Document>(&coll)
             .find_one(doc! {"_id": id})
@@ -930,12 +946,56 @@ async fn run(sc: Scenario) {
         after.failures.join("\n")
     );
 
+    // A re-run finds nothing left to do: exit 0 and not one document changed.
+    let snapshot = || async {
+        let mut all = Vec::new();
+        for class in ["Photo", "LegacyDoc", "_GlobalConfig"] {
+            let coll = format!("{}{class}", app.collection_prefix);
+            let mut cur = db
+                .collection::<Document>(&coll)
+                .find(doc! {})
+                .sort(doc! {"_id": 1})
+                .await
+                .unwrap();
+            while cur.advance().await.unwrap() {
+                all.push((coll.clone(), cur.deserialize_current().unwrap()));
+            }
+        }
+        all
+    };
+    let before_rerun = snapshot().await;
+    let out = migrate().output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{label}: re-running migrate exited {:?}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        snapshot().await == before_rerun,
+        "{label}: re-running migrate changed documents"
+    );
+    // The CI gate of the README: no hosted-era reference left.
+    let out = bin()
+        .args(["-c", cfg.to_str().unwrap(), "list", "--output", "jsonl"])
+        .args(["--fail-on", "parse-hosted,parse-legacy"])
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{label}: list --fail-on parse-hosted,parse-legacy after migrate:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
     // Clean up what lives outside the temp dir (only on success: failures keep it to look at).
     let _ = std::fs::remove_dir_all(http_root.join(&http_dir));
     let _ = db.drop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn gridfs_plain() {
     run(Scenario {
         name: "gridfs-plain",
@@ -947,7 +1007,7 @@ async fn gridfs_plain() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn gridfs_encrypted_with_file_key() {
     run(Scenario {
         name: "gridfs-encrypted",
@@ -959,7 +1019,7 @@ async fn gridfs_encrypted_with_file_key() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn fs_adapter_encrypted() {
     run(Scenario {
         name: "fs-encrypted",
@@ -971,7 +1031,7 @@ async fn fs_adapter_encrypted() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn s3_adapter() {
     run(Scenario {
         name: "s3",
@@ -983,7 +1043,7 @@ async fn s3_adapter() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test]
 async fn fs_adapter_plain_with_collection_prefix() {
     run(Scenario {
         name: "prefix-fs-plain",
