@@ -7,7 +7,9 @@
 //!
 //! One test per destination: GridFS plain, GridFS encrypted with `fileKey` (Parse Server's
 //! default adapter), the FS adapter (encrypted), S3, and the FS adapter (plain) under a
-//! `collectionPrefix`. Each prints `files checked / served byte-identical` on stderr.
+//! `collectionPrefix`. Each prints `files checked / served byte-identical` on stderr
+//! (`cargo test --test parse_server -- --nocapture`). Parse Server's logs of the latest run:
+//! `<target dir>/tmp/parse-server/<scenario>-{source,destination}.log`.
 
 mod support;
 
@@ -107,7 +109,8 @@ impl ParseServer {
     fn start(app: &App, files: &Files, label: &str) -> ParseServer {
         let logs = Path::new(env!("CARGO_TARGET_TMPDIR")).join("parse-server");
         std::fs::create_dir_all(&logs).unwrap();
-        let log = logs.join(format!("{}-{label}.log", app.database));
+        // One file per scenario and role, overwritten by the next run: the latest stays to read.
+        let log = logs.join(format!("{label}.log"));
         let mut cmd = std::process::Command::new(repo_path("scripts/parse-server"));
         cmd.arg("start")
             .args(["--port", &app.port.to_string()])
