@@ -287,6 +287,28 @@ pub struct MigrateArgs {
     /// Rewrite references of files already copied and verified; copy nothing
     #[arg(long)]
     pub rewrite_only: bool,
+
+    /// With `--rename keep`: confirm Parse Server no longer has `fileKey` set, so it serves kept
+    /// legacy names from its adapter instead of redirecting clients to the dead hosted-Parse hosts
+    #[arg(long)]
+    pub confirm_file_key_removed: bool,
+
+    /// Output on stdout: the dry-run plan and the summary (default: text on a terminal, jsonl
+    /// otherwise)
+    #[arg(long, value_enum)]
+    pub output: Option<MigrateOutput>,
+
+    /// Also write the summary and every missing, failed and conflicting item to FILE (JSON)
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MigrateOutput {
+    /// Plan lines on stdout; the summary on stderr
+    Text,
+    /// One JSON object per line on stdout (plan actions, then the summary)
+    Jsonl,
 }
 
 #[derive(Debug, Args)]

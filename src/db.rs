@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use mongodb::options::ClientOptions;
-use mongodb::{Client, Database, bson::doc};
+use mongodb::{
+    Client, Database,
+    bson::{Document, doc},
+};
 
 use crate::exit::{unreachable, usage};
 use crate::settings::MongoUri;
@@ -38,4 +41,78 @@ pub async fn connect(uri: &MongoUri, database: &str) -> anyhow::Result<(Client, 
         )
     })?;
     Ok((client, db))
+}
+
+/// Statements per `update` command: hundreds per round trip, far below the server's 100,000
+/// statement and 16 MiB command limits for Parse-sized documents.
+pub const UPDATE_BATCH: usize = 500;
+
+/// What one batched `update` command did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct UpdateOutcome {
+    /// Statements whose filter matched a document (or that upserted one).
+    pub matched: u64,
+    pub modified: u64,
+    pub upserted: u64,
+    /// Statements the server refused, by index in the batch, with the server's message.
+    pub errors: Vec<(usize, String)>,
+}
+
+/// One `update` statement: `{q, u, upsert}`.
+pub fn update_stmt(q: Document, u: Document, upsert: bool) -> Document {
+    doc! {"q": q, "u": u, "upsert": upsert}
+}
+
+/// Run `statements` against `collection` with the plain `update` command, unordered, in batches
+/// of [`UPDATE_BATCH`]: one round trip per batch, each statement keeping its own filter (the
+/// compare-and-swap). Works on every MongoDB version (the 8.0 `bulkWrite` command would report
+/// per-statement matches, but Parse apps commonly run older servers).
+pub async fn update_batch(
+    db: &Database,
+    collection: &str,
+    statements: Vec<Document>,
+) -> anyhow::Result<UpdateOutcome> {
+    let mut total = UpdateOutcome::default();
+    let mut base = 0usize;
+    let mut statements = statements.into_iter().peekable();
+    while statements.peek().is_some() {
+        let chunk: Vec<Document> = statements.by_ref().take(UPDATE_BATCH).collect();
+        let len = chunk.len();
+        let reply = db
+            .run_command(doc! {"update": collection, "updates": chunk, "ordered": false})
+            .await
+            .with_context(|| format!("updating {collection}"))?;
+        let n = reply_count(&reply, "n");
+        let upserted = match reply.get_array("upserted") {
+            Ok(a) => a.len() as u64,
+            Err(_) => 0,
+        };
+        total.matched += n;
+        total.upserted += upserted;
+        total.modified += reply_count(&reply, "nModified");
+        if let Ok(errors) = reply.get_array("writeErrors") {
+            for e in errors.iter().filter_map(|e| e.as_document()) {
+                let index = reply_count(e, "index") as usize;
+                let msg = e.get_str("errmsg").unwrap_or("write error").to_string();
+                total.errors.push((base + index, msg));
+            }
+        }
+        if let Ok(wce) = reply.get_document("writeConcernError") {
+            anyhow::bail!(
+                "updating {collection}: write concern error: {}",
+                wce.get_str("errmsg").unwrap_or("unknown")
+            );
+        }
+        base += len;
+    }
+    Ok(total)
+}
+
+fn reply_count(d: &Document, key: &str) -> u64 {
+    match d.get(key) {
+        Some(mongodb::bson::Bson::Int32(i)) => *i as u64,
+        Some(mongodb::bson::Bson::Int64(i)) => *i as u64,
+        Some(mongodb::bson::Bson::Double(f)) => *f as u64,
+        _ => 0,
+    }
 }

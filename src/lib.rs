@@ -10,6 +10,7 @@ mod commands;
 pub mod db;
 pub mod engine;
 pub mod exit;
+pub mod ledger;
 pub mod parse;
 pub mod report;
 pub mod scan;

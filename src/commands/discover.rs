@@ -5,7 +5,8 @@ use mongodb::Database;
 
 use crate::cli::Filters;
 use crate::parse::schema::{self, AppSchema, GLOBAL_CONFIG, collection_name};
-use crate::scan::{self, ClassWalker, Filter, Page, ScanIssue, Target, WalkOptions};
+pub use crate::scan::log_issues;
+use crate::scan::{self, ClassWalker, Filter, Page, Target, WalkOptions};
 use crate::settings::Settings;
 
 pub struct Discovery {
@@ -78,13 +79,6 @@ pub async fn next_page(walker: &mut ClassWalker, target: &Target) -> anyhow::Res
         .next_page()
         .await
         .with_context(|| format!("walking {}", target.collection))
-}
-
-/// Report malformed values on stderr, one warning each, with where they are.
-pub fn log_issues(issues: &[ScanIssue]) {
-    for i in issues {
-        tracing::warn!(class = %i.class, object_id = %i.object_id, path = %i.path, "{}", i.problem);
-    }
 }
 
 /// Why nothing was found, with what to try.

@@ -3,6 +3,7 @@
 
 mod discover;
 mod list;
+mod migrate;
 mod schema;
 
 use crate::cli::{Cli, Command};
@@ -26,7 +27,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         None => Err(usage("no command given; see --help")),
         Some(Command::Schema(args)) => schema::run(&settings, &args).await,
         Some(Command::List(args)) => list::run(&settings, &args).await,
-        Some(Command::Migrate(_)) => Err(not_yet("migrate")),
+        Some(Command::Migrate(args)) => migrate::run(&settings, &args).await,
         Some(Command::Verify(_)) => Err(not_yet("verify")),
         Some(Command::Status(_)) => Err(not_yet("status")),
         Some(Command::Rollback(_)) => Err(not_yet("rollback")),
@@ -35,6 +36,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
 
 fn not_yet(command: &str) -> anyhow::Error {
     usage(format!(
-        "`{command}` is not implemented yet in this version; `schema` and `list` are"
+        "`{command}` is not implemented yet in this version; `schema`, `list` and `migrate` are"
     ))
 }

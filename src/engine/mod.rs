@@ -1,6 +1,346 @@
-//! The migration pipeline: plan → copy → verify → rewrite. (Being built; see the engine issue.)
+//! The migration pipeline: plan → copy → verify → rewrite, with bounded memory end to end.
 //!
-//! [`transfer`] is the copy-and-verify step for one file, the only place bytes flow from a
-//! source store to a destination store.
+//! Three stages run at once, joined by bounded channels (backpressure all the way back to the
+//! database walk):
+//!
+//! 1. [`plan`] walks each class page by page, groups the page's references by file name, looks the
+//!    names up in the ledger (one round trip per page) and in the run's [`dedup`] table, and
+//!    decides per file: copy it, rewrite its references to an already verified copy, or leave
+//!    them (missing at the source, outside the shard…). It never writes.
+//! 2. The copy stage records the intent to copy (one ledger round trip per batch), then runs up to
+//!    `concurrency` [`transfer::copy_verified`] calls at once. A file referenced by many objects
+//!    is copied once: later references wait in the dedup table for the first copy's outcome.
+//! 3. [`rewrite`] records outcomes and rewrites references in batches of hundreds per round trip,
+//!    each statement a compare-and-swap on the old value.
+//!
+//! Every destructive step (destination writes, ledger writes, document updates) goes through one
+//! [`Effects`] value, chosen once: [`live::Live`] does them, [`dry::DryRun`] prints them. That is
+//! the only dry-run gate.
+//!
+//! Memory: the walk holds one page; the channels hold O(concurrency) jobs; the dedup table holds
+//! in-flight files plus a bounded window of recent outcomes; each transfer holds one part.
 
+pub mod dedup;
+pub mod dry;
+pub mod live;
+pub mod plan;
+pub mod rewrite;
+pub mod summary;
 pub mod transfer;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use mongodb::Database;
+use mongodb::bson::Document;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::ledger::{FileResult, Intent, Ledger, RefChange, RefState};
+use crate::parse::names::{NameKind, RenamePolicy, Selection, encode_uri_component};
+use crate::scan::Target;
+use crate::settings::Shard;
+use crate::storage::ObjectStore;
+use rewrite::Record;
+use summary::FileItem;
+
+pub use summary::{Counters, Summary};
+
+/// What a run does with what it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Copy, verify, rewrite (the default).
+    Full,
+    /// Copy and verify; leave every reference alone (`--copy-only`).
+    CopyOnly,
+    /// Rewrite references of files already verified; copy nothing (`--rewrite-only`).
+    RewriteOnly,
+}
+
+/// Where a run stops early (cron cutoffs); a re-run continues.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    pub max_files: Option<u64>,
+    pub max_bytes: Option<u64>,
+    pub max_duration: Option<Duration>,
+}
+
+/// How nested File `url`s are rebuilt for a new name.
+#[derive(Debug, Clone)]
+pub enum UrlBase {
+    /// `<public_server_url>/files/<app_id>/<encoded name>` (Parse Server serves the file).
+    Server {
+        public_server_url: String,
+        app_id: String,
+    },
+    /// A template with `{name}` (the URL-encoded name), for direct-access CDNs.
+    Template(String),
+    /// Not configured: nested references cannot be rewritten.
+    None { why: String },
+}
+
+impl UrlBase {
+    pub fn url(&self, name: &str) -> Result<String, String> {
+        match self {
+            UrlBase::Server {
+                public_server_url,
+                app_id,
+            } => Ok(crate::parse::names::parse_server_file_url(
+                public_server_url,
+                app_id,
+                name,
+            )),
+            UrlBase::Template(t) => Ok(t.replace("{name}", &encode_uri_component(name))),
+            UrlBase::None { why } => Err(why.clone()),
+        }
+    }
+}
+
+/// Everything a run needs besides the database walk.
+#[derive(Clone)]
+pub struct Plan {
+    pub select: Selection,
+    pub rename: RenamePolicy,
+    pub concurrency: usize,
+    pub shard: Option<Shard>,
+    pub mode: Mode,
+    /// Also retry files recorded as missing (`--retry-failed`).
+    pub retry_missing: bool,
+    pub limits: Limits,
+    pub urls: UrlBase,
+    /// `prefix` of class collections.
+    pub collection_prefix: String,
+    /// Documents per page of the walk.
+    pub page_size: u32,
+}
+
+/// The stores a run reads and writes.
+#[derive(Clone)]
+pub struct Stores {
+    /// Bytes of hosted-Parse names.
+    pub hosted: Option<Arc<dyn ObjectStore>>,
+    /// Bytes of every other name.
+    pub server: Option<Arc<dyn ObjectStore>>,
+    pub destination: Arc<dyn ObjectStore>,
+}
+
+impl Stores {
+    /// The store that holds the bytes of a name of this kind.
+    pub fn source_for(&self, kind: NameKind) -> Option<&Arc<dyn ObjectStore>> {
+        if kind.is_hosted() {
+            self.hosted.as_ref()
+        } else {
+            self.server.as_ref()
+        }
+    }
+}
+
+/// One file to move.
+#[derive(Debug, Clone)]
+pub struct FileJob {
+    pub name: String,
+    pub target: String,
+    pub kind: NameKind,
+    /// A stored `url` of one of its references (an HTTP source may need it).
+    pub url_hint: Option<String>,
+}
+
+/// How a file ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Copied (or found in place) and verified.
+    Verified {
+        size: u64,
+        md5: Option<String>,
+        hash_checked: bool,
+        /// Already at the destination before this run (ledger or same store): nothing moved.
+        skipped: bool,
+    },
+    /// Not at the source.
+    Missing { reason: String },
+    /// Could not be copied or verified.
+    Failed { reason: String },
+    /// Dry run: would be copied.
+    Planned,
+}
+
+impl Outcome {
+    /// Whether references may point at the target.
+    pub fn usable(&self) -> bool {
+        matches!(self, Outcome::Verified { .. } | Outcome::Planned)
+    }
+}
+
+/// A reference change with its compare-and-swap inputs.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub r: RefChange,
+    pub shape: crate::scan::Shape,
+    pub collection: String,
+}
+
+/// The destructive side of a run, chosen once (see the module documentation).
+#[async_trait]
+pub trait Effects: Send + Sync {
+    /// Record the start of the run.
+    async fn begin(&self, info: Document) -> anyhow::Result<()>;
+    /// Record the intent to copy these files.
+    async fn plan(&self, intents: &[Intent<'_>]) -> anyhow::Result<()>;
+    /// Copy one file and verify it at the destination.
+    async fn copy(&self, job: &FileJob) -> Outcome;
+    /// Record file outcomes (before any reference to them is rewritten).
+    async fn record_files(&self, results: &[FileResult<'_>]) -> anyhow::Result<()>;
+    /// Rewrite references in one collection, compare-and-swap each; returns a state per change
+    /// (and the server's reason for refused ones).
+    async fn rewrite(
+        &self,
+        collection: &str,
+        changes: &[Change],
+    ) -> anyhow::Result<Vec<(RefState, Option<String>)>>;
+    /// Record the end of the run.
+    async fn finish(&self, summary: Document, exit_code: i32) -> anyhow::Result<()>;
+    /// Whether this is a dry run (for the summary's wording).
+    fn dry_run(&self) -> bool;
+}
+
+/// Shared state of one run.
+pub struct RunState {
+    pub counters: Counters,
+    pub started: Instant,
+    pub dedup: dedup::Dedup,
+}
+
+impl RunState {
+    pub fn new() -> Arc<RunState> {
+        Arc::new(RunState {
+            counters: Counters::default(),
+            started: Instant::now(),
+            dedup: dedup::Dedup::new(dedup::WINDOW),
+        })
+    }
+}
+
+/// Run the pipeline over `targets` in `db`. Returns the summary; the caller decides the exit
+/// code and records the end of the run.
+pub async fn run(
+    plan: Plan,
+    effects: Arc<dyn Effects>,
+    ledger: &Ledger,
+    db: &Database,
+    targets: &[Target],
+    state: Arc<RunState>,
+) -> anyhow::Result<Summary> {
+    let (copy_tx, copy_rx) = mpsc::channel::<FileJob>(plan.concurrency);
+    let (rec_tx, rec_rx) = mpsc::channel::<Record>(plan.concurrency.max(16) * 4);
+    let planner = plan::Planner {
+        plan: &plan,
+        state: state.clone(),
+        ledger,
+        copies: copy_tx,
+        records: rec_tx.clone(),
+    };
+    let walk = planner.walk(db, targets);
+    let copies = copy_stage(
+        copy_rx,
+        effects.clone(),
+        state.clone(),
+        rec_tx,
+        plan.concurrency,
+    );
+    let rewrites = rewrite::stage(rec_rx, effects.clone(), state.clone(), plan.clone());
+    // Each stage ends when its input closes, and a failing stage drops its receiver so the
+    // others stop too: join them all, then report the first error.
+    let (walked, copied, rewritten) = tokio::join!(walk, copies, rewrites);
+    let stopped_by = walked?;
+    copied?;
+    rewritten?;
+    Ok(state
+        .counters
+        .summary(state.started.elapsed(), effects.dry_run(), stopped_by))
+}
+
+/// Record intents a batch at a time, then copy up to `concurrency` files at once; hand each
+/// outcome, with the references that waited for it, to the rewrite stage.
+async fn copy_stage(
+    rx: mpsc::Receiver<FileJob>,
+    effects: Arc<dyn Effects>,
+    state: Arc<RunState>,
+    records: mpsc::Sender<Record>,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let c = &state.counters;
+    ReceiverStream::new(rx)
+        .ready_chunks(concurrency.max(16))
+        .then(|jobs| {
+            let effects = effects.clone();
+            async move {
+                let intents: Vec<Intent> = jobs
+                    .iter()
+                    .map(|j| Intent {
+                        name: &j.name,
+                        target: &j.target,
+                        kind: j.kind.as_str(),
+                    })
+                    .collect();
+                effects.plan(&intents).await?;
+                Ok::<_, anyhow::Error>(futures::stream::iter(jobs.into_iter().map(Ok)))
+            }
+        })
+        .try_flatten()
+        .map_ok(|job| {
+            let effects = effects.clone();
+            async move {
+                Counters::add(&c.files_in_flight, 1);
+                let outcome = effects.copy(&job).await;
+                c.files_in_flight
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                Ok::<_, anyhow::Error>((job, outcome))
+            }
+        })
+        .try_buffer_unordered(concurrency)
+        .try_for_each(|(job, outcome)| {
+            let records = records.clone();
+            let state = state.clone();
+            async move {
+                let c = &state.counters;
+                let (outcome, refs) = state.dedup.finish(&job.name, outcome);
+                match &*outcome {
+                    Outcome::Verified {
+                        size,
+                        skipped: false,
+                        ..
+                    } => {
+                        Counters::add(&c.files_copied, 1);
+                        Counters::add(&c.bytes_copied, *size);
+                    }
+                    Outcome::Verified { skipped: true, .. } => Counters::add(&c.files_skipped, 1),
+                    Outcome::Missing { reason } => {
+                        tracing::warn!(file = %job.name, "missing at the source: {reason}");
+                        Counters::add(&c.files_missing, 1);
+                        c.missing(FileItem {
+                            name: job.name.clone(),
+                            reason: reason.clone(),
+                            references: refs.len() as u64,
+                        });
+                    }
+                    Outcome::Failed { reason } => {
+                        tracing::error!(file = %job.name, "copy failed: {reason}");
+                        Counters::add(&c.files_failed, 1);
+                        c.failed(FileItem {
+                            name: job.name.clone(),
+                            reason: reason.clone(),
+                            references: refs.len() as u64,
+                        });
+                    }
+                    Outcome::Planned => {}
+                }
+                records
+                    .send(Record::Copied { job, outcome, refs })
+                    .await
+                    .map_err(|_| anyhow::anyhow!("the rewrite stage stopped"))
+            }
+        })
+        .await
+}

@@ -23,8 +23,8 @@ pub struct Verified {
 
 /// Copy `name` from `source` to `target` in `dest`, and verify it.
 ///
-/// Errors: [`StorageError::NotFound`] when the source has no such file (the caller records it as
-/// missing); [`StorageError::Integrity`] when the destination disagrees with what was sent.
+/// Errors: [`StorageError::NotFound`] only when the *source* has no such file (the caller records
+/// it as missing); [`StorageError::Integrity`] when the destination disagrees with what was sent.
 pub async fn copy_verified(
     source: &dyn ObjectStore,
     dest: &dyn ObjectStore,
@@ -56,7 +56,14 @@ pub async fn copy_verified(
             reason: format!("source announced {expected} bytes but sent {size}"),
         });
     }
-    let meta = dest.stat(target).await?;
+    let meta = dest.stat(target).await.map_err(|e| match e {
+        // Not a missing *source* file: the destination lost what it just accepted.
+        StorageError::NotFound { .. } => StorageError::Integrity {
+            name: target.to_string(),
+            reason: "the destination does not have the object it just accepted".into(),
+        },
+        other => other,
+    })?;
     if meta.size != size {
         return Err(StorageError::Integrity {
             name: target.to_string(),

@@ -6,6 +6,7 @@
 
 pub mod list;
 pub mod logging;
+pub mod migrate;
 pub mod schema;
 
 use std::io::{IsTerminal, Write};
@@ -27,4 +28,23 @@ pub fn print_error(err: &anyhow::Error) {
 /// Whether stdout is a terminal (chooses table vs machine formats by default).
 pub fn stdout_is_terminal() -> bool {
     std::io::stdout().is_terminal()
+}
+
+/// Whether a person can answer a prompt: stdin and stderr are both terminals.
+pub fn interactive() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// Show `what` on stderr and ask once; only `y` or `yes` proceeds.
+pub fn confirm(what: &str) -> std::io::Result<bool> {
+    let mut err = std::io::stderr().lock();
+    write!(err, "{what}\nProceed? [y/N] ")?;
+    err.flush()?;
+    drop(err);
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
 }

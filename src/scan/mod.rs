@@ -83,3 +83,10 @@ pub struct ScanIssue {
     pub path: String,
     pub problem: String,
 }
+
+/// Report malformed values (as log warnings), one each, with where they are.
+pub fn log_issues(issues: &[ScanIssue]) {
+    for i in issues {
+        tracing::warn!(class = %i.class, object_id = %i.object_id, path = %i.path, "{}", i.problem);
+    }
+}

@@ -1,0 +1,251 @@
+//! The planner: walks the classes and decides, per file, what the run does with it.
+//!
+//! For each page of references: drop those outside `--select` and `--shard`, group the rest by
+//! file name, ask the run's [`Dedup`](super::dedup::Dedup) table and then the ledger (one round
+//! trip per page) what is known, and hand each file on: a new copy to the copy stage (bounded
+//! channel: the walk waits when transfers are busy), references to a file with a known outcome to
+//! the rewrite stage. Read-only: the planner never writes anything.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use mongodb::Database;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::dedup::Seen;
+use super::rewrite::Record;
+use super::{FileJob, Mode, Outcome, Plan, RunState};
+use crate::engine::summary::FileItem;
+use crate::ledger::{FileState, Ledger};
+use crate::parse::names::{NameKind, target_name};
+use crate::scan::{ClassWalker, FileRef, Target, WalkOptions, log_issues};
+use crate::settings::Shard;
+
+/// Which shard a file name belongs to: a stable hash, the same on every host and run.
+pub fn shard_of(name: &str, count: u32) -> u32 {
+    let d = Sha256::digest(name.as_bytes());
+    let v = u64::from_be_bytes(d[..8].try_into().expect("8 bytes"));
+    (v % count as u64) as u32
+}
+
+fn in_shard(name: &str, shard: Option<Shard>) -> bool {
+    shard.is_none_or(|s| shard_of(name, s.count) == s.index)
+}
+
+pub struct Planner<'a> {
+    pub plan: &'a Plan,
+    pub state: Arc<RunState>,
+    pub ledger: &'a Ledger,
+    pub copies: mpsc::Sender<FileJob>,
+    pub records: mpsc::Sender<Record>,
+}
+
+impl Planner<'_> {
+    /// Walk every target. Returns the cutoff that stopped the walk early, if one did.
+    pub async fn walk(self, db: &Database, targets: &[Target]) -> anyhow::Result<Option<String>> {
+        for target in targets {
+            let mut walker = ClassWalker::new(
+                db.collection(&target.collection),
+                target.class.clone(),
+                WalkOptions {
+                    page_size: self.plan.page_size,
+                    nested: true,
+                },
+            );
+            loop {
+                let page = walker
+                    .next_page()
+                    .await
+                    .with_context(|| format!("walking {}", target.collection))?;
+                let Some(page) = page else { break };
+                let c = &self.state.counters;
+                c.objects
+                    .fetch_add(page.objects, std::sync::atomic::Ordering::Relaxed);
+                c.malformed.fetch_add(
+                    page.issues.len() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                log_issues(&page.issues);
+                if let Some(stop) = self.page(page.refs).await? {
+                    return Ok(Some(stop));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Decide for one page of references.
+    async fn page(&self, refs: Vec<FileRef>) -> anyhow::Result<Option<String>> {
+        let c = &self.state.counters;
+        super::Counters::add(&c.references, refs.len() as u64);
+        let mut groups: BTreeMap<String, Vec<FileRef>> = BTreeMap::new();
+        for r in refs {
+            if self.plan.select.includes(r.kind()) && in_shard(&r.name, self.plan.shard) {
+                groups.entry(r.name.clone()).or_default().push(r);
+            } else {
+                super::Counters::add(&c.refs_not_selected, 1);
+            }
+        }
+
+        let mut unknown = Vec::new();
+        for (name, mut refs) in groups {
+            loop {
+                match self.state.dedup.see(&name, &mut refs, true) {
+                    Seen::New => {
+                        unknown.push((name, refs));
+                        break;
+                    }
+                    Seen::Attached => break,
+                    Seen::Wait(done) => {
+                        // The copy will finish; re-check at least every 100 ms in case its wake-up
+                        // came between `see` and here.
+                        let _ =
+                            tokio::time::timeout(Duration::from_millis(100), done.notified()).await;
+                    }
+                    Seen::Done(outcome) => {
+                        let target = target_name(&name, self.plan.rename).into_owned();
+                        self.send(Record::Known {
+                            name,
+                            target,
+                            outcome,
+                            refs,
+                        })
+                        .await?;
+                        break;
+                    }
+                }
+            }
+        }
+        if unknown.is_empty() {
+            return Ok(None);
+        }
+
+        let names: Vec<&str> = unknown.iter().map(|(n, _)| n.as_str()).collect();
+        let known = self.ledger.lookup(&names).await?;
+        for (name, refs) in unknown {
+            let target = target_name(&name, self.plan.rename).into_owned();
+            let record = known.get(&name);
+            let outcome = match record {
+                Some(r) if r.state == FileState::Verified && r.target == target => {
+                    Some(Outcome::Verified {
+                        size: r.size.unwrap_or(0),
+                        md5: r.md5.clone(),
+                        hash_checked: r.hash_checked,
+                        skipped: true,
+                    })
+                }
+                Some(r) if r.state == FileState::Missing && !self.plan.retry_missing => {
+                    Some(Outcome::Missing {
+                        reason: r
+                            .error
+                            .clone()
+                            .unwrap_or_else(|| "missing at the source".into()),
+                    })
+                }
+                _ => None,
+            };
+            if let Some(outcome) = outcome {
+                // Known from an earlier run: count the file once, and remember it for this run.
+                match &outcome {
+                    Outcome::Missing { reason } => {
+                        super::Counters::add(&c.files_missing, 1);
+                        c.missing(FileItem {
+                            name: name.clone(),
+                            reason: format!(
+                                "{reason} (recorded by an earlier run; --retry-failed retries)"
+                            ),
+                            references: refs.len() as u64,
+                        });
+                    }
+                    _ => super::Counters::add(&c.files_skipped, 1),
+                }
+                let outcome = self.state.dedup.known(&name, outcome);
+                self.send(Record::Known {
+                    name,
+                    target,
+                    outcome,
+                    refs,
+                })
+                .await?;
+                continue;
+            }
+            if self.plan.mode == Mode::RewriteOnly {
+                super::Counters::add(&c.refs_left, refs.len() as u64);
+                continue;
+            }
+            if let Some(stop) = self.cutoff() {
+                return Ok(Some(stop));
+            }
+            let kind = NameKind::of(&name);
+            let url_hint = refs.iter().find_map(|r| r.url.clone());
+            self.state.dedup.start(&name, refs);
+            super::Counters::add(&c.files_planned, 1);
+            self.copies
+                .send(FileJob {
+                    name,
+                    target,
+                    kind,
+                    url_hint,
+                })
+                .await
+                .map_err(|_| anyhow::anyhow!("the copy stage stopped"))?;
+        }
+        Ok(None)
+    }
+
+    async fn send(&self, record: Record) -> anyhow::Result<()> {
+        self.records
+            .send(record)
+            .await
+            .map_err(|_| anyhow::anyhow!("the rewrite stage stopped"))
+    }
+
+    /// The limit reached, if any: no new copy starts past it.
+    fn cutoff(&self) -> Option<String> {
+        let l = &self.plan.limits;
+        let c = &self.state.counters;
+        if let Some(max) = l.max_files
+            && super::Counters::get(&c.files_planned) >= max
+        {
+            return Some(format!("--max-files {max}"));
+        }
+        if let Some(max) = l.max_bytes
+            && super::Counters::get(&c.bytes_copied) >= max
+        {
+            return Some(format!("--max-bytes {max}"));
+        }
+        if let Some(max) = l.max_duration
+            && self.state.started.elapsed() >= max
+        {
+            return Some(format!(
+                "--max-duration {}",
+                humantime::format_duration(max)
+            ));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_split_names_stably_and_completely() {
+        let names: Vec<String> = (0..1000).map(|i| format!("tfss-{i}-x.jpg")).collect();
+        let mut counts = [0u32; 4];
+        for n in &names {
+            let s = shard_of(n, 4);
+            assert_eq!(s, shard_of(n, 4), "stable");
+            counts[s as usize] += 1;
+        }
+        assert_eq!(counts.iter().sum::<u32>(), 1000);
+        assert!(counts.iter().all(|c| *c > 200), "roughly even: {counts:?}");
+        // Pinned so that hosts running different builds agree.
+        assert_eq!(shard_of("photo.jpg", 7), shard_of("photo.jpg", 7));
+        assert!(in_shard("x", None));
+    }
+}

@@ -1,0 +1,216 @@
+//! What a run did: live counters (read by the progress display), and the end-of-run summary with
+//! the items an operator must look at (missing, failed, conflicting), capped so memory stays
+//! bounded; the ledger keeps them all.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Items of each kind kept for the report (the ledger has every one).
+pub const MAX_ITEMS: usize = 1000;
+
+/// Live counts, updated by every stage.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub objects: AtomicU64,
+    pub references: AtomicU64,
+    pub malformed: AtomicU64,
+    pub files_planned: AtomicU64,
+    pub files_copied: AtomicU64,
+    pub files_skipped: AtomicU64,
+    pub files_missing: AtomicU64,
+    pub files_failed: AtomicU64,
+    pub files_in_flight: AtomicU64,
+    pub bytes_copied: AtomicU64,
+    pub refs_rewritten: AtomicU64,
+    pub refs_unchanged: AtomicU64,
+    pub refs_conflict: AtomicU64,
+    pub refs_failed: AtomicU64,
+    /// References left alone because their file is missing, failed, or not copied.
+    pub refs_left: AtomicU64,
+    /// References outside `--select` or the shard.
+    pub refs_not_selected: AtomicU64,
+    items: Mutex<Items>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Items {
+    pub missing: Vec<FileItem>,
+    pub failed: Vec<FileItem>,
+    pub conflicts: Vec<RefItem>,
+    pub failed_references: Vec<RefItem>,
+    /// Items not kept because of [`MAX_ITEMS`] (see the ledger for all).
+    pub truncated: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileItem {
+    pub name: String,
+    pub reason: String,
+    /// References to it seen so far in this run.
+    pub references: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RefItem {
+    pub class: String,
+    pub object_id: String,
+    pub path: String,
+    pub name: String,
+    pub reason: String,
+}
+
+fn push<T>(v: &mut Vec<T>, truncated: &mut u64, item: T) {
+    if v.len() < MAX_ITEMS {
+        v.push(item);
+    } else {
+        *truncated += 1;
+    }
+}
+
+impl Counters {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Relaxed)
+    }
+
+    fn items(&self) -> std::sync::MutexGuard<'_, Items> {
+        self.items.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn missing(&self, item: FileItem) {
+        let mut i = self.items();
+        let Items {
+            missing, truncated, ..
+        } = &mut *i;
+        push(missing, truncated, item);
+    }
+
+    pub fn failed(&self, item: FileItem) {
+        let mut i = self.items();
+        let Items {
+            failed, truncated, ..
+        } = &mut *i;
+        push(failed, truncated, item);
+    }
+
+    pub fn conflict(&self, item: RefItem) {
+        let mut i = self.items();
+        let Items {
+            conflicts,
+            truncated,
+            ..
+        } = &mut *i;
+        push(conflicts, truncated, item);
+    }
+
+    pub fn failed_reference(&self, item: RefItem) {
+        let mut i = self.items();
+        let Items {
+            failed_references,
+            truncated,
+            ..
+        } = &mut *i;
+        push(failed_references, truncated, item);
+    }
+
+    /// The summary of the run so far.
+    pub fn summary(&self, elapsed: Duration, dry_run: bool, stopped_by: Option<String>) -> Summary {
+        let g = |c: &AtomicU64| c.load(Relaxed);
+        let secs = elapsed.as_secs_f64();
+        let per_sec = |n: u64| {
+            if secs > 0.0 {
+                (n as f64 / secs * 10.0).round() / 10.0
+            } else {
+                0.0
+            }
+        };
+        let copied = g(&self.files_copied);
+        let bytes = g(&self.bytes_copied);
+        Summary {
+            dry_run,
+            objects_scanned: g(&self.objects),
+            references_found: g(&self.references),
+            malformed_values: g(&self.malformed),
+            files: FileCounts {
+                planned: g(&self.files_planned),
+                copied,
+                skipped: g(&self.files_skipped),
+                missing: g(&self.files_missing),
+                failed: g(&self.files_failed),
+            },
+            references: RefCounts {
+                rewritten: g(&self.refs_rewritten),
+                unchanged: g(&self.refs_unchanged),
+                conflicts: g(&self.refs_conflict),
+                failed: g(&self.refs_failed),
+                left_untouched: g(&self.refs_left),
+                not_selected: g(&self.refs_not_selected),
+            },
+            bytes_copied: bytes,
+            duration_secs: (secs * 1000.0).round() / 1000.0,
+            files_per_sec: per_sec(copied),
+            bytes_per_sec: per_sec(bytes),
+            stopped_by,
+            items: self.items().clone(),
+        }
+    }
+}
+
+/// The end-of-run summary (printed, and written as JSON by `--output json` / `--report`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub dry_run: bool,
+    pub objects_scanned: u64,
+    pub references_found: u64,
+    pub malformed_values: u64,
+    pub files: FileCounts,
+    pub references: RefCounts,
+    pub bytes_copied: u64,
+    pub duration_secs: f64,
+    pub files_per_sec: f64,
+    pub bytes_per_sec: f64,
+    /// The cutoff that stopped the run early, if any.
+    pub stopped_by: Option<String>,
+    #[serde(flatten)]
+    pub items: Items,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileCounts {
+    /// Copies started (dry run: copies that would be made).
+    pub planned: u64,
+    pub copied: u64,
+    /// Already verified at the destination (earlier run, or the source is the destination).
+    pub skipped: u64,
+    pub missing: u64,
+    pub failed: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RefCounts {
+    pub rewritten: u64,
+    /// Already holding the final value (e.g. a kept name at the top level).
+    pub unchanged: u64,
+    pub conflicts: u64,
+    pub failed: u64,
+    /// Not rewritten because their file is missing, failed, or (`--copy-only`) by choice.
+    pub left_untouched: u64,
+    /// Outside `--select` or `--shard`.
+    pub not_selected: u64,
+}
+
+impl Summary {
+    /// Whether anything needs a re-run (exit 3).
+    pub fn incomplete(&self) -> bool {
+        self.files.missing > 0
+            || self.files.failed > 0
+            || self.references.conflicts > 0
+            || self.references.failed > 0
+    }
+}

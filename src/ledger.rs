@@ -1,0 +1,377 @@
+//! The ledger: what every run did, kept in MongoDB next to the app data, so passes are
+//! resumable, auditable and reversible.
+//!
+//! Three collections (names derive from `[ledger] collection`, default `_FileMigration`):
+//!
+//! * `<collection>`: one record per **source file** (`_id` = the stored name): target name, kind,
+//!   state (`planned` → `verified`, or `missing` / `failed` with the reason and attempt count),
+//!   size, MD5, timestamps.
+//! * `<collection>.refs`: one record per **reference** rewritten (`_id` = `{c: class, o: object
+//!   _id, p: path}`): the old and new values, state `pending` → `rewritten` | `conflict`.
+//! * `<collection>.runs`: one record per run: settings (no secrets), host, start/end, counts, exit
+//!   code.
+//!
+//! # Write order (crash safety)
+//!
+//! Intent before copy (`planned`), verification recorded before any reference is rewritten
+//! (`verified`), a reference's old value recorded before its document is touched (`pending`), and
+//! the outcome after (`rewritten`/`conflict`). A crash between any two steps leaves a record that
+//! a re-run repeats idempotently: a planned file is copied again to the same deterministic target
+//! (overwriting, never orphaning), a pending reference is retried with the same compare-and-swap.
+//!
+//! Every write here is batched: one round trip per hundreds of records.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use futures::TryStreamExt;
+use mongodb::bson::{Bson, DateTime, Document, doc, oid::ObjectId};
+use mongodb::{Collection, Database};
+use serde::Serialize;
+
+use crate::db::{update_batch, update_stmt};
+
+/// Format version written into every record.
+pub const VERSION: i32 = 1;
+
+/// Where a file stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileState {
+    /// A copy was started (intent recorded before the first byte moved).
+    Planned,
+    /// Copied and verified at the destination: references may point at the target.
+    Verified,
+    /// The source does not have it (404/403/410 or no such object).
+    Missing,
+    /// Copy or verification failed; `error` says why.
+    Failed,
+}
+
+impl FileState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileState::Planned => "planned",
+            FileState::Verified => "verified",
+            FileState::Missing => "missing",
+            FileState::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<FileState> {
+        Some(match s {
+            "planned" => FileState::Planned,
+            "verified" => FileState::Verified,
+            "missing" => FileState::Missing,
+            "failed" => FileState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// A reference's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RefState {
+    /// About to be rewritten (old value recorded).
+    Pending,
+    Rewritten,
+    /// The document no longer held the old value: the app changed it; left alone.
+    Conflict,
+    /// The server refused the update; the reason is recorded.
+    Failed,
+}
+
+impl RefState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefState::Pending => "pending",
+            RefState::Rewritten => "rewritten",
+            RefState::Conflict => "conflict",
+            RefState::Failed => "failed",
+        }
+    }
+}
+
+/// What the ledger knows of one source file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRecord {
+    pub name: String,
+    pub target: String,
+    pub state: FileState,
+    pub size: Option<u64>,
+    pub md5: Option<String>,
+    pub hash_checked: bool,
+    pub attempts: u32,
+    pub error: Option<String>,
+}
+
+/// A file about to be copied.
+#[derive(Debug, Clone)]
+pub struct Intent<'a> {
+    pub name: &'a str,
+    pub target: &'a str,
+    pub kind: &'a str,
+}
+
+/// The outcome of one file, to record.
+#[derive(Debug, Clone)]
+pub struct FileResult<'a> {
+    pub name: &'a str,
+    pub state: FileState,
+    pub size: Option<u64>,
+    pub md5: Option<&'a str>,
+    pub hash_checked: bool,
+    pub error: Option<&'a str>,
+}
+
+/// The values of a File reference (the name, and the `url` of File objects).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefValue {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+impl RefValue {
+    fn to_bson(&self) -> Document {
+        let mut d = doc! {"name": &self.name};
+        if let Some(u) = &self.url {
+            d.insert("url", u);
+        }
+        d
+    }
+}
+
+/// One reference change, as recorded.
+#[derive(Debug, Clone)]
+pub struct RefChange {
+    pub class: String,
+    pub id: Bson,
+    pub path: String,
+    /// The source file's name (links the reference to its file record).
+    pub file: String,
+    pub old: RefValue,
+    pub new: RefValue,
+}
+
+impl RefChange {
+    pub fn key(&self) -> Document {
+        doc! {"c": &self.class, "o": self.id.clone(), "p": &self.path}
+    }
+}
+
+/// The ledger collections of one app.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    db: Database,
+    files: String,
+    refs: String,
+    runs: String,
+    run: ObjectId,
+}
+
+impl Ledger {
+    /// The ledger in `db` under the base collection name `collection`. Opening does no I/O.
+    pub fn new(db: Database, collection: &str) -> Ledger {
+        Ledger {
+            db,
+            files: collection.to_string(),
+            refs: format!("{collection}.refs"),
+            runs: format!("{collection}.runs"),
+            run: ObjectId::new(),
+        }
+    }
+
+    /// This run's id (recorded on every record it writes).
+    pub fn run_id(&self) -> ObjectId {
+        self.run
+    }
+
+    /// Every collection name the ledger uses (to leave them out of scans).
+    pub fn collections(&self) -> [&str; 3] {
+        [&self.files, &self.refs, &self.runs]
+    }
+
+    fn coll(&self, name: &str) -> Collection<Document> {
+        self.db.collection(name)
+    }
+
+    /// The records of `names`, one round trip. Names without a record are absent from the map.
+    pub async fn lookup(&self, names: &[&str]) -> anyhow::Result<HashMap<String, FileRecord>> {
+        let mut out = HashMap::with_capacity(names.len());
+        if names.is_empty() {
+            return Ok(out);
+        }
+        let mut cursor = self
+            .coll(&self.files)
+            .find(doc! {"_id": {"$in": names}})
+            .await
+            .with_context(|| format!("reading the ledger {}", self.files))?;
+        while let Some(d) = cursor
+            .try_next()
+            .await
+            .with_context(|| format!("reading the ledger {}", self.files))?
+        {
+            if let Some(r) = file_record(&d) {
+                out.insert(r.name.clone(), r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Record the intent to copy `files` (state `planned`, attempt count + 1).
+    pub async fn plan(&self, files: &[Intent<'_>]) -> anyhow::Result<()> {
+        let now = DateTime::now();
+        let stmts = files
+            .iter()
+            .map(|f| {
+                update_stmt(
+                    doc! {"_id": f.name},
+                    doc! {
+                        "$set": {"v": VERSION, "target": f.target, "kind": f.kind,
+                                 "state": FileState::Planned.as_str(), "run": self.run,
+                                 "updated_at": now},
+                        "$setOnInsert": {"created_at": now},
+                        "$inc": {"attempts": 1},
+                    },
+                    true,
+                )
+            })
+            .collect();
+        self.write(&self.files, stmts).await
+    }
+
+    /// Record file outcomes.
+    pub async fn record_files(&self, results: &[FileResult<'_>]) -> anyhow::Result<()> {
+        let now = DateTime::now();
+        let stmts = results
+            .iter()
+            .map(|r| {
+                let mut set = doc! {"state": r.state.as_str(), "run": self.run, "updated_at": now,
+                "hash_checked": r.hash_checked};
+                let mut unset = Document::new();
+                match r.size {
+                    Some(s) => set.insert("size", s as i64),
+                    None => unset.insert("size", ""),
+                };
+                match r.md5 {
+                    Some(m) => set.insert("md5", m),
+                    None => unset.insert("md5", ""),
+                };
+                match r.error {
+                    Some(e) => set.insert("error", e),
+                    None => unset.insert("error", ""),
+                };
+                if r.state == FileState::Verified {
+                    set.insert("verified_at", now);
+                }
+                let mut u = doc! {"$set": set};
+                if !unset.is_empty() {
+                    u.insert("$unset", unset);
+                }
+                update_stmt(doc! {"_id": r.name}, u, false)
+            })
+            .collect();
+        self.write(&self.files, stmts).await
+    }
+
+    /// Record references about to be rewritten, with their old and new values.
+    pub async fn record_pending(&self, changes: &[RefChange]) -> anyhow::Result<()> {
+        let now = DateTime::now();
+        let stmts = changes
+            .iter()
+            .map(|c| {
+                update_stmt(
+                    doc! {"_id": c.key()},
+                    doc! {"$set": {"v": VERSION, "file": &c.file, "old": c.old.to_bson(),
+                             "new": c.new.to_bson(), "state": RefState::Pending.as_str(),
+                             "run": self.run, "updated_at": now},
+                    "$unset": {"error": ""}},
+                    true,
+                )
+            })
+            .collect();
+        self.write(&self.refs, stmts).await
+    }
+
+    /// Record what happened to references.
+    pub async fn record_refs(
+        &self,
+        outcomes: &[(&RefChange, RefState, Option<&str>)],
+    ) -> anyhow::Result<()> {
+        let now = DateTime::now();
+        let stmts = outcomes
+            .iter()
+            .map(|(c, state, error)| {
+                let mut set = doc! {"state": state.as_str(), "updated_at": now};
+                if let Some(e) = error {
+                    set.insert("error", *e);
+                }
+                update_stmt(doc! {"_id": c.key()}, doc! {"$set": set}, false)
+            })
+            .collect();
+        self.write(&self.refs, stmts).await
+    }
+
+    /// Record the start of this run.
+    pub async fn start_run(&self, info: Document) -> anyhow::Result<()> {
+        let mut d = doc! {"_id": self.run, "v": VERSION, "started_at": DateTime::now()};
+        d.extend(info);
+        self.coll(&self.runs)
+            .insert_one(d)
+            .await
+            .with_context(|| format!("writing the ledger {}", self.runs))?;
+        Ok(())
+    }
+
+    /// Record the end of this run: its counts and exit code.
+    pub async fn finish_run(&self, summary: Document, exit_code: i32) -> anyhow::Result<()> {
+        self.coll(&self.runs)
+            .update_one(
+                doc! {"_id": self.run},
+                doc! {"$set": {"finished_at": DateTime::now(), "summary": summary,
+                "exit_code": exit_code}},
+            )
+            .await
+            .with_context(|| format!("writing the ledger {}", self.runs))?;
+        Ok(())
+    }
+
+    async fn write(&self, coll: &str, stmts: Vec<Document>) -> anyhow::Result<()> {
+        if stmts.is_empty() {
+            return Ok(());
+        }
+        let out = update_batch(&self.db, coll, stmts)
+            .await
+            .with_context(|| format!("writing the ledger {coll}"))?;
+        if let Some((i, msg)) = out.errors.first() {
+            anyhow::bail!(
+                "writing the ledger {coll}: {} statements refused, first (#{i}): {msg}",
+                out.errors.len()
+            );
+        }
+        Ok(())
+    }
+}
+
+fn file_record(d: &Document) -> Option<FileRecord> {
+    let name = d.get_str("_id").ok()?.to_string();
+    let state = FileState::parse(d.get_str("state").ok()?)?;
+    let int = |k: &str| match d.get(k) {
+        Some(Bson::Int32(i)) => Some(*i as i64),
+        Some(Bson::Int64(i)) => Some(*i),
+        Some(Bson::Double(f)) => Some(*f as i64),
+        _ => None,
+    };
+    Some(FileRecord {
+        target: d.get_str("target").unwrap_or(&name).to_string(),
+        state,
+        size: int("size").and_then(|s| u64::try_from(s).ok()),
+        md5: d.get_str("md5").ok().map(str::to_string),
+        hash_checked: d.get_bool("hash_checked").unwrap_or(false),
+        attempts: int("attempts").unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
+        error: d.get_str("error").ok().map(str::to_string),
+        name,
+    })
+}

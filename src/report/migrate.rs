@@ -1,0 +1,266 @@
+//! What `migrate` shows: the dry-run plan (one line per planned copy and per planned document
+//! update, text or JSONL on stdout), the confirmation text, and the end-of-run summary (readable
+//! text on stderr, or one JSON object on stdout).
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::engine::Summary;
+use crate::ledger::RefValue;
+
+/// Output format of `migrate` (`--output`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrateFormat {
+    /// Plan lines on stdout, the summary as text on stderr.
+    Text,
+    /// One JSON object per line on stdout: plan actions, then the summary.
+    Jsonl,
+}
+
+/// A copy the dry run would make.
+#[derive(Debug, Serialize)]
+pub struct PlannedCopy<'a> {
+    pub name: &'a str,
+    pub kind: &'a str,
+    pub source: Option<&'a str>,
+    pub target: &'a str,
+    pub destination: Option<&'a str>,
+}
+
+/// A document update the dry run would make.
+#[derive(Debug, Serialize)]
+pub struct PlannedUpdate<'a> {
+    pub class: &'a str,
+    pub object_id: String,
+    pub path: &'a str,
+    pub old: &'a RefValue,
+    pub new: &'a RefValue,
+}
+
+#[derive(Serialize)]
+struct Tagged<'a, T: Serialize> {
+    action: &'a str,
+    #[serde(flatten)]
+    item: &'a T,
+}
+
+/// Streams the plan of a dry run.
+pub struct PlanWriter {
+    format: MigrateFormat,
+    out: Box<dyn Write + Send>,
+}
+
+impl PlanWriter {
+    pub fn new(format: MigrateFormat, out: Box<dyn Write + Send>) -> PlanWriter {
+        PlanWriter { format, out }
+    }
+
+    pub fn copy(&mut self, c: &PlannedCopy) -> std::io::Result<()> {
+        match self.format {
+            MigrateFormat::Jsonl => self.json("copy", c),
+            MigrateFormat::Text => writeln!(
+                self.out,
+                "copy    {} -> {}",
+                c.source.unwrap_or(c.name),
+                c.destination.unwrap_or(c.target)
+            ),
+        }
+    }
+
+    pub fn update(&mut self, u: &PlannedUpdate) -> std::io::Result<()> {
+        match self.format {
+            MigrateFormat::Jsonl => self.json("update", u),
+            MigrateFormat::Text => {
+                write!(
+                    self.out,
+                    "update  {} {} {}: {:?} -> {:?}",
+                    u.class, u.object_id, u.path, u.old.name, u.new.name
+                )?;
+                if u.new.url != u.old.url
+                    && let Some(url) = &u.new.url
+                {
+                    write!(self.out, " (url {url})")?;
+                }
+                writeln!(self.out)
+            }
+        }
+    }
+
+    fn json<T: Serialize>(&mut self, action: &str, item: &T) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.out, &Tagged { action, item })?;
+        writeln!(self.out)
+    }
+
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// The summary as one JSON line (`{"action":"summary",…}`), for `--output jsonl`.
+pub fn summary_json(summary: &Summary) -> anyhow::Result<String> {
+    Ok(serde_json::to_string(&Tagged {
+        action: "summary",
+        item: summary,
+    })?)
+}
+
+/// The summary for people, on several short lines.
+pub fn summary_text(s: &Summary) -> String {
+    let mut t = String::new();
+    let would = if s.dry_run { "would be " } else { "" };
+    let f = &s.files;
+    let r = &s.references;
+    t.push_str(&format!(
+        "{} in {:.1} s: {} objects scanned, {} file references found\n",
+        if s.dry_run { "dry run" } else { "migration" },
+        s.duration_secs,
+        s.objects_scanned,
+        s.references_found
+    ));
+    if s.dry_run {
+        t.push_str(&format!(
+            "  files:      {} would be copied, {} already done\n",
+            f.planned, f.skipped
+        ));
+    } else {
+        t.push_str(&format!(
+            "  files:      {} copied ({}, {:.1} files/s, {}/s), {} already done, {} missing, {} failed\n",
+            f.copied,
+            human_bytes(s.bytes_copied),
+            s.files_per_sec,
+            human_bytes(s.bytes_per_sec as u64),
+            f.skipped,
+            f.missing,
+            f.failed
+        ));
+    }
+    t.push_str(&format!(
+        "  references: {} {}rewritten, {} already right, {} conflicts, {} failed, {} left untouched, {} not selected\n",
+        r.rewritten, would, r.unchanged, r.conflicts, r.failed, r.left_untouched, r.not_selected
+    ));
+    if s.malformed_values > 0 {
+        t.push_str(&format!(
+            "  malformed:  {} values could not be read as files (logged above)\n",
+            s.malformed_values
+        ));
+    }
+    for m in s.items.missing.iter().take(20) {
+        t.push_str(&format!(
+            "  missing: {} ({} references): {}\n",
+            m.name, m.references, m.reason
+        ));
+    }
+    for m in s.items.failed.iter().take(20) {
+        t.push_str(&format!(
+            "  failed:  {} ({} references): {}\n",
+            m.name, m.references, m.reason
+        ));
+    }
+    for c in s
+        .items
+        .conflicts
+        .iter()
+        .chain(&s.items.failed_references)
+        .take(20)
+    {
+        t.push_str(&format!(
+            "  not rewritten: {} {} {} ({}): {}\n",
+            c.class, c.object_id, c.path, c.name, c.reason
+        ));
+    }
+    let listed = s.items.missing.len().min(20)
+        + s.items.failed.len().min(20)
+        + (s.items.conflicts.len() + s.items.failed_references.len()).min(20);
+    let all = s.items.missing.len()
+        + s.items.failed.len()
+        + s.items.conflicts.len()
+        + s.items.failed_references.len()
+        + s.items.truncated as usize;
+    if all > listed {
+        t.push_str(&format!(
+            "  … {} more (see --report, or the ledger)\n",
+            all - listed
+        ));
+    }
+    if let Some(stop) = &s.stopped_by {
+        t.push_str(&format!(
+            "  stopped at {stop}: run the same command again to continue\n"
+        ));
+    } else if s.incomplete() && !s.dry_run {
+        t.push_str("  incomplete: fix the causes above and run again (--retry-failed also retries missing files)\n");
+    }
+    t
+}
+
+/// `1536` → `1.5 KiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_read_well() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+
+    #[test]
+    fn plan_lines_in_both_formats() {
+        let old = RefValue {
+            name: "tfss-a-x.jpg".into(),
+            url: None,
+        };
+        let new = RefValue {
+            name: "h_x.jpg".into(),
+            url: None,
+        };
+        let u = PlannedUpdate {
+            class: "Photo",
+            object_id: "o1".into(),
+            path: "image",
+            old: &old,
+            new: &new,
+        };
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        struct W(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for W {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut w = PlanWriter::new(MigrateFormat::Jsonl, Box::new(W(buf.clone())));
+        w.update(&u).unwrap();
+        let mut t = PlanWriter::new(MigrateFormat::Text, Box::new(W(buf.clone())));
+        t.update(&u).unwrap();
+        let s = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
+        let mut lines = s.lines();
+        let j: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        assert_eq!(j["action"], "update");
+        assert_eq!(j["old"]["name"], "tfss-a-x.jpg");
+        assert_eq!(j["new"]["name"], "h_x.jpg");
+        assert_eq!(
+            lines.next().unwrap(),
+            r#"update  Photo o1 image: "tfss-a-x.jpg" -> "h_x.jpg""#
+        );
+    }
+}
