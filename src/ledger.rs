@@ -126,18 +126,53 @@ pub struct FileResult<'a> {
 }
 
 /// The values of a File reference (the name, and the `url` of File objects).
+///
+/// Hosted-era urls embed the app's `fileKey` (`http://files.parsetfss.com/<fileKey>/…`); a
+/// secret never goes into the ledger or any output, so such a url is kept with the key replaced
+/// by `{file_key}` and `key_redacted` set (a rollback puts the key back).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RefValue {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub key_redacted: bool,
 }
 
+/// What stands for the `fileKey` in recorded urls.
+pub const KEY_PLACEHOLDER: &str = "{file_key}";
+
 impl RefValue {
+    /// A name without a url.
+    pub fn name(name: impl Into<String>) -> RefValue {
+        RefValue {
+            name: name.into(),
+            url: None,
+            key_redacted: false,
+        }
+    }
+
+    /// A File object's values, with `secret` (the fileKey) taken out of the url.
+    pub fn file(name: impl Into<String>, url: Option<&str>, secret: Option<&str>) -> RefValue {
+        let secret = secret.filter(|s| !s.is_empty());
+        let (url, key_redacted) = match (url, secret) {
+            (Some(u), Some(k)) if u.contains(k) => (Some(u.replace(k, KEY_PLACEHOLDER)), true),
+            (u, _) => (u.map(str::to_string), false),
+        };
+        RefValue {
+            name: name.into(),
+            url,
+            key_redacted,
+        }
+    }
+
     fn to_bson(&self) -> Document {
         let mut d = doc! {"name": &self.name};
         if let Some(u) = &self.url {
             d.insert("url", u);
+        }
+        if self.key_redacted {
+            d.insert("key_redacted", true);
         }
         d
     }

@@ -186,7 +186,7 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn commands_not_built_yet_say_so_with_exit_2() {
-    for cmd in ["migrate", "verify", "status", "rollback"] {
+    for cmd in ["verify", "status", "rollback"] {
         let out = bin()
             .args(["--mongo-uri", "mongodb://127.0.0.1:1/x", cmd])
             .output()
@@ -195,6 +195,36 @@ fn commands_not_built_yet_say_so_with_exit_2() {
         assert!(text(&out.stderr).contains("not implemented yet"), "{cmd}");
         assert!(out.stdout.is_empty(), "no fake output for {cmd}");
     }
+}
+
+#[test]
+fn migrate_refuses_bad_setups_before_touching_anything() {
+    // No destination: a configuration error naming the table, before any connection.
+    let out = bin()
+        .args(["--mongo-uri", "mongodb://127.0.0.1:1/x", "migrate", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("[destination]"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Keeping legacy names without confirming fileKey is gone.
+    let out = bin()
+        .args([
+            "--mongo-uri",
+            "mongodb://127.0.0.1:1/x",
+            "migrate",
+            "--rename",
+            "keep",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("--confirm-file-key-removed"), "{err}");
+    assert!(out.stdout.is_empty());
 }
 
 #[test]

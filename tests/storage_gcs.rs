@@ -9,12 +9,9 @@ use futures::StreamExt;
 use parse_files_migrate::storage::gcs::{GcsConfig, GcsStore};
 use parse_files_migrate::storage::{ObjectStore, PutOptions, StorageError, StoreContext};
 use support::conformance::{self, body, read_all};
+use support::gcs::{endpoint, fresh_bucket};
 
 const KIB: usize = 1024;
-
-fn endpoint() -> String {
-    support::env("PFM_TEST_GCS_ENDPOINT")
-}
 
 fn config(bucket: &str) -> GcsConfig {
     GcsConfig {
@@ -23,28 +20,6 @@ fn config(bucket: &str) -> GcsConfig {
         anonymous: true,
         ..Default::default()
     }
-}
-
-/// A new, empty bucket (lowercase, digits, `-`, ≤ 63 chars), created through the JSON API.
-async fn fresh_bucket(tag: &str) -> String {
-    let unique = support::unique(tag).to_ascii_lowercase().replace('_', "-");
-    let name: String = unique.chars().take(63).collect();
-    let name = name.trim_end_matches('-').to_string();
-    let url = format!("{}/storage/v1/b?project=test-project", endpoint());
-    let resp = reqwest::Client::new()
-        .post(&url)
-        .json(&serde_json::json!({ "name": name }))
-        .send()
-        .await
-        .unwrap_or_else(|e| {
-            panic!("POST {url}: {e}\nStart the servers with scripts/test-services start")
-        });
-    assert!(
-        resp.status().is_success(),
-        "create bucket {name}: HTTP {}",
-        resp.status()
-    );
-    name
 }
 
 async fn store(cfg: &GcsConfig) -> GcsStore {

@@ -101,6 +101,7 @@ pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32>
         urls: url_base(settings),
         collection_prefix: settings.mongo.collection_prefix.clone(),
         page_size: settings.mongo.page_size,
+        file_key: settings.parse.file_key.clone(),
     };
     if let UrlBase::None { why } = &plan.urls {
         tracing::warn!("{why}; nested File references to renamed files will not be rewritten");

@@ -114,6 +114,14 @@ pub struct Plan {
     pub collection_prefix: String,
     /// Documents per page of the walk.
     pub page_size: u32,
+    /// The app's fileKey, kept out of everything recorded or printed.
+    pub file_key: Option<crate::secret::Secret>,
+}
+
+impl Plan {
+    fn secret(&self) -> Option<&str> {
+        self.file_key.as_ref().map(|k| k.expose())
+    }
 }
 
 /// The stores a run reads and writes.
@@ -178,7 +186,6 @@ impl Outcome {
 pub struct Change {
     pub r: RefChange,
     pub shape: crate::scan::Shape,
-    pub collection: String,
 }
 
 /// The destructive side of a run, chosen once (see the module documentation).

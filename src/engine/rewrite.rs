@@ -97,17 +97,13 @@ async fn flush(
             continue;
         }
         for r in refs {
-            match change_for(&r, &name, &target, &plan.urls) {
+            match change_for(&r, &name, &target, &plan.urls, plan.secret()) {
                 Ok(Some(r)) => {
                     let collection = collection_name(&plan.collection_prefix, &r.class);
-                    by_collection
-                        .entry(collection.clone())
-                        .or_default()
-                        .push(Change {
-                            shape: shape_of(&r),
-                            r,
-                            collection,
-                        })
+                    by_collection.entry(collection).or_default().push(Change {
+                        shape: shape_of(&r),
+                        r,
+                    })
                 }
                 Ok(None) => Counters::add(&c.refs_unchanged, 1),
                 Err(reason) => {
@@ -182,27 +178,21 @@ fn file_result<'a>(name: &'a str, outcome: &'a Outcome) -> Option<FileResult<'a>
 
 /// The change that points `r` at `target`, or `None` when it already holds the final value.
 /// `Err` when it cannot be rewritten (a File object's url cannot be rebuilt).
+///
+/// `secret` (the fileKey) is taken out of recorded old urls (see [`RefValue`]).
 pub fn change_for(
     r: &FileRef,
     name: &str,
     target: &str,
     urls: &UrlBase,
+    secret: Option<&str>,
 ) -> Result<Option<RefChange>, String> {
     let (old, new) = match r.shape {
         Shape::BareName => {
             if r.name == target {
                 return Ok(None);
             }
-            (
-                RefValue {
-                    name: r.name.clone(),
-                    url: None,
-                },
-                RefValue {
-                    name: target.to_string(),
-                    url: None,
-                },
-            )
+            (RefValue::name(&r.name), RefValue::name(target))
         }
         Shape::TopLevelObject | Shape::Nested => {
             let url = match urls.url(target) {
@@ -215,14 +205,8 @@ pub fn change_for(
                 return Ok(None);
             }
             (
-                RefValue {
-                    name: r.name.clone(),
-                    url: r.url.clone(),
-                },
-                RefValue {
-                    name: target.to_string(),
-                    url: Some(url),
-                },
+                RefValue::file(&r.name, r.url.as_deref(), secret),
+                RefValue::file(target, Some(&url), None),
             )
         }
     };
@@ -353,20 +337,19 @@ mod tests {
     #[test]
     fn bare_names_change_only_when_renamed() {
         let r = fref(Shape::BareName, "image", "tfss-x-a.jpg", None);
-        let c = change_for(&r, &r.name, "h_a.jpg", &server())
+        let c = change_for(&r, &r.name, "h_a.jpg", &server(), None)
             .unwrap()
             .unwrap();
         assert_eq!(c.new.name, "h_a.jpg");
         assert_eq!(c.new.url, None);
         assert!(
-            change_for(&r, &r.name, "tfss-x-a.jpg", &server())
+            change_for(&r, &r.name, "tfss-x-a.jpg", &server(), None)
                 .unwrap()
                 .is_none()
         );
         let change = Change {
             shape: shape_of(&c),
             r: c,
-            collection: "Photo".into(),
         };
         let (q, u) = statement(&change);
         assert_eq!(q, doc! {"_id": "a1", "image": "tfss-x-a.jpg"});
@@ -381,7 +364,7 @@ mod tests {
             "my pic.jpg",
             Some("http://old/x"),
         );
-        let c = change_for(&r, &r.name, "my pic.jpg", &server())
+        let c = change_for(&r, &r.name, "my pic.jpg", &server(), None)
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -391,7 +374,6 @@ mod tests {
         let change = Change {
             shape: shape_of(&c),
             r: c,
-            collection: "Photo".into(),
         };
         let (q, u) = statement(&change);
         assert_eq!(q, doc! {"_id": "a1", "gallery.2.file.name": "my pic.jpg"});
@@ -408,7 +390,7 @@ mod tests {
             Some("https://api.example.com/parse/files/app/n.jpg"),
         );
         assert!(
-            change_for(&done, "n.jpg", "n.jpg", &server())
+            change_for(&done, "n.jpg", "n.jpg", &server(), None)
                 .unwrap()
                 .is_none()
         );
@@ -418,7 +400,9 @@ mod tests {
     fn a_template_builds_direct_urls_and_no_base_refuses_renames_only() {
         let t = UrlBase::Template("https://cdn.example.com/f/{name}".into());
         let r = fref(Shape::Nested, "f", "tfss-1-a b.png", None);
-        let c = change_for(&r, &r.name, "h_a b.png", &t).unwrap().unwrap();
+        let c = change_for(&r, &r.name, "h_a b.png", &t, None)
+            .unwrap()
+            .unwrap();
         assert_eq!(
             c.new.url.as_deref(),
             Some("https://cdn.example.com/f/h_a%20b.png")
@@ -427,21 +411,24 @@ mod tests {
             why: "no base".into(),
         };
         assert_eq!(
-            change_for(&r, &r.name, "h_a b.png", &none).unwrap_err(),
+            change_for(&r, &r.name, "h_a b.png", &none, None).unwrap_err(),
             "no base"
         );
-        assert!(change_for(&r, &r.name, &r.name, &none).unwrap().is_none());
+        assert!(
+            change_for(&r, &r.name, &r.name, &none, None)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
     fn settle_tells_rewritten_from_conflicts() {
         let mk = |path: &str, old: &str, new: &str| {
             let r = fref(Shape::BareName, path, old, None);
-            let c = change_for(&r, old, new, &server()).unwrap().unwrap();
+            let c = change_for(&r, old, new, &server(), None).unwrap().unwrap();
             Change {
                 shape: shape_of(&c),
                 r: c,
-                collection: "Photo".into(),
             }
         };
         let changes = vec![

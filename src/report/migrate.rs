@@ -222,14 +222,8 @@ mod tests {
 
     #[test]
     fn plan_lines_in_both_formats() {
-        let old = RefValue {
-            name: "tfss-a-x.jpg".into(),
-            url: None,
-        };
-        let new = RefValue {
-            name: "h_x.jpg".into(),
-            url: None,
-        };
+        let old = RefValue::name("tfss-a-x.jpg");
+        let new = RefValue::name("h_x.jpg");
         let u = PlannedUpdate {
             class: "Photo",
             object_id: "o1".into(),

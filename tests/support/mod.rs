@@ -8,6 +8,7 @@
 #![allow(dead_code)] // each test crate uses a different subset
 
 pub mod conformance;
+pub mod gcs;
 pub mod s3;
 
 use std::sync::atomic::{AtomicU64, Ordering};

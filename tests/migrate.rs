@@ -1,0 +1,772 @@
+//! `migrate` end to end on the real servers: a hosted-era app (legacy names at the top level, in
+//! objects, in arrays and in Parse Config; a file shared by several objects; a 0-byte file; one
+//! file missing at the legacy host) migrated to each destination, and an adapter move from GridFS
+//! to S3 that keeps names. Every file is read back at the destination and every document checked.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use assert_cmd::Command;
+use mongodb::bson::{Bson, Document, doc};
+use parse_files_migrate::parse::names::{encode_uri_component, parse_server_name};
+use parse_files_migrate::storage::{self, ObjectStore, StoreConfig, StoreContext};
+use serde_json::Value;
+use support::conformance::read_all;
+
+const FILE_KEY: &str = "fk-migrate-SECRET";
+const APP_ID: &str = "migrateApp";
+const SERVER_URL: &str = "https://api.example.com/parse";
+
+/// A seeded app: its database, the legacy files the HTTP stand-in serves, and a config file.
+struct App {
+    db_name: String,
+    db: mongodb::Database,
+    dir: PathBuf,
+    /// Present legacy files: name → bytes.
+    files: BTreeMap<String, Vec<u8>>,
+    missing: String,
+    shared: String,
+    /// Where the HTTP stand-in serves this app's legacy files from.
+    http_root: PathBuf,
+    /// The `[mongo]`, `[parse]` and `[source.hosted]` tables.
+    base_config: String,
+}
+
+fn uuid(n: u8) -> String {
+    format!("3f2504e0-4f89-11d3-9a0c-0305e82c33{n:02x}")
+}
+
+fn file(name: &str, url: Option<&str>) -> Document {
+    let mut d = doc! {"__type": "File", "name": name};
+    if let Some(u) = url {
+        d.insert("url", u);
+    }
+    d
+}
+
+fn legacy_url(name: &str) -> String {
+    format!(
+        "http://files.parsetfss.com/{FILE_KEY}/{}",
+        encode_uri_component(name)
+    )
+}
+
+impl App {
+    async fn seed(tag: &str) -> App {
+        let db_name = support::unique(tag);
+        let client = support::mongo_client().await;
+        let db = client.database(&db_name);
+        let dir = std::env::temp_dir().join(support::unique(&format!("{tag}-dir")));
+        std::fs::create_dir_all(&dir).unwrap();
+
+        let a = format!("tfss-{}-a.jpg", uuid(1));
+        let shared = format!("tfss-{}-shared photo.png", uuid(2));
+        let leg = format!("{}-legacy.txt", uuid(3));
+        let g0 = format!("tfss-{}-g0.jpg", uuid(4));
+        let g1 = format!("{}-g1.gif", uuid(5));
+        let logo = format!("tfss-{}-logo.png", uuid(6));
+        let empty = format!("tfss-{}-empty.bin", uuid(7));
+        let missing = format!("tfss-{}-missing.jpg", uuid(8));
+        let server = "0123456789abcdef0123456789abcdef_server.jpg";
+
+        // The legacy hosts' stand-in: nginx serves $PFM_TEST_HTTP_ROOT/<unique>/{tfss,legacy}/<key>/.
+        let http_dir = support::unique(tag);
+        let root = PathBuf::from(support::env("PFM_TEST_HTTP_ROOT")).join(&http_dir);
+        let mut files = BTreeMap::new();
+        for (i, (name, len)) in [
+            (&a, 3000),
+            (&shared, 70_000),
+            (&leg, 1234),
+            (&g0, 10),
+            (&g1, 4096),
+            (&logo, 555),
+            (&empty, 0),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let host = if name.starts_with("tfss-") {
+                "tfss"
+            } else {
+                "legacy"
+            };
+            let d = root.join(host).join(FILE_KEY);
+            std::fs::create_dir_all(&d).unwrap();
+            let data = support::bytes(len, i as u64 + 1);
+            std::fs::write(d.join(name), &data).unwrap();
+            files.insert(name.clone(), data);
+        }
+
+        db.collection::<Document>("_SCHEMA")
+            .insert_many([
+                doc! {"_id": "Photo", "objectId": "string", "image": "file", "thumb": "file",
+                "meta": "object", "gallery": "array"},
+                doc! {"_id": "_User", "objectId": "string", "avatar": "file"},
+            ])
+            .await
+            .unwrap();
+        db.collection::<Document>("Photo")
+            .insert_many([
+                doc! {"_id": "p1", "image": &a, "thumb": &shared},
+                doc! {"_id": "p2", "image": &leg, "thumb": &shared},
+                doc! {"_id": "p3", "image": &missing,
+                "meta": {"avatar": file(&shared, Some(&legacy_url(&shared)))},
+                "gallery": [file(&g0, Some(&legacy_url(&g0))), Bson::Null, file(&g1, None)]},
+                doc! {"_id": "p4", "image": server, "thumb": &empty},
+            ])
+            .await
+            .unwrap();
+        db.collection::<Document>("_User")
+            .insert_one(doc! {"_id": "u1", "avatar": &shared})
+            .await
+            .unwrap();
+        db.collection::<Document>("_GlobalConfig")
+            .insert_one(
+                doc! {"_id": 1, "params": {"logo": file(&logo, Some(&legacy_url(&logo))), "n": 5}},
+            )
+            .await
+            .unwrap();
+
+        let http = support::env("PFM_TEST_HTTP_URL");
+        let base_config = format!(
+            r#"
+[mongo]
+uri = "{uri}"
+database = "{db_name}"
+page_size = 2
+
+[parse]
+app_id = "{APP_ID}"
+file_key = "{FILE_KEY}"
+public_server_url = "{SERVER_URL}"
+
+[source.hosted]
+type = "http"
+tfss_base_url = "{http}/{http_dir}/tfss/{{file_key}}/"
+legacy_base_url = "{http}/{http_dir}/legacy/{{file_key}}/"
+"#,
+            uri = support::mongo_uri(),
+        );
+        App {
+            db_name,
+            db,
+            dir,
+            files,
+            missing,
+            shared,
+            http_root: root,
+            base_config,
+        }
+    }
+
+    /// Write a config with this `[destination]` table (and any extra tables).
+    fn config(&self, extra: &str) -> PathBuf {
+        let path = self.dir.join(format!("{}.toml", support::unique("cfg")));
+        std::fs::write(&path, format!("{}\n{extra}\n", self.base_config)).unwrap();
+        path
+    }
+
+    async fn snapshot(&self) -> BTreeMap<String, Vec<Document>> {
+        let mut out = BTreeMap::new();
+        for c in self.db.list_collection_names().await.unwrap() {
+            let mut docs: Vec<Document> = futures::TryStreamExt::try_collect(
+                self.db
+                    .collection::<Document>(&c)
+                    .find(doc! {})
+                    .sort(doc! {"_id": 1})
+                    .await
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+            docs.sort_by_key(|d| format!("{:?}", d.get("_id")));
+            out.insert(c, docs);
+        }
+        out
+    }
+
+    async fn doc(&self, coll: &str, id: impl Into<Bson>) -> Document {
+        self.db
+            .collection::<Document>(coll)
+            .find_one(doc! {"_id": id.into()})
+            .await
+            .unwrap()
+            .unwrap()
+    }
+}
+
+fn migrate(config: &PathBuf, args: &[&str]) -> (i32, Vec<Value>, String) {
+    let out = Command::cargo_bin("parse-files-migrate")
+        .unwrap()
+        .arg("-c")
+        .arg(config)
+        .arg("migrate")
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        !stdout.contains(FILE_KEY) && !stderr.contains(FILE_KEY),
+        "the fileKey leaked:\n{stdout}\n{stderr}"
+    );
+    let lines = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    (out.status.code().unwrap_or(-1), lines, stderr)
+}
+
+fn summary(lines: &[Value]) -> &Value {
+    let s = lines.last().expect("a summary line");
+    assert_eq!(s["action"], "summary", "{s}");
+    s
+}
+
+fn target(name: &str) -> String {
+    parse_server_name(name)
+}
+
+fn new_url(name: &str) -> String {
+    format!(
+        "{SERVER_URL}/files/{APP_ID}/{}",
+        encode_uri_component(&target(name))
+    )
+}
+
+/// The full acceptance scenario against one destination.
+async fn full_migration(tag: &str, destination: String, store_cfg: StoreConfig) {
+    let app = App::seed(tag).await;
+    let config = app.config(&destination);
+    let dest: Arc<dyn ObjectStore> = storage::open(
+        &store_cfg,
+        &StoreContext {
+            mongo_uri: Some(support::mongo_uri().into()),
+            database: Some(app.db_name.clone()),
+            file_key: Some(FILE_KEY.to_string().into()),
+            app_id: Some(APP_ID.into()),
+        },
+    )
+    .await
+    .unwrap();
+
+    // Without --yes and without a terminal: refused, nothing written.
+    let before = app.snapshot().await;
+    let (code, _, stderr) = migrate(&config, &["--output", "jsonl"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--yes"), "{stderr}");
+
+    // Dry run: the full plan, nothing written anywhere.
+    let (code, lines, stderr) = migrate(&config, &["--dry-run", "--output", "jsonl"]);
+    assert_eq!(code, 0, "{stderr}");
+    let copies: Vec<&Value> = lines.iter().filter(|l| l["action"] == "copy").collect();
+    let updates: Vec<&Value> = lines.iter().filter(|l| l["action"] == "update").collect();
+    assert_eq!(copies.len(), 8, "7 present + 1 missing file, each once");
+    assert_eq!(updates.len(), 11, "every hosted reference");
+    assert!(
+        copies
+            .iter()
+            .any(|c| c["target"] == target(&app.shared) && c["name"] == app.shared.as_str())
+    );
+    assert_eq!(app.snapshot().await, before, "a dry run writes nothing");
+    for name in app.files.keys() {
+        assert!(dest.stat(&target(name)).await.unwrap_err().is_not_found());
+    }
+
+    // The real run: incomplete (one file is missing), everything else done.
+    let (code, lines, stderr) = migrate(&config, &["--yes", "--output", "jsonl"]);
+    assert_eq!(code, 3, "{stderr}");
+    let s = summary(&lines);
+    assert_eq!(s["files"]["copied"], 7, "{s}");
+    assert_eq!(s["files"]["missing"], 1, "{s}");
+    assert_eq!(s["files"]["failed"], 0, "{s}");
+    assert_eq!(s["references"]["rewritten"], 10, "{s}");
+    assert_eq!(s["references"]["left_untouched"], 1, "{s}");
+    assert_eq!(s["references"]["not_selected"], 1, "{s}");
+    assert_eq!(s["references"]["conflicts"], 0, "{s}");
+    assert_eq!(s["missing"][0]["name"], app.missing.as_str());
+    let total: usize = app.files.values().map(Vec::len).sum();
+    assert_eq!(s["bytes_copied"], total as u64);
+
+    // Bytes: every present file byte-identical under its planned name.
+    for (name, data) in &app.files {
+        let got = read_all(&*dest, &target(name))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(got == *data, "{name}: bytes differ");
+    }
+    assert!(
+        dest.stat(&target(&app.missing))
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+
+    // Documents: every reference rewritten, nested urls rebuilt, the missing one untouched.
+    let name = |d: &Document, k: &str| d.get_str(k).unwrap().to_string();
+    let p1 = app.doc("Photo", "p1").await;
+    let p2 = app.doc("Photo", "p2").await;
+    let p3 = app.doc("Photo", "p3").await;
+    let p4 = app.doc("Photo", "p4").await;
+    let shared_t = target(&app.shared);
+    assert_eq!(name(&p1, "thumb"), shared_t);
+    assert_eq!(name(&p2, "thumb"), shared_t);
+    assert!(name(&p1, "image").ends_with("_a.jpg"));
+    assert!(name(&p2, "image").ends_with("_legacy.txt"));
+    assert_eq!(
+        name(&p3, "image"),
+        app.missing,
+        "missing file: reference untouched"
+    );
+    let avatar = p3
+        .get_document("meta")
+        .unwrap()
+        .get_document("avatar")
+        .unwrap();
+    assert_eq!(avatar.get_str("name").unwrap(), shared_t);
+    assert_eq!(avatar.get_str("url").unwrap(), new_url(&app.shared));
+    assert_eq!(avatar.get_str("__type").unwrap(), "File");
+    let gallery = p3.get_array("gallery").unwrap();
+    assert_eq!(gallery[1], Bson::Null);
+    let g1 = gallery[2].as_document().unwrap();
+    assert!(g1.get_str("name").unwrap().ends_with("_g1.gif"));
+    assert!(g1.get_str("url").unwrap().starts_with(SERVER_URL));
+    assert_eq!(
+        name(&p4, "image"),
+        "0123456789abcdef0123456789abcdef_server.jpg"
+    );
+    assert!(name(&p4, "thumb").ends_with("_empty.bin"));
+    let u1 = app.doc("_User", "u1").await;
+    assert_eq!(name(&u1, "avatar"), shared_t);
+    let config_doc = app.doc("_GlobalConfig", 1).await;
+    let params = config_doc.get_document("params").unwrap();
+    assert!(
+        params
+            .get_document("logo")
+            .unwrap()
+            .get_str("name")
+            .unwrap()
+            .ends_with("_logo.png")
+    );
+    assert_eq!(params.get_i32("n").unwrap(), 5);
+
+    // The ledger: the shared file was copied once; every rewrite recorded with its old value.
+    let ledger = app.db.collection::<Document>("_FileMigration");
+    let rec = ledger
+        .find_one(doc! {"_id": &app.shared})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.get_str("state").unwrap(), "verified");
+    assert_eq!(rec.get_i32("attempts").unwrap(), 1, "copied once: {rec}");
+    assert_eq!(rec.get_i64("size").unwrap(), 70_000);
+    let refs = app.db.collection::<Document>("_FileMigration.refs");
+    assert_eq!(
+        refs.count_documents(doc! {"state": "rewritten"})
+            .await
+            .unwrap(),
+        10
+    );
+    let r = refs
+        .find_one(doc! {"_id": {"c": "Photo", "o": "p3", "p": "meta.avatar"}})
+        .await
+        .unwrap()
+        .unwrap();
+    // The old url embedded the fileKey: recorded with a placeholder, never the key itself.
+    let old = r.get_document("old").unwrap();
+    assert_eq!(
+        old.get_str("url").unwrap(),
+        legacy_url(&app.shared).replace(FILE_KEY, "{file_key}")
+    );
+    assert!(old.get_bool("key_redacted").unwrap());
+    for (coll, docs) in app.snapshot().await {
+        if coll.starts_with("_FileMigration") {
+            let text = format!("{docs:?}");
+            assert!(!text.contains(FILE_KEY), "the fileKey leaked into {coll}");
+        }
+    }
+    let missing = ledger
+        .find_one(doc! {"_id": &app.missing})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(missing.get_str("state").unwrap(), "missing");
+
+    // A re-run changes nothing and copies nothing; still incomplete.
+    let after = app.snapshot().await;
+    let (code, lines, stderr) = migrate(&config, &["--yes", "--output", "jsonl"]);
+    assert_eq!(code, 3, "{stderr}");
+    let s = summary(&lines);
+    assert_eq!(s["files"]["copied"], 0, "{s}");
+    assert_eq!(s["references"]["rewritten"], 0, "{s}");
+    let again = app.snapshot().await;
+    for coll in ["Photo", "_User", "_GlobalConfig"] {
+        assert_eq!(after[coll], again[coll], "{coll} changed on a re-run");
+    }
+
+    // The missing file turns up at the legacy host: --retry-failed finishes the job.
+    let late = support::bytes(777, 99);
+    std::fs::write(
+        app.http_root.join("tfss").join(FILE_KEY).join(&app.missing),
+        &late,
+    )
+    .unwrap();
+    let (code, lines, stderr) = migrate(&config, &["--yes", "--output", "jsonl"]);
+    assert_eq!(
+        code, 3,
+        "missing stays missing without --retry-failed: {stderr}"
+    );
+    assert_eq!(summary(&lines)["files"]["copied"], 0);
+    let (code, lines, stderr) = migrate(&config, &["--yes", "--retry-failed", "--output", "jsonl"]);
+    assert_eq!(code, 0, "{stderr}");
+    let s = summary(&lines);
+    assert_eq!(s["files"]["copied"], 1, "{s}");
+    assert_eq!(s["references"]["rewritten"], 1, "{s}");
+    assert_eq!(read_all(&*dest, &target(&app.missing)).await.unwrap(), late);
+    assert_eq!(
+        name(&app.doc("Photo", "p3").await, "image"),
+        target(&app.missing)
+    );
+}
+
+#[tokio::test]
+async fn hosted_legacy_to_fs() {
+    let dir = std::env::temp_dir().join(support::unique("pfm-dest-fs"));
+    let dest = format!(
+        "[destination]\ntype = \"fs\"\npath = \"{}\"\nencryption = \"none\"\n",
+        dir.display()
+    );
+    let cfg: StoreConfig = toml::from_str(&dest.replace("[destination]\n", "")).unwrap();
+    full_migration("mig_fs", dest, cfg).await;
+    // The FS adapter layout: <dir>/<encodeURIComponent(name)>, plaintext.
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 8, "{names:?}");
+    assert!(
+        names.iter().any(|n| n.ends_with("_shared%20photo.png")),
+        "{names:?}"
+    );
+}
+
+#[tokio::test]
+async fn hosted_legacy_to_gridfs_encrypted() {
+    // Default encryption with parse.file_key set: what Parse Server's GridFS adapter reads.
+    let bucket = support::unique("b");
+    let dest = format!("[destination]\ntype = \"gridfs\"\nbucket = \"{bucket}\"\n");
+    let cfg: StoreConfig = toml::from_str(&dest.replace("[destination]\n", "")).unwrap();
+    full_migration("mig_gridfs", dest, cfg).await;
+}
+
+#[tokio::test]
+async fn hosted_legacy_to_s3() {
+    let bucket = support::s3::fresh_bucket("mig").await;
+    let dest = format!(
+        "[destination]\ntype = \"s3\"\nbucket = \"{bucket}\"\nendpoint = \"{}\"\nregion = \"{}\"\n\
+         access_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+        support::s3::endpoint(),
+        support::env("PFM_TEST_S3_REGION"),
+        support::env("PFM_TEST_S3_ACCESS_KEY"),
+        support::env("PFM_TEST_S3_SECRET_KEY"),
+    );
+    let cfg: StoreConfig = toml::from_str(&dest.replace("[destination]\n", "")).unwrap();
+    full_migration("mig_s3", dest, cfg).await;
+}
+
+#[tokio::test]
+async fn hosted_legacy_to_gcs() {
+    let bucket = support::gcs::fresh_bucket("mig").await;
+    let dest = format!(
+        "[destination]\ntype = \"gcs\"\nbucket = \"{bucket}\"\nendpoint = \"{}\"\nanonymous = true\n",
+        support::gcs::endpoint()
+    );
+    let cfg: StoreConfig = toml::from_str(&dest.replace("[destination]\n", "")).unwrap();
+    full_migration("mig_gcs", dest, cfg).await;
+}
+
+/// An adapter move: Parse-Server names in GridFS go to S3 under the same names. Top-level
+/// documents are untouched; nested urls are rebased onto the configured server URL.
+#[tokio::test]
+async fn gridfs_to_s3_keeps_names_and_rebases_nested_urls() {
+    let db_name = support::unique("mig_move");
+    let client = support::mongo_client().await;
+    let db = client.database(&db_name);
+    let ctx = StoreContext {
+        mongo_uri: Some(support::mongo_uri().into()),
+        database: Some(db_name.clone()),
+        file_key: None,
+        app_id: Some(APP_ID.into()),
+    };
+    let gridfs_cfg: StoreConfig = toml::from_str("type = \"gridfs\"").unwrap();
+    let gridfs = storage::open(&gridfs_cfg, &ctx).await.unwrap();
+    let names = [
+        "0123456789abcdef0123456789abcdef_one.jpg".to_string(),
+        "fedcba9876543210fedcba9876543210_two words.png".to_string(),
+        "plain.txt".to_string(),
+    ];
+    let mut data = BTreeMap::new();
+    for (i, n) in names.iter().enumerate() {
+        let bytes = support::bytes(300_000 * i + 17, 40 + i as u64);
+        gridfs
+            .put(
+                n,
+                support::conformance::body(&bytes, 65536),
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+        data.insert(n.clone(), bytes);
+    }
+    db.collection::<Document>("_SCHEMA")
+        .insert_one(doc! {"_id": "Doc", "objectId": "string", "file": "file", "extra": "object"})
+        .await
+        .unwrap();
+    let old_url = |n: &str| {
+        format!(
+            "http://old-host:1337/parse/files/{APP_ID}/{}",
+            encode_uri_component(n)
+        )
+    };
+    db.collection::<Document>("Doc")
+        .insert_many([
+            doc! {"_id": "d1", "file": &names[0], "extra": {"f": file(&names[1], Some(&old_url(&names[1])))}},
+            doc! {"_id": "d2", "file": &names[2]},
+            doc! {"_id": "d3", "file": &names[1], "extra": {"legacy": file("tfss-x-not-selected.jpg", None)}},
+        ])
+        .await
+        .unwrap();
+    let bucket = support::s3::fresh_bucket("move").await;
+    let dir = std::env::temp_dir().join(support::unique("mig-move"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[mongo]
+uri = "{uri}"
+database = "{db_name}"
+
+[parse]
+app_id = "{APP_ID}"
+public_server_url = "{SERVER_URL}"
+
+[source.server]
+type = "gridfs"
+
+[destination]
+type = "s3"
+bucket = "{bucket}"
+endpoint = "{endpoint}"
+region = "{region}"
+access_key_id = "{key}"
+secret_access_key = "{secret}"
+"#,
+            uri = support::mongo_uri(),
+            endpoint = support::s3::endpoint(),
+            region = support::env("PFM_TEST_S3_REGION"),
+            key = support::env("PFM_TEST_S3_ACCESS_KEY"),
+            secret = support::env("PFM_TEST_S3_SECRET_KEY"),
+        ),
+    )
+    .unwrap();
+    let before: Vec<Document> = futures::TryStreamExt::try_collect(
+        db.collection::<Document>("Doc")
+            .find(doc! {})
+            .sort(doc! {"_id": 1})
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+
+    let (code, lines, stderr) = migrate(
+        &config,
+        &["--yes", "--select", "server", "--output", "jsonl"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let s = summary(&lines);
+    assert_eq!(s["files"]["copied"], 3, "{s}");
+    assert_eq!(s["references"]["rewritten"], 1, "only the nested url: {s}");
+    assert_eq!(s["references"]["unchanged"], 3, "{s}");
+    assert_eq!(s["references"]["not_selected"], 1, "{s}");
+
+    let raw = support::s3::raw_client().await;
+    for (n, bytes) in &data {
+        let got = raw
+            .get_object()
+            .bucket(&bucket)
+            .key(n)
+            .send()
+            .await
+            .unwrap();
+        let body = got.body.collect().await.unwrap().into_bytes();
+        assert!(body.as_ref() == bytes.as_slice(), "{n}: bytes differ");
+    }
+    let after: Vec<Document> = futures::TryStreamExt::try_collect(
+        db.collection::<Document>("Doc")
+            .find(doc! {})
+            .sort(doc! {"_id": 1})
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        before[1], after[1],
+        "d2 has only a top-level name: untouched"
+    );
+    assert_eq!(
+        before[2], after[2],
+        "d3: top level kept, legacy nested not selected"
+    );
+    assert_eq!(after[0].get_str("file").unwrap(), names[0]);
+    let f = after[0]
+        .get_document("extra")
+        .unwrap()
+        .get_document("f")
+        .unwrap();
+    assert_eq!(f.get_str("name").unwrap(), names[1]);
+    assert_eq!(
+        f.get_str("url").unwrap(),
+        format!("{SERVER_URL}/files/{APP_ID}/fedcba9876543210fedcba9876543210_two%20words.png")
+    );
+}
+
+/// `--rename keep` on legacy names is refused unless the operator confirms `fileKey` is gone.
+#[tokio::test]
+async fn keeping_legacy_names_needs_confirmation() {
+    let app = App::seed("mig_keep").await;
+    let dir = std::env::temp_dir().join(support::unique("pfm-keep"));
+    let config = app.config(&format!(
+        "[destination]\ntype = \"fs\"\npath = \"{}\"\n",
+        dir.display()
+    ));
+    let (code, _, stderr) = migrate(&config, &["--yes", "--rename", "keep"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("fileKey"), "{stderr}");
+    assert!(!dir.exists(), "nothing written");
+    let (code, lines, stderr) = migrate(
+        &config,
+        &[
+            "--yes",
+            "--rename",
+            "keep",
+            "--confirm-file-key-removed",
+            "--output",
+            "jsonl",
+        ],
+    );
+    assert_eq!(code, 3, "{stderr}");
+    let s = summary(&lines);
+    assert_eq!(s["files"]["copied"], 7, "{s}");
+    // Names kept: top-level references unchanged, nested urls rebased.
+    let p1 = app.doc("Photo", "p1").await;
+    assert_eq!(p1.get_str("thumb").unwrap(), app.shared);
+    assert_eq!(
+        s["references"]["rewritten"], 4,
+        "the 4 nested File objects: {s}"
+    );
+}
+
+/// The compare-and-swap itself, on the real server: a reference the app changed meanwhile is a
+/// conflict and keeps the app's value; a refused update is a failure; the rest are rewritten; the
+/// ledger records each outcome.
+#[tokio::test]
+async fn rewrites_are_compare_and_swap() {
+    use parse_files_migrate::engine::UrlBase;
+    use parse_files_migrate::engine::{Change, Effects, Stores, live::Live, rewrite::change_for};
+    use parse_files_migrate::ledger::{Ledger, RefState};
+    use parse_files_migrate::scan::{FileRef, Shape};
+
+    let client = support::mongo_client().await;
+    let db = client.database(&support::unique("mig_cas"));
+    let photos = db.collection::<Document>("Photo");
+    photos
+        .insert_many([
+            doc! {"_id": "ok", "image": "old.jpg"},
+            doc! {"_id": "raced", "image": "the-app-wrote-this.jpg"},
+            doc! {"_id": "bad", "image": "old.jpg", "meta": "not an object"},
+        ])
+        .await
+        .unwrap();
+    let fref = |id: &str, path: &str, shape| FileRef {
+        class: "Photo".into(),
+        id: Bson::String(id.into()),
+        path: path.into(),
+        name: "old.jpg".into(),
+        url: None,
+        shape,
+    };
+    let urls = UrlBase::Template("https://cdn/{name}".into());
+    let changes: Vec<Change> = [
+        fref("ok", "image", Shape::BareName),
+        fref("raced", "image", Shape::BareName),
+        fref("bad", "meta.f", Shape::Nested),
+    ]
+    .iter()
+    .map(|r| {
+        let c = change_for(r, "old.jpg", "new.jpg", &urls, None)
+            .unwrap()
+            .unwrap();
+        Change {
+            shape: r.shape,
+            r: c,
+        }
+    })
+    .collect();
+    let dir = std::env::temp_dir().join(support::unique("cas"));
+    let fs: StoreConfig =
+        toml::from_str(&format!("type = \"fs\"\npath = \"{}\"", dir.display())).unwrap();
+    let live = Live {
+        stores: Stores {
+            hosted: None,
+            server: None,
+            destination: storage::open(&fs, &StoreContext::default()).await.unwrap(),
+        },
+        ledger: Ledger::new(db.clone(), "_FileMigration"),
+        db: db.clone(),
+    };
+    let states = live.rewrite("Photo", &changes).await.unwrap();
+    assert_eq!(states[0], (RefState::Rewritten, None));
+    assert_eq!(states[1], (RefState::Conflict, None));
+    assert_eq!(
+        states[2].0,
+        RefState::Conflict,
+        "no File object at meta.f: {states:?}"
+    );
+    let get = |id: &'static str| {
+        let photos = photos.clone();
+        async move { photos.find_one(doc! {"_id": id}).await.unwrap().unwrap() }
+    };
+    assert_eq!(get("ok").await.get_str("image").unwrap(), "new.jpg");
+    assert_eq!(
+        get("raced").await.get_str("image").unwrap(),
+        "the-app-wrote-this.jpg",
+        "the app's write is never overwritten"
+    );
+    assert_eq!(get("bad").await.get_str("meta").unwrap(), "not an object");
+    let refs = db.collection::<Document>("_FileMigration.refs");
+    let state = |id: &'static str, path: &'static str| {
+        let refs = refs.clone();
+        async move {
+            refs.find_one(doc! {"_id": {"c": "Photo", "o": id, "p": path}})
+                .await
+                .unwrap()
+                .unwrap()
+                .get_str("state")
+                .unwrap()
+                .to_string()
+        }
+    };
+    assert_eq!(state("ok", "image").await, "rewritten");
+    assert_eq!(state("raced", "image").await, "conflict");
+    // Running the same batch again: the done one is recognised as done, not as a conflict.
+    let again = live.rewrite("Photo", &changes[..1]).await.unwrap();
+    assert_eq!(again[0].0, RefState::Rewritten);
+}
