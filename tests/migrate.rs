@@ -723,15 +723,17 @@ async fn rewrites_are_compare_and_swap() {
     let dir = std::env::temp_dir().join(support::unique("cas"));
     let fs: StoreConfig =
         toml::from_str(&format!("type = \"fs\"\npath = \"{}\"", dir.display())).unwrap();
-    let live = Live {
-        stores: Stores {
+    let live = Live::new(
+        Stores {
             hosted: None,
             server: None,
             destination: storage::open(&fs, &StoreContext::default()).await.unwrap(),
         },
-        ledger: Ledger::new(db.clone(), "_FileMigration"),
-        db: db.clone(),
-    };
+        Ledger::new(db.clone(), "_FileMigration"),
+        db.clone(),
+        "all".into(),
+        "test".into(),
+    );
     let states = live.rewrite("Photo", &changes).await.unwrap();
     assert_eq!(states[0], (RefState::Rewritten, None));
     assert_eq!(states[1], (RefState::Conflict, None));

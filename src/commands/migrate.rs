@@ -9,8 +9,7 @@ use mongodb::bson::{self, doc};
 use super::discover::{discover, explain_empty};
 use crate::cli::{MigrateArgs, MigrateOutput};
 use crate::engine::{self, Effects, Limits, Mode, Plan, RunState, Stores, UrlBase};
-use crate::exit::{CUTOFF, Coded, INCOMPLETE, OK, USAGE, unreachable, usage};
-use crate::ledger::Ledger;
+use crate::exit::{CUTOFF, Coded, INCOMPLETE, INTERRUPTED, OK, USAGE, unreachable, usage};
 use crate::parse::names::{RenamePolicy, Selection};
 use crate::report::migrate::{MigrateFormat, PlanWriter, summary_json, summary_text};
 use crate::report::{self, stdout_is_terminal};
@@ -79,7 +78,7 @@ pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32>
         destination: destination.clone(),
     };
 
-    let ledger = open_ledger(settings, &d.db).await?;
+    let ledger = super::open_ledger(settings, &d.db).await?;
     let plan = Plan {
         select: run.select,
         rename: run.rename,
@@ -115,11 +114,16 @@ pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32>
         })
     } else {
         gate(args, settings, &stores, &d.database)?;
-        Arc::new(engine::live::Live {
+        let scope = run
+            .shard
+            .map_or_else(|| "all".to_string(), |s| format!("{}/{}", s.index, s.count));
+        Arc::new(engine::live::Live::new(
             stores,
-            ledger: ledger.clone(),
-            db: d.db.clone(),
-        })
+            ledger.clone(),
+            d.db.clone(),
+            scope,
+            hostname(),
+        ))
     };
 
     effects
@@ -133,7 +137,22 @@ pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32>
         })
         .await?;
     let state = RunState::new();
-    let summary = engine::run(plan, effects.clone(), &ledger, &d.db, &d.targets, state).await?;
+    let signals = tokio::spawn(on_signals(state.clone()));
+    let result = engine::run(plan, effects.clone(), &ledger, &d.db, &d.targets, state).await;
+    signals.abort();
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            // Record the failure and give the lease back; the error itself is what matters.
+            if let Err(f) = effects
+                .finish(doc! {"error": format!("{e:#}")}, crate::exit::code_of(&e))
+                .await
+            {
+                tracing::warn!("recording the failed run: {f:#}");
+            }
+            return Err(e);
+        }
+    };
 
     if summary.references_found == 0 && summary.malformed_values == 0 {
         tracing::warn!(
@@ -141,7 +160,9 @@ pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32>
             explain_empty(&d, &settings.mongo.collection_prefix)
         );
     }
-    let code = if summary.stopped_by.is_some() {
+    let code = if summary.stopped_by.as_deref() == Some(engine::INTERRUPTED) {
+        INTERRUPTED
+    } else if summary.stopped_by.is_some() {
         CUTOFF
     } else if summary.incomplete() && !summary.dry_run {
         INCOMPLETE
@@ -160,6 +181,31 @@ pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32>
             .with_context(|| format!("writing the report {}", path.display()))?;
     }
     Ok(code)
+}
+
+/// First Ctrl-C or SIGTERM: stop taking new work, let transfers in flight finish and be recorded
+/// (exit 130). A second one exits at once; the ledger is still consistent (every step is recorded
+/// before the next begins), and a re-run continues.
+async fn on_signals(state: Arc<RunState>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return;
+    };
+    for n in 0.. {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        if n == 0 {
+            tracing::warn!(
+                "interrupted: finishing the transfers in flight (interrupt again to stop at once)"
+            );
+            state.interrupt();
+        } else {
+            tracing::warn!("interrupted again: stopping now; a re-run continues");
+            std::process::exit(INTERRUPTED);
+        }
+    }
 }
 
 /// Writing needs consent: `--yes`, or an answer on a terminal.
@@ -217,16 +263,6 @@ async fn open_store(
     Ok(store)
 }
 
-async fn open_ledger(settings: &Settings, app: &mongodb::Database) -> anyhow::Result<Ledger> {
-    let l = &settings.ledger;
-    let database = l.database.clone().unwrap_or_else(|| app.name().to_string());
-    let db = match &l.uri {
-        Some(uri) => crate::db::connect(uri, &database).await?.1,
-        None => app.client().database(&database),
-    };
-    Ok(Ledger::new(db, &l.collection))
-}
-
 fn url_base(settings: &Settings) -> UrlBase {
     let p = &settings.parse;
     if let Some(t) = &p.file_url_template {
@@ -249,7 +285,7 @@ fn url_base(settings: &Settings) -> UrlBase {
     }
 }
 
-fn hostname() -> String {
+pub(super) fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())

@@ -13,7 +13,8 @@ use super::rewrite::{id_key, settle, statement};
 use super::transfer::copy_verified;
 use super::{Change, Effects, FileJob, Outcome, Stores};
 use crate::db::{update_batch, update_stmt};
-use crate::ledger::{FileResult, Intent, Ledger, RefState};
+use crate::exit::{Coded, USAGE};
+use crate::ledger::{FileResult, Intent, LEASE, LeaseHeld, Ledger, RefState};
 use crate::storage::{GetOptions, StorageError};
 
 /// Attempts per file for errors a retry can fix (timeouts, 5xx, a broken stream).
@@ -24,11 +25,58 @@ pub struct Live {
     pub ledger: Ledger,
     /// The app database (documents to rewrite).
     pub db: Database,
+    /// What this run leases: `all`, or the shard `K/N`.
+    pub scope: String,
+    pub host: String,
+    renewer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Live {
+    pub fn new(stores: Stores, ledger: Ledger, db: Database, scope: String, host: String) -> Live {
+        Live {
+            stores,
+            ledger,
+            db,
+            scope,
+            host,
+            renewer: Default::default(),
+        }
+    }
 }
 
 #[async_trait]
 impl Effects for Live {
     async fn begin(&self, info: Document) -> anyhow::Result<()> {
+        self.ledger
+            .lease(&self.scope, &self.host)
+            .await
+            .map_err(|e| match e.downcast::<LeaseHeld>() {
+                Ok(held) => Coded::new(USAGE, held.to_string())
+                    .hint(format!(
+                        "wait for that run to end; a crashed run's lease expires {} s after its last renewal",
+                        LEASE.as_secs()
+                    ))
+                    .into(),
+                Err(e) => e,
+            })?;
+        // Renew well before expiry for as long as the run lasts.
+        let (ledger, scope, host) = (self.ledger.clone(), self.scope.clone(), self.host.clone());
+        let renewer = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LEASE / 3).await;
+                if let Err(e) = ledger.lease(&scope, &host).await {
+                    tracing::error!("renewing the lease on {scope}: {e:#}");
+                }
+            }
+        });
+        if let Some(old) = self
+            .renewer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(renewer)
+        {
+            old.abort();
+        }
         self.ledger.start_run(info).await
     }
 
@@ -139,7 +187,16 @@ impl Effects for Live {
     }
 
     async fn finish(&self, summary: Document, exit_code: i32) -> anyhow::Result<()> {
-        self.ledger.finish_run(summary, exit_code).await
+        self.ledger.finish_run(summary, exit_code).await?;
+        if let Some(r) = self
+            .renewer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            r.abort();
+        }
+        self.ledger.release(&self.scope).await
     }
 
     fn dry_run(&self) -> bool {

@@ -217,6 +217,8 @@ pub struct RunState {
     pub counters: Counters,
     pub started: Instant,
     pub dedup: dedup::Dedup,
+    /// Set when the operator interrupts: no new work starts; what is in flight finishes.
+    interrupted: std::sync::atomic::AtomicBool,
 }
 
 impl RunState {
@@ -225,9 +227,23 @@ impl RunState {
             counters: Counters::default(),
             started: Instant::now(),
             dedup: dedup::Dedup::new(dedup::WINDOW),
+            interrupted: Default::default(),
         })
     }
+
+    /// Stop taking new work (Ctrl-C, SIGTERM).
+    pub fn interrupt(&self) {
+        self.interrupted
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_interrupted(&self) -> bool {
+        self.interrupted.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
+
+/// What `stopped_by` says when the run was interrupted.
+pub const INTERRUPTED: &str = "interrupt";
 
 /// Run the pipeline over `targets` in `db`. Returns the summary; the caller decides the exit
 /// code and records the end of the run.

@@ -61,6 +61,9 @@ impl Planner<'_> {
                     .await
                     .with_context(|| format!("walking {}", target.collection))?;
                 let Some(page) = page else { break };
+                if self.state.is_interrupted() {
+                    return Ok(Some(super::INTERRUPTED.to_string()));
+                }
                 let c = &self.state.counters;
                 c.objects
                     .fetch_add(page.objects, std::sync::atomic::Ordering::Relaxed);
@@ -205,6 +208,9 @@ impl Planner<'_> {
 
     /// The limit reached, if any: no new copy starts past it.
     fn cutoff(&self) -> Option<String> {
+        if self.state.is_interrupted() {
+            return Some(super::INTERRUPTED.to_string());
+        }
         let l = &self.plan.limits;
         let c = &self.state.counters;
         if let Some(max) = l.max_files

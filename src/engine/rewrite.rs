@@ -117,7 +117,9 @@ async fn flush(
         let states = effects.rewrite(&collection, &changes).await?;
         for (change, (state, error)) in changes.iter().zip(states) {
             match state {
-                RefState::Rewritten | RefState::Pending => Counters::add(&c.refs_rewritten, 1),
+                RefState::Rewritten | RefState::Pending | RefState::RolledBack => {
+                    Counters::add(&c.refs_rewritten, 1)
+                }
                 RefState::Conflict => {
                     Counters::add(&c.refs_conflict, 1);
                     c.conflict(change_item(
