@@ -811,10 +811,12 @@ async fn run(sc: Scenario) {
         Dest::Fs { encrypted } => format!(
             "type = \"fs\"\npath = {:?}\n{}",
             fs_root.join("files").join(&fs_subdir).to_str().unwrap(),
+            // The FS adapter here is given the fileKey as its encryptionKey; the fs store
+            // encrypts only when told to (Parse Server never hands fileKey to the FS adapter).
             if *encrypted {
-                ""
+                "encryption = \"file-key\"\n"
             } else {
-                "encryption = \"none\"\n"
+                ""
             }
         ),
         Dest::S3 => format!(
