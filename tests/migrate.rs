@@ -433,6 +433,81 @@ async fn full_migration(tag: &str, destination: String, store_cfg: StoreConfig) 
     );
 }
 
+/// Run `verify` with a config; returns the exit code and the JSON lines.
+fn verify(config: &PathBuf) -> (i32, Vec<Value>) {
+    let out = Command::cargo_bin("parse-files-migrate")
+        .unwrap()
+        .arg("-c")
+        .arg(config)
+        .arg("verify")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (out.status.code().unwrap(), lines)
+}
+
+#[tokio::test]
+async fn verify_proves_completeness_and_finds_dangling_references() {
+    let app = App::seed("mig_verify").await;
+    let dir = std::env::temp_dir().join(support::unique("pfm-verify"));
+    let config = app.config(&format!(
+        "[destination]\ntype = \"fs\"\npath = \"{}\"\n",
+        dir.display()
+    ));
+    let (code, _, stderr) = migrate(&config, &["--yes", "--output", "jsonl"]);
+    assert_eq!(code, 3, "{stderr}");
+    // The missing file's reference is still legacy: not migrated.
+    let (code, lines) = verify(&config);
+    assert_eq!(code, 5);
+    let problems: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l.get("problem").is_some())
+        .collect();
+    assert_eq!(problems.len(), 1, "{lines:?}");
+    assert_eq!(problems[0]["problem"], "not-migrated");
+    assert_eq!(problems[0]["name"], app.missing.as_str());
+    let summary = &lines.last().unwrap()["verify"];
+    assert_eq!(summary["ok"], 10, "{summary}");
+    assert_eq!(
+        summary["not_covered"], 1,
+        "the Parse Server name p4.image: {summary}"
+    );
+
+    // Once the missing file arrives and is migrated: complete.
+    std::fs::write(
+        app.http_root.join("tfss").join(FILE_KEY).join(&app.missing),
+        b"late",
+    )
+    .unwrap();
+    let (code, _, stderr) = migrate(&config, &["--yes", "--retry-failed", "--output", "jsonl"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, lines) = verify(&config);
+    assert_eq!(code, 0, "{lines:?}");
+
+    // A copy lost at the destination: every reference to it is dangling.
+    let shared = dir.join(encode_uri_component(&target(&app.shared)));
+    std::fs::remove_file(&shared).unwrap();
+    let (code, lines) = verify(&config);
+    assert_eq!(code, 5);
+    let dangling = lines.iter().filter(|l| l["problem"] == "dangling").count();
+    assert_eq!(
+        dangling, 4,
+        "p1.thumb, p2.thumb, p3.meta.avatar, u1.avatar: {lines:?}"
+    );
+    // A copy with other bytes than recorded: a size mismatch.
+    std::fs::write(&shared, b"not the photo").unwrap();
+    let (code, lines) = verify(&config);
+    assert_eq!(code, 5);
+    assert!(
+        lines.iter().any(|l| l["problem"] == "size-mismatch"),
+        "{lines:?}"
+    );
+}
+
 #[tokio::test]
 async fn hosted_legacy_to_fs() {
     let dir = std::env::temp_dir().join(support::unique("pfm-dest-fs"));

@@ -7,6 +7,7 @@ mod migrate;
 mod rollback;
 mod schema;
 mod status;
+mod verify;
 
 use crate::cli::{Cli, Command};
 use crate::exit::{OK, usage};
@@ -31,7 +32,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Schema(args)) => schema::run(&settings, &args).await,
         Some(Command::List(args)) => list::run(&settings, &args).await,
         Some(Command::Migrate(args)) => migrate::run(&settings, &args).await,
-        Some(Command::Verify(_)) => Err(not_yet("verify")),
+        Some(Command::Verify(args)) => verify::run(&settings, &args).await,
         Some(Command::Status(args)) => status::run(&settings, &args).await,
         Some(Command::Rollback(args)) => rollback::run(&settings, &args).await,
     }
@@ -54,10 +55,4 @@ async fn app_and_ledger(settings: &Settings) -> anyhow::Result<(mongodb::Databas
     let (_client, db) = crate::db::connect(uri, database).await?;
     let ledger = open_ledger(settings, &db).await?;
     Ok((db, ledger))
-}
-
-fn not_yet(command: &str) -> anyhow::Error {
-    usage(format!(
-        "`{command}` is not implemented yet in this version; `schema`, `list` and `migrate` are"
-    ))
 }
