@@ -6,12 +6,13 @@
 //! * `<collection>`: one record per **source file** (`_id` = the stored name): target name, kind,
 //!   state (`planned` → `verified`, or `missing` / `failed` with the reason and attempt count),
 //!   size, MD5, timestamps.
-//! * `<collection>.refs`: one record per **reference** rewritten (`_id` = `{c: class, o: object
-//!   _id, p: path}`): the old and new values, state `pending` → `rewritten` | `conflict`.
+//! * `<collection>.refs`: one record per **reference** rewritten (`_id` =
+//!   `<class>/<object _id>/<path>`, with `c`, `o`, `p` holding the parts): the old and new
+//!   values, state `pending` → `rewritten` | `conflict` (→ `rolled-back`).
 //! * `<collection>.runs`: one record per run: settings (no secrets), host, start/end, counts, exit
 //!   code.
 //! * `<collection>.locks`: one lease per shard (`_id` = `all` or `K/N`), held by a writing run and
-//!   renewed while it runs; a crashed run's lease expires after [`LEASE`].
+//!   renewed while it runs; a crashed run's lease expires (`[ledger] lease_secs`).
 //!
 //! # Write order (crash safety)
 //!
@@ -35,9 +36,6 @@ use crate::db::{update_batch, update_stmt};
 
 /// Format version written into every record.
 pub const VERSION: i32 = 1;
-
-/// How long a lease lasts without renewal (a crashed run blocks its shard at most this long).
-pub const LEASE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Where a file stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -206,8 +204,16 @@ pub struct RefChange {
 }
 
 impl RefChange {
-    pub fn key(&self) -> Document {
-        doc! {"c": &self.class, "o": self.id.clone(), "p": &self.path}
+    /// The record's `_id`: `<class>/<object _id as canonical extended JSON>/<path>` — a string,
+    /// unique per reference and cheap to index on every server (the parts are stored as `c`,
+    /// `o`, `p` too).
+    pub fn key(&self) -> Bson {
+        Bson::String(format!(
+            "{}/{}/{}",
+            self.class,
+            self.id.clone().into_canonical_extjson(),
+            self.path
+        ))
     }
 }
 
@@ -220,6 +226,7 @@ pub struct Ledger {
     runs: String,
     locks: String,
     run: ObjectId,
+    lease: std::time::Duration,
 }
 
 /// Another run holds the lease.
@@ -246,7 +253,18 @@ impl Ledger {
             runs: format!("{collection}.runs"),
             locks: format!("{collection}.locks"),
             run: ObjectId::new(),
+            lease: std::time::Duration::from_secs(crate::settings::defaults::LEASE_SECS),
         }
+    }
+
+    /// How long this run's lease lasts without renewal.
+    pub fn with_lease(mut self, lease: std::time::Duration) -> Ledger {
+        self.lease = lease;
+        self
+    }
+
+    pub fn lease_duration(&self) -> std::time::Duration {
+        self.lease
     }
 
     /// This run's id (recorded on every record it writes).
@@ -263,7 +281,7 @@ impl Ledger {
     /// when another run holds an unexpired one.
     pub async fn lease(&self, scope: &str, host: &str) -> anyhow::Result<()> {
         let now = DateTime::now();
-        let until = DateTime::from_millis(now.timestamp_millis() + LEASE.as_millis() as i64);
+        let until = DateTime::from_millis(now.timestamp_millis() + self.lease.as_millis() as i64);
         let locks = self.coll(&self.locks);
         let taken = locks
             .update_one(
@@ -405,7 +423,8 @@ impl Ledger {
             .map(|c| {
                 update_stmt(
                     doc! {"_id": c.key()},
-                    doc! {"$set": {"v": VERSION, "file": &c.file, "old": c.old.to_bson(),
+                    doc! {"$set": {"v": VERSION, "c": &c.class, "o": c.id.clone(), "p": &c.path,
+                                   "file": &c.file, "old": c.old.to_bson(),
                              "new": c.new.to_bson(), "state": RefState::Pending.as_str(),
                              "run": self.run, "updated_at": now},
                     "$unset": {"error": ""}},
@@ -476,6 +495,26 @@ impl Ledger {
     }
 }
 
+/// A reference record read back as the change it recorded (old → new).
+pub fn ref_change(d: &Document) -> Result<RefChange, String> {
+    let value = |k: &str| -> Result<RefValue, String> {
+        let v = d.get_document(k).map_err(|_| format!("no {k} value"))?;
+        Ok(RefValue {
+            name: v.get_str("name").map_err(|_| "no name")?.to_string(),
+            url: v.get_str("url").ok().map(str::to_string),
+            key_redacted: v.get_bool("key_redacted").unwrap_or(false),
+        })
+    };
+    Ok(RefChange {
+        class: d.get_str("c").map_err(|_| "no class")?.to_string(),
+        id: d.get("o").cloned().ok_or("no object id")?,
+        path: d.get_str("p").map_err(|_| "no path")?.to_string(),
+        file: d.get_str("file").unwrap_or_default().to_string(),
+        old: value("old")?,
+        new: value("new")?,
+    })
+}
+
 fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
     use mongodb::error::{ErrorKind, WriteFailure};
     match &*e.kind {
@@ -544,7 +583,7 @@ impl Ledger {
             .aggregate(
                 &self.refs,
                 vec![
-                    doc! {"$group": {"_id": {"c": "$_id.c", "s": "$state"}, "n": {"$sum": 1}}},
+                    doc! {"$group": {"_id": {"c": "$c", "s": "$state"}, "n": {"$sum": 1}}},
                     doc! {"$sort": {"_id.c": 1, "_id.s": 1}},
                 ],
             )
@@ -608,7 +647,7 @@ impl Ledger {
     pub async fn refs_page(
         &self,
         states: &[RefState],
-        after: Option<&Document>,
+        after: Option<&Bson>,
         limit: i64,
     ) -> anyhow::Result<Vec<Document>> {
         let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
@@ -627,7 +666,7 @@ impl Ledger {
     }
 
     /// Mark reference records (by `_id`) with a state.
-    pub async fn mark_refs(&self, ids: &[(Document, RefState)]) -> anyhow::Result<()> {
+    pub async fn mark_refs(&self, ids: &[(Bson, RefState)]) -> anyhow::Result<()> {
         let now = DateTime::now();
         let stmts = ids
             .iter()

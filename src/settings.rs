@@ -70,6 +70,7 @@ pub struct LedgerFile {
     pub uri: Option<Secret>,
     pub database: Option<String>,
     pub collection: Option<String>,
+    pub lease_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -173,6 +174,8 @@ pub struct LedgerSettings {
     pub uri: Option<MongoUri>,
     pub database: Option<String>,
     pub collection: String,
+    /// How long a run's lease on its shard lasts without renewal.
+    pub lease_secs: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -220,6 +223,10 @@ pub mod defaults {
     /// enough to keep memory flat.
     pub const PAGE_SIZE: u32 = 1000;
     pub const LEDGER_COLLECTION: &str = "_FileMigration";
+    /// A run renews its lease every third of this; after a crash (`kill -9`, a lost host) the
+    /// shard is free again after at most this long. A minute keeps the wait after a crash short
+    /// while tolerating a stalled process or database for ~40 s before another run may start.
+    pub const LEASE_SECS: u64 = 60;
     pub const TFSS_BASE_URL: &str = "http://files.parsetfss.com/{file_key}/";
     pub const LEGACY_BASE_URL: &str = "http://files.parse.com/{file_key}/";
 }
@@ -328,6 +335,11 @@ impl Settings {
                     .ledger
                     .collection
                     .unwrap_or_else(|| defaults::LEDGER_COLLECTION.to_string()),
+                lease_secs: file
+                    .ledger
+                    .lease_secs
+                    .unwrap_or(defaults::LEASE_SECS)
+                    .max(1),
             },
             run: RunSettings {
                 concurrency,

@@ -372,7 +372,7 @@ async fn full_migration(tag: &str, destination: String, store_cfg: StoreConfig) 
         10
     );
     let r = refs
-        .find_one(doc! {"_id": {"c": "Photo", "o": "p3", "p": "meta.avatar"}})
+        .find_one(doc! {"c": "Photo", "o": "p3", "p": "meta.avatar"})
         .await
         .unwrap()
         .unwrap();
@@ -808,6 +808,7 @@ async fn rewrites_are_compare_and_swap() {
         db.clone(),
         "all".into(),
         "test".into(),
+        String::new(),
     );
     let states = live.rewrite("Photo", &changes).await.unwrap();
     assert_eq!(states[0], (RefState::Rewritten, None));
@@ -832,7 +833,7 @@ async fn rewrites_are_compare_and_swap() {
     let state = |id: &'static str, path: &'static str| {
         let refs = refs.clone();
         async move {
-            refs.find_one(doc! {"_id": {"c": "Photo", "o": id, "p": path}})
+            refs.find_one(doc! {"c": "Photo", "o": id, "p": path})
                 .await
                 .unwrap()
                 .unwrap()

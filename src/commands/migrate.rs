@@ -128,6 +128,7 @@ pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32>
             d.db.clone(),
             scope,
             hostname(),
+            settings.mongo.collection_prefix.clone(),
         ))
     };
 

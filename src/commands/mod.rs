@@ -46,7 +46,7 @@ async fn open_ledger(settings: &Settings, app: &mongodb::Database) -> anyhow::Re
         Some(uri) => crate::db::connect(uri, &database).await?.1,
         None => app.client().database(&database),
     };
-    Ok(Ledger::new(db, &l.collection))
+    Ok(Ledger::new(db, &l.collection).with_lease(std::time::Duration::from_secs(l.lease_secs)))
 }
 
 /// Connect to the app database and open its ledger (commands that do not walk the schema).

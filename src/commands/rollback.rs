@@ -11,7 +11,7 @@ use crate::engine::dry::DryRun;
 use crate::engine::live::Live;
 use crate::engine::{Change, Effects, Stores};
 use crate::exit::{INCOMPLETE, OK, usage};
-use crate::ledger::{FileState, KEY_PLACEHOLDER, RefChange, RefState, RefValue};
+use crate::ledger::{FileState, KEY_PLACEHOLDER, RefChange, RefState, ref_change};
 use crate::parse::schema::collection_name;
 use crate::report::migrate::{MigrateFormat, PlanWriter};
 use crate::report::stdout_is_terminal;
@@ -58,6 +58,7 @@ pub async fn run(settings: &Settings, args: &RollbackArgs) -> anyhow::Result<i32
     } else {
         MigrateFormat::Jsonl
     };
+    let prefix = &settings.mongo.collection_prefix;
     let effects: Arc<dyn Effects> = if args.dry_run {
         Arc::new(DryRun {
             stores,
@@ -97,13 +98,13 @@ pub async fn run(settings: &Settings, args: &RollbackArgs) -> anyhow::Result<i32
             db.clone(),
             "all".into(),
             super::migrate::hostname(),
+            prefix.clone(),
         ))
     };
 
     let key = settings.parse.file_key.as_ref().map(|k| k.expose());
-    let prefix = &settings.mongo.collection_prefix;
     let mut counts = Counts::default();
-    let mut after: Option<Document> = None;
+    let mut after: Option<Bson> = None;
     loop {
         let page = ledger
             // Pending: a crash may have come between the update and its record.
@@ -114,7 +115,7 @@ pub async fn run(settings: &Settings, args: &RollbackArgs) -> anyhow::Result<i32
             )
             .await?;
         let Some(last) = page.last() else { break };
-        after = last.get_document("_id").ok().cloned();
+        after = last.get("_id").cloned();
         let mut by_collection: std::collections::BTreeMap<String, Vec<Change>> = Default::default();
         for d in &page {
             match restore_change(d, key) {
@@ -211,16 +212,8 @@ pub async fn run(settings: &Settings, args: &RollbackArgs) -> anyhow::Result<i32
 
 /// The change that puts a recorded reference back: from the value written to the old one.
 fn restore_change(d: &Document, key: Option<&str>) -> Result<Change, String> {
-    let id = d.get_document("_id").map_err(|_| "no _id".to_string())?;
-    let value = |k: &str| -> Result<RefValue, String> {
-        let v = d.get_document(k).map_err(|_| format!("no {k} value"))?;
-        Ok(RefValue {
-            name: v.get_str("name").map_err(|_| "no name")?.to_string(),
-            url: v.get_str("url").ok().map(str::to_string),
-            key_redacted: v.get_bool("key_redacted").unwrap_or(false),
-        })
-    };
-    let (old, mut new) = (value("new")?, value("old")?);
+    let recorded = ref_change(d)?;
+    let (old, mut new) = (recorded.new, recorded.old);
     if new.key_redacted {
         let k = key.ok_or(
             "the old url embedded the fileKey; set parse.file_key (or --file-key) to restore it",
@@ -235,12 +228,9 @@ fn restore_change(d: &Document, key: Option<&str>) -> Result<Change, String> {
     };
     Ok(Change {
         r: RefChange {
-            class: id.get_str("c").map_err(|_| "no class")?.to_string(),
-            id: id.get("o").cloned().unwrap_or(Bson::Null),
-            path: id.get_str("p").map_err(|_| "no path")?.to_string(),
-            file: d.get_str("file").unwrap_or_default().to_string(),
             old,
             new,
+            ..recorded
         },
         shape,
     })

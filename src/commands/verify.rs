@@ -24,6 +24,9 @@ use crate::storage::{self, ObjectStore};
 /// Results of distinct names kept to avoid checking a shared file again (a cache).
 const CACHE: usize = 10_000;
 
+/// The outcome of checking one name: `Err((problem, detail))`.
+type Checked = Result<(), (&'static str, String)>;
+
 #[derive(Debug, Serialize)]
 struct Problem {
     problem: &'static str,
@@ -75,7 +78,7 @@ pub async fn run(settings: &Settings, args: &VerifyArgs) -> anyhow::Result<i32> 
     let json = !stdout_is_terminal();
     let run = &settings.run;
     let mut counts = Counts::default();
-    let mut cache: HashMap<String, Result<(), (&'static str, String)>> = HashMap::new();
+    let mut cache: HashMap<String, Checked> = HashMap::new();
 
     for target in &d.targets {
         let mut walker = d.walker(target, settings);
@@ -103,18 +106,17 @@ pub async fn run(settings: &Settings, args: &VerifyArgs) -> anyhow::Result<i32> 
                     Some((n.to_string(), rec))
                 })
                 .collect();
-            let results: Vec<(String, Result<(), (&'static str, String)>)> =
-                futures::stream::iter(todo)
-                    .map(|(name, rec)| {
-                        let (dest, http, via) = (destination.clone(), http.clone(), via.clone());
-                        async move {
-                            let r = check(&*dest, &http, via.as_ref(), &name, rec.as_ref()).await;
-                            (name, r)
-                        }
-                    })
-                    .buffer_unordered(run.concurrency)
-                    .collect()
-                    .await;
+            let results: Vec<(String, Checked)> = futures::stream::iter(todo)
+                .map(|(name, rec)| {
+                    let (dest, http, via) = (destination.clone(), http.clone(), via.clone());
+                    async move {
+                        let r = check(&*dest, &http, via.as_ref(), &name, rec.as_ref()).await;
+                        (name, r)
+                    }
+                })
+                .buffer_unordered(run.concurrency)
+                .collect()
+                .await;
             if cache.len() > CACHE {
                 cache.clear();
             }
@@ -202,7 +204,7 @@ async fn check(
     via: Option<&(String, String)>,
     name: &str,
     rec: Option<&FileRecord>,
-) -> Result<(), (&'static str, String)> {
+) -> Checked {
     let meta = match dest.stat(name).await {
         Ok(m) => m,
         Err(e) if e.is_not_found() => return Err(("dangling", e.to_string())),

@@ -14,7 +14,7 @@ use super::transfer::copy_verified;
 use super::{Change, Effects, FileJob, Outcome, Stores};
 use crate::db::{update_batch, update_stmt};
 use crate::exit::{Coded, USAGE};
-use crate::ledger::{FileResult, Intent, LEASE, LeaseHeld, Ledger, RefState};
+use crate::ledger::{FileResult, Intent, LeaseHeld, Ledger, RefState};
 use crate::storage::{GetOptions, StorageError};
 
 /// Attempts per file for errors a retry can fix (timeouts, 5xx, a broken stream).
@@ -28,19 +28,94 @@ pub struct Live {
     /// What this run leases: `all`, or the shard `K/N`.
     pub scope: String,
     pub host: String,
+    /// `collectionPrefix` of the class collections.
+    pub prefix: String,
     renewer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Live {
-    pub fn new(stores: Stores, ledger: Ledger, db: Database, scope: String, host: String) -> Live {
+    pub fn new(
+        stores: Stores,
+        ledger: Ledger,
+        db: Database,
+        scope: String,
+        host: String,
+        prefix: String,
+    ) -> Live {
         Live {
             stores,
             ledger,
             db,
             scope,
             host,
+            prefix,
             renewer: Default::default(),
         }
+    }
+
+    /// A run killed between a document update and its record leaves `pending` reference
+    /// records. Settle them from the documents: holding the new value → `rewritten`; holding the
+    /// old one → left pending (the walk finds and rewrites it again); anything else → `conflict`.
+    async fn settle_pending(&self) -> anyhow::Result<()> {
+        let mut after: Option<Bson> = None;
+        let mut settled = 0u64;
+        loop {
+            let page = self
+                .ledger
+                .refs_page(&[RefState::Pending], after.as_ref(), 500)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = last.get("_id").cloned();
+            let mut by_collection: std::collections::BTreeMap<String, Vec<Change>> =
+                Default::default();
+            for d in &page {
+                let Ok(r) = crate::ledger::ref_change(d) else {
+                    continue;
+                };
+                let shape = if r.old.url.is_none() && r.new.url.is_none() {
+                    crate::scan::Shape::BareName
+                } else {
+                    crate::scan::Shape::Nested
+                };
+                by_collection
+                    .entry(crate::parse::schema::collection_name(
+                        &self.prefix,
+                        &r.class,
+                    ))
+                    .or_default()
+                    .push(Change { r, shape });
+            }
+            for (collection, changes) in by_collection {
+                let docs = self.read_back(&collection, &changes).await?;
+                let states = settle(&changes, &docs, &HashMap::new());
+                let marks: Vec<_> = changes
+                    .iter()
+                    .zip(&states)
+                    .filter_map(|(c, (s, _))| {
+                        let still_old = docs
+                            .get(&id_key(&c.r.id))
+                            .and_then(|d| super::rewrite::get_path(d, &c.r.path))
+                            .is_some_and(|v| holds(v, &c.r.old.name));
+                        (!still_old).then(|| (c.r.key(), *s))
+                    })
+                    .collect();
+                settled += marks.len() as u64;
+                self.ledger.mark_refs(&marks).await?;
+            }
+        }
+        if settled > 0 {
+            tracing::info!("settled {settled} reference records an interrupted run left pending");
+        }
+        Ok(())
+    }
+}
+
+/// Whether a stored File value (bare name or File object) names `name`.
+fn holds(v: &Bson, name: &str) -> bool {
+    match v {
+        Bson::String(s) => s == name,
+        Bson::Document(d) => d.get_str("name").ok() == Some(name),
+        _ => false,
     }
 }
 
@@ -54,7 +129,7 @@ impl Effects for Live {
                 Ok(held) => Coded::new(USAGE, held.to_string())
                     .hint(format!(
                         "wait for that run to end; a crashed run's lease expires {} s after its last renewal",
-                        LEASE.as_secs()
+                        self.ledger.lease_duration().as_secs()
                     ))
                     .into(),
                 Err(e) => e,
@@ -63,7 +138,7 @@ impl Effects for Live {
         let (ledger, scope, host) = (self.ledger.clone(), self.scope.clone(), self.host.clone());
         let renewer = tokio::spawn(async move {
             loop {
-                tokio::time::sleep(LEASE / 3).await;
+                tokio::time::sleep(ledger.lease_duration() / 3).await;
                 if let Err(e) = ledger.lease(&scope, &host).await {
                     tracing::error!("renewing the lease on {scope}: {e:#}");
                 }
@@ -77,7 +152,8 @@ impl Effects for Live {
         {
             old.abort();
         }
-        self.ledger.start_run(info).await
+        self.ledger.start_run(info).await?;
+        self.settle_pending().await
     }
 
     async fn plan(&self, intents: &[Intent<'_>]) -> anyhow::Result<()> {
