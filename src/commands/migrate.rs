@@ -144,8 +144,25 @@ pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32>
         .await?;
     let state = RunState::new();
     let signals = tokio::spawn(on_signals(state.clone()));
+    let progress = if crate::report::logging::progress_enabled(&settings.output) {
+        let mut total = 0;
+        for t in &d.targets {
+            total +=
+                d.db.collection::<mongodb::bson::Document>(&t.collection)
+                    .estimated_document_count()
+                    .await
+                    .unwrap_or(0);
+        }
+        Some(crate::report::progress::spawn(state.clone(), total))
+    } else {
+        None
+    };
     let result = engine::run(plan, effects.clone(), &ledger, &d.db, &d.targets, state).await;
     signals.abort();
+    if let Some(p) = progress {
+        p.abort();
+        let _ = p.await;
+    }
     let summary = match result {
         Ok(s) => s,
         Err(e) => {

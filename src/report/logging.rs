@@ -1,12 +1,30 @@
 //! Log setup: tracing to stderr, as text or JSON lines; `-v/-q` pick the level, `RUST_LOG`
-//! overrides; no colour unless stderr is a terminal and `NO_COLOR` is unset.
+//! overrides; no colour unless stderr is a terminal and `NO_COLOR` is unset. With progress on
+//! (a terminal, or `--progress always`), log lines go through the progress display's writer so
+//! they never break the bars.
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
+use tracing_indicatif::IndicatifLayer;
+use tracing_indicatif::filter::IndicatifFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::cli::LogFormat;
+use crate::cli::{LogFormat, ProgressMode};
 use crate::settings::OutputSettings;
+
+/// Whether progress bars are shown: `always`, or `auto` on a terminal (never in JSON log mode,
+/// which is for machines).
+pub fn progress_enabled(output: &OutputSettings) -> bool {
+    match output.progress {
+        ProgressMode::Always => true,
+        ProgressMode::Never => false,
+        ProgressMode::Auto => {
+            std::io::stderr().is_terminal() && output.log_format == LogFormat::Text
+        }
+    }
+}
 
 /// Install the global subscriber. Safe to call once per process.
 pub fn init(output: &OutputSettings) {
@@ -21,6 +39,27 @@ pub fn init(output: &OutputSettings) {
     let default = format!("warn,parse_files_migrate={level}");
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    if progress_enabled(output) {
+        // Only spans that ask for a bar (`indicatif.pb_show`) get one: see report::progress.
+        let bars = IndicatifLayer::new();
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_writer(bars.get_stderr_writer())
+            .with_target(false);
+        let fmt = match output.log_format {
+            LogFormat::Json => fmt
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .boxed(),
+            LogFormat::Text => fmt.with_ansi(ansi).without_time().boxed(),
+        };
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(fmt)
+            .with(bars.with_filter(IndicatifFilter::new(false)))
+            .try_init();
+        return;
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -7,6 +7,7 @@
 pub mod list;
 pub mod logging;
 pub mod migrate;
+pub mod progress;
 pub mod schema;
 pub mod status;
 

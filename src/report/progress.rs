@@ -1,0 +1,58 @@
+//! The progress display of `migrate` on a terminal: one bar for the walk (objects scanned of the
+//! estimated total, with an ETA) and a line of counts — files copied, bytes and rate, in flight,
+//! references rewritten, missing, failed, conflicts. It reads the engine's live counters; the
+//! engine knows nothing of it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::Span;
+use tracing_indicatif::span_ext::IndicatifSpanExt;
+use tracing_indicatif::style::ProgressStyle;
+
+use super::migrate::human_bytes;
+use crate::engine::{Counters, RunState};
+
+/// Redraw interval.
+const TICK: Duration = Duration::from_millis(200);
+
+/// Show progress until the returned task is aborted. `total_objects` is the estimated number of
+/// objects the walk will read (0 when unknown).
+pub fn spawn(state: Arc<RunState>, total_objects: u64) -> tokio::task::JoinHandle<()> {
+    let span = tracing::info_span!("migrate", indicatif.pb_show = tracing::field::Empty);
+    let style = ProgressStyle::with_template(
+        "{spinner} {prefix} [{bar:30}] {pos}/{len} objects · ETA {eta}\n  {msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    span.pb_set_style(&style);
+    span.pb_set_length(total_objects);
+    let entered = span.clone();
+    tokio::spawn(async move {
+        let _guard = entered.enter();
+        loop {
+            draw(&span, &state);
+            tokio::time::sleep(TICK).await;
+        }
+    })
+}
+
+fn draw(span: &Span, state: &RunState) {
+    let c = &state.counters;
+    let g = Counters::get;
+    let secs = state.started.elapsed().as_secs_f64().max(0.001);
+    let bytes = g(&c.bytes_copied);
+    span.pb_set_position(g(&c.objects));
+    span.pb_set_message(&format!(
+        "files: {} copied ({}, {}/s), {} in flight, {} done before, {} missing, {} failed · references: {} rewritten, {} conflicts",
+        g(&c.files_copied),
+        human_bytes(bytes),
+        human_bytes((bytes as f64 / secs) as u64),
+        g(&c.files_in_flight),
+        g(&c.files_skipped),
+        g(&c.files_missing),
+        g(&c.files_failed),
+        g(&c.refs_rewritten),
+        g(&c.refs_conflict),
+    ));
+}
