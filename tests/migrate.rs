@@ -731,6 +731,7 @@ async fn rewrites_are_compare_and_swap() {
         },
         ledger: Ledger::new(db.clone(), "_FileMigration"),
         db: db.clone(),
+        retry: Default::default(),
     };
     let states = live.rewrite("Photo", &changes).await.unwrap();
     assert_eq!(states[0], (RefState::Rewritten, None));

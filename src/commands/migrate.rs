@@ -119,6 +119,7 @@ pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32>
             stores,
             ledger: ledger.clone(),
             db: d.db.clone(),
+            retry: run.retry,
         })
     };
 
