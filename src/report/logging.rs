@@ -8,6 +8,23 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::LogFormat;
 use crate::settings::OutputSettings;
 
+/// Text log fields as tracing-subscriber writes them (`message`, then `name=value`), with control
+/// characters escaped in every value. tracing-subscriber 0.3.23 escapes ANSI sequences in the
+/// message only; file names (`file = %name`) come from the database and may carry escape
+/// sequences that would otherwise reach the operator's terminal (retitle it, clear it…).
+fn printable_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let v = format!("{value:?}");
+        let v = super::printable(&v);
+        match field.name() {
+            "message" => write!(w, "{v}"),
+            name => write!(w, "{name}={v}"),
+        }
+    })
+    .delimited(" ")
+}
+
 /// Install the global subscriber. Safe to call once per process.
 pub fn init(output: &OutputSettings) {
     let level = match output.verbosity {
@@ -31,6 +48,10 @@ pub fn init(output: &OutputSettings) {
             .flatten_event(true)
             .with_current_span(false)
             .try_init(),
-        LogFormat::Text => builder.with_ansi(ansi).without_time().try_init(),
+        LogFormat::Text => builder
+            .with_ansi(ansi)
+            .without_time()
+            .fmt_fields(printable_fields())
+            .try_init(),
     };
 }

@@ -6,6 +6,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
+use super::printable;
 use crate::engine::Summary;
 use crate::ledger::RefValue;
 
@@ -62,8 +63,8 @@ impl PlanWriter {
             MigrateFormat::Text => writeln!(
                 self.out,
                 "copy    {} -> {}",
-                c.source.unwrap_or(c.name),
-                c.destination.unwrap_or(c.target)
+                printable(c.source.unwrap_or(c.name)),
+                printable(c.destination.unwrap_or(c.target))
             ),
         }
     }
@@ -75,12 +76,16 @@ impl PlanWriter {
                 write!(
                     self.out,
                     "update  {} {} {}: {:?} -> {:?}",
-                    u.class, u.object_id, u.path, u.old.name, u.new.name
+                    u.class,
+                    printable(&u.object_id),
+                    printable(u.path),
+                    u.old.name,
+                    u.new.name
                 )?;
                 if u.new.url != u.old.url
                     && let Some(url) = &u.new.url
                 {
-                    write!(self.out, " (url {url})")?;
+                    write!(self.out, " (url {})", printable(url))?;
                 }
                 writeln!(self.out)
             }
@@ -148,13 +153,17 @@ pub fn summary_text(s: &Summary) -> String {
     for m in s.items.missing.iter().take(20) {
         t.push_str(&format!(
             "  missing: {} ({} references): {}\n",
-            m.name, m.references, m.reason
+            printable(&m.name),
+            m.references,
+            printable(&m.reason)
         ));
     }
     for m in s.items.failed.iter().take(20) {
         t.push_str(&format!(
             "  failed:  {} ({} references): {}\n",
-            m.name, m.references, m.reason
+            printable(&m.name),
+            m.references,
+            printable(&m.reason)
         ));
     }
     for c in s
@@ -166,7 +175,11 @@ pub fn summary_text(s: &Summary) -> String {
     {
         t.push_str(&format!(
             "  not rewritten: {} {} {} ({}): {}\n",
-            c.class, c.object_id, c.path, c.name, c.reason
+            c.class,
+            printable(&c.object_id),
+            printable(&c.path),
+            printable(&c.name),
+            printable(&c.reason)
         ));
     }
     let listed = s.items.missing.len().min(20)
