@@ -76,12 +76,23 @@ pub async fn fresh_bucket_at(endpoint: &str, tag: &str) -> String {
 pub struct OwnS3 {
     pub port: u16,
     pub dir: std::path::PathBuf,
+    /// The credentials it accepts (access key id, secret access key).
+    pub keys: (String, String),
     child: Option<std::process::Child>,
 }
 
 impl OwnS3 {
-    /// Start on a free port; waits until it accepts connections.
+    /// Start on a free port with the test credentials; waits until it accepts connections.
     pub async fn start(dir: &std::path::Path) -> OwnS3 {
+        let keys = (
+            super::env("PFM_TEST_S3_ACCESS_KEY"),
+            super::env("PFM_TEST_S3_SECRET_KEY"),
+        );
+        Self::start_with_keys(dir, keys).await
+    }
+
+    /// [`OwnS3::start`] accepting other credentials.
+    pub async fn start_with_keys(dir: &std::path::Path, keys: (String, String)) -> OwnS3 {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -89,6 +100,7 @@ impl OwnS3 {
         let mut s = OwnS3 {
             port,
             dir: dir.to_path_buf(),
+            keys,
             child: None,
         };
         s.restart().await;
@@ -107,8 +119,8 @@ impl OwnS3 {
             std::path::Path::new(&super::env("PFM_TEST_SERVICES_DIR")).join("s3s-fs/bin/s3s-fs");
         let child = std::process::Command::new(&bin)
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--access-key", &super::env("PFM_TEST_S3_ACCESS_KEY")])
-            .args(["--secret-key", &super::env("PFM_TEST_S3_SECRET_KEY")])
+            .args(["--access-key", &self.keys.0])
+            .args(["--secret-key", &self.keys.1])
             .arg(&self.dir)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
