@@ -63,13 +63,41 @@ pub async fn connect(uri: &MongoUri, database: &str) -> anyhow::Result<(Client, 
     if opts.app_name.is_none() {
         opts.app_name = Some("parse-files-migrate".into());
     }
-    let client = Client::with_options(opts).context("building the MongoDB client")?;
+    let tls = matches!(opts.tls, Some(mongodb::options::Tls::Enabled(_)));
+    // Building the client reads the TLS files named in the URI (tlsCAFile,
+    // tlsCertificateKeyFile): a missing or unreadable file is a configuration error.
+    let client = Client::with_options(opts).map_err(|e| {
+        usage(format!(
+            "cannot use the MongoDB URI {}: {}",
+            uri.redacted(),
+            e.kind
+        ))
+    })?;
     track(&client);
     let db = client.database(database);
     db.run_command(doc! {"ping": 1}).await.map_err(|e| {
+        let (over, hint) = if tls {
+            (
+                " over TLS",
+                "the URI asks for TLS (tls=true): does the server accept TLS on that port? \
+                 tlsCAFile must hold the CA that signed the server's certificate, and \
+                 tlsCertificateKeyFile (if the server wants a client certificate) the certificate \
+                 and its unencrypted key in one PEM file",
+            )
+        } else {
+            (
+                "",
+                "is the URI right and the server up? A quick read-only check: \
+                 `parse-files-migrate schema`",
+            )
+        };
         unreachable(
-            format!("cannot reach MongoDB at {}: {}", uri.redacted(), e.kind),
-            "is the URI right and the server up? A quick read-only check: `parse-files-migrate schema`",
+            format!(
+                "cannot reach MongoDB{over} at {}: {}",
+                uri.redacted(),
+                e.kind
+            ),
+            hint,
         )
     })?;
     Ok((client, db))

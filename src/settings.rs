@@ -580,6 +580,27 @@ mod tests {
     }
 
     #[test]
+    fn tls_uris_are_accepted_and_shown_redacted() {
+        let uri = "mongodb://app:pw-tls-SECRET@db1.example:27017,db2.example:27017/parse?\
+                   replicaSet=rs0&tls=true&tlsCAFile=/etc/ssl/mongo-ca.pem&\
+                   tlsCertificateKeyFile=/etc/ssl/client.pem&authSource=admin";
+        let g = GlobalArgs {
+            mongo_uri: Some(uri.into()),
+            ..Default::default()
+        };
+        let s = Settings::from_parts(&g, None, ConfigFile::default()).unwrap();
+        let (u, db) = s.mongo_target().unwrap();
+        assert_eq!(u.expose(), uri);
+        assert_eq!(db, "parse");
+        let shown = s.to_toml().unwrap();
+        assert!(!shown.contains("pw-tls-SECRET"), "{shown}");
+        assert!(
+            shown.contains("tls=true&tlsCAFile=/etc/ssl/mongo-ca.pem"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn sizes_durations_shards() {
         assert_eq!(parse_size("10GiB").unwrap(), 10 << 30);
         assert_eq!(parse_size("1.5k").unwrap(), 1536);
