@@ -6,10 +6,13 @@
 //! * `<collection>`: one record per **source file** (`_id` = the stored name): target name, kind,
 //!   state (`planned` → `verified`, or `missing` / `failed` with the reason and attempt count),
 //!   size, MD5, timestamps.
-//! * `<collection>.refs`: one record per **reference** rewritten (`_id` = `{c: class, o: object
-//!   _id, p: path}`): the old and new values, state `pending` → `rewritten` | `conflict`.
+//! * `<collection>.refs`: one record per **reference** rewritten (`_id` =
+//!   `<class>/<object _id>/<path>`, with `c`, `o`, `p` holding the parts): the old and new
+//!   values, state `pending` → `rewritten` | `conflict` (→ `rolled-back`).
 //! * `<collection>.runs`: one record per run: settings (no secrets), host, start/end, counts, exit
 //!   code.
+//! * `<collection>.locks`: one lease per shard (`_id` = `all` or `K/N`), held by a writing run and
+//!   renewed while it runs; a crashed run's lease expires (`[ledger] lease_secs`).
 //!
 //! # Write order (crash safety)
 //!
@@ -46,6 +49,8 @@ pub enum FileState {
     Missing,
     /// Copy or verification failed; `error` says why.
     Failed,
+    /// `rollback --delete-copies` removed the copy.
+    Deleted,
 }
 
 impl FileState {
@@ -55,6 +60,7 @@ impl FileState {
             FileState::Verified => "verified",
             FileState::Missing => "missing",
             FileState::Failed => "failed",
+            FileState::Deleted => "deleted",
         }
     }
 
@@ -64,6 +70,7 @@ impl FileState {
             "verified" => FileState::Verified,
             "missing" => FileState::Missing,
             "failed" => FileState::Failed,
+            "deleted" => FileState::Deleted,
             _ => return None,
         })
     }
@@ -80,6 +87,8 @@ pub enum RefState {
     Conflict,
     /// The server refused the update; the reason is recorded.
     Failed,
+    /// `rollback` restored the old value.
+    RolledBack,
 }
 
 impl RefState {
@@ -89,6 +98,7 @@ impl RefState {
             RefState::Rewritten => "rewritten",
             RefState::Conflict => "conflict",
             RefState::Failed => "failed",
+            RefState::RolledBack => "rolled-back",
         }
     }
 }
@@ -104,6 +114,8 @@ pub struct FileRecord {
     pub hash_checked: bool,
     pub attempts: u32,
     pub error: Option<String>,
+    /// The destination it was copied to (its description; no secrets).
+    pub destination: Option<String>,
 }
 
 /// A file about to be copied.
@@ -112,6 +124,7 @@ pub struct Intent<'a> {
     pub name: &'a str,
     pub target: &'a str,
     pub kind: &'a str,
+    pub destination: &'a str,
 }
 
 /// The outcome of one file, to record.
@@ -191,8 +204,16 @@ pub struct RefChange {
 }
 
 impl RefChange {
-    pub fn key(&self) -> Document {
-        doc! {"c": &self.class, "o": self.id.clone(), "p": &self.path}
+    /// The record's `_id`: `<class>/<object _id as canonical extended JSON>/<path>` — a string,
+    /// unique per reference and cheap to index on every server (the parts are stored as `c`,
+    /// `o`, `p` too).
+    pub fn key(&self) -> Bson {
+        Bson::String(format!(
+            "{}/{}/{}",
+            self.class,
+            self.id.clone().into_canonical_extjson(),
+            self.path
+        ))
     }
 }
 
@@ -203,7 +224,23 @@ pub struct Ledger {
     files: String,
     refs: String,
     runs: String,
+    locks: String,
     run: ObjectId,
+    lease: std::time::Duration,
+}
+
+/// Another run holds the lease.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "another run holds the lease on {scope} (host {host:?}, pid {pid}, run {run}) until {until}; \
+     two runs over the same files at once are refused"
+)]
+pub struct LeaseHeld {
+    pub scope: String,
+    pub host: String,
+    pub pid: i64,
+    pub run: String,
+    pub until: String,
 }
 
 impl Ledger {
@@ -214,8 +251,20 @@ impl Ledger {
             files: collection.to_string(),
             refs: format!("{collection}.refs"),
             runs: format!("{collection}.runs"),
+            locks: format!("{collection}.locks"),
             run: ObjectId::new(),
+            lease: std::time::Duration::from_secs(crate::settings::defaults::LEASE_SECS),
         }
+    }
+
+    /// How long this run's lease lasts without renewal.
+    pub fn with_lease(mut self, lease: std::time::Duration) -> Ledger {
+        self.lease = lease;
+        self
+    }
+
+    pub fn lease_duration(&self) -> std::time::Duration {
+        self.lease
     }
 
     /// This run's id (recorded on every record it writes).
@@ -224,8 +273,62 @@ impl Ledger {
     }
 
     /// Every collection name the ledger uses (to leave them out of scans).
-    pub fn collections(&self) -> [&str; 3] {
-        [&self.files, &self.refs, &self.runs]
+    pub fn collections(&self) -> [&str; 4] {
+        [&self.files, &self.refs, &self.runs, &self.locks]
+    }
+
+    /// Take (or renew) the lease on `scope` for this run. Fails with [`LeaseHeld`] in the chain
+    /// when another run holds an unexpired one.
+    pub async fn lease(&self, scope: &str, host: &str) -> anyhow::Result<()> {
+        let now = DateTime::now();
+        let until = DateTime::from_millis(now.timestamp_millis() + self.lease.as_millis() as i64);
+        let locks = self.coll(&self.locks);
+        let taken = locks
+            .update_one(
+                doc! {"_id": scope, "$or": [{"run": self.run}, {"until": {"$lt": now}}]},
+                doc! {"$set": {"run": self.run, "host": host, "pid": std::process::id() as i64,
+                "until": until, "v": VERSION}},
+            )
+            .upsert(true)
+            .await;
+        match taken {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate_key(&e) => {
+                let holder = locks
+                    .find_one(doc! {"_id": scope})
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                Err(LeaseHeld {
+                    scope: scope.to_string(),
+                    host: holder.get_str("host").unwrap_or("?").to_string(),
+                    pid: holder.get_i64("pid").unwrap_or(0),
+                    run: holder
+                        .get_object_id("run")
+                        .map(|o| o.to_hex())
+                        .unwrap_or_default(),
+                    until: holder
+                        .get_datetime("until")
+                        .ok()
+                        .and_then(|d| d.try_to_rfc3339_string().ok())
+                        .unwrap_or_default(),
+                }
+                .into())
+            }
+            Err(e) => {
+                Err(anyhow::Error::new(e).context(format!("taking the lease in {}", self.locks)))
+            }
+        }
+    }
+
+    /// Give the lease on `scope` back (only if this run holds it).
+    pub async fn release(&self, scope: &str) -> anyhow::Result<()> {
+        self.coll(&self.locks)
+            .delete_one(doc! {"_id": scope, "run": self.run})
+            .await
+            .with_context(|| format!("releasing the lease in {}", self.locks))?;
+        Ok(())
     }
 
     fn coll(&self, name: &str) -> Collection<Document> {
@@ -265,6 +368,7 @@ impl Ledger {
                     doc! {"_id": f.name},
                     doc! {
                         "$set": {"v": VERSION, "target": f.target, "kind": f.kind,
+                                 "destination": f.destination,
                                  "state": FileState::Planned.as_str(), "run": self.run,
                                  "updated_at": now},
                         "$setOnInsert": {"created_at": now},
@@ -319,7 +423,8 @@ impl Ledger {
             .map(|c| {
                 update_stmt(
                     doc! {"_id": c.key()},
-                    doc! {"$set": {"v": VERSION, "file": &c.file, "old": c.old.to_bson(),
+                    doc! {"$set": {"v": VERSION, "c": &c.class, "o": c.id.clone(), "p": &c.path,
+                                   "file": &c.file, "old": c.old.to_bson(),
                              "new": c.new.to_bson(), "state": RefState::Pending.as_str(),
                              "run": self.run, "updated_at": now},
                     "$unset": {"error": ""}},
@@ -390,6 +495,35 @@ impl Ledger {
     }
 }
 
+/// A reference record read back as the change it recorded (old → new).
+pub fn ref_change(d: &Document) -> Result<RefChange, String> {
+    let value = |k: &str| -> Result<RefValue, String> {
+        let v = d.get_document(k).map_err(|_| format!("no {k} value"))?;
+        Ok(RefValue {
+            name: v.get_str("name").map_err(|_| "no name")?.to_string(),
+            url: v.get_str("url").ok().map(str::to_string),
+            key_redacted: v.get_bool("key_redacted").unwrap_or(false),
+        })
+    };
+    Ok(RefChange {
+        class: d.get_str("c").map_err(|_| "no class")?.to_string(),
+        id: d.get("o").cloned().ok_or("no object id")?,
+        path: d.get_str("p").map_err(|_| "no path")?.to_string(),
+        file: d.get_str("file").unwrap_or_default().to_string(),
+        old: value("old")?,
+        new: value("new")?,
+    })
+}
+
+fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match &*e.kind {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
+        ErrorKind::Command(c) => c.code == 11000,
+        _ => e.to_string().contains("E11000"),
+    }
+}
+
 fn file_record(d: &Document) -> Option<FileRecord> {
     let name = d.get_str("_id").ok()?.to_string();
     let state = FileState::parse(d.get_str("state").ok()?)?;
@@ -407,6 +541,218 @@ fn file_record(d: &Document) -> Option<FileRecord> {
         hash_checked: d.get_bool("hash_checked").unwrap_or(false),
         attempts: int("attempts").unwrap_or(0).clamp(0, u32::MAX as i64) as u32,
         error: d.get_str("error").ok().map(str::to_string),
+        destination: d.get_str("destination").ok().map(str::to_string),
         name,
     })
+}
+
+/// What `status` shows: counts per state, per class, failures by reason, recent runs.
+#[derive(Debug, Default, Serialize)]
+pub struct Status {
+    /// File records per state: (state, files, bytes).
+    pub files: Vec<(String, u64, u64)>,
+    /// Reference records per (class, state): count.
+    pub references: Vec<(String, String, u64)>,
+    /// Missing and failed files grouped by reason: (state, reason, files, an example name).
+    pub problems: Vec<(String, String, u64, String)>,
+    /// The most recent runs, newest first.
+    pub runs: Vec<serde_json::Value>,
+}
+
+impl Ledger {
+    /// Aggregate the ledger (read-only).
+    pub async fn status(&self, runs: i64) -> anyhow::Result<Status> {
+        let mut st = Status::default();
+        for d in self
+            .aggregate(
+                &self.files,
+                vec![
+                    doc! {"$group": {"_id": "$state", "n": {"$sum": 1}, "bytes": {"$sum": {"$ifNull": ["$size", 0]}}}},
+                    doc! {"$sort": {"_id": 1}},
+                ],
+            )
+            .await?
+        {
+            st.files.push((
+                d.get_str("_id").unwrap_or("?").to_string(),
+                count(&d, "n"),
+                count(&d, "bytes"),
+            ));
+        }
+        for d in self
+            .aggregate(
+                &self.refs,
+                vec![
+                    doc! {"$group": {"_id": {"c": "$c", "s": "$state"}, "n": {"$sum": 1}}},
+                    doc! {"$sort": {"_id.c": 1, "_id.s": 1}},
+                ],
+            )
+            .await?
+        {
+            let id = d.get_document("_id").cloned().unwrap_or_default();
+            st.references.push((
+                id.get_str("c").unwrap_or("?").to_string(),
+                id.get_str("s").unwrap_or("?").to_string(),
+                count(&d, "n"),
+            ));
+        }
+        for d in self
+            .aggregate(
+                &self.files,
+                vec![
+                    doc! {"$match": {"state": {"$in": ["missing", "failed"]}}},
+                    doc! {"$group": {"_id": {"s": "$state", "e": "$error"}, "n": {"$sum": 1}, "example": {"$first": "$_id"}}},
+                    doc! {"$sort": {"n": -1}},
+                    doc! {"$limit": 50},
+                ],
+            )
+            .await?
+        {
+            let id = d.get_document("_id").cloned().unwrap_or_default();
+            st.problems.push((
+                id.get_str("s").unwrap_or("?").to_string(),
+                id.get_str("e").unwrap_or("").to_string(),
+                count(&d, "n"),
+                d.get_str("example").unwrap_or("").to_string(),
+            ));
+        }
+        let mut cursor = self
+            .coll(&self.runs)
+            .find(doc! {})
+            .sort(doc! {"started_at": -1})
+            .limit(runs)
+            .projection(doc! {"settings": 0})
+            .await
+            .with_context(|| format!("reading {}", self.runs))?;
+        while let Some(d) = cursor.try_next().await? {
+            st.runs.push(Bson::Document(d).into_relaxed_extjson());
+        }
+        Ok(st)
+    }
+
+    async fn aggregate(
+        &self,
+        coll: &str,
+        pipeline: Vec<Document>,
+    ) -> anyhow::Result<Vec<Document>> {
+        let cursor = self
+            .coll(coll)
+            .aggregate(pipeline)
+            .await
+            .with_context(|| format!("reading {coll}"))?;
+        Ok(cursor.try_collect().await?)
+    }
+
+    /// Every reference record in one of `states`, in `_id` order, a page at a time after `after`.
+    pub async fn refs_page(
+        &self,
+        states: &[RefState],
+        after: Option<&Bson>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<Document>> {
+        let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+        let mut filter = doc! {"state": {"$in": states}};
+        if let Some(a) = after {
+            filter.insert("_id", doc! {"$gt": a.clone()});
+        }
+        let cursor = self
+            .coll(&self.refs)
+            .find(filter)
+            .sort(doc! {"_id": 1})
+            .limit(limit)
+            .await
+            .with_context(|| format!("reading {}", self.refs))?;
+        Ok(cursor.try_collect().await?)
+    }
+
+    /// Mark reference records (by `_id`) with a state.
+    pub async fn mark_refs(&self, ids: &[(Bson, RefState)]) -> anyhow::Result<()> {
+        let now = DateTime::now();
+        let stmts = ids
+            .iter()
+            .map(|(id, s)| {
+                update_stmt(
+                    doc! {"_id": id.clone()},
+                    doc! {"$set": {"state": s.as_str(), "updated_at": now}},
+                    false,
+                )
+            })
+            .collect();
+        self.write(&self.refs, stmts).await
+    }
+
+    /// File records in `state` whose copy this tool made (target, name), a page after `after`.
+    pub async fn files_page(
+        &self,
+        state: FileState,
+        after: Option<&str>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<FileRecord>> {
+        let mut filter = doc! {"state": state.as_str()};
+        if let Some(a) = after {
+            filter.insert("_id", doc! {"$gt": a});
+        }
+        let cursor = self
+            .coll(&self.files)
+            .find(filter)
+            .sort(doc! {"_id": 1})
+            .limit(limit)
+            .await
+            .with_context(|| format!("reading {}", self.files))?;
+        let docs: Vec<Document> = cursor.try_collect().await?;
+        Ok(docs.iter().filter_map(file_record).collect())
+    }
+
+    /// Whether any reference to `file` is still recorded as rewritten (points at its copy).
+    pub async fn still_referenced(&self, file: &str) -> anyhow::Result<bool> {
+        Ok(self
+            .coll(&self.refs)
+            .find_one(doc! {"file": file, "state": {"$in": ["rewritten", "pending"]}})
+            .await
+            .with_context(|| format!("reading {}", self.refs))?
+            .is_some())
+    }
+
+    /// Set the state of file records.
+    pub async fn mark_files(&self, names: &[&str], state: FileState) -> anyhow::Result<()> {
+        let now = DateTime::now();
+        let stmts = names
+            .iter()
+            .map(|n| {
+                update_stmt(
+                    doc! {"_id": *n},
+                    doc! {"$set": {"state": state.as_str(), "updated_at": now}},
+                    false,
+                )
+            })
+            .collect();
+        self.write(&self.files, stmts).await
+    }
+
+    /// Verified file records whose target is one of `targets`, by target.
+    pub async fn by_target(&self, targets: &[&str]) -> anyhow::Result<HashMap<String, FileRecord>> {
+        let mut out = HashMap::new();
+        if targets.is_empty() {
+            return Ok(out);
+        }
+        let cursor = self
+            .coll(&self.files)
+            .find(doc! {"target": {"$in": targets}, "state": "verified"})
+            .await
+            .with_context(|| format!("reading {}", self.files))?;
+        let docs: Vec<Document> = cursor.try_collect().await?;
+        for r in docs.iter().filter_map(file_record) {
+            out.insert(r.target.clone(), r);
+        }
+        Ok(out)
+    }
+}
+
+fn count(d: &Document, k: &str) -> u64 {
+    match d.get(k) {
+        Some(Bson::Int32(i)) => *i as u64,
+        Some(Bson::Int64(i)) => *i as u64,
+        Some(Bson::Double(f)) => *f as u64,
+        _ => 0,
+    }
 }

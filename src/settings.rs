@@ -71,6 +71,7 @@ pub struct LedgerFile {
     pub uri: Option<Secret>,
     pub database: Option<String>,
     pub collection: Option<String>,
+    pub lease_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -177,6 +178,8 @@ pub struct LedgerSettings {
     pub uri: Option<MongoUri>,
     pub database: Option<String>,
     pub collection: String,
+    /// How long a run's lease on its shard lasts without renewal.
+    pub lease_secs: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -227,6 +230,10 @@ pub mod defaults {
     /// enough to keep memory flat.
     pub const PAGE_SIZE: u32 = 1000;
     pub const LEDGER_COLLECTION: &str = "_FileMigration";
+    /// A run renews its lease every third of this; after a crash (`kill -9`, a lost host) the
+    /// shard is free again after at most this long. A minute keeps the wait after a crash short
+    /// while tolerating a stalled process or database for ~40 s before another run may start.
+    pub const LEASE_SECS: u64 = 60;
     /// Retries per file after the first attempt, for failures a retry can fix (timeouts, resets,
     /// 5xx, 429/503, a body cut short). With the backoff below, 4 retries wait about 7.5 s in all
     /// (0.5 + 1 + 2 + 4 s, jittered): enough to ride out a load balancer restart or a burst of
@@ -360,6 +367,11 @@ impl Settings {
                     .ledger
                     .collection
                     .unwrap_or_else(|| defaults::LEDGER_COLLECTION.to_string()),
+                lease_secs: file
+                    .ledger
+                    .lease_secs
+                    .unwrap_or(defaults::LEASE_SECS)
+                    .max(1),
             },
             run: RunSettings {
                 concurrency,

@@ -185,19 +185,6 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
-fn commands_not_built_yet_say_so_with_exit_2() {
-    for cmd in ["verify", "status", "rollback"] {
-        let out = bin()
-            .args(["--mongo-uri", "mongodb://127.0.0.1:1/x", cmd])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{cmd}");
-        assert!(text(&out.stderr).contains("not implemented yet"), "{cmd}");
-        assert!(out.stdout.is_empty(), "no fake output for {cmd}");
-    }
-}
-
-#[test]
 fn migrate_refuses_bad_setups_before_touching_anything() {
     // No destination: a configuration error naming the table, before any connection.
     let out = bin()

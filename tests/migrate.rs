@@ -312,7 +312,7 @@ async fn full_migration(tag: &str, destination: String, store_cfg: StoreConfig) 
         10
     );
     let r = refs
-        .find_one(doc! {"_id": {"c": "Photo", "o": "p3", "p": "meta.avatar"}})
+        .find_one(doc! {"c": "Photo", "o": "p3", "p": "meta.avatar"})
         .await
         .unwrap()
         .unwrap();
@@ -370,6 +370,80 @@ async fn full_migration(tag: &str, destination: String, store_cfg: StoreConfig) 
     assert_eq!(
         name(&app.doc("Photo", "p3").await, "image"),
         target(&app.missing)
+    );
+}
+
+/// Run `verify` with a config; returns the exit code and the JSON lines.
+fn verify(config: &PathBuf) -> (i32, Vec<Value>) {
+    let out = support::app::bin()
+        .arg("-c")
+        .arg(config)
+        .arg("verify")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (out.status.code().unwrap(), lines)
+}
+
+#[tokio::test]
+async fn verify_proves_completeness_and_finds_dangling_references() {
+    let app = App::seed("mig_verify").await;
+    let dir = std::env::temp_dir().join(support::unique("pfm-verify"));
+    let config = app.config(&format!(
+        "[destination]\ntype = \"fs\"\npath = \"{}\"\n",
+        dir.display()
+    ));
+    let (code, _, stderr) = migrate(&config, &["--yes", "--output", "jsonl"]);
+    assert_eq!(code, 3, "{stderr}");
+    // The missing file's reference is still legacy: not migrated.
+    let (code, lines) = verify(&config);
+    assert_eq!(code, 5);
+    let problems: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l.get("problem").is_some())
+        .collect();
+    assert_eq!(problems.len(), 1, "{lines:?}");
+    assert_eq!(problems[0]["problem"], "not-migrated");
+    assert_eq!(problems[0]["name"], app.missing.as_str());
+    let summary = &lines.last().unwrap()["verify"];
+    assert_eq!(summary["ok"], 10, "{summary}");
+    assert_eq!(
+        summary["not_covered"], 1,
+        "the Parse Server name p4.image: {summary}"
+    );
+
+    // Once the missing file arrives and is migrated: complete.
+    std::fs::write(
+        app.http_root.join("tfss").join(FILE_KEY).join(&app.missing),
+        b"late",
+    )
+    .unwrap();
+    let (code, _, stderr) = migrate(&config, &["--yes", "--retry-failed", "--output", "jsonl"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, lines) = verify(&config);
+    assert_eq!(code, 0, "{lines:?}");
+
+    // A copy lost at the destination: every reference to it is dangling.
+    let shared = dir.join(encode_uri_component(&target(&app.shared)));
+    std::fs::remove_file(&shared).unwrap();
+    let (code, lines) = verify(&config);
+    assert_eq!(code, 5);
+    let dangling = lines.iter().filter(|l| l["problem"] == "dangling").count();
+    assert_eq!(
+        dangling, 4,
+        "p1.thumb, p2.thumb, p3.meta.avatar, u1.avatar: {lines:?}"
+    );
+    // A copy with other bytes than recorded: a size mismatch.
+    std::fs::write(&shared, b"not the photo").unwrap();
+    let (code, lines) = verify(&config);
+    assert_eq!(code, 5);
+    assert!(
+        lines.iter().any(|l| l["problem"] == "size-mismatch"),
+        "{lines:?}"
     );
 }
 
@@ -663,16 +737,19 @@ async fn rewrites_are_compare_and_swap() {
     let dir = std::env::temp_dir().join(support::unique("cas"));
     let fs: StoreConfig =
         toml::from_str(&format!("type = \"fs\"\npath = \"{}\"", dir.display())).unwrap();
-    let live = Live {
-        stores: Stores {
+    let live = Live::new(
+        Stores {
             hosted: None,
             server: None,
             destination: storage::open(&fs, &StoreContext::default()).await.unwrap(),
         },
-        ledger: Ledger::new(db.clone(), "_FileMigration"),
-        db: db.clone(),
-        retry: Default::default(),
-    };
+        Ledger::new(db.clone(), "_FileMigration"),
+        db.clone(),
+        "all".into(),
+        "test".into(),
+        String::new(),
+        Default::default(),
+    );
     let states = live.rewrite("Photo", &changes).await.unwrap();
     assert_eq!(states[0], (RefState::Rewritten, None));
     assert_eq!(states[1], (RefState::Conflict, None));
@@ -696,7 +773,7 @@ async fn rewrites_are_compare_and_swap() {
     let state = |id: &'static str, path: &'static str| {
         let refs = refs.clone();
         async move {
-            refs.find_one(doc! {"_id": {"c": "Photo", "o": id, "p": path}})
+            refs.find_one(doc! {"c": "Photo", "o": id, "p": path})
                 .await
                 .unwrap()
                 .unwrap()
@@ -710,4 +787,102 @@ async fn rewrites_are_compare_and_swap() {
     // Running the same batch again: the done one is recognised as done, not as a conflict.
     let again = live.rewrite("Photo", &changes[..1]).await.unwrap();
     assert_eq!(again[0].0, RefState::Rewritten);
+}
+
+/// `rollback` after a full migration: every document byte-equal to before, copies deleted; a
+/// document the app changed after the migration is left alone and reported.
+#[tokio::test]
+async fn rollback_restores_byte_equal_documents() {
+    let app = App::seed("mig_rollback").await;
+    let dir = std::env::temp_dir().join(support::unique("pfm-rb"));
+    let config = app.config(&format!(
+        "[destination]\ntype = \"fs\"\npath = \"{}\"\nencryption = \"none\"\n",
+        dir.display()
+    ));
+    let raw = |snap: &BTreeMap<String, Vec<Document>>| -> BTreeMap<String, Vec<Vec<u8>>> {
+        snap.iter()
+            .filter(|(c, _)| !c.starts_with("_FileMigration"))
+            .map(|(c, docs)| {
+                (
+                    c.clone(),
+                    docs.iter()
+                        .map(|d| mongodb::bson::to_vec(d).unwrap())
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+    let before = raw(&app.snapshot().await);
+    let (code, _, stderr) = migrate(&config, &["--yes", "--output", "jsonl"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert_ne!(raw(&app.snapshot().await), before);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 7);
+
+    let rollback = |args: &[&str]| {
+        let out = support::app::bin()
+            .arg("-c")
+            .arg(&config)
+            .arg("rollback")
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(!stdout.contains(FILE_KEY) && !stderr.contains(FILE_KEY));
+        (out.status.code().unwrap(), stdout, stderr)
+    };
+    // Dry run: lists the restores, changes nothing.
+    let (code, stdout, stderr) = rollback(&["--dry-run", "--delete-copies"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.contains("\"update\"")).count(),
+        10
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.contains("\"delete\"")).count(),
+        7
+    );
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 7);
+
+    let (code, _, stderr) = rollback(&["--delete-copies"]);
+    assert_eq!(code, 2, "needs --yes without a terminal: {stderr}");
+    let (code, stdout, stderr) = rollback(&["--yes", "--delete-copies"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("\"restored\":10"), "{stdout}");
+    assert_eq!(
+        raw(&app.snapshot().await),
+        before,
+        "documents byte-equal to before"
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "copies deleted"
+    );
+
+    // Again: migrate, then the app changes one reference; rollback leaves that one alone.
+    let (code, _, stderr) = migrate(&config, &["--yes", "--output", "jsonl"]);
+    assert_eq!(code, 3, "{stderr}");
+    app.db
+        .collection::<Document>("Photo")
+        .update_one(
+            doc! {"_id": "p1"},
+            doc! {"$set": {"image": "the-app-changed-it.jpg"}},
+        )
+        .await
+        .unwrap();
+    let (code, stdout, stderr) = rollback(&["--yes"]);
+    assert_eq!(
+        code, 3,
+        "a conflict makes the rollback incomplete: {stderr}"
+    );
+    assert!(stdout.contains("\"conflicts\":1"), "{stdout}{stderr}");
+    assert_eq!(
+        app.doc("Photo", "p1").await.get_str("image").unwrap(),
+        "the-app-changed-it.jpg"
+    );
+    assert_eq!(
+        app.doc("Photo", "p1").await.get_str("thumb").unwrap(),
+        app.shared
+    );
 }

@@ -9,8 +9,7 @@ use mongodb::bson::{self, doc};
 use super::discover::{discover, explain_empty};
 use crate::cli::{MigrateArgs, MigrateOutput};
 use crate::engine::{self, Effects, Limits, Mode, Plan, RunState, Stores, UrlBase};
-use crate::exit::{CUTOFF, Coded, INCOMPLETE, OK, USAGE, unreachable, usage};
-use crate::ledger::Ledger;
+use crate::exit::{CUTOFF, Coded, INCOMPLETE, INTERRUPTED, OK, USAGE, unreachable, usage};
 use crate::parse::names::{RenamePolicy, Selection};
 use crate::report::migrate::{MigrateFormat, PlanWriter, summary_json, summary_text};
 use crate::report::{self, stdout_is_terminal};
@@ -79,7 +78,7 @@ pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32>
         destination: destination.clone(),
     };
 
-    let ledger = open_ledger(settings, &d.db).await?;
+    let ledger = super::open_ledger(settings, &d.db).await?;
     let plan = Plan {
         select: run.select,
         rename: run.rename,
@@ -102,6 +101,7 @@ pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32>
         collection_prefix: settings.mongo.collection_prefix.clone(),
         page_size: settings.mongo.page_size,
         file_key: settings.parse.file_key.clone(),
+        destination: destination.describe(),
     };
     if let UrlBase::None { why } = &plan.urls {
         tracing::warn!("{why}; nested File references to renamed files will not be rewritten");
@@ -111,16 +111,26 @@ pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32>
         let out = Box::new(std::io::stdout());
         Arc::new(engine::dry::DryRun {
             stores: stores.clone(),
-            out: Mutex::new(PlanWriter::new(format, out)),
+            out: Mutex::new(PlanWriter::new(
+                format,
+                out,
+                settings.parse.file_key.clone(),
+            )),
         })
     } else {
         gate(args, settings, &stores, &d.database)?;
-        Arc::new(engine::live::Live {
+        let scope = run
+            .shard
+            .map_or_else(|| "all".to_string(), |s| format!("{}/{}", s.index, s.count));
+        Arc::new(engine::live::Live::new(
             stores,
-            ledger: ledger.clone(),
-            db: d.db.clone(),
-            retry: run.retry,
-        })
+            ledger.clone(),
+            d.db.clone(),
+            scope,
+            hostname(),
+            settings.mongo.collection_prefix.clone(),
+            run.retry,
+        ))
     };
 
     effects
@@ -134,7 +144,22 @@ pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32>
         })
         .await?;
     let state = RunState::new();
-    let summary = engine::run(plan, effects.clone(), &ledger, &d.db, &d.targets, state).await?;
+    let signals = tokio::spawn(on_signals(state.clone()));
+    let result = engine::run(plan, effects.clone(), &ledger, &d.db, &d.targets, state).await;
+    signals.abort();
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            // Record the failure and give the lease back; the error itself is what matters.
+            if let Err(f) = effects
+                .finish(doc! {"error": format!("{e:#}")}, crate::exit::code_of(&e))
+                .await
+            {
+                tracing::warn!("recording the failed run: {f:#}");
+            }
+            return Err(e);
+        }
+    };
 
     if summary.references_found == 0 && summary.malformed_values == 0 {
         tracing::warn!(
@@ -142,7 +167,9 @@ pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32>
             explain_empty(&d, &settings.mongo.collection_prefix)
         );
     }
-    let code = if summary.stopped_by.is_some() {
+    let code = if summary.stopped_by.as_deref() == Some(engine::INTERRUPTED) {
+        INTERRUPTED
+    } else if summary.stopped_by.is_some() {
         CUTOFF
     } else if summary.incomplete() && !summary.dry_run {
         INCOMPLETE
@@ -161,6 +188,31 @@ pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32>
             .with_context(|| format!("writing the report {}", path.display()))?;
     }
     Ok(code)
+}
+
+/// First Ctrl-C or SIGTERM: stop taking new work, let transfers in flight finish and be recorded
+/// (exit 130). A second one exits at once; the ledger is still consistent (every step is recorded
+/// before the next begins), and a re-run continues.
+async fn on_signals(state: Arc<RunState>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return;
+    };
+    for n in 0.. {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        if n == 0 {
+            tracing::warn!(
+                "interrupted: finishing the transfers in flight (interrupt again to stop at once)"
+            );
+            state.interrupt();
+        } else {
+            tracing::warn!("interrupted again: stopping now; a re-run continues");
+            std::process::exit(INTERRUPTED);
+        }
+    }
 }
 
 /// Writing needs consent: `--yes`, or an answer on a terminal.
@@ -218,16 +270,6 @@ async fn open_store(
     Ok(store)
 }
 
-async fn open_ledger(settings: &Settings, app: &mongodb::Database) -> anyhow::Result<Ledger> {
-    let l = &settings.ledger;
-    let database = l.database.clone().unwrap_or_else(|| app.name().to_string());
-    let db = match &l.uri {
-        Some(uri) => crate::db::connect(uri, &database).await?.1,
-        None => app.client().database(&database),
-    };
-    Ok(Ledger::new(db, &l.collection))
-}
-
 fn url_base(settings: &Settings) -> UrlBase {
     let p = &settings.parse;
     if let Some(t) = &p.file_url_template {
@@ -250,7 +292,7 @@ fn url_base(settings: &Settings) -> UrlBase {
     }
 }
 
-fn hostname() -> String {
+pub(super) fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())

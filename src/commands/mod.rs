@@ -4,10 +4,14 @@
 mod discover;
 mod list;
 mod migrate;
+mod rollback;
 mod schema;
+mod status;
+mod verify;
 
 use crate::cli::{Cli, Command};
 use crate::exit::{OK, usage};
+use crate::ledger::Ledger;
 use crate::report;
 use crate::settings::Settings;
 
@@ -28,14 +32,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Schema(args)) => schema::run(&settings, &args).await,
         Some(Command::List(args)) => list::run(&settings, &args).await,
         Some(Command::Migrate(args)) => migrate::run(&settings, &args).await,
-        Some(Command::Verify(_)) => Err(not_yet("verify")),
-        Some(Command::Status(_)) => Err(not_yet("status")),
-        Some(Command::Rollback(_)) => Err(not_yet("rollback")),
+        Some(Command::Verify(args)) => verify::run(&settings, &args).await,
+        Some(Command::Status(args)) => status::run(&settings, &args).await,
+        Some(Command::Rollback(args)) => rollback::run(&settings, &args).await,
     }
 }
 
-fn not_yet(command: &str) -> anyhow::Error {
-    usage(format!(
-        "`{command}` is not implemented yet in this version; `schema`, `list` and `migrate` are"
-    ))
+/// The ledger of the app whose database is `app` (or where `[ledger]` puts it).
+async fn open_ledger(settings: &Settings, app: &mongodb::Database) -> anyhow::Result<Ledger> {
+    let l = &settings.ledger;
+    let database = l.database.clone().unwrap_or_else(|| app.name().to_string());
+    let db = match &l.uri {
+        Some(uri) => crate::db::connect(uri, &database).await?.1,
+        None => app.client().database(&database),
+    };
+    Ok(Ledger::new(db, &l.collection).with_lease(std::time::Duration::from_secs(l.lease_secs)))
+}
+
+/// Connect to the app database and open its ledger (commands that do not walk the schema).
+async fn app_and_ledger(settings: &Settings) -> anyhow::Result<(mongodb::Database, Ledger)> {
+    let (uri, database) = settings.mongo_target()?;
+    let (_client, db) = crate::db::connect(uri, database).await?;
+    let ledger = open_ledger(settings, &db).await?;
+    Ok((db, ledger))
 }

@@ -74,6 +74,20 @@ impl Effects for DryRun {
         Ok(vec![(RefState::Pending, None); changes.len()])
     }
 
+    async fn restore(
+        &self,
+        collection: &str,
+        changes: &[Change],
+    ) -> anyhow::Result<Vec<(RefState, Option<String>)>> {
+        self.rewrite(collection, changes).await
+    }
+
+    async fn delete(&self, target: &str) -> anyhow::Result<()> {
+        let location = self.stores.destination.location(target).ok();
+        self.out().delete(location.as_deref().unwrap_or(target))?;
+        Ok(())
+    }
+
     async fn finish(&self, _summary: Document, _exit_code: i32) -> anyhow::Result<()> {
         Ok(())
     }

@@ -12,7 +12,8 @@ use super::rewrite::{id_key, settle, statement};
 use super::transfer::copy_verified;
 use super::{Change, Effects, FileJob, Outcome, Stores};
 use crate::db::{update_batch, update_stmt};
-use crate::ledger::{FileResult, Intent, Ledger, RefState};
+use crate::exit::{Coded, USAGE};
+use crate::ledger::{FileResult, Intent, LeaseHeld, Ledger, RefState};
 use crate::retry::RetryPolicy;
 use crate::storage::{GetOptions, StorageError};
 
@@ -21,14 +22,139 @@ pub struct Live {
     pub ledger: Ledger,
     /// The app database (documents to rewrite).
     pub db: Database,
+    /// What this run leases: `all`, or the shard `K/N`.
+    pub scope: String,
+    pub host: String,
+    /// `collectionPrefix` of the class collections.
+    pub prefix: String,
     /// How failed transfers are retried (timeouts, 5xx, throttling, a broken stream).
     pub retry: RetryPolicy,
+    renewer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Live {
+    pub fn new(
+        stores: Stores,
+        ledger: Ledger,
+        db: Database,
+        scope: String,
+        host: String,
+        prefix: String,
+        retry: RetryPolicy,
+    ) -> Live {
+        Live {
+            stores,
+            ledger,
+            db,
+            scope,
+            host,
+            prefix,
+            retry,
+            renewer: Default::default(),
+        }
+    }
+
+    /// A run killed between a document update and its record leaves `pending` reference
+    /// records. Settle them from the documents: holding the new value → `rewritten`; holding the
+    /// old one → left pending (the walk finds and rewrites it again); anything else → `conflict`.
+    async fn settle_pending(&self) -> anyhow::Result<()> {
+        let mut after: Option<Bson> = None;
+        let mut settled = 0u64;
+        loop {
+            let page = self
+                .ledger
+                .refs_page(&[RefState::Pending], after.as_ref(), 500)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = last.get("_id").cloned();
+            let mut by_collection: std::collections::BTreeMap<String, Vec<Change>> =
+                Default::default();
+            for d in &page {
+                let Ok(r) = crate::ledger::ref_change(d) else {
+                    continue;
+                };
+                let shape = if r.old.url.is_none() && r.new.url.is_none() {
+                    crate::scan::Shape::BareName
+                } else {
+                    crate::scan::Shape::Nested
+                };
+                by_collection
+                    .entry(crate::parse::schema::collection_name(
+                        &self.prefix,
+                        &r.class,
+                    ))
+                    .or_default()
+                    .push(Change { r, shape });
+            }
+            for (collection, changes) in by_collection {
+                let docs = self.read_back(&collection, &changes).await?;
+                let states = settle(&changes, &docs, &HashMap::new());
+                let marks: Vec<_> = changes
+                    .iter()
+                    .zip(&states)
+                    .filter_map(|(c, (s, _))| {
+                        let still_old = docs
+                            .get(&id_key(&c.r.id))
+                            .and_then(|d| super::rewrite::get_path(d, &c.r.path))
+                            .is_some_and(|v| holds(v, &c.r.old.name));
+                        (!still_old).then(|| (c.r.key(), *s))
+                    })
+                    .collect();
+                settled += marks.len() as u64;
+                self.ledger.mark_refs(&marks).await?;
+            }
+        }
+        if settled > 0 {
+            tracing::info!("settled {settled} reference records an interrupted run left pending");
+        }
+        Ok(())
+    }
+}
+
+/// Whether a stored File value (bare name or File object) names `name`.
+fn holds(v: &Bson, name: &str) -> bool {
+    match v {
+        Bson::String(s) => s == name,
+        Bson::Document(d) => d.get_str("name").ok() == Some(name),
+        _ => false,
+    }
 }
 
 #[async_trait]
 impl Effects for Live {
     async fn begin(&self, info: Document) -> anyhow::Result<()> {
-        self.ledger.start_run(info).await
+        self.ledger
+            .lease(&self.scope, &self.host)
+            .await
+            .map_err(|e| match e.downcast::<LeaseHeld>() {
+                Ok(held) => Coded::new(USAGE, held.to_string())
+                    .hint(format!(
+                        "wait for that run to end; a crashed run's lease expires {} s after its last renewal",
+                        self.ledger.lease_duration().as_secs()
+                    ))
+                    .into(),
+                Err(e) => e,
+            })?;
+        // Renew well before expiry for as long as the run lasts.
+        let (ledger, scope, host) = (self.ledger.clone(), self.scope.clone(), self.host.clone());
+        let renewer = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ledger.lease_duration() / 3).await;
+                if let Err(e) = ledger.lease(&scope, &host).await {
+                    tracing::error!("renewing the lease on {scope}: {e:#}");
+                }
+            }
+        });
+        if let Some(old) = self
+            .renewer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(renewer)
+        {
+            old.abort();
+        }
+        self.ledger.start_run(info).await?;
+        self.settle_pending().await
     }
 
     async fn plan(&self, intents: &[Intent<'_>]) -> anyhow::Result<()> {
@@ -92,21 +218,7 @@ impl Effects for Live {
     ) -> anyhow::Result<Vec<(RefState, Option<String>)>> {
         let records: Vec<_> = changes.iter().map(|c| c.r.clone()).collect();
         self.ledger.record_pending(&records).await?;
-        let stmts = changes
-            .iter()
-            .map(|c| {
-                let (q, u) = statement(c);
-                update_stmt(q, u, false)
-            })
-            .collect();
-        let out = update_batch(&self.db, collection, stmts).await?;
-        let states = if out.matched == changes.len() as u64 && out.errors.is_empty() {
-            vec![(RefState::Rewritten, None); changes.len()]
-        } else {
-            let docs = self.read_back(collection, changes).await?;
-            let errors: HashMap<usize, String> = out.errors.into_iter().collect();
-            settle(changes, &docs, &errors)
-        };
+        let states = self.apply(collection, changes).await?;
         let outcomes: Vec<_> = changes
             .iter()
             .zip(&states)
@@ -116,8 +228,48 @@ impl Effects for Live {
         Ok(states)
     }
 
+    async fn restore(
+        &self,
+        collection: &str,
+        changes: &[Change],
+    ) -> anyhow::Result<Vec<(RefState, Option<String>)>> {
+        let states = self.apply(collection, changes).await?;
+        let states: Vec<_> = states
+            .into_iter()
+            .map(|(s, e)| match s {
+                RefState::Rewritten => (RefState::RolledBack, e),
+                other => (other, e),
+            })
+            .collect();
+        let marks: Vec<_> = changes
+            .iter()
+            .zip(&states)
+            .filter(|(_, (s, _))| *s == RefState::RolledBack)
+            .map(|(c, (s, _))| (c.r.key(), *s))
+            .collect();
+        self.ledger.mark_refs(&marks).await?;
+        Ok(states)
+    }
+
+    async fn delete(&self, target: &str) -> anyhow::Result<()> {
+        match self.stores.destination.delete(target).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn finish(&self, summary: Document, exit_code: i32) -> anyhow::Result<()> {
-        self.ledger.finish_run(summary, exit_code).await
+        self.ledger.finish_run(summary, exit_code).await?;
+        if let Some(r) = self
+            .renewer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            r.abort();
+        }
+        self.ledger.release(&self.scope).await
     }
 
     fn dry_run(&self) -> bool {
@@ -126,6 +278,31 @@ impl Effects for Live {
 }
 
 impl Live {
+    /// Run the compare-and-swap updates of `changes` in one collection; a state per change.
+    async fn apply(
+        &self,
+        collection: &str,
+        changes: &[Change],
+    ) -> anyhow::Result<Vec<(RefState, Option<String>)>> {
+        let stmts = changes
+            .iter()
+            .map(|c| {
+                let (q, u) = statement(c);
+                update_stmt(q, u, false)
+            })
+            .collect();
+        let out = update_batch(&self.db, collection, stmts).await?;
+        Ok(
+            if out.matched == changes.len() as u64 && out.errors.is_empty() {
+                vec![(RefState::Rewritten, None); changes.len()]
+            } else {
+                let docs = self.read_back(collection, changes).await?;
+                let errors: HashMap<usize, String> = out.errors.into_iter().collect();
+                settle(changes, &docs, &errors)
+            },
+        )
+    }
+
     /// The current documents of `changes`, projected on their paths, by `_id` key.
     async fn read_back(
         &self,
@@ -139,13 +316,15 @@ impl Live {
             if seen.insert(id_key(&c.r.id)) {
                 ids.push(c.r.id.clone());
             }
-            projection.insert(c.r.path.clone(), 1);
+            // The top-level field: a projection on `gallery.2` would not select array index 2.
+            let top = c.r.path.split('.').next().unwrap_or(&c.r.path);
+            projection.insert(top, 1);
         }
         let mut cursor = self
             .db
             .collection::<Document>(collection)
             .find(doc! {"_id": {"$in": ids}})
-            .projection(prune(projection))
+            .projection(projection)
             .await
             .with_context(|| format!("reading back {collection}"))?;
         let mut docs = HashMap::new();
@@ -162,34 +341,10 @@ impl Live {
     }
 }
 
-/// A projection without paths that overlap (MongoDB refuses `a` together with `a.b`).
-fn prune(projection: Document) -> Document {
-    let keys: std::collections::BTreeSet<&str> = projection.keys().map(String::as_str).collect();
-    let mut out = Document::new();
-    for k in &keys {
-        let covered = k.match_indices('.').any(|(i, _)| keys.contains(&k[..i]));
-        if !covered {
-            out.insert(*k, 1);
-        }
-    }
-    out
-}
-
 /// Why a file is missing, without repeating its name.
 fn missing(e: &StorageError) -> String {
     match e {
         StorageError::NotFound { location, .. } => format!("not found at {location}"),
         other => other.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn projections_drop_nested_duplicates() {
-        let p = prune(doc! {"a.b": 1, "a": 1, "a-x": 1, "c.0.f": 1, "c.1.f": 1, "ab": 1});
-        assert_eq!(p, doc! {"a": 1, "a-x": 1, "ab": 1, "c.0.f": 1, "c.1.f": 1});
     }
 }

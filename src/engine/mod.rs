@@ -116,6 +116,8 @@ pub struct Plan {
     pub page_size: u32,
     /// The app's fileKey, kept out of everything recorded or printed.
     pub file_key: Option<crate::secret::Secret>,
+    /// The destination's description: a ledger record of a copy elsewhere does not count.
+    pub destination: String,
 }
 
 impl Plan {
@@ -206,6 +208,15 @@ pub trait Effects: Send + Sync {
         collection: &str,
         changes: &[Change],
     ) -> anyhow::Result<Vec<(RefState, Option<String>)>>;
+    /// Put recorded old values back (`rollback`), compare-and-swap on the value the migration
+    /// wrote; records each reference as `rolled-back` or `conflict`.
+    async fn restore(
+        &self,
+        collection: &str,
+        changes: &[Change],
+    ) -> anyhow::Result<Vec<(RefState, Option<String>)>>;
+    /// Delete a copy this tool made at the destination (`rollback --delete-copies`).
+    async fn delete(&self, target: &str) -> anyhow::Result<()>;
     /// Record the end of the run.
     async fn finish(&self, summary: Document, exit_code: i32) -> anyhow::Result<()>;
     /// Whether this is a dry run (for the summary's wording).
@@ -217,6 +228,8 @@ pub struct RunState {
     pub counters: Counters,
     pub started: Instant,
     pub dedup: dedup::Dedup,
+    /// Set when the operator interrupts: no new work starts; what is in flight finishes.
+    interrupted: std::sync::atomic::AtomicBool,
 }
 
 impl RunState {
@@ -225,9 +238,23 @@ impl RunState {
             counters: Counters::default(),
             started: Instant::now(),
             dedup: dedup::Dedup::new(dedup::WINDOW),
+            interrupted: Default::default(),
         })
     }
+
+    /// Stop taking new work (Ctrl-C, SIGTERM).
+    pub fn interrupt(&self) {
+        self.interrupted
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_interrupted(&self) -> bool {
+        self.interrupted.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
+
+/// What `stopped_by` says when the run was interrupted.
+pub const INTERRUPTED: &str = "interrupt";
 
 /// Run the pipeline over `targets` in `db`. Returns the summary; the caller decides the exit
 /// code and records the end of the run.
@@ -255,6 +282,7 @@ pub async fn run(
         state.clone(),
         rec_tx,
         plan.concurrency,
+        plan.destination.clone(),
     );
     let rewrites = rewrite::stage(rec_rx, effects.clone(), state.clone(), plan.clone());
     // Each stage ends when its input closes, and a failing stage drops its receiver so the
@@ -276,12 +304,14 @@ async fn copy_stage(
     state: Arc<RunState>,
     records: mpsc::Sender<Record>,
     concurrency: usize,
+    destination: String,
 ) -> anyhow::Result<()> {
     let c = &state.counters;
     ReceiverStream::new(rx)
         .ready_chunks(concurrency.max(16))
         .then(|jobs| {
             let effects = effects.clone();
+            let destination = destination.clone();
             async move {
                 let intents: Vec<Intent> = jobs
                     .iter()
@@ -289,6 +319,7 @@ async fn copy_stage(
                         name: &j.name,
                         target: &j.target,
                         kind: j.kind.as_str(),
+                        destination: &destination,
                     })
                     .collect();
                 effects.plan(&intents).await?;

@@ -61,6 +61,9 @@ impl Planner<'_> {
                     .await
                     .with_context(|| format!("walking {}", target.collection))?;
                 let Some(page) = page else { break };
+                if self.state.is_interrupted() {
+                    return Ok(Some(super::INTERRUPTED.to_string()));
+                }
                 let c = &self.state.counters;
                 c.objects
                     .fetch_add(page.objects, std::sync::atomic::Ordering::Relaxed);
@@ -125,11 +128,26 @@ impl Planner<'_> {
 
         let names: Vec<&str> = unknown.iter().map(|(n, _)| n.as_str()).collect();
         let known = self.ledger.lookup(&names).await?;
+        // Names this tool wrote (targets of verified copies) are done, whatever their kind: a
+        // later `--select all` pass must not look for them at the source.
+        let written = self.ledger.by_target(&names).await?;
+        let here = |r: &crate::ledger::FileRecord| {
+            r.destination
+                .as_deref()
+                .is_none_or(|d| d == self.plan.destination)
+        };
         for (name, refs) in unknown {
             let target = target_name(&name, self.plan.rename).into_owned();
             let record = known.get(&name);
-            let outcome = match record {
-                Some(r) if r.state == FileState::Verified && r.target == target => {
+            let wrote_it = written.get(&name).filter(|r| here(r) && target == name);
+            let outcome = match (record, wrote_it) {
+                (_, Some(r)) => Some(Outcome::Verified {
+                    size: r.size.unwrap_or(0),
+                    md5: r.md5.clone(),
+                    hash_checked: r.hash_checked,
+                    skipped: true,
+                }),
+                (Some(r), _) if r.state == FileState::Verified && r.target == target && here(r) => {
                     Some(Outcome::Verified {
                         size: r.size.unwrap_or(0),
                         md5: r.md5.clone(),
@@ -137,7 +155,7 @@ impl Planner<'_> {
                         skipped: true,
                     })
                 }
-                Some(r) if r.state == FileState::Missing && !self.plan.retry_missing => {
+                (Some(r), _) if r.state == FileState::Missing && !self.plan.retry_missing => {
                     Some(Outcome::Missing {
                         reason: r
                             .error
@@ -205,6 +223,9 @@ impl Planner<'_> {
 
     /// The limit reached, if any: no new copy starts past it.
     fn cutoff(&self) -> Option<String> {
+        if self.state.is_interrupted() {
+            return Some(super::INTERRUPTED.to_string());
+        }
         let l = &self.plan.limits;
         let c = &self.state.counters;
         if let Some(max) = l.max_files

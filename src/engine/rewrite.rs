@@ -117,7 +117,9 @@ async fn flush(
         let states = effects.rewrite(&collection, &changes).await?;
         for (change, (state, error)) in changes.iter().zip(states) {
             match state {
-                RefState::Rewritten | RefState::Pending => Counters::add(&c.refs_rewritten, 1),
+                RefState::Rewritten | RefState::Pending | RefState::RolledBack => {
+                    Counters::add(&c.refs_rewritten, 1)
+                }
                 RefState::Conflict => {
                     Counters::add(&c.refs_conflict, 1);
                     c.conflict(change_item(
@@ -230,12 +232,20 @@ pub fn statement(change: &Change) -> (Document, Document) {
         ),
         _ => {
             let mut set = doc! {format!("{}.name", r.path): &r.new.name};
-            if let Some(u) = &r.new.url {
-                set.insert(format!("{}.url", r.path), u);
+            let mut u = Document::new();
+            match &r.new.url {
+                Some(url) => {
+                    set.insert(format!("{}.url", r.path), url);
+                }
+                // Only a rollback restores "no url" (a File object stored without one).
+                None => {
+                    u.insert("$unset", doc! {format!("{}.url", r.path): ""});
+                }
             }
+            u.insert("$set", set);
             (
                 doc! {"_id": r.id.clone(), format!("{}.name", r.path): &r.old.name},
-                doc! {"$set": set},
+                u,
             )
         }
     }

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use super::printable;
 use crate::engine::Summary;
-use crate::ledger::RefValue;
+use crate::ledger::{KEY_PLACEHOLDER, RefValue};
+use crate::secret::Secret;
 
 /// Output format of `migrate` (`--output`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,26 +47,35 @@ struct Tagged<'a, T: Serialize> {
     item: &'a T,
 }
 
-/// Streams the plan of a dry run.
+/// Streams the plan of a dry run. Every line is scrubbed of the secret it is given (the fileKey,
+/// which hosted-era urls embed) before it is written.
 pub struct PlanWriter {
     format: MigrateFormat,
     out: Box<dyn Write + Send>,
+    secret: Option<Secret>,
 }
 
 impl PlanWriter {
-    pub fn new(format: MigrateFormat, out: Box<dyn Write + Send>) -> PlanWriter {
-        PlanWriter { format, out }
+    pub fn new(
+        format: MigrateFormat,
+        out: Box<dyn Write + Send>,
+        secret: Option<Secret>,
+    ) -> PlanWriter {
+        PlanWriter {
+            format,
+            out,
+            secret: secret.filter(|s| !s.expose().is_empty()),
+        }
     }
 
     pub fn copy(&mut self, c: &PlannedCopy) -> std::io::Result<()> {
         match self.format {
             MigrateFormat::Jsonl => self.json("copy", c),
-            MigrateFormat::Text => writeln!(
-                self.out,
+            MigrateFormat::Text => self.line(format!(
                 "copy    {} -> {}",
                 printable(c.source.unwrap_or(c.name)),
                 printable(c.destination.unwrap_or(c.target))
-            ),
+            )),
         }
     }
 
@@ -73,28 +83,42 @@ impl PlanWriter {
         match self.format {
             MigrateFormat::Jsonl => self.json("update", u),
             MigrateFormat::Text => {
-                write!(
-                    self.out,
+                let mut line = format!(
                     "update  {} {} {}: {:?} -> {:?}",
                     u.class,
                     printable(&u.object_id),
                     printable(u.path),
                     u.old.name,
                     u.new.name
-                )?;
-                if u.new.url != u.old.url
-                    && let Some(url) = &u.new.url
-                {
-                    write!(self.out, " (url {})", printable(url))?;
+                );
+                if u.new.url != u.old.url {
+                    match &u.new.url {
+                        Some(url) => line.push_str(&format!(" (url {})", printable(url))),
+                        None => line.push_str(" (url removed)"),
+                    }
                 }
-                writeln!(self.out)
+                self.line(line)
             }
         }
     }
 
+    pub fn delete(&mut self, location: &str) -> std::io::Result<()> {
+        match self.format {
+            MigrateFormat::Jsonl => self.json("delete", &serde_json::json!({"location": location})),
+            MigrateFormat::Text => self.line(format!("delete  {location}")),
+        }
+    }
+
     fn json<T: Serialize>(&mut self, action: &str, item: &T) -> std::io::Result<()> {
-        serde_json::to_writer(&mut self.out, &Tagged { action, item })?;
-        writeln!(self.out)
+        let line = serde_json::to_string(&Tagged { action, item })?;
+        self.line(line)
+    }
+
+    fn line(&mut self, mut line: String) -> std::io::Result<()> {
+        if let Some(s) = &self.secret {
+            line = line.replace(s.expose(), KEY_PLACEHOLDER);
+        }
+        writeln!(self.out, "{line}")
     }
 
     pub fn flush(&mut self) -> std::io::Result<()> {
@@ -255,9 +279,9 @@ mod tests {
                 Ok(())
             }
         }
-        let mut w = PlanWriter::new(MigrateFormat::Jsonl, Box::new(W(buf.clone())));
+        let mut w = PlanWriter::new(MigrateFormat::Jsonl, Box::new(W(buf.clone())), None);
         w.update(&u).unwrap();
-        let mut t = PlanWriter::new(MigrateFormat::Text, Box::new(W(buf.clone())));
+        let mut t = PlanWriter::new(MigrateFormat::Text, Box::new(W(buf.clone())), None);
         t.update(&u).unwrap();
         let s = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
         let mut lines = s.lines();

@@ -8,6 +8,7 @@ pub mod list;
 pub mod logging;
 pub mod migrate;
 pub mod schema;
+pub mod status;
 
 use std::io::{IsTerminal, Write};
 

@@ -28,11 +28,11 @@ pub struct FsConfig {
     /// The directory holding the files (the FS adapter's `files/<filesSubDirectory>`). Required;
     /// created by `check()` if missing.
     pub path: Option<PathBuf>,
-    /// `"file-key"` or `"none"`. Default: encrypt when a key is available (`encryption_key`, else
-    /// the app's `fileKey`), else store plaintext.
+    /// `"file-key"` or `"none"`. Default: encrypt only when `encryption_key` is set (Parse Server
+    /// does not hand its `fileKey` to the FS adapter); `"file-key"` with no `encryption_key` uses
+    /// the app's `fileKey`.
     pub encryption: Option<super::Encryption>,
-    /// The FS adapter's `encryptionKey` option. Parse Server does not hand its `fileKey` to the FS
-    /// adapter, so set this to the adapter's own key when it differs.
+    /// The FS adapter's `encryptionKey` option.
     pub encryption_key: Option<crate::secret::Secret>,
 }
 
@@ -58,8 +58,24 @@ impl FsStore {
         let dir = cfg.path.clone().ok_or_else(|| {
             StorageError::message("fs store", false, "the fs store needs `path` (a directory)")
         })?;
-        let key =
-            crypto::resolve_key("fs store", cfg.encryption, cfg.encryption_key.as_ref(), ctx)?;
+        // Parse Server never hands its fileKey to the FS adapter (the adapter encrypts only with
+        // its own `encryptionKey`): by default only `encryption_key` turns encryption on. A plain
+        // FS adapter serves encrypted files with status 200 and the wrong bytes, so guessing
+        // "encrypted" would be the dangerous default.
+        let ctx = if cfg.encryption.is_none() {
+            StoreContext {
+                file_key: None,
+                ..ctx.clone()
+            }
+        } else {
+            ctx.clone()
+        };
+        let key = crypto::resolve_key(
+            "fs store",
+            cfg.encryption,
+            cfg.encryption_key.as_ref(),
+            &ctx,
+        )?;
         Ok(FsStore { dir, key })
     }
 
@@ -226,7 +242,8 @@ impl ObjectStore for FsStore {
             None => hashing.boxed(),
         };
         let tmp = self.dir.join(format!(
-            "{TEMP_PREFIX}{}",
+            "{TEMP_PREFIX}{}+{}",
+            owner_tag(),
             hex::encode(rand::random::<[u8; 12]>())
         ));
         let written = self.write_temp(name, &tmp, body).await;
@@ -273,7 +290,57 @@ impl ObjectStore for FsStore {
             .write_temp(&what, &probe, futures::stream::empty().boxed())
             .await;
         let _ = tokio::fs::remove_file(&probe).await;
-        result
+        result?;
+        self.remove_stale_temps().await;
+        Ok(())
+    }
+}
+
+/// `<host hash>+<pid>` of this process: temp files say who writes them, so a later run on the
+/// same host can remove those a killed process left (and never those of a live one, nor of
+/// another host sharing the directory).
+fn owner_tag() -> String {
+    format!("{}+{}", host_tag(), std::process::id())
+}
+
+fn host_tag() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(host.trim().as_bytes())[..4])
+}
+
+impl FsStore {
+    /// Remove temp files of dead processes of this host (a `kill -9` mid-write leaves one).
+    async fn remove_stale_temps(&self) {
+        let Ok(mut entries) = tokio::fs::read_dir(&self.dir).await else {
+            return;
+        };
+        let host = host_tag();
+        let mut removed = 0;
+        while let Ok(Some(e)) = entries.next_entry().await {
+            let name = e.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TEMP_PREFIX)) else {
+                continue;
+            };
+            let mut parts = rest.split('+');
+            let (Some(h), Some(pid)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let dead = h == host
+                && pid.parse::<u32>().is_ok_and(|pid| {
+                    pid != std::process::id()
+                        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                });
+            if dead && tokio::fs::remove_file(e.path()).await.is_ok() {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(
+                "removed {removed} unfinished temp files left by stopped runs in {}",
+                self.dir.display()
+            );
+        }
     }
 }
 
@@ -308,6 +375,31 @@ mod tests {
             );
         }
         assert!(s.location(&"é".repeat(43)).is_err(), "258 encoded bytes");
+    }
+
+    #[tokio::test]
+    async fn check_removes_temp_files_of_dead_processes_only() {
+        let dir = std::env::temp_dir().join(format!("pfm-stale-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dead = dir.join(format!("{TEMP_PREFIX}{}+4194304+aa", host_tag()));
+        let live = dir.join(format!("{TEMP_PREFIX}{}+1+bb", host_tag())); // pid 1 always runs
+        let other_host = dir.join(format!("{TEMP_PREFIX}00000000+4194304+cc"));
+        let real = dir.join("photo.jpg");
+        for f in [&dead, &live, &other_host, &real] {
+            std::fs::write(f, b"x").unwrap();
+        }
+        let store = FsStore::new(
+            &FsConfig {
+                path: Some(dir.clone()),
+                ..Default::default()
+            },
+            &StoreContext::default(),
+        )
+        .unwrap();
+        store.check().await.unwrap();
+        assert!(!dead.exists());
+        assert!(live.exists() && other_host.exists() && real.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

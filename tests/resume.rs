@@ -1,0 +1,356 @@
+//! Resumable runs on the real servers: cron cutoffs (exit 8, the next run continues), `kill -9`
+//! at many points followed by a re-run, shards run by concurrent processes, and the lease that
+//! refuses two runs over the same shard.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use assert_cmd::cargo::CommandCargoExt;
+use mongodb::bson::{Document, doc};
+use parse_files_migrate::parse::names::{encode_uri_component, parse_server_name};
+use serde_json::Value;
+
+const FILE_KEY: &str = "resumeKey";
+
+/// An app with `n` legacy files: object i references file i at the top level and file (i+1)%n
+/// in an object field, so every file has two references on different pages.
+struct Fixture {
+    db: mongodb::Database,
+    config: PathBuf,
+    dest: PathBuf,
+    files: BTreeMap<String, Vec<u8>>,
+}
+
+async fn fixture(tag: &str, n: usize, size: usize, extra_config: &str) -> Fixture {
+    let db_name = support::unique(tag);
+    let db = support::mongo_client().await.database(&db_name);
+    let http_dir = support::unique(tag);
+    let root = PathBuf::from(support::env("PFM_TEST_HTTP_ROOT"))
+        .join(&http_dir)
+        .join(FILE_KEY);
+    std::fs::create_dir_all(&root).unwrap();
+    let mut files = BTreeMap::new();
+    let names: Vec<String> = (0..n)
+        .map(|i| format!("tfss-3f2504e0-4f89-11d3-9a0c-{i:012x}-f{i}.bin"))
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        let data = support::bytes(size + i, i as u64 + 7);
+        std::fs::write(root.join(name), &data).unwrap();
+        files.insert(name.clone(), data);
+    }
+    db.collection::<Document>("_SCHEMA")
+        .insert_one(doc! {"_id": "Item", "objectId": "string", "file": "file", "meta": "object"})
+        .await
+        .unwrap();
+    let docs: Vec<Document> = (0..n)
+        .map(|i| {
+            doc! {"_id": format!("o{i:05}"), "file": &names[i],
+            "meta": {"f": {"__type": "File", "name": &names[(i + 1) % n]}}}
+        })
+        .collect();
+    db.collection::<Document>("Item")
+        .insert_many(docs)
+        .await
+        .unwrap();
+    let dest = std::env::temp_dir().join(support::unique(&format!("{tag}-dest")));
+    let config = std::env::temp_dir().join(format!("{}.toml", support::unique(tag)));
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[mongo]
+uri = "{uri}"
+database = "{db_name}"
+page_size = 10
+
+[parse]
+app_id = "resumeApp"
+file_key = "{FILE_KEY}"
+public_server_url = "https://api.example.com/parse"
+
+[source.hosted]
+type = "http"
+tfss_base_url = "{http}/{http_dir}/{{file_key}}/"
+
+[destination]
+type = "fs"
+path = "{dest}"
+
+[ledger]
+lease_secs = 1
+
+{extra_config}
+"#,
+            uri = support::mongo_uri(),
+            http = support::env("PFM_TEST_HTTP_URL"),
+            dest = dest.display(),
+        ),
+    )
+    .unwrap();
+    Fixture {
+        db,
+        config,
+        dest,
+        files,
+    }
+}
+
+fn command(config: &Path, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::cargo_bin("parse-files-migrate").unwrap();
+    c.arg("-c")
+        .arg(config)
+        .arg("migrate")
+        .args(["--yes", "--output", "jsonl"])
+        .args(args);
+    c
+}
+
+fn migrate(config: &Path, args: &[&str]) -> (i32, Value, String) {
+    let out = command(config, args).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let summary = stdout
+        .lines()
+        .last()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .unwrap_or(Value::Null);
+    (out.status.code().unwrap_or(-1), summary, stderr)
+}
+
+impl Fixture {
+    /// The end state every scenario must reach: every reference rewritten to its target, every
+    /// file byte-identical at the destination, nothing else there, and the ledger agreeing.
+    async fn assert_complete(&self) {
+        let items: Vec<Document> = futures::TryStreamExt::try_collect(
+            self.db
+                .collection::<Document>("Item")
+                .find(doc! {})
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        let targets: BTreeSet<String> = self.files.keys().map(|n| parse_server_name(n)).collect();
+        for d in &items {
+            let top = d.get_str("file").unwrap();
+            assert!(targets.contains(top), "not rewritten: {d}");
+            let nested = d.get_document("meta").unwrap().get_document("f").unwrap();
+            assert!(targets.contains(nested.get_str("name").unwrap()), "{d}");
+            assert!(
+                nested
+                    .get_str("url")
+                    .unwrap()
+                    .ends_with(&encode_uri_component(nested.get_str("name").unwrap()))
+            );
+        }
+        let on_disk: BTreeSet<String> = std::fs::read_dir(&self.dest)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        let expected: BTreeSet<String> = targets.iter().map(|t| encode_uri_component(t)).collect();
+        assert_eq!(
+            on_disk, expected,
+            "no orphan objects, no temp files, nothing missing"
+        );
+        for (name, data) in &self.files {
+            let got = std::fs::read(
+                self.dest
+                    .join(encode_uri_component(&parse_server_name(name))),
+            )
+            .unwrap();
+            assert!(got == *data, "{name}: bytes differ");
+        }
+        let ledger = self.db.collection::<Document>("_FileMigration");
+        assert_eq!(
+            ledger
+                .count_documents(doc! {"state": "verified"})
+                .await
+                .unwrap(),
+            self.files.len() as u64,
+            "ledger file count equals reality"
+        );
+        let refs = self.db.collection::<Document>("_FileMigration.refs");
+        assert_eq!(
+            refs.count_documents(doc! {"state": "rewritten"})
+                .await
+                .unwrap(),
+            2 * self.files.len() as u64,
+            "ledger reference count equals reality"
+        );
+        assert_eq!(
+            refs.count_documents(doc! {}).await.unwrap(),
+            2 * self.files.len() as u64
+        );
+    }
+}
+
+#[tokio::test]
+async fn cutoffs_stop_cleanly_and_the_next_run_continues() {
+    let f = fixture("res_cut", 40, 3000, "").await;
+    let mut copied = 0;
+    let mut runs = 0;
+    loop {
+        runs += 1;
+        assert!(runs <= 6, "did not finish in 6 slices");
+        let (code, s, stderr) = migrate(&f.config, &["--max-files", "12"]);
+        copied += s["files"]["copied"].as_u64().unwrap();
+        assert!(s["files"]["copied"].as_u64().unwrap() <= 12, "{s}");
+        match code {
+            8 => assert!(
+                s["stopped_by"].as_str().unwrap().contains("--max-files"),
+                "{s}"
+            ),
+            0 => break,
+            other => panic!("exit {other}: {stderr}"),
+        }
+    }
+    assert_eq!(runs, 4, "40 files in slices of 12");
+    assert_eq!(copied, 40, "each file copied exactly once over all slices");
+    f.assert_complete().await;
+
+    // --max-duration 0s stops before the first copy; --max-bytes after the first batch.
+    let g = fixture("res_cut_d", 5, 100, "").await;
+    let (code, s, _) = migrate(&g.config, &["--max-duration", "0s"]);
+    assert_eq!(code, 8);
+    assert_eq!(s["files"]["copied"], 0);
+    let (code, _, stderr) = migrate(&g.config, &["--max-bytes", "1GiB"]);
+    assert_eq!(code, 0, "{stderr}");
+    g.assert_complete().await;
+}
+
+#[tokio::test]
+async fn shards_run_concurrently_cover_everything_exactly_once() {
+    let f = fixture("res_shard", 60, 2000, "").await;
+    let a = command(&f.config, &["--shard", "0/2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let b = command(&f.config, &["--shard", "1/2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let summary = |o: &std::process::Output| -> Value {
+        let s = String::from_utf8_lossy(&o.stdout);
+        serde_json::from_str(s.lines().last().unwrap()).unwrap()
+    };
+    assert_eq!(
+        a.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&a.stderr)
+    );
+    assert_eq!(
+        b.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&b.stderr)
+    );
+    let (sa, sb) = (summary(&a), summary(&b));
+    let (ca, cb) = (
+        sa["files"]["copied"].as_u64().unwrap(),
+        sb["files"]["copied"].as_u64().unwrap(),
+    );
+    assert_eq!(ca + cb, 60, "{sa}\n{sb}");
+    assert!(ca > 10 && cb > 10, "both shards did work: {ca} + {cb}");
+    let attempts: Vec<Document> = futures::TryStreamExt::try_collect(
+        f.db.collection::<Document>("_FileMigration")
+            .find(doc! {"attempts": {"$ne": 1}})
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert!(attempts.is_empty(), "copied more than once: {attempts:?}");
+    f.assert_complete().await;
+}
+
+#[tokio::test]
+async fn a_second_run_on_the_same_shard_is_refused_until_the_lease_ends() {
+    let f = fixture("res_lease", 3, 100, "").await;
+    let locks = f.db.collection::<Document>("_FileMigration.locks");
+    let until = mongodb::bson::DateTime::from_millis(
+        mongodb::bson::DateTime::now().timestamp_millis() + 60_000,
+    );
+    locks
+        .insert_one(
+            doc! {"_id": "all", "run": mongodb::bson::oid::ObjectId::new(),
+            "host": "other-host", "pid": 4242i64, "until": until},
+        )
+        .await
+        .unwrap();
+    let (code, _, stderr) = migrate(&f.config, &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("another run holds the lease") && stderr.contains("other-host"),
+        "{stderr}"
+    );
+    assert!(!f.dest.exists() || std::fs::read_dir(&f.dest).unwrap().count() == 0);
+    // Another shard is not blocked by it… but the same shard is until the lease expires.
+    locks
+        .update_one(
+            doc! {"_id": "all"},
+            doc! {"$set": {"until": mongodb::bson::DateTime::now()}},
+        )
+        .await
+        .unwrap();
+    let (code, _, stderr) = migrate(&f.config, &[]);
+    assert_eq!(code, 0, "an expired lease is taken over: {stderr}");
+    assert_eq!(
+        locks.count_documents(doc! {}).await.unwrap(),
+        0,
+        "released at the end"
+    );
+    f.assert_complete().await;
+}
+
+/// `kill -9` during the scan, transfers, between copy and rewrite and during rewrites (delays
+/// spread over a run's length), re-running after each: the end state is complete and
+/// consistent.
+#[tokio::test]
+async fn sigkill_at_many_points_then_a_rerun_completes() {
+    let f = fixture("res_kill", 150, 40_000, "").await;
+    // How long an uninterrupted run would take, on a copy of the data, to spread the kills.
+    let probe = fixture("res_kill_probe", 150, 40_000, "").await;
+    let started = std::time::Instant::now();
+    let (code, _, stderr) = migrate(&probe.config, &["--concurrency", "4"]);
+    assert_eq!(code, 0, "{stderr}");
+    let full = started.elapsed();
+    eprintln!("resume: an uninterrupted run of 150 files takes {full:?}");
+
+    let mut kills = 0;
+    // Each run gets further than the last (done work is skipped), so the delays stay within the
+    // first third of a full run's length, cycling, until six kills have landed mid-run.
+    for attempt in 0..14u32 {
+        if kills == 6 {
+            break;
+        }
+        let delay = full * (attempt % 7 + 1) / 21;
+        let mut child = command(&f.config, &["--concurrency", "4"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(delay).await;
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+        // The killed run's lease (1 s in this config) must expire before the next run.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    eprintln!("resume: {kills} runs killed with SIGKILL at spread points");
+    assert!(kills >= 4, "the kills must land mid-run (only {kills} did)");
+    let (code, s, stderr) = migrate(&f.config, &["--concurrency", "4"]);
+    assert_eq!(code, 0, "{stderr}");
+    eprintln!("resume: the final run: {s}");
+    f.assert_complete().await;
+}
