@@ -79,6 +79,7 @@ async fn each_fault_is_classified() {
         .iter()
         .map(|f| (*f, "retryable"))
         .chain([
+            (Fault::StallBeforeHeaders, "retryable"),
             (Fault::NotFound, "not found"),
             (Fault::Status(400), "permanent"),
         ])
@@ -123,7 +124,9 @@ async fn each_fault_is_classified() {
         assert!(!err.to_string().contains(FILE_KEY), "{err}");
         match fault {
             Fault::Throttle => assert_eq!(err.retry_after(), Some(Duration::from_secs(1))),
-            Fault::Stall => assert!(took < Duration::from_secs(5), "stall not cut: {took:?}"),
+            Fault::Stall | Fault::StallBeforeHeaders => {
+                assert!(took < Duration::from_secs(5), "stall not cut: {took:?}")
+            }
             _ => {}
         }
         // The second request is served normally: a retry gets the whole file.

@@ -30,6 +30,8 @@ pub enum Fault {
     Reset,
     /// Headers and half the body, then silence for [`Options::stall`], then a close.
     Stall,
+    /// Silence for [`Options::stall`] before any response byte, then a close.
+    StallBeforeHeaders,
     /// Full `Content-Length`, half the body, then a clean close.
     ShortBody,
     /// `404 Not Found`.
@@ -44,6 +46,7 @@ impl Fault {
             Fault::Throttle => "429+retry-after".into(),
             Fault::Reset => "reset-mid-body".into(),
             Fault::Stall => "stall-mid-body".into(),
+            Fault::StallBeforeHeaders => "stall-before-headers".into(),
             Fault::ShortBody => "short-body".into(),
             Fault::NotFound => "404".into(),
         }
@@ -300,6 +303,10 @@ async fn answer(
         (Some(Fault::Status(code)), _) => return simple(sock, code, "").await,
         (Some(Fault::Throttle), _) => return simple(sock, 429, "Retry-After: 1\r\n").await,
         (Some(Fault::NotFound), _) | (_, None) => return simple(sock, 404, "").await,
+        (Some(Fault::StallBeforeHeaders), _) => {
+            tokio::time::sleep(opts.stall).await;
+            return sock.shutdown().await;
+        }
         (_, Some(d)) => d,
     };
     let head = format!(
