@@ -16,6 +16,37 @@ use crate::settings::MongoUri;
 /// How long start-up waits for a server when the URI does not say (`serverSelectionTimeoutMS`).
 const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Every client this process opened (see [`track`] and [`shutdown`]). A static is never dropped,
+/// so a tracked client's last handle never drops either.
+static CLIENTS: std::sync::Mutex<Vec<Client>> = std::sync::Mutex::new(Vec::new());
+
+/// Remember `client`, to be shut down by [`shutdown`] before the runtime stops.
+///
+/// Why: when the last handle of a client drops, the driver spawns a task that ends its sessions.
+/// If the runtime is shutting down while that task runs, the connection pool's worker is already
+/// gone and the driver panics on an `unwrap` it considers impossible (mongodb 3.9
+/// `cmap/connection_requester.rs`: "called `Result::unwrap()` on an `Err` value: SendError") —
+/// a panic message on stderr at the end of a clean run.
+pub fn track(client: &Client) {
+    CLIENTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(client.clone());
+}
+
+/// Shut every tracked client down (end sessions, stop monitors, close pools), waiting at most
+/// `limit`: called once the command is done, before the runtime stops.
+pub async fn shutdown(limit: Duration) {
+    let clients = CLIENTS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let all = futures::future::join_all(
+        clients
+            .into_iter()
+            .map(|c| std::future::IntoFuture::into_future(c.shutdown().immediate(true))),
+    );
+    // A server gone by now cannot end sessions; the process is exiting anyway.
+    let _ = tokio::time::timeout(limit, all).await;
+}
+
 /// Connect and ping; `database` is the app database.
 pub async fn connect(uri: &MongoUri, database: &str) -> anyhow::Result<(Client, Database)> {
     let mut opts = ClientOptions::parse(uri.expose()).await.map_err(|e| {
@@ -32,12 +63,41 @@ pub async fn connect(uri: &MongoUri, database: &str) -> anyhow::Result<(Client, 
     if opts.app_name.is_none() {
         opts.app_name = Some("parse-files-migrate".into());
     }
-    let client = Client::with_options(opts).context("building the MongoDB client")?;
+    let tls = matches!(opts.tls, Some(mongodb::options::Tls::Enabled(_)));
+    // Building the client reads the TLS files named in the URI (tlsCAFile,
+    // tlsCertificateKeyFile): a missing or unreadable file is a configuration error.
+    let client = Client::with_options(opts).map_err(|e| {
+        usage(format!(
+            "cannot use the MongoDB URI {}: {}",
+            uri.redacted(),
+            e.kind
+        ))
+    })?;
+    track(&client);
     let db = client.database(database);
     db.run_command(doc! {"ping": 1}).await.map_err(|e| {
+        let (over, hint) = if tls {
+            (
+                " over TLS",
+                "the URI asks for TLS (tls=true): does the server accept TLS on that port? \
+                 tlsCAFile must hold the CA that signed the server's certificate, and \
+                 tlsCertificateKeyFile (if the server wants a client certificate) the certificate \
+                 and its unencrypted key in one PEM file",
+            )
+        } else {
+            (
+                "",
+                "is the URI right and the server up? A quick read-only check: \
+                 `parse-files-migrate schema`",
+            )
+        };
         unreachable(
-            format!("cannot reach MongoDB at {}: {}", uri.redacted(), e.kind),
-            "is the URI right and the server up? A quick read-only check: `parse-files-migrate schema`",
+            format!(
+                "cannot reach MongoDB{over} at {}: {}",
+                uri.redacted(),
+                e.kind
+            ),
+            hint,
         )
     })?;
     Ok((client, db))

@@ -13,6 +13,7 @@ pub mod exit;
 pub mod ledger;
 pub mod parse;
 pub mod report;
+pub mod retry;
 pub mod scan;
 pub mod secret;
 pub mod settings;

@@ -18,7 +18,13 @@ fn main() {
             std::process::exit(exit::INTERNAL);
         }
     };
-    let code = match runtime.block_on(parse_files_migrate::run(cli)) {
+    let outcome = runtime.block_on(async {
+        let outcome = parse_files_migrate::run(cli).await;
+        // Close MongoDB clients while the runtime still runs (see `db::track`).
+        parse_files_migrate::db::shutdown(std::time::Duration::from_secs(2)).await;
+        outcome
+    });
+    let code = match outcome {
         Ok(code) => code,
         Err(err) => {
             report::print_error(&err);

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::cli::{GlobalArgs, LogFormat, MigrateArgs, ProgressMode};
 use crate::exit::usage;
 use crate::parse::names::{RenamePolicy, Selection};
+use crate::retry::RetryPolicy;
 use crate::secret::{Secret, redact_uri};
 use crate::storage::StoreConfig;
 
@@ -84,6 +85,9 @@ pub struct RunFile {
     pub max_duration: Option<String>,
     pub shard: Option<String>,
     pub nested: Option<bool>,
+    pub retries: Option<u32>,
+    pub retry_base_ms: Option<u64>,
+    pub retry_max_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -189,6 +193,9 @@ pub struct RunSettings {
     #[serde(serialize_with = "ser_duration")]
     pub max_duration: Option<Duration>,
     pub shard: Option<Shard>,
+    /// How failed transfers are retried (`retries`, `retry_base_ms`, `retry_max_ms`).
+    #[serde(flatten)]
+    pub retry: RetryPolicy,
 }
 
 #[derive(Debug, Serialize)]
@@ -227,6 +234,19 @@ pub mod defaults {
     /// shard is free again after at most this long. A minute keeps the wait after a crash short
     /// while tolerating a stalled process or database for ~40 s before another run may start.
     pub const LEASE_SECS: u64 = 60;
+    /// Retries per file after the first attempt, for failures a retry can fix (timeouts, resets,
+    /// 5xx, 429/503, a body cut short). With the backoff below, 4 retries wait about 7.5 s in all
+    /// (0.5 + 1 + 2 + 4 s, jittered): enough to ride out a load balancer restart or a burst of
+    /// 5xx, while a host that is really down costs seconds per file, not minutes. Failed files
+    /// are retried by the next run anyway (the ledger keeps them). rclone's per-operation
+    /// low-level retries (10) and the AWS SDKs' 3 attempts bracket this.
+    pub const RETRIES: u32 = 4;
+    /// First backoff before jitter; doubles per retry (AWS's "exponential backoff and jitter").
+    pub const RETRY_BASE_MS: u64 = 500;
+    /// Longest single wait, also for a server's `Retry-After`: a throttling host that asks for
+    /// minutes must not park every transfer slot that long. When the retries run out the file is
+    /// recorded as failed, and the next run retries it.
+    pub const RETRY_MAX_MS: u64 = 30_000;
     pub const TFSS_BASE_URL: &str = "http://files.parsetfss.com/{file_key}/";
     pub const LEGACY_BASE_URL: &str = "http://files.parse.com/{file_key}/";
 }
@@ -297,6 +317,18 @@ impl Settings {
             None => None,
         };
         let verbosity = (global.verbose.min(2) as i8) - (global.quiet.min(2) as i8);
+        let retry = RetryPolicy {
+            retries: run.retries.unwrap_or(defaults::RETRIES),
+            base: Duration::from_millis(run.retry_base_ms.unwrap_or(defaults::RETRY_BASE_MS)),
+            max: Duration::from_millis(run.retry_max_ms.unwrap_or(defaults::RETRY_MAX_MS)),
+        };
+        if retry.base > retry.max {
+            return Err(usage(format!(
+                "[run] retry_base_ms ({}) must not exceed retry_max_ms ({})",
+                retry.base.as_millis(),
+                retry.max.as_millis()
+            )));
+        }
 
         Ok(Settings {
             config_file: global.config.clone(),
@@ -356,6 +388,7 @@ impl Settings {
                 max_bytes,
                 max_duration,
                 shard,
+                retry,
             },
             output: OutputSettings {
                 log_format: global
@@ -507,6 +540,31 @@ mod tests {
     }
 
     #[test]
+    fn retry_policy_from_run_table() {
+        let s = Settings::from_parts(&GlobalArgs::default(), None, ConfigFile::default()).unwrap();
+        assert_eq!(s.run.retry, RetryPolicy::default());
+        assert_eq!(s.run.retry.retries, defaults::RETRIES);
+        let f = file("[run]\nretries = 0\nretry_base_ms = 10\nretry_max_ms = 40").unwrap();
+        let s = Settings::from_parts(&GlobalArgs::default(), None, f).unwrap();
+        assert_eq!(
+            s.run.retry,
+            RetryPolicy {
+                retries: 0,
+                base: Duration::from_millis(10),
+                max: Duration::from_millis(40),
+            }
+        );
+        let out = s.to_toml().unwrap();
+        assert!(
+            out.contains("retries = 0") && out.contains("retry_base_ms = 10"),
+            "{out}"
+        );
+        let f = file("[run]\nretry_base_ms = 5000\nretry_max_ms = 40").unwrap();
+        let e = Settings::from_parts(&GlobalArgs::default(), None, f).unwrap_err();
+        assert!(e.to_string().contains("retry_max_ms"), "{e}");
+    }
+
+    #[test]
     fn unknown_keys_are_errors_naming_the_key() {
         let e = file("[mongo]\nurl = \"x\"").unwrap_err().to_string();
         assert!(e.contains("url"), "{e}");
@@ -531,6 +589,27 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("admin:<redacted>@h:27017/app"), "{out}");
+    }
+
+    #[test]
+    fn tls_uris_are_accepted_and_shown_redacted() {
+        let uri = "mongodb://app:pw-tls-SECRET@db1.example:27017,db2.example:27017/parse?\
+                   replicaSet=rs0&tls=true&tlsCAFile=/etc/ssl/mongo-ca.pem&\
+                   tlsCertificateKeyFile=/etc/ssl/client.pem&authSource=admin";
+        let g = GlobalArgs {
+            mongo_uri: Some(uri.into()),
+            ..Default::default()
+        };
+        let s = Settings::from_parts(&g, None, ConfigFile::default()).unwrap();
+        let (u, db) = s.mongo_target().unwrap();
+        assert_eq!(u.expose(), uri);
+        assert_eq!(db, "parse");
+        let shown = s.to_toml().unwrap();
+        assert!(!shown.contains("pw-tls-SECRET"), "{shown}");
+        assert!(
+            shown.contains("tls=true&tlsCAFile=/etc/ssl/mongo-ca.pem"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -6,14 +6,14 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use assert_cmd::Command;
 use mongodb::bson::{Bson, Document, doc};
 use parse_files_migrate::parse::names::{encode_uri_component, parse_server_name};
 use parse_files_migrate::storage::{self, ObjectStore, StoreConfig, StoreContext};
 use serde_json::Value;
+use support::app::{file, summary, uuid};
 use support::conformance::read_all;
 
 const FILE_KEY: &str = "fk-migrate-SECRET";
@@ -35,23 +35,8 @@ struct App {
     base_config: String,
 }
 
-fn uuid(n: u8) -> String {
-    format!("3f2504e0-4f89-11d3-9a0c-0305e82c33{n:02x}")
-}
-
-fn file(name: &str, url: Option<&str>) -> Document {
-    let mut d = doc! {"__type": "File", "name": name};
-    if let Some(u) = url {
-        d.insert("url", u);
-    }
-    d
-}
-
 fn legacy_url(name: &str) -> String {
-    format!(
-        "http://files.parsetfss.com/{FILE_KEY}/{}",
-        encode_uri_component(name)
-    )
+    support::app::tfss_url(FILE_KEY, name)
 }
 
 impl App {
@@ -100,14 +85,7 @@ impl App {
             files.insert(name.clone(), data);
         }
 
-        db.collection::<Document>("_SCHEMA")
-            .insert_many([
-                doc! {"_id": "Photo", "objectId": "string", "image": "file", "thumb": "file",
-                "meta": "object", "gallery": "array"},
-                doc! {"_id": "_User", "objectId": "string", "avatar": "file"},
-            ])
-            .await
-            .unwrap();
+        support::app::photo_schema(&db).await;
         db.collection::<Document>("Photo")
             .insert_many([
                 doc! {"_id": "p1", "image": &a, "thumb": &shared},
@@ -170,61 +148,23 @@ legacy_base_url = "{http}/{http_dir}/legacy/{{file_key}}/"
     }
 
     async fn snapshot(&self) -> BTreeMap<String, Vec<Document>> {
-        let mut out = BTreeMap::new();
-        for c in self.db.list_collection_names().await.unwrap() {
-            let mut docs: Vec<Document> = futures::TryStreamExt::try_collect(
-                self.db
-                    .collection::<Document>(&c)
-                    .find(doc! {})
-                    .sort(doc! {"_id": 1})
-                    .await
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-            docs.sort_by_key(|d| format!("{:?}", d.get("_id")));
-            out.insert(c, docs);
-        }
-        out
+        support::app::snapshot(&self.db).await
     }
 
     async fn doc(&self, coll: &str, id: impl Into<Bson>) -> Document {
-        self.db
-            .collection::<Document>(coll)
-            .find_one(doc! {"_id": id.into()})
-            .await
-            .unwrap()
-            .unwrap()
+        support::app::find(&self.db, coll, id).await
     }
 }
 
-fn migrate(config: &PathBuf, args: &[&str]) -> (i32, Vec<Value>, String) {
-    let out = Command::cargo_bin("parse-files-migrate")
-        .unwrap()
-        .arg("-c")
-        .arg(config)
-        .arg("migrate")
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap();
+fn migrate(config: &Path, args: &[&str]) -> (i32, Vec<Value>, String) {
+    let out = support::app::migrate(config, args);
     assert!(
-        !stdout.contains(FILE_KEY) && !stderr.contains(FILE_KEY),
-        "the fileKey leaked:\n{stdout}\n{stderr}"
+        !out.stdout.contains(FILE_KEY) && !out.stderr.contains(FILE_KEY),
+        "the fileKey leaked:\n{}\n{}",
+        out.stdout,
+        out.stderr
     );
-    let lines = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
-    (out.status.code().unwrap_or(-1), lines, stderr)
-}
-
-fn summary(lines: &[Value]) -> &Value {
-    let s = lines.last().expect("a summary line");
-    assert_eq!(s["action"], "summary", "{s}");
-    s
+    (out.code, out.jsonl(), out.stderr)
 }
 
 fn target(name: &str) -> String {
@@ -435,8 +375,7 @@ async fn full_migration(tag: &str, destination: String, store_cfg: StoreConfig) 
 
 /// Run `verify` with a config; returns the exit code and the JSON lines.
 fn verify(config: &PathBuf) -> (i32, Vec<Value>) {
-    let out = Command::cargo_bin("parse-files-migrate")
-        .unwrap()
+    let out = support::app::bin()
         .arg("-c")
         .arg(config)
         .arg("verify")
@@ -809,6 +748,7 @@ async fn rewrites_are_compare_and_swap() {
         "all".into(),
         "test".into(),
         String::new(),
+        Default::default(),
     );
     let states = live.rewrite("Photo", &changes).await.unwrap();
     assert_eq!(states[0], (RefState::Rewritten, None));
@@ -879,8 +819,7 @@ async fn rollback_restores_byte_equal_documents() {
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 7);
 
     let rollback = |args: &[&str]| {
-        let out = Command::cargo_bin("parse-files-migrate")
-            .unwrap()
+        let out = support::app::bin()
             .arg("-c")
             .arg(&config)
             .arg("rollback")

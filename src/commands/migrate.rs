@@ -129,6 +129,7 @@ pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32>
             scope,
             hostname(),
             settings.mongo.collection_prefix.clone(),
+            run.retry,
         ))
     };
 

@@ -99,6 +99,7 @@ pub async fn run(settings: &Settings, args: &RollbackArgs) -> anyhow::Result<i32
             "all".into(),
             super::migrate::hostname(),
             prefix.clone(),
+            settings.run.retry,
         ))
     };
 

@@ -1,7 +1,6 @@
 //! The effects of a real run: copy to the destination, write the ledger, update documents.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -15,10 +14,8 @@ use super::{Change, Effects, FileJob, Outcome, Stores};
 use crate::db::{update_batch, update_stmt};
 use crate::exit::{Coded, USAGE};
 use crate::ledger::{FileResult, Intent, LeaseHeld, Ledger, RefState};
+use crate::retry::RetryPolicy;
 use crate::storage::{GetOptions, StorageError};
-
-/// Attempts per file for errors a retry can fix (timeouts, 5xx, a broken stream).
-pub const ATTEMPTS: u32 = 3;
 
 pub struct Live {
     pub stores: Stores,
@@ -30,6 +27,8 @@ pub struct Live {
     pub host: String,
     /// `collectionPrefix` of the class collections.
     pub prefix: String,
+    /// How failed transfers are retried (timeouts, 5xx, throttling, a broken stream).
+    pub retry: RetryPolicy,
     renewer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -41,6 +40,7 @@ impl Live {
         scope: String,
         host: String,
         prefix: String,
+        retry: RetryPolicy,
     ) -> Live {
         Live {
             stores,
@@ -49,6 +49,7 @@ impl Live {
             scope,
             host,
             prefix,
+            retry,
             renewer: Default::default(),
         }
     }
@@ -172,58 +173,37 @@ impl Effects for Live {
             && source.location(&job.name).ok() == dest.location(&job.target).ok()
         {
             // Nothing to move: check it is there, so references are only rebased onto real bytes.
-            return match dest.stat(&job.target).await {
+            return match self.retry.run(&job.name, || dest.stat(&job.target)).await {
                 Ok(meta) => Outcome::Verified {
                     size: meta.size,
                     md5: meta.md5,
                     hash_checked: false,
                     skipped: true,
                 },
-                Err(e) if e.is_not_found() => Outcome::Missing {
-                    reason: missing(&e),
+                Err(g) if g.error.is_not_found() => Outcome::Missing {
+                    reason: missing(&g.error),
                 },
-                Err(e) => Outcome::Failed {
-                    reason: e.to_string(),
-                },
+                Err(g) => Outcome::Failed { reason: g.reason() },
             };
         }
         let get = GetOptions {
             offset: 0,
             url_hint: job.url_hint.clone(),
         };
-        let mut attempt = 1;
-        loop {
-            match copy_verified(&**source, dest, &job.name, &job.target, &get).await {
-                Ok(v) => {
-                    return Outcome::Verified {
-                        size: v.size,
-                        md5: Some(v.md5),
-                        hash_checked: v.hash_checked,
-                        skipped: false,
-                    };
-                }
-                Err(e) if e.is_not_found() => {
-                    return Outcome::Missing {
-                        reason: missing(&e),
-                    };
-                }
-                Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
-                    let wait = backoff(attempt);
-                    tracing::info!(
-                        file = %job.name,
-                        attempt,
-                        "retrying in {} ms: {e}",
-                        wait.as_millis()
-                    );
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                Err(e) => {
-                    return Outcome::Failed {
-                        reason: failure(&e, attempt),
-                    };
-                }
-            }
+        // Each attempt starts over from the first byte: the destination's `put` is atomic, so a
+        // broken attempt leaves nothing behind to resume from or to clean up.
+        let copy = || copy_verified(&**source, dest, &job.name, &job.target, &get);
+        match self.retry.run(&job.name, copy).await {
+            Ok(v) => Outcome::Verified {
+                size: v.size,
+                md5: Some(v.md5),
+                hash_checked: v.hash_checked,
+                skipped: false,
+            },
+            Err(g) if g.error.is_not_found() => Outcome::Missing {
+                reason: missing(&g.error),
+            },
+            Err(g) => Outcome::Failed { reason: g.reason() },
         }
     }
 
@@ -361,36 +341,10 @@ impl Live {
     }
 }
 
-/// Exponential backoff with jitter: ~0.5 s, ~1 s, ~2 s …
-fn backoff(attempt: u32) -> Duration {
-    let base = 500u64 << (attempt - 1).min(6);
-    let jitter = rand::random::<u64>() % (base / 2 + 1);
-    Duration::from_millis(base / 2 + jitter + base / 4)
-}
-
 /// Why a file is missing, without repeating its name.
 fn missing(e: &StorageError) -> String {
     match e {
         StorageError::NotFound { location, .. } => format!("not found at {location}"),
         other => other.to_string(),
-    }
-}
-
-fn failure(e: &StorageError, attempts: u32) -> String {
-    if attempts > 1 {
-        format!("{e} (after {attempts} attempts)")
-    } else {
-        e.to_string()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows() {
-        assert!(backoff(1) < Duration::from_millis(800));
-        assert!(backoff(3) >= Duration::from_millis(1500));
     }
 }

@@ -89,7 +89,7 @@ impl<W: Write> ListWriter<W> {
 fn table_line(out: &mut impl Write, cols: &[&str; 5]) -> std::io::Result<()> {
     let mut line = String::new();
     for (col, width) in cols.iter().zip(TABLE_WIDTHS) {
-        let cell = sanitize(col);
+        let cell = super::printable(col);
         if width == 0 {
             line.push_str(&cell);
         } else {
@@ -100,19 +100,6 @@ fn table_line(out: &mut impl Write, cols: &[&str; 5]) -> std::io::Result<()> {
         }
     }
     writeln!(out, "{}", line.trim_end())
-}
-
-/// Control characters in names would break a terminal; show them escaped.
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
 }
 
 fn truncate(s: &str, width: usize) -> String {

@@ -26,6 +26,23 @@ pub fn progress_enabled(output: &OutputSettings) -> bool {
     }
 }
 
+/// Text log fields as tracing-subscriber writes them (`message`, then `name=value`), with control
+/// characters escaped in every value. tracing-subscriber 0.3.23 escapes ANSI sequences in the
+/// message only; file names (`file = %name`) come from the database and may carry escape
+/// sequences that would otherwise reach the operator's terminal (retitle it, clear it…).
+fn printable_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let v = format!("{value:?}");
+        let v = super::printable(&v);
+        match field.name() {
+            "message" => write!(w, "{v}"),
+            name => write!(w, "{name}={v}"),
+        }
+    })
+    .delimited(" ")
+}
+
 /// Install the global subscriber. Safe to call once per process.
 pub fn init(output: &OutputSettings) {
     let level = match output.verbosity {
@@ -51,7 +68,11 @@ pub fn init(output: &OutputSettings) {
                 .flatten_event(true)
                 .with_current_span(false)
                 .boxed(),
-            LogFormat::Text => fmt.with_ansi(ansi).without_time().boxed(),
+            LogFormat::Text => fmt
+                .with_ansi(ansi)
+                .without_time()
+                .fmt_fields(printable_fields())
+                .boxed(),
         };
         let _ = tracing_subscriber::registry()
             .with(filter)
@@ -70,6 +91,10 @@ pub fn init(output: &OutputSettings) {
             .flatten_event(true)
             .with_current_span(false)
             .try_init(),
-        LogFormat::Text => builder.with_ansi(ansi).without_time().try_init(),
+        LogFormat::Text => builder
+            .with_ansi(ansi)
+            .without_time()
+            .fmt_fields(printable_fields())
+            .try_init(),
     };
 }

@@ -6,6 +6,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
+use super::printable;
 use crate::engine::Summary;
 use crate::ledger::{KEY_PLACEHOLDER, RefValue};
 use crate::secret::Secret;
@@ -72,8 +73,8 @@ impl PlanWriter {
             MigrateFormat::Jsonl => self.json("copy", c),
             MigrateFormat::Text => self.line(format!(
                 "copy    {} -> {}",
-                c.source.unwrap_or(c.name),
-                c.destination.unwrap_or(c.target)
+                printable(c.source.unwrap_or(c.name)),
+                printable(c.destination.unwrap_or(c.target))
             )),
         }
     }
@@ -84,11 +85,15 @@ impl PlanWriter {
             MigrateFormat::Text => {
                 let mut line = format!(
                     "update  {} {} {}: {:?} -> {:?}",
-                    u.class, u.object_id, u.path, u.old.name, u.new.name
+                    u.class,
+                    printable(&u.object_id),
+                    printable(u.path),
+                    u.old.name,
+                    u.new.name
                 );
                 if u.new.url != u.old.url {
                     match &u.new.url {
-                        Some(url) => line.push_str(&format!(" (url {url})")),
+                        Some(url) => line.push_str(&format!(" (url {})", printable(url))),
                         None => line.push_str(" (url removed)"),
                     }
                 }
@@ -172,13 +177,17 @@ pub fn summary_text(s: &Summary) -> String {
     for m in s.items.missing.iter().take(20) {
         t.push_str(&format!(
             "  missing: {} ({} references): {}\n",
-            m.name, m.references, m.reason
+            printable(&m.name),
+            m.references,
+            printable(&m.reason)
         ));
     }
     for m in s.items.failed.iter().take(20) {
         t.push_str(&format!(
             "  failed:  {} ({} references): {}\n",
-            m.name, m.references, m.reason
+            printable(&m.name),
+            m.references,
+            printable(&m.reason)
         ));
     }
     for c in s
@@ -190,7 +199,11 @@ pub fn summary_text(s: &Summary) -> String {
     {
         t.push_str(&format!(
             "  not rewritten: {} {} {} ({}): {}\n",
-            c.class, c.object_id, c.path, c.name, c.reason
+            c.class,
+            printable(&c.object_id),
+            printable(&c.path),
+            printable(&c.name),
+            printable(&c.reason)
         ));
     }
     let listed = s.items.missing.len().min(20)

@@ -18,13 +18,32 @@ use crate::exit::hint_of;
 /// Print an error as `error: …`, its causes, and a hint, on stderr.
 pub fn print_error(err: &anyhow::Error) {
     let mut out = std::io::stderr().lock();
-    let _ = writeln!(out, "error: {err}");
+    let _ = writeln!(out, "error: {}", printable(&err.to_string()));
     for cause in err.chain().skip(1) {
-        let _ = writeln!(out, "  caused by: {cause}");
+        let _ = writeln!(out, "  caused by: {}", printable(&cause.to_string()));
     }
     if let Some(hint) = hint_of(err) {
         let _ = writeln!(out, "hint: {hint}");
     }
+}
+
+/// `s` with control characters escaped (`\u{1b}`, `\n`): file names come from the database and
+/// may hold terminal escape sequences, which must never reach an operator's terminal as such.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    s.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect::<String>()
+        .into()
 }
 
 /// Whether stdout is a terminal (chooses table vs machine formats by default).
@@ -49,4 +68,16 @@ pub fn confirm(what: &str) -> std::io::Result<bool> {
         answer.trim().to_ascii_lowercase().as_str(),
         "y" | "yes"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn printable_escapes_control_characters_only() {
+        assert_eq!(super::printable("ünï 🎉.jpg"), "ünï 🎉.jpg");
+        assert_eq!(
+            super::printable("a\u{1b}]0;x\u{7}\nb\u{9b}"),
+            "a\\u{1b}]0;x\\u{7}\\nb\\u{9b}"
+        );
+    }
 }

@@ -120,6 +120,7 @@ impl GridFsStore {
                     format!("invalid MongoDB URI {shown_uri}: {}", e.kind),
                 )
             })?;
+        crate::db::track(&client);
         let db = match (&cfg.database, client.default_database(), &ctx.database) {
             (Some(name), _, _) => client.database(name),
             (None, Some(db), _) => db,

@@ -4,7 +4,9 @@
 //! `/files/<appId>/` endpoint or the URL stored beside the name.
 //!
 //! This module owns name → URL mapping, status classification (404/403/410 are "not found", never
-//! file bytes; 5xx/429/timeouts are retryable) and checking that a body is as long as announced.
+//! file bytes; 429/503 are throttling, with the server's `Retry-After`; other 5xx, timeouts,
+//! resets and bodies cut short are retryable; other 4xx are permanent) and checking that a body
+//! is as long as announced.
 //! The `fileKey` is part of legacy URLs, so it never appears in `describe`, `location` or errors:
 //! those show the URL template (`{file_key}`) instead.
 
@@ -180,7 +182,7 @@ impl HttpStore {
         opts: &GetOptions,
     ) -> Result<(reqwest::Response, String), StorageError> {
         let (url, shown) = self.url(name, opts.url_hint.as_deref())?;
-        let mut req = self.client.request(method, &url);
+        let mut req = self.client.request(method.clone(), &url);
         if opts.offset > 0 {
             req = req.header(header::RANGE, format!("bytes={}-", opts.offset));
         }
@@ -193,6 +195,7 @@ impl HttpStore {
         if status.is_success() || status == StatusCode::RANGE_NOT_SATISFIABLE && opts.offset > 0 {
             return Ok((resp, shown));
         }
+        let message = format!("{method} {shown}: HTTP {status}");
         Err(match status {
             StatusCode::NOT_FOUND | StatusCode::FORBIDDEN | StatusCode::GONE => {
                 StorageError::NotFound {
@@ -200,12 +203,20 @@ impl HttpStore {
                     location: shown,
                 }
             }
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                StorageError::Throttled {
+                    name: name.to_string(),
+                    message,
+                    retry_after: header_str(&resp, header::RETRY_AFTER)
+                        .as_deref()
+                        .and_then(crate::retry::parse_retry_after),
+                }
+            }
+            // Other 4xx (400, 401, 405, 416 …) are about the request: the same request fails again.
             s => StorageError::message(
                 name,
-                s.is_server_error()
-                    || s == StatusCode::TOO_MANY_REQUESTS
-                    || s == StatusCode::REQUEST_TIMEOUT,
-                format!("GET {shown}: HTTP {s}"),
+                s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT,
+                message,
             ),
         })
     }
@@ -274,17 +285,17 @@ fn checked_body(
                 if done {
                     return None;
                 }
-                let short = |got: u64| StorageError::Integrity {
-                    name: name.clone(),
-                    reason: format!(
-                        "{shown}: body has {got}+ bytes, Content-Length said {expected:?}"
-                    ),
-                };
                 match body.next().await {
                     Some(Ok(chunk)) => {
                         let seen = seen + chunk.len() as u64;
                         if expected.is_some_and(|n| seen > n) {
-                            return Some((Err(short(seen)), (body, seen, true)));
+                            let long = StorageError::Integrity {
+                                name: name.clone(),
+                                reason: format!(
+                                    "{shown}: body has {seen}+ bytes, Content-Length said {expected:?}"
+                                ),
+                            };
+                            return Some((Err(long), (body, seen, true)));
                         }
                         Some((Ok::<Bytes, _>(chunk), (body, seen, false)))
                     }
@@ -296,8 +307,16 @@ fn checked_body(
                             (body, seen, true),
                         ))
                     }
+                    // The connection closed early: a transfer problem, worth another try.
                     None if expected.is_some_and(|n| seen != n) => {
-                        Some((Err(short(seen)), (body, seen, true)))
+                        let msg = format!(
+                            "{shown}: body cut short: {seen} of {} bytes",
+                            expected.unwrap_or_default()
+                        );
+                        Some((
+                            Err(StorageError::message(&name, true, msg)),
+                            (body, seen, true),
+                        ))
                     }
                     None => None,
                 }

@@ -28,8 +28,10 @@
 //!   name replaces it (retries after a crash overwrite rather than duplicate).
 //! * **Stat** ([`ObjectStore::stat`]) reports the plaintext size and whatever integrity information
 //!   the backend keeps (an MD5 of the plaintext, an opaque ETag), and the content type if stored.
-//! * **Errors** say whether a retry can help ([`StorageError::is_retryable`]). Backends do not retry
-//!   on their own beyond what their SDK does for a single request; the engine owns retry policy.
+//! * **Errors** say whether a retry can help ([`StorageError::is_retryable`]), and how long the
+//!   server asked to wait when it did ([`StorageError::retry_after`]). Backends do not retry on
+//!   their own beyond what their SDK does for a single request; the engine owns retry policy
+//!   ([`crate::retry`]).
 //! * **Encryption.** Stores that support Parse's AES-256-GCM format ([`crypto`]) encrypt on `put`
 //!   when configured with a key, and on `get` try the key first and fall back to the plaintext
 //!   bytes when the data is not valid ciphertext for that key (files uploaded before the key was
@@ -154,6 +156,14 @@ pub enum StorageError {
     /// The bytes do not match what was expected (size, hash, a broken stream).
     #[error("{name}: integrity check failed: {reason}")]
     Integrity { name: String, reason: String },
+    /// The server asked us to slow down (HTTP 429, 503): always worth another try, after
+    /// `retry_after` when the server said how long (`Retry-After`).
+    #[error("{name}: {message}")]
+    Throttled {
+        name: String,
+        message: String,
+        retry_after: Option<std::time::Duration>,
+    },
     /// Any other failure talking to the backend.
     #[error("{name}: {message}")]
     Backend {
@@ -170,8 +180,16 @@ impl StorageError {
     pub fn is_retryable(&self) -> bool {
         match self {
             StorageError::Backend { retryable, .. } => *retryable,
-            StorageError::Integrity { .. } => true,
+            StorageError::Integrity { .. } | StorageError::Throttled { .. } => true,
             _ => false,
+        }
+    }
+
+    /// How long the server asked us to wait before trying again, if it said.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            StorageError::Throttled { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 

@@ -7,7 +7,9 @@
 
 #![allow(dead_code)] // each test crate uses a different subset
 
+pub mod app;
 pub mod conformance;
+pub mod faulty;
 pub mod gcs;
 pub mod s3;
 
