@@ -354,3 +354,35 @@ async fn sigkill_at_many_points_then_a_rerun_completes() {
     eprintln!("resume: the final run: {s}");
     f.assert_complete().await;
 }
+
+/// SIGTERM (as Ctrl-C): no new work starts, what is in flight finishes and is recorded, exit 130;
+/// a re-run completes everything.
+#[tokio::test]
+async fn sigterm_stops_cleanly_with_130_and_a_rerun_continues() {
+    let f = fixture("res_term", 120, 40_000, "").await;
+    let child = command(&f.config, &["--concurrency", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let pid = child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let summary: Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    let copied = summary["files"]["copied"].as_u64().unwrap();
+    assert!(copied < 120, "stopped early: {summary}");
+    // What it copied is recorded: the re-run does not copy it again.
+    let (code, s, stderr) = migrate(&f.config, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(s["files"]["copied"].as_u64().unwrap() + copied, 120, "{s}");
+    f.assert_complete().await;
+}
