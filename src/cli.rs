@@ -276,9 +276,13 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,
 
-    /// Also retry files recorded as missing at the source
+    /// Also retry files recorded as missing at the source (walks every class: implies --rescan)
     #[arg(long)]
     pub retry_failed: bool,
+
+    /// Walk every class from the start, ignoring where an unfinished pass stopped
+    #[arg(long)]
+    pub rescan: bool,
 
     /// Copy and verify, but do not rewrite references
     #[arg(long, conflicts_with = "rewrite_only")]

@@ -13,6 +13,8 @@
 //!   code.
 //! * `<collection>.locks`: one lease per shard (`_id` = `all` or `K/N`), held by a writing run and
 //!   renewed while it runs; a crashed run's lease expires (`[ledger] lease_secs`).
+//! * `<collection>.walk`: one walk checkpoint per shard (`_id` = `all` or `K/N`): where the next
+//!   run of an unfinished pass resumes (see [`crate::engine::checkpoint`]).
 //!
 //! # Write order (crash safety)
 //!
@@ -225,6 +227,7 @@ pub struct Ledger {
     refs: String,
     runs: String,
     locks: String,
+    walk: String,
     run: ObjectId,
     lease: std::time::Duration,
 }
@@ -252,6 +255,7 @@ impl Ledger {
             refs: format!("{collection}.refs"),
             runs: format!("{collection}.runs"),
             locks: format!("{collection}.locks"),
+            walk: format!("{collection}.walk"),
             run: ObjectId::new(),
             lease: std::time::Duration::from_secs(crate::settings::defaults::LEASE_SECS),
         }
@@ -273,8 +277,47 @@ impl Ledger {
     }
 
     /// Every collection name the ledger uses (to leave them out of scans).
-    pub fn collections(&self) -> [&str; 4] {
-        [&self.files, &self.refs, &self.runs, &self.locks]
+    pub fn collections(&self) -> [&str; 5] {
+        [&self.files, &self.refs, &self.runs, &self.locks, &self.walk]
+    }
+
+    /// The walk checkpoint of `scope`, as stored (read-only).
+    pub async fn checkpoint(&self, scope: &str) -> anyhow::Result<Option<Document>> {
+        self.coll(&self.walk)
+            .find_one(doc! {"_id": scope})
+            .await
+            .with_context(|| format!("reading {}", self.walk))
+    }
+
+    /// Remove the walk checkpoints of every scope (the next pass of each walks every class).
+    pub async fn forget_walks(&self) -> anyhow::Result<()> {
+        self.coll(&self.walk)
+            .delete_many(doc! {})
+            .await
+            .with_context(|| format!("writing {}", self.walk))?;
+        Ok(())
+    }
+
+    /// Write the walk checkpoint of `scope` (`None`: the pass is over, remove it).
+    pub async fn save_checkpoint(
+        &self,
+        scope: &str,
+        checkpoint: Option<Document>,
+    ) -> anyhow::Result<()> {
+        let walk = self.coll(&self.walk);
+        match checkpoint {
+            Some(mut d) => {
+                d.insert("run", self.run);
+                d.insert("updated", DateTime::now());
+                d.insert("v", VERSION);
+                walk.replace_one(doc! {"_id": scope}, d)
+                    .upsert(true)
+                    .await
+                    .map(drop)
+            }
+            None => walk.delete_one(doc! {"_id": scope}).await.map(drop),
+        }
+        .with_context(|| format!("writing the walk checkpoint in {}", self.walk))
     }
 
     /// Take (or renew) the lease on `scope` for this run. Fails with [`LeaseHeld`] in the chain
@@ -557,6 +600,8 @@ pub struct Status {
     pub problems: Vec<(String, String, u64, String)>,
     /// The most recent runs, newest first.
     pub runs: Vec<serde_json::Value>,
+    /// Unfinished passes: (scope, classes walked to the end, class being walked, objects walked).
+    pub walks: Vec<(String, u64, Option<String>, u64)>,
 }
 
 impl Ledger {
@@ -626,6 +671,20 @@ impl Ledger {
             .with_context(|| format!("reading {}", self.runs))?;
         while let Some(d) = cursor.try_next().await? {
             st.runs.push(Bson::Document(d).into_relaxed_extjson());
+        }
+        let mut cursor = self
+            .coll(&self.walk)
+            .find(doc! {})
+            .sort(doc! {"_id": 1})
+            .await
+            .with_context(|| format!("reading {}", self.walk))?;
+        while let Some(d) = cursor.try_next().await? {
+            st.walks.push((
+                d.get_str("_id").unwrap_or("?").to_string(),
+                d.get_array("done").map_or(0, |a| a.len() as u64),
+                d.get_str("class").ok().map(str::to_string),
+                count(&d, "objects"),
+            ));
         }
         Ok(st)
     }

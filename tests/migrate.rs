@@ -716,6 +716,7 @@ async fn rewrites_are_compare_and_swap() {
         name: "old.jpg".into(),
         url: None,
         shape,
+        page: 0,
     };
     let urls = UrlBase::Template("https://cdn/{name}".into());
     let changes: Vec<Change> = [

@@ -102,6 +102,8 @@ pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32>
         page_size: settings.mongo.page_size,
         file_key: settings.parse.file_key.clone(),
         destination: destination.describe(),
+        scope: engine::scope_of(run.shard),
+        rescan: args.rescan || args.retry_failed,
     };
     if let UrlBase::None { why } = &plan.urls {
         tracing::warn!("{why}; nested File references to renamed files will not be rewritten");
@@ -119,14 +121,11 @@ pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32>
         })
     } else {
         gate(args, settings, &stores, &d.database)?;
-        let scope = run
-            .shard
-            .map_or_else(|| "all".to_string(), |s| format!("{}/{}", s.index, s.count));
         Arc::new(engine::live::Live::new(
             stores,
             ledger.clone(),
             d.db.clone(),
-            scope,
+            plan.scope.clone(),
             hostname(),
             settings.mongo.collection_prefix.clone(),
             run.retry,
@@ -138,7 +137,7 @@ pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32>
             "host": hostname(),
             "pid": std::process::id() as i64,
             "version": env!("CARGO_PKG_VERSION"),
-            "shard": run.shard.map(|s| format!("{}/{}", s.index, s.count)),
+            "shard": run.shard.map(|_| plan.scope.clone()),
             "destination": destination.describe(),
             "settings": settings.to_toml()?,
         })

@@ -190,6 +190,7 @@ mod tests {
             name: "n".into(),
             url: None,
             shape: Shape::BareName,
+            page: 0,
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use mongodb::bson::Document;
 
-use super::{Change, Effects, FileJob, Outcome, Stores};
+use super::{Change, Checkpoint, Effects, FileJob, Outcome, Stores};
 use crate::ledger::{FileResult, Intent, RefState};
 use crate::report::migrate::{PlanWriter, PlannedCopy, PlannedUpdate};
 
@@ -85,6 +85,10 @@ impl Effects for DryRun {
     async fn delete(&self, target: &str) -> anyhow::Result<()> {
         let location = self.stores.destination.location(target).ok();
         self.out().delete(location.as_deref().unwrap_or(target))?;
+        Ok(())
+    }
+
+    async fn checkpoint(&self, _checkpoint: Option<&Checkpoint>) -> anyhow::Result<()> {
         Ok(())
     }
 

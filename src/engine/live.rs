@@ -10,7 +10,7 @@ use mongodb::bson::{Bson, Document, doc};
 
 use super::rewrite::{id_key, settle, statement};
 use super::transfer::copy_verified;
-use super::{Change, Effects, FileJob, Outcome, Stores};
+use super::{Change, Checkpoint, Effects, FileJob, Outcome, Stores};
 use crate::db::{update_batch, update_stmt};
 use crate::exit::{Coded, USAGE};
 use crate::ledger::{FileResult, Intent, LeaseHeld, Ledger, RefState};
@@ -30,6 +30,8 @@ pub struct Live {
     /// How failed transfers are retried (timeouts, 5xx, throttling, a broken stream).
     pub retry: RetryPolicy,
     renewer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Whether a restore has forgotten the walk checkpoints yet.
+    walks_forgotten: tokio::sync::OnceCell<()>,
 }
 
 impl Live {
@@ -51,6 +53,7 @@ impl Live {
             prefix,
             retry,
             renewer: Default::default(),
+            walks_forgotten: Default::default(),
         }
     }
 
@@ -233,6 +236,10 @@ impl Effects for Live {
         collection: &str,
         changes: &[Change],
     ) -> anyhow::Result<Vec<(RefState, Option<String>)>> {
+        // Restored references are to migrate again: an unfinished pass must not resume past them.
+        self.walks_forgotten
+            .get_or_try_init(|| self.ledger.forget_walks())
+            .await?;
         let states = self.apply(collection, changes).await?;
         let states: Vec<_> = states
             .into_iter()
@@ -257,6 +264,12 @@ impl Effects for Live {
             Err(e) if e.is_not_found() => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn checkpoint(&self, checkpoint: Option<&Checkpoint>) -> anyhow::Result<()> {
+        self.ledger
+            .save_checkpoint(&self.scope, checkpoint.map(Checkpoint::to_document))
+            .await
     }
 
     async fn finish(&self, summary: Document, exit_code: i32) -> anyhow::Result<()> {

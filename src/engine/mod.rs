@@ -20,6 +20,7 @@
 //! Memory: the walk holds one page; the channels hold O(concurrency) jobs; the dedup table holds
 //! in-flight files plus a bounded window of recent outcomes; each transfer holds one part.
 
+pub mod checkpoint;
 pub mod dedup;
 pub mod dry;
 pub mod live;
@@ -43,6 +44,7 @@ use crate::parse::names::{NameKind, RenamePolicy, Selection, encode_uri_componen
 use crate::scan::Target;
 use crate::settings::Shard;
 use crate::storage::ObjectStore;
+use checkpoint::Checkpoint;
 use rewrite::Record;
 use summary::FileItem;
 
@@ -118,6 +120,15 @@ pub struct Plan {
     pub file_key: Option<crate::secret::Secret>,
     /// The destination's description: a ledger record of a copy elsewhere does not count.
     pub destination: String,
+    /// The shard scope (`all` or `K/N`): the lease and the walk checkpoint are per scope.
+    pub scope: String,
+    /// Walk every class from the start, ignoring the walk checkpoint (`--rescan`).
+    pub rescan: bool,
+}
+
+/// The scope name of a shard (`all` without one).
+pub fn scope_of(shard: Option<Shard>) -> String {
+    shard.map_or_else(|| "all".to_string(), |s| format!("{}/{}", s.index, s.count))
 }
 
 impl Plan {
@@ -217,6 +228,8 @@ pub trait Effects: Send + Sync {
     ) -> anyhow::Result<Vec<(RefState, Option<String>)>>;
     /// Delete a copy this tool made at the destination (`rollback --delete-copies`).
     async fn delete(&self, target: &str) -> anyhow::Result<()>;
+    /// Write the walk checkpoint (`None`: the pass is over; see [`checkpoint`]).
+    async fn checkpoint(&self, checkpoint: Option<&Checkpoint>) -> anyhow::Result<()>;
     /// Record the end of the run.
     async fn finish(&self, summary: Document, exit_code: i32) -> anyhow::Result<()>;
     /// Whether this is a dry run (for the summary's wording).
@@ -228,6 +241,8 @@ pub struct RunState {
     pub counters: Counters,
     pub started: Instant,
     pub dedup: dedup::Dedup,
+    /// Settled pages of the walk (the walk checkpoint).
+    pub walk: checkpoint::Tracker,
     /// Set when the operator interrupts: no new work starts; what is in flight finishes.
     interrupted: std::sync::atomic::AtomicBool,
 }
@@ -238,6 +253,7 @@ impl RunState {
             counters: Counters::default(),
             started: Instant::now(),
             dedup: dedup::Dedup::new(dedup::WINDOW),
+            walk: checkpoint::Tracker::default(),
             interrupted: Default::default(),
         })
     }
@@ -270,6 +286,7 @@ pub async fn run(
     let (rec_tx, rec_rx) = mpsc::channel::<Record>(plan.concurrency.max(16) * 4);
     let planner = plan::Planner {
         plan: &plan,
+        effects: effects.clone(),
         state: state.clone(),
         ledger,
         copies: copy_tx,
@@ -288,12 +305,46 @@ pub async fn run(
     // Each stage ends when its input closes, and a failing stage drops its receiver so the
     // others stop too: join them all, then report the first error.
     let (walked, copied, rewritten) = tokio::join!(walk, copies, rewrites);
-    let stopped_by = walked?;
-    copied?;
-    rewritten?;
+    let ended = walked.and_then(|stopped_by| {
+        copied?;
+        rewritten?;
+        Ok(stopped_by)
+    });
+    let stopped_by = match ended {
+        // The walk reached the end of every class: this pass is over; the next run walks all.
+        Ok(None) => {
+            effects.checkpoint(None).await?;
+            None
+        }
+        Ok(Some(stop)) => {
+            save_checkpoint(&state, &*effects, true).await?;
+            Some(stop)
+        }
+        Err(e) => {
+            // What is settled stays settled: keep it for the next run, but report `e`.
+            if let Err(f) = save_checkpoint(&state, &*effects, true).await {
+                tracing::warn!("writing the walk checkpoint: {f:#}");
+            }
+            return Err(e);
+        }
+    };
     Ok(state
         .counters
         .summary(state.started.elapsed(), effects.dry_run(), stopped_by))
+}
+
+/// Write the walk checkpoint if it moved since the last write (and `force`, or it is due).
+pub(crate) async fn save_checkpoint(
+    state: &RunState,
+    effects: &dyn Effects,
+    force: bool,
+) -> anyhow::Result<()> {
+    let mut saved = state.walk.saving.lock().await;
+    if let Some((version, checkpoint)) = state.walk.due(*saved, force) {
+        effects.checkpoint(Some(&checkpoint)).await?;
+        *saved = version;
+    }
+    Ok(())
 }
 
 /// Record intents a batch at a time, then copy up to `concurrency` files at once; hand each

@@ -4,7 +4,8 @@
 //! file name, ask the run's [`Dedup`](super::dedup::Dedup) table and then the ledger (one round
 //! trip per page) what is known, and hand each file on: a new copy to the copy stage (bounded
 //! channel: the walk waits when transfers are busy), references to a file with a known outcome to
-//! the rewrite stage. Read-only: the planner never writes anything.
+//! the rewrite stage. The planner writes nothing itself; it moves the walk
+//! [`checkpoint`] (written through [`Effects`], so never in a dry run).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,9 +16,10 @@ use mongodb::Database;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use super::checkpoint::{self, Checkpoint};
 use super::dedup::Seen;
 use super::rewrite::Record;
-use super::{FileJob, Mode, Outcome, Plan, RunState};
+use super::{Counters, Effects, FileJob, Mode, Outcome, Plan, RunState};
 use crate::engine::summary::FileItem;
 use crate::ledger::{FileState, Ledger};
 use crate::parse::names::{NameKind, target_name};
@@ -37,6 +39,8 @@ fn in_shard(name: &str, shard: Option<Shard>) -> bool {
 
 pub struct Planner<'a> {
     pub plan: &'a Plan,
+    /// Only for the walk checkpoint.
+    pub effects: Arc<dyn Effects>,
     pub state: Arc<RunState>,
     pub ledger: &'a Ledger,
     pub copies: mpsc::Sender<FileJob>,
@@ -44,8 +48,12 @@ pub struct Planner<'a> {
 }
 
 impl Planner<'_> {
-    /// Walk every target. Returns the cutoff that stopped the walk early, if one did.
+    /// Walk every target, from the walk checkpoint of an unfinished pass if there is one.
+    /// Returns the cutoff that stopped the walk early, if one did.
     pub async fn walk(self, db: &Database, targets: &[Target]) -> anyhow::Result<Option<String>> {
+        let start = self.resume_point().await?;
+        let walk = &self.state.walk;
+        walk.start(start.clone());
         for target in targets {
             let mut walker = ClassWalker::new(
                 db.collection(&target.collection),
@@ -55,24 +63,47 @@ impl Planner<'_> {
                     nested: true,
                 },
             );
+            if let Some(at) = start.start_of(&target.collection) {
+                if at.is_end() {
+                    tracing::debug!(class = %target.class.name, "walked to the end earlier in this pass");
+                    continue;
+                }
+                walker.resume(&at);
+            }
             loop {
                 let page = walker
                     .next_page()
                     .await
                     .with_context(|| format!("walking {}", target.collection))?;
-                let Some(page) = page else { break };
+                let Some(page) = page else {
+                    walk.page(&target.collection, walker.position(), 0, 0);
+                    break;
+                };
                 if self.state.is_interrupted() {
                     return Ok(Some(super::INTERRUPTED.to_string()));
                 }
                 let c = &self.state.counters;
-                c.objects
-                    .fetch_add(page.objects, std::sync::atomic::Ordering::Relaxed);
-                c.malformed.fetch_add(
-                    page.issues.len() as u64,
-                    std::sync::atomic::Ordering::Relaxed,
-                );
+                Counters::add(&c.objects, page.objects);
+                Counters::add(&c.malformed, page.issues.len() as u64);
+                Counters::add(&c.references, page.refs.len() as u64);
                 log_issues(&page.issues);
-                if let Some(stop) = self.page(page.refs).await? {
+                let (mut selected, others): (Vec<FileRef>, Vec<FileRef>) =
+                    page.refs.into_iter().partition(|r| {
+                        self.plan.select.includes(r.kind()) && in_shard(&r.name, self.plan.shard)
+                    });
+                Counters::add(&c.refs_not_selected, others.len() as u64);
+                let n = walk.page(
+                    &target.collection,
+                    walker.position(),
+                    page.objects,
+                    selected.len() as u64,
+                );
+                for r in &mut selected {
+                    r.page = n;
+                }
+                let stop = self.page(selected).await?;
+                super::save_checkpoint(&self.state, &*self.effects, false).await?;
+                if let Some(stop) = stop {
                     return Ok(Some(stop));
                 }
             }
@@ -80,17 +111,52 @@ impl Planner<'_> {
         Ok(None)
     }
 
-    /// Decide for one page of references.
+    /// Where this run starts: the checkpoint of an unfinished pass with the same settings, or
+    /// the start of every class.
+    async fn resume_point(&self) -> anyhow::Result<Checkpoint> {
+        let digest = checkpoint::digest(self.plan);
+        let fresh = Checkpoint {
+            digest: digest.clone(),
+            ..Checkpoint::default()
+        };
+        let Some(stored) = self.ledger.checkpoint(&self.plan.scope).await? else {
+            return Ok(fresh);
+        };
+        Ok(match Checkpoint::from_document(&stored) {
+            None => {
+                tracing::warn!("an unreadable walk checkpoint is ignored; walking every class");
+                fresh
+            }
+            Some(_) if self.plan.rescan => {
+                tracing::info!(
+                    "walking every class from the start (--rescan); the unfinished pass's checkpoint is replaced"
+                );
+                fresh
+            }
+            Some(cp) if cp.digest != digest => {
+                tracing::info!(
+                    "the unfinished pass's checkpoint was made with other settings (selection, \
+                     rename, mode or destination); walking every class from the start"
+                );
+                fresh
+            }
+            Some(cp) => {
+                tracing::info!(
+                    classes_done = cp.done.len(),
+                    objects_walked = cp.objects,
+                    "continuing an unfinished pass from its walk checkpoint (--rescan walks every class)"
+                );
+                cp
+            }
+        })
+    }
+
+    /// Decide for one page of (selected) references.
     async fn page(&self, refs: Vec<FileRef>) -> anyhow::Result<Option<String>> {
         let c = &self.state.counters;
-        super::Counters::add(&c.references, refs.len() as u64);
         let mut groups: BTreeMap<String, Vec<FileRef>> = BTreeMap::new();
         for r in refs {
-            if self.plan.select.includes(r.kind()) && in_shard(&r.name, self.plan.shard) {
-                groups.entry(r.name.clone()).or_default().push(r);
-            } else {
-                super::Counters::add(&c.refs_not_selected, 1);
-            }
+            groups.entry(r.name.clone()).or_default().push(r);
         }
 
         let mut unknown = Vec::new();
@@ -169,7 +235,7 @@ impl Planner<'_> {
                 // Known from an earlier run: count the file once, and remember it for this run.
                 match &outcome {
                     Outcome::Missing { reason } => {
-                        super::Counters::add(&c.files_missing, 1);
+                        Counters::add(&c.files_missing, 1);
                         c.missing(FileItem {
                             name: name.clone(),
                             reason: format!(
@@ -178,7 +244,7 @@ impl Planner<'_> {
                             references: refs.len() as u64,
                         });
                     }
-                    _ => super::Counters::add(&c.files_skipped, 1),
+                    _ => Counters::add(&c.files_skipped, 1),
                 }
                 let outcome = self.state.dedup.known(&name, outcome);
                 self.send(Record::Known {
@@ -191,7 +257,8 @@ impl Planner<'_> {
                 continue;
             }
             if self.plan.mode == Mode::RewriteOnly {
-                super::Counters::add(&c.refs_left, refs.len() as u64);
+                Counters::add(&c.refs_left, refs.len() as u64);
+                self.state.walk.settled(refs.iter().map(|r| r.page));
                 continue;
             }
             if let Some(stop) = self.cutoff() {
@@ -200,7 +267,7 @@ impl Planner<'_> {
             let kind = NameKind::of(&name);
             let url_hint = refs.iter().find_map(|r| r.url.clone());
             self.state.dedup.start(&name, refs);
-            super::Counters::add(&c.files_planned, 1);
+            Counters::add(&c.files_planned, 1);
             self.copies
                 .send(FileJob {
                     name,
@@ -229,12 +296,12 @@ impl Planner<'_> {
         let l = &self.plan.limits;
         let c = &self.state.counters;
         if let Some(max) = l.max_files
-            && super::Counters::get(&c.files_planned) >= max
+            && Counters::get(&c.files_planned) >= max
         {
             return Some(format!("--max-files {max}"));
         }
         if let Some(max) = l.max_bytes
-            && super::Counters::get(&c.bytes_copied) >= max
+            && Counters::get(&c.bytes_copied) >= max
         {
             return Some(format!("--max-bytes {max}"));
         }

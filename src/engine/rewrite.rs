@@ -80,6 +80,14 @@ async fn flush(
         Record::Known { .. } => None,
     }));
 
+    // The walk pages these references came from settle once the batch is through.
+    let pages: Vec<u64> = batch
+        .iter()
+        .flat_map(|r| match r {
+            Record::Copied { refs, .. } | Record::Known { refs, .. } => refs.iter().map(|r| r.page),
+        })
+        .collect();
+
     // 2. Reference changes, grouped by collection.
     let mut by_collection: BTreeMap<String, Vec<Change>> = BTreeMap::new();
     for record in batch {
@@ -138,7 +146,8 @@ async fn flush(
             }
         }
     }
-    Ok(())
+    state.walk.settled(pages);
+    super::save_checkpoint(state, effects, false).await
 }
 
 /// Whether a recorded change is of a bare name (no `url`).
@@ -334,6 +343,7 @@ mod tests {
             name: name.into(),
             url: url.map(str::to_string),
             shape,
+            page: 0,
         }
     }
 

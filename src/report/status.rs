@@ -11,6 +11,7 @@ pub fn json(s: &Status) -> Value {
         "references": s.references.iter().map(|(class, state, n)| json!({"class": class, "state": state, "references": n})).collect::<Vec<_>>(),
         "problems": s.problems.iter().map(|(state, reason, n, example)| json!({"state": state, "reason": reason, "files": n, "example": example})).collect::<Vec<_>>(),
         "runs": s.runs,
+        "unfinished_passes": s.walks.iter().map(|(scope, done, class, objects)| json!({"scope": scope, "classes_done": done, "walking": class, "objects_walked": objects})).collect::<Vec<_>>(),
     })
 }
 
@@ -34,6 +35,19 @@ pub fn text(s: &Status) -> String {
         for (state, reason, n, example) in &s.problems {
             t.push_str(&format!(
                 "  {state:<8} {n:>6}  {reason}  (e.g. {example})\n"
+            ));
+        }
+    }
+    if !s.walks.is_empty() {
+        t.push_str("UNFINISHED PASSES (the next run continues the walk; --rescan starts over)\n");
+        for (scope, done, class, objects) in &s.walks {
+            t.push_str(&format!(
+                "  shard {scope:<6} {done} classes done, {} objects walked{}\n",
+                objects,
+                class
+                    .as_ref()
+                    .map(|c| format!(", walking {}", super::printable(c)))
+                    .unwrap_or_default()
             ));
         }
     }

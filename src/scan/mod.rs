@@ -13,7 +13,7 @@ pub mod targets;
 mod walk;
 
 pub use targets::{Filter, Target, targets};
-pub use walk::{ClassWalker, Page, WalkOptions};
+pub use walk::{ClassWalker, Page, WalkOptions, WalkPosition};
 
 use mongodb::bson::Bson;
 use serde::Serialize;
@@ -45,6 +45,9 @@ pub struct FileRef {
     /// The stored `url` of a File object, if any.
     pub url: Option<String>,
     pub shape: Shape,
+    /// The number of the walk page that found it (the engine's checkpoint bookkeeping; 0
+    /// elsewhere).
+    pub page: u64,
 }
 
 impl FileRef {

@@ -57,6 +57,7 @@ impl Collector<'_> {
             name: name.to_string(),
             url,
             shape,
+            page: 0,
         });
     }
 }

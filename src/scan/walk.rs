@@ -62,6 +62,30 @@ pub struct Page {
     pub last_id: Option<Bson>,
 }
 
+/// A place in a walk: the `_id` type bracket (by its first type name; `None` = the walk is over)
+/// and the last `_id` read in it (`None` = the bracket's start).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WalkPosition {
+    pub bracket: Option<&'static str>,
+    pub last: Option<Bson>,
+}
+
+impl WalkPosition {
+    /// The position of a bracket name read back from storage.
+    pub fn named(bracket: Option<&str>, last: Option<Bson>) -> Option<WalkPosition> {
+        let bracket = match bracket {
+            None => None,
+            Some(n) => Some(BRACKETS.iter().find(|b| b[0] == n)?[0]),
+        };
+        Some(WalkPosition { bracket, last })
+    }
+
+    /// Whether the walk is over.
+    pub fn is_end(&self) -> bool {
+        self.bracket.is_none()
+    }
+}
+
 /// Walks one class collection page by page. See the module documentation.
 pub struct ClassWalker {
     coll: Collection<RawDocumentBuf>,
@@ -96,6 +120,31 @@ impl ClassWalker {
 
     pub fn class(&self) -> &ClassSchema {
         &self.class
+    }
+
+    /// Where the next page starts (to checkpoint after a page).
+    pub fn position(&self) -> WalkPosition {
+        WalkPosition {
+            bracket: BRACKETS.get(self.bracket).map(|b| b[0]),
+            last: self.last.clone(),
+        }
+    }
+
+    /// Continue from a position taken by [`position`](Self::position) (maybe by another
+    /// process). An unknown bracket name starts from the beginning.
+    pub fn resume(&mut self, at: &WalkPosition) {
+        match at.bracket {
+            None => {
+                self.bracket = BRACKETS.len();
+                self.last = None;
+            }
+            Some(name) => {
+                if let Some(i) = BRACKETS.iter().position(|b| b[0] == name) {
+                    self.bracket = i;
+                    self.last = at.last.clone();
+                }
+            }
+        }
     }
 
     /// The next page, or `None` when the collection is exhausted.
