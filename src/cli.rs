@@ -128,20 +128,97 @@ pub enum ProgressMode {
     Never,
 }
 
+const SCHEMA_EXAMPLES: &str = "\
+Examples:
+  parse-files-migrate -c migrate.toml schema
+  parse-files-migrate --mongo-uri mongodb://127.0.0.1:27017/parse schema --output json";
+
+const LIST_EXAMPLES: &str = "\
+Examples:
+  # Legacy references still in the database, as JSON lines
+  parse-files-migrate -c migrate.toml list --kind parse-hosted,parse-legacy --output jsonl
+  # CI gate: exit 3 while any legacy file is referenced
+  parse-files-migrate -c migrate.toml list --fail-on parse-hosted,parse-legacy
+  # One class and field, as CSV
+  parse-files-migrate -c migrate.toml list --class Photo --field image --output csv > photos.csv";
+
+const MIGRATE_EXAMPLES: &str = "\
+Examples:
+  # See every copy and every document update, change nothing
+  parse-files-migrate -c migrate.toml migrate --dry-run
+  # Hosted-Parse (tfss-/UUID) files to the configured destination, renamed so Parse Server serves them
+  parse-files-migrate -c migrate.toml migrate --yes --report report.json
+  # Move a GridFS app to S3, names kept (configure [source.server] and [destination])
+  parse-files-migrate -c gridfs-to-s3.toml migrate --select server --rename keep --yes
+  # Cron: at most 45 minutes per run (exit 8 = stopped at the cutoff; the next run continues)
+  parse-files-migrate -c migrate.toml migrate --yes --max-duration 45m
+  # One of four hosts (or a Kubernetes Indexed Job)
+  parse-files-migrate -c migrate.toml migrate --yes --shard 2/4";
+
+const VERIFY_EXAMPLES: &str = "\
+Examples:
+  parse-files-migrate -c migrate.toml verify
+  # Also download every file through Parse Server
+  parse-files-migrate -c migrate.toml verify --via-server https://api.example.com/parse";
+
+const STATUS_EXAMPLES: &str = "\
+Examples:
+  parse-files-migrate -c migrate.toml status
+  parse-files-migrate -c migrate.toml status --output json | jq .problems";
+
+const ROLLBACK_EXAMPLES: &str = "\
+Examples:
+  # What would be restored
+  parse-files-migrate -c migrate.toml rollback --dry-run
+  # Restore every rewritten reference, then delete the copies the migration made
+  parse-files-migrate -c migrate.toml rollback --yes --delete-copies";
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  parse-files-migrate completions bash > /etc/bash_completion.d/parse-files-migrate
+  parse-files-migrate completions zsh > \"${fpath[1]}/_parse-files-migrate\"
+  parse-files-migrate completions fish > ~/.config/fish/completions/parse-files-migrate.fish";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Classes and their File fields, nested File locations and Parse Config params (read-only)
+    #[command(after_long_help = SCHEMA_EXAMPLES)]
     Schema(SchemaArgs),
     /// Every file reference: the dry-run listing (read-only)
+    #[command(after_long_help = LIST_EXAMPLES)]
     List(ListArgs),
     /// Copy → verify → rewrite; resumable; --dry-run prints the plan and changes nothing
+    #[command(after_long_help = MIGRATE_EXAMPLES)]
     Migrate(MigrateArgs),
     /// Check that every reference resolves at the destination (exists, size, hash)
+    #[command(after_long_help = VERIFY_EXAMPLES)]
     Verify(VerifyArgs),
     /// Progress and failures recorded in the ledger
+    #[command(after_long_help = STATUS_EXAMPLES)]
     Status(StatusArgs),
     /// Restore the original references recorded in the ledger (compare-and-swap)
+    #[command(after_long_help = ROLLBACK_EXAMPLES)]
     Rollback(RollbackArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(after_long_help = COMPLETIONS_EXAMPLES)]
+    Completions(CompletionsArgs),
+    /// Write man pages (roff): to stdout, or one page per command into a directory
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write parse-files-migrate.1 and parse-files-migrate-<command>.1 here instead of printing
+    /// the main page
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 /// Which classes and fields a command looks at.
@@ -385,7 +462,29 @@ mod tests {
     use clap::CommandFactory;
 
     #[test]
-    fn cli_is_consistent() {
-        Cli::command().debug_assert();
+    fn every_command_and_option_has_help() {
+        fn check(cmd: &clap::Command, path: &str) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                assert!(arg.get_help().is_some(), "{path} {id}: no help text");
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_name() == "help" {
+                    continue;
+                }
+                assert!(
+                    sub.get_about().is_some(),
+                    "{path} {}: no about",
+                    sub.get_name()
+                );
+                check(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        check(&cmd, "parse-files-migrate");
     }
 }

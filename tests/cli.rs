@@ -260,11 +260,89 @@ fn help_lists_every_command_with_examples() {
         "verify",
         "status",
         "rollback",
+        "completions",
+        "man",
         "Examples:",
         "PFM_",
     ] {
         assert!(h.contains(cmd), "help lacks {cmd}:\n{h}");
     }
+    // Each command's long help has its own examples, and every option a one-line help.
+    for cmd in [
+        "schema",
+        "list",
+        "migrate",
+        "verify",
+        "status",
+        "rollback",
+        "completions",
+    ] {
+        let out = bin().args([cmd, "--help"]).output().unwrap();
+        assert!(out.status.success());
+        let h = text(&out.stdout);
+        let examples = h.split("Examples:").nth(1).unwrap_or("");
+        assert!(
+            examples
+                .lines()
+                .any(|l| l.contains("parse-files-migrate") && l.contains(&format!(" {cmd}"))),
+            "{cmd} --help has no examples of {cmd}:\n{h}"
+        );
+    }
+}
+
+#[test]
+fn completions_and_man_pages_are_generated_from_the_real_options() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = bin().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        for word in ["parse-files-migrate", "migrate", "max-duration", "rescan"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    // bash accepts the script.
+    let out = bin().args(["completions", "bash"]).output().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("c.bash");
+    std::fs::write(&script, &out.stdout).unwrap();
+    let check = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(check.success(), "bash -n rejects the completion script");
+
+    let out = bin().arg("man").output().unwrap();
+    assert!(out.status.success());
+    let page = text(&out.stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH parse-files-migrate"),
+        "{page}"
+    );
+    assert!(page.contains("migrate"));
+
+    let pages = dir.path().join("man1");
+    let out = bin()
+        .arg("man")
+        .arg("--out-dir")
+        .arg(&pages)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for name in [
+        "parse-files-migrate.1",
+        "parse-files-migrate-migrate.1",
+        "parse-files-migrate-rollback.1",
+    ] {
+        let p = pages.join(name);
+        let body = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert!(body.contains(".TH"), "{name}");
+    }
+    let migrate = std::fs::read_to_string(pages.join("parse-files-migrate-migrate.1")).unwrap();
+    assert!(
+        migrate.contains("max\\-duration") || migrate.contains("max-duration"),
+        "{migrate}"
+    );
 }
 
 #[test]

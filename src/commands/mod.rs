@@ -2,6 +2,7 @@
 //! [`crate::report`]. [`run`] is the whole program after argument parsing.
 
 mod discover;
+mod docs;
 mod list;
 mod migrate;
 mod rollback;
@@ -17,7 +18,13 @@ use crate::settings::Settings;
 
 /// Run the parsed command line; returns the exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
-    let migrate = match &cli.command {
+    // Documentation of the command line itself needs no settings.
+    let command = match cli.command {
+        Some(Command::Completions(args)) => return docs::completions(&args),
+        Some(Command::Man(args)) => return docs::man(&args),
+        other => other,
+    };
+    let migrate = match &command {
         Some(Command::Migrate(m)) => Some(m),
         _ => None,
     };
@@ -27,7 +34,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         return Ok(OK);
     }
     report::logging::init(&settings.output);
-    match cli.command {
+    match command {
         None => Err(usage("no command given; see --help")),
         Some(Command::Schema(args)) => schema::run(&settings, &args).await,
         Some(Command::List(args)) => list::run(&settings, &args).await,
@@ -35,6 +42,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Verify(args)) => verify::run(&settings, &args).await,
         Some(Command::Status(args)) => status::run(&settings, &args).await,
         Some(Command::Rollback(args)) => rollback::run(&settings, &args).await,
+        Some(Command::Completions(args)) => docs::completions(&args),
+        Some(Command::Man(args)) => docs::man(&args),
     }
 }
 
