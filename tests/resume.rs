@@ -421,7 +421,10 @@ async fn a_cut_pass_resumes_its_walk_and_the_next_pass_walks_everything() {
         .unwrap();
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["unfinished_passes"][0]["scope"], "all", "{status}");
-    assert_eq!(status["unfinished_passes"][0]["walking"], "Item", "{status}");
+    assert_eq!(
+        status["unfinished_passes"][0]["walking"], "Item",
+        "{status}"
+    );
 
     // --rescan walks from the start (every object it settles is counted from zero again).
     let (code, s2, stderr) = migrate(&f.config, &["--rescan", "--max-files", "10"]);
@@ -438,32 +441,40 @@ async fn a_cut_pass_resumes_its_walk_and_the_next_pass_walks_everything() {
     let names: Vec<&String> = f.files.keys().collect();
     f.db.collection::<Document>("Item")
         .insert_one(doc! {"_id": "a0000", "file": names[0],
-            "meta": {"f": {"__type": "File", "name": names[1]}}})
+        "meta": {"f": {"__type": "File", "name": names[1]}}})
         .await
         .unwrap();
 
     let (code, s3, stderr) = migrate(&f.config, &[]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(
-        stderr.contains("continuing an unfinished pass"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("continuing an unfinished pass"), "{stderr}");
     let walked = s3["objects_scanned"].as_u64().unwrap();
-    assert_eq!(walked, n as u64 - settled, "only the rest of the walk: {s3}");
+    assert_eq!(
+        walked,
+        n as u64 - settled,
+        "only the rest of the walk: {s3}"
+    );
     assert!(walk.find_one(doc! {}).await.unwrap().is_none(), "pass over");
-    let late = f
-        .db
-        .collection::<Document>("Item")
-        .find_one(doc! {"_id": "a0000"})
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(late.get_str("file").unwrap(), names[0].as_str(), "not walked yet");
+    let late =
+        f.db.collection::<Document>("Item")
+            .find_one(doc! {"_id": "a0000"})
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(
+        late.get_str("file").unwrap(),
+        names[0].as_str(),
+        "not walked yet"
+    );
 
     // The next pass walks everything and rewrites the late object (its file is already there).
     let (code, s4, stderr) = migrate(&f.config, &[]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(s4["objects_scanned"].as_u64().unwrap(), n as u64 + 1, "{s4}");
+    assert_eq!(
+        s4["objects_scanned"].as_u64().unwrap(),
+        n as u64 + 1,
+        "{s4}"
+    );
     assert_eq!(s4["files"]["copied"].as_u64().unwrap(), 0, "{s4}");
     assert_eq!(s4["references"]["rewritten"].as_u64().unwrap(), 2, "{s4}");
     f.assert_complete().await;

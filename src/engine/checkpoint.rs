@@ -169,7 +169,8 @@ impl Tracker {
         let mut i = self.lock();
         let n = i.next;
         i.next += 1;
-        i.pages.insert(n, (refs, collection.to_string(), at, objects));
+        i.pages
+            .insert(n, (refs, collection.to_string(), at, objects));
         i.advance();
         n
     }
