@@ -243,6 +243,8 @@ pub struct RunState {
     pub dedup: dedup::Dedup,
     /// Settled pages of the walk (the walk checkpoint).
     pub walk: checkpoint::Tracker,
+    /// Set when the walk has read its last page (what is left: copies and rewrites in flight).
+    pub walked: std::sync::atomic::AtomicBool,
     /// Set when the operator interrupts: no new work starts; what is in flight finishes.
     interrupted: std::sync::atomic::AtomicBool,
 }
@@ -254,6 +256,7 @@ impl RunState {
             started: Instant::now(),
             dedup: dedup::Dedup::new(dedup::WINDOW),
             walk: checkpoint::Tracker::default(),
+            walked: Default::default(),
             interrupted: Default::default(),
         })
     }

@@ -51,6 +51,18 @@ impl Planner<'_> {
     /// Walk every target, from the walk checkpoint of an unfinished pass if there is one.
     /// Returns the cutoff that stopped the walk early, if one did.
     pub async fn walk(self, db: &Database, targets: &[Target]) -> anyhow::Result<Option<String>> {
+        let stop = self.walk_targets(db, targets).await;
+        self.state
+            .walked
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        stop
+    }
+
+    async fn walk_targets(
+        &self,
+        db: &Database,
+        targets: &[Target],
+    ) -> anyhow::Result<Option<String>> {
         let start = self.resume_point().await?;
         let walk = &self.state.walk;
         walk.start(start.clone());

@@ -1,4 +1,4 @@
-//! The progress display of `migrate` on a terminal: one bar for the walk (objects scanned of the
+//! The progress display of `migrate` on a terminal: the phase, one bar for the walk (objects scanned of the
 //! estimated total, with an ETA) and a line of counts — files copied, bytes and rate, in flight,
 //! references rewritten, missing, failed, conflicts. It reads the engine's live counters; the
 //! engine knows nothing of it.
@@ -21,7 +21,7 @@ const TICK: Duration = Duration::from_millis(200);
 pub fn spawn(state: Arc<RunState>, total_objects: u64) -> tokio::task::JoinHandle<()> {
     let span = tracing::info_span!("migrate", indicatif.pb_show = tracing::field::Empty);
     let style = ProgressStyle::with_template(
-        "{spinner} {prefix} [{bar:30}] {pos}/{len} objects · ETA {eta}\n  {msg}",
+        "{spinner} [{bar:30}] {pos}/{len} objects · ETA {eta} · {msg}",
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .progress_chars("=> ");
@@ -43,8 +43,16 @@ fn draw(span: &Span, state: &RunState) {
     let secs = state.started.elapsed().as_secs_f64().max(0.001);
     let bytes = g(&c.bytes_copied);
     span.pb_set_position(g(&c.objects));
+    let phase = match (
+        state.is_interrupted(),
+        state.walked.load(std::sync::atomic::Ordering::Relaxed),
+    ) {
+        (true, _) => "stopping: finishing what is in flight",
+        (false, false) => "scanning, copying, rewriting",
+        (false, true) => "scan done; finishing copies and rewrites",
+    };
     span.pb_set_message(&format!(
-        "files: {} copied ({}, {}/s), {} in flight, {} done before, {} missing, {} failed · references: {} rewritten, {} conflicts",
+        "{phase}\n  files: {} copied ({}, {}/s), {} in flight, {} done before, {} missing, {} failed · references: {} rewritten, {} conflicts",
         g(&c.files_copied),
         human_bytes(bytes),
         human_bytes((bytes as f64 / secs) as u64),

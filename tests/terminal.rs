@@ -1,0 +1,171 @@
+//! What an operator sees: `migrate` in a real terminal (a tmux pane) draws the progress display
+//! while it runs and leaves a clean summary; the same run with stderr going to a file writes
+//! plain text without a single control character. Needs `tmux` (scripts/test-services
+//! installs it); without it the test fails and says so.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::app::{self, Hosted};
+use support::faulty::{FaultyServer, Options};
+
+const FILE_KEY: &str = "termKey";
+
+/// A seeded app (40 files, one missing at the source) behind a source that takes 60 ms per
+/// file, so that a run lasts a few seconds; returns the config path.
+async fn app(tag: &str, dir: &Path) -> (std::path::PathBuf, FaultyServer) {
+    let db_name = support::unique(tag);
+    let db = support::mongo_client().await.database(&db_name);
+    let h = Hosted::seed(&db, 40, 1, FILE_KEY).await;
+    let server = FaultyServer::start(
+        h.files.clone(),
+        Box::new(|_| None),
+        Options {
+            delay: Duration::from_millis(60),
+            ..Default::default()
+        },
+    );
+    let config = dir.join(format!("{tag}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "{}{}{}\n[run]\nconcurrency = 2\n",
+            app::base_tables(&db_name, FILE_KEY),
+            app::hosted_table(&server.url(), 5),
+            app::fs_destination(&dir.join(format!("{tag}-dest")))
+        ),
+    )
+    .unwrap();
+    (config, server)
+}
+
+fn tmux(socket: &str, args: &[&str]) -> std::process::Output {
+    Command::new("tmux")
+        .arg("-L")
+        .arg(socket)
+        .args(args)
+        .env_remove("TMUX")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("tmux is needed for this test ({e}); scripts/test-services install installs it")
+        })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminal_shows_progress_and_a_clean_summary_and_a_file_gets_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("parse-files-migrate");
+
+    // 1. In a terminal: 160×40 tmux pane, TERM as a real terminal would set it.
+    let (config, _server) = app("term_tty", dir.path()).await;
+    let socket = support::unique("pfm-tmux");
+    let script = dir.path().join("run.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nunset NO_COLOR\n'{}' -c '{}' migrate --yes\necho \"EXIT=$?\"\nsleep 60\n",
+            bin.display(),
+            config.display()
+        ),
+    )
+    .unwrap();
+    let out = tmux(
+        &socket,
+        &[
+            "new-session",
+            "-d",
+            "-x",
+            "160",
+            "-y",
+            "40",
+            "-e",
+            "TERM=xterm-256color",
+            "sh",
+            script.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "tmux: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let started = Instant::now();
+    let mut frames_with_bar = 0;
+    let mut bar_example = String::new();
+    let last = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the run did not end in 60 s"
+        );
+        let pane =
+            String::from_utf8_lossy(&tmux(&socket, &["capture-pane", "-p"]).stdout).into_owned();
+        if pane.contains("objects · ETA") && pane.contains("files: ") && pane.contains("in flight")
+        {
+            frames_with_bar += 1;
+            bar_example = pane.clone();
+        }
+        if pane.contains("EXIT=") {
+            break pane;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    tmux(&socket, &["kill-server"]);
+    eprintln!("a frame of the progress display:\n{bar_example}\nthe end:\n{last}");
+    assert!(
+        frames_with_bar >= 2,
+        "the progress display was seen in {frames_with_bar} captures"
+    );
+    assert!(
+        last.contains("EXIT=3"),
+        "one file is missing: exit 3\n{last}"
+    );
+    assert!(last.contains("migration in"), "{last}");
+    assert!(last.contains("40 copied"), "{last}");
+    assert!(
+        !last.contains("ETA"),
+        "the bar is cleared before the summary:\n{last}"
+    );
+
+    // 2. The same run with stderr to a file (and stdout to another): plain text only.
+    let (config, _server) = app("term_file", dir.path()).await;
+    let err_path = dir.path().join("stderr.txt");
+    let out_path = dir.path().join("stdout.txt");
+    let status = Command::new(&bin)
+        .args(["-c", config.to_str().unwrap(), "migrate", "--yes"])
+        .env_remove("NO_COLOR")
+        .env("TERM", "xterm-256color")
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(3));
+    for path in [&err_path, &out_path] {
+        let bytes = std::fs::read(path).unwrap();
+        let bad: Vec<(usize, u8)> = bytes
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(_, b)| (*b < 0x20 && *b != b'\n') || *b == 0x7f)
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "{}: control characters at {:?}\n{}",
+            path.display(),
+            &bad[..bad.len().min(10)],
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert!(
+        !err.contains("ETA"),
+        "no progress display in a file:\n{err}"
+    );
+    let out = std::fs::read_to_string(&out_path).unwrap();
+    assert!(
+        out.contains("\"action\":\"summary\""),
+        "jsonl off a terminal:\n{out}"
+    );
+}
