@@ -480,34 +480,24 @@ async fn hosted_legacy_to_gridfs_encrypted() {
 #[tokio::test]
 async fn hosted_legacy_to_s3() {
     let bucket = support::s3::fresh_bucket("mig").await;
-    let dest = format!(
-        "[destination]\ntype = \"s3\"\nbucket = \"{bucket}\"\nendpoint = \"{}\"\nregion = \"{}\"\n\
-         access_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
-        support::s3::endpoint(),
-        support::env("PFM_TEST_S3_REGION"),
-        support::env("PFM_TEST_S3_ACCESS_KEY"),
-        support::env("PFM_TEST_S3_SECRET_KEY"),
-    );
-    let cfg: StoreConfig = toml::from_str(&dest.replace("[destination]\n", "")).unwrap();
+    let dest = format!("[destination]\n{}", s3_table(&bucket));
+    let cfg: StoreConfig = toml::from_str(&s3_table(&bucket)).unwrap();
     full_migration("mig_s3", dest, cfg).await;
 }
 
 #[tokio::test]
 async fn hosted_legacy_to_gcs() {
     let bucket = support::gcs::fresh_bucket("mig").await;
-    let dest = format!(
-        "[destination]\ntype = \"gcs\"\nbucket = \"{bucket}\"\nendpoint = \"{}\"\nanonymous = true\n",
-        support::gcs::endpoint()
-    );
-    let cfg: StoreConfig = toml::from_str(&dest.replace("[destination]\n", "")).unwrap();
+    let dest = format!("[destination]\n{}", gcs_table(&bucket));
+    let cfg: StoreConfig = toml::from_str(&gcs_table(&bucket)).unwrap();
     full_migration("mig_gcs", dest, cfg).await;
 }
 
-/// An adapter move: Parse-Server names in GridFS go to S3 under the same names. Top-level
-/// documents are untouched; nested urls are rebased onto the configured server URL.
-#[tokio::test]
-async fn gridfs_to_s3_keeps_names_and_rebases_nested_urls() {
-    let db_name = support::unique("mig_move");
+/// An adapter move (the README's recipes): Parse-Server names in one store go to another under
+/// the same names with `--select server`. Top-level documents are untouched; nested urls are
+/// rebased onto the configured server URL; the bytes at the destination are identical.
+async fn adapter_move(tag: &str, source: &str, destination: &str) {
+    let db_name = support::unique(tag);
     let client = support::mongo_client().await;
     let db = client.database(&db_name);
     let ctx = StoreContext {
@@ -516,8 +506,9 @@ async fn gridfs_to_s3_keeps_names_and_rebases_nested_urls() {
         file_key: None,
         app_id: Some(APP_ID.into()),
     };
-    let gridfs_cfg: StoreConfig = toml::from_str("type = \"gridfs\"").unwrap();
-    let gridfs = storage::open(&gridfs_cfg, &ctx).await.unwrap();
+    let source_cfg: StoreConfig = toml::from_str(source).unwrap();
+    let source_store = storage::open(&source_cfg, &ctx).await.unwrap();
+    let dest_cfg: StoreConfig = toml::from_str(destination).unwrap();
     let names = [
         "0123456789abcdef0123456789abcdef_one.jpg".to_string(),
         "fedcba9876543210fedcba9876543210_two words.png".to_string(),
@@ -526,7 +517,7 @@ async fn gridfs_to_s3_keeps_names_and_rebases_nested_urls() {
     let mut data = BTreeMap::new();
     for (i, n) in names.iter().enumerate() {
         let bytes = support::bytes(300_000 * i + 17, 40 + i as u64);
-        gridfs
+        source_store
             .put(
                 n,
                 support::conformance::body(&bytes, 65536),
@@ -554,7 +545,6 @@ async fn gridfs_to_s3_keeps_names_and_rebases_nested_urls() {
         ])
         .await
         .unwrap();
-    let bucket = support::s3::fresh_bucket("move").await;
     let dir = std::env::temp_dir().join(support::unique("mig-move"));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("config.toml");
@@ -571,21 +561,12 @@ app_id = "{APP_ID}"
 public_server_url = "{SERVER_URL}"
 
 [source.server]
-type = "gridfs"
+{source}
 
 [destination]
-type = "s3"
-bucket = "{bucket}"
-endpoint = "{endpoint}"
-region = "{region}"
-access_key_id = "{key}"
-secret_access_key = "{secret}"
+{destination}
 "#,
             uri = support::mongo_uri(),
-            endpoint = support::s3::endpoint(),
-            region = support::env("PFM_TEST_S3_REGION"),
-            key = support::env("PFM_TEST_S3_ACCESS_KEY"),
-            secret = support::env("PFM_TEST_S3_SECRET_KEY"),
         ),
     )
     .unwrap();
@@ -610,17 +591,10 @@ secret_access_key = "{secret}"
     assert_eq!(s["references"]["unchanged"], 3, "{s}");
     assert_eq!(s["references"]["not_selected"], 1, "{s}");
 
-    let raw = support::s3::raw_client().await;
+    let dest = storage::open(&dest_cfg, &ctx).await.unwrap();
     for (n, bytes) in &data {
-        let got = raw
-            .get_object()
-            .bucket(&bucket)
-            .key(n)
-            .send()
-            .await
-            .unwrap();
-        let body = got.body.collect().await.unwrap().into_bytes();
-        assert!(body.as_ref() == bytes.as_slice(), "{n}: bytes differ");
+        let got = support::conformance::read_all(&*dest, n).await.unwrap();
+        assert!(got == *bytes, "{n}: bytes differ at the destination");
     }
     let after: Vec<Document> = futures::TryStreamExt::try_collect(
         db.collection::<Document>("Doc")
@@ -650,6 +624,47 @@ secret_access_key = "{secret}"
         f.get_str("url").unwrap(),
         format!("{SERVER_URL}/files/{APP_ID}/fedcba9876543210fedcba9876543210_two%20words.png")
     );
+}
+
+#[tokio::test]
+async fn gridfs_to_s3_keeps_names_and_rebases_nested_urls() {
+    let bucket = support::s3::fresh_bucket("move").await;
+    adapter_move("mig_move_s3", "type = \"gridfs\"", &s3_table(&bucket)).await;
+}
+
+#[tokio::test]
+async fn gridfs_to_gcs_keeps_names_and_rebases_nested_urls() {
+    let bucket = support::gcs::fresh_bucket("move").await;
+    adapter_move("mig_move_gcs", "type = \"gridfs\"", &gcs_table(&bucket)).await;
+}
+
+#[tokio::test]
+async fn fs_to_s3_keeps_names_and_rebases_nested_urls() {
+    let dir = std::env::temp_dir().join(support::unique("mig-move-fs"));
+    let bucket = support::s3::fresh_bucket("move").await;
+    adapter_move(
+        "mig_move_fs",
+        &format!("type = \"fs\"\npath = \"{}\"", dir.display()),
+        &s3_table(&bucket),
+    )
+    .await;
+}
+
+fn s3_table(bucket: &str) -> String {
+    format!(
+        "type = \"s3\"\nbucket = \"{bucket}\"\nendpoint = \"{}\"\nregion = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+        support::s3::endpoint(),
+        support::env("PFM_TEST_S3_REGION"),
+        support::env("PFM_TEST_S3_ACCESS_KEY"),
+        support::env("PFM_TEST_S3_SECRET_KEY"),
+    )
+}
+
+fn gcs_table(bucket: &str) -> String {
+    format!(
+        "type = \"gcs\"\nbucket = \"{bucket}\"\nendpoint = \"{}\"\nanonymous = true\n",
+        support::gcs::endpoint()
+    )
 }
 
 /// `--rename keep` on legacy names is refused unless the operator confirms `fileKey` is gone.
