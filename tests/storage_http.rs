@@ -109,7 +109,11 @@ async fn get(store: &HttpStore, url: &str, offset: u64) -> Result<Vec<u8>, Stora
 #[tokio::test]
 async fn statuses_and_broken_bodies() {
     let base = scripted_server().await;
-    let store = HttpStore::new(&HttpConfig::default(), &ctx()).unwrap();
+    let allow_loopback = HttpConfig {
+        stored_url_hosts: vec!["127.0.0.1".into()],
+        ..Default::default()
+    };
+    let store = HttpStore::new(&allow_loopback, &ctx()).unwrap();
     for code in ["403", "404", "410"] {
         // The key in a stored URL must not leak into the error.
         let err = get(&store, &format!("{base}/{KEY}/{code}"), 0)
@@ -135,4 +139,56 @@ async fn statuses_and_broken_bodies() {
     );
     let err = get(&store, "http://127.0.0.1:1/x", 0).await.unwrap_err();
     assert!(err.is_retryable(), "connection refused: {err}");
+}
+
+async fn refused(store: &HttpStore, url: String) -> String {
+    let err = get(store, &url, 0).await.unwrap_err();
+    assert!(!err.is_not_found() && !err.is_retryable(), "{url}: {err}");
+    err.to_string()
+}
+
+/// A `url` stored in the database is fetched only from hosts the operator allowed: otherwise
+/// anyone who can save a File object could point the tool at internal addresses.
+#[tokio::test]
+async fn stored_urls_are_fetched_only_from_allowed_hosts() {
+    let base = scripted_server().await;
+    let default = HttpStore::new(&HttpConfig::default(), &ctx()).unwrap();
+    let e = refused(&default, format!("{base}/norange")).await;
+    assert!(
+        e.contains("stored_url_hosts") && e.contains("127.0.0.1"),
+        "{e}"
+    );
+    let e = refused(&default, "http://169.254.169.254/latest/meta-data/".into()).await;
+    assert!(e.contains("stored_url_hosts"), "{e}");
+
+    let some = HttpStore::new(
+        &HttpConfig {
+            stored_url_hosts: vec!["*.example.com".into(), "files.example.org".into()],
+            ..Default::default()
+        },
+        &ctx(),
+    )
+    .unwrap();
+    let e = refused(&some, format!("{base}/norange")).await;
+    assert!(e.contains("not in stored_url_hosts"), "{e}");
+    let e = refused(&some, "file:///etc/passwd".into()).await;
+    assert!(e.contains("scheme"), "{e}");
+    let e = refused(&some, "http://evil-example.com/x".into()).await;
+    assert!(
+        e.contains("not in stored_url_hosts"),
+        "suffix without a dot: {e}"
+    );
+
+    let any = HttpStore::new(
+        &HttpConfig {
+            stored_url_hosts: vec!["*".into()],
+            ..Default::default()
+        },
+        &ctx(),
+    )
+    .unwrap();
+    assert_eq!(
+        get(&any, &format!("{base}/norange"), 0).await.unwrap(),
+        b"0123456789"
+    );
 }

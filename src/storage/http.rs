@@ -45,6 +45,13 @@ pub struct HttpConfig {
     pub connect_timeout_secs: Option<u64>,
     /// `User-Agent` header (default `parse-files-migrate/<version>`).
     pub user_agent: Option<String>,
+    /// Hosts whose URLs, stored beside a name in the database, may be fetched (only without
+    /// `server_url`). Default: none. A stored `url` is data: fetching whatever it says would let
+    /// anyone who can save a File object make this tool read internal addresses (cloud metadata,
+    /// admin ports) into the destination. `example.com` matches that host, `*.example.com` its
+    /// subdomains, `*` any host.
+    #[serde(default)]
+    pub stored_url_hosts: Vec<String>,
 }
 
 const DEFAULT_TFSS: &str = "http://files.parsetfss.com/{file_key}/";
@@ -88,6 +95,7 @@ pub struct HttpStore {
     server: Option<Base>,
     /// The raw fileKey, only to scrub it from anything shown (URLs from `url_hint` may hold it).
     file_key: Option<Secret>,
+    stored_url_hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for HttpStore {
@@ -132,6 +140,7 @@ impl HttpStore {
             ),
             server,
             file_key: ctx.file_key.clone().filter(|k| !k.expose().is_empty()),
+            stored_url_hosts: cfg.stored_url_hosts.clone(),
         })
     }
 
@@ -145,6 +154,7 @@ impl HttpStore {
         } else if let Some(server) = &self.server {
             server
         } else if let Some(hint) = hint {
+            self.allowed(hint).map_err(|why| fail(why))?;
             return Ok((hint.to_string(), self.scrub(hint)));
         } else {
             return Err(fail(
@@ -157,6 +167,32 @@ impl HttpStore {
             format!("{expanded}{encoded}"),
             format!("{}{encoded}", base.template),
         ))
+    }
+
+    /// Whether a URL stored in the database may be fetched (see `stored_url_hosts`).
+    fn allowed(&self, stored: &str) -> Result<(), String> {
+        let url = url::Url::parse(stored).map_err(|e| format!("stored url is not a URL ({e})"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!(
+                "stored url has scheme {:?}; only http and https are fetched",
+                url.scheme()
+            ));
+        }
+        let host = url.host_str().unwrap_or("").to_ascii_lowercase();
+        let ok = self.stored_url_hosts.iter().any(|pattern| {
+            let p = pattern.to_ascii_lowercase();
+            p == "*"
+                || p == host
+                || p.strip_prefix("*.")
+                    .is_some_and(|domain| host.ends_with(&format!(".{domain}")))
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "stored url host {host:?} is not in stored_url_hosts of this source (set server_url, or allow the host)"
+            ))
+        }
     }
 
     /// Anything shown to people: the fileKey replaced by `<redacted>`.
