@@ -154,7 +154,7 @@ impl HttpStore {
         } else if let Some(server) = &self.server {
             server
         } else if let Some(hint) = hint {
-            self.allowed(hint).map_err(|why| fail(why))?;
+            self.allowed(hint).map_err(&fail)?;
             return Ok((hint.to_string(), self.scrub(hint)));
         } else {
             return Err(fail(
