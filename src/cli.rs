@@ -349,6 +349,14 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "DURATION")]
     pub max_duration: Option<String>,
 
+    /// At most N requests per second to the sources (429/503 slow every transfer down anyway)
+    #[arg(long, value_name = "N")]
+    pub tps_limit: Option<f64>,
+
+    /// At most this many bytes per second read from the sources, e.g. 10MiB
+    #[arg(long, value_name = "RATE")]
+    pub bwlimit: Option<String>,
+
     /// Take only shard K of N (by a stable hash of the file name), e.g. 0/4
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,

@@ -18,5 +18,6 @@ pub mod scan;
 pub mod secret;
 pub mod settings;
 pub mod storage;
+pub mod throttle;
 
 pub use commands::run;

@@ -38,6 +38,18 @@ pub struct RetryPolicy {
     /// Longest single wait, including one asked for by `Retry-After`.
     #[serde(rename = "retry_max_ms", serialize_with = "ser_ms")]
     pub max: Duration,
+    /// Longest one attempt may take, start to end (`[run] file_timeout_secs`); an attempt cut
+    /// off is a retryable failure. `None`: no cap (stalls are caught by each store's read-idle
+    /// timeout, so a large file may take as long as it needs).
+    #[serde(rename = "file_timeout_secs", serialize_with = "ser_secs")]
+    pub attempt_timeout: Option<Duration>,
+}
+
+fn ser_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_u64(d.as_secs()),
+        None => s.serialize_none(),
+    }
 }
 
 fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -51,6 +63,7 @@ impl Default for RetryPolicy {
             retries: defaults::RETRIES,
             base: Duration::from_millis(defaults::RETRY_BASE_MS),
             max: Duration::from_millis(defaults::RETRY_MAX_MS),
+            attempt_timeout: None,
         }
     }
 }
@@ -108,7 +121,20 @@ impl RetryPolicy {
         let mut failed = 0;
         let mut integrity = 0;
         loop {
-            let error = match op().await {
+            let attempt = match self.attempt_timeout {
+                None => op().await,
+                Some(limit) => tokio::time::timeout(limit, op()).await.unwrap_or_else(|_| {
+                    Err(StorageError::message(
+                        what,
+                        true,
+                        format!(
+                            "attempt cut off after {} s (file_timeout_secs)",
+                            limit.as_secs()
+                        ),
+                    ))
+                }),
+            };
+            let error = match attempt {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
@@ -158,6 +184,7 @@ mod tests {
             retries,
             base: Duration::from_millis(1),
             max: Duration::from_millis(20),
+            attempt_timeout: None,
         }
     }
 
@@ -224,6 +251,38 @@ mod tests {
         }
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_over_the_file_timeout_is_cut_off_and_retried() {
+        let p = RetryPolicy {
+            attempt_timeout: Some(Duration::from_secs(5)),
+            ..policy(1)
+        };
+        let calls = AtomicU32::new(0);
+        let out: Result<(), GaveUp> = p
+            .run("f", || {
+                let n = calls.fetch_add(1, Ordering::Relaxed);
+                async move {
+                    if n == 0 {
+                        // The first attempt hangs: cut off at 5 s, then retried.
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                    }
+                    Ok(())
+                }
+            })
+            .await;
+        assert!(out.is_ok());
+        assert_eq!(calls.into_inner(), 2);
+        let out: Result<(), GaveUp> = p
+            .run("f", || async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(())
+            })
+            .await;
+        let e = out.unwrap_err();
+        assert!(e.reason().contains("file_timeout_secs"), "{}", e.reason());
+        assert_eq!(e.attempts, 2);
+    }
+
     #[tokio::test]
     async fn integrity_is_retried_once() {
         let (out, calls) = attempts(policy(4), vec![integrity()]).await;
@@ -248,6 +307,7 @@ mod tests {
             retries: 10,
             base: Duration::from_millis(400),
             max: Duration::from_secs(5),
+            attempt_timeout: None,
         };
         for _ in 0..50 {
             let d1 = p.delay(1, None);

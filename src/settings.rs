@@ -88,6 +88,9 @@ pub struct RunFile {
     pub retries: Option<u32>,
     pub retry_base_ms: Option<u64>,
     pub retry_max_ms: Option<u64>,
+    pub file_timeout_secs: Option<u64>,
+    pub tps_limit: Option<f64>,
+    pub bwlimit: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -193,9 +196,13 @@ pub struct RunSettings {
     #[serde(serialize_with = "ser_duration")]
     pub max_duration: Option<Duration>,
     pub shard: Option<Shard>,
-    /// How failed transfers are retried (`retries`, `retry_base_ms`, `retry_max_ms`).
+    /// How failed transfers are retried (`retries`, `retry_base_ms`, `retry_max_ms`,
+    /// `file_timeout_secs`).
     #[serde(flatten)]
     pub retry: RetryPolicy,
+    /// Source request and byte rates (`tps_limit`, `bwlimit`).
+    #[serde(flatten)]
+    pub throttle: crate::throttle::Limits,
 }
 
 #[derive(Debug, Serialize)]
@@ -321,7 +328,30 @@ impl Settings {
             retries: run.retries.unwrap_or(defaults::RETRIES),
             base: Duration::from_millis(run.retry_base_ms.unwrap_or(defaults::RETRY_BASE_MS)),
             max: Duration::from_millis(run.retry_max_ms.unwrap_or(defaults::RETRY_MAX_MS)),
+            attempt_timeout: run
+                .file_timeout_secs
+                .filter(|s| *s > 0)
+                .map(Duration::from_secs),
         };
+        let tps = m.and_then(|m| m.tps_limit).or(run.tps_limit);
+        if tps.is_some_and(|t| !(t > 0.0 && t.is_finite())) {
+            return Err(usage(
+                "--tps-limit must be a positive number of requests per second",
+            ));
+        }
+        let bytes_per_sec = match m.and_then(|m| m.bwlimit.clone()).or(run.bwlimit) {
+            Some(s) => {
+                let b = parse_size(s.trim_end_matches("/s")).map_err(|e| {
+                    usage(format!("--bwlimit {s:?}: {e} (examples: 500KiB, 10MiB)"))
+                })?;
+                if b == 0 {
+                    return Err(usage("--bwlimit must be more than 0 bytes per second"));
+                }
+                Some(b)
+            }
+            None => None,
+        };
+        let throttle = crate::throttle::Limits { tps, bytes_per_sec };
         if retry.base > retry.max {
             return Err(usage(format!(
                 "[run] retry_base_ms ({}) must not exceed retry_max_ms ({})",
@@ -389,6 +419,7 @@ impl Settings {
                 max_duration,
                 shard,
                 retry,
+                throttle,
             },
             output: OutputSettings {
                 log_format: global
@@ -552,6 +583,7 @@ mod tests {
                 retries: 0,
                 base: Duration::from_millis(10),
                 max: Duration::from_millis(40),
+                attempt_timeout: None,
             }
         );
         let out = s.to_toml().unwrap();
@@ -562,6 +594,43 @@ mod tests {
         let f = file("[run]\nretry_base_ms = 5000\nretry_max_ms = 40").unwrap();
         let e = Settings::from_parts(&GlobalArgs::default(), None, f).unwrap_err();
         assert!(e.to_string().contains("retry_max_ms"), "{e}");
+    }
+
+    #[test]
+    fn throttle_and_file_timeout_resolve_and_round_trip() {
+        let f =
+            file("[run]\ntps_limit = 12.5\nbwlimit = \"2MiB\"\nfile_timeout_secs = 600").unwrap();
+        let s = Settings::from_parts(&GlobalArgs::default(), None, f).unwrap();
+        assert_eq!(s.run.throttle.tps, Some(12.5));
+        assert_eq!(s.run.throttle.bytes_per_sec, Some(2 << 20));
+        assert_eq!(s.run.retry.attempt_timeout, Some(Duration::from_secs(600)));
+        // The [run] table --show-settings prints resolves to the same.
+        let shown = s.to_toml().unwrap();
+        let run = shown
+            .split("[run]")
+            .nth(1)
+            .unwrap()
+            .split("\n[")
+            .next()
+            .unwrap();
+        let again = Settings::from_parts(
+            &GlobalArgs::default(),
+            None,
+            file(&format!("[run]{run}")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(again.run.throttle, s.run.throttle, "{shown}");
+        assert_eq!(again.run.retry, s.run.retry, "{shown}");
+        for bad in [
+            "bwlimit = \"0\"",
+            "bwlimit = \"fast\"",
+            "tps_limit = 0.0",
+            "tps_limit = -3.0",
+        ] {
+            let f = file(&format!("[run]\n{bad}")).unwrap();
+            let e = Settings::from_parts(&GlobalArgs::default(), None, f).unwrap_err();
+            assert_eq!(crate::exit::code_of(&e), crate::exit::USAGE, "{bad}: {e:#}");
+        }
     }
 
     #[test]

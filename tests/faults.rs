@@ -431,3 +431,94 @@ async fn destination_killed_mid_run_then_rerun_completes() {
     let rewritten = h.check_references(&db, parse_server_name).await;
     eprintln!("re-run: exit 0, 40/40 files byte-identical in S3, {rewritten} references rewritten");
 }
+
+/// Throttling: `--tps-limit` and `--bwlimit` hold the reads to those rates, and one 429 with
+/// `Retry-After: 1` holds back every transfer for that second, not only the one that got it.
+#[tokio::test]
+async fn throttling_limits_rates_and_one_429_pauses_every_transfer() {
+    // 1. --tps-limit 20 over 40 files: a burst of 20, then 20 a second: ≥ 1 s from first to last.
+    let db_name = support::unique("faults_tps");
+    let db = support::mongo_client().await.database(&db_name);
+    let h = Hosted::seed(&db, 40, 0, FILE_KEY).await;
+    let server = FaultyServer::healthy(h.files.clone());
+    let dest = std::env::temp_dir().join(support::unique("faults-tps"));
+    let cfg = config(&db_name, &server, &dest, "concurrency = 16");
+    let out = app::migrate(&cfg, &["--yes", "--output", "jsonl", "--tps-limit", "20"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    h.check_fs_destination(&dest, parse_server_name);
+    let log = server.log();
+    assert_eq!(log.len(), 40);
+    let span = log.last().unwrap().0 - log[0].0;
+    eprintln!("--tps-limit 20: 40 requests over {span:.2?}");
+    assert!(span >= Duration::from_millis(950), "{span:?}");
+
+    // 2. --bwlimit 1MiB: the bytes take at least (total − the quarter-second burst) / rate.
+    let db_name = support::unique("faults_bw");
+    let db = support::mongo_client().await.database(&db_name);
+    let h = Hosted::seed(&db, 40, 0, FILE_KEY).await;
+    let total: usize = h.files.values().map(Vec::len).sum();
+    let server = FaultyServer::healthy(h.files.clone());
+    let dest = std::env::temp_dir().join(support::unique("faults-bw"));
+    let cfg = config(&db_name, &server, &dest, "concurrency = 16");
+    let started = Instant::now();
+    let out = app::migrate(&cfg, &["--yes", "--output", "jsonl", "--bwlimit", "1MiB"]);
+    let took = started.elapsed();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        h.check_fs_destination(&dest, parse_server_name),
+        h.files.len()
+    );
+    let rate = 1024.0 * 1024.0;
+    let floor = Duration::from_secs_f64((total as f64 - rate / 4.0) / rate * 0.95);
+    eprintln!("--bwlimit 1MiB: {total} bytes in {took:.2?} (floor {floor:.2?})");
+    assert!(took >= floor, "{took:?} < {floor:?}");
+
+    // 3. The 6th request is answered 429 + Retry-After: 1. Requests that start after the
+    // client has seen it wait out that second.
+    let db_name = support::unique("faults_429");
+    let db = support::mongo_client().await.database(&db_name);
+    let h = Hosted::seed(&db, 40, 0, FILE_KEY).await;
+    let server = FaultyServer::start(
+        h.files.clone(),
+        Box::new(|r| (r.n == 5).then_some(Fault::Throttle)),
+        Options {
+            delay: Duration::from_millis(30),
+            ..Default::default()
+        },
+    );
+    let dest = std::env::temp_dir().join(support::unique("faults-429"));
+    let cfg = config(
+        &db_name,
+        &server,
+        &dest,
+        "concurrency = 4\nretry_base_ms = 10",
+    );
+    let out = app::migrate(&cfg, &["--yes", "--output", "jsonl"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        h.check_fs_destination(&dest, parse_server_name),
+        h.files.len()
+    );
+    let log = server.log();
+    let t429 = log
+        .iter()
+        .find(|(_, f)| *f == Some(Fault::Throttle))
+        .expect("the 429 was sent")
+        .0;
+    // The answer leaves 30 ms after arrival; allow the client 200 ms to see it.
+    let quiet_from = t429 + Duration::from_millis(250);
+    let quiet_to = t429 + Duration::from_millis(950);
+    let during: Vec<Duration> = log
+        .iter()
+        .filter(|(t, _)| *t > quiet_from && *t < quiet_to)
+        .map(|(t, _)| *t - t429)
+        .collect();
+    let after = log.iter().filter(|(t, _)| *t >= quiet_to).count();
+    eprintln!(
+        "429 at request 6: {} requests in all, {} during the pause window, {after} after it",
+        log.len(),
+        during.len()
+    );
+    assert!(during.is_empty(), "requests during the pause: {during:?}");
+    assert!(after >= 20, "the run went on after the pause: {after}");
+}

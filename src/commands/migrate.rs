@@ -72,9 +72,19 @@ pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32>
         } else {
             None
         };
+    // Every source read goes through one shared throttle (--tps-limit, --bwlimit, and the
+    // slow-down all transfers share when a source answers 429/503).
+    let throttle = crate::throttle::Throttle::new(run.throttle);
+    let throttled =
+        |store: Arc<dyn crate::storage::ObjectStore>| -> Arc<dyn crate::storage::ObjectStore> {
+            Arc::new(crate::throttle::Throttled {
+                inner: store,
+                throttle: throttle.clone(),
+            })
+        };
     let stores = Stores {
-        hosted,
-        server,
+        hosted: hosted.map(throttled),
+        server: server.map(throttled),
         destination: destination.clone(),
     };
 

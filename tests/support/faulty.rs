@@ -96,6 +96,8 @@ struct State {
     schedule: Schedule,
     opts: Options,
     requests: AtomicU64,
+    /// When each request arrived, and whether it was answered with a fault.
+    log: Mutex<Vec<(std::time::Instant, Option<Fault>)>>,
     attempts: Mutex<HashMap<String, u32>>,
     faults: Mutex<BTreeMap<String, u64>>,
 }
@@ -137,6 +139,7 @@ impl FaultyServer {
             schedule,
             opts,
             requests: AtomicU64::new(0),
+            log: Mutex::new(Vec::new()),
             attempts: Mutex::new(HashMap::new()),
             faults: Mutex::new(BTreeMap::new()),
         });
@@ -203,6 +206,11 @@ impl FaultyServer {
         lock(&self.state.attempts).clone()
     }
 
+    /// Arrival time of every request so far, with the fault it was answered with.
+    pub fn log(&self) -> Vec<(std::time::Instant, Option<Fault>)> {
+        lock(&self.state.log).clone()
+    }
+
     /// Faults injected so far, all kinds.
     pub fn faults_total(&self) -> u64 {
         self.faults().values().sum()
@@ -261,6 +269,7 @@ async fn serve(mut sock: TcpStream, st: Arc<State>) {
     if let Some(f) = fault {
         *lock(&st.faults).entry(f.kind()).or_insert(0) += 1;
     }
+    lock(&st.log).push((std::time::Instant::now(), fault));
     if !st.opts.delay.is_zero() {
         tokio::time::sleep(st.opts.delay).await;
     }
