@@ -43,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
     let dest = storage::open(&dest_cfg, &ctx).await?;
     dest.check().await?;
     let start = Instant::now();
-    let v = copy_verified(&*source, &*dest, &name, &target, &GetOptions::default()).await?;
+    let v = copy_verified(&source, &*dest, &name, &target, &GetOptions::default()).await?;
     let secs = start.elapsed().as_secs_f64();
     // SAFETY: getrusage only writes into the struct we pass.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };

@@ -448,7 +448,7 @@ async fn throttling_limits_rates_and_one_429_pauses_every_transfer() {
     h.check_fs_destination(&dest, parse_server_name);
     let log = server.log();
     assert_eq!(log.len(), 40);
-    let span = log.last().unwrap().0 - log[0].0;
+    let span = log.last().unwrap().at - log[0].at;
     eprintln!("--tps-limit 20: 40 requests over {span:.2?}");
     assert!(span >= Duration::from_millis(950), "{span:?}");
 
@@ -502,18 +502,18 @@ async fn throttling_limits_rates_and_one_429_pauses_every_transfer() {
     let log = server.log();
     let t429 = log
         .iter()
-        .find(|(_, f)| *f == Some(Fault::Throttle))
+        .find(|l| l.fault == Some(Fault::Throttle))
         .expect("the 429 was sent")
-        .0;
+        .at;
     // The answer leaves 30 ms after arrival; allow the client 200 ms to see it.
     let quiet_from = t429 + Duration::from_millis(250);
     let quiet_to = t429 + Duration::from_millis(950);
     let during: Vec<Duration> = log
         .iter()
-        .filter(|(t, _)| *t > quiet_from && *t < quiet_to)
-        .map(|(t, _)| *t - t429)
+        .filter(|l| l.at > quiet_from && l.at < quiet_to)
+        .map(|l| l.at - t429)
         .collect();
-    let after = log.iter().filter(|(t, _)| *t >= quiet_to).count();
+    let after = log.iter().filter(|l| l.at >= quiet_to).count();
     eprintln!(
         "429 at request 6: {} requests in all, {} during the pause window, {after} after it",
         log.len(),
@@ -521,4 +521,60 @@ async fn throttling_limits_rates_and_one_429_pauses_every_transfer() {
     );
     assert!(during.is_empty(), "requests during the pause: {during:?}");
     assert!(after >= 20, "the run went on after the pause: {after}");
+}
+
+/// A source stream broken mid-body (reset, stall, short body) is continued from the byte where
+/// it broke with a `Range` read: the second request of each such file starts past 0, nothing is
+/// fetched twice, and every file arrives byte-identical.
+#[tokio::test]
+async fn broken_streams_continue_from_where_they_broke() {
+    let db_name = support::unique("faults_range");
+    let db = support::mongo_client().await.database(&db_name);
+    let h = Hosted::seed(&db, 12, 0, FILE_KEY).await;
+    let kinds = [Fault::Reset, Fault::ShortBody, Fault::Stall];
+    let server = FaultyServer::start(
+        h.files.clone(),
+        Box::new(move |r| (r.attempt == 0).then(|| kinds[(hash(r.name) % 3) as usize])),
+        Options {
+            stall: Duration::from_secs(4),
+            ..Default::default()
+        },
+    );
+    let dest = std::env::temp_dir().join(support::unique("faults-range"));
+    let cfg = config(&db_name, &server, &dest, "concurrency = 4");
+    let out = app::migrate(&cfg, &["--yes", "--output", "jsonl"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        h.check_fs_destination(&dest, parse_server_name),
+        h.files.len()
+    );
+    let log = server.log();
+    let mut resumed = 0;
+    for (name, data) in &h.files {
+        let reqs: Vec<_> = log.iter().filter(|l| &l.name == name).collect();
+        if data.len() < 2 {
+            continue; // no body to break
+        }
+        assert!(
+            reqs[0].fault.is_some() && reqs[0].range.is_none(),
+            "{name}: {reqs:?}"
+        );
+        assert_eq!(
+            reqs.len(),
+            2,
+            "{name}: one continuation, no restart: {reqs:?}"
+        );
+        let from = reqs[1].range.expect("the second request is a range read");
+        assert!(from > 0 && from <= data.len() / 2, "{name}: from {from}");
+        resumed += 1;
+    }
+    let fetched: usize = log
+        .iter()
+        .map(|l| h.files[&l.name].len() - l.range.unwrap_or(0))
+        .sum();
+    let total: usize = h.files.values().map(Vec::len).sum();
+    eprintln!(
+        "{resumed} broken streams continued by range reads; {fetched} bytes requested for {total} bytes of files"
+    );
+    assert!(resumed >= 10, "{resumed}");
 }

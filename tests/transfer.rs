@@ -44,7 +44,7 @@ async fn copies_verify_and_rename() {
         .await
         .unwrap();
 
-    let v = copy_verified(&*source, &*dest, name, target, &GetOptions::default())
+    let v = copy_verified(&source, &*dest, name, target, &GetOptions::default())
         .await
         .expect("copy");
     assert_eq!(v.size, data.len() as u64);
@@ -66,7 +66,7 @@ async fn copies_verify_and_rename() {
     // Back to a filesystem store, which reports no hash: size-only verification, said so.
     let out_dir = tempfile::tempdir().unwrap();
     let out = fs_store(out_dir.path());
-    let v = copy_verified(&*dest, &*out, target, target, &GetOptions::default())
+    let v = copy_verified(&dest, &*out, target, target, &GetOptions::default())
         .await
         .expect("copy back");
     assert!(!v.hash_checked);
@@ -75,7 +75,7 @@ async fn copies_verify_and_rename() {
 
     // A file missing at the source: NotFound, and nothing appears at the destination.
     let err = copy_verified(
-        &*source,
+        &source,
         &*out,
         "gone.jpg",
         "x_gone.jpg",

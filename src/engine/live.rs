@@ -195,7 +195,7 @@ impl Effects for Live {
         };
         // Each attempt starts over from the first byte: the destination's `put` is atomic, so a
         // broken attempt leaves nothing behind to resume from or to clean up.
-        let copy = || copy_verified(&**source, dest, &job.name, &job.target, &get);
+        let copy = || copy_verified(source, dest, &job.name, &job.target, &get);
         match self.retry.run(&job.name, copy).await {
             Ok(v) => Outcome::Verified {
                 size: v.size,

@@ -7,8 +7,24 @@
 //! was streamed, the destination's `stat` must report exactly that many bytes, and, where the
 //! destination reports an MD5 of its own, it must equal the stream's. Only a [`Verified`] copy may
 //! have references rewritten to it.
+//!
+//! A source stream that breaks mid-file (a reset, a stall cut by the idle timeout, a body cut
+//! short) is continued from the byte where it broke with a range read, when the source supports
+//! them — the destination's `put` never notices, and no byte is fetched twice. Up to [`RESUMES`]
+//! times per attempt; after that (or on a source without range reads) the error ends the attempt
+//! and the retry policy starts the file over.
 
-use crate::storage::{GetOptions, ObjectStore, PutOptions, StorageError, content_type_for};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use crate::storage::{
+    ByteStream, GetOptions, ObjectStore, PutOptions, StorageError, content_type_for,
+};
+
+/// Continuations of a broken source stream within one attempt.
+pub const RESUMES: u32 = 3;
 
 /// A copy that was checked at the destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +42,7 @@ pub struct Verified {
 /// Errors: [`StorageError::NotFound`] only when the *source* has no such file (the caller records
 /// it as missing); [`StorageError::Integrity`] when the destination disagrees with what was sent.
 pub async fn copy_verified(
-    source: &dyn ObjectStore,
+    source: &Arc<dyn ObjectStore>,
     dest: &dyn ObjectStore,
     name: &str,
     target: &str,
@@ -38,10 +54,15 @@ pub async fn copy_verified(
         .clone()
         .or_else(|| content_type_for(target));
     let expected_size = got.size;
+    let stream = if source.capabilities().range_reads {
+        resuming(source.clone(), name, get, got.stream, expected_size)
+    } else {
+        got.stream
+    };
     let put = dest
         .put(
             target,
-            got.stream,
+            stream,
             &PutOptions {
                 content_type,
                 cache_control: None,
@@ -86,4 +107,80 @@ pub async fn copy_verified(
         hash_checked,
         etag: meta.etag.or(put.etag),
     })
+}
+
+/// `first`, continued from where it broke by range reads of `name` (see the module
+/// documentation). `total` is the size the first read announced: a continuation must announce
+/// exactly the rest, or the object changed under us.
+fn resuming(
+    source: Arc<dyn ObjectStore>,
+    name: &str,
+    opts: &GetOptions,
+    first: ByteStream,
+    total: Option<u64>,
+) -> ByteStream {
+    struct State {
+        source: Arc<dyn ObjectStore>,
+        name: String,
+        opts: GetOptions,
+        stream: ByteStream,
+        read: u64,
+        resumes: u32,
+        total: Option<u64>,
+    }
+    let state = State {
+        source,
+        name: name.to_string(),
+        opts: opts.clone(),
+        stream: first,
+        read: 0,
+        resumes: 0,
+        total,
+    };
+    futures::stream::unfold(Some(state), |state| async move {
+        let mut st = state?;
+        loop {
+            let error = match st.stream.next().await {
+                None => return None,
+                Some(Ok(bytes)) => {
+                    st.read += bytes.len() as u64;
+                    return Some((Ok(bytes), Some(st)));
+                }
+                Some(Err(e)) => e,
+            };
+            if !error.is_retryable() || st.read == 0 || st.resumes >= RESUMES {
+                return Some((Err(error), None));
+            }
+            st.resumes += 1;
+            tracing::info!(
+                file = %st.name,
+                "source stream broke after {} bytes ({error}); continuing from there",
+                st.read
+            );
+            tokio::time::sleep(Duration::from_millis(200) * st.resumes).await;
+            let opts = GetOptions {
+                offset: st.opts.offset + st.read,
+                ..st.opts.clone()
+            };
+            match st.source.get(&st.name, &opts).await {
+                Ok(rest) => {
+                    if let (Some(total), Some(left)) = (st.total, rest.size)
+                        && st.read + left != total
+                    {
+                        let e = StorageError::Integrity {
+                            name: st.name.clone(),
+                            reason: format!(
+                                "the source changed during the copy: {total} bytes, then {} from byte {}",
+                                left, st.read
+                            ),
+                        };
+                        return Some((Err(e), None));
+                    }
+                    st.stream = rest.stream;
+                }
+                Err(e) => return Some((Err(e), None)),
+            }
+        }
+    })
+    .boxed()
 }

@@ -69,6 +69,16 @@ pub struct Request<'a> {
     pub n: u64,
 }
 
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub at: std::time::Instant,
+    pub name: String,
+    pub fault: Option<Fault>,
+    /// The start of a `Range: bytes=N-` request (answered 206 with `Content-Range`).
+    pub range: Option<usize>,
+}
+
 /// Chooses the fault for a request, or `None` to serve it normally.
 pub type Schedule = Box<dyn Fn(&Request<'_>) -> Option<Fault> + Send + Sync>;
 
@@ -96,8 +106,8 @@ struct State {
     schedule: Schedule,
     opts: Options,
     requests: AtomicU64,
-    /// When each request arrived, and whether it was answered with a fault.
-    log: Mutex<Vec<(std::time::Instant, Option<Fault>)>>,
+    /// Every request: when it arrived, the fault it was answered with, its `Range` start.
+    log: Mutex<Vec<Logged>>,
     attempts: Mutex<HashMap<String, u32>>,
     faults: Mutex<BTreeMap<String, u64>>,
 }
@@ -206,8 +216,8 @@ impl FaultyServer {
         lock(&self.state.attempts).clone()
     }
 
-    /// Arrival time of every request so far, with the fault it was answered with.
-    pub fn log(&self) -> Vec<(std::time::Instant, Option<Fault>)> {
+    /// Every request so far, in arrival order.
+    pub fn log(&self) -> Vec<Logged> {
         lock(&self.state.log).clone()
     }
 
@@ -222,7 +232,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Read the request head (up to the blank line); `None` if the client went away or sent junk.
-async fn read_head(sock: &mut TcpStream) -> Option<(String, String)> {
+async fn read_head(sock: &mut TcpStream) -> Option<(String, String, Option<usize>)> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -237,11 +247,24 @@ async fn read_head(sock: &mut TcpStream) -> Option<(String, String)> {
     }
     let head = String::from_utf8_lossy(&buf).into_owned();
     let mut parts = head.lines().next()?.split(' ');
-    Some((parts.next()?.to_string(), parts.next()?.to_string()))
+    let (method, target) = (parts.next()?.to_string(), parts.next()?.to_string());
+    // `Range: bytes=N-` (the only form the tool sends).
+    let range = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        if !k.trim().eq_ignore_ascii_case("range") {
+            return None;
+        }
+        v.trim()
+            .strip_prefix("bytes=")?
+            .strip_suffix('-')?
+            .parse::<usize>()
+            .ok()
+    });
+    Some((method, target, range))
 }
 
 async fn serve(mut sock: TcpStream, st: Arc<State>) {
-    let Some((method, target)) = read_head(&mut sock).await else {
+    let Some((method, target, range)) = read_head(&mut sock).await else {
         return;
     };
     let n = st.requests.fetch_add(1, Ordering::SeqCst);
@@ -269,12 +292,25 @@ async fn serve(mut sock: TcpStream, st: Arc<State>) {
     if let Some(f) = fault {
         *lock(&st.faults).entry(f.kind()).or_insert(0) += 1;
     }
-    lock(&st.log).push((std::time::Instant::now(), fault));
+    lock(&st.log).push(Logged {
+        at: std::time::Instant::now(),
+        name: name.clone(),
+        fault,
+        range,
+    });
     if !st.opts.delay.is_zero() {
         tokio::time::sleep(st.opts.delay).await;
     }
     let head_only = method == "HEAD";
-    let _ = answer(&mut sock, fault, data.as_deref(), head_only, &st.opts).await;
+    let _ = answer(
+        &mut sock,
+        fault,
+        data.as_deref(),
+        range,
+        head_only,
+        &st.opts,
+    )
+    .await;
 }
 
 fn status_line(code: u16) -> &'static str {
@@ -305,6 +341,7 @@ async fn answer(
     sock: &mut TcpStream,
     fault: Option<Fault>,
     data: Option<&Vec<u8>>,
+    range: Option<usize>,
     head_only: bool,
     opts: &Options,
 ) -> std::io::Result<()> {
@@ -318,8 +355,17 @@ async fn answer(
         }
         (_, Some(d)) => d,
     };
+    let total = data.len();
+    let (status, extra, data) = match range {
+        Some(start) if start > 0 && start < total => (
+            "206 Partial Content",
+            format!("Content-Range: bytes {start}-{}/{total}\r\n", total - 1),
+            &data[start..],
+        ),
+        _ => ("200 OK", String::new(), &data[..]),
+    };
     let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
         data.len()
     );
     sock.write_all(head.as_bytes()).await?;
