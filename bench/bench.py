@@ -2,8 +2,10 @@
 
 Every scenario runs the tool (release build) and its baseline on the same data in the same
 invocation, REPS times each, and reports medians: wall time, files/s, MB/s (10^6 bytes), peak RSS
-(the child's own ru_maxrss from wait4) and the ratio to the baseline. Raw results are appended to
-OUT/results.jsonl; the table goes to stdout (and OUT/table.md).
+(GNU time's %M of the measured process), the CPU the process and the test MongoDB server used,
+the machine's load average when the runs started (other work on the machine disturbs timings),
+and the ratio to the baseline. Raw results are appended to OUT/results.jsonl; the table goes to
+stdout (and OUT/table.md, with the date and the machine).
 """
 import argparse
 import json
@@ -14,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from urllib.parse import quote
 
 import pymongo
 
@@ -25,6 +28,7 @@ MONGO = ENV["PFM_TEST_MONGO_URI"]
 HTTP_URL = ENV["PFM_TEST_HTTP_URL"]
 HTTP_ROOT = ENV["PFM_TEST_HTTP_ROOT"]
 S3 = ENV["PFM_TEST_S3_ENDPOINT"]
+GCS = ENV["PFM_TEST_GCS_ENDPOINT"]
 FILE_KEY = "benchKey"
 MB = 1e6
 TIME = "/usr/bin/time"
@@ -44,7 +48,7 @@ class Bench:
         os.makedirs(self.out, exist_ok=True)
         self.results = open(os.path.join(self.out, "results.jsonl"), "a")
         self.rows = []  # table rows
-        self.last_db_cpu = 0.0
+        self.last_db_cpu = self.last_srv_cpu = self.last_cpu = self.last_load = 0.0
         self.client = pymongo.MongoClient(MONGO)
 
     # -- running and measuring ------------------------------------------------------------
@@ -57,11 +61,12 @@ class Bench:
         ru_maxrss over), which would put a floor under every figure. time(1) is tiny, and the
         process it forks is the measured one."""
         cap = stdout == subprocess.PIPE
-        cpu0 = self.db_cpu()
+        cpu0, srv0 = self.db_cpu(), self.servers_cpu()
+        self.last_load = loadavg()
         with tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as rss:
             t0 = time.monotonic()
-            p = subprocess.Popen([TIME, "-f", "%M", "-o", rss.name, *argv], stdout=stdout,
-                                 stderr=err)
+            p = subprocess.Popen([TIME, "-f", "%U %S %M", "-o", rss.name, *argv],
+                                 stdout=stdout, stderr=err)
             out = p.stdout.read().decode() if cap else ""
             code = p.wait()
             wall = time.monotonic() - t0
@@ -69,22 +74,25 @@ class Bench:
                 err.seek(0)
                 sys.exit(f"bench: {' '.join(argv)} exited {code}\n"
                          f"{err.read().decode(errors='replace')[-3000:]}")
-            lines = [line for line in rss.read().splitlines() if line.strip().isdigit()]
-            kib = int(lines[-1]) if lines else 0
+            # The last line is ours; a killed child makes time(1) print a line before it.
+            fields = (rss.read().splitlines() or [""])[-1].split()
+            try:
+                self.last_cpu = float(fields[0]) + float(fields[1])
+                kib = int(fields[2])
+            except (IndexError, ValueError):
+                self.last_cpu, kib = 0.0, 0
         self.last_db_cpu = self.db_cpu() - cpu0
+        self.last_srv_cpu = self.servers_cpu() - srv0
         return wall, kib, out
 
     def db_cpu(self):
-        """CPU seconds the MongoDB server has used so far (utime + stime from /proc), or 0 when
-        its pid is unknown. Tells how much of a run the test server itself was busy."""
-        try:
-            with open(os.path.join(ENV["PFM_TEST_SERVICES_DIR"], "run", "mongo.pid")) as f:
-                pid = f.read().strip()
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, KeyError, ValueError, IndexError):
-            return 0.0
+        """CPU seconds the MongoDB server has used so far. Tells how much of a run the test
+        server itself was busy (with everything else that uses it meanwhile)."""
+        return service_cpu("mongo")
+
+    def servers_cpu(self):
+        """CPU seconds the other test servers (S3, GCS, nginx and its workers) have used."""
+        return sum(service_cpu(s) for s in ("s3", "gcs", "http"))
 
     def opcounts(self):
         s = self.client.admin.command("serverStatus").get("opcounters", {})
@@ -92,6 +100,9 @@ class Bench:
 
     def record(self, scenario, variant, **kv):
         kv.setdefault("db_cpu", self.last_db_cpu)
+        kv.setdefault("cpu", self.last_cpu)
+        kv.setdefault("srv_cpu", self.last_srv_cpu)
+        kv.setdefault("load", self.last_load)
         kv.update(scenario=scenario, variant=variant, t=time.time())
         self.results.write(json.dumps(kv) + "\n")
         self.results.flush()
@@ -117,6 +128,9 @@ class Bench:
             lines += ['type = "s3"', f'bucket = "{dest[1]}"', f'endpoint = "{S3}"',
                       'region = "us-east-1"', 'access_key_id = "test"',
                       'secret_access_key = "testsecret"']
+        elif kind == "gcs":
+            lines += ['type = "gcs"', f'bucket = "{dest[1]}"', f'endpoint = "{GCS}"',
+                      "anonymous = true"]
         elif kind == "gridfs":
             lines += ['type = "gridfs"', 'encryption = "none"']
         lines += ["[run]", f"concurrency = {concurrency}"]
@@ -146,6 +160,7 @@ class Bench:
             if want is not None and want != have:
                 sys.exit(f"bench: {cfg} {' '.join(flags)}: {have} {what}, expected {want}")
         return dict(wall=wall, rss_kib=rss, round_trips=trips, db_cpu=self.last_db_cpu,
+                    cpu=self.last_cpu, srv_cpu=self.last_srv_cpu, load=self.last_load,
                     summary=summary)
 
     def files(self, set_, count, size):
@@ -168,7 +183,8 @@ class Bench:
                         f'output = "{dest}/{n}"\n')
         wall, rss, _ = self.run(["curl", "--parallel", "--parallel-immediate",
                                  "--parallel-max", str(concurrency), "--fail", "-sS", "-K", cfg])
-        return dict(wall=wall, rss_kib=rss)
+        return dict(wall=wall, rss_kib=rss, cpu=self.last_cpu, srv_cpu=self.last_srv_cpu,
+                    load=self.last_load)
 
     def s3_bucket(self, bucket):
         # An existing bucket answers 409: fine.
@@ -177,6 +193,27 @@ class Bench:
         subprocess.run(["curl", "-sS", "-o", "/dev/null", "--aws-sigv4", "aws:amz:us-east-1:s3",
                         "--user", "test:testsecret", "-H", f"x-amz-content-sha256: {empty}",
                         "-X", "PUT", f"{S3}/{bucket}"], check=True)
+
+    def gcs_bucket(self, bucket):
+        # fake-gcs-server: an existing bucket answers 409, fine.
+        subprocess.run(["curl", "-sS", "-o", "/dev/null", "-X", "POST", "-H",
+                        "content-type: application/json", "-d", json.dumps({"name": bucket}),
+                        f"{GCS}/storage/v1/b?project=bench"], check=True)
+
+    def drop_gcs_bucket(self, bucket):
+        """Delete every object, then the bucket (fake-gcs-server refuses to delete a non-empty
+        one)."""
+        listing = subprocess.run(["curl", "-sS", f"{GCS}/storage/v1/b/{bucket}/o"],
+                                 capture_output=True, text=True).stdout
+        try:
+            items = json.loads(listing).get("items", [])
+        except ValueError:
+            items = []
+        for it in items:
+            subprocess.run(["curl", "-sS", "-o", "/dev/null", "-X", "DELETE",
+                            f"{GCS}/storage/v1/b/{bucket}/o/{quote(it['name'], safe='')}"])
+        subprocess.run(["curl", "-sS", "-o", "/dev/null", "-X", "DELETE",
+                        f"{GCS}/storage/v1/b/{bucket}"])
 
     # -- reporting --------------------------------------------------------------------------
 
@@ -187,8 +224,11 @@ class Bench:
         rss = max(r["rss_kib"] for r in runs) / 1024
         fps, mbs = files / wall, nbytes / wall / MB
         dbcpu = statistics.median(r.get("db_cpu", 0.0) for r in runs)
+        cpu = statistics.median(r.get("cpu", 0.0) for r in runs)
+        srv = statistics.median(r.get("srv_cpu", 0.0) for r in runs)
+        load = max(r.get("load", 0.0) for r in [*runs, *(base or [])])
         r = dict(target=target, what=what, reps=len(runs), wall=wall, fps=fps, mbs=mbs, rss=rss,
-                 dbcpu=dbcpu,
+                 cpu=cpu, dbcpu=dbcpu, srv=srv, load=load,
                  base_what=base_what, note=note, goal=goal, rate=rate)
         if base:
             bwall = statistics.median(b["wall"] for b in base)
@@ -261,34 +301,68 @@ class Bench:
         names = self.files("huge", 1, size)
         dest = os.path.join(self.out, "dest-huge")
         self.s3_bucket("bench-huge")
+        self.gcs_bucket("bench-huge")
         curl = [self.record("huge", "curl", rep=rep, **self.curl(
             "huge", names, 1, os.path.join(self.out, "curl-huge"))) for rep in range(a.reps)]
         shutil.rmtree(os.path.join(self.out, "curl-huge"), ignore_errors=True)
-        for d, spec in (("fs", ("fs", dest)), ("s3", ("s3", "bench-huge")),
-                        ("gridfs", ("gridfs",))):
+        specs = {"fs": ("fs", dest), "gridfs": ("gridfs",), "s3": ("s3", "bench-huge"),
+                 "gcs": ("gcs", "bench-huge")}
+        for d in a.huge_dests:
+            spec = specs[d]
             cfg = self.config(f"huge-{d}", "bench_huge", spec, "huge", a.concurrency)
             runs = []
-            for rep in range(a.reps):
+            for rep in range(a.huge_reps or a.reps):
                 subprocess.run([sys.executable, seed.__file__, "docs", MONGO, "bench_huge",
                                 names, "0"], check=True)
                 fresh_dir(dest)
                 runs.append(self.record("huge", d, rep=rep, **self.migrate(cfg, copied=1)))
+                if d == "gcs":
+                    self.drop_gcs_bucket("bench-huge")
+                    self.gcs_bucket("bench-huge")
+                elif d == "gridfs":
+                    self.client.drop_database("bench_huge")
             self.row(f"1 × {human(size)} legacy → {d}", "migrate (full)", runs, 1, size, curl,
                      "curl", rate="rss", goal=64.0)
             shutil.rmtree(dest, ignore_errors=True)
         self.client.drop_database("bench_huge")
         drop_bucket("bench-huge")
+        self.drop_gcs_bucket("bench-huge")
         self.drop_files("huge")
 
     def scan(self):
         a = self.a
         n = a.scan_objects
-        subprocess.run([sys.executable, seed.__file__, "scan", MONGO, "bench_scan", str(n)],
-                       check=True)
+        meta = self.client["bench_scan"]["_bench_meta"].find_one({"_id": "scan"}) or {}
+        if (meta.get("count"), meta.get("version")) != (n, seed.SCAN_VERSION):
+            subprocess.run([sys.executable, seed.__file__, "scan", MONGO, "bench_scan", str(n)],
+                           check=True)
         fields = "file,meta,gallery"
         raw = os.path.join(self.examples, "raw_scan")
         out = {}
         for page in a.page_sizes:
+            # The tool walks `_id` keyset pages ({_id: {$gt: last}}, sort, limit): O(page) per
+            # page on MongoDB, whose _id index is always there. A server without one (SecantusDB
+            # 0.7.0b3, the test server, scans and sorts the whole collection per page) makes the
+            # walk quadratic: one page of the last pages timed here, and a walk projected past
+            # --scan-budget is not run (a row says so, with the figures).
+            probe = self.keyset_page_secs(page, max(0, n - 2 * page))
+            projected = probe * ((n + page - 1) // page)
+            if projected > a.scan_budget:
+                print(f"bench: scan: one keyset page of {page} takes {probe:.1f} s on this "
+                      f"server; the walk of {n:,} objects would take ~{projected / 3600:.1f} h "
+                      f"(budget {a.scan_budget} s): skipped", file=sys.stderr)
+                cur = [self.record("scan", "raw-cursor", rep=rep, page=page, **dict(zip(
+                    ("wall", "rss_kib"), self.run([raw, MONGO, "bench_scan", "Bench", fields,
+                                                   "cursor", str(page)])[:2])))
+                       for rep in range(a.reps)]
+                self.row(f"scan {n:,} objects (page {page})", "raw cursor (baseline only)",
+                         cur, n, 0, rate="objects",
+                         note=f"tool not run: one _id keyset page takes {probe:.1f} s on this "
+                              f"server (no _id index), a walk ~{projected / 3600:.1f} h")
+                self.row(f"scan {n:,} objects (page {page})", "raw keyset (projected)",
+                         [dict(wall=projected, rss_kib=0)], n, 0, rate="objects",
+                         note="one page timed × pages")
+                continue
             cfg = self.config(f"scan-{page}", "bench_scan", ("fs", "/nonexistent"), "scan",
                               a.concurrency, page_size=page)
             tool, cur, key = [], [], []
@@ -320,6 +394,17 @@ class Bench:
             self.row(tag, "list", tool, n, 0, cur, "raw cursor", rate="objects", goal=0.80)
             self.row(tag, "list", tool, n, 0, key, "raw keyset", rate="objects", goal=0.80)
         self.client.drop_database("bench_scan")
+
+    def keyset_page_secs(self, page, skip):
+        """Seconds the server takes for one keyset page starting after the skip-th _id."""
+        coll = self.client["bench_scan"]["Bench"]
+        start = next(coll.find({}, {"_id": 1}).sort("_id", 1).skip(skip).limit(1), None)
+        if start is None:
+            return 0.0
+        t0 = time.monotonic()
+        list(coll.find({"_id": {"$gt": start["_id"]}}, {"file": 1, "meta": 1, "gallery": 1})
+             .sort("_id", 1).limit(page).batch_size(page))
+        return time.monotonic() - t0
 
     def rewrite(self):
         a = self.a
@@ -387,6 +472,61 @@ def drop_bucket(bucket):
     shutil.rmtree(d, ignore_errors=True)
 
 
+def proc_cpu(pid):
+    """utime + stime of a live process, in seconds (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def service_cpu(name):
+    """CPU seconds used so far by a test server of scripts/test-services (its pid file) and its
+    live children (nginx's workers), or 0 when it is unknown."""
+    try:
+        with open(os.path.join(ENV["PFM_TEST_SERVICES_DIR"], "run", f"{name}.pid")) as f:
+            pid = f.read().strip()
+    except (OSError, KeyError):
+        return 0.0
+    total = proc_cpu(pid)
+    for child in os.listdir("/proc"):
+        if child.isdigit():
+            try:
+                with open(f"/proc/{child}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[1] == pid:
+                        total += proc_cpu(child)
+            except (OSError, IndexError):
+                pass
+    return total
+
+
+def loadavg():
+    """The 1-minute load average: how busy the machine was (2 cores here) as a run started."""
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def machine():
+    """One line saying when and on what the table was measured."""
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30)
+    return (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores "
+            f"({model}), {mem:.0f} GiB RAM")
+
+
 def fresh_dir(d):
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
@@ -399,8 +539,8 @@ def human(n):
     return f"{n} B"
 
 
-HEADER = ("| scenario | tool | reps | wall (median) | files/s | MB/s | peak RSS | DB CPU | "
-          "baseline | baseline wall | ratio | goal |")
+HEADER = ("| scenario | tool | reps | wall (median) | files/s | MB/s | peak RSS | CPU | DB CPU | "
+          "servers CPU | load | baseline | baseline wall | ratio | goal |")
 RULE = "|---" * (HEADER.count("|") - 1) + "|"
 
 
@@ -416,10 +556,22 @@ def fmt_row(r):
     rate = {"objects": "objects/s", "refs": "refs/s"}.get(r["rate"])
     fps = f"{r['fps']:,.0f}" + (f" {rate}" if rate else "")
     return (f"| {r['target']} | {r['what']} | {r['reps']} | {r['wall']:.2f} s | {fps} | "
-            f"{r['mbs']:.1f} | {r['rss']:.1f} MiB | {r['dbcpu']:.1f} s | "
+            f"{r['mbs']:.1f} | {r['rss']:.1f} MiB | {r['cpu']:.1f} s | {r['dbcpu']:.1f} s | "
+            f"{r.get('srv', 0.0):.1f} s | {r['load']:.1f} | "
             f"{r.get('base_what') or '—'} | "
             + (f"{r['bwall']:.2f} s | {ratio:.0%} | " if ratio is not None else "— | — | ")
-            + f"{verdict} |")
+            + f"{verdict}" + (f"; {r['note']}" if r.get("note") else "") + " |")
+
+
+# Rows each scenario adds to the table, given the arguments.
+SCENARIOS = {
+    "small": lambda a: len([m for m in ("copy-only", "full") if m in a.small_modes]),
+    "large": lambda a: 2,
+    "huge": lambda a: len(a.huge_dests),
+    "scan": lambda a: 2 * len(a.page_sizes),
+    "rewrite": lambda a: 2,
+    "sweep": lambda a: len(a.sweep_concurrency),
+}
 
 
 def main():
@@ -437,8 +589,14 @@ def main():
     p.add_argument("--large-count", type=int, default=20)
     p.add_argument("--large-size", type=int, default=20 << 20)
     p.add_argument("--huge-size", type=int, default=1 << 30)
-    p.add_argument("--scan-objects", type=int, default=20000)
+    p.add_argument("--huge-dests", default="fs,gridfs,s3,gcs")
+    p.add_argument("--huge-reps", type=int, default=0,
+                   help="reps of the 1 GiB copies (default: --reps); the target there is peak "
+                        "RSS, and a 1 GiB upload to the GCS emulator takes ~5 minutes")
+    p.add_argument("--scan-objects", type=int, default=1_000_000)
     p.add_argument("--page-sizes", default="1000")
+    p.add_argument("--scan-budget", type=int, default=1800,
+                   help="seconds a keyset walk may be projected to take before it is skipped")
     p.add_argument("--rewrite-refs", type=int, default=2000)
     p.add_argument("--sweep-concurrency", default="8,32,64")
     a = p.parse_args()
@@ -447,18 +605,32 @@ def main():
         a.huge_size, a.scan_objects, a.rewrite_refs = 4 << 20, 500, 50
         a.sweep_concurrency = "4"
     a.page_sizes = [int(x) for x in a.page_sizes.split(",")]
+    a.huge_dests = a.huge_dests.split(",")
+    if not set(a.huge_dests) <= {"fs", "gridfs", "s3", "gcs"}:
+        p.error("--huge-dests: fs, gridfs, s3, gcs")
     a.sweep_concurrency = [int(x) for x in a.sweep_concurrency.split(",")]
+    only = a.only.split(",")
+    unknown = [s for s in only if s not in SCENARIOS]
+    if unknown:
+        p.error(f"--only: unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
     b = Bench(a)
+    where = machine()
+    print(f"{'Quick check (tiny data; timings mean nothing)' if a.quick else 'Measured'}: {where}\n")
     print(HEADER)
     print(RULE)
-    for s in a.only.split(","):
+    for s in only:
         getattr(b, s)()
     with open(os.path.join(a.out, "table.md"), "w") as f:
+        f.write(f"Measured {where}; load = 1-minute load average when the runs started.\n\n")
         f.write(f"{HEADER}\n{RULE}\n")
         f.write("\n".join(fmt_row(r) for r in b.rows) + "\n")
+    # Every scenario has checked what each run moved (a wrong count stops the bench); here the
+    # table must also have every row the scenarios promise.
+    want = sum(SCENARIOS[s](a) for s in only)
+    if len(b.rows) != want:
+        sys.exit(f"bench: {len(b.rows)} table rows, expected {want}")
     if a.quick:
-        # The quick mode checks that every scenario ran and moved what it should, not timings.
-        print(f"bench quick: {len(b.rows)} rows", file=sys.stderr)
+        print(f"bench quick: ok, {len(b.rows)} rows (harness check, not timings)", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,9 @@ def docs(uri, database, names_file, nested_every):
     insert(db["Bench"], gen())
 
 
+SCAN_VERSION = 1
+
+
 def scan(uri, database, count):
     db = fresh(uri, database)
 
@@ -98,6 +101,9 @@ def scan(uri, database, count):
             yield d
 
     insert(db["Bench"], gen())
+    # Written last: bench.py skips seeding a database that has it (1,000,000 objects take
+    # minutes to insert into the test server).
+    db["_bench_meta"].insert_one({"_id": "scan", "count": count, "version": SCAN_VERSION})
 
 
 def main(argv):
