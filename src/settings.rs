@@ -246,9 +246,9 @@ pub mod defaults {
     ///
     /// Measured: 2,000 × 20 KiB HTTP → fs at 32 peaked at 27–28 MiB RSS, and curl at the same 32
     /// fetched them in 0.5–1.8 s; the tool's own limit there is the ledger's per-file writes on
-    /// the test server (its CPU was busy 85–95 % of the run), not the number of transfers, so
+    /// the test server (its CPU was busy 85–92 % of the run), not the number of transfers, so
     /// more in flight buys nothing on it, while fewer would leave a real database's
-    /// round-trip latency (ms) uncovered. 20 × 20 MiB → fs at 20 in flight: 37 MiB.
+    /// round-trip latency (ms) uncovered. 20 × 20 MiB → fs at 20 in flight: 33–37 MiB.
     pub const CONCURRENCY: usize = 32;
     /// Documents per scan page: one round trip each; large enough to amortise latency, small
     /// enough to keep memory flat.
