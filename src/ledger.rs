@@ -497,6 +497,21 @@ impl Ledger {
         self.write(&self.refs, stmts).await
     }
 
+    /// Create the secondary indexes the hot path's queries need (idempotent; a no-op when they
+    /// exist). Without `{target: 1}` every planner page's [`by_target`](Self::by_target) lookup
+    /// scans the whole file ledger — O(pages × files) on a large migration; `{file: 1}` does the
+    /// same for `rollback`'s per-file [`still_referenced`](Self::still_referenced) check.
+    pub async fn ensure_indexes(&self) -> anyhow::Result<()> {
+        use mongodb::IndexModel;
+        for (coll, key) in [(&self.files, "target"), (&self.refs, "file")] {
+            self.coll(coll)
+                .create_index(IndexModel::builder().keys(doc! {key: 1}).build())
+                .await
+                .with_context(|| format!("creating the index {{{key}: 1}} on {coll}"))?;
+        }
+        Ok(())
+    }
+
     /// Record the start of this run.
     pub async fn start_run(&self, info: Document) -> anyhow::Result<()> {
         let mut d = doc! {"_id": self.run, "v": VERSION, "started_at": DateTime::now()};

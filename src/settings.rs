@@ -228,13 +228,42 @@ fn ser_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::O
 }
 
 /// Defaults, with the reasoning next to them.
+///
+/// Figures quoted here come from `bench/run` (README "Benchmarks"), release build, on the 2-core
+/// test machine against the local test servers (SecantusDB, s3s-fs, fake-gcs-server, nginx),
+/// medians of 3, 2026-11-22; the machine was shared with other builds (load 4–9), so read the
+/// ratios, not the absolute rates. The other measured defaults live next to the code they size:
+///
+/// * S3 part size, [`DEFAULT_PART_SIZE`](crate::storage::s3::DEFAULT_PART_SIZE) 8 MiB (GCS
+///   resumable chunk likewise, `storage::gcs::DEFAULT_CHUNK_SIZE`): a `put` holds at most
+///   2 parts + one chunk, so one 1 GiB copy peaked at 43.5 MiB RSS to S3 and 37.7 MiB to GCS
+///   (target ≤ 64 MiB), and 20 concurrent 20 MiB uploads to S3 at 160–219 MiB. 5 MiB (S3's
+///   minimum) would save ~6 MiB per transfer for 60 % more part requests; 16 MiB would put one
+///   file at 2 × 16 MiB on top of the process's ~25 MiB, at the edge of that bound.
+/// * Rewrite batch, [`BATCH`](crate::engine::rewrite::BATCH) 256 references per flush, each
+///   `update` command up to [`UPDATE_BATCH`](crate::db::UPDATE_BATCH) 500 statements: on the
+///   test server one-by-one `update_one` CAS updates ran at 24/s (42 ms each: it has no `_id`
+///   index), 500 per command at 500–920/s; past a few hundred per round trip the server's
+///   per-document cost (1.4–2 ms of its CPU per write) dominates, so larger batches gain
+///   nothing and only delay the first rewrite.
 pub mod defaults {
     /// Files in flight. Typical Parse files are small (photos, thumbnails), where per-request
     /// latency dominates: peers with high concurrency win by 10–20× (s5cmd 256, aws-cli 10,
     /// parse-files-utils 5). 32 keeps memory at 32 × part size in the worst case.
+    ///
+    /// Measured: 2,000 × 20 KiB HTTP → fs at 32 peaked at 27–28 MiB RSS, and curl at the same 32
+    /// fetched them in 0.5–1.8 s; the tool's own limit there is the ledger's per-file writes on
+    /// the test server (its CPU was busy 85–92 % of the run), not the number of transfers, so
+    /// more in flight buys nothing on it, while fewer would leave a real database's
+    /// round-trip latency (ms) uncovered. 20 × 20 MiB → fs at 20 in flight: 33–37 MiB.
     pub const CONCURRENCY: usize = 32;
     /// Documents per scan page: one round trip each; large enough to amortise latency, small
     /// enough to keep memory flat.
+    ///
+    /// Measured: `list` of 20,000 objects peaks at ~19–25 MiB RSS at 1,000 per page; a 1,000,000
+    /// object walk cannot be timed on the test server (it has no `_id` index: one keyset page
+    /// took 73 s at 1,000,000 objects), while MongoDB answers a keyset page from the `_id`
+    /// index in O(page).
     pub const PAGE_SIZE: u32 = 1000;
     pub const LEDGER_COLLECTION: &str = "_FileMigration";
     /// A run renews its lease every third of this; after a crash (`kill -9`, a lost host) the

@@ -156,6 +156,7 @@ impl Effects for Live {
         {
             old.abort();
         }
+        self.ledger.ensure_indexes().await?;
         self.ledger.start_run(info).await?;
         self.settle_pending().await
     }

@@ -1,0 +1,637 @@
+"""The side-by-side benchmark behind bench/run (which starts the services and builds first).
+
+Every scenario runs the tool (release build) and its baseline on the same data in the same
+invocation, REPS times each, and reports medians: wall time, files/s, MB/s (10^6 bytes), peak RSS
+(GNU time's %M of the measured process), the CPU the process and the test MongoDB server used,
+the machine's load average when the runs started (other work on the machine disturbs timings),
+and the ratio to the baseline. Raw results are appended to OUT/results.jsonl; the table goes to
+stdout (and OUT/table.md, with the date and the machine).
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from urllib.parse import quote
+
+import pymongo
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import seed  # noqa: E402
+
+ENV = os.environ
+MONGO = ENV["PFM_TEST_MONGO_URI"]
+HTTP_URL = ENV["PFM_TEST_HTTP_URL"]
+HTTP_ROOT = ENV["PFM_TEST_HTTP_ROOT"]
+S3 = ENV["PFM_TEST_S3_ENDPOINT"]
+GCS = ENV["PFM_TEST_GCS_ENDPOINT"]
+FILE_KEY = "benchKey"
+MB = 1e6
+TIME = "/usr/bin/time"
+
+
+def db_uri(database):
+    hosts, _, query = MONGO.partition("/?")
+    return f"{hosts.rstrip('/')}/{database}?{query}"
+
+
+class Bench:
+    def __init__(self, a):
+        self.a = a
+        self.bin = a.bin
+        self.examples = a.examples
+        self.out = a.out
+        os.makedirs(self.out, exist_ok=True)
+        self.results = open(os.path.join(self.out, "results.jsonl"), "a")
+        self.rows = []  # table rows
+        self.last_db_cpu = self.last_srv_cpu = self.last_cpu = self.last_load = 0.0
+        self.client = pymongo.MongoClient(MONGO)
+
+    # -- running and measuring ------------------------------------------------------------
+
+    def run(self, argv, stdout=subprocess.DEVNULL, ok=(0,)):
+        """Run argv; return (wall seconds, peak RSS KiB, stdout text if captured).
+
+        The peak RSS comes from /usr/bin/time, not from our own wait4: a child forked from this
+        Python process keeps Python's ~30 MiB high-water mark across exec (Linux carries
+        ru_maxrss over), which would put a floor under every figure. time(1) is tiny, and the
+        process it forks is the measured one."""
+        cap = stdout == subprocess.PIPE
+        cpu0, srv0 = self.db_cpu(), self.servers_cpu()
+        self.last_load = loadavg()
+        with tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as rss:
+            t0 = time.monotonic()
+            p = subprocess.Popen([TIME, "-f", "%U %S %M", "-o", rss.name, *argv],
+                                 stdout=stdout, stderr=err)
+            out = p.stdout.read().decode() if cap else ""
+            code = p.wait()
+            wall = time.monotonic() - t0
+            if code not in ok:
+                err.seek(0)
+                sys.exit(f"bench: {' '.join(argv)} exited {code}\n"
+                         f"{err.read().decode(errors='replace')[-3000:]}")
+            # The last line is ours; a killed child makes time(1) print a line before it.
+            fields = (rss.read().splitlines() or [""])[-1].split()
+            try:
+                self.last_cpu = float(fields[0]) + float(fields[1])
+                kib = int(fields[2])
+            except (IndexError, ValueError):
+                self.last_cpu, kib = 0.0, 0
+        self.last_db_cpu = self.db_cpu() - cpu0
+        self.last_srv_cpu = self.servers_cpu() - srv0
+        return wall, kib, out
+
+    def db_cpu(self):
+        """CPU seconds the MongoDB server has used so far. Tells how much of a run the test
+        server itself was busy (with everything else that uses it meanwhile)."""
+        return service_cpu("mongo")
+
+    def servers_cpu(self):
+        """CPU seconds the other test servers (S3, GCS, nginx and its workers) have used."""
+        return sum(service_cpu(s) for s in ("s3", "gcs", "http"))
+
+    def opcounts(self):
+        s = self.client.admin.command("serverStatus").get("opcounters", {})
+        return sum(int(v) for v in s.values())
+
+    def record(self, scenario, variant, **kv):
+        kv.setdefault("db_cpu", self.last_db_cpu)
+        kv.setdefault("cpu", self.last_cpu)
+        kv.setdefault("srv_cpu", self.last_srv_cpu)
+        kv.setdefault("load", self.last_load)
+        kv.update(scenario=scenario, variant=variant, t=time.time())
+        self.results.write(json.dumps(kv) + "\n")
+        self.results.flush()
+        return kv
+
+    # -- building blocks ------------------------------------------------------------------
+
+    def config(self, name, database, dest, set_, concurrency, page_size=None):
+        lines = [
+            "[mongo]", f'uri = "{db_uri(database)}"',
+            *([f"page_size = {page_size}"] if page_size else []),
+            "[parse]", 'app_id = "benchApp"', f'file_key = "{FILE_KEY}"',
+            'public_server_url = "http://127.0.0.1:1337/parse"',
+            "[source.hosted]", 'type = "http"',
+            f'tfss_base_url = "{HTTP_URL}/bench/{set_}/tfss/{{file_key}}/"',
+            f'legacy_base_url = "{HTTP_URL}/bench/{set_}/tfss/{{file_key}}/"',
+            "[destination]",
+        ]
+        kind = dest[0]
+        if kind == "fs":
+            lines += ['type = "fs"', f'path = "{dest[1]}"', 'encryption = "none"']
+        elif kind == "s3":
+            lines += ['type = "s3"', f'bucket = "{dest[1]}"', f'endpoint = "{S3}"',
+                      'region = "us-east-1"', 'access_key_id = "test"',
+                      'secret_access_key = "testsecret"']
+        elif kind == "gcs":
+            lines += ['type = "gcs"', f'bucket = "{dest[1]}"', f'endpoint = "{GCS}"',
+                      "anonymous = true"]
+        elif kind == "gridfs":
+            lines += ['type = "gridfs"', 'encryption = "none"']
+        lines += ["[run]", f"concurrency = {concurrency}"]
+        path = os.path.join(self.out, f"{name}.toml")
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return path
+
+    def migrate(self, cfg, *flags, copied=None, rewritten=None):
+        """One migrate run; returns its measurement (wall, RSS, summary, round trips). A run
+        that did not copy `copied` files or rewrite `rewritten` references stops the bench: a
+        timing of a run that did something else would be meaningless."""
+        ops = self.opcounts()
+        wall, rss, out = self.run(
+            [self.bin, "-c", cfg, "-q", "--progress", "never", "migrate", "--yes",
+             "--output", "jsonl", *flags], stdout=subprocess.PIPE)
+        trips = self.opcounts() - ops - 1  # less our own serverStatus
+        summary = {}
+        for line in out.splitlines():
+            d = json.loads(line)
+            if d.get("action") == "summary":
+                summary = d
+        got = (summary.get("files", {}).get("copied"),
+               summary.get("references", {}).get("rewritten"))
+        for want, have, what in ((copied, got[0], "files copied"),
+                                 (rewritten, got[1], "references rewritten")):
+            if want is not None and want != have:
+                sys.exit(f"bench: {cfg} {' '.join(flags)}: {have} {what}, expected {want}")
+        return dict(wall=wall, rss_kib=rss, round_trips=trips, db_cpu=self.last_db_cpu,
+                    cpu=self.last_cpu, srv_cpu=self.last_srv_cpu, load=self.last_load,
+                    summary=summary)
+
+    def files(self, set_, count, size):
+        names = os.path.join(self.out, f"{set_}.names")
+        with open(names, "w") as f:
+            subprocess.run([sys.executable, seed.__file__, "files", HTTP_ROOT, set_, FILE_KEY,
+                            str(count), str(size)], stdout=f, check=True)
+        return names
+
+    def drop_files(self, set_):
+        shutil.rmtree(os.path.join(HTTP_ROOT, "bench", set_), ignore_errors=True)
+
+    def curl(self, set_, names, concurrency, dest):
+        """Download-only limit: curl --parallel fetching the same files to disk."""
+        fresh_dir(dest)
+        cfg = os.path.join(self.out, f"{set_}.curl")
+        with open(names) as f, open(cfg, "w") as c:
+            for n in (l.strip() for l in f if l.strip()):
+                c.write(f'url = "{HTTP_URL}/bench/{set_}/tfss/{FILE_KEY}/{n}"\n'
+                        f'output = "{dest}/{n}"\n')
+        wall, rss, _ = self.run(["curl", "--parallel", "--parallel-immediate",
+                                 "--parallel-max", str(concurrency), "--fail", "-sS", "-K", cfg])
+        return dict(wall=wall, rss_kib=rss, cpu=self.last_cpu, srv_cpu=self.last_srv_cpu,
+                    load=self.last_load)
+
+    def s3_bucket(self, bucket):
+        # An existing bucket answers 409: fine.
+        # SigV4 over an empty body: s3s-fs wants the payload hash header (answers 400 without).
+        empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        subprocess.run(["curl", "-sS", "-o", "/dev/null", "--aws-sigv4", "aws:amz:us-east-1:s3",
+                        "--user", "test:testsecret", "-H", f"x-amz-content-sha256: {empty}",
+                        "-X", "PUT", f"{S3}/{bucket}"], check=True)
+
+    def gcs_bucket(self, bucket):
+        # fake-gcs-server: an existing bucket answers 409, fine.
+        subprocess.run(["curl", "-sS", "-o", "/dev/null", "-X", "POST", "-H",
+                        "content-type: application/json", "-d", json.dumps({"name": bucket}),
+                        f"{GCS}/storage/v1/b?project=bench"], check=True)
+
+    def drop_gcs_bucket(self, bucket):
+        """Delete every object, then the bucket (fake-gcs-server refuses to delete a non-empty
+        one)."""
+        listing = subprocess.run(["curl", "-sS", f"{GCS}/storage/v1/b/{bucket}/o"],
+                                 capture_output=True, text=True).stdout
+        try:
+            items = json.loads(listing).get("items", [])
+        except ValueError:
+            items = []
+        for it in items:
+            subprocess.run(["curl", "-sS", "-o", "/dev/null", "-X", "DELETE",
+                            f"{GCS}/storage/v1/b/{bucket}/o/{quote(it['name'], safe='')}"])
+        subprocess.run(["curl", "-sS", "-o", "/dev/null", "-X", "DELETE",
+                        f"{GCS}/storage/v1/b/{bucket}"])
+
+    # -- reporting --------------------------------------------------------------------------
+
+    def row(self, target, what, runs, files, nbytes, base=None, base_what="", rate="files",
+            goal=None, note=""):
+        """A table row from runs (dicts with wall, rss_kib) and an optional baseline's runs."""
+        wall = statistics.median(r["wall"] for r in runs)
+        rss = max(r["rss_kib"] for r in runs) / 1024
+        fps, mbs = files / wall, nbytes / wall / MB
+        dbcpu = statistics.median(r.get("db_cpu", 0.0) for r in runs)
+        cpu = statistics.median(r.get("cpu", 0.0) for r in runs)
+        srv = statistics.median(r.get("srv_cpu", 0.0) for r in runs)
+        load = max(r.get("load", 0.0) for r in [*runs, *(base or [])])
+        r = dict(target=target, what=what, reps=len(runs), wall=wall, fps=fps, mbs=mbs, rss=rss,
+                 cpu=cpu, dbcpu=dbcpu, srv=srv, load=load,
+                 base_what=base_what, note=note, goal=goal, rate=rate)
+        if base:
+            bwall = statistics.median(b["wall"] for b in base)
+            r.update(bwall=bwall, ratio=bwall / wall, bfps=files / bwall, bmbs=nbytes / bwall / MB)
+        self.rows.append(r)
+        print(fmt_row(r), flush=True)
+
+    # -- scenarios --------------------------------------------------------------------------
+
+    def small(self):
+        a = self.a
+        count, size, conc = a.small_count, a.small_size, a.concurrency
+        names = self.files("small", count, size)
+        dest = os.path.join(self.out, "dest-small")
+        cfg = self.config("small", "bench_small", ("fs", dest), "small", conc)
+        curl, copy, full = [], [], []
+        for rep in range(a.reps):
+            curl.append(self.record("small", "curl", rep=rep, **self.curl(
+                "small", names, conc, os.path.join(self.out, "curl-small"))))
+            for mode, runs in (("copy-only", copy), ("full", full)):
+                if mode not in a.small_modes:
+                    continue
+                subprocess.run([sys.executable, seed.__file__, "docs", MONGO, "bench_small",
+                                names, "0"], check=True)
+                fresh_dir(dest)
+                flags = ["--copy-only"] if mode == "copy-only" else []
+                runs.append(self.record("small", mode, rep=rep, **self.migrate(
+                    cfg, *flags, copied=count, rewritten=0 if flags else count)))
+        nbytes = count * size
+        tag = f"{count} × {human(size)} legacy → fs"
+        for what, runs in (("migrate --copy-only", copy), ("migrate (full)", full)):
+            if runs:
+                self.row(tag, what, runs, count, nbytes, curl, "curl", goal=0.70)
+        shutil.rmtree(os.path.join(self.out, "curl-small"), ignore_errors=True)
+        shutil.rmtree(dest, ignore_errors=True)
+        self.client.drop_database("bench_small")
+
+    def large(self):
+        a = self.a
+        count, size, conc = a.large_count, a.large_size, a.concurrency
+        names = self.files("large", count, size)
+        curl = []
+        runs = {"fs": [], "s3": []}
+        dest = os.path.join(self.out, "dest-large")
+        self.s3_bucket("bench-large")
+        cfgs = {"fs": self.config("large-fs", "bench_large", ("fs", dest), "large", conc),
+                "s3": self.config("large-s3", "bench_large", ("s3", "bench-large"), "large",
+                                  conc)}
+        for rep in range(a.reps):
+            curl.append(self.record("large", "curl", rep=rep, **self.curl(
+                "large", names, conc, os.path.join(self.out, "curl-large"))))
+            for d in ("fs", "s3"):
+                subprocess.run([sys.executable, seed.__file__, "docs", MONGO, "bench_large",
+                                names, "0"], check=True)
+                fresh_dir(dest)
+                runs[d].append(self.record("large", d, rep=rep, **self.migrate(
+                    cfgs[d], copied=count, rewritten=count)))
+        for d in ("fs", "s3"):
+            self.row(f"{count} × {human(size)} legacy → {d}", "migrate (full)", runs[d], count,
+                     count * size, curl, "curl", rate="bytes", goal=0.80)
+        shutil.rmtree(os.path.join(self.out, "curl-large"), ignore_errors=True)
+        shutil.rmtree(dest, ignore_errors=True)
+        self.drop_files("large")
+        drop_bucket("bench-large")
+        self.client.drop_database("bench_large")
+
+    def huge(self):
+        a = self.a
+        size = a.huge_size
+        names = self.files("huge", 1, size)
+        dest = os.path.join(self.out, "dest-huge")
+        self.s3_bucket("bench-huge")
+        self.gcs_bucket("bench-huge")
+        curl = [self.record("huge", "curl", rep=rep, **self.curl(
+            "huge", names, 1, os.path.join(self.out, "curl-huge"))) for rep in range(a.reps)]
+        shutil.rmtree(os.path.join(self.out, "curl-huge"), ignore_errors=True)
+        specs = {"fs": ("fs", dest), "gridfs": ("gridfs",), "s3": ("s3", "bench-huge"),
+                 "gcs": ("gcs", "bench-huge")}
+        for d in a.huge_dests:
+            spec = specs[d]
+            cfg = self.config(f"huge-{d}", "bench_huge", spec, "huge", a.concurrency)
+            runs = []
+            for rep in range(a.huge_reps or a.reps):
+                subprocess.run([sys.executable, seed.__file__, "docs", MONGO, "bench_huge",
+                                names, "0"], check=True)
+                fresh_dir(dest)
+                runs.append(self.record("huge", d, rep=rep, **self.migrate(cfg, copied=1)))
+                if d == "gcs":
+                    self.drop_gcs_bucket("bench-huge")
+                    self.gcs_bucket("bench-huge")
+                elif d == "gridfs":
+                    self.client.drop_database("bench_huge")
+            self.row(f"1 × {human(size)} legacy → {d}", "migrate (full)", runs, 1, size, curl,
+                     "curl", rate="rss", goal=64.0)
+            shutil.rmtree(dest, ignore_errors=True)
+        self.client.drop_database("bench_huge")
+        drop_bucket("bench-huge")
+        self.drop_gcs_bucket("bench-huge")
+        self.drop_files("huge")
+
+    def scan(self):
+        a = self.a
+        n = a.scan_objects
+        meta = self.client["bench_scan"]["_bench_meta"].find_one({"_id": "scan"}) or {}
+        if (meta.get("count"), meta.get("version")) != (n, seed.SCAN_VERSION):
+            subprocess.run([sys.executable, seed.__file__, "scan", MONGO, "bench_scan", str(n)],
+                           check=True)
+        fields = "file,meta,gallery"
+        raw = os.path.join(self.examples, "raw_scan")
+        out = {}
+        for page in a.page_sizes:
+            # The tool walks `_id` keyset pages ({_id: {$gt: last}}, sort, limit): O(page) per
+            # page on MongoDB, whose _id index is always there. A server without one (SecantusDB
+            # 0.7.0b3, the test server, scans and sorts the whole collection per page) makes the
+            # walk quadratic: one page of the last pages timed here, and a walk projected past
+            # --scan-budget is not run (a row says so, with the figures).
+            probe = self.keyset_page_secs(page, max(0, n - 2 * page))
+            projected = probe * ((n + page - 1) // page)
+            if projected > a.scan_budget:
+                print(f"bench: scan: one keyset page of {page} takes {probe:.1f} s on this "
+                      f"server; the walk of {n:,} objects would take ~{projected / 3600:.1f} h "
+                      f"(budget {a.scan_budget} s): skipped", file=sys.stderr)
+                cur = [self.record("scan", "raw-cursor", rep=rep, page=page, **dict(zip(
+                    ("wall", "rss_kib"), self.run([raw, MONGO, "bench_scan", "Bench", fields,
+                                                   "cursor", str(page)])[:2])))
+                       for rep in range(a.reps)]
+                self.row(f"scan {n:,} objects (page {page})", "raw cursor (baseline only)",
+                         cur, n, 0, rate="objects",
+                         note=f"tool not run: one _id keyset page takes {probe:.1f} s on this "
+                              f"server (no _id index), a walk ~{projected / 3600:.1f} h")
+                self.row(f"scan {n:,} objects (page {page})", "raw keyset (projected)",
+                         [dict(wall=projected, rss_kib=0)], n, 0, rate="objects",
+                         note="one page timed × pages")
+                continue
+            cfg = self.config(f"scan-{page}", "bench_scan", ("fs", "/nonexistent"), "scan",
+                              a.concurrency, page_size=page)
+            tool, cur, key = [], [], []
+            for rep in range(a.reps):
+                wall, rss, _ = self.run([raw, MONGO, "bench_scan", "Bench", fields, "cursor",
+                                         str(page)], stdout=subprocess.PIPE)
+                cur.append(self.record("scan", "raw-cursor", rep=rep, page=page, wall=wall,
+                                       rss_kib=rss))
+                wall, rss, _ = self.run([raw, MONGO, "bench_scan", "Bench", fields, "keyset",
+                                         str(page)], stdout=subprocess.PIPE)
+                key.append(self.record("scan", "raw-keyset", rep=rep, page=page, wall=wall,
+                                       rss_kib=rss))
+                ops = self.opcounts()
+                rows = os.path.join(self.out, "scan.jsonl")
+                with open(rows, "w") as f:
+                    wall, rss, _ = self.run([self.bin, "-c", cfg, "-q", "list", "--output",
+                                             "jsonl"], stdout=f)
+                key_trips = self.opcounts() - ops - 1
+                with open(rows) as f:
+                    listed = sum(1 for _ in f)
+                os.remove(rows)
+                want = sum((n + k - 1) // k for k in (10, 40, 80))
+                if listed != want:
+                    sys.exit(f"bench: list printed {listed} references, expected {want}")
+                tool.append(self.record("scan", "list", rep=rep, page=page, wall=wall,
+                                        rss_kib=rss, round_trips=key_trips))
+            out[page] = (tool, cur, key)
+            tag = f"scan {n:,} objects (page {page})"
+            self.row(tag, "list", tool, n, 0, cur, "raw cursor", rate="objects", goal=0.80)
+            self.row(tag, "list", tool, n, 0, key, "raw keyset", rate="objects", goal=0.80)
+        self.client.drop_database("bench_scan")
+
+    def keyset_page_secs(self, page, skip):
+        """Seconds the server takes for one keyset page starting after the skip-th _id."""
+        coll = self.client["bench_scan"]["Bench"]
+        start = next(coll.find({}, {"_id": 1}).sort("_id", 1).skip(skip).limit(1), None)
+        if start is None:
+            return 0.0
+        t0 = time.monotonic()
+        list(coll.find({"_id": {"$gt": start["_id"]}}, {"file": 1, "meta": 1, "gallery": 1})
+             .sort("_id", 1).limit(page).batch_size(page))
+        return time.monotonic() - t0
+
+    def rewrite(self):
+        a = self.a
+        n = a.rewrite_refs
+        names = self.files("rewrite", n, 256)
+        cfg = self.config("rewrite", "bench_rw", ("fs", os.path.join(self.out, "dest-rw")),
+                          "rewrite", a.concurrency)
+        raw = os.path.join(self.examples, "raw_update")
+        tool, raw_b, raw_1 = [], [], []
+        for rep in range(a.reps):
+            subprocess.run([sys.executable, seed.__file__, "docs", MONGO, "bench_rw", names, "0"],
+                           check=True)
+            wall, rss, out = self.run([raw, MONGO, "bench_rw", "Bench", "file", "500"],
+                                      stdout=subprocess.PIPE)
+            raw_b.append(self.record("rewrite", "raw-batch-500", rep=rep, wall=wall, rss_kib=rss,
+                                     out=json.loads(out)))
+            if rep == 0 or a.reps <= 1:
+                subprocess.run([sys.executable, seed.__file__, "docs", MONGO, "bench_rw", names,
+                                "0"], check=True)
+                wall, rss, out = self.run([raw, MONGO, "bench_rw", "Bench", "file", "1"],
+                                          stdout=subprocess.PIPE)
+                raw_1.append(self.record("rewrite", "raw-one-by-one", rep=rep, wall=wall,
+                                         rss_kib=rss, out=json.loads(out)))
+            subprocess.run([sys.executable, seed.__file__, "docs", MONGO, "bench_rw", names, "0"],
+                           check=True)
+            fresh_dir(os.path.join(self.out, "dest-rw"))
+            self.migrate(cfg, "--copy-only", copied=n)  # setup: files verified in the ledger (not timed)
+            tool.append(self.record("rewrite", "rewrite-only", rep=rep,
+                                    **self.migrate(cfg, "--rewrite-only", copied=0, rewritten=n)))
+        self.row(f"rewrite {n:,} references", "migrate --rewrite-only", tool, n, 0, raw_b,
+                 "raw batched CAS updates", rate="refs", goal=0.50)
+        self.row(f"rewrite {n:,} references", "migrate --rewrite-only", tool, n, 0, raw_1,
+                 "raw update_one, one by one", rate="refs")
+        shutil.rmtree(os.path.join(self.out, "dest-rw"), ignore_errors=True)
+        self.drop_files("rewrite")
+        self.client.drop_database("bench_rw")
+
+    def sweep(self):
+        """Alternatives for the defaults: concurrency on the small-files copy."""
+        a = self.a
+        count, size = a.small_count, a.small_size
+        names = self.files("small", count, size)
+        dest = os.path.join(self.out, "dest-sweep")
+        for conc in a.sweep_concurrency:
+            cfg = self.config(f"sweep-{conc}", "bench_sweep", ("fs", dest), "small", conc)
+            runs, curl = [], []
+            for rep in range(a.reps):
+                curl.append(self.record("sweep", f"curl-c{conc}", rep=rep, **self.curl(
+                    "small", names, conc, os.path.join(self.out, "curl-sweep"))))
+                subprocess.run([sys.executable, seed.__file__, "docs", MONGO, "bench_sweep",
+                                names, "0"], check=True)
+                fresh_dir(dest)
+                runs.append(self.record("sweep", f"copy-only-c{conc}", rep=rep,
+                                        **self.migrate(cfg, "--copy-only", copied=count)))
+            self.row(f"{count} × {human(size)} → fs, concurrency {conc}", "migrate --copy-only",
+                     runs, count, count * size, curl, "curl (same concurrency)")
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.rmtree(os.path.join(self.out, "curl-sweep"), ignore_errors=True)
+        self.client.drop_database("bench_sweep")
+
+
+def drop_bucket(bucket):
+    """Free the space of a bench bucket: s3s-fs keeps a bucket as a directory of its data dir."""
+    d = os.path.join(ENV.get("PFM_TEST_SERVICES_DIR", "/nonexistent"), "data", "s3", bucket)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def proc_cpu(pid):
+    """utime + stime of a live process, in seconds (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def service_cpu(name):
+    """CPU seconds used so far by a test server of scripts/test-services (its pid file) and its
+    live children (nginx's workers), or 0 when it is unknown."""
+    try:
+        with open(os.path.join(ENV["PFM_TEST_SERVICES_DIR"], "run", f"{name}.pid")) as f:
+            pid = f.read().strip()
+    except (OSError, KeyError):
+        return 0.0
+    total = proc_cpu(pid)
+    for child in os.listdir("/proc"):
+        if child.isdigit():
+            try:
+                with open(f"/proc/{child}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[1] == pid:
+                        total += proc_cpu(child)
+            except (OSError, IndexError):
+                pass
+    return total
+
+
+def loadavg():
+    """The 1-minute load average: how busy the machine was (2 cores here) as a run started."""
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def machine():
+    """One line saying when and on what the table was measured."""
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30)
+    return (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores "
+            f"({model}), {mem:.0f} GiB RAM")
+
+
+def fresh_dir(d):
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+
+
+def human(n):
+    for unit, v in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= v and n % v == 0:
+            return f"{n // v} {unit}"
+    return f"{n} B"
+
+
+HEADER = ("| scenario | tool | reps | wall (median) | files/s | MB/s | peak RSS | CPU | DB CPU | "
+          "servers CPU | load | baseline | baseline wall | ratio | goal |")
+RULE = "|---" * (HEADER.count("|") - 1) + "|"
+
+
+def fmt_row(r):
+    ratio = r.get("ratio")
+    goal = r.get("goal")
+    if r["rate"] == "rss":
+        verdict = f"RSS ≤ {goal:.0f} MiB: {'met' if r['rss'] <= goal else 'NOT met'}"
+    elif goal is not None and ratio is not None:
+        verdict = f"≥ {goal:.0%}: {'met' if ratio >= goal else 'NOT met'}"
+    else:
+        verdict = "—"
+    rate = {"objects": "objects/s", "refs": "refs/s"}.get(r["rate"])
+    fps = f"{r['fps']:,.0f}" + (f" {rate}" if rate else "")
+    return (f"| {r['target']} | {r['what']} | {r['reps']} | {r['wall']:.2f} s | {fps} | "
+            f"{r['mbs']:.1f} | {r['rss']:.1f} MiB | {r['cpu']:.1f} s | {r['dbcpu']:.1f} s | "
+            f"{r.get('srv', 0.0):.1f} s | {r['load']:.1f} | "
+            f"{r.get('base_what') or '—'} | "
+            + (f"{r['bwall']:.2f} s | {ratio:.0%} | " if ratio is not None else "— | — | ")
+            + f"{verdict}" + (f"; {r['note']}" if r.get("note") else "") + " |")
+
+
+# Rows each scenario adds to the table, given the arguments.
+SCENARIOS = {
+    "small": lambda a: len([m for m in ("copy-only", "full") if m in a.small_modes]),
+    "large": lambda a: 2,
+    "huge": lambda a: len(a.huge_dests),
+    "scan": lambda a: 2 * len(a.page_sizes),
+    "rewrite": lambda a: 2,
+    "sweep": lambda a: len(a.sweep_concurrency),
+}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--bin", required=True)
+    p.add_argument("--examples", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--only", default="small,large,huge,scan,rewrite")
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--small-count", type=int, default=2000)
+    p.add_argument("--small-size", type=int, default=20 << 10)
+    p.add_argument("--small-modes", default="copy-only,full")
+    p.add_argument("--large-count", type=int, default=20)
+    p.add_argument("--large-size", type=int, default=20 << 20)
+    p.add_argument("--huge-size", type=int, default=1 << 30)
+    p.add_argument("--huge-dests", default="fs,gridfs,s3,gcs")
+    p.add_argument("--huge-reps", type=int, default=0,
+                   help="reps of the 1 GiB copies (default: --reps); the target there is peak "
+                        "RSS, and a 1 GiB upload to the GCS emulator takes ~5 minutes")
+    p.add_argument("--scan-objects", type=int, default=1_000_000)
+    p.add_argument("--page-sizes", default="1000")
+    p.add_argument("--scan-budget", type=int, default=1800,
+                   help="seconds a keyset walk may be projected to take before it is skipped")
+    p.add_argument("--rewrite-refs", type=int, default=2000)
+    p.add_argument("--sweep-concurrency", default="8,32,64")
+    a = p.parse_args()
+    if a.quick:
+        a.reps, a.small_count, a.large_count, a.large_size = 1, 20, 2, 1 << 20
+        a.huge_size, a.scan_objects, a.rewrite_refs = 4 << 20, 500, 50
+        a.sweep_concurrency = "4"
+    a.page_sizes = [int(x) for x in a.page_sizes.split(",")]
+    a.huge_dests = a.huge_dests.split(",")
+    if not set(a.huge_dests) <= {"fs", "gridfs", "s3", "gcs"}:
+        p.error("--huge-dests: fs, gridfs, s3, gcs")
+    a.sweep_concurrency = [int(x) for x in a.sweep_concurrency.split(",")]
+    only = a.only.split(",")
+    unknown = [s for s in only if s not in SCENARIOS]
+    if unknown:
+        p.error(f"--only: unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+    b = Bench(a)
+    where = machine()
+    print(f"{'Quick check (tiny data; timings mean nothing)' if a.quick else 'Measured'}: {where}\n")
+    print(HEADER)
+    print(RULE)
+    for s in only:
+        getattr(b, s)()
+    with open(os.path.join(a.out, "table.md"), "w") as f:
+        f.write(f"Measured {where}; load = 1-minute load average when the runs started.\n\n")
+        f.write(f"{HEADER}\n{RULE}\n")
+        f.write("\n".join(fmt_row(r) for r in b.rows) + "\n")
+    # Every scenario has checked what each run moved (a wrong count stops the bench); here the
+    # table must also have every row the scenarios promise.
+    want = sum(SCENARIOS[s](a) for s in only)
+    if len(b.rows) != want:
+        sys.exit(f"bench: {len(b.rows)} table rows, expected {want}")
+    if a.quick:
+        print(f"bench quick: ok, {len(b.rows)} rows (harness check, not timings)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
