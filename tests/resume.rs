@@ -426,6 +426,17 @@ async fn a_cut_pass_resumes_its_walk_and_the_next_pass_walks_everything() {
         "{status}"
     );
 
+    // A run over other fields does not continue this pass (it settled only its own fields).
+    let out = command(&f.config, &["--dry-run", "--field", "file"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("classes or fields"), "{stderr}");
+    assert!(
+        walk.find_one(doc! {"_id": "all"}).await.unwrap().is_some(),
+        "a dry run keeps it"
+    );
+
     // --rescan walks from the start (every object it settles is counted from zero again).
     let (code, s2, stderr) = migrate(&f.config, &["--rescan", "--max-files", "10"]);
     assert_eq!(code, 8, "{stderr}");

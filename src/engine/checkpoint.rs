@@ -11,8 +11,9 @@
 //! A checkpoint belongs to one *pass*: a walk that reaches the end of every class clears it, and
 //! the next run walks everything again, which is where new objects, failed files and conflicts
 //! get their retry. It is bound to the settings that decide what a pass does (selection, rename
-//! policy, mode, destination): a run with other settings ignores it. `--rescan` (and
-//! `--retry-failed`) ignore it too. One checkpoint per shard scope (`all`, `K/N`), like the lease.
+//! policy, mode, destination, the classes and fields walked): a run with other settings ignores
+//! it. `--rescan` (and `--retry-failed`) ignore it too. One checkpoint per shard scope (`all`,
+//! `K/N`), like the lease.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -22,7 +23,7 @@ use mongodb::bson::{Bson, Document, doc};
 use sha2::{Digest, Sha256};
 
 use super::Plan;
-use crate::scan::WalkPosition;
+use crate::scan::{Target, WalkPosition};
 
 /// How often a moving checkpoint is written (one small upsert).
 pub const SAVE_EVERY: Duration = Duration::from_secs(1);
@@ -109,12 +110,20 @@ impl Checkpoint {
     }
 }
 
-/// The settings a checkpoint is bound to, as a short digest.
-pub fn digest(plan: &Plan) -> String {
-    let what = format!(
+/// The settings a checkpoint is bound to, as a short digest: what a pass selects and does, and
+/// exactly which classes and fields it walks (a pass cut with `--class`/`--field`/`--no-nested`
+/// settled only those, so a run with other filters must not resume it).
+pub fn digest(plan: &Plan, targets: &[Target]) -> String {
+    let mut what = format!(
         "v1|{:?}|{:?}|{:?}|{}|{}",
         plan.select, plan.rename, plan.mode, plan.destination, plan.collection_prefix
     );
+    for t in targets {
+        what.push_str(&format!(
+            "|{}:{:?}:{:?}",
+            t.collection, t.class.file_fields, t.class.container_fields
+        ));
+    }
     let d = Sha256::digest(what.as_bytes());
     d[..8].iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -63,7 +63,7 @@ impl Planner<'_> {
         db: &Database,
         targets: &[Target],
     ) -> anyhow::Result<Option<String>> {
-        let start = self.resume_point().await?;
+        let start = self.resume_point(targets).await?;
         let walk = &self.state.walk;
         walk.start(start.clone());
         for target in targets {
@@ -125,8 +125,8 @@ impl Planner<'_> {
 
     /// Where this run starts: the checkpoint of an unfinished pass with the same settings, or
     /// the start of every class.
-    async fn resume_point(&self) -> anyhow::Result<Checkpoint> {
-        let digest = checkpoint::digest(self.plan);
+    async fn resume_point(&self, targets: &[Target]) -> anyhow::Result<Checkpoint> {
+        let digest = checkpoint::digest(self.plan, targets);
         let fresh = Checkpoint {
             digest: digest.clone(),
             ..Checkpoint::default()
@@ -148,7 +148,7 @@ impl Planner<'_> {
             Some(cp) if cp.digest != digest => {
                 tracing::info!(
                     "the unfinished pass's checkpoint was made with other settings (selection, \
-                     rename, mode or destination); walking every class from the start"
+                     rename, mode, destination, classes or fields); walking every class from the start"
                 );
                 fresh
             }
