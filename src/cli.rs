@@ -150,8 +150,9 @@ Examples:
   parse-files-migrate -c migrate.toml migrate --yes --report report.json
   # Move a GridFS app to S3, names kept (configure [source.server] and [destination])
   parse-files-migrate -c gridfs-to-s3.toml migrate --select server --rename keep --yes
-  # Cron: at most 45 minutes per run (exit 8 = stopped at the cutoff; the next run continues)
-  parse-files-migrate -c migrate.toml migrate --yes --max-duration 45m
+  # Cron: at most 45 minutes per run (exit 8 = stopped at the cutoff; the next run continues),
+  # ending early (exit 3) once 50 files have failed, e.g. with the destination down
+  parse-files-migrate -c migrate.toml migrate --yes --max-duration 45m --max-errors 50
   # One of four hosts (or a Kubernetes Indexed Job)
   parse-files-migrate -c migrate.toml migrate --yes --shard 2/4";
 
@@ -348,6 +349,11 @@ pub struct MigrateArgs {
     /// Stop after this long, e.g. 45m (exit 8; a re-run continues)
     #[arg(long, value_name = "DURATION")]
     pub max_duration: Option<String>,
+
+    /// Stop starting copies once N files or reference updates have failed for good (exit 3);
+    /// missing files and conflicts do not count
+    #[arg(long, value_name = "N")]
+    pub max_errors: Option<u64>,
 
     /// At most N requests per second to the sources (429/503 slow every transfer down anyway)
     #[arg(long, value_name = "N")]

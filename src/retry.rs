@@ -20,6 +20,7 @@
 //! [`RetryPolicy`] and the engine calls [`RetryPolicy::run`].
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -112,8 +113,14 @@ impl RetryPolicy {
     }
 
     /// Run `op` until it succeeds, fails with an error that a retry cannot help, or runs out of
-    /// retries. `what` names the operation in log lines.
-    pub async fn run<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, GaveUp>
+    /// retries. `what` names the operation in log lines; `retried` counts the retries made (the
+    /// run's summary reports them: a run that needed many is a run on a struggling host).
+    pub async fn run<T, F, Fut>(
+        &self,
+        what: &str,
+        retried: &AtomicU64,
+        mut op: F,
+    ) -> Result<T, GaveUp>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, StorageError>>,
@@ -155,6 +162,7 @@ impl RetryPolicy {
                 "retrying in {} ms: {error}",
                 wait.as_millis()
             );
+            retried.fetch_add(1, Relaxed);
             tokio::time::sleep(wait).await;
         }
     }
@@ -200,18 +208,25 @@ mod tests {
     }
 
     /// Runs an operation that fails with `errors` in turn, then succeeds; returns the outcome
-    /// and the number of calls.
+    /// and the number of calls (every call but the last was a counted retry).
     async fn attempts(p: RetryPolicy, errors: Vec<StorageError>) -> (Result<(), GaveUp>, u32) {
         let calls = AtomicU32::new(0);
+        let retried = AtomicU64::new(0);
         let errors = std::sync::Mutex::new(errors.into_iter());
         let out = p
-            .run("f", || {
+            .run("f", &retried, || {
                 calls.fetch_add(1, Ordering::Relaxed);
                 let next = errors.lock().unwrap().next();
                 async move { next.map_or(Ok(()), Err) }
             })
             .await;
-        (out, calls.into_inner())
+        let calls = calls.into_inner();
+        assert_eq!(
+            retried.into_inner(),
+            u64::from(calls - 1),
+            "retries counted"
+        );
+        (out, calls)
     }
 
     #[tokio::test]
@@ -259,7 +274,7 @@ mod tests {
         };
         let calls = AtomicU32::new(0);
         let out: Result<(), GaveUp> = p
-            .run("f", || {
+            .run("f", &AtomicU64::new(0), || {
                 let n = calls.fetch_add(1, Ordering::Relaxed);
                 async move {
                     if n == 0 {
@@ -273,7 +288,7 @@ mod tests {
         assert!(out.is_ok());
         assert_eq!(calls.into_inner(), 2);
         let out: Result<(), GaveUp> = p
-            .run("f", || async {
+            .run("f", &AtomicU64::new(0), || async {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 Ok(())
             })

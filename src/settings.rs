@@ -83,6 +83,7 @@ pub struct RunFile {
     pub max_files: Option<u64>,
     pub max_bytes: Option<String>,
     pub max_duration: Option<String>,
+    pub max_errors: Option<u64>,
     pub shard: Option<String>,
     pub nested: Option<bool>,
     pub retries: Option<u32>,
@@ -195,6 +196,8 @@ pub struct RunSettings {
     pub max_bytes: Option<u64>,
     #[serde(serialize_with = "ser_duration")]
     pub max_duration: Option<Duration>,
+    /// Failures (files, reference updates) after which no new copy starts.
+    pub max_errors: Option<u64>,
     pub shard: Option<Shard>,
     /// How failed transfers are retried (`retries`, `retry_base_ms`, `retry_max_ms`,
     /// `file_timeout_secs`).
@@ -348,6 +351,12 @@ impl Settings {
             })?),
             None => None,
         };
+        let max_errors = m.and_then(|m| m.max_errors).or(run.max_errors);
+        if max_errors == Some(0) {
+            return Err(usage(
+                "max_errors must be at least 1 (leave it unset for no limit)",
+            ));
+        }
         let shard = match m.and_then(|m| m.shard.clone()).or(run.shard) {
             Some(s) => Some(parse_shard(&s).map_err(|e| usage(format!("--shard {s:?}: {e}")))?),
             None => None,
@@ -446,6 +455,7 @@ impl Settings {
                 max_files: m.and_then(|m| m.max_files).or(run.max_files),
                 max_bytes,
                 max_duration,
+                max_errors,
                 shard,
                 retry,
                 throttle,
@@ -623,6 +633,26 @@ mod tests {
         let f = file("[run]\nretry_base_ms = 5000\nretry_max_ms = 40").unwrap();
         let e = Settings::from_parts(&GlobalArgs::default(), None, f).unwrap_err();
         assert!(e.to_string().contains("retry_max_ms"), "{e}");
+    }
+
+    #[test]
+    fn the_error_budget_is_unset_or_at_least_one() {
+        let s = Settings::from_parts(&GlobalArgs::default(), None, ConfigFile::default()).unwrap();
+        assert_eq!(s.run.max_errors, None);
+        let s = Settings::from_parts(
+            &GlobalArgs::default(),
+            None,
+            file("[run]\nmax_errors = 25").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(s.run.max_errors, Some(25));
+        assert!(s.to_toml().unwrap().contains("max_errors = 25"));
+        let f = file("[run]\nmax_errors = 0").unwrap();
+        let e = Settings::from_parts(&GlobalArgs::default(), None, f).unwrap_err();
+        assert!(
+            e.to_string().contains("max_errors must be at least 1"),
+            "{e}"
+        );
     }
 
     #[test]

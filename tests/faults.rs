@@ -198,6 +198,13 @@ async fn migration_rides_out_transient_faults() {
     let correct = h.check_fs_destination(&dest, parse_server_name);
     let rewritten = h.check_references(&db, parse_server_name).await;
     assert_eq!(s["references"]["rewritten"], rewritten as u64, "{s}");
+    // Every retry answered a fault; a broken stream continued with a range read is no retry.
+    let retries = s["files"]["retries"].as_u64().unwrap();
+    assert!(
+        retries > 0 && retries <= server.faults_total(),
+        "retries {retries}, faults {}",
+        server.faults_total()
+    );
     let faults = server.faults();
     let kinds: BTreeSet<String> = faults.keys().cloned().collect();
     let want: BTreeSet<String> = TRANSIENT.iter().map(Fault::kind).collect();
@@ -247,6 +254,71 @@ async fn migration_rides_out_transient_faults() {
         "jsonl",
     ]);
     assert_eq!(list.code, 0, "{}", list.stderr);
+}
+
+/// A host that fails every request: `--max-errors` stops the run once that many files failed
+/// (their retries spent) instead of failing every file of the database one by one; exit 3, not
+/// the cutoff's 8; no document changes; the walk checkpoint is cleared so that the next run
+/// retries them at once.
+#[tokio::test]
+async fn max_errors_stops_a_run_that_only_fails() {
+    let db_name = support::unique("faults_budget");
+    let db = support::mongo_client().await.database(&db_name);
+    let h = Hosted::seed(&db, 40, 0, FILE_KEY).await;
+    let server = FaultyServer::start(
+        h.files.clone(),
+        Box::new(|_| Some(Fault::Status(500))),
+        Options::default(),
+    );
+    let dest = std::env::temp_dir().join(support::unique("faults-budget-dest"));
+    let cfg = config(
+        &db_name,
+        &server,
+        &dest,
+        "concurrency = 2\nretries = 1\nretry_base_ms = 10\nretry_max_ms = 20",
+    );
+    let before = app::snapshot(&db).await;
+    assert!(!before.keys().any(|c| c.starts_with("_FileMigration")));
+
+    let out = app::migrate(&cfg, &["--yes", "--output", "jsonl", "--max-errors", "3"]);
+    no_secret(&out);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let s = out.summary();
+    assert_eq!(s["stopped_by"], "--max-errors 3", "{s}");
+    let failed = s["files"]["failed"].as_u64().unwrap();
+    let planned = s["files"]["planned"].as_u64().unwrap();
+    // The budget, plus at most what was already started or queued when it ran out.
+    assert!((3..=12).contains(&failed), "{s}");
+    assert_eq!(failed, planned, "every started copy failed: {s}");
+    assert!(planned < 40, "no new copy after the budget ran out: {s}");
+    assert_eq!(
+        s["files"]["retries"], failed,
+        "one retry per failed file: {s}"
+    );
+    assert_eq!(server.requests(), 2 * failed, "nothing else was fetched");
+    let mut after = app::snapshot(&db).await;
+    after.retain(|c, _| !c.starts_with("_FileMigration"));
+    assert_eq!(after, before, "no document changed");
+    let walk = db.collection::<Document>("_FileMigration.walk");
+    assert_eq!(
+        walk.count_documents(doc! {}).await.unwrap(),
+        0,
+        "no checkpoint kept"
+    );
+
+    // The text summary says why it stopped and that it is not a cutoff to continue from.
+    let out = app::migrate(&cfg, &["--yes", "--output", "text", "--max-errors", "2"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("stopped at --max-errors 2: too many failures"),
+        "{}",
+        out.stderr
+    );
+    eprintln!(
+        "error budget: stopped after {failed} failed files of 40 ({} requests), exit 3",
+        2 * failed
+    );
 }
 
 /// Files the host answers with 404 (permanently) are reported missing: exit 3, their references

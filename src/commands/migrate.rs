@@ -106,6 +106,7 @@ pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32>
             max_files: run.max_files,
             max_bytes: run.max_bytes,
             max_duration: run.max_duration,
+            max_errors: run.max_errors,
         },
         urls: url_base(settings),
         collection_prefix: settings.mongo.collection_prefix.clone(),
@@ -195,6 +196,9 @@ pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32>
     }
     let code = if summary.stopped_by.as_deref() == Some(engine::INTERRUPTED) {
         INTERRUPTED
+    } else if summary.stopped_by_errors() {
+        // Not a cutoff to continue from next time (exit 8): something is failing.
+        INCOMPLETE
     } else if summary.stopped_by.is_some() {
         CUTOFF
     } else if summary.incomplete() && !summary.dry_run {

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use mongodb::bson::Document;
 
-use super::{Change, Checkpoint, Effects, FileJob, Outcome, Stores};
+use super::{Change, Checkpoint, Counters, Effects, FileJob, Outcome, Stores};
 use crate::ledger::{FileResult, Intent, RefState};
 use crate::report::migrate::{PlanWriter, PlannedCopy, PlannedUpdate};
 
@@ -31,7 +31,7 @@ impl Effects for DryRun {
         Ok(())
     }
 
-    async fn copy(&self, job: &FileJob) -> Outcome {
+    async fn copy(&self, job: &FileJob, _counters: &Counters) -> Outcome {
         let source = self
             .stores
             .source_for(job.kind)

@@ -10,7 +10,7 @@ use mongodb::bson::{Bson, Document, doc};
 
 use super::rewrite::{id_key, settle, statement};
 use super::transfer::copy_verified;
-use super::{Change, Checkpoint, Effects, FileJob, Outcome, Stores};
+use super::{Change, Checkpoint, Counters, Effects, FileJob, Outcome, Stores};
 use crate::db::{update_batch, update_stmt};
 use crate::exit::{Coded, USAGE};
 use crate::ledger::{FileResult, Intent, LeaseHeld, Ledger, RefState};
@@ -165,7 +165,7 @@ impl Effects for Live {
         self.ledger.plan(intents).await
     }
 
-    async fn copy(&self, job: &FileJob) -> Outcome {
+    async fn copy(&self, job: &FileJob, counters: &Counters) -> Outcome {
         let Some(source) = self.stores.source_for(job.kind) else {
             return Outcome::Failed {
                 reason: format!("no source configured for {} names", job.kind.as_str()),
@@ -177,7 +177,11 @@ impl Effects for Live {
             && source.location(&job.name).ok() == dest.location(&job.target).ok()
         {
             // Nothing to move: check it is there, so references are only rebased onto real bytes.
-            return match self.retry.run(&job.name, || dest.stat(&job.target)).await {
+            return match self
+                .retry
+                .run(&job.name, &counters.retries, || dest.stat(&job.target))
+                .await
+            {
                 Ok(meta) => Outcome::Verified {
                     size: meta.size,
                     md5: meta.md5,
@@ -197,7 +201,7 @@ impl Effects for Live {
         // Each attempt starts over from the first byte: the destination's `put` is atomic, so a
         // broken attempt leaves nothing behind to resume from or to clean up.
         let copy = || copy_verified(source, dest, &job.name, &job.target, &get);
-        match self.retry.run(&job.name, copy).await {
+        match self.retry.run(&job.name, &counters.retries, copy).await {
             Ok(v) => Outcome::Verified {
                 size: v.size,
                 md5: Some(v.md5),

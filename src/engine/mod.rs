@@ -61,13 +61,20 @@ pub enum Mode {
     RewriteOnly,
 }
 
-/// Where a run stops early (cron cutoffs); a re-run continues.
+/// Where a run stops early: cron cutoffs (a re-run continues), and the error budget.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Limits {
     pub max_files: Option<u64>,
     pub max_bytes: Option<u64>,
     pub max_duration: Option<Duration>,
+    /// Files and reference updates that failed for good (not missing files, not conflicts):
+    /// past this many, something is broken (a destination down, bad credentials) and going on
+    /// only records more failures.
+    pub max_errors: Option<u64>,
 }
+
+/// How `stopped_by` starts when the error budget (`--max-errors`) stopped the run.
+pub const MAX_ERRORS: &str = "--max-errors";
 
 /// How nested File `url`s are rebuilt for a new name.
 #[derive(Debug, Clone)]
@@ -208,8 +215,8 @@ pub trait Effects: Send + Sync {
     async fn begin(&self, info: Document) -> anyhow::Result<()>;
     /// Record the intent to copy these files.
     async fn plan(&self, intents: &[Intent<'_>]) -> anyhow::Result<()>;
-    /// Copy one file and verify it at the destination.
-    async fn copy(&self, job: &FileJob) -> Outcome;
+    /// Copy one file and verify it at the destination (counting retries in `counters`).
+    async fn copy(&self, job: &FileJob, counters: &Counters) -> Outcome;
     /// Record file outcomes (before any reference to them is rewritten).
     async fn record_files(&self, results: &[FileResult<'_>]) -> anyhow::Result<()>;
     /// Rewrite references in one collection, compare-and-swap each; returns a state per change
@@ -319,6 +326,12 @@ pub async fn run(
             effects.checkpoint(None).await?;
             None
         }
+        // Stopped by failures: the next run walks from the start, so that what failed here is
+        // retried at once rather than a pass later (the ledger makes the done part cheap).
+        Ok(Some(stop)) if stop.starts_with(MAX_ERRORS) => {
+            effects.checkpoint(None).await?;
+            Some(stop)
+        }
         Ok(Some(stop)) => {
             save_checkpoint(&state, &*effects, true).await?;
             Some(stop)
@@ -393,6 +406,7 @@ async fn copy_stage(
         .try_flatten()
         .map_ok(|job| {
             let effects = effects.clone();
+            let state = state.clone();
             async move {
                 Counters::add(&c.files_in_flight, 1);
                 // Each copy is a task of its own, so the transfers' CPU work (MD5, TLS, body
@@ -400,7 +414,7 @@ async fn copy_stage(
                 // it ran on the one thread driving the run: 20 × 20 MiB → fs at 145 MB/s with
                 // one core busy hashing (bench/run, README "Benchmarks").
                 let mut task = AbortOnDrop(tokio::spawn(async move {
-                    let outcome = effects.copy(&job).await;
+                    let outcome = effects.copy(&job, &state.counters).await;
                     (job, outcome)
                 }));
                 let joined = (&mut task.0).await;

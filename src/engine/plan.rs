@@ -307,6 +307,12 @@ impl Planner<'_> {
         }
         let l = &self.plan.limits;
         let c = &self.state.counters;
+        if let Some(max) = l.max_errors {
+            let errors = Counters::get(&c.files_failed) + Counters::get(&c.refs_failed);
+            if errors >= max {
+                return Some(format!("{} {max}", super::MAX_ERRORS));
+            }
+        }
         if let Some(max) = l.max_files
             && Counters::get(&c.files_planned) >= max
         {

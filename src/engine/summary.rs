@@ -23,6 +23,8 @@ pub struct Counters {
     pub files_missing: AtomicU64,
     pub files_failed: AtomicU64,
     pub files_in_flight: AtomicU64,
+    /// Copy attempts that failed and were made again (see `retry`).
+    pub retries: AtomicU64,
     pub bytes_copied: AtomicU64,
     pub refs_rewritten: AtomicU64,
     pub refs_unchanged: AtomicU64,
@@ -143,6 +145,7 @@ impl Counters {
                 skipped: g(&self.files_skipped),
                 missing: g(&self.files_missing),
                 failed: g(&self.files_failed),
+                retries: g(&self.retries),
             },
             references: RefCounts {
                 rewritten: g(&self.refs_rewritten),
@@ -190,6 +193,10 @@ pub struct FileCounts {
     pub skipped: u64,
     pub missing: u64,
     pub failed: u64,
+    /// Attempts that failed and were made again (timeouts, resets, 5xx, throttling): the copies
+    /// above succeeded or failed in the end, but a high count says the source or destination is
+    /// struggling.
+    pub retries: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -206,6 +213,13 @@ pub struct RefCounts {
 }
 
 impl Summary {
+    /// Whether the error budget (`--max-errors`) stopped the run.
+    pub fn stopped_by_errors(&self) -> bool {
+        self.stopped_by
+            .as_deref()
+            .is_some_and(|s| s.starts_with(super::MAX_ERRORS))
+    }
+
     /// Whether anything needs a re-run (exit 3).
     pub fn incomplete(&self) -> bool {
         self.files.missing > 0

@@ -163,6 +163,12 @@ pub fn summary_text(s: &Summary) -> String {
             f.missing,
             f.failed
         ));
+        if f.retries > 0 {
+            t.push_str(&format!(
+                "  retries:    {} failed attempts were made again (timeouts, resets, 5xx, throttling; see the log)\n",
+                f.retries
+            ));
+        }
     }
     t.push_str(&format!(
         "  references: {} {}rewritten, {} already right, {} conflicts, {} failed, {} left untouched, {} not selected\n",
@@ -220,7 +226,12 @@ pub fn summary_text(s: &Summary) -> String {
             all - listed
         ));
     }
-    if let Some(stop) = &s.stopped_by {
+    if s.stopped_by_errors() {
+        t.push_str(&format!(
+            "  stopped at {}: too many failures; fix their cause (above), then run again\n",
+            s.stopped_by.as_deref().unwrap_or_default()
+        ));
+    } else if let Some(stop) = &s.stopped_by {
         t.push_str(&format!(
             "  stopped at {stop}: run the same command again to continue\n"
         ));
