@@ -168,6 +168,46 @@ pub async fn update_batch(
     Ok(total)
 }
 
+/// Insert `documents` into `collection` with the plain `insert` command, unordered, in batches of
+/// [`UPDATE_BATCH`]. Returns the documents the server refused, by index in `documents`, with the
+/// error code (11000: the `_id` exists) and message; the others are inserted.
+pub async fn insert_batch(
+    db: &Database,
+    collection: &str,
+    documents: Vec<Document>,
+) -> anyhow::Result<Vec<(usize, i32, String)>> {
+    let mut refused = Vec::new();
+    let mut base = 0usize;
+    let mut documents = documents.into_iter().peekable();
+    while documents.peek().is_some() {
+        let chunk: Vec<Document> = documents.by_ref().take(UPDATE_BATCH).collect();
+        let len = chunk.len();
+        let reply = db
+            .run_command(doc! {"insert": collection, "documents": chunk, "ordered": false})
+            .await
+            .with_context(|| format!("inserting into {collection}"))?;
+        if let Ok(errors) = reply.get_array("writeErrors") {
+            for e in errors.iter().filter_map(|e| e.as_document()) {
+                let index = reply_count(e, "index") as usize;
+                let code = reply_count(e, "code") as i32;
+                let msg = e.get_str("errmsg").unwrap_or("write error").to_string();
+                refused.push((base + index, code, msg));
+            }
+        }
+        if let Ok(wce) = reply.get_document("writeConcernError") {
+            anyhow::bail!(
+                "inserting into {collection}: write concern error: {}",
+                wce.get_str("errmsg").unwrap_or("unknown")
+            );
+        }
+        base += len;
+    }
+    Ok(refused)
+}
+
+/// The server's code for a duplicate key.
+pub const DUPLICATE_KEY: i32 = 11000;
+
 fn reply_count(d: &Document, key: &str) -> u64 {
     match d.get(key) {
         Some(mongodb::bson::Bson::Int32(i)) => *i as u64,
