@@ -343,25 +343,31 @@ class Bench:
             # The tool walks `_id` keyset pages ({_id: {$gt: last}}, sort, limit): O(page) per
             # page on MongoDB, whose _id index is always there. A server without one (SecantusDB
             # 0.7.0b3, the test server, scans and sorts the whole collection per page) makes the
-            # walk quadratic: one page of the last pages timed here, and a walk projected past
-            # --scan-budget is not run (a row says so, with the figures).
-            probe = self.keyset_page_secs(page, max(0, n - 2 * page))
+            # walk quadratic: the first and the last page are timed here (a server whose page
+            # cost grows with what is left after the key makes the first page the slowest, one
+            # without an index makes them all alike), the walk is projected as their mean times
+            # the pages, and a walk projected past --scan-budget is not run (a row says so).
+            first = self.keyset_page_secs(page, 0)
+            last = self.keyset_page_secs(page, max(0, n - 2 * page))
+            probe = (first + last) / 2
             projected = probe * ((n + page - 1) // page)
             if projected > a.scan_budget:
-                print(f"bench: scan: one keyset page of {page} takes {probe:.1f} s on this "
-                      f"server; the walk of {n:,} objects would take ~{projected / 3600:.1f} h "
-                      f"(budget {a.scan_budget} s): skipped", file=sys.stderr)
+                print(f"bench: scan: a keyset page of {page} takes {first:.1f} s (first) to "
+                      f"{last:.1f} s (last) on this server; the walk of {n:,} objects would take "
+                      f"~{projected / 3600:.1f} h (budget {a.scan_budget} s): skipped",
+                      file=sys.stderr)
                 cur = [self.record("scan", "raw-cursor", rep=rep, page=page, **dict(zip(
                     ("wall", "rss_kib"), self.run([raw, MONGO, "bench_scan", "Bench", fields,
                                                    "cursor", str(page)])[:2])))
                        for rep in range(a.reps)]
                 self.row(f"scan {n:,} objects (page {page})", "raw cursor (baseline only)",
                          cur, n, 0, rate="objects",
-                         note=f"tool not run: one _id keyset page takes {probe:.1f} s on this "
-                              f"server (no _id index), a walk ~{projected / 3600:.1f} h")
+                         note=f"tool not run: an _id keyset page takes {first:.1f}–{last:.1f} s "
+                              f"on this server (a page costs O(collection)), a walk "
+                              f"~{projected / 3600:.1f} h")
                 self.row(f"scan {n:,} objects (page {page})", "raw keyset (projected)",
                          [dict(wall=projected, rss_kib=0)], n, 0, rate="objects",
-                         note="one page timed × pages")
+                         note="first and last page timed, mean × pages")
                 continue
             cfg = self.config(f"scan-{page}", "bench_scan", ("fs", "/nonexistent"), "scan",
                               a.concurrency, page_size=page)
@@ -599,6 +605,10 @@ def main():
                    help="seconds a keyset walk may be projected to take before it is skipped")
     p.add_argument("--rewrite-refs", type=int, default=2000)
     p.add_argument("--sweep-concurrency", default="8,32,64")
+    p.add_argument("--mongo", choices=["py", "rs"], default="py",
+                   help="the MongoDB-wire test server (bench/run starts it): py = SecantusDB's "
+                        "Python server (the test suite's), rs = its Rust daemon secantusd-rs, "
+                        "5-6x faster per batched write and find")
     a = p.parse_args()
     if a.quick:
         a.reps, a.small_count, a.large_count, a.large_size = 1, 20, 2, 1 << 20
@@ -614,7 +624,7 @@ def main():
     if unknown:
         p.error(f"--only: unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
     b = Bench(a)
-    where = machine()
+    where = f"{machine()}, MongoDB server secantusd-{a.mongo}"
     print(f"{'Quick check (tiny data; timings mean nothing)' if a.quick else 'Measured'}: {where}\n")
     print(HEADER)
     print(RULE)
