@@ -137,27 +137,67 @@ impl FsStore {
         Ok((file, meta.len()))
     }
 
-    /// Write `body` to a fresh temp file in the directory and fsync it; the caller renames it.
+    /// Write `body` to a fresh temp file in the directory (created if it went missing), then in
+    /// one blocking step fsync it and, with `rename_to`, rename it into place and fsync the
+    /// directory entry. On any error the temp file is removed. One thread-pool hop for the
+    /// closing steps rather than one each: with thousands of small files they are most of the
+    /// work (bench/run, README "Benchmarks").
     async fn write_temp(
         &self,
         name: &str,
         tmp: &Path,
         mut body: ByteStream,
+        rename_to: Option<PathBuf>,
     ) -> Result<(), StorageError> {
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(tmp)
-            .await
-            .map_err(|e| io_error(name, e))?;
-        while let Some(chunk) = body.next().await {
-            file.write_all(&chunk?)
-                .await
-                .map_err(|e| io_error(name, e))?;
+        let mut opts = tokio::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        let mut file = match opts.open(tmp).await {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                tokio::fs::create_dir_all(&self.dir)
+                    .await
+                    .map_err(|e| io_error(name, e))?;
+                opts.open(tmp).await
+            }
+            other => other,
         }
-        file.flush().await.map_err(|e| io_error(name, e))?;
-        file.sync_all().await.map_err(|e| io_error(name, e))?;
-        Ok(())
+        .map_err(|e| io_error(name, e))?;
+        let written = async {
+            while let Some(chunk) = body.next().await {
+                file.write_all(&chunk?)
+                    .await
+                    .map_err(|e| io_error(name, e))?;
+            }
+            file.flush().await.map_err(|e| io_error(name, e))
+        }
+        .await;
+        let file = file.into_std().await;
+        let closed = match written {
+            Ok(()) => {
+                let (tmp, dir) = (tmp.to_path_buf(), self.dir.clone());
+                tokio::task::spawn_blocking(move || {
+                    file.sync_all()?;
+                    if let Some(path) = rename_to {
+                        std::fs::rename(&tmp, &path)?;
+                        // Make the rename durable too (best effort: not every platform can
+                        // open a directory, and the data itself is synced).
+                        let _ = std::fs::File::open(&dir).and_then(|d| d.sync_all());
+                    }
+                    Ok(())
+                })
+                .await
+                .unwrap_or_else(|e| Err(io::Error::other(e)))
+                .map_err(|e| io_error(name, e))
+            }
+            Err(e) => {
+                drop(file);
+                Err(e)
+            }
+        };
+        if closed.is_err() {
+            // Nothing of a failed write may stay visible, not even under the temp name.
+            let _ = tokio::fs::remove_file(tmp).await;
+        }
+        closed
     }
 }
 
@@ -168,15 +208,6 @@ fn io_error(name: &str, e: io::Error) -> StorageError {
         io::ErrorKind::Interrupted | io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
     );
     StorageError::backend(name, retryable, e)
-}
-
-/// Make a rename durable: fsync the directory entry (best effort: not every platform can open a
-/// directory, and the data itself is already synced).
-async fn sync_dir(dir: &Path) {
-    let dir = dir.to_path_buf();
-    let _ =
-        tokio::task::spawn_blocking(move || std::fs::File::open(dir).and_then(|d| d.sync_all()))
-            .await;
 }
 
 #[async_trait]
@@ -233,9 +264,6 @@ impl ObjectStore for FsStore {
         _opts: &PutOptions,
     ) -> Result<PutResult, StorageError> {
         let path = self.path_of(name)?;
-        tokio::fs::create_dir_all(&self.dir)
-            .await
-            .map_err(|e| io_error(name, e))?;
         let (hashing, state) = HashingStream::new(body);
         let body = match &self.key {
             Some(key) => crypto::seal_stream(key, hashing.boxed()),
@@ -246,19 +274,7 @@ impl ObjectStore for FsStore {
             owner_tag(),
             hex::encode(rand::random::<[u8; 12]>())
         ));
-        let written = self.write_temp(name, &tmp, body).await;
-        let renamed = match written {
-            Ok(()) => tokio::fs::rename(&tmp, &path)
-                .await
-                .map_err(|e| io_error(name, e)),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = renamed {
-            // Nothing of a failed write may stay visible, not even under the temp name.
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(e);
-        }
-        sync_dir(&self.dir).await;
+        self.write_temp(name, &tmp, body, Some(path)).await?;
         let st = state.lock().unwrap_or_else(|e| e.into_inner());
         Ok(PutResult {
             size: st.size,
@@ -287,7 +303,7 @@ impl ObjectStore for FsStore {
             hex::encode(rand::random::<[u8; 6]>())
         ));
         let result = self
-            .write_temp(&what, &probe, futures::stream::empty().boxed())
+            .write_temp(&what, &probe, futures::stream::empty().boxed(), None)
             .await;
         let _ = tokio::fs::remove_file(&probe).await;
         result?;
@@ -299,8 +315,9 @@ impl ObjectStore for FsStore {
 /// `<host hash>+<pid>` of this process: temp files say who writes them, so a later run on the
 /// same host can remove those a killed process left (and never those of a live one, nor of
 /// another host sharing the directory).
-fn owner_tag() -> String {
-    format!("{}+{}", host_tag(), std::process::id())
+fn owner_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| format!("{}+{}", host_tag(), std::process::id()))
 }
 
 fn host_tag() -> String {
