@@ -133,59 +133,49 @@ pub async fn update_batch(
     statements: Vec<Document>,
 ) -> anyhow::Result<UpdateOutcome> {
     let mut total = UpdateOutcome::default();
-    let mut base = 0usize;
-    let mut statements = statements.into_iter().peekable();
-    while statements.peek().is_some() {
-        let chunk: Vec<Document> = statements.by_ref().take(UPDATE_BATCH).collect();
-        let len = chunk.len();
-        let reply = db
-            .run_command(doc! {"update": collection, "updates": chunk, "ordered": false})
-            .await
-            .with_context(|| format!("updating {collection}"))?;
-        let n = reply_count(&reply, "n");
-        let upserted = match reply.get_array("upserted") {
-            Ok(a) => a.len() as u64,
-            Err(_) => 0,
-        };
-        total.matched += n;
-        total.upserted += upserted;
-        total.modified += reply_count(&reply, "nModified");
-        if let Ok(errors) = reply.get_array("writeErrors") {
-            for e in errors.iter().filter_map(|e| e.as_document()) {
-                let index = reply_count(e, "index") as usize;
-                let msg = e.get_str("errmsg").unwrap_or("write error").to_string();
-                total.errors.push((base + index, msg));
-            }
-        }
-        if let Ok(wce) = reply.get_document("writeConcernError") {
-            anyhow::bail!(
-                "updating {collection}: write concern error: {}",
-                wce.get_str("errmsg").unwrap_or("unknown")
-            );
-        }
-        base += len;
-    }
+    let refused = batched(db, collection, "update", "updates", statements, |reply| {
+        total.matched += reply_count(reply, "n");
+        total.upserted += reply.get_array("upserted").map_or(0, |a| a.len() as u64);
+        total.modified += reply_count(reply, "nModified");
+    })
+    .await?;
+    total.errors = refused.into_iter().map(|(i, _, msg)| (i, msg)).collect();
     Ok(total)
 }
 
 /// Insert `documents` into `collection` with the plain `insert` command, unordered, in batches of
 /// [`UPDATE_BATCH`]. Returns the documents the server refused, by index in `documents`, with the
-/// error code (11000: the `_id` exists) and message; the others are inserted.
+/// error code ([`DUPLICATE_KEY`]: the `_id` exists) and message; the others are inserted.
 pub async fn insert_batch(
     db: &Database,
     collection: &str,
     documents: Vec<Document>,
 ) -> anyhow::Result<Vec<(usize, i32, String)>> {
+    batched(db, collection, "insert", "documents", documents, |_| {}).await
+}
+
+/// One write command (`update`/`insert`) per [`UPDATE_BATCH`] items, unordered; `on_reply` sees
+/// each reply. Returns the items the server refused (index in `items`, code, message); a write
+/// concern error fails the call.
+async fn batched(
+    db: &Database,
+    collection: &str,
+    command: &str,
+    field: &str,
+    items: Vec<Document>,
+    mut on_reply: impl FnMut(&Document),
+) -> anyhow::Result<Vec<(usize, i32, String)>> {
     let mut refused = Vec::new();
     let mut base = 0usize;
-    let mut documents = documents.into_iter().peekable();
-    while documents.peek().is_some() {
-        let chunk: Vec<Document> = documents.by_ref().take(UPDATE_BATCH).collect();
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        let chunk: Vec<Document> = items.by_ref().take(UPDATE_BATCH).collect();
         let len = chunk.len();
         let reply = db
-            .run_command(doc! {"insert": collection, "documents": chunk, "ordered": false})
+            .run_command(doc! {command: collection, field: chunk, "ordered": false})
             .await
-            .with_context(|| format!("inserting into {collection}"))?;
+            .with_context(|| format!("{command} on {collection}"))?;
+        on_reply(&reply);
         if let Ok(errors) = reply.get_array("writeErrors") {
             for e in errors.iter().filter_map(|e| e.as_document()) {
                 let index = reply_count(e, "index") as usize;
@@ -196,7 +186,7 @@ pub async fn insert_batch(
         }
         if let Ok(wce) = reply.get_document("writeConcernError") {
             anyhow::bail!(
-                "inserting into {collection}: write concern error: {}",
+                "{command} on {collection}: write concern error: {}",
                 wce.get_str("errmsg").unwrap_or("unknown")
             );
         }
