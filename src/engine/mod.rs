@@ -76,6 +76,11 @@ pub struct Limits {
 /// How `stopped_by` starts when the error budget (`--max-errors`) stopped the run.
 pub const MAX_ERRORS: &str = "--max-errors";
 
+/// Whether a `stopped_by` value means the error budget stopped the run (not a cutoff).
+pub fn stopped_by_errors(stop: &str) -> bool {
+    stop.starts_with(MAX_ERRORS)
+}
+
 /// How nested File `url`s are rebuilt for a new name.
 #[derive(Debug, Clone)]
 pub enum UrlBase {
@@ -328,7 +333,7 @@ pub async fn run(
         }
         // Stopped by failures: the next run walks from the start, so that what failed here is
         // retried at once rather than a pass later (the ledger makes the done part cheap).
-        Ok(Some(stop)) if stop.starts_with(MAX_ERRORS) => {
+        Ok(Some(stop)) if stopped_by_errors(&stop) => {
             effects.checkpoint(None).await?;
             Some(stop)
         }

@@ -217,7 +217,7 @@ impl Summary {
     pub fn stopped_by_errors(&self) -> bool {
         self.stopped_by
             .as_deref()
-            .is_some_and(|s| s.starts_with(super::MAX_ERRORS))
+            .is_some_and(super::stopped_by_errors)
     }
 
     /// Whether anything needs a re-run (exit 3).

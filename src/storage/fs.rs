@@ -139,9 +139,9 @@ impl FsStore {
 
     /// Write `body` to a fresh temp file in the directory (created if it went missing), then in
     /// one blocking step fsync it and, with `rename_to`, rename it into place and fsync the
-    /// directory entry. On any error the temp file is removed. One thread-pool hop for the
-    /// closing steps rather than one each: with thousands of small files they are most of the
-    /// work (bench/run, README "Benchmarks").
+    /// directory entry. On any error the temp file is removed. (The closing steps share one
+    /// thread-pool hop; measured on 2,000 × 20 KiB files this changed no wall time: the kernel's
+    /// file creation and fsync dominate, README "Benchmarks".)
     async fn write_temp(
         &self,
         name: &str,
