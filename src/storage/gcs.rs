@@ -77,7 +77,7 @@ pub struct GcsConfig {
 /// A bucket (and optional name prefix) on Google Cloud Storage or an emulator.
 pub struct GcsStore {
     client: Storage,
-    http: reqwest::Client,
+    http: super::client::LazyClient,
     credentials: Credentials,
     bucket: String,
     prefix: String,
@@ -147,11 +147,11 @@ impl GcsStore {
             .build()
             .await
             .map_err(|e| StorageError::backend(&what, false, e))?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| StorageError::backend(&what, false, e))?;
+        let http = super::client::LazyClient::build(
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .timeout(Duration::from_secs(60)),
+        );
         Ok(GcsStore {
             client,
             http,

@@ -89,7 +89,7 @@ impl Base {
 }
 
 pub struct HttpStore {
-    client: reqwest::Client,
+    client: super::client::LazyClient,
     tfss: Base,
     legacy: Base,
     server: Option<Base>,
@@ -121,12 +121,12 @@ impl HttpStore {
             .user_agent
             .clone()
             .unwrap_or_else(|| concat!("parse-files-migrate/", env!("CARGO_PKG_VERSION")).into());
-        let client = reqwest::Client::builder()
-            .user_agent(ua)
-            .connect_timeout(Duration::from_secs(cfg.connect_timeout_secs.unwrap_or(30)))
-            .read_timeout(Duration::from_secs(cfg.timeout_secs.unwrap_or(120)))
-            .build()
-            .map_err(|e| StorageError::backend("http store", false, e.without_url()))?;
+        let client = super::client::LazyClient::build(
+            reqwest::Client::builder()
+                .user_agent(ua)
+                .connect_timeout(Duration::from_secs(cfg.connect_timeout_secs.unwrap_or(30)))
+                .read_timeout(Duration::from_secs(cfg.timeout_secs.unwrap_or(120))),
+        );
         let server = cfg.server_url.as_ref().map(|s| {
             let template = format!("{}/files/{{app_id}}/", s.trim_end_matches('/'));
             Base::new(&template, ctx)
@@ -218,7 +218,11 @@ impl HttpStore {
         opts: &GetOptions,
     ) -> Result<(reqwest::Response, String), StorageError> {
         let (url, shown) = self.url(name, opts.url_hint.as_deref())?;
-        let mut req = self.client.request(method.clone(), &url);
+        let client =
+            self.client.get().await.map_err(|e| {
+                StorageError::message(name, false, format!("{method} {shown}: {e}"))
+            })?;
+        let mut req = client.request(method.clone(), &url);
         if opts.offset > 0 {
             req = req.header(header::RANGE, format!("bytes={}-", opts.offset));
         }

@@ -37,6 +37,7 @@
 //!   bytes when the data is not valid ciphertext for that key (files uploaded before the key was
 //!   set are plaintext in the same bucket).
 
+pub mod client;
 pub mod crypto;
 pub mod fs;
 pub mod gcs;

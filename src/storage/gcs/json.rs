@@ -161,7 +161,12 @@ async fn send_with(
             });
         }
     };
-    let mut req = store.http.request(method, url).headers(headers);
+    let http = store
+        .http
+        .get()
+        .await
+        .map_err(|e| StorageError::message(name, false, format!("{what}: {e}")))?;
+    let mut req = http.request(method, url).headers(headers);
     if let Some(body) = json {
         req = req.json(&body);
     }

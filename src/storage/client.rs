@@ -1,0 +1,67 @@
+//! HTTP clients built off the async path.
+//!
+//! Building a `reqwest::Client` builds its TLS certificate verifier, which reads and parses every
+//! certificate of the system's store (`/etc/ssl/certs`: ~300 files on Debian). That is blocking
+//! file I/O and tens of milliseconds of work at every start — a large share of a short run
+//! (README "Benchmarks"). [`LazyClient`] starts it on a blocking thread when the store is made,
+//! so it overlaps the database work that comes first, and the first request waits for it. A run
+//! that never fetches (`--rewrite-only`, dry runs of a finished migration) never waits at all.
+
+use std::sync::Arc;
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+
+/// A `reqwest::Client` being built in the background; [`LazyClient::get`] waits for it.
+#[derive(Clone)]
+pub struct LazyClient(Shared<BoxFuture<'static, Result<reqwest::Client, Arc<str>>>>);
+
+impl LazyClient {
+    /// Start building. Inside a Tokio runtime the build runs on its blocking pool; outside one
+    /// (plain unit tests) it runs here, at once.
+    pub fn build(builder: reqwest::ClientBuilder) -> Self {
+        let build = move || {
+            builder
+                .build()
+                .map_err(|e| Arc::from(super::error_chain(&e.without_url())))
+        };
+        let fut = match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                let task = rt.spawn_blocking(build);
+                async move {
+                    task.await.unwrap_or_else(|e| {
+                        Err(Arc::from(format!("building the HTTP client: {e}")))
+                    })
+                }
+                .boxed()
+            }
+            Err(_) => futures::future::ready(build()).boxed(),
+        };
+        LazyClient(fut.shared())
+    }
+
+    /// The client (a cheap clone), or why it could not be built (bad TLS settings, an unreadable
+    /// certificate store).
+    pub async fn get(&self) -> Result<reqwest::Client, Arc<str>> {
+        self.0.clone().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_client_is_built_once_and_shared() {
+        let lazy = LazyClient::build(reqwest::Client::builder());
+        let (a, b) = (lazy.get().await, lazy.clone().get().await);
+        assert!(a.is_ok() && b.is_ok());
+    }
+
+    #[test]
+    fn outside_a_runtime_it_builds_at_once() {
+        let lazy = LazyClient::build(reqwest::Client::builder());
+        let ready = lazy.get().now_or_never();
+        assert!(matches!(ready, Some(Ok(_))), "ready without waiting");
+    }
+}
