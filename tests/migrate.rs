@@ -805,6 +805,146 @@ async fn rewrites_are_compare_and_swap() {
     assert_eq!(again[0].0, RefState::Rewritten);
 }
 
+/// A real fs destination that, when asked to make its writes durable, notes how many files the
+/// ledger already calls verified: a run must sync before it records, never after.
+#[derive(Debug)]
+struct SyncProbe {
+    inner: Arc<dyn ObjectStore>,
+    files: mongodb::Collection<Document>,
+    /// Files recorded verified at each sync, in order.
+    seen: std::sync::Mutex<Vec<u64>>,
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for SyncProbe {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn capabilities(&self) -> storage::Capabilities {
+        self.inner.capabilities()
+    }
+    fn location(&self, name: &str) -> Result<String, storage::StorageError> {
+        self.inner.location(name)
+    }
+    async fn stat(&self, name: &str) -> Result<storage::ObjectMeta, storage::StorageError> {
+        self.inner.stat(name).await
+    }
+    async fn get(
+        &self,
+        name: &str,
+        opts: &storage::GetOptions,
+    ) -> Result<storage::GetResult, storage::StorageError> {
+        self.inner.get(name, opts).await
+    }
+    async fn put(
+        &self,
+        name: &str,
+        body: storage::ByteStream,
+        opts: &storage::PutOptions,
+    ) -> Result<storage::PutResult, storage::StorageError> {
+        self.inner.put(name, body, opts).await
+    }
+    async fn sync(&self) -> Result<(), storage::StorageError> {
+        let verified = self
+            .files
+            .count_documents(doc! {"state": "verified"})
+            .await
+            .unwrap();
+        self.seen.lock().unwrap().push(verified);
+        self.inner.sync().await
+    }
+    async fn delete(&self, name: &str) -> Result<(), storage::StorageError> {
+        self.inner.delete(name).await
+    }
+    async fn check(&self) -> Result<(), storage::StorageError> {
+        self.inner.check().await
+    }
+}
+
+/// The destination makes a batch of copies durable (fs: one `syncfs` instead of `fsync`s per
+/// file) before the ledger records any of them verified; batches without a verified copy do
+/// not sync.
+#[tokio::test]
+async fn copies_are_made_durable_before_they_are_recorded_verified() {
+    use parse_files_migrate::engine::{Effects, Stores, live::Live};
+    use parse_files_migrate::ledger::{FileResult, FileState, Intent, Ledger};
+
+    let client = support::mongo_client().await;
+    let db = client.database(&support::unique("mig_sync"));
+    let dir = std::env::temp_dir().join(support::unique("sync"));
+    let fs: StoreConfig =
+        toml::from_str(&format!("type = \"fs\"\npath = \"{}\"", dir.display())).unwrap();
+    let probe = Arc::new(SyncProbe {
+        inner: storage::open(&fs, &StoreContext::default()).await.unwrap(),
+        files: db.collection("_FileMigration"),
+        seen: Default::default(),
+    });
+    probe.check().await.unwrap();
+    let live = Live::new(
+        Stores {
+            hosted: None,
+            server: None,
+            destination: probe.clone(),
+        },
+        Ledger::new(db.clone(), "_FileMigration"),
+        db.clone(),
+        "all".into(),
+        "test".into(),
+        String::new(),
+        Default::default(),
+    );
+    let intent = |name| Intent {
+        name,
+        target: name,
+        kind: "other",
+        destination: "test",
+    };
+    live.plan(&[intent("a.bin"), intent("gone.bin")])
+        .await
+        .unwrap();
+    let put = probe
+        .put(
+            "a.bin",
+            support::conformance::body(b"abc", 2),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    fn result<'a>(name: &'a str, state: FileState, md5: Option<&'a str>) -> FileResult<'a> {
+        FileResult {
+            name,
+            state,
+            size: md5.map(|_| 3),
+            md5,
+            hash_checked: true,
+            error: None,
+        }
+    }
+    live.record_files(&[result("gone.bin", FileState::Missing, None)])
+        .await
+        .unwrap();
+    assert!(
+        probe.seen.lock().unwrap().is_empty(),
+        "nothing verified: no sync"
+    );
+    live.record_files(&[result("a.bin", FileState::Verified, Some(&put.md5))])
+        .await
+        .unwrap();
+    assert_eq!(
+        *probe.seen.lock().unwrap(),
+        vec![0],
+        "one sync, before the ledger said verified"
+    );
+    let rec = db
+        .collection::<Document>("_FileMigration")
+        .find_one(doc! {"_id": "a.bin"})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.get_str("state").unwrap(), "verified");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `rollback` after a full migration: every document byte-equal to before, copies deleted; a
 /// document the app changed after the migration is left alone and reported.
 #[tokio::test]

@@ -174,3 +174,34 @@ async fn failed_put_leaves_no_temp_file() {
     );
     assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
 }
+
+/// `sync` reports a failure instead of swallowing it, and a failed sync is tried again by the
+/// next one (the writes it covered are still not known to be durable). With nothing written
+/// since the last sync it does nothing, not even look at the directory.
+#[tokio::test]
+async fn a_failed_sync_is_reported_and_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("files");
+    let s = store(&root, None);
+    s.check().await.unwrap();
+    s.put("a.bin", body(b"abc", 1), &PutOptions::default())
+        .await
+        .unwrap();
+    let away = dir.path().join("away");
+    std::fs::rename(&root, &away).unwrap();
+    if cfg!(target_os = "linux") {
+        let err = s
+            .sync()
+            .await
+            .expect_err("sync of a directory that is gone");
+        assert!(err.to_string().contains("fs "), "names the store: {err}");
+    }
+    std::fs::rename(&away, &root).unwrap();
+    s.sync().await.expect("the retry succeeds");
+    std::fs::rename(&root, &away).unwrap();
+    s.sync()
+        .await
+        .expect("nothing new since the last sync: no work, no error");
+    std::fs::rename(&away, &root).unwrap();
+    assert_eq!(read_all(&s, "a.bin").await.unwrap(), b"abc");
+}

@@ -13,7 +13,7 @@ use super::transfer::copy_verified;
 use super::{Change, Checkpoint, Counters, Effects, FileJob, Outcome, Stores};
 use crate::db::{update_batch, update_stmt};
 use crate::exit::{Coded, USAGE};
-use crate::ledger::{FileResult, Intent, LeaseHeld, Ledger, RefState};
+use crate::ledger::{FileResult, FileState, Intent, LeaseHeld, Ledger, RefState};
 use crate::retry::RetryPolicy;
 use crate::storage::{GetOptions, StorageError};
 
@@ -216,6 +216,13 @@ impl Effects for Live {
     }
 
     async fn record_files(&self, results: &[FileResult<'_>]) -> anyhow::Result<()> {
+        // A copy is recorded as verified only once the destination holds it durably.
+        if results.iter().any(|r| r.state == FileState::Verified) {
+            let dest = &self.stores.destination;
+            dest.sync()
+                .await
+                .with_context(|| format!("making the copies at {} durable", dest.describe()))?;
+        }
         self.ledger.record_files(results).await
     }
 

@@ -26,6 +26,12 @@
 //!   object (or none) until the write has fully succeeded, and a write that fails midway (the input
 //!   stream errors, the server fails) leaves nothing visible under the name. A write to an existing
 //!   name replaces it (retries after a crash overwrite rather than duplicate).
+//! * **Durability** ([`ObjectStore::sync`]). A `put` that returned is readable at once; it
+//!   survives a crash of the machine holding it once a later `sync` has returned. Object stores
+//!   (S3, GCS) and GridFS acknowledge only stored writes, so their `sync` does nothing; the
+//!   filesystem store makes a whole batch durable in one step there instead of two `fsync`s per
+//!   file. The engine syncs before it records a copy as verified, so nothing that a crash could
+//!   lose is ever pointed at.
 //! * **Stat** ([`ObjectStore::stat`]) reports the plaintext size and whatever integrity information
 //!   the backend keeps (an MD5 of the plaintext, an opaque ETag), and the content type if stored.
 //! * **Errors** say whether a retry can help ([`StorageError::is_retryable`]), and how long the
@@ -279,6 +285,12 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
         body: ByteStream,
         opts: &PutOptions,
     ) -> Result<PutResult, StorageError>;
+
+    /// Make every `put` that has returned durable (see the contract). Cheap when there is
+    /// nothing to do. Stores whose writes are durable when `put` returns keep the default.
+    async fn sync(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
 
     /// Remove `name`. Removing a missing object is not an error.
     async fn delete(&self, name: &str) -> Result<(), StorageError>;

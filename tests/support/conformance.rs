@@ -112,6 +112,16 @@ pub async fn run(store: &dyn ObjectStore) {
         store.delete(&name).await.expect("delete");
     }
 
+    // Durability: sync makes what was put durable, and is a cheap no-op with nothing new.
+    store
+        .put("synced.bin", body(b"synced", 2), &PutOptions::default())
+        .await
+        .expect("put before sync");
+    store.sync().await.expect("sync after a put");
+    store.sync().await.expect("sync with nothing new");
+    assert_eq!(read_all(store, "synced.bin").await.unwrap(), b"synced");
+    store.delete("synced.bin").await.expect("delete");
+
     // Names with characters that layouts must encode exactly like Parse Server's adapters.
     for (i, name) in NAMES.iter().enumerate() {
         roundtrip(store, name, &super::bytes(100 + i, 1000 + i as u64), 33).await;
