@@ -361,7 +361,8 @@ async fn sigkill_at_many_points_then_a_rerun_completes() {
 #[tokio::test]
 async fn sigterm_stops_cleanly_with_130_and_a_rerun_continues() {
     let f = fixture("res_term", 120, 40_000, "").await;
-    let child = command(&f.config, &["--concurrency", "2"])
+    // 40 requests/s: the run takes 3 s whatever the machine, so the signal lands mid-run.
+    let child = command(&f.config, &["--concurrency", "2", "--tps-limit", "40"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
