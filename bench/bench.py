@@ -94,9 +94,10 @@ class Bench:
         """CPU seconds the other test servers (S3, GCS, nginx and its workers) have used."""
         return sum(service_cpu(s) for s in ("s3", "gcs", "http"))
 
-    def opcounts(self):
-        s = self.client.admin.command("serverStatus").get("opcounters", {})
-        return sum(int(v) for v in s.values())
+    def requests(self):
+        """Requests the server has answered (`network.numRequests`): round trips, where
+        `opcounters` would count every document of a batch."""
+        return int(self.client.admin.command("serverStatus")["network"]["numRequests"])
 
     def record(self, scenario, variant, **kv):
         kv.setdefault("db_cpu", self.last_db_cpu)
@@ -143,11 +144,11 @@ class Bench:
         """One migrate run; returns its measurement (wall, RSS, summary, round trips). A run
         that did not copy `copied` files or rewrite `rewritten` references stops the bench: a
         timing of a run that did something else would be meaningless."""
-        ops = self.opcounts()
+        ops = self.requests()
         wall, rss, out = self.run(
             [self.bin, "-c", cfg, "-q", "--progress", "never", "migrate", "--yes",
              "--output", "jsonl", *flags], stdout=subprocess.PIPE)
-        trips = self.opcounts() - ops - 1  # less our own serverStatus
+        trips = self.requests() - ops - 1  # less our own serverStatus
         summary = {}
         for line in out.splitlines():
             d = json.loads(line)
@@ -171,7 +172,7 @@ class Bench:
         return names
 
     def drop_files(self, set_):
-        shutil.rmtree(os.path.join(HTTP_ROOT, "bench", set_), ignore_errors=True)
+        discard(os.path.join(HTTP_ROOT, "bench", set_))
 
     def curl(self, set_, names, concurrency, dest):
         """Download-only limit: curl --parallel fetching the same files to disk."""
@@ -262,8 +263,8 @@ class Bench:
         for what, runs in (("migrate --copy-only", copy), ("migrate (full)", full)):
             if runs:
                 self.row(tag, what, runs, count, nbytes, curl, "curl", goal=0.70)
-        shutil.rmtree(os.path.join(self.out, "curl-small"), ignore_errors=True)
-        shutil.rmtree(dest, ignore_errors=True)
+        discard(os.path.join(self.out, "curl-small"))
+        discard(dest)
         self.client.drop_database("bench_small")
 
     def large(self):
@@ -289,8 +290,8 @@ class Bench:
         for d in ("fs", "s3"):
             self.row(f"{count} × {human(size)} legacy → {d}", "migrate (full)", runs[d], count,
                      count * size, curl, "curl", rate="bytes", goal=0.80)
-        shutil.rmtree(os.path.join(self.out, "curl-large"), ignore_errors=True)
-        shutil.rmtree(dest, ignore_errors=True)
+        discard(os.path.join(self.out, "curl-large"))
+        discard(dest)
         self.drop_files("large")
         drop_bucket("bench-large")
         self.client.drop_database("bench_large")
@@ -304,7 +305,7 @@ class Bench:
         self.gcs_bucket("bench-huge")
         curl = [self.record("huge", "curl", rep=rep, **self.curl(
             "huge", names, 1, os.path.join(self.out, "curl-huge"))) for rep in range(a.reps)]
-        shutil.rmtree(os.path.join(self.out, "curl-huge"), ignore_errors=True)
+        discard(os.path.join(self.out, "curl-huge"))
         specs = {"fs": ("fs", dest), "gridfs": ("gridfs",), "s3": ("s3", "bench-huge"),
                  "gcs": ("gcs", "bench-huge")}
         for d in a.huge_dests:
@@ -323,7 +324,7 @@ class Bench:
                     self.client.drop_database("bench_huge")
             self.row(f"1 × {human(size)} legacy → {d}", "migrate (full)", runs, 1, size, curl,
                      "curl", rate="rss", goal=64.0)
-            shutil.rmtree(dest, ignore_errors=True)
+            discard(dest)
         self.client.drop_database("bench_huge")
         drop_bucket("bench-huge")
         self.drop_gcs_bucket("bench-huge")
@@ -381,12 +382,12 @@ class Bench:
                                          str(page)], stdout=subprocess.PIPE)
                 key.append(self.record("scan", "raw-keyset", rep=rep, page=page, wall=wall,
                                        rss_kib=rss))
-                ops = self.opcounts()
+                ops = self.requests()
                 rows = os.path.join(self.out, "scan.jsonl")
                 with open(rows, "w") as f:
                     wall, rss, _ = self.run([self.bin, "-c", cfg, "-q", "list", "--output",
                                              "jsonl"], stdout=f)
-                key_trips = self.opcounts() - ops - 1
+                key_trips = self.requests() - ops - 1
                 with open(rows) as f:
                     listed = sum(1 for _ in f)
                 os.remove(rows)
@@ -444,7 +445,7 @@ class Bench:
                  "raw batched CAS updates", rate="refs", goal=0.50)
         self.row(f"rewrite {n:,} references", "migrate --rewrite-only", tool, n, 0, raw_1,
                  "raw update_one, one by one", rate="refs")
-        shutil.rmtree(os.path.join(self.out, "dest-rw"), ignore_errors=True)
+        discard(os.path.join(self.out, "dest-rw"))
         self.drop_files("rewrite")
         self.client.drop_database("bench_rw")
 
@@ -467,15 +468,14 @@ class Bench:
                                         **self.migrate(cfg, "--copy-only", copied=count)))
             self.row(f"{count} × {human(size)} → fs, concurrency {conc}", "migrate --copy-only",
                      runs, count, count * size, curl, "curl (same concurrency)")
-        shutil.rmtree(dest, ignore_errors=True)
-        shutil.rmtree(os.path.join(self.out, "curl-sweep"), ignore_errors=True)
+        discard(dest)
+        discard(os.path.join(self.out, "curl-sweep"))
         self.client.drop_database("bench_sweep")
 
 
 def drop_bucket(bucket):
     """Free the space of a bench bucket: s3s-fs keeps a bucket as a directory of its data dir."""
-    d = os.path.join(ENV.get("PFM_TEST_SERVICES_DIR", "/nonexistent"), "data", "s3", bucket)
-    shutil.rmtree(d, ignore_errors=True)
+    discard(os.path.join(ENV.get("PFM_TEST_SERVICES_DIR", "/nonexistent"), "data", "s3", bucket))
 
 
 def proc_cpu(pid):
@@ -533,9 +533,30 @@ def machine():
             f"({model}), {mem:.0f} GiB RAM")
 
 
+# Directories replaced by fresh_dir, removed when the bench ends. Deleting thousands of files
+# right before a measured run slows the run's own file creation: ext4 without a journal (this
+# machine's root) skips inodes freed in the last 60-300 s, reading each one's inode block
+# (`recently_deleted` was 34% of a 2,000-file run's CPU in `perf`); a real migration deletes
+# nothing. So nothing is deleted until every measurement is done.
+TRASH = []
+
+
 def fresh_dir(d):
-    shutil.rmtree(d, ignore_errors=True)
+    discard(d)
     os.makedirs(d)
+
+
+def discard(d):
+    """Remove d when the bench ends (see TRASH)."""
+    if os.path.exists(d):
+        old = f"{d}.old-{len(TRASH)}-{os.getpid()}"
+        os.rename(d, old)
+        TRASH.append(old)
+
+
+def empty_trash():
+    while TRASH:
+        shutil.rmtree(TRASH.pop(), ignore_errors=True)
 
 
 def human(n):
@@ -628,8 +649,11 @@ def main():
     print(f"{'Quick check (tiny data; timings mean nothing)' if a.quick else 'Measured'}: {where}\n")
     print(HEADER)
     print(RULE)
-    for s in only:
-        getattr(b, s)()
+    try:
+        for s in only:
+            getattr(b, s)()
+    finally:
+        empty_trash()
     with open(os.path.join(a.out, "table.md"), "w") as f:
         f.write(f"Measured {where}; load = 1-minute load average when the runs started.\n\n")
         f.write(f"{HEADER}\n{RULE}\n")
