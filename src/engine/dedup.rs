@@ -41,8 +41,12 @@ pub enum Seen {
     Attached,
     /// Its copy is in flight and has too many waiters: wait for this, then ask again.
     Wait(Arc<Notify>),
-    /// The outcome is known.
-    Done(Arc<Outcome>),
+    /// The outcome is known; `recorded` once the ledger has it (a copy that just ended may
+    /// still be on its way there, in a batch of the rewrite stage).
+    Done {
+        outcome: Arc<Outcome>,
+        recorded: bool,
+    },
 }
 
 pub struct Dedup {
@@ -89,7 +93,10 @@ impl Dedup {
         let mut inner = self.lock();
         match inner.map.get_mut(name) {
             None => Seen::New,
-            Some(Entry::Done { outcome, .. }) => Seen::Done(outcome.clone()),
+            Some(Entry::Done { outcome, flushed }) => Seen::Done {
+                outcome: outcome.clone(),
+                recorded: *flushed,
+            },
             Some(Entry::InFlight { waiters, done }) => {
                 if !attach {
                     return Seen::Attached;
@@ -204,12 +211,22 @@ mod tests {
         assert!(later.is_empty());
         let (_, waiters) = d.finish("a", Outcome::Planned);
         assert_eq!(waiters.len(), 3);
-        assert!(matches!(d.see("a", &mut vec![], true), Seen::Done(_)));
+        assert!(matches!(
+            d.see("a", &mut vec![], true),
+            Seen::Done {
+                recorded: false,
+                ..
+            }
+        ));
         // Not flushed yet: stays even beyond the window.
         d.start("b", vec![]);
         d.finish("b", Outcome::Planned);
         assert_eq!(d.len(), 2);
         d.flushed(["a", "b"]);
+        assert!(matches!(
+            d.see("b", &mut vec![], true),
+            Seen::Done { recorded: true, .. }
+        ));
         assert_eq!(d.len(), 1, "window of 1 keeps only the newest");
         assert!(matches!(d.see("a", &mut vec![], true), Seen::New));
     }

@@ -186,12 +186,13 @@ impl Planner<'_> {
                         let _ =
                             tokio::time::timeout(Duration::from_millis(100), done.notified()).await;
                     }
-                    Seen::Done(outcome) => {
+                    Seen::Done { outcome, recorded } => {
                         let target = target_name(&name, self.plan.rename).into_owned();
                         self.send(Record::Known {
                             name,
                             target,
                             outcome,
+                            recorded,
                             refs,
                         })
                         .await?;
@@ -263,6 +264,7 @@ impl Planner<'_> {
                     name,
                     target,
                     outcome,
+                    recorded: true,
                     refs,
                 })
                 .await?;

@@ -4,7 +4,9 @@
 //! was already known). The stage takes whatever is ready (up to [`BATCH`] records), writes the
 //! file outcomes to the ledger first, then the reference changes, collection by collection, in
 //! batched compare-and-swap updates. So a reference is never rewritten before its file's
-//! verification is durable.
+//! verification is durable. Up to [`FLUSHES`] batches are written at once; a batch holding
+//! references to a file whose outcome another batch is still recording records it too, so the
+//! rule holds across batches.
 //!
 //! A change is built here from a reference and its file's target: a bare top-level name becomes
 //! the target name; a File object gets the target `name` and a `url` rebuilt by
@@ -28,6 +30,12 @@ use crate::scan::{FileRef, Shape};
 /// Records handled per flush.
 pub const BATCH: usize = 256;
 
+/// Batches written at once. Each batch is three round trips one after the other (pending
+/// records, the compare-and-swap updates, outcomes); while one waits for the database, another
+/// can be on the wire. 2,000 references on secantusd-rs (`bench/run --only rewrite`): 1 batch at
+/// a time 0.38 s, 2: 0.30-0.33 s, 4: 0.26-0.31 s.
+pub const FLUSHES: usize = 4;
+
 /// Work for the rewrite stage.
 pub enum Record {
     /// A copy ended; `refs` are every reference that waited for it.
@@ -41,6 +49,9 @@ pub enum Record {
         name: String,
         target: String,
         outcome: Arc<Outcome>,
+        /// The ledger has the outcome (else a batch still in flight is writing it, and this
+        /// record's batch writes it as well before it rewrites anything).
+        recorded: bool,
         refs: Vec<FileRef>,
     },
 }
@@ -52,10 +63,12 @@ pub async fn stage(
     state: Arc<RunState>,
     plan: Plan,
 ) -> anyhow::Result<()> {
+    // A dry run prints its batches one after the other.
+    let flushes = if effects.dry_run() { 1 } else { FLUSHES };
     ReceiverStream::new(rx)
         .ready_chunks(BATCH)
         .map(Ok)
-        .try_for_each(|batch| flush(batch, &*effects, &state, &plan))
+        .try_for_each_concurrent(flushes, |batch| flush(batch, &*effects, &state, &plan))
         .await
 }
 
@@ -69,16 +82,13 @@ async fn flush(
     // 1. File outcomes first (verification durable before any rewrite).
     let results: Vec<FileResult> = batch
         .iter()
-        .filter_map(|r| match r {
-            Record::Copied { job, outcome, .. } => file_result(&job.name, outcome),
-            Record::Known { .. } => None,
-        })
+        .filter_map(unrecorded)
+        .filter_map(|(name, outcome)| file_result(name, outcome))
         .collect();
     effects.record_files(&results).await?;
-    state.dedup.flushed(batch.iter().filter_map(|r| match r {
-        Record::Copied { job, .. } => Some(job.name.as_str()),
-        Record::Known { .. } => None,
-    }));
+    state
+        .dedup
+        .flushed(batch.iter().filter_map(unrecorded).map(|(name, _)| name));
 
     // The walk pages these references came from settle once the batch is through.
     let pages: Vec<u64> = batch
@@ -98,6 +108,7 @@ async fn flush(
                 target,
                 outcome,
                 refs,
+                ..
             } => (name, target, outcome, refs),
         };
         if !outcome.usable() || plan.mode == Mode::CopyOnly {
@@ -148,6 +159,20 @@ async fn flush(
     }
     state.walk.settled(pages);
     super::save_checkpoint(state, effects, false).await
+}
+
+/// The file and outcome a record brings that the ledger does not have yet.
+fn unrecorded(r: &Record) -> Option<(&str, &Outcome)> {
+    match r {
+        Record::Copied { job, outcome, .. } => Some((job.name.as_str(), &**outcome)),
+        Record::Known {
+            name,
+            outcome,
+            recorded: false,
+            ..
+        } => Some((name.as_str(), &**outcome)),
+        Record::Known { .. } => None,
+    }
 }
 
 /// Whether a recorded change is of a bare name (no `url`).
