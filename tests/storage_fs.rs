@@ -205,3 +205,42 @@ async fn a_failed_sync_is_reported_and_retried() {
     std::fs::rename(&away, &root).unwrap();
     assert_eq!(read_all(&s, "a.bin").await.unwrap(), b"abc");
 }
+
+/// A put that announces a small size is gathered and written in one step: the bytes, size and
+/// MD5 are the same as streamed, with and without encryption; a body longer than announced is
+/// written whole; one that fails (gathering or past the announced size) leaves nothing.
+#[tokio::test]
+async fn puts_announcing_a_small_size() {
+    use md5::Digest;
+    for key in [None, Some("small key")] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), key);
+        for (len, hint) in [(0, 0), (1_000, 1_000), (100, 100_000), (300_000, 10)] {
+            let data = support::bytes(len, len as u64);
+            let name = format!("f{len}.bin");
+            let opts = PutOptions {
+                size_hint: Some(hint),
+                ..Default::default()
+            };
+            let put = s.put(&name, body(&data, 4_096), &opts).await.unwrap();
+            assert_eq!(put.size, len as u64, "{name} {key:?}");
+            assert_eq!(put.md5, hex::encode(md5::Md5::digest(&data)), "{name}");
+            assert!(read_all(&s, &name).await.unwrap() == data, "{name} {key:?}");
+            assert_eq!(s.stat(&name).await.unwrap().size, len as u64, "{name}");
+        }
+        for (good, hint) in [(100, 1_000), (300_000, 10)] {
+            let opts = PutOptions {
+                size_hint: Some(hint),
+                ..Default::default()
+            };
+            s.put("broken.bin", conformance::failing_body(good), &opts)
+                .await
+                .expect_err("a failing body fails the put");
+        }
+        let left: Vec<_> = entries(dir.path())
+            .into_iter()
+            .filter(|e| !e.starts_with('f'))
+            .collect();
+        assert!(left.is_empty(), "nothing of the failed puts: {left:?}");
+    }
+}
