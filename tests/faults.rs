@@ -287,10 +287,10 @@ async fn max_errors_stops_a_run_that_only_fails() {
     assert_eq!(s["stopped_by"], "--max-errors 3", "{s}");
     let failed = s["files"]["failed"].as_u64().unwrap();
     let planned = s["files"]["planned"].as_u64().unwrap();
-    // The budget, plus at most what was already started or queued when it ran out.
-    assert!((3..=12).contains(&failed), "{s}");
-    assert_eq!(failed, planned, "every started copy failed: {s}");
-    assert!(planned < 40, "no new copy after the budget ran out: {s}");
+    // The budget, plus at most the copies already running when it ran out (concurrency 2):
+    // queued copies are not started past it.
+    assert!((3..=5).contains(&failed), "{s}");
+    assert!(planned >= failed, "{s}");
     assert_eq!(
         s["files"]["retries"], failed,
         "one retry per failed file: {s}"

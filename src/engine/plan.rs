@@ -302,36 +302,17 @@ impl Planner<'_> {
             .map_err(|_| anyhow::anyhow!("the rewrite stage stopped"))
     }
 
-    /// The limit reached, if any: no new copy starts past it.
+    /// The limit reached, if any: no new copy is queued past it.
     fn cutoff(&self) -> Option<String> {
-        if self.state.is_interrupted() {
-            return Some(super::INTERRUPTED.to_string());
-        }
         let l = &self.plan.limits;
-        let c = &self.state.counters;
-        if let Some(max) = l.max_errors {
-            let errors = Counters::get(&c.files_failed) + Counters::get(&c.refs_failed);
-            if errors >= max {
-                return Some(format!("{} {max}", super::MAX_ERRORS));
-            }
+        if let Some(stop) = self.state.stop(l) {
+            return Some(stop);
         }
+        let c = &self.state.counters;
         if let Some(max) = l.max_files
             && Counters::get(&c.files_planned) >= max
         {
             return Some(format!("--max-files {max}"));
-        }
-        if let Some(max) = l.max_bytes
-            && Counters::get(&c.bytes_copied) >= max
-        {
-            return Some(format!("--max-bytes {max}"));
-        }
-        if let Some(max) = l.max_duration
-            && self.state.started.elapsed() >= max
-        {
-            return Some(format!(
-                "--max-duration {}",
-                humantime::format_duration(max)
-            ));
         }
         None
     }

@@ -91,10 +91,14 @@ async fn flush(
         .flushed(batch.iter().filter_map(unrecorded).map(|(name, _)| name));
 
     // The walk pages these references came from settle once the batch is through.
+    // Not those of copies a stop left unstarted: the walk checkpoint must not pass them.
     let pages: Vec<u64> = batch
         .iter()
         .flat_map(|r| match r {
-            Record::Copied { refs, .. } | Record::Known { refs, .. } => refs.iter().map(|r| r.page),
+            Record::Copied { outcome, refs, .. } | Record::Known { outcome, refs, .. } => {
+                let started = **outcome != Outcome::NotStarted;
+                refs.iter().filter(move |_| started).map(|r| r.page)
+            }
         })
         .collect();
 
@@ -200,7 +204,7 @@ fn file_result<'a>(name: &'a str, outcome: &'a Outcome) -> Option<FileResult<'a>
         ),
         Outcome::Missing { reason } => (FileState::Missing, None, None, false, Some(reason)),
         Outcome::Failed { reason } => (FileState::Failed, None, None, false, Some(reason)),
-        Outcome::Planned => return None,
+        Outcome::Planned | Outcome::NotStarted => return None,
     };
     Some(FileResult {
         name,
