@@ -703,14 +703,46 @@ async fn keeping_legacy_names_needs_confirmation() {
     );
 }
 
+/// A real fs store in a fresh directory (and the directory).
+async fn fs_store(tag: &str) -> (PathBuf, Arc<dyn ObjectStore>) {
+    let dir = std::env::temp_dir().join(support::unique(tag));
+    let fs: StoreConfig =
+        toml::from_str(&format!("type = \"fs\"\npath = \"{}\"", dir.display())).unwrap();
+    (
+        dir,
+        storage::open(&fs, &StoreContext::default()).await.unwrap(),
+    )
+}
+
+/// The live effects of a run on `db` writing to `destination`, to drive single steps.
+fn live_on(
+    db: &mongodb::Database,
+    destination: Arc<dyn ObjectStore>,
+) -> parse_files_migrate::engine::live::Live {
+    use parse_files_migrate::engine::Stores;
+    parse_files_migrate::engine::live::Live::new(
+        Stores {
+            hosted: None,
+            server: None,
+            destination,
+        },
+        parse_files_migrate::ledger::Ledger::new(db.clone(), "_FileMigration"),
+        db.clone(),
+        "all".into(),
+        "test".into(),
+        String::new(),
+        Default::default(),
+    )
+}
+
 /// The compare-and-swap itself, on the real server: a reference the app changed meanwhile is a
 /// conflict and keeps the app's value; a refused update is a failure; the rest are rewritten; the
 /// ledger records each outcome.
 #[tokio::test]
 async fn rewrites_are_compare_and_swap() {
     use parse_files_migrate::engine::UrlBase;
-    use parse_files_migrate::engine::{Change, Effects, Stores, live::Live, rewrite::change_for};
-    use parse_files_migrate::ledger::{Ledger, RefState};
+    use parse_files_migrate::engine::{Change, Effects, rewrite::change_for};
+    use parse_files_migrate::ledger::RefState;
     use parse_files_migrate::scan::{FileRef, Shape};
 
     let client = support::mongo_client().await;
@@ -750,22 +782,8 @@ async fn rewrites_are_compare_and_swap() {
         }
     })
     .collect();
-    let dir = std::env::temp_dir().join(support::unique("cas"));
-    let fs: StoreConfig =
-        toml::from_str(&format!("type = \"fs\"\npath = \"{}\"", dir.display())).unwrap();
-    let live = Live::new(
-        Stores {
-            hosted: None,
-            server: None,
-            destination: storage::open(&fs, &StoreContext::default()).await.unwrap(),
-        },
-        Ledger::new(db.clone(), "_FileMigration"),
-        db.clone(),
-        "all".into(),
-        "test".into(),
-        String::new(),
-        Default::default(),
-    );
+    let (_dir, fs) = fs_store("cas").await;
+    let live = live_on(&db, fs);
     let states = live.rewrite("Photo", &changes).await.unwrap();
     assert_eq!(states[0], (RefState::Rewritten, None));
     assert_eq!(states[1], (RefState::Conflict, None));
@@ -866,33 +884,19 @@ impl ObjectStore for SyncProbe {
 /// not sync.
 #[tokio::test]
 async fn copies_are_made_durable_before_they_are_recorded_verified() {
-    use parse_files_migrate::engine::{Effects, Stores, live::Live};
-    use parse_files_migrate::ledger::{FileResult, FileState, Intent, Ledger};
+    use parse_files_migrate::engine::Effects;
+    use parse_files_migrate::ledger::{FileResult, FileState, Intent};
 
     let client = support::mongo_client().await;
     let db = client.database(&support::unique("mig_sync"));
-    let dir = std::env::temp_dir().join(support::unique("sync"));
-    let fs: StoreConfig =
-        toml::from_str(&format!("type = \"fs\"\npath = \"{}\"", dir.display())).unwrap();
+    let (dir, fs) = fs_store("sync").await;
     let probe = Arc::new(SyncProbe {
-        inner: storage::open(&fs, &StoreContext::default()).await.unwrap(),
+        inner: fs,
         files: db.collection("_FileMigration"),
         seen: Default::default(),
     });
     probe.check().await.unwrap();
-    let live = Live::new(
-        Stores {
-            hosted: None,
-            server: None,
-            destination: probe.clone(),
-        },
-        Ledger::new(db.clone(), "_FileMigration"),
-        db.clone(),
-        "all".into(),
-        "test".into(),
-        String::new(),
-        Default::default(),
-    );
+    let live = live_on(&db, probe.clone());
     let intent = |name| Intent {
         name,
         target: name,
