@@ -60,9 +60,9 @@ const READ_BUF: usize = 256 * 1024;
 const BATCHED_SYNC: bool = cfg!(target_os = "linux");
 
 /// Bodies announced at most this long are gathered in memory and written in one blocking step
-/// (see `write_temp`): at most `concurrency` × 256 KiB held. 2,000 × 20 KiB --copy-only spent
-/// most of its CPU handing each file's open, write, flush and rename to the thread pool one by
-/// one (22,000 futex calls).
+/// (see `write_temp`): at most `concurrency` × 256 KiB held. Streamed, each small file's open,
+/// write, flush and close went to the thread pool one by one: 2,000 × 20 KiB --copy-only made
+/// 22,000 futex calls, 14,000 this way.
 const SMALL_PUT: usize = 256 * 1024;
 
 #[derive(Debug)]
@@ -169,12 +169,6 @@ impl FsStore {
         small: bool,
     ) -> Result<(), StorageError> {
         let (tmp_buf, dir) = (tmp.to_path_buf(), self.dir.clone());
-        let blocking = |f: Box<dyn FnOnce() -> io::Result<()> + Send>| async move {
-            tokio::task::spawn_blocking(f)
-                .await
-                .unwrap_or_else(|e| Err(io::Error::other(e)))
-                .map_err(|e| io_error(name, e))
-        };
         let mut head = Vec::new();
         if small {
             while let Some(chunk) = body.next().await {
@@ -184,21 +178,18 @@ impl FsStore {
                 }
             }
             if head.len() <= SMALL_PUT {
-                let closed = blocking(Box::new(move || {
+                let closed = blocking(name, move || {
                     let mut file = create_temp(&dir, &tmp_buf)?;
                     let written = std::io::Write::write_all(&mut file, &head);
                     written.and_then(|()| close_temp(file, &tmp_buf, rename_to.as_deref(), &dir))
-                }))
+                })
                 .await;
-                return self.discard_failed(tmp, closed).await;
+                return discard_failed(tmp, closed).await;
             }
         }
         let created = {
             let (dir, tmp) = (dir.clone(), tmp_buf.clone());
-            tokio::task::spawn_blocking(move || create_temp(&dir, &tmp))
-                .await
-                .unwrap_or_else(|e| Err(io::Error::other(e)))
-                .map_err(|e| io_error(name, e))?
+            blocking(name, move || create_temp(&dir, &tmp)).await?
         };
         let mut file = tokio::fs::File::from_std(created);
         let written = async {
@@ -216,9 +207,9 @@ impl FsStore {
         let file = file.into_std().await;
         let closed = match written {
             Ok(()) => {
-                blocking(Box::new(move || {
+                blocking(name, move || {
                     close_temp(file, &tmp_buf, rename_to.as_deref(), &dir)
-                }))
+                })
                 .await
             }
             Err(e) => {
@@ -226,20 +217,27 @@ impl FsStore {
                 Err(e)
             }
         };
-        self.discard_failed(tmp, closed).await
+        discard_failed(tmp, closed).await
     }
+}
 
-    /// Nothing of a failed write may stay visible, not even under the temp name.
-    async fn discard_failed(
-        &self,
-        tmp: &Path,
-        result: Result<(), StorageError>,
-    ) -> Result<(), StorageError> {
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(tmp).await;
-        }
-        result
+/// Run blocking file work on Tokio's blocking pool; its error is about `name`.
+async fn blocking<T: Send + 'static>(
+    name: &str,
+    work: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(e)))
+        .map_err(|e| io_error(name, e))
+}
+
+/// Nothing of a failed write may stay visible, not even under the temp name.
+async fn discard_failed(tmp: &Path, result: Result<(), StorageError>) -> Result<(), StorageError> {
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(tmp).await;
     }
+    result
 }
 
 /// Create `tmp` (never an existing file), and the directory if it went missing.
@@ -409,14 +407,11 @@ impl ObjectStore for FsStore {
             return Ok(());
         }
         let dir = self.dir.clone();
-        let synced = tokio::task::spawn_blocking(move || syncfs(&dir))
-            .await
-            .unwrap_or_else(|e| Err(io::Error::other(e)));
-        if let Err(e) = synced {
+        let synced = blocking(&self.describe(), move || syncfs(&dir)).await;
+        if synced.is_err() {
             self.unsynced.store(true, Ordering::SeqCst);
-            return Err(io_error(&self.describe(), e));
         }
-        Ok(())
+        synced
     }
 
     async fn delete(&self, name: &str) -> Result<(), StorageError> {
