@@ -12,6 +12,8 @@ use std::sync::Arc;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
+use super::StorageError;
+
 /// A `reqwest::Client` being built in the background; [`LazyClient::get`] waits for it.
 #[derive(Clone)]
 pub struct LazyClient(Shared<BoxFuture<'static, Result<reqwest::Client, Arc<str>>>>);
@@ -41,9 +43,16 @@ impl LazyClient {
     }
 
     /// The client (a cheap clone), or why it could not be built (bad TLS settings, an unreadable
-    /// certificate store).
-    pub async fn get(&self) -> Result<reqwest::Client, Arc<str>> {
-        self.0.clone().await
+    /// certificate store) as a permanent error of `name`'s request `what()` (only built then).
+    pub async fn get(
+        &self,
+        name: &str,
+        what: impl FnOnce() -> String,
+    ) -> Result<reqwest::Client, StorageError> {
+        self.0
+            .clone()
+            .await
+            .map_err(|e| StorageError::message(name, false, format!("{}: {e}", what())))
     }
 }
 
@@ -52,16 +61,19 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn the_client_is_built_once_and_shared() {
+    async fn the_client_is_shared_by_clones() {
         let lazy = LazyClient::build(reqwest::Client::builder());
-        let (a, b) = (lazy.get().await, lazy.clone().get().await);
+        let (a, b) = (
+            lazy.get("n", String::new).await,
+            lazy.clone().get("n", String::new).await,
+        );
         assert!(a.is_ok() && b.is_ok());
     }
 
     #[test]
     fn outside_a_runtime_it_builds_at_once() {
         let lazy = LazyClient::build(reqwest::Client::builder());
-        let ready = lazy.get().now_or_never();
+        let ready = lazy.get("n", String::new).now_or_never();
         assert!(matches!(ready, Some(Ok(_))), "ready without waiting");
     }
 }

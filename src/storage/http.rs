@@ -218,10 +218,10 @@ impl HttpStore {
         opts: &GetOptions,
     ) -> Result<(reqwest::Response, String), StorageError> {
         let (url, shown) = self.url(name, opts.url_hint.as_deref())?;
-        let client =
-            self.client.get().await.map_err(|e| {
-                StorageError::message(name, false, format!("{method} {shown}: {e}"))
-            })?;
+        let client = self
+            .client
+            .get(name, || format!("{method} {shown}"))
+            .await?;
         let mut req = client.request(method.clone(), &url);
         if opts.offset > 0 {
             req = req.header(header::RANGE, format!("bytes={}-", opts.offset));

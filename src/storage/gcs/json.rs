@@ -161,11 +161,7 @@ async fn send_with(
             });
         }
     };
-    let http = store
-        .http
-        .get()
-        .await
-        .map_err(|e| StorageError::message(name, false, format!("{what}: {e}")))?;
+    let http = store.http.get(name, || what.to_string()).await?;
     let mut req = http.request(method, url).headers(headers);
     if let Some(body) = json {
         req = req.json(&body);
