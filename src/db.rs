@@ -7,11 +7,11 @@ use anyhow::Context;
 use mongodb::options::ClientOptions;
 use mongodb::{
     Client, Database,
-    bson::{Document, doc},
+    bson::{Bson, Document, doc},
 };
 
 use crate::exit::{unreachable, usage};
-use crate::settings::MongoUri;
+use crate::secret::MongoUri;
 
 /// How long start-up waits for a server when the URI does not say (`serverSelectionTimeoutMS`).
 const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -134,9 +134,9 @@ pub async fn update_batch(
 ) -> anyhow::Result<UpdateOutcome> {
     let mut total = UpdateOutcome::default();
     let refused = batched(db, collection, "update", "updates", statements, |reply| {
-        total.matched += reply_count(reply, "n");
+        total.matched += count(reply, "n");
         total.upserted += reply.get_array("upserted").map_or(0, |a| a.len() as u64);
-        total.modified += reply_count(reply, "nModified");
+        total.modified += count(reply, "nModified");
     })
     .await?;
     total.errors = refused.into_iter().map(|(i, _, msg)| (i, msg)).collect();
@@ -178,8 +178,8 @@ async fn batched(
         on_reply(&reply);
         if let Ok(errors) = reply.get_array("writeErrors") {
             for e in errors.iter().filter_map(|e| e.as_document()) {
-                let index = reply_count(e, "index") as usize;
-                let code = reply_count(e, "code") as i32;
+                let index = count(e, "index") as usize;
+                let code = count(e, "code") as i32;
                 let msg = e.get_str("errmsg").unwrap_or("write error").to_string();
                 refused.push((base + index, code, msg));
             }
@@ -198,11 +198,20 @@ async fn batched(
 /// The server's code for a duplicate key.
 pub const DUPLICATE_KEY: i32 = 11000;
 
-fn reply_count(d: &Document, key: &str) -> u64 {
-    match d.get(key) {
-        Some(mongodb::bson::Bson::Int32(i)) => *i as u64,
-        Some(mongodb::bson::Bson::Int64(i)) => *i as u64,
-        Some(mongodb::bson::Bson::Double(f)) => *f as u64,
-        _ => 0,
+/// A BSON number as an integer: servers answer counts as int32, int64 or double, and records
+/// written by other drivers may hold any of them.
+pub fn int(v: Option<&Bson>) -> Option<i64> {
+    match v? {
+        Bson::Int32(i) => Some(i64::from(*i)),
+        Bson::Int64(i) => Some(*i),
+        Bson::Double(f) if f.is_finite() => Some(*f as i64),
+        _ => None,
     }
+}
+
+/// `key` of `d` as a count: 0 when absent, negative or not a number.
+pub fn count(d: &Document, key: &str) -> u64 {
+    int(d.get(key))
+        .and_then(|i| u64::try_from(i).ok())
+        .unwrap_or(0)
 }

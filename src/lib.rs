@@ -16,6 +16,7 @@ pub mod report;
 pub mod retry;
 pub mod scan;
 pub mod secret;
+mod session;
 pub mod settings;
 pub mod storage;
 pub mod throttle;

@@ -27,8 +27,22 @@ use serde::Serialize;
 
 use crate::storage::StorageError;
 
-/// How often and how patiently to retry. Built from `[run]` in the configuration (see
-/// `settings::defaults` for the reasoning behind the defaults).
+/// Retries per file after the first attempt, for failures a retry can fix (timeouts, resets,
+/// 5xx, 429/503, a body cut short). With the backoff below, 4 retries wait about 7.5 s in all
+/// (0.5 + 1 + 2 + 4 s, jittered): enough to ride out a load balancer restart or a burst of
+/// 5xx, while a host that is really down costs seconds per file, not minutes. Failed files
+/// are retried by the next run anyway (the ledger keeps them). rclone's per-operation
+/// low-level retries (10) and the AWS SDKs' 3 attempts bracket this.
+pub const DEFAULT_RETRIES: u32 = 4;
+/// First backoff before jitter; doubles per retry (AWS's "exponential backoff and jitter").
+pub const DEFAULT_RETRY_BASE_MS: u64 = 500;
+/// Longest single wait, also for a server's `Retry-After`: a throttling host that asks for
+/// minutes must not park every transfer slot that long. When the retries run out the file is
+/// recorded as failed, and the next run retries it.
+pub const DEFAULT_RETRY_MAX_MS: u64 = 30_000;
+
+/// How often and how patiently to retry. Built from `[run]` in the configuration (the defaults,
+/// with their reasoning, are the constants below).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct RetryPolicy {
     /// Retries after the first attempt (0 = try once).
@@ -59,11 +73,10 @@ fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        use crate::settings::defaults;
         RetryPolicy {
-            retries: defaults::RETRIES,
-            base: Duration::from_millis(defaults::RETRY_BASE_MS),
-            max: Duration::from_millis(defaults::RETRY_MAX_MS),
+            retries: DEFAULT_RETRIES,
+            base: Duration::from_millis(DEFAULT_RETRY_BASE_MS),
+            max: Duration::from_millis(DEFAULT_RETRY_MAX_MS),
             attempt_timeout: None,
         }
     }
@@ -166,20 +179,6 @@ impl RetryPolicy {
             tokio::time::sleep(wait).await;
         }
     }
-}
-
-/// A `Retry-After` header value: delay-seconds or an HTTP-date (RFC 9110 §10.2.3). A date in the
-/// past means "now"; anything unparseable is ignored (the backoff applies).
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(
-        when.duration_since(std::time::SystemTime::now())
-            .unwrap_or_default(),
-    )
 }
 
 #[cfg(test)]
@@ -341,24 +340,5 @@ mod tests {
             Duration::from_secs(5),
             "capped at max"
         );
-    }
-
-    #[test]
-    fn retry_after_values() {
-        assert_eq!(parse_retry_after("1"), Some(Duration::from_secs(1)));
-        assert_eq!(parse_retry_after(" 120 "), Some(Duration::from_secs(120)));
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::ZERO),
-            "a date in the past means now"
-        );
-        let later = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(30));
-        let d = parse_retry_after(&later).unwrap();
-        assert!(
-            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
-            "{d:?}"
-        );
-        assert_eq!(parse_retry_after("soon"), None);
-        assert_eq!(parse_retry_after("-1"), None);
     }
 }

@@ -4,7 +4,7 @@
 //! [`REDACTED`], so a secret that reaches a log line, an error, a report or `--show-settings`
 //! by accident still shows nothing. The raw value is only reachable through
 //! [`Secret::expose`], which makes every use greppable. [`redact_uri`] does the same for the
-//! password inside a connection string.
+//! password inside a connection string, and [`MongoUri`] is a connection string that prints so.
 
 use std::fmt;
 
@@ -122,6 +122,46 @@ fn is_secret_param(name: &str) -> bool {
     ]
     .iter()
     .any(|w| n.contains(w))
+}
+
+/// A MongoDB connection string; prints with its password redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MongoUri(Secret);
+
+impl MongoUri {
+    pub fn new(uri: impl Into<String>) -> Self {
+        MongoUri(Secret::new(uri))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+
+    pub fn redacted(&self) -> String {
+        redact_uri(self.0.expose())
+    }
+
+    pub fn secret(&self) -> &Secret {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for MongoUri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl std::fmt::Display for MongoUri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Serialize for MongoUri {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.redacted())
+    }
 }
 
 #[cfg(test)]

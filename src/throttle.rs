@@ -169,6 +169,9 @@ pub struct Throttled {
     pub throttle: Arc<Throttle>,
 }
 
+// A wrapper forwards every method: a trait default (`sync` does nothing) would silently drop the
+// wrapped store's behaviour — the fs destination's durability, before this lint.
+#[deny(clippy::missing_trait_methods)]
 #[async_trait]
 impl ObjectStore for Throttled {
     fn describe(&self) -> String {
@@ -206,6 +209,10 @@ impl ObjectStore for Throttled {
         opts: &PutOptions,
     ) -> Result<PutResult, StorageError> {
         self.inner.put(name, body, opts).await
+    }
+
+    async fn sync(&self) -> Result<(), StorageError> {
+        self.inner.sync().await
     }
 
     async fn delete(&self, name: &str) -> Result<(), StorageError> {

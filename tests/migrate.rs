@@ -741,7 +741,8 @@ fn live_on(
 #[tokio::test]
 async fn rewrites_are_compare_and_swap() {
     use parse_files_migrate::engine::UrlBase;
-    use parse_files_migrate::engine::{Change, Effects, rewrite::change_for};
+    use parse_files_migrate::engine::{Effects, rewrite::change_for};
+    use parse_files_migrate::ledger::RefChange;
     use parse_files_migrate::ledger::RefState;
     use parse_files_migrate::scan::{FileRef, Shape};
 
@@ -766,20 +767,16 @@ async fn rewrites_are_compare_and_swap() {
         page: 0,
     };
     let urls = UrlBase::Template("https://cdn/{name}".into());
-    let changes: Vec<Change> = [
+    let changes: Vec<RefChange> = [
         fref("ok", "image", Shape::BareName),
         fref("raced", "image", Shape::BareName),
         fref("bad", "meta.f", Shape::Nested),
     ]
     .iter()
     .map(|r| {
-        let c = change_for(r, "old.jpg", "new.jpg", &urls, None)
+        change_for(r, "old.jpg", "new.jpg", &urls, None)
             .unwrap()
-            .unwrap();
-        Change {
-            shape: r.shape,
-            r: c,
-        }
+            .unwrap()
     })
     .collect();
     let (_dir, fs) = fs_store("cas").await;
@@ -1045,4 +1042,99 @@ async fn rollback_restores_byte_equal_documents() {
         app.doc("Photo", "p1").await.get_str("thumb").unwrap(),
         app.shared
     );
+}
+
+/// Regression (#16): `rollback` took no lease, so it could restore references while a `migrate`
+/// was rewriting them (and `--delete-copies` race a rewrite to a copy it deletes). It now holds
+/// the `all` lease like every writing run, and refuses while any run holds a lease on any shard;
+/// nothing is touched when refused.
+#[tokio::test]
+async fn rollback_holds_the_lease_and_waits_for_every_shard() {
+    let app = App::seed("mig_rb_lease").await;
+    let dir = std::env::temp_dir().join(support::unique("pfm-rbl"));
+    let config = app.config(&format!(
+        "[destination]\ntype = \"fs\"\npath = \"{}\"\nencryption = \"none\"\n",
+        dir.display()
+    ));
+    let (code, _, stderr) = migrate(&config, &["--yes", "--output", "jsonl"]);
+    assert_eq!(code, 3, "{stderr}");
+    let migrated = app.snapshot().await;
+    let copies = std::fs::read_dir(&dir).unwrap().count();
+    let locks = app.db.collection::<Document>("_FileMigration.locks");
+    let until = mongodb::bson::DateTime::from_millis(
+        mongodb::bson::DateTime::now().timestamp_millis() + 3_600_000,
+    );
+    let rollback = || {
+        let out = support::app::bin()
+            .arg("-c")
+            .arg(&config)
+            .args(["rollback", "--yes", "--delete-copies"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        (out.status.code().unwrap(), stderr)
+    };
+    for scope in ["all", "1/2"] {
+        locks
+            .insert_one(
+                doc! {"_id": scope, "run": mongodb::bson::oid::ObjectId::new(),
+                "host": "other-host", "pid": 4242_i64, "until": until},
+            )
+            .await
+            .unwrap();
+        let (code, stderr) = rollback();
+        assert_eq!(code, 2, "refused while {scope} is leased: {stderr}");
+        assert!(
+            stderr.contains("another run holds the lease") && stderr.contains("other-host"),
+            "{stderr}"
+        );
+        let now = app.snapshot().await;
+        let documents = |s: &BTreeMap<String, Vec<Document>>| {
+            s.iter()
+                .filter(|(c, _)| !c.starts_with("_FileMigration"))
+                .map(|(c, d)| (c.clone(), d.clone()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        assert_eq!(documents(&now), documents(&migrated), "nothing restored");
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            copies,
+            "nothing deleted"
+        );
+        locks.delete_one(doc! {"_id": scope}).await.unwrap();
+    }
+    // Free: it runs, and gives its own lease back.
+    let (code, stderr) = rollback();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(locks.count_documents(doc! {}).await.unwrap(), 0);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Regression (#16): the throttling wrapper every source store goes through forwarded every
+/// method but `sync`, so the trait's do-nothing default swallowed it (now a clippy
+/// `missing_trait_methods` denial on the impl keeps every wrapper complete).
+#[tokio::test]
+async fn the_throttled_wrapper_forwards_sync() {
+    use parse_files_migrate::throttle::{Limits, Throttle, Throttled};
+    let client = support::mongo_client().await;
+    let db = client.database(&support::unique("mig_tsync"));
+    let (dir, fs) = fs_store("tsync").await;
+    let probe = Arc::new(SyncProbe {
+        inner: fs,
+        files: db.collection("_FileMigration"),
+        seen: Default::default(),
+    });
+    let throttled = Throttled {
+        inner: probe.clone(),
+        throttle: Throttle::new(Limits::default()),
+    };
+    throttled.sync().await.unwrap();
+    throttled.sync().await.unwrap();
+    assert_eq!(
+        probe.seen.lock().unwrap().len(),
+        2,
+        "each sync reached the store"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

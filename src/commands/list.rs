@@ -3,15 +3,16 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::discover::{discover, explain_empty, log_issues, next_page};
 use crate::cli::{ListArgs, ListOutput};
 use crate::exit::{INCOMPLETE, OK};
 use crate::parse::names::{NameKind, Selection, target_name};
 use crate::report::list::{ListFormat, ListRow, ListWriter};
 use crate::report::stdout_is_terminal;
 use crate::scan::FileRef;
+use crate::scan::log_issues;
+use crate::session::{self, discover, explain_empty, next_page};
 use crate::settings::Settings;
-use crate::storage::{self, ObjectStore};
+use crate::storage::ObjectStore;
 
 pub async fn run(settings: &Settings, args: &ListArgs) -> anyhow::Result<i32> {
     let d = discover(settings, &args.filters).await?;
@@ -83,23 +84,9 @@ struct Sources {
 
 impl Sources {
     async fn open(settings: &Settings) -> Sources {
-        let ctx = settings.store_context();
-        let open = |cfg: Option<storage::StoreConfig>| {
-            let ctx = ctx.clone();
-            async move {
-                let cfg = cfg?;
-                match storage::open(&cfg, &ctx).await {
-                    Ok(s) => Some(s),
-                    Err(e) => {
-                        tracing::warn!("source {} unavailable for listing: {e}", cfg.type_name());
-                        None
-                    }
-                }
-            }
-        };
         Sources {
-            hosted: open(Some(settings.source.hosted.clone())).await,
-            server: open(settings.source.server.clone()).await,
+            hosted: session::open_lenient(settings, Some(&settings.source.hosted)).await,
+            server: session::open_lenient(settings, settings.source.server.as_ref()).await,
         }
     }
 

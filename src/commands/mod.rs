@@ -1,7 +1,6 @@
 //! One function per command: resolve what it needs, run the pipeline, hand results to
 //! [`crate::report`]. [`run`] is the whole program after argument parsing.
 
-mod discover;
 mod docs;
 mod list;
 mod migrate;
@@ -12,7 +11,6 @@ mod verify;
 
 use crate::cli::{Cli, Command};
 use crate::exit::{OK, usage};
-use crate::ledger::Ledger;
 use crate::report;
 use crate::settings::Settings;
 
@@ -45,23 +43,4 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Completions(args)) => docs::completions(&args),
         Some(Command::Man(args)) => docs::man(&args),
     }
-}
-
-/// The ledger of the app whose database is `app` (or where `[ledger]` puts it).
-async fn open_ledger(settings: &Settings, app: &mongodb::Database) -> anyhow::Result<Ledger> {
-    let l = &settings.ledger;
-    let database = l.database.clone().unwrap_or_else(|| app.name().to_string());
-    let db = match &l.uri {
-        Some(uri) => crate::db::connect(uri, &database).await?.1,
-        None => app.client().database(&database),
-    };
-    Ok(Ledger::new(db, &l.collection).with_lease(std::time::Duration::from_secs(l.lease_secs)))
-}
-
-/// Connect to the app database and open its ledger (commands that do not walk the schema).
-async fn app_and_ledger(settings: &Settings) -> anyhow::Result<(mongodb::Database, Ledger)> {
-    let (uri, database) = settings.mongo_target()?;
-    let (_client, db) = crate::db::connect(uri, database).await?;
-    let ledger = open_ledger(settings, &db).await?;
-    Ok((db, ledger))
 }

@@ -4,12 +4,13 @@ use std::io::Write;
 
 use mongodb::bson::RawDocumentBuf;
 
-use super::discover::{discover, explain_empty, log_issues, next_page};
 use crate::cli::{SchemaArgs, SchemaOutput};
 use crate::exit::OK;
 use crate::parse::schema::collection_name;
 use crate::report::schema::{ClassReport, SchemaReport};
 use crate::report::stdout_is_terminal;
+use crate::scan::log_issues;
+use crate::session::{discover, explain_empty, next_page};
 use crate::settings::Settings;
 
 pub async fn run(settings: &Settings, args: &SchemaArgs) -> anyhow::Result<i32> {

@@ -1,22 +1,59 @@
-//! The effects of a dry run: every planned copy and document update is handed to a
-//! [`PlanWriter`]; nothing is written anywhere.
+//! The effects of a dry run: every copy, document update and delete the run would make is
+//! handed to a [`PlanSink`] (the command layer supplies one that prints); nothing is written
+//! anywhere. Reads still happen (the walk, the ledger), so the plan is the real one.
 
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use mongodb::bson::Document;
+use serde::Serialize;
 
-use super::{Change, Checkpoint, Counters, Effects, FileJob, Outcome, Stores};
-use crate::ledger::{FileResult, Intent, RefState};
-use crate::report::migrate::{PlanWriter, PlannedCopy, PlannedUpdate};
+use super::cas::Settled;
+use super::{Checkpoint, Counters, Effects, FileJob, Outcome, Stores};
+use crate::ledger::{FileRecord, FileResult, Intent, RefChange, RefState, RefValue};
+
+/// A copy the dry run would make.
+#[derive(Debug, Serialize)]
+pub struct PlannedCopy<'a> {
+    pub name: &'a str,
+    pub kind: &'a str,
+    pub source: Option<&'a str>,
+    pub target: &'a str,
+    pub destination: Option<&'a str>,
+}
+
+/// A document update the dry run would make.
+#[derive(Debug, Serialize)]
+pub struct PlannedUpdate<'a> {
+    pub class: &'a str,
+    pub object_id: String,
+    pub path: &'a str,
+    pub old: &'a RefValue,
+    pub new: &'a RefValue,
+}
+
+/// Where a dry run reports what it would do, one action at a time, in the order decided.
+pub trait PlanSink: Send {
+    fn copy(&mut self, copy: &PlannedCopy) -> std::io::Result<()>;
+    fn update(&mut self, update: &PlannedUpdate) -> std::io::Result<()>;
+    /// A stored object that would be deleted, by its location.
+    fn delete(&mut self, location: &str) -> std::io::Result<()>;
+}
 
 pub struct DryRun {
-    pub stores: Stores,
-    pub out: Mutex<PlanWriter>,
+    stores: Stores,
+    out: Mutex<Box<dyn PlanSink>>,
 }
 
 impl DryRun {
-    fn out(&self) -> std::sync::MutexGuard<'_, PlanWriter> {
+    pub fn new(stores: Stores, out: Box<dyn PlanSink>) -> DryRun {
+        DryRun {
+            stores,
+            out: Mutex::new(out),
+        }
+    }
+
+    fn out(&self) -> std::sync::MutexGuard<'_, Box<dyn PlanSink>> {
         self.out.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -56,36 +93,31 @@ impl Effects for DryRun {
         Ok(())
     }
 
-    async fn rewrite(
-        &self,
-        _collection: &str,
-        changes: &[Change],
-    ) -> anyhow::Result<Vec<(RefState, Option<String>)>> {
+    async fn rewrite(&self, _collection: &str, changes: &[RefChange]) -> anyhow::Result<Settled> {
         let mut out = self.out();
         for c in changes {
             out.update(&PlannedUpdate {
-                class: &c.r.class,
-                object_id: crate::scan::id_string(&c.r.id),
-                path: &c.r.path,
-                old: &c.r.old,
-                new: &c.r.new,
+                class: &c.class,
+                object_id: crate::scan::id_string(&c.id),
+                path: &c.path,
+                old: &c.old,
+                new: &c.new,
             })?;
         }
         Ok(vec![(RefState::Pending, None); changes.len()])
     }
 
-    async fn restore(
-        &self,
-        collection: &str,
-        changes: &[Change],
-    ) -> anyhow::Result<Vec<(RefState, Option<String>)>> {
+    async fn restore(&self, collection: &str, changes: &[RefChange]) -> anyhow::Result<Settled> {
         self.rewrite(collection, changes).await
     }
 
-    async fn delete(&self, target: &str) -> anyhow::Result<()> {
-        let location = self.stores.destination.location(target).ok();
-        self.out().delete(location.as_deref().unwrap_or(target))?;
-        Ok(())
+    async fn remove_copies(&self, files: &[FileRecord]) -> anyhow::Result<Vec<bool>> {
+        let mut out = self.out();
+        for f in files {
+            let location = self.stores.destination.location(&f.target).ok();
+            out.delete(location.as_deref().unwrap_or(&f.target))?;
+        }
+        Ok(vec![true; files.len()])
     }
 
     async fn checkpoint(&self, _checkpoint: Option<&Checkpoint>) -> anyhow::Result<()> {

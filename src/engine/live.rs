@@ -1,19 +1,17 @@
 //! The effects of a real run: copy to the destination, write the ledger, update documents.
 
-use std::collections::HashMap;
-
 use anyhow::Context;
 use async_trait::async_trait;
-use futures::TryStreamExt;
 use mongodb::Database;
-use mongodb::bson::{Bson, Document, doc};
+use mongodb::bson::Document;
 
-use super::rewrite::{id_key, settle, statement};
+use super::cas::{self, Settled};
 use super::transfer::copy_verified;
-use super::{Change, Checkpoint, Counters, Effects, FileJob, Outcome, Stores};
-use crate::db::{update_batch, update_stmt};
+use super::{Checkpoint, Counters, Effects, FileJob, Outcome, Stores};
 use crate::exit::{Coded, USAGE};
-use crate::ledger::{FileResult, FileState, Intent, LeaseHeld, Ledger, RefState};
+use crate::ledger::{
+    FileRecord, FileResult, FileState, Intent, LeaseHeld, Ledger, RefChange, RefState,
+};
 use crate::retry::RetryPolicy;
 use crate::storage::{GetOptions, StorageError};
 
@@ -32,6 +30,8 @@ pub struct Live {
     renewer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Whether a restore has forgotten the walk checkpoints yet.
     walks_forgotten: tokio::sync::OnceCell<()>,
+    /// See [`Live::exclusive`].
+    exclusive: bool,
 }
 
 impl Live {
@@ -54,81 +54,28 @@ impl Live {
             retry,
             renewer: Default::default(),
             walks_forgotten: Default::default(),
+            exclusive: false,
         }
     }
 
-    /// A run killed between a document update and its record leaves `pending` reference
-    /// records. Settle them from the documents: holding the new value → `rewritten`; holding the
-    /// old one → left pending (the walk finds and rewrites it again); anything else → `conflict`.
-    async fn settle_pending(&self) -> anyhow::Result<()> {
-        let mut after: Option<Bson> = None;
-        let mut settled = 0u64;
-        loop {
-            let page = self
-                .ledger
-                .refs_page(&[RefState::Pending], after.as_ref(), 500)
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = last.get("_id").cloned();
-            let mut by_collection: std::collections::BTreeMap<String, Vec<Change>> =
-                Default::default();
-            for d in &page {
-                let Ok(r) = crate::ledger::ref_change(d) else {
-                    continue;
-                };
-                let shape = if r.old.url.is_none() && r.new.url.is_none() {
-                    crate::scan::Shape::BareName
-                } else {
-                    crate::scan::Shape::Nested
-                };
-                by_collection
-                    .entry(crate::parse::schema::collection_name(
-                        &self.prefix,
-                        &r.class,
-                    ))
-                    .or_default()
-                    .push(Change { r, shape });
-            }
-            for (collection, changes) in by_collection {
-                let docs = self.read_back(&collection, &changes).await?;
-                let states = settle(&changes, &docs, &HashMap::new());
-                let marks: Vec<_> = changes
-                    .iter()
-                    .zip(&states)
-                    .filter_map(|(c, (s, _))| {
-                        let still_old = docs
-                            .get(&id_key(&c.r.id))
-                            .and_then(|d| super::rewrite::get_path(d, &c.r.path))
-                            .is_some_and(|v| holds(v, &c.r.old.name));
-                        (!still_old).then(|| (c.r.key(), *s))
-                    })
-                    .collect();
-                settled += marks.len() as u64;
-                self.ledger.mark_refs(&marks).await?;
-            }
-        }
-        if settled > 0 {
-            tracing::info!("settled {settled} reference records an interrupted run left pending");
-        }
-        Ok(())
-    }
-}
-
-/// Whether a stored File value (bare name or File object) names `name`.
-fn holds(v: &Bson, name: &str) -> bool {
-    match v {
-        Bson::String(s) => s == name,
-        Bson::Document(d) => d.get_str("name").ok() == Some(name),
-        _ => false,
+    /// Also refuse to start while any other scope's lease is held (`rollback`: it restores
+    /// references of every shard, so no shard's run may be rewriting them meanwhile).
+    pub fn exclusive(mut self) -> Live {
+        self.exclusive = true;
+        self
     }
 }
 
 #[async_trait]
 impl Effects for Live {
     async fn begin(&self, info: Document) -> anyhow::Result<()> {
-        self.ledger
-            .lease(&self.scope, &self.host)
-            .await
+        self.ledger.check_version().await?;
+        let taken = if self.exclusive {
+            self.ledger.lease_exclusive(&self.scope, &self.host).await
+        } else {
+            self.ledger.lease(&self.scope, &self.host).await
+        };
+        taken
             .map_err(|e| match e.downcast::<LeaseHeld>() {
                 Ok(held) => Coded::new(USAGE, held.to_string())
                     .hint(format!(
@@ -158,7 +105,11 @@ impl Effects for Live {
         }
         self.ledger.ensure_indexes().await?;
         self.ledger.start_run(info).await?;
-        self.settle_pending().await
+        let settled = cas::settle_pending(&self.db, &self.ledger, &self.prefix).await?;
+        if settled > 0 {
+            tracing::info!("settled {settled} reference records an interrupted run left pending");
+        }
+        Ok(())
     }
 
     async fn plan(&self, intents: &[Intent<'_>]) -> anyhow::Result<()> {
@@ -226,34 +177,25 @@ impl Effects for Live {
         self.ledger.record_files(results).await
     }
 
-    async fn rewrite(
-        &self,
-        collection: &str,
-        changes: &[Change],
-    ) -> anyhow::Result<Vec<(RefState, Option<String>)>> {
-        let records: Vec<_> = changes.iter().map(|c| c.r.clone()).collect();
-        self.ledger.record_pending(&records).await?;
-        let states = self.apply(collection, changes).await?;
+    async fn rewrite(&self, collection: &str, changes: &[RefChange]) -> anyhow::Result<Settled> {
+        self.ledger.record_pending(changes).await?;
+        let states = cas::apply(&self.db, collection, changes).await?;
         let outcomes: Vec<_> = changes
             .iter()
             .zip(&states)
-            .map(|(c, (s, e))| (&c.r, *s, e.as_deref()))
+            .map(|(c, (s, e))| (c, *s, e.as_deref()))
             .collect();
         self.ledger.record_refs(&outcomes).await?;
         Ok(states)
     }
 
-    async fn restore(
-        &self,
-        collection: &str,
-        changes: &[Change],
-    ) -> anyhow::Result<Vec<(RefState, Option<String>)>> {
+    async fn restore(&self, collection: &str, changes: &[RefChange]) -> anyhow::Result<Settled> {
         // Restored references are to migrate again: an unfinished pass must not resume past them.
         self.walks_forgotten
             .get_or_try_init(|| self.ledger.forget_walks())
             .await?;
-        let states = self.apply(collection, changes).await?;
-        let states: Vec<_> = states
+        let states: Settled = cas::apply(&self.db, collection, changes)
+            .await?
             .into_iter()
             .map(|(s, e)| match s {
                 RefState::Rewritten => (RefState::RolledBack, e),
@@ -264,18 +206,31 @@ impl Effects for Live {
             .iter()
             .zip(&states)
             .filter(|(_, (s, _))| *s == RefState::RolledBack)
-            .map(|(c, (s, _))| (c.r.key(), *s))
+            .map(|(c, (s, _))| (c.key(), *s))
             .collect();
         self.ledger.mark_refs(&marks).await?;
         Ok(states)
     }
 
-    async fn delete(&self, target: &str) -> anyhow::Result<()> {
-        match self.stores.destination.delete(target).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e.into()),
+    async fn remove_copies(&self, files: &[FileRecord]) -> anyhow::Result<Vec<bool>> {
+        let mut removed = Vec::with_capacity(files.len());
+        let mut deleted = Vec::new();
+        for f in files {
+            // Re-checked right before the delete: a copy something points at stays.
+            if self.ledger.still_referenced(&f.name).await? {
+                removed.push(false);
+                continue;
+            }
+            match self.stores.destination.delete(&f.target).await {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+            removed.push(true);
+            deleted.push(f.name.as_str());
         }
+        self.ledger.mark_files(&deleted, FileState::Deleted).await?;
+        Ok(removed)
     }
 
     async fn checkpoint(&self, checkpoint: Option<&Checkpoint>) -> anyhow::Result<()> {
@@ -299,70 +254,6 @@ impl Effects for Live {
 
     fn dry_run(&self) -> bool {
         false
-    }
-}
-
-impl Live {
-    /// Run the compare-and-swap updates of `changes` in one collection; a state per change.
-    async fn apply(
-        &self,
-        collection: &str,
-        changes: &[Change],
-    ) -> anyhow::Result<Vec<(RefState, Option<String>)>> {
-        let stmts = changes
-            .iter()
-            .map(|c| {
-                let (q, u) = statement(c);
-                update_stmt(q, u, false)
-            })
-            .collect();
-        let out = update_batch(&self.db, collection, stmts).await?;
-        Ok(
-            if out.matched == changes.len() as u64 && out.errors.is_empty() {
-                vec![(RefState::Rewritten, None); changes.len()]
-            } else {
-                let docs = self.read_back(collection, changes).await?;
-                let errors: HashMap<usize, String> = out.errors.into_iter().collect();
-                settle(changes, &docs, &errors)
-            },
-        )
-    }
-
-    /// The current documents of `changes`, projected on their paths, by `_id` key.
-    async fn read_back(
-        &self,
-        collection: &str,
-        changes: &[Change],
-    ) -> anyhow::Result<HashMap<String, Document>> {
-        let mut ids: Vec<Bson> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        let mut projection = Document::new();
-        for c in changes {
-            if seen.insert(id_key(&c.r.id)) {
-                ids.push(c.r.id.clone());
-            }
-            // The top-level field: a projection on `gallery.2` would not select array index 2.
-            let top = c.r.path.split('.').next().unwrap_or(&c.r.path);
-            projection.insert(top, 1);
-        }
-        let mut cursor = self
-            .db
-            .collection::<Document>(collection)
-            .find(doc! {"_id": {"$in": ids}})
-            .projection(projection)
-            .await
-            .with_context(|| format!("reading back {collection}"))?;
-        let mut docs = HashMap::new();
-        while let Some(d) = cursor
-            .try_next()
-            .await
-            .with_context(|| format!("reading back {collection}"))?
-        {
-            if let Some(id) = d.get("_id") {
-                docs.insert(id_key(id), d.clone());
-            }
-        }
-        Ok(docs)
     }
 }
 

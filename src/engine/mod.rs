@@ -13,22 +13,27 @@
 //! 3. [`rewrite`] records outcomes and rewrites references in batches of hundreds per round trip,
 //!    each statement a compare-and-swap on the old value.
 //!
-//! Every destructive step (destination writes, ledger writes, document updates) goes through one
-//! [`Effects`] value, chosen once: [`live::Live`] does them, [`dry::DryRun`] prints them. That is
-//! the only dry-run gate.
+//! Every destructive step (destination writes and deletes, ledger writes, document updates and
+//! restores) goes through one [`Effects`] value, chosen once: [`live::Live`] does them,
+//! [`dry::DryRun`] reports them to a [`dry::PlanSink`] the caller supplies. That is the only
+//! dry-run gate; nothing else in the engine asks whether a run is dry. [`rollback`] drives the
+//! same gate backwards.
 //!
 //! Memory: the walk holds one page; the channels hold `max(concurrency, QUEUE)` jobs and records
 //! each; the dedup table holds in-flight files plus a bounded window of recent outcomes; each
 //! transfer holds one part.
 
+pub mod cas;
 pub mod checkpoint;
 pub mod dedup;
 pub mod dry;
 pub mod live;
 pub mod plan;
 pub mod rewrite;
+pub mod rollback;
 pub mod summary;
 pub mod transfer;
+pub mod verify;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,16 +45,27 @@ use mongodb::bson::Document;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::ledger::{FileResult, Intent, Ledger, RefChange, RefState};
+use crate::ledger::{FileRecord, FileResult, Intent, Ledger, RefChange};
 use crate::parse::names::{NameKind, RenamePolicy, Selection, encode_uri_component};
 use crate::scan::Target;
-use crate::settings::Shard;
 use crate::storage::ObjectStore;
+use cas::Settled;
 use checkpoint::Checkpoint;
 use rewrite::Record;
 use summary::FileItem;
 
 pub use summary::{Counters, Summary};
+
+/// Files in flight (`--concurrency`, `[run] concurrency`). Typical Parse files are small (photos, thumbnails), where per-request
+/// latency dominates: peers with high concurrency win by 10–20× (s5cmd 256, aws-cli 10,
+/// parse-files-utils 5). 32 keeps memory at 32 × part size in the worst case.
+///
+/// Measured: 2,000 × 20 KiB HTTP → fs at 32 peaked at 27–28 MiB RSS, and curl at the same 32
+/// fetched them in 0.5–1.8 s; the tool's own limit there is the ledger's per-file writes on
+/// the test server (its CPU was busy 85–92 % of the run), not the number of transfers, so
+/// more in flight buys nothing on it, while fewer would leave a real database's
+/// round-trip latency (ms) uncovered. 20 × 20 MiB → fs at 20 in flight: 33–37 MiB.
+pub const DEFAULT_CONCURRENCY: usize = 32;
 
 /// What a run does with what it finds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +155,26 @@ pub struct Plan {
     pub rescan: bool,
 }
 
+/// `--shard K/N`: this process takes the files whose name hashes to K modulo N.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// `K/N` with `0 <= K < N`.
+    pub fn parse(s: &str) -> Result<Shard, String> {
+        let (k, n) = s.split_once('/').ok_or("expected K/N, e.g. 0/4")?;
+        let index: u32 = k.trim().parse().map_err(|_| "K must be a whole number")?;
+        let count: u32 = n.trim().parse().map_err(|_| "N must be a whole number")?;
+        if count == 0 || index >= count {
+            return Err(format!("need 0 <= K < N, got {index}/{count}"));
+        }
+        Ok(Shard { index, count })
+    }
+}
+
 /// The scope name of a shard (`all` without one).
 pub fn scope_of(shard: Option<Shard>) -> String {
     shard.map_or_else(|| "all".to_string(), |s| format!("{}/{}", s.index, s.count))
@@ -210,13 +246,6 @@ impl Outcome {
     }
 }
 
-/// A reference change with its compare-and-swap inputs.
-#[derive(Debug, Clone)]
-pub struct Change {
-    pub r: RefChange,
-    pub shape: crate::scan::Shape,
-}
-
 /// The destructive side of a run, chosen once (see the module documentation).
 #[async_trait]
 pub trait Effects: Send + Sync {
@@ -228,27 +257,22 @@ pub trait Effects: Send + Sync {
     async fn copy(&self, job: &FileJob, counters: &Counters) -> Outcome;
     /// Record file outcomes (before any reference to them is rewritten).
     async fn record_files(&self, results: &[FileResult<'_>]) -> anyhow::Result<()>;
-    /// Rewrite references in one collection, compare-and-swap each; returns a state per change
-    /// (and the server's reason for refused ones).
-    async fn rewrite(
-        &self,
-        collection: &str,
-        changes: &[Change],
-    ) -> anyhow::Result<Vec<(RefState, Option<String>)>>;
-    /// Put recorded old values back (`rollback`), compare-and-swap on the value the migration
-    /// wrote; records each reference as `rolled-back` or `conflict`.
-    async fn restore(
-        &self,
-        collection: &str,
-        changes: &[Change],
-    ) -> anyhow::Result<Vec<(RefState, Option<String>)>>;
-    /// Delete a copy this tool made at the destination (`rollback --delete-copies`).
-    async fn delete(&self, target: &str) -> anyhow::Result<()>;
+    /// Rewrite references in one collection, compare-and-swap each ([`cas`]); returns a state
+    /// per change (and the server's reason for refused ones).
+    async fn rewrite(&self, collection: &str, changes: &[RefChange]) -> anyhow::Result<Settled>;
+    /// Put recorded old values back (`rollback`): `changes` go from the value the migration
+    /// wrote to the old one, compare-and-swap each; records each reference as `rolled-back`.
+    async fn restore(&self, collection: &str, changes: &[RefChange]) -> anyhow::Result<Settled>;
+    /// Delete copies this tool made at the destination (`rollback --delete-copies`), each only
+    /// if, right before, no reference is recorded as pointing at it; records them `deleted`.
+    /// Returns, per file, whether it was (or would be) deleted.
+    async fn remove_copies(&self, files: &[FileRecord]) -> anyhow::Result<Vec<bool>>;
     /// Write the walk checkpoint (`None`: the pass is over; see [`checkpoint`]).
     async fn checkpoint(&self, checkpoint: Option<&Checkpoint>) -> anyhow::Result<()>;
     /// Record the end of the run.
     async fn finish(&self, summary: Document, exit_code: i32) -> anyhow::Result<()>;
-    /// Whether this is a dry run (for the summary's wording).
+    /// Whether this is a dry run: for the summary's wording only, never to decide what to do
+    /// (that is what the two implementations are for).
     fn dry_run(&self) -> bool;
 }
 

@@ -20,11 +20,11 @@ use super::checkpoint::{self, Checkpoint};
 use super::dedup::Seen;
 use super::rewrite::Record;
 use super::{Counters, Effects, FileJob, Mode, Outcome, Plan, RunState};
+use crate::engine::Shard;
 use crate::engine::summary::FileItem;
 use crate::ledger::{FileState, Ledger};
 use crate::parse::names::{NameKind, target_name};
 use crate::scan::{ClassWalker, FileRef, Target, WalkOptions, log_issues};
-use crate::settings::Shard;
 
 /// Which shard a file name belongs to: a stable hash, the same on every host and run.
 pub fn shard_of(name: &str, count: u32) -> u32 {

@@ -10,24 +10,27 @@
 //!
 //! A change is built here from a reference and its file's target: a bare top-level name becomes
 //! the target name; a File object gets the target `name` and a `url` rebuilt by
-//! [`UrlBase`](super::UrlBase). The compare-and-swap filter and the read-back that tells a
-//! conflict from a success are in [`statement`] and [`settle`].
+//! [`UrlBase`](super::UrlBase). Sending it as a compare-and-swap, and telling a conflict from a
+//! success, is [`super::cas`]'s.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
-use mongodb::bson::{Bson, Document, doc};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::summary::RefItem;
-use super::{Change, Counters, Effects, FileJob, Mode, Outcome, Plan, RunState, UrlBase};
+use super::{Counters, Effects, FileJob, Mode, Outcome, Plan, RunState, UrlBase};
 use crate::ledger::{FileResult, FileState, RefChange, RefState, RefValue};
 use crate::parse::schema::collection_name;
 use crate::scan::{FileRef, Shape};
 
-/// Records handled per flush.
+/// Records handled per flush; each `update` command carries up to
+/// [`UPDATE_BATCH`](crate::db::UPDATE_BATCH) statements. On the Python test server one-by-one
+/// `update_one` CAS updates ran at 24/s (42 ms each: it has no `_id` index), 500 per command at
+/// 500–920/s; past a few hundred per round trip the server's per-document cost (1.4–2 ms of its
+/// CPU per write) dominates, so larger batches gain nothing and only delay the first rewrite.
 pub const BATCH: usize = 256;
 
 /// Batches written at once. Each batch is three round trips one after the other (pending
@@ -63,12 +66,10 @@ pub async fn stage(
     state: Arc<RunState>,
     plan: Plan,
 ) -> anyhow::Result<()> {
-    // A dry run prints its batches one after the other.
-    let flushes = if effects.dry_run() { 1 } else { FLUSHES };
     ReceiverStream::new(rx)
         .ready_chunks(BATCH)
         .map(Ok)
-        .try_for_each_concurrent(flushes, |batch| flush(batch, &*effects, &state, &plan))
+        .try_for_each_concurrent(FLUSHES, |batch| flush(batch, &*effects, &state, &plan))
         .await
 }
 
@@ -103,7 +104,7 @@ async fn flush(
         .collect();
 
     // 2. Reference changes, grouped by collection.
-    let mut by_collection: BTreeMap<String, Vec<Change>> = BTreeMap::new();
+    let mut by_collection: BTreeMap<String, Vec<RefChange>> = BTreeMap::new();
     for record in batch {
         let (name, target, outcome, refs) = match record {
             Record::Copied { job, outcome, refs } => (job.name, job.target, outcome, refs),
@@ -123,10 +124,7 @@ async fn flush(
             match change_for(&r, &name, &target, &plan.urls, plan.secret()) {
                 Ok(Some(r)) => {
                     let collection = collection_name(&plan.collection_prefix, &r.class);
-                    by_collection.entry(collection).or_default().push(Change {
-                        shape: shape_of(&r),
-                        r,
-                    })
+                    by_collection.entry(collection).or_default().push(r)
                 }
                 Ok(None) => Counters::add(&c.refs_unchanged, 1),
                 Err(reason) => {
@@ -176,15 +174,6 @@ fn unrecorded(r: &Record) -> Option<(&str, &Outcome)> {
             ..
         } => Some((name.as_str(), &**outcome)),
         Record::Known { .. } => None,
-    }
-}
-
-/// Whether a recorded change is of a bare name (no `url`).
-fn shape_of(r: &RefChange) -> Shape {
-    if r.old.url.is_none() && r.new.url.is_none() {
-        Shape::BareName
-    } else {
-        Shape::Nested
     }
 }
 
@@ -260,86 +249,6 @@ pub fn change_for(
     }))
 }
 
-/// The compare-and-swap update of one change: the filter holds the old name at the exact path.
-pub fn statement(change: &Change) -> (Document, Document) {
-    let r = &change.r;
-    match change.shape {
-        Shape::BareName => (
-            doc! {"_id": r.id.clone(), &r.path: &r.old.name},
-            doc! {"$set": {&r.path: &r.new.name}},
-        ),
-        _ => {
-            let mut set = doc! {format!("{}.name", r.path): &r.new.name};
-            let mut u = Document::new();
-            match &r.new.url {
-                Some(url) => {
-                    set.insert(format!("{}.url", r.path), url);
-                }
-                // Only a rollback restores "no url" (a File object stored without one).
-                None => {
-                    u.insert("$unset", doc! {format!("{}.url", r.path): ""});
-                }
-            }
-            u.insert("$set", set);
-            (
-                doc! {"_id": r.id.clone(), format!("{}.name", r.path): &r.old.name},
-                u,
-            )
-        }
-    }
-}
-
-/// After a batch matched fewer statements than it had: read the documents back and tell, per
-/// change, whether it now holds the new value (rewritten, by us or already before) or something
-/// else (a conflict: the app changed it). `docs` are the documents by `_id` key
-/// ([`id_key`]); `errors` the server's refusals by statement index.
-pub fn settle(
-    changes: &[Change],
-    docs: &HashMap<String, Document>,
-    errors: &HashMap<usize, String>,
-) -> Vec<(RefState, Option<String>)> {
-    changes
-        .iter()
-        .enumerate()
-        .map(|(i, change)| {
-            if let Some(e) = errors.get(&i) {
-                return (RefState::Failed, Some(e.clone()));
-            }
-            let r = &change.r;
-            let now = docs.get(&id_key(&r.id)).and_then(|d| get_path(d, &r.path));
-            let holds_new = match (change.shape, now) {
-                (Shape::BareName, Some(Bson::String(s))) => s == &r.new.name,
-                (_, Some(Bson::Document(d))) => d.get_str("name").ok() == Some(r.new.name.as_str()),
-                _ => false,
-            };
-            if holds_new {
-                (RefState::Rewritten, None)
-            } else {
-                (RefState::Conflict, None)
-            }
-        })
-        .collect()
-}
-
-/// A hashable key for an `_id` of any type.
-pub fn id_key(id: &Bson) -> String {
-    id.clone().into_canonical_extjson().to_string()
-}
-
-/// The value at a dotted path (`gallery.2.file`), descending into arrays by index.
-pub fn get_path<'a>(doc: &'a Document, path: &str) -> Option<&'a Bson> {
-    let mut parts = path.split('.');
-    let mut cur = doc.get(parts.next()?)?;
-    for p in parts {
-        cur = match cur {
-            Bson::Document(d) => d.get(p)?,
-            Bson::Array(a) => a.get(p.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    Some(cur)
-}
-
 fn ref_item(r: &FileRef, reason: String) -> RefItem {
     RefItem {
         class: r.class.clone(),
@@ -350,12 +259,12 @@ fn ref_item(r: &FileRef, reason: String) -> RefItem {
     }
 }
 
-fn change_item(c: &Change, reason: String) -> RefItem {
+fn change_item(c: &RefChange, reason: String) -> RefItem {
     RefItem {
-        class: c.r.class.clone(),
-        object_id: crate::scan::id_string(&c.r.id),
-        path: c.r.path.clone(),
-        name: c.r.old.name.clone(),
+        class: c.class.clone(),
+        object_id: crate::scan::id_string(&c.id),
+        path: c.path.clone(),
+        name: c.old.name.clone(),
         reason,
     }
 }
@@ -363,6 +272,7 @@ fn change_item(c: &Change, reason: String) -> RefItem {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mongodb::bson::Bson;
 
     fn fref(shape: Shape, path: &str, name: &str, url: Option<&str>) -> FileRef {
         FileRef {
@@ -396,13 +306,7 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
-        let change = Change {
-            shape: shape_of(&c),
-            r: c,
-        };
-        let (q, u) = statement(&change);
-        assert_eq!(q, doc! {"_id": "a1", "image": "tfss-x-a.jpg"});
-        assert_eq!(u, doc! {"$set": {"image": "h_a.jpg"}});
+        assert!(c.is_bare_name());
     }
 
     #[test]
@@ -420,17 +324,8 @@ mod tests {
             c.new.url.as_deref(),
             Some("https://api.example.com/parse/files/app/my%20pic.jpg")
         );
-        let change = Change {
-            shape: shape_of(&c),
-            r: c,
-        };
-        let (q, u) = statement(&change);
-        assert_eq!(q, doc! {"_id": "a1", "gallery.2.file.name": "my pic.jpg"});
-        assert_eq!(
-            u,
-            doc! {"$set": {"gallery.2.file.name": "my pic.jpg",
-            "gallery.2.file.url": "https://api.example.com/parse/files/app/my%20pic.jpg"}}
-        );
+        assert!(!c.is_bare_name());
+        assert_eq!(c.old.url.as_deref(), Some("http://old/x"));
         // Already right: nothing to do.
         let done = fref(
             Shape::Nested,
@@ -468,41 +363,5 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
-    }
-
-    #[test]
-    fn settle_tells_rewritten_from_conflicts() {
-        let mk = |path: &str, old: &str, new: &str| {
-            let r = fref(Shape::BareName, path, old, None);
-            let c = change_for(&r, old, new, &server(), None).unwrap().unwrap();
-            Change {
-                shape: shape_of(&c),
-                r: c,
-            }
-        };
-        let changes = vec![
-            mk("a", "o1", "n1"),
-            mk("b", "o2", "n2"),
-            mk("c", "o3", "n3"),
-        ];
-        let mut docs = HashMap::new();
-        docs.insert(
-            id_key(&Bson::String("a1".into())),
-            doc! {"_id": "a1", "a": "n1", "b": "app-wrote-this", "c": "o3"},
-        );
-        let errors = HashMap::from([(2usize, "too big".to_string())]);
-        let s = settle(&changes, &docs, &errors);
-        assert_eq!(s[0].0, RefState::Rewritten);
-        assert_eq!(s[1].0, RefState::Conflict);
-        assert_eq!(s[2], (RefState::Failed, Some("too big".into())));
-    }
-
-    #[test]
-    fn get_path_walks_objects_and_arrays() {
-        let d = doc! {"g": [{"f": {"name": "x"}}, {"f": {"name": "y"}}], "p": {"q": 1}};
-        assert_eq!(get_path(&d, "g.1.f.name"), Some(&Bson::String("y".into())));
-        assert_eq!(get_path(&d, "p.q"), Some(&Bson::Int32(1)));
-        assert_eq!(get_path(&d, "g.9.f"), None);
-        assert_eq!(get_path(&d, "p.q.r"), None);
     }
 }

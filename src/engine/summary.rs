@@ -213,6 +213,24 @@ pub struct RefCounts {
 }
 
 impl Summary {
+    /// The exit code this summary means (README "Exit codes"): interrupted 130; stopped by the
+    /// error budget 3 (something is failing: not a cutoff to continue from); another cutoff 8;
+    /// incomplete (missing, failed, conflicts) 3; else 0.
+    pub fn exit_code(&self) -> i32 {
+        use crate::exit::{CUTOFF, INCOMPLETE, INTERRUPTED, OK};
+        if self.stopped_by.as_deref() == Some(super::INTERRUPTED) {
+            INTERRUPTED
+        } else if self.stopped_by_errors() {
+            INCOMPLETE
+        } else if self.stopped_by.is_some() {
+            CUTOFF
+        } else if self.incomplete() && !self.dry_run {
+            INCOMPLETE
+        } else {
+            OK
+        }
+    }
+
     /// Whether the error budget (`--max-errors`) stopped the run.
     pub fn stopped_by_errors(&self) -> bool {
         self.stopped_by

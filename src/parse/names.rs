@@ -9,6 +9,12 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+/// Where hosted Parse served `tfss-` names (`{file_key}` is the app's fileKey); long dead:
+/// `[source.hosted]` points these templates at a mirror of the old files.
+pub const HOSTED_TFSS_BASE_URL: &str = "http://files.parsetfss.com/{file_key}/";
+/// Where hosted Parse served UUID-prefixed names.
+pub const HOSTED_LEGACY_BASE_URL: &str = "http://files.parse.com/{file_key}/";
+
 /// Characters JavaScript's `encodeURIComponent` escapes: everything but `A–Z a–z 0–9` and
 /// `- _ . ! ~ * ' ( )`.
 const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC

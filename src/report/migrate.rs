@@ -7,8 +7,11 @@ use std::io::Write;
 use serde::Serialize;
 
 use super::printable;
+use crate::cli::MigrateOutput;
 use crate::engine::Summary;
-use crate::ledger::{KEY_PLACEHOLDER, RefValue};
+use crate::engine::dry::{PlanSink, PlannedCopy, PlannedUpdate};
+use crate::engine::rollback::Counts;
+use crate::ledger::KEY_PLACEHOLDER;
 use crate::secret::Secret;
 
 /// Output format of `migrate` (`--output`).
@@ -20,24 +23,16 @@ pub enum MigrateFormat {
     Jsonl,
 }
 
-/// A copy the dry run would make.
-#[derive(Debug, Serialize)]
-pub struct PlannedCopy<'a> {
-    pub name: &'a str,
-    pub kind: &'a str,
-    pub source: Option<&'a str>,
-    pub target: &'a str,
-    pub destination: Option<&'a str>,
-}
-
-/// A document update the dry run would make.
-#[derive(Debug, Serialize)]
-pub struct PlannedUpdate<'a> {
-    pub class: &'a str,
-    pub object_id: String,
-    pub path: &'a str,
-    pub old: &'a RefValue,
-    pub new: &'a RefValue,
+impl MigrateFormat {
+    /// `--output`, or by default text on a terminal and JSON lines otherwise.
+    pub fn choose(output: Option<MigrateOutput>) -> MigrateFormat {
+        match output {
+            Some(MigrateOutput::Text) => MigrateFormat::Text,
+            Some(MigrateOutput::Jsonl) => MigrateFormat::Jsonl,
+            None if super::stdout_is_terminal() => MigrateFormat::Text,
+            None => MigrateFormat::Jsonl,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -68,7 +63,21 @@ impl PlanWriter {
         }
     }
 
-    pub fn copy(&mut self, c: &PlannedCopy) -> std::io::Result<()> {
+    fn json<T: Serialize>(&mut self, action: &str, item: &T) -> std::io::Result<()> {
+        let line = serde_json::to_string(&Tagged { action, item })?;
+        self.line(line)
+    }
+
+    fn line(&mut self, mut line: String) -> std::io::Result<()> {
+        if let Some(s) = &self.secret {
+            line = line.replace(s.expose(), KEY_PLACEHOLDER);
+        }
+        writeln!(self.out, "{line}")
+    }
+}
+
+impl PlanSink for PlanWriter {
+    fn copy(&mut self, c: &PlannedCopy) -> std::io::Result<()> {
         match self.format {
             MigrateFormat::Jsonl => self.json("copy", c),
             MigrateFormat::Text => self.line(format!(
@@ -79,7 +88,7 @@ impl PlanWriter {
         }
     }
 
-    pub fn update(&mut self, u: &PlannedUpdate) -> std::io::Result<()> {
+    fn update(&mut self, u: &PlannedUpdate) -> std::io::Result<()> {
         match self.format {
             MigrateFormat::Jsonl => self.json("update", u),
             MigrateFormat::Text => {
@@ -102,27 +111,50 @@ impl PlanWriter {
         }
     }
 
-    pub fn delete(&mut self, location: &str) -> std::io::Result<()> {
+    fn delete(&mut self, location: &str) -> std::io::Result<()> {
         match self.format {
             MigrateFormat::Jsonl => self.json("delete", &serde_json::json!({"location": location})),
             MigrateFormat::Text => self.line(format!("delete  {location}")),
         }
     }
+}
 
-    fn json<T: Serialize>(&mut self, action: &str, item: &T) -> std::io::Result<()> {
-        let line = serde_json::to_string(&Tagged { action, item })?;
-        self.line(line)
+/// Print the summary (JSON on stdout, or text on stderr) and write `--report FILE`.
+pub fn print_summary(
+    format: MigrateFormat,
+    summary: &Summary,
+    report: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    match format {
+        MigrateFormat::Jsonl => println!("{}", summary_json(summary)?),
+        MigrateFormat::Text => eprint!("{}", summary_text(summary)),
     }
-
-    fn line(&mut self, mut line: String) -> std::io::Result<()> {
-        if let Some(s) = &self.secret {
-            line = line.replace(s.expose(), KEY_PLACEHOLDER);
-        }
-        writeln!(self.out, "{line}")
+    if let Some(path) = report {
+        let json = serde_json::to_vec_pretty(summary)?;
+        std::fs::write(path, json)
+            .with_context(|| format!("writing the report {}", path.display()))?;
     }
+    Ok(())
+}
 
-    pub fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
+/// Print what `rollback` did: one JSON line on stdout, or a sentence on stderr.
+pub fn print_rollback(format: MigrateFormat, dry_run: bool, counts: &Counts) {
+    match format {
+        MigrateFormat::Jsonl => println!(
+            "{}",
+            serde_json::json!({"action": "summary", "dry_run": dry_run, "rollback": counts})
+        ),
+        MigrateFormat::Text => eprintln!(
+            "rollback{}: {} references restored, {} conflicts (changed since; left alone), {} \
+             failed; {} copies deleted, {} kept",
+            if dry_run { " (dry run)" } else { "" },
+            counts.restored,
+            counts.conflicts,
+            counts.failed,
+            counts.copies_deleted,
+            counts.copies_kept
+        ),
     }
 }
 
@@ -260,6 +292,7 @@ pub fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::RefValue;
 
     #[test]
     fn bytes_read_well() {

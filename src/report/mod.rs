@@ -10,6 +10,7 @@ pub mod migrate;
 pub mod progress;
 pub mod schema;
 pub mod status;
+pub mod verify;
 
 use std::io::{IsTerminal, Write};
 

@@ -1,18 +1,13 @@
 //! How `status` looks: a few short tables for people, or one JSON document.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::migrate::human_bytes;
 use crate::ledger::Status;
 
+/// The status as one JSON document (its shape is [`Status`]'s).
 pub fn json(s: &Status) -> Value {
-    json!({
-        "files": s.files.iter().map(|(state, n, bytes)| json!({"state": state, "files": n, "bytes": bytes})).collect::<Vec<_>>(),
-        "references": s.references.iter().map(|(class, state, n)| json!({"class": class, "state": state, "references": n})).collect::<Vec<_>>(),
-        "problems": s.problems.iter().map(|(state, reason, n, example)| json!({"state": state, "reason": reason, "files": n, "example": example})).collect::<Vec<_>>(),
-        "runs": s.runs,
-        "unfinished_passes": s.walks.iter().map(|(scope, done, class, objects)| json!({"scope": scope, "classes_done": done, "walking": class, "objects_walked": objects})).collect::<Vec<_>>(),
-    })
+    serde_json::to_value(s).unwrap_or(Value::Null)
 }
 
 pub fn text(s: &Status) -> String {
@@ -23,28 +18,35 @@ pub fn text(s: &Status) -> String {
             .to_string();
     }
     t.push_str("FILES\n");
-    for (state, n, bytes) in &s.files {
-        t.push_str(&format!("  {state:<10} {n:>10}  {}\n", human_bytes(*bytes)));
+    for f in &s.files {
+        let (state, n) = (&f.state, f.files);
+        t.push_str(&format!(
+            "  {state:<10} {n:>10}  {}\n",
+            human_bytes(f.bytes)
+        ));
     }
     t.push_str("REFERENCES\n");
-    for (class, state, n) in &s.references {
+    for r in &s.references {
+        let (class, state, n) = (&r.class, &r.state, r.references);
         t.push_str(&format!("  {class:<24} {state:<12} {n:>10}\n"));
     }
     if !s.problems.is_empty() {
         t.push_str("PROBLEMS (by reason)\n");
-        for (state, reason, n, example) in &s.problems {
+        for p in &s.problems {
+            let (state, reason, n, example) = (&p.state, &p.reason, p.files, &p.example);
             t.push_str(&format!(
                 "  {state:<8} {n:>6}  {reason}  (e.g. {example})\n"
             ));
         }
     }
-    if !s.walks.is_empty() {
+    if !s.unfinished_passes.is_empty() {
         t.push_str("UNFINISHED PASSES (the next run continues the walk; --rescan starts over)\n");
-        for (scope, done, class, objects) in &s.walks {
+        for w in &s.unfinished_passes {
+            let (scope, done) = (&w.scope, w.classes_done);
             t.push_str(&format!(
                 "  shard {scope:<6} {done} classes done, {} objects walked{}\n",
-                objects,
-                class
+                w.objects_walked,
+                w.walking
                     .as_ref()
                     .map(|c| format!(", walking {}", super::printable(c)))
                     .unwrap_or_default()

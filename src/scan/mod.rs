@@ -20,6 +20,15 @@ use serde::Serialize;
 
 use crate::parse::names::NameKind;
 
+/// Documents per scan page: one round trip each; large enough to amortise latency, small
+/// enough to keep memory flat.
+///
+/// Measured: `list` of 20,000 objects peaks at ~19–25 MiB RSS at 1,000 per page; a 1,000,000
+/// object walk cannot be timed on the test server (it has no `_id` index: one keyset page
+/// took 73 s at 1,000,000 objects), while MongoDB answers a keyset page from the `_id`
+/// index in O(page).
+pub const DEFAULT_PAGE_SIZE: u32 = 1000;
+
 /// How a reference is stored in its document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -1,4 +1,4 @@
-//! The storage contract, and one module per backend.
+//! The storage contract, and one module per backend (opening a configured one: `config.rs`).
 //!
 //! Everything that moves bytes goes through [`ObjectStore`]: the engine reads a file from a source
 //! store and writes it to a destination store without knowing which backends they are. Backends
@@ -44,6 +44,7 @@
 //!   set are plaintext in the same bucket).
 
 pub mod client;
+mod config;
 pub mod crypto;
 pub mod fs;
 pub mod gcs;
@@ -58,6 +59,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
+
+pub use config::{Encryption, StoreConfig, StoreContext, open};
 
 /// A stream of byte chunks, as read from or written to a store.
 pub type ByteStream = BoxStream<'static, Result<Bytes, StorageError>>;
@@ -359,66 +362,4 @@ pub fn content_type_for(name: &str) -> Option<String> {
     mime_guess::from_path(name)
         .first()
         .map(|m| m.essence_str().to_string())
-}
-
-/// Whether a GridFS or FS store encrypts what it writes, the way Parse Server's adapters do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Encryption {
-    /// Encrypt with `encryption_key` if set, else with `parse.file_key` (Parse Server's default
-    /// GridFS adapter encrypts with `fileKey` since 4.3.0).
-    FileKey,
-    /// Store plaintext.
-    None,
-}
-
-/// The `[source.*]` / `[destination]` table of the configuration file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum StoreConfig {
-    Http(http::HttpConfig),
-    Gridfs(gridfs::GridFsConfig),
-    Fs(fs::FsConfig),
-    S3(s3::S3Config),
-    Gcs(gcs::GcsConfig),
-}
-
-impl StoreConfig {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            StoreConfig::Http(_) => "http",
-            StoreConfig::Gridfs(_) => "gridfs",
-            StoreConfig::Fs(_) => "fs",
-            StoreConfig::S3(_) => "s3",
-            StoreConfig::Gcs(_) => "gcs",
-        }
-    }
-}
-
-/// Settings from outside a store's own table that a store may need.
-#[derive(Debug, Clone, Default)]
-pub struct StoreContext {
-    /// The app's MongoDB URI (GridFS default).
-    pub mongo_uri: Option<crate::secret::Secret>,
-    /// The app's database name (GridFS default when the URI names none).
-    pub database: Option<String>,
-    /// Parse `fileKey`: the legacy URL segment, and the default encryption key.
-    pub file_key: Option<crate::secret::Secret>,
-    /// Parse application id (for `/files/<appId>/<name>` URLs).
-    pub app_id: Option<String>,
-}
-
-/// Build the store a configuration table describes. Does no I/O beyond building clients; call
-/// [`ObjectStore::check`] to test reachability.
-pub async fn open(
-    cfg: &StoreConfig,
-    ctx: &StoreContext,
-) -> Result<std::sync::Arc<dyn ObjectStore>, StorageError> {
-    Ok(match cfg {
-        StoreConfig::Http(c) => std::sync::Arc::new(http::HttpStore::new(c, ctx)?),
-        StoreConfig::Gridfs(c) => std::sync::Arc::new(gridfs::GridFsStore::new(c, ctx).await?),
-        StoreConfig::Fs(c) => std::sync::Arc::new(fs::FsStore::new(c, ctx)?),
-        StoreConfig::S3(c) => std::sync::Arc::new(s3::S3Store::new(c, ctx).await?),
-        StoreConfig::Gcs(c) => std::sync::Arc::new(gcs::GcsStore::new(c, ctx).await?),
-    })
 }

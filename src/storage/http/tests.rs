@@ -137,3 +137,22 @@ fn content_range_parsing() {
     assert_eq!(content_range_start("bytes */200"), None);
     assert_eq!(content_range_start("items 1-2/3"), None);
 }
+
+#[test]
+fn retry_after_values() {
+    assert_eq!(parse_retry_after("1"), Some(Duration::from_secs(1)));
+    assert_eq!(parse_retry_after(" 120 "), Some(Duration::from_secs(120)));
+    assert_eq!(
+        parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+        Some(Duration::ZERO),
+        "a date in the past means now"
+    );
+    let later = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(30));
+    let d = parse_retry_after(&later).unwrap();
+    assert!(
+        d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+        "{d:?}"
+    );
+    assert_eq!(parse_retry_after("soon"), None);
+    assert_eq!(parse_retry_after("-1"), None);
+}

@@ -249,7 +249,7 @@ impl HttpStore {
                     message,
                     retry_after: header_str(&resp, header::RETRY_AFTER)
                         .as_deref()
-                        .and_then(crate::retry::parse_retry_after),
+                        .and_then(parse_retry_after),
                 }
             }
             // Other 4xx (400, 401, 405, 416 …) are about the request: the same request fails again.
@@ -467,6 +467,20 @@ impl ObjectStore for HttpStore {
     async fn check(&self) -> Result<(), StorageError> {
         Ok(())
     }
+}
+
+/// A `Retry-After` header value: delay-seconds or an HTTP-date (RFC 9110 §10.2.3). A date in the
+/// past means "now"; anything unparseable is ignored (the backoff applies).
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]

@@ -1,11 +1,11 @@
-//! Discovery shared by the read-only commands: connect, read `_SCHEMA`, decide what to walk.
+//! Discovery shared by every command that walks the app: connect, read `_SCHEMA`, decide what to
+//! walk.
 
 use anyhow::Context;
 use mongodb::Database;
 
 use crate::cli::Filters;
 use crate::parse::schema::{self, AppSchema, GLOBAL_CONFIG, collection_name};
-pub use crate::scan::log_issues;
 use crate::scan::{self, ClassWalker, Filter, Page, Target, WalkOptions};
 use crate::settings::Settings;
 
@@ -60,6 +60,17 @@ pub async fn discover(settings: &Settings, filters: &Filters) -> anyhow::Result<
 }
 
 impl Discovery {
+    /// About how many objects the walk will read (the servers' estimates; for the progress
+    /// display only).
+    pub async fn estimated_objects(&self) -> u64 {
+        let mut total = 0;
+        for t in &self.targets {
+            let coll = self.db.collection::<mongodb::bson::Document>(&t.collection);
+            total += coll.estimated_document_count().await.unwrap_or(0);
+        }
+        total
+    }
+
     /// A walker over one target, with the configured page size.
     pub fn walker(&self, target: &Target, settings: &Settings) -> ClassWalker {
         ClassWalker::new(

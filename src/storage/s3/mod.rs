@@ -32,7 +32,13 @@ use crate::secret::Secret;
 
 /// Attempts per SDK request (first try + retries); see the module docs.
 pub const SDK_MAX_ATTEMPTS: u32 = 3;
-/// Default multipart part size.
+/// Default multipart part size (the GCS resumable chunk likewise, `gcs::DEFAULT_CHUNK_SIZE`).
+///
+/// A `put` holds at most 2 parts + one chunk, so one 1 GiB copy peaked at 43.5 MiB RSS to S3
+/// and 37.7 MiB to GCS (target ≤ 64 MiB), and 20 concurrent 20 MiB uploads to S3 at
+/// 160–219 MiB (`bench/run`, 2026-11-22). 5 MiB (S3's minimum) would save ~6 MiB per transfer
+/// for 60 % more part requests; 16 MiB would put one file at 2 × 16 MiB on top of the process's
+/// ~25 MiB, at the edge of that bound.
 pub const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
 /// S3's minimum part size (all parts but the last).
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;

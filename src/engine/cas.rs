@@ -1,0 +1,305 @@
+//! Compare-and-swap writes of references: the one place that builds, sends and settles them, for
+//! `migrate` (old → new) and `rollback` (new → old) alike.
+//!
+//! Every statement is `update({_id, <path>: <old value>}, {$set: <new value>})`: if the app
+//! changed the reference since it was read, the filter matches nothing and nothing is
+//! overwritten. When a batch matched fewer statements than it had, the documents are read back
+//! and each change is settled: the document holds the new value (rewritten — by us, or already
+//! before), or something else (a conflict: the app changed it, left alone), or the server
+//! refused the statement (failed, with its reason).
+//!
+//! The shape of the value at the path follows from the recorded change itself
+//! ([`RefChange::is_bare_name`]): a bare name string (a top-level File field), or a File object
+//! whose `name` (and `url`) are set.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use anyhow::Context;
+use futures::TryStreamExt;
+use mongodb::Database;
+use mongodb::bson::{Bson, Document, doc};
+
+use crate::db::{update_batch, update_stmt};
+use crate::ledger::{Ledger, RefChange, RefState};
+use crate::parse::schema::collection_name;
+
+/// A state per change, with the server's reason for refused ones.
+pub type Settled = Vec<(RefState, Option<String>)>;
+
+/// The compare-and-swap update of one change: the filter holds the old name at the exact path.
+pub fn statement(r: &RefChange) -> (Document, Document) {
+    if r.is_bare_name() {
+        return (
+            doc! {"_id": r.id.clone(), &r.path: &r.old.name},
+            doc! {"$set": {&r.path: &r.new.name}},
+        );
+    }
+    let mut set = doc! {format!("{}.name", r.path): &r.new.name};
+    let mut u = Document::new();
+    match &r.new.url {
+        Some(url) => {
+            set.insert(format!("{}.url", r.path), url);
+        }
+        // Only a rollback restores "no url" (a File object stored without one).
+        None => {
+            u.insert("$unset", doc! {format!("{}.url", r.path): ""});
+        }
+    }
+    u.insert("$set", set);
+    (
+        doc! {"_id": r.id.clone(), format!("{}.name", r.path): &r.old.name},
+        u,
+    )
+}
+
+/// Run the compare-and-swap updates of `changes` in one collection: one round trip when every
+/// statement matched, else a read-back to settle each.
+pub async fn apply(
+    db: &Database,
+    collection: &str,
+    changes: &[RefChange],
+) -> anyhow::Result<Settled> {
+    let stmts = changes
+        .iter()
+        .map(|c| {
+            let (q, u) = statement(c);
+            update_stmt(q, u, false)
+        })
+        .collect();
+    let out = update_batch(db, collection, stmts).await?;
+    if out.matched == changes.len() as u64 && out.errors.is_empty() {
+        return Ok(vec![(RefState::Rewritten, None); changes.len()]);
+    }
+    let docs = read_back(db, collection, changes).await?;
+    let errors: HashMap<usize, String> = out.errors.into_iter().collect();
+    Ok(settle(changes, &docs, &errors))
+}
+
+/// Tell, per change, whether its document now holds the new value. `docs` are the documents by
+/// `_id` key ([`id_key`]); `errors` the server's refusals by statement index.
+pub fn settle(
+    changes: &[RefChange],
+    docs: &HashMap<String, Document>,
+    errors: &HashMap<usize, String>,
+) -> Settled {
+    changes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if let Some(e) = errors.get(&i) {
+                return (RefState::Failed, Some(e.clone()));
+            }
+            if holds(current(docs, r), &r.new.name, r.is_bare_name()) {
+                (RefState::Rewritten, None)
+            } else {
+                (RefState::Conflict, None)
+            }
+        })
+        .collect()
+}
+
+/// The value at a change's path in its read-back document.
+fn current<'a>(docs: &'a HashMap<String, Document>, r: &RefChange) -> Option<&'a Bson> {
+    docs.get(&id_key(&r.id)).and_then(|d| get_path(d, &r.path))
+}
+
+/// Whether a stored File value names `name`: the string itself for a bare name, the `name` of a
+/// File object otherwise.
+fn holds(v: Option<&Bson>, name: &str, bare: bool) -> bool {
+    match v {
+        Some(Bson::String(s)) if bare => s == name,
+        Some(Bson::Document(d)) => d.get_str("name").ok() == Some(name),
+        _ => false,
+    }
+}
+
+/// The current documents of `changes`, projected on their paths, by `_id` key.
+pub async fn read_back(
+    db: &Database,
+    collection: &str,
+    changes: &[RefChange],
+) -> anyhow::Result<HashMap<String, Document>> {
+    let mut ids: Vec<Bson> = Vec::new();
+    let mut seen = HashSet::new();
+    let mut projection = Document::new();
+    for c in changes {
+        if seen.insert(id_key(&c.id)) {
+            ids.push(c.id.clone());
+        }
+        // The top-level field: a projection on `gallery.2` would not select array index 2.
+        let top = c.path.split('.').next().unwrap_or(&c.path);
+        projection.insert(top, 1);
+    }
+    let mut cursor = db
+        .collection::<Document>(collection)
+        .find(doc! {"_id": {"$in": ids}})
+        .projection(projection)
+        .await
+        .with_context(|| format!("reading back {collection}"))?;
+    let mut docs = HashMap::new();
+    while let Some(d) = cursor
+        .try_next()
+        .await
+        .with_context(|| format!("reading back {collection}"))?
+    {
+        if let Some(id) = d.get("_id") {
+            docs.insert(id_key(id), d.clone());
+        }
+    }
+    Ok(docs)
+}
+
+/// A run killed between a document update and its record leaves `pending` reference records.
+/// Settle them from the documents: holding the new value → `rewritten`; holding the old one →
+/// left pending (the walk finds and rewrites it again); anything else → `conflict`. Returns how
+/// many were settled.
+pub async fn settle_pending(db: &Database, ledger: &Ledger, prefix: &str) -> anyhow::Result<u64> {
+    let mut after: Option<Bson> = None;
+    let mut settled = 0u64;
+    loop {
+        let page = ledger
+            .refs_page(&[RefState::Pending], after.as_ref(), 500)
+            .await?;
+        let Some(last) = page.last else { break };
+        after = Some(last);
+        let mut by_collection: BTreeMap<String, Vec<RefChange>> = BTreeMap::new();
+        for r in page.records {
+            match r {
+                Ok(r) => by_collection
+                    .entry(collection_name(prefix, &r.change.class))
+                    .or_default()
+                    .push(r.change),
+                Err(bad) => tracing::warn!("{bad}; left as it is"),
+            }
+        }
+        for (collection, changes) in by_collection {
+            let docs = read_back(db, &collection, &changes).await?;
+            let states = settle(&changes, &docs, &HashMap::new());
+            let marks: Vec<_> = changes
+                .iter()
+                .zip(&states)
+                .filter(|(c, _)| !holds(current(&docs, c), &c.old.name, true))
+                .map(|(c, (s, _))| (c.key(), *s))
+                .collect();
+            settled += marks.len() as u64;
+            ledger.mark_refs(&marks).await?;
+        }
+    }
+    Ok(settled)
+}
+
+/// A hashable key for an `_id` of any type.
+pub fn id_key(id: &Bson) -> String {
+    id.clone().into_canonical_extjson().to_string()
+}
+
+/// The value at a dotted path (`gallery.2.file`), descending into arrays by index.
+pub fn get_path<'a>(doc: &'a Document, path: &str) -> Option<&'a Bson> {
+    let mut parts = path.split('.');
+    let mut cur = doc.get(parts.next()?)?;
+    for p in parts {
+        cur = match cur {
+            Bson::Document(d) => d.get(p)?,
+            Bson::Array(a) => a.get(p.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::RefValue;
+
+    fn change(path: &str, old: RefValue, new: RefValue) -> RefChange {
+        RefChange {
+            class: "Photo".into(),
+            id: Bson::String("a1".into()),
+            path: path.into(),
+            file: old.name.clone(),
+            old,
+            new,
+        }
+    }
+
+    #[test]
+    fn a_bare_name_is_swapped_on_its_exact_value() {
+        let c = change(
+            "image",
+            RefValue::name("tfss-x-a.jpg"),
+            RefValue::name("h_a.jpg"),
+        );
+        let (q, u) = statement(&c);
+        assert_eq!(q, doc! {"_id": "a1", "image": "tfss-x-a.jpg"});
+        assert_eq!(u, doc! {"$set": {"image": "h_a.jpg"}});
+    }
+
+    #[test]
+    fn a_file_object_is_swapped_on_its_name_and_gets_the_new_url() {
+        let c = change(
+            "gallery.2.file",
+            RefValue::file("my pic.jpg", Some("http://old/x"), None),
+            RefValue::file("my pic.jpg", Some("https://new/my%20pic.jpg"), None),
+        );
+        let (q, u) = statement(&c);
+        assert_eq!(q, doc! {"_id": "a1", "gallery.2.file.name": "my pic.jpg"});
+        assert_eq!(
+            u,
+            doc! {"$set": {"gallery.2.file.name": "my pic.jpg",
+            "gallery.2.file.url": "https://new/my%20pic.jpg"}}
+        );
+        // A rollback to a File object stored without a url removes the url.
+        let back = change(
+            "f",
+            RefValue::file("n.jpg", Some("https://new/n.jpg"), None),
+            RefValue::file("o.jpg", None, None),
+        );
+        let (_, u) = statement(&back);
+        assert_eq!(
+            u,
+            doc! {"$unset": {"f.url": ""}, "$set": {"f.name": "o.jpg"}}
+        );
+    }
+
+    #[test]
+    fn settle_tells_rewritten_from_conflicts_and_refusals() {
+        let mk = |path: &str, old: &str, new: &str| {
+            change(path, RefValue::name(old), RefValue::name(new))
+        };
+        let changes = vec![
+            mk("a", "o1", "n1"),
+            mk("b", "o2", "n2"),
+            mk("c", "o3", "n3"),
+        ];
+        let mut docs = HashMap::new();
+        docs.insert(
+            id_key(&Bson::String("a1".into())),
+            doc! {"_id": "a1", "a": "n1", "b": "app-wrote-this", "c": "o3"},
+        );
+        let errors = HashMap::from([(2usize, "too big".to_string())]);
+        let s = settle(&changes, &docs, &errors);
+        assert_eq!(s[0].0, RefState::Rewritten);
+        assert_eq!(s[1].0, RefState::Conflict);
+        assert_eq!(s[2], (RefState::Failed, Some("too big".into())));
+        // A File-object change is not satisfied by a bare string of the new name.
+        let nested = change(
+            "a",
+            RefValue::file("o1", Some("http://old/o1"), None),
+            RefValue::file("n1", Some("http://new/n1"), None),
+        );
+        assert_eq!(
+            settle(&[nested], &docs, &HashMap::new())[0].0,
+            RefState::Conflict
+        );
+    }
+
+    #[test]
+    fn get_path_walks_objects_and_arrays() {
+        let d = doc! {"g": [{"f": {"name": "x"}}, {"f": {"name": "y"}}], "p": {"q": 1}};
+        assert_eq!(get_path(&d, "g.1.f.name"), Some(&Bson::String("y".into())));
+        assert_eq!(get_path(&d, "p.q"), Some(&Bson::Int32(1)));
+        assert_eq!(get_path(&d, "g.9.f"), None);
+        assert_eq!(get_path(&d, "p.q.r"), None);
+    }
+}

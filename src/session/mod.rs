@@ -1,0 +1,140 @@
+//! What every command sets up before its own work, written once: connect to the app's database
+//! and read what to walk ([`discover`]), open its ledger, open and check the stores, ask for
+//! consent to write, choose the dry-run gate, and stop cleanly on a signal.
+//!
+//! Commands read like a recipe on top of this: resolve → open → run the engine → report. This
+//! module decides nothing about files or references (that is the engine's), and prints nothing
+//! but the consent prompt (through [`crate::report`]).
+
+pub mod discover;
+mod stores;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+pub use discover::{discover, explain_empty, next_page};
+pub use stores::{destination_config, migrate_stores, open_checked, open_lenient, source};
+
+use crate::engine::{Effects, RunState};
+use crate::exit::{INTERRUPTED, usage};
+use crate::ledger::Ledger;
+use crate::settings::Settings;
+
+/// The ledger of the app whose database is `app` (or where `[ledger]` puts it).
+pub async fn open_ledger(settings: &Settings, app: &mongodb::Database) -> anyhow::Result<Ledger> {
+    let l = &settings.ledger;
+    let database = l.database.clone().unwrap_or_else(|| app.name().to_string());
+    let db = match &l.uri {
+        Some(uri) => crate::db::connect(uri, &database).await?.1,
+        None => app.client().database(&database),
+    };
+    let ledger = Ledger::new(db, &l.collection);
+    Ok(ledger.with_lease(std::time::Duration::from_secs(l.lease_secs)))
+}
+
+/// Connect to the app database and open its ledger (commands that do not walk the schema).
+pub async fn app_and_ledger(settings: &Settings) -> anyhow::Result<(mongodb::Database, Ledger)> {
+    let (uri, database) = settings.mongo_target()?;
+    let (_client, db) = crate::db::connect(uri, database).await?;
+    let ledger = open_ledger(settings, &db).await?;
+    ledger.check_version().await?;
+    Ok((db, ledger))
+}
+
+/// Writing needs consent: `--yes`, or a `y` at the terminal to the question `what()` (built only
+/// when it is asked). Without a terminal and without `--yes`, a usage error saying what `verb`
+/// would have written.
+pub fn consent(yes: bool, verb: &str, what: impl FnOnce() -> String) -> anyhow::Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !crate::report::interactive() {
+        return Err(usage(format!(
+            "{verb}: pass --yes to proceed (stdin is not a terminal), or --dry-run to see what \
+             it would do"
+        )));
+    }
+    if crate::report::confirm(&what()).context("reading the answer")? {
+        Ok(())
+    } else {
+        Err(usage("not confirmed; nothing was changed"))
+    }
+}
+
+/// The host name recorded with leases and runs.
+pub fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// What a writing run records about itself when it begins (no secrets: settings are redacted).
+pub fn run_info(
+    settings: &Settings,
+    scope: &str,
+    destination: &str,
+) -> anyhow::Result<mongodb::bson::Document> {
+    Ok(mongodb::bson::doc! {
+        "host": hostname(),
+        "pid": std::process::id() as i64,
+        "version": env!("CARGO_PKG_VERSION"),
+        "shard": (scope != "all").then_some(scope),
+        "destination": destination,
+        "settings": settings.to_toml()?,
+    })
+}
+
+/// Run `work` between `effects.begin` and `effects.finish`: the lease is held, and the run
+/// recorded, from before the first write to after the last. A failed `work` is recorded with
+/// its error (and the lease given back) before the error is returned; a finished one with the
+/// summary and exit code `work` returns.
+pub async fn recorded<T>(
+    effects: &Arc<dyn Effects>,
+    info: mongodb::bson::Document,
+    work: impl Future<Output = anyhow::Result<(T, mongodb::bson::Document, i32)>>,
+) -> anyhow::Result<(T, i32)> {
+    effects.begin(info).await?;
+    match work.await {
+        Ok((value, summary, code)) => {
+            effects.finish(summary, code).await?;
+            Ok((value, code))
+        }
+        Err(e) => {
+            let record = mongodb::bson::doc! {"error": format!("{e:#}")};
+            if let Err(f) = effects.finish(record, crate::exit::code_of(&e)).await {
+                tracing::warn!("recording the failed run: {f:#}");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// First Ctrl-C or SIGTERM: stop taking new work, let transfers in flight finish and be recorded
+/// (exit 130). A second one exits at once; the ledger is still consistent (every step is recorded
+/// before the next begins), and a re-run continues. Abort the returned task when the run is over.
+pub fn on_signals(state: Arc<RunState>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        for n in 0.. {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            if n == 0 {
+                tracing::warn!(
+                    "interrupted: finishing the transfers in flight (interrupt again to stop at once)"
+                );
+                state.interrupt();
+            } else {
+                tracing::warn!("interrupted again: stopping now; a re-run continues");
+                std::process::exit(INTERRUPTED);
+            }
+        }
+    })
+}

@@ -1,0 +1,117 @@
+//! Opening the stores a command names, with the role (`[destination]`, `[source.server]`…) in
+//! every error, and checking them before any work starts.
+
+use std::sync::Arc;
+
+use crate::engine::Stores;
+use crate::exit::{unreachable, usage};
+use crate::parse::names::Selection;
+use crate::settings::Settings;
+use crate::storage::{self, ObjectStore, StoreConfig};
+use crate::throttle::{Throttle, Throttled};
+
+/// Open the store of `cfg` and check it can be used ([`ObjectStore::check`]): a configuration
+/// error is a usage error, an unreachable store exit 4 with a hint.
+pub async fn open_checked(
+    settings: &Settings,
+    cfg: &StoreConfig,
+    role: &str,
+) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    let store = storage::open(cfg, &settings.store_context())
+        .await
+        .map_err(|e| usage(format!("[{role}]: {e}")))?;
+    store.check().await.map_err(|e| {
+        unreachable(
+            format!("cannot use the {role} {}: {e}", store.describe()),
+            "check the endpoint, bucket or path and the credentials in the configuration",
+        )
+    })?;
+    Ok(store)
+}
+
+/// The `[destination]` table, or a usage error saying `command` needs it (checked before any
+/// connection is made).
+pub fn destination_config<'a>(
+    settings: &'a Settings,
+    command: &str,
+) -> anyhow::Result<&'a StoreConfig> {
+    settings.destination.as_ref().ok_or_else(|| {
+        usage(format!(
+            "{command} needs a [destination] in the configuration: where the files go (see \
+             config.example.toml)"
+        ))
+    })
+}
+
+/// The stores `migrate` reads and writes, opened and checked: the destination (writable), and
+/// the sources `--select` needs. Every source read goes through one shared throttle
+/// (`--tps-limit`, `--bwlimit`, and the slow-down all transfers share when a source answers
+/// 429/503).
+pub async fn migrate_stores(
+    settings: &Settings,
+    destination: &StoreConfig,
+) -> anyhow::Result<Stores> {
+    let select = settings.run.select;
+    let destination_store = open_checked(settings, destination, "destination").await?;
+    if !destination_store.capabilities().write {
+        return Err(usage(format!(
+            "the destination {} is read-only (type {})",
+            destination_store.describe(),
+            destination.type_name()
+        )));
+    }
+    let hosted = if matches!(select, Selection::Hosted | Selection::All) {
+        Some(open_checked(settings, &settings.source.hosted, "source.hosted").await?)
+    } else {
+        None
+    };
+    let server =
+        if matches!(select, Selection::Server | Selection::All) {
+            let cfg = settings.source.server.as_ref().ok_or_else(|| {
+            usage(format!(
+                "--select {} moves names created by Parse Server, but there is no [source.server] \
+                 saying where their bytes are (e.g. type = \"gridfs\")",
+                if select == Selection::All { "all" } else { "server" }
+            ))
+        })?;
+            Some(open_checked(settings, cfg, "source.server").await?)
+        } else {
+            None
+        };
+    let throttle = Throttle::new(settings.run.throttle);
+    let throttled = |inner: Arc<dyn ObjectStore>| -> Arc<dyn ObjectStore> {
+        Arc::new(Throttled {
+            inner,
+            throttle: throttle.clone(),
+        })
+    };
+    Ok(Stores {
+        hosted: hosted.map(throttled),
+        server: server.map(throttled),
+        destination: destination_store,
+    })
+}
+
+/// `[source.server]`, opened and checked, if configured.
+pub async fn source(settings: &Settings) -> anyhow::Result<Option<Arc<dyn ObjectStore>>> {
+    match &settings.source.server {
+        Some(cfg) => Ok(Some(open_checked(settings, cfg, "source.server").await?)),
+        None => Ok(None),
+    }
+}
+
+/// Open `cfg` without checking it, for read-only displays (`list`'s source locations): a store
+/// that cannot be opened is logged and left out.
+pub async fn open_lenient(
+    settings: &Settings,
+    cfg: Option<&StoreConfig>,
+) -> Option<Arc<dyn ObjectStore>> {
+    let cfg = cfg?;
+    match storage::open(cfg, &settings.store_context()).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("source {} unavailable for listing: {e}", cfg.type_name());
+            None
+        }
+    }
+}

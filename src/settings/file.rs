@@ -1,0 +1,105 @@
+//! The configuration file as written: every table and key, all optional, unknown keys refused.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::cli::{LogFormat, ProgressMode};
+use crate::exit::usage;
+use crate::parse::names::{RenamePolicy, Selection};
+use crate::secret::Secret;
+use crate::storage::StoreConfig;
+
+/// The configuration file, as written. Unknown keys are errors (a typo must not be ignored on a
+/// production migration).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub mongo: MongoFile,
+    #[serde(default)]
+    pub parse: ParseFile,
+    #[serde(default)]
+    pub source: SourceFile,
+    pub destination: Option<StoreConfig>,
+    #[serde(default)]
+    pub ledger: LedgerFile,
+    #[serde(default)]
+    pub run: RunFile,
+    #[serde(default)]
+    pub output: OutputFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MongoFile {
+    pub uri: Option<Secret>,
+    pub database: Option<String>,
+    pub collection_prefix: Option<String>,
+    pub page_size: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParseFile {
+    pub app_id: Option<String>,
+    pub file_key: Option<Secret>,
+    pub public_server_url: Option<String>,
+    pub file_url_template: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceFile {
+    pub hosted: Option<StoreConfig>,
+    pub server: Option<StoreConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerFile {
+    pub uri: Option<Secret>,
+    pub database: Option<String>,
+    pub collection: Option<String>,
+    pub lease_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunFile {
+    pub concurrency: Option<usize>,
+    pub select: Option<Selection>,
+    pub rename: Option<RenamePolicy>,
+    pub max_files: Option<u64>,
+    pub max_bytes: Option<String>,
+    pub max_duration: Option<String>,
+    pub max_errors: Option<u64>,
+    pub shard: Option<String>,
+    pub nested: Option<bool>,
+    pub retries: Option<u32>,
+    pub retry_base_ms: Option<u64>,
+    pub retry_max_ms: Option<u64>,
+    pub file_timeout_secs: Option<u64>,
+    pub tps_limit: Option<f64>,
+    pub bwlimit: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputFile {
+    pub log_format: Option<LogFormat>,
+    pub progress: Option<ProgressMode>,
+}
+
+/// Read and parse the configuration file; errors name the file and the offending key.
+pub fn load_file(path: &Path) -> anyhow::Result<ConfigFile> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| usage(format!("cannot read config file {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| {
+        usage(format!(
+            "config file {}: {}",
+            path.display(),
+            e.to_string().trim_end()
+        ))
+    })
+}

@@ -1,0 +1,71 @@
+//! What a `[source.*]` / `[destination]` table of the configuration says, and opening the store
+//! it describes. The one place that knows every backend by name; the contract ([`super`]) does
+//! not.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ObjectStore, StorageError, fs, gcs, gridfs, http, s3};
+
+/// Whether a GridFS or FS store encrypts what it writes, the way Parse Server's adapters do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Encryption {
+    /// Encrypt with `encryption_key` if set, else with `parse.file_key` (Parse Server's default
+    /// GridFS adapter encrypts with `fileKey` since 4.3.0).
+    FileKey,
+    /// Store plaintext.
+    None,
+}
+
+/// The `[source.*]` / `[destination]` table of the configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum StoreConfig {
+    Http(http::HttpConfig),
+    Gridfs(gridfs::GridFsConfig),
+    Fs(fs::FsConfig),
+    S3(s3::S3Config),
+    Gcs(gcs::GcsConfig),
+}
+
+impl StoreConfig {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            StoreConfig::Http(_) => "http",
+            StoreConfig::Gridfs(_) => "gridfs",
+            StoreConfig::Fs(_) => "fs",
+            StoreConfig::S3(_) => "s3",
+            StoreConfig::Gcs(_) => "gcs",
+        }
+    }
+}
+
+/// Settings from outside a store's own table that a store may need.
+#[derive(Debug, Clone, Default)]
+pub struct StoreContext {
+    /// The app's MongoDB URI (GridFS default).
+    pub mongo_uri: Option<crate::secret::Secret>,
+    /// The app's database name (GridFS default when the URI names none).
+    pub database: Option<String>,
+    /// Parse `fileKey`: the legacy URL segment, and the default encryption key.
+    pub file_key: Option<crate::secret::Secret>,
+    /// Parse application id (for `/files/<appId>/<name>` URLs).
+    pub app_id: Option<String>,
+}
+
+/// Build the store a configuration table describes. Does no I/O beyond building clients; call
+/// [`ObjectStore::check`] to test reachability.
+pub async fn open(
+    cfg: &StoreConfig,
+    ctx: &StoreContext,
+) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    Ok(match cfg {
+        StoreConfig::Http(c) => Arc::new(http::HttpStore::new(c, ctx)?),
+        StoreConfig::Gridfs(c) => Arc::new(gridfs::GridFsStore::new(c, ctx).await?),
+        StoreConfig::Fs(c) => Arc::new(fs::FsStore::new(c, ctx)?),
+        StoreConfig::S3(c) => Arc::new(s3::S3Store::new(c, ctx).await?),
+        StoreConfig::Gcs(c) => Arc::new(gcs::GcsStore::new(c, ctx).await?),
+    })
+}
