@@ -5,6 +5,12 @@
 //! The binary (`main.rs`) is a thin shell around [`run`]; everything else is a library so the
 //! integration tests can drive the same code against real servers.
 
+// No unwrap()/expect() on data or I/O outside tests (style.md habit 4): the library's code only
+// (integration tests, examples and benches may); `clippy.toml` allows them in unit tests.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+// Items `pub` inside a private module say more than they mean: `pub(crate)` there.
+#![warn(unreachable_pub)]
+
 pub mod cli;
 mod commands;
 pub mod db;

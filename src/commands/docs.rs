@@ -11,7 +11,7 @@ use crate::exit::OK;
 
 const BIN: &str = "parse-files-migrate";
 
-pub fn completions(args: &CompletionsArgs) -> anyhow::Result<i32> {
+pub(super) fn completions(args: &CompletionsArgs) -> anyhow::Result<i32> {
     let mut cmd = Cli::command();
     let mut out = std::io::stdout().lock();
     clap_complete::generate(args.shell, &mut cmd, BIN, &mut out);
@@ -19,7 +19,7 @@ pub fn completions(args: &CompletionsArgs) -> anyhow::Result<i32> {
     Ok(OK)
 }
 
-pub fn man(args: &ManArgs) -> anyhow::Result<i32> {
+pub(super) fn man(args: &ManArgs) -> anyhow::Result<i32> {
     let cmd = Cli::command();
     match &args.out_dir {
         None => {

@@ -14,7 +14,7 @@ use crate::session::{self, discover, explain_empty, next_page};
 use crate::settings::Settings;
 use crate::storage::ObjectStore;
 
-pub async fn run(settings: &Settings, args: &ListArgs) -> anyhow::Result<i32> {
+pub(super) async fn run(settings: &Settings, args: &ListArgs) -> anyhow::Result<i32> {
     let d = discover(settings, &args.filters).await?;
     let kinds: HashSet<NameKind> = args.kinds.iter().map(|k| (*k).into()).collect();
     let fail_on: HashSet<NameKind> = args.fail_on.iter().map(|k| (*k).into()).collect();

@@ -13,7 +13,7 @@ use crate::report::migrate::{MigrateFormat, PlanWriter, print_summary};
 use crate::session::{self, discover, explain_empty};
 use crate::settings::Settings;
 
-pub async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32> {
+pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32> {
     let run = &settings.run;
     if run.rename == RenamePolicy::Keep
         && run.select != Selection::Server

@@ -12,7 +12,7 @@ use crate::report::migrate::{MigrateFormat, PlanWriter, print_rollback};
 use crate::session;
 use crate::settings::Settings;
 
-pub async fn run(settings: &Settings, args: &RollbackArgs) -> anyhow::Result<i32> {
+pub(super) async fn run(settings: &Settings, args: &RollbackArgs) -> anyhow::Result<i32> {
     let destination = session::destination_config(settings, "rollback")?;
     let (db, ledger) = session::app_and_ledger(settings).await?;
     let destination = session::open_checked(settings, destination, "destination").await?;

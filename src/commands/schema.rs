@@ -13,7 +13,7 @@ use crate::scan::log_issues;
 use crate::session::{discover, explain_empty, next_page};
 use crate::settings::Settings;
 
-pub async fn run(settings: &Settings, args: &SchemaArgs) -> anyhow::Result<i32> {
+pub(super) async fn run(settings: &Settings, args: &SchemaArgs) -> anyhow::Result<i32> {
     let d = discover(settings, &args.filters).await?;
     let prefix = &settings.mongo.collection_prefix;
     let mut report = SchemaReport {

@@ -9,7 +9,7 @@ use crate::settings::Settings;
 /// Runs shown.
 const RUNS: i64 = 5;
 
-pub async fn run(settings: &Settings, args: &StatusArgs) -> anyhow::Result<i32> {
+pub(super) async fn run(settings: &Settings, args: &StatusArgs) -> anyhow::Result<i32> {
     let (_db, ledger) = session::app_and_ledger(settings).await?;
     let status = ledger.status(RUNS).await?;
     let json = match args.output {

@@ -11,7 +11,7 @@ use crate::session::{self, discover};
 use crate::settings::Settings;
 use crate::storage::http::{HttpConfig, HttpStore};
 
-pub async fn run(settings: &Settings, args: &VerifyArgs) -> anyhow::Result<i32> {
+pub(super) async fn run(settings: &Settings, args: &VerifyArgs) -> anyhow::Result<i32> {
     let destination = session::destination_config(settings, "verify")?;
     let d = discover(settings, &args.filters).await?;
     let ledger = session::open_ledger(settings, &d.db).await?;

@@ -29,7 +29,9 @@ use crate::scan::{ClassWalker, FileRef, Target, WalkOptions, log_issues};
 /// Which shard a file name belongs to: a stable hash, the same on every host and run.
 pub fn shard_of(name: &str, count: u32) -> u32 {
     let d = Sha256::digest(name.as_bytes());
-    let v = u64::from_be_bytes(d[..8].try_into().expect("8 bytes"));
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d[..8]);
+    let v = u64::from_be_bytes(first);
     (v % count as u64) as u32
 }
 

@@ -9,7 +9,7 @@ use crate::parse::schema::{self, AppSchema, GLOBAL_CONFIG, collection_name};
 use crate::scan::{self, ClassWalker, Filter, Page, Target, WalkOptions};
 use crate::settings::Settings;
 
-pub struct Discovery {
+pub(crate) struct Discovery {
     pub db: Database,
     pub database: String,
     pub schema: AppSchema,
@@ -18,7 +18,7 @@ pub struct Discovery {
     pub collections: Vec<String>,
 }
 
-pub async fn discover(settings: &Settings, filters: &Filters) -> anyhow::Result<Discovery> {
+pub(crate) async fn discover(settings: &Settings, filters: &Filters) -> anyhow::Result<Discovery> {
     let (uri, database) = settings.mongo_target()?;
     let (_client, db) = crate::db::connect(uri, database).await?;
     let prefix = &settings.mongo.collection_prefix;
@@ -62,7 +62,7 @@ pub async fn discover(settings: &Settings, filters: &Filters) -> anyhow::Result<
 impl Discovery {
     /// About how many objects the walk will read (the servers' estimates; for the progress
     /// display only).
-    pub async fn estimated_objects(&self) -> u64 {
+    pub(crate) async fn estimated_objects(&self) -> u64 {
         let mut total = 0;
         for t in &self.targets {
             let coll = self.db.collection::<mongodb::bson::Document>(&t.collection);
@@ -72,7 +72,7 @@ impl Discovery {
     }
 
     /// A walker over one target, with the configured page size.
-    pub fn walker(&self, target: &Target, settings: &Settings) -> ClassWalker {
+    pub(crate) fn walker(&self, target: &Target, settings: &Settings) -> ClassWalker {
         ClassWalker::new(
             self.db.collection(&target.collection),
             target.class.clone(),
@@ -85,7 +85,10 @@ impl Discovery {
 }
 
 /// The next page of a walk, with the collection named in any error.
-pub async fn next_page(walker: &mut ClassWalker, target: &Target) -> anyhow::Result<Option<Page>> {
+pub(crate) async fn next_page(
+    walker: &mut ClassWalker,
+    target: &Target,
+) -> anyhow::Result<Option<Page>> {
     walker
         .next_page()
         .await
@@ -93,7 +96,7 @@ pub async fn next_page(walker: &mut ClassWalker, target: &Target) -> anyhow::Res
 }
 
 /// Why nothing was found, with what to try.
-pub fn explain_empty(d: &Discovery, prefix: &str) -> String {
+pub(crate) fn explain_empty(d: &Discovery, prefix: &str) -> String {
     if !d.schema.schema_exists {
         let candidates: Vec<&String> = d
             .collections

@@ -6,15 +6,15 @@
 //! module decides nothing about files or references (that is the engine's), and prints nothing
 //! but the consent prompt (through [`crate::report`]).
 
-pub mod discover;
+pub(crate) mod discover;
 mod stores;
 
 use std::sync::Arc;
 
 use anyhow::Context;
 
-pub use discover::{discover, explain_empty, next_page};
-pub use stores::{destination_config, migrate_stores, open_checked, open_lenient, source};
+pub(crate) use discover::{discover, explain_empty, next_page};
+pub(crate) use stores::{destination_config, migrate_stores, open_checked, open_lenient, source};
 
 use crate::engine::{Effects, RunState};
 use crate::exit::{INTERRUPTED, usage};
@@ -22,7 +22,10 @@ use crate::ledger::Ledger;
 use crate::settings::Settings;
 
 /// The ledger of the app whose database is `app` (or where `[ledger]` puts it).
-pub async fn open_ledger(settings: &Settings, app: &mongodb::Database) -> anyhow::Result<Ledger> {
+pub(crate) async fn open_ledger(
+    settings: &Settings,
+    app: &mongodb::Database,
+) -> anyhow::Result<Ledger> {
     let l = &settings.ledger;
     let database = l.database.clone().unwrap_or_else(|| app.name().to_string());
     let db = match &l.uri {
@@ -34,7 +37,9 @@ pub async fn open_ledger(settings: &Settings, app: &mongodb::Database) -> anyhow
 }
 
 /// Connect to the app database and open its ledger (commands that do not walk the schema).
-pub async fn app_and_ledger(settings: &Settings) -> anyhow::Result<(mongodb::Database, Ledger)> {
+pub(crate) async fn app_and_ledger(
+    settings: &Settings,
+) -> anyhow::Result<(mongodb::Database, Ledger)> {
     let (uri, database) = settings.mongo_target()?;
     let (_client, db) = crate::db::connect(uri, database).await?;
     let ledger = open_ledger(settings, &db).await?;
@@ -45,7 +50,7 @@ pub async fn app_and_ledger(settings: &Settings) -> anyhow::Result<(mongodb::Dat
 /// Writing needs consent: `--yes`, or a `y` at the terminal to the question `what()` (built only
 /// when it is asked). Without a terminal and without `--yes`, a usage error saying what `verb`
 /// would have written.
-pub fn consent(yes: bool, verb: &str, what: impl FnOnce() -> String) -> anyhow::Result<()> {
+pub(crate) fn consent(yes: bool, verb: &str, what: impl FnOnce() -> String) -> anyhow::Result<()> {
     if yes {
         return Ok(());
     }
@@ -63,7 +68,7 @@ pub fn consent(yes: bool, verb: &str, what: impl FnOnce() -> String) -> anyhow::
 }
 
 /// The host name recorded with leases and runs.
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
@@ -72,7 +77,7 @@ pub fn hostname() -> String {
 }
 
 /// What a writing run records about itself when it begins (no secrets: settings are redacted).
-pub fn run_info(
+pub(crate) fn run_info(
     settings: &Settings,
     scope: &str,
     destination: &str,
@@ -91,7 +96,7 @@ pub fn run_info(
 /// recorded, from before the first write to after the last. A failed `work` is recorded with
 /// its error (and the lease given back) before the error is returned; a finished one with the
 /// summary and exit code `work` returns.
-pub async fn recorded<T>(
+pub(crate) async fn recorded<T>(
     effects: &Arc<dyn Effects>,
     info: mongodb::bson::Document,
     work: impl Future<Output = anyhow::Result<(T, mongodb::bson::Document, i32)>>,
@@ -115,7 +120,7 @@ pub async fn recorded<T>(
 /// First Ctrl-C or SIGTERM: stop taking new work, let transfers in flight finish and be recorded
 /// (exit 130). A second one exits at once; the ledger is still consistent (every step is recorded
 /// before the next begins), and a re-run continues. Abort the returned task when the run is over.
-pub fn on_signals(state: Arc<RunState>) -> tokio::task::JoinHandle<()> {
+pub(crate) fn on_signals(state: Arc<RunState>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let Ok(mut term) = signal(SignalKind::terminate()) else {

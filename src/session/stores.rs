@@ -12,7 +12,7 @@ use crate::throttle::{Throttle, Throttled};
 
 /// Open the store of `cfg` and check it can be used ([`ObjectStore::check`]): a configuration
 /// error is a usage error, an unreachable store exit 4 with a hint.
-pub async fn open_checked(
+pub(crate) async fn open_checked(
     settings: &Settings,
     cfg: &StoreConfig,
     role: &str,
@@ -31,7 +31,7 @@ pub async fn open_checked(
 
 /// The `[destination]` table, or a usage error saying `command` needs it (checked before any
 /// connection is made).
-pub fn destination_config<'a>(
+pub(crate) fn destination_config<'a>(
     settings: &'a Settings,
     command: &str,
 ) -> anyhow::Result<&'a StoreConfig> {
@@ -47,7 +47,7 @@ pub fn destination_config<'a>(
 /// the sources `--select` needs. Every source read goes through one shared throttle
 /// (`--tps-limit`, `--bwlimit`, and the slow-down all transfers share when a source answers
 /// 429/503).
-pub async fn migrate_stores(
+pub(crate) async fn migrate_stores(
     settings: &Settings,
     destination: &StoreConfig,
 ) -> anyhow::Result<Stores> {
@@ -93,7 +93,7 @@ pub async fn migrate_stores(
 }
 
 /// `[source.server]`, opened and checked, if configured.
-pub async fn source(settings: &Settings) -> anyhow::Result<Option<Arc<dyn ObjectStore>>> {
+pub(crate) async fn source(settings: &Settings) -> anyhow::Result<Option<Arc<dyn ObjectStore>>> {
     match &settings.source.server {
         Some(cfg) => Ok(Some(open_checked(settings, cfg, "source.server").await?)),
         None => Ok(None),
@@ -102,7 +102,7 @@ pub async fn source(settings: &Settings) -> anyhow::Result<Option<Arc<dyn Object
 
 /// Open `cfg` without checking it, for read-only displays (`list`'s source locations): a store
 /// that cannot be opened is logged and left out.
-pub async fn open_lenient(
+pub(crate) async fn open_lenient(
     settings: &Settings,
     cfg: Option<&StoreConfig>,
 ) -> Option<Arc<dyn ObjectStore>> {

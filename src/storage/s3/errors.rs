@@ -35,7 +35,7 @@ pub(super) struct Failure {
 
 impl Failure {
     /// The failure as a backend error whose message is `<what>: <cause chain>`.
-    pub fn into_error(self, name: &str, what: String) -> StorageError {
+    pub(super) fn into_error(self, name: &str, what: String) -> StorageError {
         StorageError::Backend {
             name: name.to_string(),
             message: format!("{what}: {}", self.message),
