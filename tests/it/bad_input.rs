@@ -11,8 +11,6 @@
 //!
 //! Each case reports by name; the test fails at the end listing every case that failed.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
@@ -24,8 +22,10 @@ use mongodb::bson::{Binary, Bson, DateTime, Document, RawDocumentBuf, doc, oid::
 use parse_files_migrate::exit;
 use parse_files_migrate::parse::names::{RenamePolicy, encode_uri_component, target_name};
 use serde_json::Value;
-use support::app::{self, Out, file, uuid};
-use support::faulty::FaultyServer;
+
+use crate::support;
+use crate::support::app::{self, Out, file, uuid};
+use crate::support::faulty::FaultyServer;
 
 const FILE_KEY: &str = "fk-bad-input-SECRET";
 

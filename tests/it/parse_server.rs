@@ -8,10 +8,8 @@
 //! One test per destination: GridFS plain, GridFS encrypted with `fileKey` (Parse Server's
 //! default adapter), the FS adapter (encrypted), S3, and the FS adapter (plain) under a
 //! `collectionPrefix`. Each prints `files checked / served byte-identical` on stderr
-//! (`cargo test --test parse_server -- --nocapture`). Parse Server's logs of the latest run:
+//! (`cargo test --test it parse_server:: -- --nocapture`). Parse Server's logs of the latest run:
 //! `<target dir>/tmp/parse-server/<scenario>-{source,destination}.log`.
-
-mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -21,6 +19,8 @@ use assert_cmd::Command;
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
+
+use crate::support;
 
 /// JavaScript's `encodeURIComponent`: everything but `A-Z a-z 0-9 - _ . ! ~ * ' ( )`. Written
 /// here rather than taken from the crate, so the test is an independent oracle.

@@ -7,9 +7,9 @@
 //! serves the same query from the `_id` index. Fewer, larger pages keep this test to a couple of
 //! minutes; the memory claim is the same (O(page), never O(objects)).
 
-mod support;
-
 use mongodb::bson::{Document, doc};
+
+use crate::support;
 
 /// Insert `n` Photo objects, 10% with a top-level file, some of those with a nested one too.
 async fn seed(db: &mongodb::Database, n: usize) {

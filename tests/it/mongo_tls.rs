@@ -3,13 +3,13 @@
 //! about TLS; unreadable TLS files are a configuration error (exit 2); the password never shows.
 //! Needs the MongoDB test server (plain TCP) and the `openssl` command for throwaway certificates.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
 use parse_files_migrate::exit;
-use support::app;
+
+use crate::support;
+use crate::support::app;
 
 const PASSWORD: &str = "pw-TLS-SECRET";
 

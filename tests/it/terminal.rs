@@ -3,14 +3,13 @@
 //! plain text without a single control character. Needs `tmux` (scripts/test-services
 //! installs it); without it the test fails and says so.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::app::{self, Hosted};
-use support::faulty::{FaultyServer, Options};
+use crate::support;
+use crate::support::app::{self, Hosted};
+use crate::support::faulty::{FaultyServer, Options};
 
 const FILE_KEY: &str = "termKey";
 

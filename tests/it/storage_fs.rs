@@ -1,12 +1,13 @@
 //! The filesystem store against a real directory: the conformance suite (plain and encrypted),
 //! Parse FS adapter layout, compatibility with files Node's crypto encrypted, plaintext fallback,
 //! and names that try to leave the directory.
-mod support;
 
 use parse_files_migrate::storage::crypto::{self, FileKey};
 use parse_files_migrate::storage::fs::{FsConfig, FsStore};
 use parse_files_migrate::storage::{ObjectStore, PutOptions, StorageError, StoreContext};
-use support::conformance::{self, body, read_all};
+
+use crate::support;
+use crate::support::conformance::{self, body, read_all};
 
 fn store(dir: &std::path::Path, key: Option<&str>) -> FsStore {
     let cfg = FsConfig {

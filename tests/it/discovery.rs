@@ -1,13 +1,13 @@
 //! `schema` and `list` against the real MongoDB-wire server, on databases shaped the way hosted
 //! Parse and Parse Server leave them.
 
-mod support;
-
 use std::collections::BTreeSet;
 
 use assert_cmd::Command;
 use mongodb::bson::{Bson, Document, doc, oid::ObjectId};
 use serde_json::Value;
+
+use crate::support;
 
 const UUID: &str = "3f2504e0-4f89-11d3-9a0c-0305e82c3301";
 const FILE_KEY: &str = "fk-discovery-SECRET";

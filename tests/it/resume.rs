@@ -2,8 +2,6 @@
 //! at many points followed by a re-run, shards run by concurrent processes, and the lease that
 //! refuses two runs over the same shard.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -13,6 +11,8 @@ use assert_cmd::cargo::CommandCargoExt;
 use mongodb::bson::{Document, doc};
 use parse_files_migrate::parse::names::{encode_uri_component, parse_server_name};
 use serde_json::Value;
+
+use crate::support;
 
 const FILE_KEY: &str = "resumeKey";
 

@@ -1,14 +1,14 @@
 //! Docs that cannot rot: every TOML block in README.md is a configuration the tool accepts, every
 //! `parse-files-migrate …` line in its shell blocks parses with the real command line, and every
 //! script it names exists. (What the recipes *do* is tested against real servers elsewhere:
-//! tests/migrate.rs, tests/resume.rs, tests/parse_server.rs, and `scripts/demo` in CI.)
+//! the `migrate`, `resume` and `parse_server` modules, and `scripts/demo` in CI.)
 
 use std::path::Path;
 
 use clap::Parser;
 use parse_files_migrate::cli::Cli;
 
-const README: &str = include_str!("../README.md");
+const README: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
 
 /// The fenced blocks of `lang`: their text.
 fn blocks(lang: &str) -> Vec<String> {

@@ -3,8 +3,6 @@
 //! 404s), and the destination dying mid-run. Each migration is checked file by file and reference
 //! by reference; the figures are printed (`--nocapture`) so they can be quoted.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -13,8 +11,10 @@ use mongodb::bson::{Document, doc};
 use parse_files_migrate::parse::names::parse_server_name;
 use parse_files_migrate::storage::http::{HttpConfig, HttpStore};
 use parse_files_migrate::storage::{self, GetOptions, ObjectStore, StorageError, StoreContext};
-use support::app::{self, Hosted};
-use support::faulty::{Fault, FaultyServer, Options, Request, Schedule};
+
+use crate::support;
+use crate::support::app::{self, Hosted};
+use crate::support::faulty::{Fault, FaultyServer, Options, Request, Schedule};
 
 const FILE_KEY: &str = "fk-faults-SECRET";
 

@@ -1,7 +1,7 @@
 //! The one conformance suite every storage backend runs (the `object_store` `integration.rs`
 //! idea): the contract in `src/storage/mod.rs`, checked against a real server.
 //!
-//! Usage from a backend's test file:
+//! Usage from a backend's test module:
 //! ```ignore
 //! let store = /* a store on a fresh bucket/prefix/dir */;
 //! support::conformance::run(&*store).await;

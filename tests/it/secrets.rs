@@ -9,13 +9,13 @@
 //! `Debug`, which shows the access key *id* (an identifier, which AWS puts in every request's
 //! `Authorization` header) and redacts the secret key.
 
-mod support;
-
 use mongodb::bson::{Document, doc};
 use parse_files_migrate::parse::names::parse_server_name;
 use parse_files_migrate::storage::{self, StoreConfig, StoreContext};
-use support::app::{self, Hosted, Out};
-use support::faulty::{Fault, FaultyServer, Options};
+
+use crate::support;
+use crate::support::app::{self, Hosted, Out};
+use crate::support::faulty::{Fault, FaultyServer, Options};
 
 const MONGO_PASSWORD: &str = "pw-SECRET-mongo-7f3a";
 const AWS_KEY_ID: &str = "AKIASECRETID123";

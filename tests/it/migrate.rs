@@ -3,8 +3,6 @@
 //! file missing at the legacy host) migrated to each destination, and an adapter move from GridFS
 //! to S3 that keeps names. Every file is read back at the destination and every document checked.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,8 +11,10 @@ use mongodb::bson::{Bson, Document, doc};
 use parse_files_migrate::parse::names::{encode_uri_component, parse_server_name};
 use parse_files_migrate::storage::{self, ObjectStore, StoreConfig, StoreContext};
 use serde_json::Value;
-use support::app::{file, summary, uuid};
-use support::conformance::read_all;
+
+use crate::support;
+use crate::support::app::{file, summary, uuid};
+use crate::support::conformance::read_all;
 
 const FILE_KEY: &str = "fk-migrate-SECRET";
 const APP_ID: &str = "migrateApp";
