@@ -8,6 +8,8 @@ use std::path::Path;
 use clap::Parser;
 use parse_files_migrate::cli::Cli;
 
+use crate::support::app;
+
 const README: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
 
 /// The fenced blocks of `lang`: their text.
@@ -108,10 +110,7 @@ fn every_toml_block_in_the_readme_is_a_valid_configuration() {
     for (i, block) in blocks("toml").into_iter().enumerate() {
         let cfg = dir.path().join(format!("readme-{i}.toml"));
         std::fs::write(&cfg, &block).unwrap();
-        let out = assert_cmd::Command::cargo_bin("parse-files-migrate")
-            .unwrap()
-            .env_remove("PFM_CONFIG")
-            .env_remove("PFM_MONGO_URI")
+        let out = app::bin()
             .args(["-c", cfg.to_str().unwrap(), "--show-settings", "list"])
             .output()
             .unwrap();

@@ -10,12 +10,7 @@ use parse_files_migrate::storage::s3::S3Store;
 use parse_files_migrate::storage::{Encryption, GetOptions, ObjectStore, PutOptions, StoreContext};
 
 use crate::support;
-use crate::support::conformance::{body, read_all};
-
-fn md5_hex(data: &[u8]) -> String {
-    use md5::Digest;
-    hex::encode(md5::Md5::digest(data))
-}
+use crate::support::conformance::{body, md5_hex, read_all};
 
 fn fs_store(dir: &std::path::Path) -> Arc<dyn ObjectStore> {
     let cfg = FsConfig {
