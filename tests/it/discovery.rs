@@ -1,13 +1,13 @@
 //! `schema` and `list` against the real MongoDB-wire server, on databases shaped the way hosted
 //! Parse and Parse Server leave them.
 
-mod support;
-
 use std::collections::BTreeSet;
 
-use assert_cmd::Command;
 use mongodb::bson::{Bson, Document, doc, oid::ObjectId};
 use serde_json::Value;
+
+use crate::support::app::{self, bin, jsonl};
+use crate::support::{self, uri_for};
 
 const UUID: &str = "3f2504e0-4f89-11d3-9a0c-0305e82c3301";
 const FILE_KEY: &str = "fk-discovery-SECRET";
@@ -16,8 +16,9 @@ fn tfss(n: &str) -> String {
     format!("tfss-{UUID}-{n}")
 }
 
+/// A hosted File object with its `url` at files.parsetfss.com.
 fn file(name: &str) -> Document {
-    doc! {"__type": "File", "name": name, "url": format!("http://files.parsetfss.com/{FILE_KEY}/{name}")}
+    app::file(name, Some(&app::tfss_url(FILE_KEY, name)))
 }
 
 /// One expected row: (class, object_id, path, name, kind, nested).
@@ -223,28 +224,6 @@ async fn seed(db: &mongodb::Database, prefix: &str) -> BTreeSet<Row> {
     .collect()
 }
 
-fn bin() -> Command {
-    let mut c = Command::cargo_bin("parse-files-migrate").unwrap();
-    c.env_remove("PFM_CONFIG").env("NO_COLOR", "1");
-    c
-}
-
-/// The URI of the test server with `db` as the database.
-fn uri_for(db: &str) -> String {
-    let base = support::mongo_uri();
-    let (hosts, query) = base
-        .split_once("/?")
-        .unwrap_or((base.trim_end_matches('/'), ""));
-    format!("{hosts}/{db}?{query}")
-}
-
-fn parse_jsonl(out: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
-        .collect()
-}
-
 fn rows(values: &[Value]) -> BTreeSet<Row> {
     values
         .iter()
@@ -281,7 +260,7 @@ async fn list_exact(prefix: &str) {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
-    let values = parse_jsonl(&out.stdout);
+    let values = jsonl(&out.stdout);
     let got = rows(&values);
     assert_eq!(values.len(), got.len(), "no duplicate rows");
     let missing: Vec<_> = expected.difference(&got).collect();
@@ -362,18 +341,18 @@ async fn list_filters_fail_on_and_formats() {
     };
 
     let out = run(&["list", "--output", "jsonl", "--kind", "parse-legacy"]);
-    let v = parse_jsonl(&out.stdout);
+    let v = jsonl(&out.stdout);
     assert_eq!(v.len(), 1);
     assert_eq!(v[0]["path"], "thumb");
 
     let out = run(&["list", "--output", "jsonl", "--class", "_GlobalConfig"]);
-    assert_eq!(parse_jsonl(&out.stdout).len(), 2);
+    assert_eq!(jsonl(&out.stdout).len(), 2);
 
     let out = run(&["list", "--output", "jsonl", "--field", "Photo.gallery"]);
-    assert_eq!(parse_jsonl(&out.stdout).len(), 3);
+    assert_eq!(jsonl(&out.stdout).len(), 3);
 
     let out = run(&["list", "--output", "jsonl", "--no-nested"]);
-    let v = parse_jsonl(&out.stdout);
+    let v = jsonl(&out.stdout);
     assert!(
         v.iter().all(|r| r["nested"] == false) && v.len() == 9,
         "{v:?}"
@@ -507,25 +486,7 @@ async fn list_and_schema_write_nothing() {
     let name = support::unique("disc");
     let db = client.database(&name);
     seed(&db, "").await;
-    let snapshot = || async {
-        let mut all = vec![];
-        let mut names = db.list_collection_names().await.unwrap();
-        names.sort();
-        for n in &names {
-            let docs: Vec<Document> = futures::TryStreamExt::try_collect(
-                db.collection::<Document>(n)
-                    .find(doc! {})
-                    .sort(doc! {"_id": 1})
-                    .await
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-            all.push((n.clone(), docs));
-        }
-        all
-    };
-    let before = snapshot().await;
+    let before = app::snapshot(&db).await;
     for cmd in [["list", "--output=jsonl"], ["schema", "--output=json"]] {
         let out = bin()
             .args(["--mongo-uri", &uri_for(&name)])
@@ -535,7 +496,7 @@ async fn list_and_schema_write_nothing() {
         assert_eq!(out.status.code(), Some(0));
     }
     assert!(
-        before == snapshot().await,
+        before == app::snapshot(&db).await,
         "a read-only command changed the database"
     );
     db.drop().await.unwrap();

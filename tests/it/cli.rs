@@ -1,22 +1,7 @@
 //! The command line's outside: settings resolution, redaction, configuration errors, exit codes.
 //! (No server needed except where a test says so.)
 
-use assert_cmd::Command;
-
-fn bin() -> Command {
-    let mut c = Command::cargo_bin("parse-files-migrate").unwrap();
-    for v in [
-        "PFM_CONFIG",
-        "PFM_MONGO_URI",
-        "PFM_FILE_KEY",
-        "PFM_COLLECTION_PREFIX",
-        "PFM_DATABASE",
-    ] {
-        c.env_remove(v);
-    }
-    c.env("NO_COLOR", "1");
-    c
-}
+use crate::support::app::bin;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

@@ -6,9 +6,7 @@ pub fn endpoint() -> String {
 
 /// A new, empty bucket (lowercase, digits, `-`, ≤ 63 chars), created through the JSON API.
 pub async fn fresh_bucket(tag: &str) -> String {
-    let unique = super::unique(tag).to_ascii_lowercase().replace('_', "-");
-    let name: String = unique.chars().take(63).collect();
-    let name = name.trim_end_matches('-').to_string();
+    let name = super::bucket_name(tag);
     let url = format!("{}/storage/v1/b?project=test-project", endpoint());
     let resp = reqwest::Client::new()
         .post(&url)

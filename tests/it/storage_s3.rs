@@ -3,14 +3,14 @@
 //! really happen and are aborted on failure, keys are exactly `prefix + name`, and headers are
 //! stored.
 
-mod support;
-
 use futures::StreamExt;
 use parse_files_migrate::secret::Secret;
 use parse_files_migrate::storage::s3::{S3Config, S3Store};
 use parse_files_migrate::storage::{ObjectStore, PutOptions, StoreContext};
-use support::conformance::{self, body, read_all};
-use support::s3::{config, fresh_bucket, raw_client};
+
+use crate::support;
+use crate::support::conformance::{self, body, read_all};
+use crate::support::s3::{config, fresh_bucket, raw_client};
 
 const MIB: usize = 1024 * 1024;
 

@@ -1,11 +1,9 @@
 //! Shared helpers for the integration tests: where the real test servers are (from the env vars
-//! `scripts/test-services start` prints), unique names so tests never see each other's data,
-//! and byte generators.
+//! `scripts/test-services start` prints), unique names, paths and ports so that tests running
+//! side by side in this process never see each other's data, and byte generators.
 //!
 //! A test that needs a server which is not configured or not reachable **fails** with a message
 //! saying how to start it; nothing here skips silently.
-
-#![allow(dead_code)] // each test crate uses a different subset
 
 pub mod app;
 pub mod conformance;
@@ -13,6 +11,9 @@ pub mod faulty;
 pub mod gcs;
 pub mod s3;
 
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The value of a `PFM_TEST_*` variable, or a panic that tells the developer what to run.
@@ -31,6 +32,24 @@ pub fn mongo_uri() -> String {
     env("PFM_TEST_MONGO_URI")
 }
 
+/// The test server's `host:port` list, e.g. `127.0.0.1:27117`, to build URIs with credentials.
+pub fn mongo_hosts() -> String {
+    let base = mongo_uri();
+    base.split_once("://")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no hosts in PFM_TEST_MONGO_URI {base}"))
+        .to_string()
+}
+
+/// The test server's URI with `db` as its database.
+pub fn uri_for(db: &str) -> String {
+    let base = mongo_uri();
+    let (hosts, query) = base
+        .split_once("/?")
+        .unwrap_or((base.trim_end_matches('/'), ""));
+    format!("{hosts}/{db}?{query}")
+}
+
 /// A name that is unique across tests and test runs: `<prefix>_<pid>_<counter>_<nanos>`.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -43,6 +62,35 @@ pub fn unique(prefix: &str) -> String {
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// [`unique`] as a bucket name S3 and GCS accept: lowercase, digits and `-`, ≤ 63 characters.
+pub fn bucket_name(tag: &str) -> String {
+    let unique = unique(tag).to_ascii_lowercase().replace('_', "-");
+    let name: String = unique.chars().take(63).collect();
+    name.trim_end_matches('-').to_string()
+}
+
+/// A path under the temp directory that no other test or run uses (not created).
+pub fn temp_path(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(unique(tag))
+}
+
+/// A loopback port that is free now, for a server the test starts itself, and that this process
+/// has not handed out before: two tests starting servers at the same time never get the same
+/// port (the kernel may give a just-released port to the next `bind(0)`).
+pub fn free_port() -> u16 {
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind an ephemeral port")
+            .port();
+        if given.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A MongoDB client for the test server; panics with a hint if it cannot be reached.
@@ -59,6 +107,14 @@ pub async fn mongo_client() -> mongodb::Client {
             panic!("MongoDB test server at {uri} is unreachable: {e}\nStart it with scripts/test-services start")
         });
     client
+}
+
+/// FNV-1a: a stable hash of a name, the same on every run and machine (fault schedules, the bytes
+/// a source serves for a name).
+pub fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so failures are reproducible and data is not

@@ -2,17 +2,16 @@
 //! at many points followed by a re-run, shards run by concurrent processes, and the lease that
 //! refuses two runs over the same shard.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use assert_cmd::cargo::CommandCargoExt;
 use mongodb::bson::{Document, doc};
 use parse_files_migrate::parse::names::{encode_uri_component, parse_server_name};
 use serde_json::Value;
+
+use crate::support::{self, app};
 
 const FILE_KEY: &str = "resumeKey";
 
@@ -56,8 +55,8 @@ async fn fixture(tag: &str, n: usize, size: usize, extra_config: &str) -> Fixtur
         .insert_many(docs)
         .await
         .unwrap();
-    let dest = std::env::temp_dir().join(support::unique(&format!("{tag}-dest")));
-    let config = std::env::temp_dir().join(format!("{}.toml", support::unique(tag)));
+    let dest = support::temp_path(&format!("{tag}-dest"));
+    let config = support::temp_path(tag).with_extension("toml");
     std::fs::write(
         &config,
         format!(
@@ -70,7 +69,7 @@ page_size = 10
 [parse]
 app_id = "resumeApp"
 file_key = "{FILE_KEY}"
-public_server_url = "https://api.example.com/parse"
+public_server_url = "{server_url}"
 
 [source.hosted]
 type = "http"
@@ -88,6 +87,7 @@ lease_secs = 1
             uri = support::mongo_uri(),
             http = support::env("PFM_TEST_HTTP_URL"),
             dest = dest.display(),
+            server_url = app::SERVER_URL,
         ),
     )
     .unwrap();
@@ -100,7 +100,7 @@ lease_secs = 1
 }
 
 fn command(config: &Path, args: &[&str]) -> std::process::Command {
-    let mut c = std::process::Command::cargo_bin("parse-files-migrate").unwrap();
+    let mut c = app::command();
     c.arg("-c")
         .arg(config)
         .arg("migrate")
@@ -413,8 +413,7 @@ async fn a_cut_pass_resumes_its_walk_and_the_next_pass_walks_everything() {
     assert!(s1["objects_scanned"].as_u64().unwrap() >= settled, "{s1}");
 
     // `status` shows the unfinished pass.
-    let out = std::process::Command::cargo_bin("parse-files-migrate")
-        .unwrap()
+    let out = app::command()
         .arg("-c")
         .arg(&f.config)
         .args(["status", "--output", "json"])

@@ -2,20 +2,15 @@
 //! carries the stream's size and MD5, the destination's own hash is compared where it reports
 //! one, and a missing source file is NotFound with nothing written.
 
-mod support;
-
 use std::sync::Arc;
 
 use parse_files_migrate::engine::transfer::copy_verified;
 use parse_files_migrate::storage::fs::{FsConfig, FsStore};
 use parse_files_migrate::storage::s3::S3Store;
 use parse_files_migrate::storage::{Encryption, GetOptions, ObjectStore, PutOptions, StoreContext};
-use support::conformance::{body, read_all};
 
-fn md5_hex(data: &[u8]) -> String {
-    use md5::Digest;
-    hex::encode(md5::Md5::digest(data))
-}
+use crate::support;
+use crate::support::conformance::{body, md5_hex, read_all};
 
 fn fs_store(dir: &std::path::Path) -> Arc<dyn ObjectStore> {
     let cfg = FsConfig {

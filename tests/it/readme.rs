@@ -1,14 +1,16 @@
 //! Docs that cannot rot: every TOML block in README.md is a configuration the tool accepts, every
 //! `parse-files-migrate …` line in its shell blocks parses with the real command line, and every
 //! script it names exists. (What the recipes *do* is tested against real servers elsewhere:
-//! tests/migrate.rs, tests/resume.rs, tests/parse_server.rs, and `scripts/demo` in CI.)
+//! the `migrate`, `resume` and `parse_server` modules, and `scripts/demo` in CI.)
 
 use std::path::Path;
 
 use clap::Parser;
 use parse_files_migrate::cli::Cli;
 
-const README: &str = include_str!("../README.md");
+use crate::support::app;
+
+const README: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
 
 /// The fenced blocks of `lang`: their text.
 fn blocks(lang: &str) -> Vec<String> {
@@ -108,10 +110,7 @@ fn every_toml_block_in_the_readme_is_a_valid_configuration() {
     for (i, block) in blocks("toml").into_iter().enumerate() {
         let cfg = dir.path().join(format!("readme-{i}.toml"));
         std::fs::write(&cfg, &block).unwrap();
-        let out = assert_cmd::Command::cargo_bin("parse-files-migrate")
-            .unwrap()
-            .env_remove("PFM_CONFIG")
-            .env_remove("PFM_MONGO_URI")
+        let out = app::bin()
             .args(["-c", cfg.to_str().unwrap(), "--show-settings", "list"])
             .output()
             .unwrap();

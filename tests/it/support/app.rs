@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use mongodb::Database;
@@ -44,19 +44,44 @@ pub struct Out {
     pub stderr: String,
 }
 
+impl From<std::process::Output> for Out {
+    fn from(out: std::process::Output) -> Out {
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 impl Out {
     /// stdout as JSON lines.
     pub fn jsonl(&self) -> Vec<Value> {
-        self.stdout
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect()
+        jsonl(self.stdout.as_bytes())
+    }
+
+    /// Asserts that `secret` (the `what`) shows neither on stdout nor on stderr.
+    pub fn assert_hides(&self, what: &str, secret: &str) {
+        assert!(
+            !self.stdout.contains(secret) && !self.stderr.contains(secret),
+            "the {what} leaked:\n{}\n{}",
+            self.stdout,
+            self.stderr
+        );
     }
 
     /// The last JSON line, which must be `migrate`'s summary.
     pub fn summary(&self) -> Value {
         summary(&self.jsonl()).clone()
     }
+}
+
+/// Output of `--output jsonl`: every line parsed as JSON (a line that is not fails the test).
+pub fn jsonl(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
 }
 
 /// The last line of `migrate --output jsonl`, checked to be the summary.
@@ -66,9 +91,16 @@ pub fn summary(lines: &[Value]) -> &Value {
     s
 }
 
-/// The binary, with no `PFM_*` settings inherited from the environment.
-pub fn bin() -> Command {
-    let mut c = Command::cargo_bin("parse-files-migrate").unwrap();
+/// Where Cargo built the binary under test.
+pub fn bin_path() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("parse-files-migrate")
+}
+
+/// The binary as a plain `std::process::Command` (to spawn it, signal it, wait for it), with no
+/// `PFM_*` settings inherited from the environment (the `PFM_TEST_*` server addresses stay) and
+/// `NO_COLOR=1`.
+pub fn command() -> std::process::Command {
+    let mut c = std::process::Command::new(bin_path());
     for (k, _) in std::env::vars() {
         if k.starts_with("PFM_") && !k.starts_with("PFM_TEST_") {
             c.env_remove(k);
@@ -78,18 +110,18 @@ pub fn bin() -> Command {
     c
 }
 
+/// [`command`] as an `assert_cmd` command (`output()` straight away, timeouts).
+pub fn bin() -> Command {
+    Command::from_std(command())
+}
+
 /// Run the binary with `args`; asserts it did not panic.
 pub fn run<I, S>(args: I) -> Out
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let out = bin().args(args).output().unwrap();
-    let out = Out {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let out = Out::from(bin().args(args).output().unwrap());
     assert!(
         !out.stderr.contains("panicked"),
         "the process panicked:\n{}",
@@ -105,15 +137,6 @@ pub fn migrate(config: &Path, args: &[&str]) -> Out {
     run(all)
 }
 
-/// The test server's URI with `db` as its database.
-pub fn uri_for(db: &str) -> String {
-    let base = super::mongo_uri();
-    let (hosts, query) = base
-        .split_once("/?")
-        .unwrap_or((base.trim_end_matches('/'), ""));
-    format!("{hosts}/{db}?{query}")
-}
-
 /// Every collection of `db`, each sorted by `_id`.
 pub async fn snapshot(db: &Database) -> BTreeMap<String, Vec<Document>> {
     let mut out = BTreeMap::new();
@@ -127,6 +150,19 @@ pub async fn snapshot(db: &Database) -> BTreeMap<String, Vec<Document>> {
         out.insert(c, docs);
     }
     out
+}
+
+/// Every document of `coll`, sorted by `_id` by the server.
+pub async fn find_all(db: &Database, coll: &str) -> Vec<Document> {
+    futures::TryStreamExt::try_collect(
+        db.collection::<Document>(coll)
+            .find(doc! {})
+            .sort(doc! {"_id": 1})
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap()
 }
 
 /// The document `id` of `coll`.

@@ -3,13 +3,12 @@
 //! about TLS; unreadable TLS files are a configuration error (exit 2); the password never shows.
 //! Needs the MongoDB test server (plain TCP) and the `openssl` command for throwaway certificates.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
 use parse_files_migrate::exit;
-use support::app;
+
+use crate::support::{self, app};
 
 const PASSWORD: &str = "pw-TLS-SECRET";
 
@@ -59,11 +58,7 @@ fn certificates(dir: &Path) -> (String, String) {
 
 /// The test server's address with credentials, a database and `query`.
 fn uri(query: &str) -> String {
-    let base = support::mongo_uri();
-    let hosts = base
-        .split_once("://")
-        .and_then(|(_, rest)| rest.split('/').next())
-        .unwrap();
+    let hosts = support::mongo_hosts();
     format!("mongodb://app:{PASSWORD}@{hosts}/tlsapp?directConnection=true&{query}")
 }
 
@@ -71,12 +66,7 @@ fn run(uri: &str, args: &[&str]) -> app::Out {
     let mut all = vec!["--mongo-uri", uri];
     all.extend_from_slice(args);
     let out = app::run(all);
-    assert!(
-        !out.stdout.contains(PASSWORD) && !out.stderr.contains(PASSWORD),
-        "the password leaked:\n{}\n{}",
-        out.stdout,
-        out.stderr
-    );
+    out.assert_hides("password", PASSWORD);
     out
 }
 

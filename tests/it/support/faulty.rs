@@ -191,6 +191,22 @@ impl FaultyServer {
         Self::start(files, Box::new(|_| None), Options::default())
     }
 
+    /// A server that never injects a fault but pauses `delay` before every answer, to make a
+    /// run last.
+    pub fn slow(
+        files: impl IntoIterator<Item = (String, Vec<u8>)>,
+        delay: Duration,
+    ) -> FaultyServer {
+        Self::start(
+            files,
+            Box::new(|_| None),
+            Options {
+                delay,
+                ..Default::default()
+            },
+        )
+    }
+
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)

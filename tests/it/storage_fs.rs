@@ -1,12 +1,13 @@
 //! The filesystem store against a real directory: the conformance suite (plain and encrypted),
 //! Parse FS adapter layout, compatibility with files Node's crypto encrypted, plaintext fallback,
 //! and names that try to leave the directory.
-mod support;
 
 use parse_files_migrate::storage::crypto::{self, FileKey};
 use parse_files_migrate::storage::fs::{FsConfig, FsStore};
 use parse_files_migrate::storage::{ObjectStore, PutOptions, StorageError, StoreContext};
-use support::conformance::{self, body, read_all};
+
+use crate::support;
+use crate::support::conformance::{self, body, read_all};
 
 fn store(dir: &std::path::Path, key: Option<&str>) -> FsStore {
     let cfg = FsConfig {
@@ -211,7 +212,6 @@ async fn a_failed_sync_is_reported_and_retried() {
 /// written whole; one that fails (gathering or past the announced size) leaves nothing.
 #[tokio::test]
 async fn puts_announcing_a_small_size() {
-    use md5::Digest;
     for key in [None, Some("small key")] {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path(), key);
@@ -224,7 +224,7 @@ async fn puts_announcing_a_small_size() {
             };
             let put = s.put(&name, body(&data, 4_096), &opts).await.unwrap();
             assert_eq!(put.size, len as u64, "{name} {key:?}");
-            assert_eq!(put.md5, hex::encode(md5::Md5::digest(&data)), "{name}");
+            assert_eq!(put.md5, conformance::md5_hex(&data), "{name}");
             assert!(read_all(&s, &name).await.unwrap() == data, "{name} {key:?}");
             assert_eq!(s.stat(&name).await.unwrap().size, len as u64, "{name}");
         }

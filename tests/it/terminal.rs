@@ -3,14 +3,13 @@
 //! plain text without a single control character. Needs `tmux` (scripts/test-services
 //! installs it); without it the test fails and says so.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::app::{self, Hosted};
-use support::faulty::{FaultyServer, Options};
+use crate::support;
+use crate::support::app::{self, Hosted};
+use crate::support::faulty::FaultyServer;
 
 const FILE_KEY: &str = "termKey";
 
@@ -20,14 +19,7 @@ async fn app(tag: &str, dir: &Path) -> (std::path::PathBuf, FaultyServer) {
     let db_name = support::unique(tag);
     let db = support::mongo_client().await.database(&db_name);
     let h = Hosted::seed(&db, 40, 1, FILE_KEY).await;
-    let server = FaultyServer::start(
-        h.files.clone(),
-        Box::new(|_| None),
-        Options {
-            delay: Duration::from_millis(60),
-            ..Default::default()
-        },
-    );
+    let server = FaultyServer::slow(h.files.clone(), Duration::from_millis(60));
     let config = dir.join(format!("{tag}.toml"));
     std::fs::write(
         &config,
@@ -57,7 +49,7 @@ fn tmux(socket: &str, args: &[&str]) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_terminal_shows_progress_and_a_clean_summary_and_a_file_gets_plain_text() {
     let dir = tempfile::tempdir().unwrap();
-    let bin = assert_cmd::cargo::cargo_bin("parse-files-migrate");
+    let bin = app::bin_path();
 
     // 1. In a terminal: 160×40 tmux pane, TERM as a real terminal would set it.
     let (config, _server) = app("term_tty", dir.path()).await;
@@ -133,7 +125,7 @@ async fn a_terminal_shows_progress_and_a_clean_summary_and_a_file_gets_plain_tex
     let (config, _server) = app("term_file", dir.path()).await;
     let err_path = dir.path().join("stderr.txt");
     let out_path = dir.path().join("stdout.txt");
-    let status = Command::new(&bin)
+    let status = app::command()
         .args(["-c", config.to_str().unwrap(), "migrate", "--yes"])
         .env_remove("NO_COLOR")
         .env("TERM", "xterm-256color")

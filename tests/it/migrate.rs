@@ -3,8 +3,6 @@
 //! file missing at the legacy host) migrated to each destination, and an adapter move from GridFS
 //! to S3 that keeps names. Every file is read back at the destination and every document checked.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,12 +11,13 @@ use mongodb::bson::{Bson, Document, doc};
 use parse_files_migrate::parse::names::{encode_uri_component, parse_server_name};
 use parse_files_migrate::storage::{self, ObjectStore, StoreConfig, StoreContext};
 use serde_json::Value;
-use support::app::{file, summary, uuid};
-use support::conformance::read_all;
+
+use crate::support;
+use crate::support::app::{self, SERVER_URL, file, summary, uuid};
+use crate::support::conformance::read_all;
 
 const FILE_KEY: &str = "fk-migrate-SECRET";
 const APP_ID: &str = "migrateApp";
-const SERVER_URL: &str = "https://api.example.com/parse";
 
 /// A seeded app: its database, the legacy files the HTTP stand-in serves, and a config file.
 struct App {
@@ -36,7 +35,7 @@ struct App {
 }
 
 fn legacy_url(name: &str) -> String {
-    support::app::tfss_url(FILE_KEY, name)
+    app::tfss_url(FILE_KEY, name)
 }
 
 impl App {
@@ -44,7 +43,7 @@ impl App {
         let db_name = support::unique(tag);
         let client = support::mongo_client().await;
         let db = client.database(&db_name);
-        let dir = std::env::temp_dir().join(support::unique(&format!("{tag}-dir")));
+        let dir = support::temp_path(&format!("{tag}-dir"));
         std::fs::create_dir_all(&dir).unwrap();
 
         let a = format!("tfss-{}-a.jpg", uuid(1));
@@ -85,7 +84,7 @@ impl App {
             files.insert(name.clone(), data);
         }
 
-        support::app::photo_schema(&db).await;
+        app::photo_schema(&db).await;
         db.collection::<Document>("Photo")
             .insert_many([
                 doc! {"_id": "p1", "image": &a, "thumb": &shared},
@@ -148,22 +147,17 @@ legacy_base_url = "{http}/{http_dir}/legacy/{{file_key}}/"
     }
 
     async fn snapshot(&self) -> BTreeMap<String, Vec<Document>> {
-        support::app::snapshot(&self.db).await
+        app::snapshot(&self.db).await
     }
 
     async fn doc(&self, coll: &str, id: impl Into<Bson>) -> Document {
-        support::app::find(&self.db, coll, id).await
+        app::find(&self.db, coll, id).await
     }
 }
 
 fn migrate(config: &Path, args: &[&str]) -> (i32, Vec<Value>, String) {
-    let out = support::app::migrate(config, args);
-    assert!(
-        !out.stdout.contains(FILE_KEY) && !out.stderr.contains(FILE_KEY),
-        "the fileKey leaked:\n{}\n{}",
-        out.stdout,
-        out.stderr
-    );
+    let out = app::migrate(config, args);
+    out.assert_hides("fileKey", FILE_KEY);
     (out.code, out.jsonl(), out.stderr)
 }
 
@@ -374,25 +368,15 @@ async fn full_migration(tag: &str, destination: String, store_cfg: StoreConfig) 
 }
 
 /// Run `verify` with a config; returns the exit code and the JSON lines.
-fn verify(config: &PathBuf) -> (i32, Vec<Value>) {
-    let out = support::app::bin()
-        .arg("-c")
-        .arg(config)
-        .arg("verify")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let lines = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (out.status.code().unwrap(), lines)
+fn verify(config: &Path) -> (i32, Vec<Value>) {
+    let out = app::run(["-c", config.to_str().unwrap(), "verify"]);
+    (out.code, out.jsonl())
 }
 
 #[tokio::test]
 async fn verify_proves_completeness_and_finds_dangling_references() {
     let app = App::seed("mig_verify").await;
-    let dir = std::env::temp_dir().join(support::unique("pfm-verify"));
+    let dir = support::temp_path("pfm-verify");
     let config = app.config(&format!(
         "[destination]\ntype = \"fs\"\npath = \"{}\"\n",
         dir.display()
@@ -449,7 +433,7 @@ async fn verify_proves_completeness_and_finds_dangling_references() {
 
 #[tokio::test]
 async fn hosted_legacy_to_fs() {
-    let dir = std::env::temp_dir().join(support::unique("pfm-dest-fs"));
+    let dir = support::temp_path("pfm-dest-fs");
     let dest = format!(
         "[destination]\ntype = \"fs\"\npath = \"{}\"\nencryption = \"none\"\n",
         dir.display()
@@ -545,7 +529,7 @@ async fn adapter_move(tag: &str, source: &str, destination: &str) {
         ])
         .await
         .unwrap();
-    let dir = std::env::temp_dir().join(support::unique("mig-move"));
+    let dir = support::temp_path("mig-move");
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("config.toml");
     std::fs::write(
@@ -570,15 +554,7 @@ public_server_url = "{SERVER_URL}"
         ),
     )
     .unwrap();
-    let before: Vec<Document> = futures::TryStreamExt::try_collect(
-        db.collection::<Document>("Doc")
-            .find(doc! {})
-            .sort(doc! {"_id": 1})
-            .await
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    let before = app::find_all(&db, "Doc").await;
 
     let (code, lines, stderr) = migrate(
         &config,
@@ -596,15 +572,7 @@ public_server_url = "{SERVER_URL}"
         let got = support::conformance::read_all(&*dest, n).await.unwrap();
         assert!(got == *bytes, "{n}: bytes differ at the destination");
     }
-    let after: Vec<Document> = futures::TryStreamExt::try_collect(
-        db.collection::<Document>("Doc")
-            .find(doc! {})
-            .sort(doc! {"_id": 1})
-            .await
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    let after = app::find_all(&db, "Doc").await;
     assert_eq!(
         before[1], after[1],
         "d2 has only a top-level name: untouched"
@@ -640,7 +608,7 @@ async fn gridfs_to_gcs_keeps_names_and_rebases_nested_urls() {
 
 #[tokio::test]
 async fn fs_to_s3_keeps_names_and_rebases_nested_urls() {
-    let dir = std::env::temp_dir().join(support::unique("mig-move-fs"));
+    let dir = support::temp_path("mig-move-fs");
     let bucket = support::s3::fresh_bucket("move").await;
     adapter_move(
         "mig_move_fs",
@@ -651,13 +619,7 @@ async fn fs_to_s3_keeps_names_and_rebases_nested_urls() {
 }
 
 fn s3_table(bucket: &str) -> String {
-    format!(
-        "type = \"s3\"\nbucket = \"{bucket}\"\nendpoint = \"{}\"\nregion = \"{}\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
-        support::s3::endpoint(),
-        support::env("PFM_TEST_S3_REGION"),
-        support::env("PFM_TEST_S3_ACCESS_KEY"),
-        support::env("PFM_TEST_S3_SECRET_KEY"),
-    )
+    support::s3::table(bucket, &support::s3::endpoint())
 }
 
 fn gcs_table(bucket: &str) -> String {
@@ -671,7 +633,7 @@ fn gcs_table(bucket: &str) -> String {
 #[tokio::test]
 async fn keeping_legacy_names_needs_confirmation() {
     let app = App::seed("mig_keep").await;
-    let dir = std::env::temp_dir().join(support::unique("pfm-keep"));
+    let dir = support::temp_path("pfm-keep");
     let config = app.config(&format!(
         "[destination]\ntype = \"fs\"\npath = \"{}\"\n",
         dir.display()
@@ -705,7 +667,7 @@ async fn keeping_legacy_names_needs_confirmation() {
 
 /// A real fs store in a fresh directory (and the directory).
 async fn fs_store(tag: &str) -> (PathBuf, Arc<dyn ObjectStore>) {
-    let dir = std::env::temp_dir().join(support::unique(tag));
+    let dir = support::temp_path(tag);
     let fs: StoreConfig =
         toml::from_str(&format!("type = \"fs\"\npath = \"{}\"", dir.display())).unwrap();
     (
@@ -951,11 +913,8 @@ async fn copies_are_made_durable_before_they_are_recorded_verified() {
 #[tokio::test]
 async fn rollback_restores_byte_equal_documents() {
     let app = App::seed("mig_rollback").await;
-    let dir = std::env::temp_dir().join(support::unique("pfm-rb"));
-    let config = app.config(&format!(
-        "[destination]\ntype = \"fs\"\npath = \"{}\"\nencryption = \"none\"\n",
-        dir.display()
-    ));
+    let dir = support::temp_path("pfm-rb");
+    let config = app.config(&app::fs_destination(&dir));
     let raw = |snap: &BTreeMap<String, Vec<Document>>| -> BTreeMap<String, Vec<Vec<u8>>> {
         snap.iter()
             .filter(|(c, _)| !c.starts_with("_FileMigration"))
@@ -976,17 +935,11 @@ async fn rollback_restores_byte_equal_documents() {
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 7);
 
     let rollback = |args: &[&str]| {
-        let out = support::app::bin()
-            .arg("-c")
-            .arg(&config)
-            .arg("rollback")
-            .args(args)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert!(!stdout.contains(FILE_KEY) && !stderr.contains(FILE_KEY));
-        (out.status.code().unwrap(), stdout, stderr)
+        let mut all = vec!["-c", config.to_str().unwrap(), "rollback"];
+        all.extend_from_slice(args);
+        let out = app::run(all);
+        out.assert_hides("fileKey", FILE_KEY);
+        (out.code, out.stdout, out.stderr)
     };
     // Dry run: lists the restores, changes nothing.
     let (code, stdout, stderr) = rollback(&["--dry-run", "--delete-copies"]);

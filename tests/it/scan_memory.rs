@@ -7,9 +7,9 @@
 //! serves the same query from the `_id` index. Fewer, larger pages keep this test to a couple of
 //! minutes; the memory claim is the same (O(page), never O(objects)).
 
-mod support;
-
 use mongodb::bson::{Document, doc};
+
+use crate::support::{self, app};
 
 /// Insert `n` Photo objects, 10% with a top-level file, some of those with a nested one too.
 async fn seed(db: &mongodb::Database, n: usize) {
@@ -45,19 +45,14 @@ async fn seed(db: &mongodb::Database, n: usize) {
 
 /// Run `list` to /dev/null; return (references listed, peak RSS in KiB) of that process.
 fn list_peak_rss(db: &str) -> (usize, i64) {
-    let base = support::mongo_uri();
-    let (hosts, query) = base
-        .split_once("/?")
-        .unwrap_or((base.trim_end_matches('/'), ""));
-    let uri = format!("{hosts}/{db}?{query}");
-    let exe = assert_cmd::cargo::cargo_bin("parse-files-migrate");
+    let uri = support::uri_for(db);
     let out_path = std::env::temp_dir().join(format!("{db}.jsonl"));
     let out = std::fs::File::create(&out_path).unwrap();
     let cfg = std::env::temp_dir().join(format!("{db}.toml"));
     std::fs::write(&cfg, "[mongo]\npage_size = 10000\n").unwrap();
     // Reaped below with libc::wait4, which also returns the child's own peak RSS.
     #[allow(clippy::zombie_processes)]
-    let child = std::process::Command::new(exe)
+    let child = app::command()
         .args([
             "-c",
             cfg.to_str().unwrap(),

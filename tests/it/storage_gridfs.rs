@@ -1,7 +1,6 @@
 //! The GridFS store against the real MongoDB-wire test server: the conformance suite (plain and
 //! encrypted), Parse's layout, the newest-revision rule, compatibility with Node-encrypted files
 //! and plaintext fallback. Each test uses its own database and drops it at the end.
-mod support;
 
 use futures::io::AsyncWriteExt;
 use mongodb::bson::{Bson, DateTime, Document, doc, oid::ObjectId, spec::BinarySubtype};
@@ -9,7 +8,9 @@ use parse_files_migrate::secret::Secret;
 use parse_files_migrate::storage::crypto::{self, FileKey};
 use parse_files_migrate::storage::gridfs::{GridFsConfig, GridFsStore};
 use parse_files_migrate::storage::{ObjectStore, PutOptions, StoreContext};
-use support::conformance::{self, body, read_all};
+
+use crate::support;
+use crate::support::conformance::{self, body, read_all};
 
 async fn store(db: &str, key: Option<&str>) -> GridFsStore {
     let cfg = GridFsConfig {

@@ -3,9 +3,8 @@
 //! 404s), and the destination dying mid-run. Each migration is checked file by file and reference
 //! by reference; the figures are printed (`--nocapture`) so they can be quoted.
 
-mod support;
-
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
@@ -13,8 +12,10 @@ use mongodb::bson::{Document, doc};
 use parse_files_migrate::parse::names::parse_server_name;
 use parse_files_migrate::storage::http::{HttpConfig, HttpStore};
 use parse_files_migrate::storage::{self, GetOptions, ObjectStore, StorageError, StoreContext};
-use support::app::{self, Hosted};
-use support::faulty::{Fault, FaultyServer, Options, Request, Schedule};
+
+use crate::support::app::{self, Hosted};
+use crate::support::faulty::{Fault, FaultyServer, Options, Request, Schedule};
+use crate::support::{self, fnv1a};
 
 const FILE_KEY: &str = "fk-faults-SECRET";
 
@@ -29,17 +30,10 @@ const TRANSIENT: [Fault; 7] = [
     Fault::ShortBody,
 ];
 
-/// FNV-1a: a stable hash, so the schedule is the same on every run and machine.
-fn hash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    })
-}
-
 /// 45 % of files fail their first request, 12 % their second too (with another fault); the third
 /// request always succeeds, well within the retry budget.
 fn transient(r: &Request<'_>) -> Option<Fault> {
-    let h = hash(r.name);
+    let h = fnv1a(r.name);
     let pick = |salt: u64| TRANSIENT[((h / salt) % TRANSIENT.len() as u64) as usize];
     match r.attempt {
         0 if h % 100 < 45 => Some(pick(100)),
@@ -136,30 +130,48 @@ async fn each_fault_is_classified() {
 }
 
 /// A config for `h`'s database reading from `server` into the fs directory `dest`.
-fn config(
-    db_name: &str,
-    server: &FaultyServer,
-    dest: &std::path::Path,
-    run: &str,
-) -> std::path::PathBuf {
+fn config(db_name: &str, server: &FaultyServer, dest: &Path, run: &str) -> PathBuf {
     let text = format!(
         "{}{}{}\n[run]\n{run}\n",
         app::base_tables(db_name, FILE_KEY),
         app::hosted_table(&server.url(), 1),
         app::fs_destination(dest)
     );
-    let path = std::env::temp_dir().join(format!("{}.toml", support::unique("faults-cfg")));
+    let path = support::temp_path("faults-cfg").with_extension("toml");
     std::fs::write(&path, text).unwrap();
     path
 }
 
+/// One migration: a fresh database seeded with `files` hosted-era files, a host serving them by
+/// `schedule`, and a config (`run`: its `[run]` table) moving them into a fresh fs directory.
+struct Rig {
+    db: mongodb::Database,
+    h: Hosted,
+    server: FaultyServer,
+    dest: PathBuf,
+    cfg: PathBuf,
+}
+
+impl Rig {
+    async fn new(tag: &str, files: usize, schedule: Schedule, opts: Options, run: &str) -> Rig {
+        let db_name = support::unique(tag);
+        let db = support::mongo_client().await.database(&db_name);
+        let h = Hosted::seed(&db, files, 0, FILE_KEY).await;
+        let server = FaultyServer::start(h.files.clone(), schedule, opts);
+        let dest = support::temp_path(&format!("{tag}-dest"));
+        let cfg = config(&db_name, &server, &dest, run);
+        Rig {
+            db,
+            h,
+            server,
+            dest,
+            cfg,
+        }
+    }
+}
+
 fn no_secret(out: &app::Out) {
-    assert!(
-        !out.stdout.contains(FILE_KEY) && !out.stderr.contains(FILE_KEY),
-        "the fileKey leaked:\n{}\n{}",
-        out.stdout,
-        out.stderr
-    );
+    out.assert_hides("fileKey", FILE_KEY);
 }
 
 /// 120 files behind a host that fails more than a third of all requests, with every transient
@@ -167,24 +179,23 @@ fn no_secret(out: &app::Out) {
 /// reference is rewritten.
 #[tokio::test]
 async fn migration_rides_out_transient_faults() {
-    let db_name = support::unique("faults");
-    let db = support::mongo_client().await.database(&db_name);
-    let h = Hosted::seed(&db, 120, 0, FILE_KEY).await;
-    let server = FaultyServer::start(
-        h.files.clone(),
+    let Rig {
+        db,
+        h,
+        server,
+        dest,
+        cfg,
+    } = Rig::new(
+        "faults",
+        120,
         Box::new(transient),
         Options {
             stall: Duration::from_secs(4),
             ..Default::default()
         },
-    );
-    let dest = std::env::temp_dir().join(support::unique("faults-dest"));
-    let cfg = config(
-        &db_name,
-        &server,
-        &dest,
         "concurrency = 16\nretries = 4\nretry_base_ms = 50\nretry_max_ms = 2000",
-    );
+    )
+    .await;
 
     let started = Instant::now();
     let out = app::migrate(&cfg, &["--yes", "--output", "jsonl"]);
@@ -262,21 +273,16 @@ async fn migration_rides_out_transient_faults() {
 /// retries them at once.
 #[tokio::test]
 async fn max_errors_stops_a_run_that_only_fails() {
-    let db_name = support::unique("faults_budget");
-    let db = support::mongo_client().await.database(&db_name);
-    let h = Hosted::seed(&db, 40, 0, FILE_KEY).await;
-    let server = FaultyServer::start(
-        h.files.clone(),
+    let Rig {
+        db, server, cfg, ..
+    } = Rig::new(
+        "faults_budget",
+        40,
         Box::new(|_| Some(Fault::Status(500))),
         Options::default(),
-    );
-    let dest = std::env::temp_dir().join(support::unique("faults-budget-dest"));
-    let cfg = config(
-        &db_name,
-        &server,
-        &dest,
         "concurrency = 2\nretries = 1\nretry_base_ms = 10\nretry_max_ms = 20",
-    );
+    )
+    .await;
     let before = app::snapshot(&db).await;
     assert!(!before.keys().any(|c| c.starts_with("_FileMigration")));
 
@@ -347,7 +353,7 @@ async fn files_that_404_leave_references_untouched() {
         }),
         Options::default(),
     );
-    let dest = std::env::temp_dir().join(support::unique("faults404-dest"));
+    let dest = support::temp_path("faults404-dest");
     let cfg = config(
         &db_name,
         &server,
@@ -411,29 +417,17 @@ async fn destination_killed_mid_run_then_rerun_completes() {
     let db = support::mongo_client().await.database(&db_name);
     let h = Hosted::seed(&db, 40, 0, FILE_KEY).await;
     // A slow source keeps the run going long enough to kill S3 in the middle of it.
-    let server = FaultyServer::start(
-        h.files.clone(),
-        Box::new(|_| None),
-        Options {
-            delay: Duration::from_millis(60),
-            ..Default::default()
-        },
-    );
-    let s3_dir = std::env::temp_dir().join(support::unique("own-s3"));
+    let server = FaultyServer::slow(h.files.clone(), Duration::from_millis(60));
+    let s3_dir = support::temp_path("own-s3");
     let mut s3 = support::s3::OwnS3::start(&s3_dir).await;
     let bucket = support::s3::fresh_bucket_at(&s3.endpoint(), "kill").await;
     let text = format!(
-        "{}{}\n[destination]\ntype = \"s3\"\nbucket = \"{bucket}\"\nendpoint = \"{}\"\nregion = \"{}\"\n\
-         access_key_id = \"{}\"\nsecret_access_key = \"{}\"\n\n[run]\nconcurrency = 4\nretries = 1\n\
-         retry_base_ms = 50\n",
+        "{}{}\n[destination]\n{}\n[run]\nconcurrency = 4\nretries = 1\nretry_base_ms = 50\n",
         app::base_tables(&db_name, FILE_KEY),
         app::hosted_table(&server.url(), 2),
-        s3.endpoint(),
-        support::env("PFM_TEST_S3_REGION"),
-        support::env("PFM_TEST_S3_ACCESS_KEY"),
-        support::env("PFM_TEST_S3_SECRET_KEY"),
+        support::s3::table(&bucket, &s3.endpoint()),
     );
-    let cfg = std::env::temp_dir().join(format!("{}.toml", support::unique("faults-s3")));
+    let cfg = support::temp_path("faults-s3").with_extension("toml");
     std::fs::write(&cfg, text).unwrap();
 
     // Run in the background; kill S3 once a quarter of the files were fetched.
@@ -509,12 +503,20 @@ async fn destination_killed_mid_run_then_rerun_completes() {
 #[tokio::test]
 async fn throttling_limits_rates_and_one_429_pauses_every_transfer() {
     // 1. --tps-limit 20 over 40 files: a burst of 20, then 20 a second: ≥ 1 s from first to last.
-    let db_name = support::unique("faults_tps");
-    let db = support::mongo_client().await.database(&db_name);
-    let h = Hosted::seed(&db, 40, 0, FILE_KEY).await;
-    let server = FaultyServer::healthy(h.files.clone());
-    let dest = std::env::temp_dir().join(support::unique("faults-tps"));
-    let cfg = config(&db_name, &server, &dest, "concurrency = 16");
+    let Rig {
+        h,
+        server,
+        dest,
+        cfg,
+        ..
+    } = Rig::new(
+        "faults_tps",
+        40,
+        Box::new(|_| None),
+        Options::default(),
+        "concurrency = 16",
+    )
+    .await;
     let out = app::migrate(&cfg, &["--yes", "--output", "jsonl", "--tps-limit", "20"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     h.check_fs_destination(&dest, parse_server_name);
@@ -525,13 +527,15 @@ async fn throttling_limits_rates_and_one_429_pauses_every_transfer() {
     assert!(span >= Duration::from_millis(950), "{span:?}");
 
     // 2. --bwlimit 1MiB: the bytes take at least (total − the quarter-second burst) / rate.
-    let db_name = support::unique("faults_bw");
-    let db = support::mongo_client().await.database(&db_name);
-    let h = Hosted::seed(&db, 40, 0, FILE_KEY).await;
+    let Rig { h, dest, cfg, .. } = Rig::new(
+        "faults_bw",
+        40,
+        Box::new(|_| None),
+        Options::default(),
+        "concurrency = 16",
+    )
+    .await;
     let total: usize = h.files.values().map(Vec::len).sum();
-    let server = FaultyServer::healthy(h.files.clone());
-    let dest = std::env::temp_dir().join(support::unique("faults-bw"));
-    let cfg = config(&db_name, &server, &dest, "concurrency = 16");
     let started = Instant::now();
     let out = app::migrate(&cfg, &["--yes", "--output", "jsonl", "--bwlimit", "1MiB"]);
     let took = started.elapsed();
@@ -547,24 +551,23 @@ async fn throttling_limits_rates_and_one_429_pauses_every_transfer() {
 
     // 3. The 6th request is answered 429 + Retry-After: 1. Requests that start after the
     // client has seen it wait out that second.
-    let db_name = support::unique("faults_429");
-    let db = support::mongo_client().await.database(&db_name);
-    let h = Hosted::seed(&db, 40, 0, FILE_KEY).await;
-    let server = FaultyServer::start(
-        h.files.clone(),
+    let Rig {
+        h,
+        server,
+        dest,
+        cfg,
+        ..
+    } = Rig::new(
+        "faults_429",
+        40,
         Box::new(|r| (r.n == 5).then_some(Fault::Throttle)),
         Options {
             delay: Duration::from_millis(30),
             ..Default::default()
         },
-    );
-    let dest = std::env::temp_dir().join(support::unique("faults-429"));
-    let cfg = config(
-        &db_name,
-        &server,
-        &dest,
         "concurrency = 4\nretry_base_ms = 10",
-    );
+    )
+    .await;
     let out = app::migrate(&cfg, &["--yes", "--output", "jsonl"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
@@ -600,20 +603,24 @@ async fn throttling_limits_rates_and_one_429_pauses_every_transfer() {
 /// fetched twice, and every file arrives byte-identical.
 #[tokio::test]
 async fn broken_streams_continue_from_where_they_broke() {
-    let db_name = support::unique("faults_range");
-    let db = support::mongo_client().await.database(&db_name);
-    let h = Hosted::seed(&db, 12, 0, FILE_KEY).await;
     let kinds = [Fault::Reset, Fault::ShortBody, Fault::Stall];
-    let server = FaultyServer::start(
-        h.files.clone(),
-        Box::new(move |r| (r.attempt == 0).then(|| kinds[(hash(r.name) % 3) as usize])),
+    let Rig {
+        h,
+        server,
+        dest,
+        cfg,
+        ..
+    } = Rig::new(
+        "faults_range",
+        12,
+        Box::new(move |r| (r.attempt == 0).then(|| kinds[(fnv1a(r.name) % 3) as usize])),
         Options {
             stall: Duration::from_secs(4),
             ..Default::default()
         },
-    );
-    let dest = std::env::temp_dir().join(support::unique("faults-range"));
-    let cfg = config(&db_name, &server, &dest, "concurrency = 4");
+        "concurrency = 4",
+    )
+    .await;
     let out = app::migrate(&cfg, &["--yes", "--output", "jsonl"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(

@@ -1,13 +1,14 @@
 //! The HTTP source against real servers: the read-only conformance suite over nginx (objects
 //! seeded into a unique subdirectory of `$PFM_TEST_HTTP_ROOT`, reached through the tfss, legacy
 //! and Parse Server URL rules), and error classification against a scripted server in the test.
-mod support;
 
 use std::path::{Path, PathBuf};
 
 use parse_files_migrate::storage::http::{HttpConfig, HttpStore, is_legacy_uuid_name};
 use parse_files_migrate::storage::{GetOptions, ObjectStore, StorageError, StoreContext};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support;
 
 const KEY: &str = "testFileKey";
 

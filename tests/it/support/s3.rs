@@ -20,6 +20,18 @@ pub fn config(bucket: &str) -> S3Config {
     }
 }
 
+/// The `[destination]`/`[source.server]` TOML table (without its header) of a bucket on the S3
+/// server at `endpoint`, with the test credentials.
+pub fn table(bucket: &str, endpoint: &str) -> String {
+    format!(
+        "type = \"s3\"\nbucket = \"{bucket}\"\nendpoint = \"{endpoint}\"\nregion = \"{}\"\n\
+         access_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+        super::env("PFM_TEST_S3_REGION"),
+        super::env("PFM_TEST_S3_ACCESS_KEY"),
+        super::env("PFM_TEST_S3_SECRET_KEY"),
+    )
+}
+
 /// A client that bypasses the store, to look at what it really wrote.
 pub async fn raw_client() -> aws_sdk_s3::Client {
     raw_client_at(&endpoint()).await
@@ -53,9 +65,7 @@ pub async fn fresh_bucket(tag: &str) -> String {
 
 /// [`fresh_bucket`] on another S3 server.
 pub async fn fresh_bucket_at(endpoint: &str, tag: &str) -> String {
-    let unique = super::unique(tag).to_ascii_lowercase().replace('_', "-");
-    let name: String = unique.chars().take(63).collect();
-    let name = name.trim_end_matches('-').to_string();
+    let name = super::bucket_name(tag);
     raw_client_at(endpoint)
         .await
         .create_bucket()
@@ -93,10 +103,7 @@ impl OwnS3 {
 
     /// [`OwnS3::start`] accepting other credentials.
     pub async fn start_with_keys(dir: &std::path::Path, keys: (String, String)) -> OwnS3 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = super::free_port();
         let mut s = OwnS3 {
             port,
             dir: dir.to_path_buf(),

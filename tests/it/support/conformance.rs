@@ -1,7 +1,7 @@
 //! The one conformance suite every storage backend runs (the `object_store` `integration.rs`
 //! idea): the contract in `src/storage/mod.rs`, checked against a real server.
 //!
-//! Usage from a backend's test file:
+//! Usage from a backend's test module:
 //! ```ignore
 //! let store = /* a store on a fresh bucket/prefix/dir */;
 //! support::conformance::run(&*store).await;
@@ -55,7 +55,8 @@ pub async fn read_all(store: &dyn ObjectStore, name: &str) -> Result<Vec<u8>, St
     Ok(chunks.concat())
 }
 
-fn md5_hex(data: &[u8]) -> String {
+/// The MD5 of `data` in hex, as stores report it.
+pub fn md5_hex(data: &[u8]) -> String {
     use md5::Digest;
     hex::encode(md5::Md5::digest(data))
 }
@@ -87,6 +88,29 @@ async fn roundtrip(store: &dyn ObjectStore, name: &str, data: &[u8], chunk: usiz
         && let Some(md5) = &meta.md5
     {
         assert_eq!(md5, &md5_hex(data), "stat md5 of {name:?}");
+    }
+}
+
+/// A name no suite ever creates.
+const MISSING: &str = "does-not-exist-4b1d.bin";
+
+/// `get` (and, with `stat`, `stat`) of [`MISSING`] say NotFound, distinct from other errors.
+async fn assert_missing(store: &dyn ObjectStore, stat: bool) {
+    match store.get(MISSING, &GetOptions::default()).await {
+        Err(e) => assert!(
+            e.is_not_found(),
+            "get of a missing object: want NotFound, got {e}"
+        ),
+        Ok(_) => panic!("get of a missing object succeeded"),
+    }
+    if stat {
+        match store.stat(MISSING).await {
+            Err(e) => assert!(
+                e.is_not_found(),
+                "stat of a missing object: want NotFound, got {e}"
+            ),
+            Ok(m) => panic!("stat of a missing object returned {m:?}"),
+        }
     }
 }
 
@@ -130,23 +154,9 @@ pub async fn run(store: &dyn ObjectStore) {
     }
 
     // Not found: get and stat say NotFound, distinct from other errors; delete is idempotent.
-    let missing = "does-not-exist-4b1d.bin";
-    match store.get(missing, &GetOptions::default()).await {
-        Err(e) => assert!(
-            e.is_not_found(),
-            "get of a missing object: want NotFound, got {e}"
-        ),
-        Ok(_) => panic!("get of a missing object succeeded"),
-    }
-    match store.stat(missing).await {
-        Err(e) => assert!(
-            e.is_not_found(),
-            "stat of a missing object: want NotFound, got {e}"
-        ),
-        Ok(m) => panic!("stat of a missing object returned {m:?}"),
-    }
+    assert_missing(store, true).await;
     store
-        .delete(missing)
+        .delete(MISSING)
         .await
         .expect("delete of a missing object is not an error");
 
@@ -272,23 +282,7 @@ pub async fn run_read_only(store: &dyn ObjectStore, seed: &dyn Fn(&str, &[u8])) 
         assert!(!store.location(name).expect("location").is_empty());
     }
 
-    let missing = "does-not-exist-4b1d.bin";
-    match store.get(missing, &GetOptions::default()).await {
-        Err(e) => assert!(
-            e.is_not_found(),
-            "get of a missing object: want NotFound, got {e}"
-        ),
-        Ok(_) => panic!("get of a missing object succeeded"),
-    }
-    if caps.stat {
-        match store.stat(missing).await {
-            Err(e) => assert!(
-                e.is_not_found(),
-                "stat of a missing object: want NotFound, got {e}"
-            ),
-            Ok(m) => panic!("stat of a missing object returned {m:?}"),
-        }
-    }
+    assert_missing(store, caps.stat).await;
 
     if caps.range_reads {
         let data = super::bytes(300_000, 7);

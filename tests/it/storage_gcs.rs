@@ -3,13 +3,13 @@
 //! with and without a prefix, plus resumable uploads, failed uploads, exact object names and
 //! stored headers, checked through the JSON API behind the store's back.
 
-mod support;
-
 use futures::StreamExt;
 use parse_files_migrate::storage::gcs::{GcsConfig, GcsStore};
 use parse_files_migrate::storage::{ObjectStore, PutOptions, StorageError, StoreContext};
-use support::conformance::{self, body, read_all};
-use support::gcs::{endpoint, fresh_bucket};
+
+use crate::support;
+use crate::support::conformance::{self, body, read_all};
+use crate::support::gcs::{endpoint, fresh_bucket};
 
 const KIB: usize = 1024;
 

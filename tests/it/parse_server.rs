@@ -8,19 +8,19 @@
 //! One test per destination: GridFS plain, GridFS encrypted with `fileKey` (Parse Server's
 //! default adapter), the FS adapter (encrypted), S3, and the FS adapter (plain) under a
 //! `collectionPrefix`. Each prints `files checked / served byte-identical` on stderr
-//! (`cargo test --test parse_server -- --nocapture`). Parse Server's logs of the latest run:
+//! (`cargo test --test it parse_server:: -- --nocapture`). Parse Server's logs of the latest run:
 //! `<target dir>/tmp/parse-server/<scenario>-{source,destination}.log`.
-
-mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use mongodb::bson::{Bson, DateTime, Document, doc};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
+
+use crate::support::app::bin;
+use crate::support::{self, free_port, uri_for};
 
 /// JavaScript's `encodeURIComponent`: everything but `A-Z a-z 0-9 - _ . ! ~ * ' ( )`. Written
 /// here rather than taken from the crate, so the test is an independent oracle.
@@ -41,22 +41,6 @@ fn encode(name: &str) -> String {
 
 fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
-/// The URI of the test server with `db` as the database.
-fn uri_for(db: &str) -> String {
-    let base = support::mongo_uri();
-    let (hosts, query) = base
-        .split_once("/?")
-        .unwrap_or((base.trim_end_matches('/'), ""));
-    format!("{hosts}/{db}?{query}")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -720,12 +704,6 @@ struct Scenario {
     collection_prefix: &'static str,
 }
 
-fn bin() -> Command {
-    let mut c = Command::cargo_bin("parse-files-migrate").unwrap();
-    c.env_remove("PFM_CONFIG").env("NO_COLOR", "1");
-    c
-}
-
 async fn run(sc: Scenario) {
     let t0 = Instant::now();
     let client = support::mongo_client().await;
@@ -820,13 +798,8 @@ async fn run(sc: Scenario) {
             }
         ),
         Dest::S3 => format!(
-            "type = \"s3\"\nbucket = {:?}\nprefix = {s3_prefix:?}\nendpoint = {:?}\nregion = {:?}\n\
-             force_path_style = true\naccess_key_id = {:?}\nsecret_access_key = {:?}\n",
-            s3_bucket.as_deref().unwrap(),
-            support::env("PFM_TEST_S3_ENDPOINT"),
-            support::env("PFM_TEST_S3_REGION"),
-            support::env("PFM_TEST_S3_ACCESS_KEY"),
-            support::env("PFM_TEST_S3_SECRET_KEY"),
+            "{}prefix = {s3_prefix:?}\nforce_path_style = true\n",
+            support::s3::table(s3_bucket.as_deref().unwrap(), &support::s3::endpoint()),
         ),
     };
     let config = format!(

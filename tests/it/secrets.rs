@@ -9,13 +9,13 @@
 //! `Debug`, which shows the access key *id* (an identifier, which AWS puts in every request's
 //! `Authorization` header) and redacts the secret key.
 
-mod support;
-
 use mongodb::bson::{Document, doc};
 use parse_files_migrate::parse::names::parse_server_name;
 use parse_files_migrate::storage::{self, StoreConfig, StoreContext};
-use support::app::{self, Hosted, Out};
-use support::faulty::{Fault, FaultyServer, Options};
+
+use crate::support;
+use crate::support::app::{self, Hosted, Out};
+use crate::support::faulty::{Fault, FaultyServer, Options};
 
 const MONGO_PASSWORD: &str = "pw-SECRET-mongo-7f3a";
 const AWS_KEY_ID: &str = "AKIASECRETID123";
@@ -56,7 +56,7 @@ async fn no_secret_appears_anywhere() {
         Options::default(),
     );
 
-    let s3_dir = std::env::temp_dir().join(support::unique("secrets-s3"));
+    let s3_dir = support::temp_path("secrets-s3");
     let bucket = "secrets-bucket";
     std::fs::create_dir_all(s3_dir.join(bucket)).unwrap();
     let s3 = support::s3::OwnS3::start_with_keys(
@@ -65,11 +65,7 @@ async fn no_secret_appears_anywhere() {
     )
     .await;
 
-    let hosts = support::mongo_uri()
-        .split_once("://")
-        .and_then(|(_, rest)| rest.split('/').next())
-        .unwrap()
-        .to_string();
+    let hosts = support::mongo_hosts();
     let uri = format!("mongodb://{user}:{MONGO_PASSWORD}@{hosts}/{db_name}?directConnection=true");
     let s3_table = |secret: &str| {
         format!(
@@ -88,7 +84,7 @@ async fn no_secret_appears_anywhere() {
             s3_table(secret)
         )
     };
-    let dir = std::env::temp_dir().join(support::unique("secrets-cfg"));
+    let dir = support::temp_path("secrets-cfg");
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("config.toml");
     std::fs::write(&config, config_text(AWS_SECRET)).unwrap();
@@ -183,12 +179,7 @@ async fn no_secret_appears_anywhere() {
         if let Some(l) = rust_log {
             cmd.env("RUST_LOG", l);
         }
-        let o = cmd.output().unwrap();
-        let out = Out {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        };
+        let out = Out::from(cmd.output().unwrap());
         assert!(!out.stderr.contains("panicked"), "{what}: {}", out.stderr);
         assert_eq!(out.code, *code, "{what}: {}", out.stderr);
         found.extend(leaks(&format!("{what}: stdout"), &out.stdout));
