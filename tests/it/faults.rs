@@ -527,7 +527,14 @@ async fn throttling_limits_rates_and_one_429_pauses_every_transfer() {
     assert!(span >= Duration::from_millis(950), "{span:?}");
 
     // 2. --bwlimit 1MiB: the bytes take at least (total − the quarter-second burst) / rate.
-    let Rig { h, dest, cfg, .. } = Rig::new(
+    // `_server` keeps the fault server up for the run (a `..` pattern would drop it at once).
+    let Rig {
+        h,
+        dest,
+        cfg,
+        server: _server,
+        ..
+    } = Rig::new(
         "faults_bw",
         40,
         Box::new(|_| None),

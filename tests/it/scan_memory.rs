@@ -43,16 +43,24 @@ async fn seed(db: &mongodb::Database, n: usize) {
     }
 }
 
-/// Run `list` to /dev/null; return (references listed, peak RSS in KiB) of that process.
+/// Run `list` to a file; return (references listed, peak RSS in KiB) of that process.
+///
+/// The peak is measured by GNU time around the tool, not by `wait4` here: `ru_maxrss` survives
+/// `execve`, so a child spawned straight from this test process (the whole integration suite,
+/// hundreds of MiB) would report the suite's RSS as its own. time is small when it forks.
 fn list_peak_rss(db: &str) -> (usize, i64) {
     let uri = support::uri_for(db);
     let out_path = std::env::temp_dir().join(format!("{db}.jsonl"));
+    let rss_path = std::env::temp_dir().join(format!("{db}.rss"));
     let out = std::fs::File::create(&out_path).unwrap();
     let cfg = std::env::temp_dir().join(format!("{db}.toml"));
     std::fs::write(&cfg, "[mongo]\npage_size = 10000\n").unwrap();
-    // Reaped below with libc::wait4, which also returns the child's own peak RSS.
-    #[allow(clippy::zombie_processes)]
-    let child = app::command()
+    let tool = app::command();
+    let mut timed = std::process::Command::new("/usr/bin/time");
+    timed
+        .args(["-f", "%M", "-o"])
+        .arg(&rss_path)
+        .arg(tool.get_program())
         .args([
             "-c",
             cfg.to_str().unwrap(),
@@ -60,24 +68,25 @@ fn list_peak_rss(db: &str) -> (usize, i64) {
             &uri,
             "-q",
             "list",
-            "--output",
-            "jsonl",
         ])
-        .stdout(out)
-        .spawn()
-        .unwrap();
-    let mut status = 0;
-    // SAFETY: plain libc call on our own child's pid; `usage` is a valid out-pointer.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "list failed"
-    );
+        .args(["--output", "jsonl"])
+        .envs(tool.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdout(out);
+    for (k, v) in tool.get_envs() {
+        if v.is_none() {
+            timed.env_remove(k);
+        }
+    }
+    let status = timed
+        .status()
+        .expect("/usr/bin/time (scripts/test-services installs it)");
+    assert!(status.success(), "list failed: {status}");
+    let rss = std::fs::read_to_string(&rss_path).unwrap();
+    let rss: i64 = rss.trim().lines().last().unwrap().trim().parse().unwrap();
     let rows = std::fs::read_to_string(&out_path).unwrap().lines().count();
     let _ = std::fs::remove_file(&out_path);
-    (rows, usage.ru_maxrss)
+    let _ = std::fs::remove_file(&rss_path);
+    (rows, rss)
 }
 
 #[tokio::test]
