@@ -34,8 +34,8 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
     let destination = session::destination_config(settings, "migrate")?;
     let format = MigrateFormat::choose(args.output);
     let d = discover(settings, &args.filters).await?;
-    let stores = session::migrate_stores(settings, destination).await?;
     let ledger = session::open_ledger(settings, &d.db).await?;
+    let stores = session::migrate_stores(settings, destination).await?;
     let plan = Plan {
         select: run.select,
         rename: run.rename,

@@ -18,10 +18,7 @@ pub(super) async fn run(settings: &Settings, args: &StatusArgs) -> anyhow::Resul
         None => !stdout_is_terminal(),
     };
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&crate::report::status::json(&status))?
-        );
+        println!("{}", crate::report::status::json(&status)?);
     } else {
         print!("{}", crate::report::status::text(&status));
     }

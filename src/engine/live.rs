@@ -69,7 +69,6 @@ impl Live {
 #[async_trait]
 impl Effects for Live {
     async fn begin(&self, info: Document) -> anyhow::Result<()> {
-        self.ledger.check_version().await?;
         let taken = if self.exclusive {
             self.ledger.lease_exclusive(&self.scope, &self.host).await
         } else {

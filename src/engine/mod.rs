@@ -56,8 +56,8 @@ use summary::FileItem;
 
 pub use summary::{Counters, Summary};
 
-/// Files in flight (`--concurrency`, `[run] concurrency`). Typical Parse files are small (photos, thumbnails), where per-request
-/// latency dominates: peers with high concurrency win by 10–20× (s5cmd 256, aws-cli 10,
+/// Files in flight (`--concurrency`, `[run] concurrency`). Typical Parse files are small
+/// (photos, thumbnails), where per-request latency dominates: peers with high concurrency win by 10–20× (s5cmd 256, aws-cli 10,
 /// parse-files-utils 5). 32 keeps memory at 32 × part size in the worst case.
 ///
 /// Measured: 2,000 × 20 KiB HTTP → fs at 32 peaked at 27–28 MiB RSS, and curl at the same 32

@@ -183,12 +183,10 @@ impl Verify<'_> {
         let problem = match cache.get(&r.name) {
             Some(Ok(())) => None,
             Some(Err((p, detail))) => Some((*p, detail.clone())),
-            None if self.select.includes(kind) && target_name(&r.name, self.rename) != r.name => {
-                Some((
-                    Problem::NotMigrated,
-                    format!("still a {} name", kind.as_str()),
-                ))
-            }
+            None if self.select.includes(kind) && !self.migrated(&r.name) => Some((
+                Problem::NotMigrated,
+                format!("still a {} name", kind.as_str()),
+            )),
             None => {
                 counts.not_covered += 1;
                 return Ok(());

@@ -115,8 +115,8 @@ impl Ledger {
     }
 
     /// Refuse a ledger that a newer version of the tool has written to (its records could be
-    /// misread, and writing next to them could corrupt it): one indexed-size query on the runs,
-    /// which every writing run records first.
+    /// misread, and writing next to them could corrupt it): one query on the runs collection
+    /// (one small record per run), which every writing run records first.
     pub async fn check_version(&self) -> anyhow::Result<()> {
         let newer = self
             .coll(&self.runs)
@@ -124,10 +124,14 @@ impl Ledger {
             .projection(doc! {"v": 1})
             .await
             .with_context(|| format!("reading {}", self.runs))?;
-        if let Some(d) = newer
-            && let Err(why) = records::check_version(&d)
-        {
-            anyhow::bail!("the ledger {} was {why}", self.runs);
+        if let Some(Err(why)) = newer.as_ref().map(records::check_version) {
+            let refused = crate::exit::Coded::new(
+                crate::exit::USAGE,
+                format!("the ledger {} was {why}", self.runs),
+            );
+            return Err(refused
+                .hint("run the version of parse-files-migrate that wrote it, or a newer one")
+                .into());
         }
         Ok(())
     }

@@ -1,13 +1,11 @@
 //! How `status` looks: a few short tables for people, or one JSON document.
 
-use serde_json::Value;
-
 use super::migrate::human_bytes;
 use crate::ledger::Status;
 
 /// The status as one JSON document (its shape is [`Status`]'s).
-pub fn json(s: &Status) -> Value {
-    serde_json::to_value(s).unwrap_or(Value::Null)
+pub fn json(s: &Status) -> serde_json::Result<String> {
+    serde_json::to_string_pretty(s)
 }
 
 pub fn text(s: &Status) -> String {

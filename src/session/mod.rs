@@ -21,7 +21,8 @@ use crate::exit::{INTERRUPTED, usage};
 use crate::ledger::Ledger;
 use crate::settings::Settings;
 
-/// The ledger of the app whose database is `app` (or where `[ledger]` puts it).
+/// The ledger of the app whose database is `app` (or where `[ledger]` puts it), refused when a
+/// newer version of the tool has written to it. Every command opens its ledger here.
 pub(crate) async fn open_ledger(
     settings: &Settings,
     app: &mongodb::Database,
@@ -32,8 +33,10 @@ pub(crate) async fn open_ledger(
         Some(uri) => crate::db::connect(uri, &database).await?.1,
         None => app.client().database(&database),
     };
-    let ledger = Ledger::new(db, &l.collection);
-    Ok(ledger.with_lease(std::time::Duration::from_secs(l.lease_secs)))
+    let ledger =
+        Ledger::new(db, &l.collection).with_lease(std::time::Duration::from_secs(l.lease_secs));
+    ledger.check_version().await?;
+    Ok(ledger)
 }
 
 /// Connect to the app database and open its ledger (commands that do not walk the schema).
@@ -43,7 +46,6 @@ pub(crate) async fn app_and_ledger(
     let (uri, database) = settings.mongo_target()?;
     let (_client, db) = crate::db::connect(uri, database).await?;
     let ledger = open_ledger(settings, &db).await?;
-    ledger.check_version().await?;
     Ok((db, ledger))
 }
 

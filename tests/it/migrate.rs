@@ -1091,3 +1091,40 @@ async fn the_throttled_wrapper_forwards_sync() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A ledger a newer version of the tool has written to is refused, by reading commands and
+/// writing ones alike, with a usage error that says to upgrade — never misread or written next to.
+#[tokio::test]
+async fn a_ledger_of_a_newer_format_is_refused() {
+    let app = App::seed("mig_newer").await;
+    let dir = support::temp_path("pfm-newer");
+    let config = app.config(&format!(
+        "[destination]\ntype = \"fs\"\npath = \"{}\"\nencryption = \"none\"\n",
+        dir.display()
+    ));
+    let runs = app.db.collection::<Document>("_FileMigration.runs");
+    runs.insert_one(doc! {"_id": "from-the-future", "v": 99, "host": "h"})
+        .await
+        .unwrap();
+    let before = app.snapshot().await;
+    for args in [
+        &["status"][..],
+        &["migrate", "--yes", "--output", "jsonl"],
+        &["rollback", "--yes"],
+    ] {
+        let out = support::app::bin()
+            .arg("-c")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("newer parse-files-migrate") && stderr.contains("format 99"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert_eq!(app.snapshot().await, before, "nothing written");
+    assert!(!dir.exists() || std::fs::read_dir(&dir).unwrap().count() == 0);
+}
