@@ -168,6 +168,18 @@ impl Rig {
             cfg,
         }
     }
+
+    /// Migrate with `args` (the rig's server stays up as long as the rig), expect exit 0 and
+    /// every file byte-identical at the destination; the run's output.
+    fn migrate_all(&self, args: &[&str]) -> app::Out {
+        let out = app::migrate(&self.cfg, args);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(
+            self.h.check_fs_destination(&self.dest, parse_server_name),
+            self.h.files.len()
+        );
+        out
+    }
 }
 
 fn no_secret(out: &app::Out) {
@@ -527,14 +539,7 @@ async fn throttling_limits_rates_and_one_429_pauses_every_transfer() {
     assert!(span >= Duration::from_millis(950), "{span:?}");
 
     // 2. --bwlimit 1MiB: the bytes take at least (total − the quarter-second burst) / rate.
-    // `_server` keeps the fault server up for the run (a `..` pattern would drop it at once).
-    let Rig {
-        h,
-        dest,
-        cfg,
-        server: _server,
-        ..
-    } = Rig::new(
+    let rig = Rig::new(
         "faults_bw",
         40,
         Box::new(|_| None),
@@ -542,15 +547,10 @@ async fn throttling_limits_rates_and_one_429_pauses_every_transfer() {
         "concurrency = 16",
     )
     .await;
-    let total: usize = h.files.values().map(Vec::len).sum();
+    let total: usize = rig.h.files.values().map(Vec::len).sum();
     let started = Instant::now();
-    let out = app::migrate(&cfg, &["--yes", "--output", "jsonl", "--bwlimit", "1MiB"]);
+    rig.migrate_all(&["--yes", "--output", "jsonl", "--bwlimit", "1MiB"]);
     let took = started.elapsed();
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(
-        h.check_fs_destination(&dest, parse_server_name),
-        h.files.len()
-    );
     let rate = 1024.0 * 1024.0;
     let floor = Duration::from_secs_f64((total as f64 - rate / 4.0) / rate * 0.95);
     eprintln!("--bwlimit 1MiB: {total} bytes in {took:.2?} (floor {floor:.2?})");
@@ -558,13 +558,7 @@ async fn throttling_limits_rates_and_one_429_pauses_every_transfer() {
 
     // 3. The 6th request is answered 429 + Retry-After: 1. Requests that start after the
     // client has seen it wait out that second.
-    let Rig {
-        h,
-        server,
-        dest,
-        cfg,
-        ..
-    } = Rig::new(
+    let rig = Rig::new(
         "faults_429",
         40,
         Box::new(|r| (r.n == 5).then_some(Fault::Throttle)),
@@ -575,12 +569,8 @@ async fn throttling_limits_rates_and_one_429_pauses_every_transfer() {
         "concurrency = 4\nretry_base_ms = 10",
     )
     .await;
-    let out = app::migrate(&cfg, &["--yes", "--output", "jsonl"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(
-        h.check_fs_destination(&dest, parse_server_name),
-        h.files.len()
-    );
+    rig.migrate_all(&["--yes", "--output", "jsonl"]);
+    let server = &rig.server;
     let log = server.log();
     let t429 = log
         .iter()
@@ -611,13 +601,7 @@ async fn throttling_limits_rates_and_one_429_pauses_every_transfer() {
 #[tokio::test]
 async fn broken_streams_continue_from_where_they_broke() {
     let kinds = [Fault::Reset, Fault::ShortBody, Fault::Stall];
-    let Rig {
-        h,
-        server,
-        dest,
-        cfg,
-        ..
-    } = Rig::new(
+    let rig = Rig::new(
         "faults_range",
         12,
         Box::new(move |r| (r.attempt == 0).then(|| kinds[(fnv1a(r.name) % 3) as usize])),
@@ -628,12 +612,8 @@ async fn broken_streams_continue_from_where_they_broke() {
         "concurrency = 4",
     )
     .await;
-    let out = app::migrate(&cfg, &["--yes", "--output", "jsonl"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(
-        h.check_fs_destination(&dest, parse_server_name),
-        h.files.len()
-    );
+    rig.migrate_all(&["--yes", "--output", "jsonl"]);
+    let (h, server) = (&rig.h, &rig.server);
     let log = server.log();
     let mut resumed = 0;
     for (name, data) in &h.files {

@@ -70,12 +70,12 @@ fn list_peak_rss(db: &str) -> (usize, i64) {
             "list",
         ])
         .args(["--output", "jsonl"])
-        .envs(tool.get_envs().filter_map(|(k, v)| Some((k, v?))))
         .stdout(out);
     for (k, v) in tool.get_envs() {
-        if v.is_none() {
-            timed.env_remove(k);
-        }
+        match v {
+            Some(v) => timed.env(k, v),
+            None => timed.env_remove(k),
+        };
     }
     let status = timed
         .status()
