@@ -99,6 +99,13 @@ class Bench:
         `opcounters` would count every document of a batch."""
         return int(self.client.admin.command("serverStatus")["network"]["numRequests"])
 
+    def writes(self):
+        """Write operations the server has counted so far (`opcounters` insert + update +
+        delete): every inserted document, every update or delete statement. What a migrated
+        file costs the database (and a production primary's oplog and secondaries)."""
+        ops = self.client.admin.command("serverStatus")["opcounters"]
+        return sum(int(ops.get(k, 0)) for k in ("insert", "update", "delete"))
+
     def record(self, scenario, variant, **kv):
         kv.setdefault("db_cpu", self.last_db_cpu)
         kv.setdefault("cpu", self.last_cpu)
@@ -144,11 +151,12 @@ class Bench:
         """One migrate run; returns its measurement (wall, RSS, summary, round trips). A run
         that did not copy `copied` files or rewrite `rewritten` references stops the bench: a
         timing of a run that did something else would be meaningless."""
-        ops = self.requests()
+        ops, writes = self.requests(), self.writes()
         wall, rss, out = self.run(
             [self.bin, "-c", cfg, "-q", "--progress", "never", "migrate", "--yes",
              "--output", "jsonl", *flags], stdout=subprocess.PIPE)
         trips = self.requests() - ops - 1  # less our own serverStatus
+        writes = self.writes() - writes
         summary = {}
         for line in out.splitlines():
             d = json.loads(line)
@@ -160,7 +168,9 @@ class Bench:
                                  (rewritten, got[1], "references rewritten")):
             if want is not None and want != have:
                 sys.exit(f"bench: {cfg} {' '.join(flags)}: {have} {what}, expected {want}")
-        return dict(wall=wall, rss_kib=rss, round_trips=trips, db_cpu=self.last_db_cpu,
+        files = max(got[0] or 0, got[1] or 0, 1)
+        return dict(wall=wall, rss_kib=rss, round_trips=trips, db_writes=writes,
+                    writes_per_file=writes / files, db_cpu=self.last_db_cpu,
                     cpu=self.last_cpu, srv_cpu=self.last_srv_cpu, load=self.last_load,
                     summary=summary)
 
@@ -228,8 +238,10 @@ class Bench:
         cpu = statistics.median(r.get("cpu", 0.0) for r in runs)
         srv = statistics.median(r.get("srv_cpu", 0.0) for r in runs)
         load = max(r.get("load", 0.0) for r in [*runs, *(base or [])])
+        wpf = [r["writes_per_file"] for r in runs if "writes_per_file" in r]
         r = dict(target=target, what=what, reps=len(runs), wall=wall, fps=fps, mbs=mbs, rss=rss,
                  cpu=cpu, dbcpu=dbcpu, srv=srv, load=load,
+                 wpf=statistics.median(wpf) if wpf else None,
                  base_what=base_what, note=note, goal=goal, rate=rate)
         if base:
             bwall = statistics.median(b["wall"] for b in base)
@@ -567,7 +579,7 @@ def human(n):
 
 
 HEADER = ("| scenario | tool | reps | wall (median) | files/s | MB/s | peak RSS | CPU | DB CPU | "
-          "servers CPU | load | baseline | baseline wall | ratio | goal |")
+          "DB writes/file | servers CPU | load | baseline | baseline wall | ratio | goal |")
 RULE = "|---" * (HEADER.count("|") - 1) + "|"
 
 
@@ -584,7 +596,8 @@ def fmt_row(r):
     fps = f"{r['fps']:,.0f}" + (f" {rate}" if rate else "")
     return (f"| {r['target']} | {r['what']} | {r['reps']} | {r['wall']:.2f} s | {fps} | "
             f"{r['mbs']:.1f} | {r['rss']:.1f} MiB | {r['cpu']:.1f} s | {r['dbcpu']:.1f} s | "
-            f"{r.get('srv', 0.0):.1f} s | {r['load']:.1f} | "
+            + (f"{r['wpf']:.2f} | " if r.get("wpf") is not None else "— | ")
+            + f"{r.get('srv', 0.0):.1f} s | {r['load']:.1f} | "
             f"{r.get('base_what') or '—'} | "
             + (f"{r['bwall']:.2f} s | {ratio:.0%} | " if ratio is not None else "— | — | ")
             + f"{verdict}" + (f"; {r['note']}" if r.get("note") else "") + " |")

@@ -143,17 +143,6 @@ pub async fn update_batch(
     Ok(total)
 }
 
-/// Insert `documents` into `collection` with the plain `insert` command, unordered, in batches of
-/// [`UPDATE_BATCH`]. Returns the documents the server refused, by index in `documents`, with the
-/// error code ([`DUPLICATE_KEY`]: the `_id` exists) and message; the others are inserted.
-pub async fn insert_batch(
-    db: &Database,
-    collection: &str,
-    documents: Vec<Document>,
-) -> anyhow::Result<Vec<(usize, i32, String)>> {
-    batched(db, collection, "insert", "documents", documents, |_| {}).await
-}
-
 /// One write command (`update`/`insert`) per [`UPDATE_BATCH`] items, unordered; `on_reply` sees
 /// each reply. Returns the items the server refused (index in `items`, code, message); a write
 /// concern error fails the call.

@@ -20,7 +20,7 @@ use mongodb::Database;
 use mongodb::bson::{Bson, Document, doc};
 
 use crate::db::{update_batch, update_stmt};
-use crate::ledger::{Ledger, RefChange, RefState};
+use crate::ledger::{Ledger, RefChange, RefState, Settled as SettledRef};
 use crate::parse::schema::collection_name;
 
 /// A state per change, with the server's reason for refused ones.
@@ -149,41 +149,47 @@ pub async fn read_back(
     Ok(docs)
 }
 
-/// A run killed between a document update and its record leaves `pending` reference records.
-/// Settle them from the documents: holding the new value → `rewritten`; holding the old one →
-/// left pending (the walk finds and rewrites it again); anything else → `conflict`. Returns how
-/// many were settled.
+/// A run killed between recording references pending and recording their outcomes leaves batch
+/// records `open`. Settle them from the documents: holding the new value → `rewritten`; holding
+/// the old one → not applied (dropped from the current records: the walk finds and rewrites the
+/// reference again); anything else → `conflict`. Returns how many were settled.
 pub async fn settle_pending(db: &Database, ledger: &Ledger, prefix: &str) -> anyhow::Result<u64> {
     let mut after: Option<Bson> = None;
     let mut settled = 0u64;
     loop {
         let page = ledger
-            .refs_page(&[RefState::Pending], after.as_ref(), 500)
+            .refs_page(&[RefState::Pending], after.as_ref(), true)
             .await?;
-        let Some(last) = page.last else { break };
-        after = Some(last);
+        let Some(next) = page.next.clone() else {
+            break;
+        };
+        after = Some(next);
         let mut by_collection: BTreeMap<String, Vec<RefChange>> = BTreeMap::new();
-        for r in page.records {
+        for r in &page.records {
             match r {
                 Ok(r) => by_collection
                     .entry(collection_name(prefix, &r.change.class))
                     .or_default()
-                    .push(r.change),
+                    .push(r.change.clone()),
                 Err(bad) => tracing::warn!("{bad}; left as it is"),
             }
         }
+        let mut all = Vec::new();
         for (collection, changes) in by_collection {
             let docs = read_back(db, &collection, &changes).await?;
             let states = settle(&changes, &docs, &HashMap::new());
-            let marks: Vec<_> = changes
-                .iter()
-                .zip(&states)
-                .filter(|(c, _)| !holds(current(&docs, c), &c.old.name, true))
-                .map(|(c, (s, _))| (c.key(), *s))
-                .collect();
-            settled += marks.len() as u64;
-            ledger.mark_refs(&marks).await?;
+            for (c, (s, _)) in changes.into_iter().zip(states) {
+                let outcome = if holds(current(&docs, &c), &c.old.name, true) {
+                    SettledRef::NotApplied
+                } else {
+                    SettledRef::State(s)
+                };
+                all.push((c, outcome));
+            }
         }
+        settled += all.len() as u64;
+        let marks: Vec<(&RefChange, SettledRef)> = all.iter().map(|(c, s)| (c, *s)).collect();
+        ledger.settle_refs(&page, &marks).await?;
     }
     Ok(settled)
 }
@@ -220,6 +226,7 @@ mod tests {
             file: old.name.clone(),
             old,
             new,
+            loc: None,
         }
     }
 

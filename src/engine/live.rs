@@ -102,6 +102,12 @@ impl Effects for Live {
         {
             old.abort();
         }
+        let converted = self.ledger.upgrade().await?;
+        if converted > 0 {
+            tracing::info!(
+                "converted {converted} ledger records of the first format into batch records"
+            );
+        }
         self.ledger.ensure_indexes().await?;
         self.ledger.start_run(info).await?;
         let settled = cas::settle_pending(&self.db, &self.ledger, &self.prefix).await?;
@@ -205,7 +211,7 @@ impl Effects for Live {
             .iter()
             .zip(&states)
             .filter(|(_, (s, _))| *s == RefState::RolledBack)
-            .map(|(c, (s, _))| (c.key(), *s))
+            .map(|(c, (s, _))| (c, *s))
             .collect();
         self.ledger.mark_refs(&marks).await?;
         Ok(states)
@@ -226,7 +232,7 @@ impl Effects for Live {
                 Err(e) => return Err(e.into()),
             }
             removed.push(true);
-            deleted.push(f.name.as_str());
+            deleted.push(f);
         }
         self.ledger.mark_files(&deleted, FileState::Deleted).await?;
         Ok(removed)

@@ -215,6 +215,8 @@ pub struct FileJob {
     pub kind: NameKind,
     /// A stored `url` of one of its references (an HTTP source may need it).
     pub url_hint: Option<String>,
+    /// Copy attempts the ledger recorded before (0: it has no record of the file).
+    pub attempts: u32,
 }
 
 /// How a file ended.
@@ -478,6 +480,7 @@ async fn copy_stage(
                         target: &j.target,
                         kind: j.kind.as_str(),
                         destination: &destination,
+                        attempts: j.attempts,
                     })
                     .collect();
                 effects.plan(&intents).await?;

@@ -246,6 +246,7 @@ pub fn change_for(
         file: name.to_string(),
         old,
         new,
+        loc: None,
     }))
 }
 

@@ -13,9 +13,6 @@ use crate::ledger::{FileState, KEY_PLACEHOLDER, Ledger, RefChange, RefState};
 use crate::parse::schema::collection_name;
 use crate::secret::Secret;
 
-/// Records restored, and copies considered, per round trip.
-const PAGE: i64 = 500;
-
 /// What a rollback did (or would do).
 #[derive(Debug, Default, Serialize)]
 pub struct Counts {
@@ -62,9 +59,12 @@ impl Rollback<'_> {
         loop {
             // Pending: a crash may have come between the update and its record.
             let states = [RefState::Rewritten, RefState::Pending];
-            let page = self.ledger.refs_page(&states, after.as_ref(), PAGE).await?;
-            let Some(last) = page.last else { break };
-            after = Some(last);
+            let page = self
+                .ledger
+                .refs_page(&states, after.as_ref(), false)
+                .await?;
+            let Some(next) = page.next else { break };
+            after = Some(next);
             let mut by_collection: BTreeMap<String, Vec<RefChange>> = BTreeMap::new();
             for r in page.records {
                 match r
@@ -96,16 +96,17 @@ impl Rollback<'_> {
         effects: &dyn Effects,
         counts: &mut Counts,
     ) -> anyhow::Result<()> {
-        let mut after: Option<String> = None;
+        let mut after = None;
         loop {
-            let files = self
+            let page = self
                 .ledger
-                .files_page(FileState::Verified, after.as_deref(), PAGE)
+                .files_page(FileState::Verified, after.as_ref())
                 .await?;
-            let Some(last) = files.last() else { break };
-            after = Some(last.name.clone());
+            let Some(next) = page.next else { break };
+            after = Some(next);
             // Never delete the original.
-            let (originals, copies): (Vec<_>, Vec<_>) = files
+            let (originals, copies): (Vec<_>, Vec<_>) = page
+                .records
                 .into_iter()
                 .partition(|f| (self.is_original)(&f.name, &f.target));
             counts.copies_kept += originals.len() as u64;
@@ -179,6 +180,7 @@ mod tests {
                 Some("K"),
             ),
             new: RefValue::file("h_a.png", Some("https://api/files/app/h_a.png"), None),
+            loc: None,
         };
         assert!(recorded.old.key_redacted);
         let back = reverse(recorded.clone(), Some("K")).unwrap();

@@ -1,23 +1,42 @@
-//! The file records (`<collection>`): one per source file, keyed by its stored name.
+//! The file records (`<collection>`), stored as batch documents: one document per batch of
+//! intents (`f`: the entries, `n`: the names whose current record is here), written in one
+//! insert before the copies start, and updated once per batch of outcomes (`$set` of the
+//! entries' fields). A file copied again later gets an entry in a newer batch, and its name is
+//! pulled from the older one's `n`, so each name is current in one place.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context;
 use futures::TryStreamExt;
-use mongodb::bson::{Bson, DateTime, Document, doc};
+use mongodb::bson::{Bson, DateTime, Document, doc, oid::ObjectId};
 
-use super::records::file_record;
-use super::{FileRecord, FileResult, FileState, Intent, Ledger, VERSION};
+use super::records::{batch_header, file_records, intent_entry, outcome_fields};
+use super::{FileRecord, FileResult, FileState, Intent, Ledger, Loc, pull_elsewhere};
 use crate::db::update_stmt;
 
+/// Batch documents read per page of [`Ledger::files_page`] (each holds up to a few hundred
+/// entries).
+const DOCS_PER_PAGE: i64 = 8;
+
+/// A page of file records.
+#[derive(Debug, Default)]
+pub struct FilePage {
+    pub records: Vec<FileRecord>,
+    /// Where the next page starts (`None`: this page was the last).
+    pub next: Option<Bson>,
+}
+
 impl Ledger {
-    /// The records of `names`, one round trip. Names without a record are absent from the map.
+    /// The current records of `names`, one round trip. Names without a record are absent.
     pub async fn lookup(&self, names: &[&str]) -> anyhow::Result<HashMap<String, FileRecord>> {
         if names.is_empty() {
             return Ok(HashMap::new());
         }
-        self.files_where(doc! {"_id": {"$in": names}}, |r| r.name.clone())
-            .await
+        let wanted: std::collections::HashSet<&str> = names.iter().copied().collect();
+        self.files_where(doc! {"n": {"$in": names}}, |r| {
+            wanted.contains(r.name.as_str()).then(|| r.name.clone())
+        })
+        .await
     }
 
     /// Verified file records whose target is one of `targets`, by target.
@@ -25,22 +44,27 @@ impl Ledger {
         if targets.is_empty() {
             return Ok(HashMap::new());
         }
-        self.files_where(
-            doc! {"target": {"$in": targets}, "state": FileState::Verified.as_str()},
-            |r| r.target.clone(),
-        )
+        let wanted: std::collections::HashSet<&str> = targets.iter().copied().collect();
+        self.files_where(doc! {"f.t": {"$in": targets}}, |r| {
+            (r.state == FileState::Verified && wanted.contains(r.target.as_str()))
+                .then(|| r.target.clone())
+        })
         .await
     }
 
+    /// The records of the batch documents `filter` selects that `key` keeps, by that key. Where
+    /// two batches both hold a current record under one key (two hosts copied one file at the
+    /// same moment), the newer batch's wins.
     async fn files_where(
         &self,
         filter: Document,
-        key: impl Fn(&FileRecord) -> String,
+        key: impl Fn(&FileRecord) -> Option<String>,
     ) -> anyhow::Result<HashMap<String, FileRecord>> {
-        let mut out = HashMap::new();
+        let mut out: HashMap<String, FileRecord> = HashMap::new();
         let mut cursor = self
             .coll(&self.files)
             .find(filter)
+            .sort(doc! {"_id": 1})
             .await
             .with_context(|| format!("reading the ledger {}", self.files))?;
         while let Some(d) = cursor
@@ -48,103 +72,130 @@ impl Ledger {
             .await
             .with_context(|| format!("reading the ledger {}", self.files))?
         {
-            let r = file_record(&self.files, &d)?;
-            out.insert(key(&r), r);
+            for r in file_records(&self.files, &d) {
+                let r = r?;
+                if let Some(k) = key(&r) {
+                    out.insert(k, r);
+                }
+            }
         }
         Ok(out)
     }
 
-    /// File records in `state`, in name order, a page after `after`.
+    /// Current file records in `state`, a page of batch documents after `after` (a previous
+    /// page's [`FilePage::next`]).
     pub async fn files_page(
         &self,
         state: FileState,
-        after: Option<&str>,
-        limit: i64,
-    ) -> anyhow::Result<Vec<FileRecord>> {
-        let filter = doc! {"state": state.as_str()};
-        let after = after.map(|a| Bson::String(a.to_string()));
-        self.page(&self.files, filter, after, limit, file_record)
-            .await?
-            .into_iter()
-            .map(|r| r.map_err(anyhow::Error::from))
-            .collect()
-    }
-
-    /// Record the intent to copy `files` (state `planned`, attempt count + 1).
-    pub async fn plan(&self, files: &[Intent<'_>]) -> anyhow::Result<()> {
-        let now = DateTime::now();
-        let set = |f: &Intent| {
-            doc! {"v": VERSION, "target": f.target, "kind": f.kind,
-            "destination": f.destination, "state": FileState::Planned.as_str(),
-            "run": self.run, "updated_at": now}
-        };
-        let fresh = files
-            .iter()
-            .map(|f| {
-                let mut d = doc! {"_id": f.name, "created_at": now, "attempts": 1};
-                d.extend(set(f));
-                d
-            })
-            .collect();
-        let upsert = |i: usize| {
-            let f = &files[i];
-            update_stmt(
-                doc! {"_id": f.name},
-                doc! {"$set": set(f), "$setOnInsert": {"created_at": now},
-                "$inc": {"attempts": 1}},
-                true,
+        after: Option<&Bson>,
+    ) -> anyhow::Result<FilePage> {
+        let docs = self
+            .page(
+                &self.files,
+                doc! {"f.s": state.as_str()},
+                after.cloned(),
+                DOCS_PER_PAGE,
             )
-        };
-        self.insert_or_upsert(&self.files, fresh, upsert).await
+            .await?;
+        let next = docs.last().and_then(|d| d.get("_id").cloned());
+        let mut records = Vec::new();
+        for d in &docs {
+            for r in file_records(&self.files, d) {
+                let r = r?;
+                if r.state == state {
+                    records.push(r);
+                }
+            }
+        }
+        Ok(FilePage { records, next })
     }
 
-    /// Record file outcomes.
-    pub async fn record_files(&self, results: &[FileResult<'_>]) -> anyhow::Result<()> {
-        let now = DateTime::now();
-        let stmts = results
+    /// Record the intent to copy `files`: one batch document, one insert. Names an earlier run
+    /// recorded (`attempts > 0`) are then pulled from their older batches.
+    pub async fn plan(&self, files: &[Intent<'_>]) -> anyhow::Result<()> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        let (now, batch) = (DateTime::now(), ObjectId::new());
+        let mut d = batch_header(batch, self.run, now);
+        d.insert("n", files.iter().map(|f| f.name).collect::<Vec<_>>());
+        d.insert(
+            "f",
+            files
+                .iter()
+                .map(|f| intent_entry(f, now))
+                .collect::<Vec<_>>(),
+        );
+        self.insert_one(&self.files, d).await?;
+        {
+            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            for (index, f) in files.iter().enumerate() {
+                held.files.insert(f.name.to_string(), Loc { batch, index });
+            }
+        }
+        let again: Vec<&str> = files
             .iter()
-            .map(|r| {
-                let mut set = doc! {"state": r.state.as_str(), "run": self.run, "updated_at": now,
-                "hash_checked": r.hash_checked};
-                let mut unset = Document::new();
-                match r.size {
-                    Some(s) => set.insert("size", s as i64),
-                    None => unset.insert("size", ""),
+            .filter(|f| f.attempts > 0)
+            .map(|f| f.name)
+            .collect();
+        if again.is_empty() {
+            return Ok(());
+        }
+        self.write(&self.files, vec![pull_elsewhere("n", &again, &[batch])])
+            .await
+    }
+
+    /// Record file outcomes: one `$set` per batch document the files' intents are in.
+    ///
+    /// Every outcome is of a file this run planned. Two rewrite batches may record one outcome
+    /// (one holds references to a file whose outcome the other is still recording): both write
+    /// it, and the intent's place is forgotten only once a write has completed — so a call that
+    /// no longer finds it knows the outcome is already durable.
+    pub async fn record_files(&self, results: &[FileResult<'_>]) -> anyhow::Result<()> {
+        if results.is_empty() {
+            return Ok(());
+        }
+        let now = DateTime::now();
+        let mut by_batch: BTreeMap<ObjectId, (Document, Document)> = BTreeMap::new();
+        {
+            let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            for r in results {
+                let Some(loc) = held.files.get(r.name) else {
+                    tracing::debug!(file = r.name, "outcome already recorded");
+                    continue;
                 };
-                match r.md5 {
-                    Some(m) => set.insert("md5", m),
-                    None => unset.insert("md5", ""),
-                };
-                match r.error {
-                    Some(e) => set.insert("error", e),
-                    None => unset.insert("error", ""),
-                };
-                if r.state == FileState::Verified {
-                    set.insert("verified_at", now);
-                }
+                let (set, unset) = outcome_fields(r, now, &format!("f.{}.", loc.index));
+                let (s, u) = by_batch.entry(loc.batch).or_default();
+                s.extend(set);
+                u.extend(unset);
+            }
+        }
+        let stmts = by_batch
+            .into_iter()
+            .map(|(batch, (set, unset))| {
                 let mut u = doc! {"$set": set};
                 if !unset.is_empty() {
                     u.insert("$unset", unset);
                 }
-                update_stmt(doc! {"_id": r.name}, u, false)
+                update_stmt(doc! {"_id": batch}, u, false)
             })
             .collect();
-        self.write(&self.files, stmts).await
+        self.write(&self.files, stmts).await?;
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        for r in results {
+            held.files.remove(r.name);
+        }
+        Ok(())
     }
 
-    /// Set the state of file records.
-    pub async fn mark_files(&self, names: &[&str], state: FileState) -> anyhow::Result<()> {
+    /// Set the state of file records (read back, so each knows where it is stored).
+    pub async fn mark_files(&self, files: &[&FileRecord], state: FileState) -> anyhow::Result<()> {
         let now = DateTime::now();
-        let stmts = names
+        let marks: Vec<(Loc, Document)> = files
             .iter()
-            .map(|n| {
-                update_stmt(
-                    doc! {"_id": *n},
-                    doc! {"$set": {"state": state.as_str(), "updated_at": now}},
-                    false,
-                )
-            })
+            .map(|f| (f.loc, doc! {"s": state.as_str(), "at": now}))
             .collect();
-        self.write(&self.files, stmts).await
+        self.set_entries(&self.files, "f", &marks, &[], Vec::new())
+            .await
     }
 }

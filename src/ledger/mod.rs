@@ -4,12 +4,12 @@
 //! Five collections (names derive from `[ledger] collection`, default `_FileMigration`), each
 //! owned by one file of this folder:
 //!
-//! * `<collection>` ([`files`](self::files)): one record per **source file** (`_id` = the stored
-//!   name): target name, kind, state (`planned` → `verified`, or `missing` / `failed` with the
-//!   reason and attempt count), size, MD5, timestamps.
-//! * `<collection>.refs` ([`refs`](self::refs)): one record per **reference** rewritten (`_id` =
-//!   `<class>/<object _id>/<path>`, with `c`, `o`, `p` holding the parts): the old and new
-//!   values, state `pending` → `rewritten` | `conflict` (→ `rolled-back`).
+//! * `<collection>` ([`files`](self::files)): the **file records**, one per source file: target
+//!   name, kind, state (`planned` → `verified`, or `missing` / `failed` with the reason and
+//!   attempt count), size, MD5, time.
+//! * `<collection>.refs` ([`refs`](self::refs)): the **reference records**, one per reference
+//!   rewritten (key `<class>/<object _id>/<path>`): the old and new values, state `pending` →
+//!   `rewritten` | `conflict` | `failed` (→ `rolled-back`).
 //! * `<collection>.runs` ([`runs`](self::runs)): one record per run: settings (no secrets),
 //!   host, start/end, counts, exit code.
 //! * `<collection>.locks` ([`lease`](self::lease)): one lease per shard (`_id` = `all` or
@@ -18,8 +18,22 @@
 //! * `<collection>.walk` ([`runs`](self::runs)): one walk checkpoint per shard: where the next
 //!   run of an unfinished pass resumes (see [`crate::engine::checkpoint`]).
 //!
+//! # Batch documents (format 2)
+//!
+//! File and reference records are not a document each: they are the entries of **batch
+//! documents**, one per batch of hundreds, because a document write is what a database charges
+//! for (one per record made a migrated file cost the server four or five writes besides the
+//! rewrite itself; now a batch of 256 files costs about four). A batch document holds the
+//! entries (`f` / `r`), the names or keys whose *current* record it holds (`n` / `k`, indexed),
+//! its run and time. It is inserted once (intents; old values) and updated once per batch of
+//! outcomes (`$set` of `f.<i>.…`); a record written again later (a retry, a rollback and a new
+//! pass) goes into a newer batch and its name or key is pulled from the older one, so each is
+//! current in exactly one place and `status` counts each once. Records read back carry their
+//! [`Loc`] (batch and index), so a later state change is one `$set` on the entry.
+//!
 //! Every record carries the format [`VERSION`]; a ledger holding records of a newer format is
-//! refused ([`Ledger::check_version`], and record by record in [`records`]).
+//! refused ([`Ledger::check_version`], and record by record in [`records`]); a ledger of the
+//! first format (a document per record) is converted once ([`upgrade`](self::upgrade)).
 //!
 //! # Write order (crash safety)
 //!
@@ -27,13 +41,12 @@
 //! (`verified`), a reference's old value recorded before its document is touched (`pending`), and
 //! the outcome after (`rewritten`/`conflict`). A crash between any two steps leaves a record that
 //! a re-run repeats idempotently: a planned file is copied again to the same deterministic target
-//! (overwriting, never orphaning), a pending reference is retried with the same compare-and-swap.
+//! (overwriting, never orphaning), a batch left `open` is settled from the documents before the
+//! next run writes anything ([`crate::engine::cas::settle_pending`]).
 //!
-//! Every write here is batched: one round trip per hundreds of records. The callers (the engine,
-//! `status`, `rollback`) see only the typed operations below — record intents, outcomes, pending
-//! changes; look records up by name or target; page through them — never a stored document, so
-//! the storage layout under them can change (one record per batch instead of per file) without
-//! touching a caller.
+//! The callers (the engine, `status`, `rollback`) see only the typed operations below — record
+//! intents, outcomes, pending changes; look records up by name or target; page through them —
+//! never a stored document.
 
 mod files;
 mod lease;
@@ -41,18 +54,20 @@ pub mod records;
 mod refs;
 mod runs;
 mod status;
+mod upgrade;
 
 use anyhow::Context;
 use mongodb::bson::{Document, doc, oid::ObjectId};
 use mongodb::{Collection, Database};
 
-use crate::db::{DUPLICATE_KEY, insert_batch, update_batch};
+use crate::db::{update_batch, update_stmt};
+pub use files::FilePage;
 pub use lease::LeaseHeld;
 pub use records::{
-    BadRecord, FileRecord, FileResult, FileState, Intent, KEY_PLACEHOLDER, RefChange, RefRecord,
-    RefState, RefValue,
+    BadRecord, FileRecord, FileResult, FileState, Intent, KEY_PLACEHOLDER, Loc, RefChange,
+    RefRecord, RefState, RefValue,
 };
-pub use refs::RefPage;
+pub use refs::{RefPage, Settled};
 pub use status::{FileCount, Problem, RefCount, Status, UnfinishedPass};
 
 /// The ledger's base collection name (`[ledger] collection`).
@@ -63,8 +78,9 @@ pub const DEFAULT_COLLECTION: &str = "_FileMigration";
 /// while tolerating a stalled process or database for ~40 s before another run may start.
 pub const DEFAULT_LEASE_SECS: u64 = 60;
 
-/// Format version written into every record, and the newest this version reads.
-pub const VERSION: i32 = 1;
+/// Format version written into every record, and the newest this version reads. 2: file and
+/// reference records are entries of batch documents (1: a document each).
+pub const VERSION: i32 = 2;
 
 /// The ledger collections of one app.
 #[derive(Debug, Clone)]
@@ -77,6 +93,16 @@ pub struct Ledger {
     walk: String,
     run: ObjectId,
     lease: std::time::Duration,
+    /// Where this run's records in progress are stored, to set their outcomes.
+    held: std::sync::Arc<std::sync::Mutex<Held>>,
+}
+
+/// The places of this run's intents without an outcome yet (by file name) and of its pending
+/// references (by key): no more than the run has in flight.
+#[derive(Debug, Default)]
+struct Held {
+    files: std::collections::HashMap<String, Loc>,
+    refs: std::collections::HashMap<String, Loc>,
 }
 
 impl Ledger {
@@ -91,6 +117,7 @@ impl Ledger {
             walk: format!("{collection}.walk"),
             run: ObjectId::new(),
             lease: std::time::Duration::from_secs(DEFAULT_LEASE_SECS),
+            held: Default::default(),
         }
     }
 
@@ -137,12 +164,20 @@ impl Ledger {
     }
 
     /// Create the secondary indexes the hot path's queries need (idempotent; a no-op when they
-    /// exist). Without `{target: 1}` every planner page's [`by_target`](Self::by_target) lookup
-    /// scans the whole file ledger — O(pages × files) on a large migration; `{file: 1}` does the
-    /// same for `rollback`'s per-file [`still_referenced`](Self::still_referenced) check.
+    /// exist): the planner looks file records up by name (`n`) and by target (`f.t`) for every
+    /// page, a batch of references is closed by pulling its keys from older batches (`k`),
+    /// `rollback` asks whether a copy is still referenced (`r.file`), and every writing run
+    /// settles the batches a crash left `open`. Without them each is a scan of the whole ledger.
     pub async fn ensure_indexes(&self) -> anyhow::Result<()> {
         use mongodb::IndexModel;
-        for (coll, key) in [(&self.files, "target"), (&self.refs, "file")] {
+        let wanted = [
+            (&self.files, "n"),
+            (&self.files, "f.t"),
+            (&self.refs, "k"),
+            (&self.refs, "r.file"),
+            (&self.refs, "open"),
+        ];
+        for (coll, key) in wanted {
             self.coll(coll)
                 .create_index(IndexModel::builder().keys(doc! {key: 1}).build())
                 .await
@@ -155,25 +190,50 @@ impl Ledger {
         self.db.collection(name)
     }
 
-    /// Write records that are usually new (a first pass): insert them all, unordered — cheaper
-    /// for the server than an upsert, which plans a query per statement — and upsert only the
-    /// ones whose `_id` exists already (`upsert(i)` builds the statement for `fresh[i]`).
-    async fn insert_or_upsert(
-        &self,
-        coll: &str,
-        fresh: Vec<Document>,
-        upsert: impl Fn(usize) -> Document,
-    ) -> anyhow::Result<()> {
-        let refused = insert_batch(&self.db, coll, fresh)
+    /// Insert one batch document.
+    async fn insert_one(&self, coll: &str, d: Document) -> anyhow::Result<()> {
+        self.coll(coll)
+            .insert_one(d)
             .await
             .with_context(|| format!("writing the ledger {coll}"))?;
-        let mut stmts = Vec::new();
-        for (i, code, msg) in refused {
-            if code != DUPLICATE_KEY {
-                anyhow::bail!("writing the ledger {coll}: record #{i} refused: {msg}");
+        Ok(())
+    }
+
+    /// One `update` command: for each batch document among `marks`, one statement setting the
+    /// fields given for its entries (`<field>.<index>.<name>`), unsetting `open` on the batches
+    /// in `close`; then the `extra` statements.
+    async fn set_entries(
+        &self,
+        coll: &str,
+        field: &str,
+        marks: &[(Loc, Document)],
+        close: &[ObjectId],
+        extra: Vec<Document>,
+    ) -> anyhow::Result<()> {
+        let mut by_batch: std::collections::BTreeMap<ObjectId, Document> = Default::default();
+        for (loc, fields) in marks {
+            let set = by_batch.entry(loc.batch).or_default();
+            for (k, v) in fields {
+                set.insert(format!("{field}.{}.{k}", loc.index), v.clone());
             }
-            stmts.push(upsert(i));
         }
+        for b in close {
+            by_batch.entry(*b).or_default();
+        }
+        let mut stmts: Vec<Document> = by_batch
+            .into_iter()
+            .filter_map(|(batch, set)| {
+                let mut u = Document::new();
+                if !set.is_empty() {
+                    u.insert("$set", set);
+                }
+                if close.contains(&batch) {
+                    u.insert("$unset", doc! {"open": ""});
+                }
+                (!u.is_empty()).then(|| update_stmt(doc! {"_id": batch}, u, false))
+            })
+            .collect();
+        stmts.extend(extra);
         self.write(coll, stmts).await
     }
 
@@ -193,22 +253,20 @@ impl Ledger {
         Ok(())
     }
 
-    /// Read every document `filter` selects in `coll`, in `_id` order after `after`, at most
-    /// `limit`, decoded by `decode`.
-    async fn page<T>(
+    /// Read the documents `filter` selects in `coll`, in `_id` order after `after`, at most
+    /// `limit`.
+    async fn page(
         &self,
         coll: &str,
         mut filter: Document,
         after: Option<mongodb::bson::Bson>,
         limit: i64,
-        decode: impl Fn(&str, &Document) -> T,
-    ) -> anyhow::Result<Vec<T>> {
+    ) -> anyhow::Result<Vec<Document>> {
         use futures::TryStreamExt;
         if let Some(a) = after {
             filter.insert("_id", doc! {"$gt": a});
         }
-        let docs: Vec<Document> = self
-            .coll(coll)
+        self.coll(coll)
             .find(filter)
             .sort(doc! {"_id": 1})
             .limit(limit)
@@ -216,7 +274,20 @@ impl Ledger {
             .with_context(|| format!("reading {coll}"))?
             .try_collect()
             .await
-            .with_context(|| format!("reading {coll}"))?;
-        Ok(docs.iter().map(|d| decode(coll, d)).collect())
+            .with_context(|| format!("reading {coll}"))
     }
+}
+
+/// The statement that pulls `names` from the `field` array (`n` / `k`) of every batch document
+/// but `keep`: their current records are in `keep` now. It modifies nothing on a first pass (no
+/// older batch names them), and finds the older batches through the index on `field`.
+fn pull_elsewhere(field: &str, names: &[impl AsRef<str>], keep: &[ObjectId]) -> Document {
+    let names: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
+    let mut s = update_stmt(
+        doc! {field: {"$in": &names}, "_id": {"$nin": keep}},
+        doc! {"$pull": {field: {"$in": &names}}},
+        false,
+    );
+    s.insert("multi", true);
+    s
 }

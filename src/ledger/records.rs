@@ -1,8 +1,9 @@
-//! The records the ledger keeps, as typed values, and how each is read back from its stored
-//! document. Reading is strict: a record written by a newer format version, or holding a state
-//! this version does not know, is refused with an error naming it — never misread or dropped.
+//! The records the ledger keeps, as typed values, and how each is written into and read back
+//! from the entries of a batch document (see the [ledger's layout](super)). Reading is strict: a
+//! record written by a newer format version, or holding a state this version does not know, is
+//! refused with an error naming it — never misread or dropped.
 
-use mongodb::bson::{Bson, Document, doc};
+use mongodb::bson::{Bson, DateTime, Document, doc, oid::ObjectId};
 use serde::Serialize;
 
 use super::VERSION;
@@ -100,6 +101,16 @@ pub struct FileRecord {
     pub error: Option<String>,
     /// The destination it was copied to (its description; no secrets).
     pub destination: Option<String>,
+    /// Where the record is stored (its batch document and place in it).
+    pub loc: Loc,
+}
+
+/// Where a record is stored: its batch document and its index in the document's entries. Records
+/// read back carry it, so a later state change is one `$set` on that entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Loc {
+    pub batch: ObjectId,
+    pub index: usize,
 }
 
 /// A file about to be copied.
@@ -109,6 +120,8 @@ pub struct Intent<'a> {
     pub target: &'a str,
     pub kind: &'a str,
     pub destination: &'a str,
+    /// Copy attempts recorded before this one (0: the ledger had no record of the file).
+    pub attempts: u32,
 }
 
 /// The outcome of one file, to record.
@@ -197,19 +210,22 @@ pub struct RefChange {
     pub file: String,
     pub old: RefValue,
     pub new: RefValue,
+    /// Where its record is stored, for a change read back from the ledger (`None` for a change
+    /// about to be recorded).
+    pub loc: Option<Loc>,
 }
 
 impl RefChange {
     /// The record's `_id`: `<class>/<object _id as canonical extended JSON>/<path>` — a string,
     /// unique per reference and cheap to index on every server (the parts are stored as `c`,
     /// `o`, `p` too).
-    pub fn key(&self) -> Bson {
-        Bson::String(format!(
+    pub fn key(&self) -> String {
+        format!(
             "{}/{}/{}",
             self.class,
             self.id.clone().into_canonical_extjson(),
             self.path
-        ))
+        )
     }
 
     /// Whether the value at the path is a bare name (a top-level File field) rather than a File
@@ -219,10 +235,9 @@ impl RefChange {
     }
 }
 
-/// A reference record read back: its key, state and the change it recorded.
+/// A reference record read back: its state and the change it recorded (with its [`Loc`]).
 #[derive(Debug, Clone)]
 pub struct RefRecord {
-    pub key: Bson,
     pub state: RefState,
     pub change: RefChange,
 }
@@ -259,63 +274,177 @@ fn bad(collection: &str, d: &Document, why: impl Into<String>) -> BadRecord {
     }
 }
 
-/// A file record from its stored document.
-pub(super) fn file_record(collection: &str, d: &Document) -> Result<FileRecord, BadRecord> {
+/// The header every batch document carries: format, run, time; `live` is the array naming the
+/// entries that are current (`n` for files, `k` for references).
+pub(super) fn batch_header(batch: ObjectId, run: ObjectId, now: DateTime) -> Document {
+    doc! {"_id": batch, "v": VERSION, "run": run, "at": now}
+}
+
+/// A file entry of a batch document: an intent (`planned`, the attempt number).
+pub(super) fn intent_entry(i: &Intent, now: DateTime) -> Document {
+    doc! {"n": i.name, "t": i.target, "k": i.kind, "d": i.destination,
+    "s": FileState::Planned.as_str(), "a": i64::from(i.attempts) + 1, "at": now}
+}
+
+/// The fields of a file entry an outcome sets (`prefix` is the entry's path, `f.<i>.`, or empty
+/// for a whole new entry), and those it clears.
+pub(super) fn outcome_fields(r: &FileResult, now: DateTime, prefix: &str) -> (Document, Document) {
+    let (mut set, mut unset) = (Document::new(), Document::new());
+    let mut put = |key: &str, v: Option<Bson>| match v {
+        Some(v) => {
+            set.insert(format!("{prefix}{key}"), v);
+        }
+        None => {
+            unset.insert(format!("{prefix}{key}"), "");
+        }
+    };
+    put("s", Some(Bson::String(r.state.as_str().into())));
+    put("hc", Some(Bson::Boolean(r.hash_checked)));
+    put("at", Some(Bson::DateTime(now)));
+    put("size", r.size.map(|s| Bson::Int64(s as i64)));
+    put("md5", r.md5.map(|m| Bson::String(m.to_string())));
+    put("err", r.error.map(|e| Bson::String(e.to_string())));
+    (set, unset)
+}
+
+/// A reference entry of a batch document, in `state`.
+pub(super) fn ref_entry(c: &RefChange, state: RefState) -> Document {
+    doc! {"k": c.key(), "c": &c.class, "o": c.id.clone(), "p": &c.path, "file": &c.file,
+    "old": c.old.to_bson(), "new": c.new.to_bson(), "s": state.as_str()}
+}
+
+/// The names (or keys) a batch document holds as current.
+fn live(d: &Document, field: &str) -> std::collections::HashSet<String> {
+    d.get_array(field)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The entries of a batch document, each with its index, after the document's format check.
+fn entries<'a>(
+    collection: &str,
+    d: &'a Document,
+    field: &str,
+) -> Result<impl Iterator<Item = (usize, &'a Document)>, BadRecord> {
     check_version(d).map_err(|w| bad(collection, d, w))?;
-    let name = d
-        .get_str("_id")
-        .map_err(|_| bad(collection, d, "its _id is not a file name"))?
-        .to_string();
-    let state = d.get_str("state").unwrap_or("(none)");
-    let state = FileState::parse(state)
-        .ok_or_else(|| bad(collection, d, format!("unknown file state {state:?}")))?;
+    let list = d.get_array(field).map_err(|_| {
+        bad(
+            collection,
+            d,
+            "a record of ledger format 1, written by an older parse-files-migrate: the next \
+             writing run (migrate, rollback) converts it",
+        )
+    })?;
+    Ok(list
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| e.as_document().map(|e| (i, e))))
+}
+
+/// The current file records of a batch document (entries a newer record replaced are skipped),
+/// each decoded or refused.
+pub(super) fn file_records(collection: &str, d: &Document) -> Vec<Result<FileRecord, BadRecord>> {
+    let entries = match entries(collection, d, "f") {
+        Ok(e) => e,
+        Err(e) => return vec![Err(e)],
+    };
+    let Some(batch) = d.get_object_id("_id").ok() else {
+        return vec![Err(bad(collection, d, "its _id is not an ObjectId"))];
+    };
+    let live = live(d, "n");
+    entries
+        .filter(|(_, e)| e.get_str("n").is_ok_and(|n| live.contains(n)))
+        .map(|(index, e)| file_entry(collection, d, e, Loc { batch, index }))
+        .collect()
+}
+
+fn file_entry(
+    collection: &str,
+    d: &Document,
+    e: &Document,
+    loc: Loc,
+) -> Result<FileRecord, BadRecord> {
+    let name = e.get_str("n").unwrap_or_default().to_string();
+    let state = e.get_str("s").unwrap_or("(none)");
+    let state = FileState::parse(state).ok_or_else(|| {
+        bad(
+            collection,
+            d,
+            format!("{name}: unknown file state {state:?}"),
+        )
+    })?;
     Ok(FileRecord {
-        target: d.get_str("target").unwrap_or(&name).to_string(),
+        target: e.get_str("t").unwrap_or(&name).to_string(),
         state,
-        size: int(d.get("size")).and_then(|s| u64::try_from(s).ok()),
-        md5: d.get_str("md5").ok().map(str::to_string),
-        hash_checked: d.get_bool("hash_checked").unwrap_or(false),
-        attempts: int(d.get("attempts"))
-            .unwrap_or(0)
-            .clamp(0, i64::from(u32::MAX)) as u32,
-        error: d.get_str("error").ok().map(str::to_string),
-        destination: d.get_str("destination").ok().map(str::to_string),
+        size: int(e.get("size")).and_then(|s| u64::try_from(s).ok()),
+        md5: e.get_str("md5").ok().map(str::to_string),
+        hash_checked: e.get_bool("hc").unwrap_or(false),
+        attempts: int(e.get("a")).unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32,
+        error: e.get_str("err").ok().map(str::to_string),
+        destination: e.get_str("d").ok().map(str::to_string),
+        loc,
         name,
     })
 }
 
-/// A reference record from its stored document.
-pub(super) fn ref_record(collection: &str, d: &Document) -> Result<RefRecord, BadRecord> {
-    check_version(d).map_err(|w| bad(collection, d, w))?;
-    let state = d.get_str("state").unwrap_or("(none)");
+/// The current reference records of a batch document, each decoded or refused.
+pub(super) fn ref_records(collection: &str, d: &Document) -> Vec<Result<RefRecord, BadRecord>> {
+    let entries = match entries(collection, d, "r") {
+        Ok(e) => e,
+        Err(e) => return vec![Err(e)],
+    };
+    let Some(batch) = d.get_object_id("_id").ok() else {
+        return vec![Err(bad(collection, d, "its _id is not an ObjectId"))];
+    };
+    let live = live(d, "k");
+    entries
+        .filter(|(_, e)| e.get_str("k").is_ok_and(|k| live.contains(k)))
+        .map(|(index, e)| ref_entry_record(collection, d, e, Loc { batch, index }))
+        .collect()
+}
+
+fn ref_entry_record(
+    collection: &str,
+    d: &Document,
+    e: &Document,
+    loc: Loc,
+) -> Result<RefRecord, BadRecord> {
+    let key = e.get_str("k").unwrap_or_default();
+    let refused = |why: String| bad(collection, d, format!("{key}: {why}"));
+    let state = e.get_str("s").unwrap_or("(none)");
     let state = RefState::parse(state)
-        .ok_or_else(|| bad(collection, d, format!("unknown reference state {state:?}")))?;
+        .ok_or_else(|| refused(format!("unknown reference state {state:?}")))?;
     let field = |k: &str, what: &str| {
-        d.get_str(k)
+        e.get_str(k)
             .map(str::to_string)
-            .map_err(|_| bad(collection, d, format!("no {what}")))
+            .map_err(|_| refused(format!("no {what}")))
     };
     let change = RefChange {
         class: field("c", "class")?,
-        id: d
+        id: e
             .get("o")
             .cloned()
-            .ok_or_else(|| bad(collection, d, "no object id"))?,
+            .ok_or_else(|| refused("no object id".into()))?,
         path: field("p", "path")?,
-        file: d.get_str("file").unwrap_or_default().to_string(),
-        old: RefValue::from_bson(d, "old").map_err(|w| bad(collection, d, w))?,
-        new: RefValue::from_bson(d, "new").map_err(|w| bad(collection, d, w))?,
+        file: e.get_str("file").unwrap_or_default().to_string(),
+        old: RefValue::from_bson(e, "old").map_err(refused)?,
+        new: RefValue::from_bson(e, "new").map_err(refused)?,
+        loc: Some(loc),
     };
-    Ok(RefRecord {
-        key: d.get("_id").cloned().unwrap_or(Bson::Null),
-        state,
-        change,
-    })
+    Ok(RefRecord { state, change })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn files_batch(entries: Vec<Document>, live: Vec<&str>) -> Document {
+        doc! {"_id": ObjectId::new(), "v": VERSION, "n": live, "f": entries}
+    }
 
     #[test]
     fn states_round_trip_and_unknown_ones_are_refused() {
@@ -325,41 +454,87 @@ mod tests {
         for s in RefState::ALL {
             assert_eq!(RefState::parse(s.as_str()), Some(s));
         }
-        let d = doc! {"_id": "a.png", "state": "teleported", "v": 1};
-        let e = file_record("_FileMigration", &d).unwrap_err();
+        let d = files_batch(vec![doc! {"n": "a.png", "s": "teleported"}], vec!["a.png"]);
+        let e = file_records("_FileMigration", &d).remove(0).unwrap_err();
         assert!(e.why.contains("unknown file state \"teleported\""), "{e}");
-        assert!(e.to_string().contains("a.png"), "{e}");
+        assert!(e.why.contains("a.png"), "{e}");
     }
 
     #[test]
-    fn records_of_a_newer_format_are_refused_not_misread() {
-        let d = doc! {"_id": "a.png", "state": "verified", "v": VERSION + 1};
-        let e = file_record("_FileMigration", &d).unwrap_err();
+    fn records_of_a_newer_or_the_first_format_are_refused_not_misread() {
+        let mut d = files_batch(vec![doc! {"n": "a.png", "s": "verified"}], vec!["a.png"]);
+        d.insert("v", VERSION + 1);
+        let e = file_records("_FileMigration", &d).remove(0).unwrap_err();
         assert!(e.why.contains("newer parse-files-migrate"), "{e}");
-        let r = doc! {"_id": "k", "state": "rewritten", "v": VERSION + 1, "c": "A", "o": "x",
-        "p": "f", "old": {"name": "a"}, "new": {"name": "b"}};
-        assert!(ref_record("_FileMigration.refs", &r).is_err());
-        // The current version and records without `v` (the first format) read fine.
-        let ok = doc! {"_id": "a.png", "state": "verified", "size": 3.0, "attempts": 2_i64};
-        let rec = file_record("_FileMigration", &ok).unwrap();
-        assert_eq!((rec.size, rec.attempts), (Some(3), 2));
+        let r = doc! {"_id": ObjectId::new(), "v": VERSION + 1, "k": ["k"], "r": [{"k": "k",
+        "s": "rewritten", "c": "A", "o": "x", "p": "f", "old": {"name": "a"}, "new": {"name": "b"}}]};
+        assert!(ref_records("_FileMigration.refs", &r).remove(0).is_err());
+        // A record of the first format (a document per file) is not a batch: refused, naming
+        // the reason, never read as an empty batch.
+        let v1 = doc! {"_id": "a.png", "state": "verified", "v": 1};
+        let e = file_records("_FileMigration", &v1).remove(0).unwrap_err();
+        assert!(e.why.contains("older parse-files-migrate"), "{e}");
+        let odd = doc! {"_id": "a.png", "v": VERSION, "n": [], "f": []};
+        let e = file_records("_FileMigration", &odd).remove(0).unwrap_err();
+        assert!(e.why.contains("ObjectId"), "{e}");
+    }
+
+    #[test]
+    fn only_current_entries_are_read_with_their_place() {
+        let d = files_batch(
+            vec![
+                doc! {"n": "a.png", "t": "h_a.png", "s": "verified", "size": 3.0, "a": 2_i64},
+                doc! {"n": "b.png", "s": "planned"},
+            ],
+            vec!["a.png"],
+        );
+        let recs: Vec<FileRecord> = file_records("_FileMigration", &d)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(recs.len(), 1, "b.png was superseded: {recs:?}");
+        let a = &recs[0];
+        assert_eq!(
+            (a.size, a.attempts, a.target.as_str()),
+            (Some(3), 2, "h_a.png")
+        );
+        assert_eq!(a.loc.index, 0);
+        assert_eq!(Some(a.loc.batch), d.get_object_id("_id").ok());
     }
 
     #[test]
     fn reference_records_read_back_typed() {
-        let r = doc! {"_id": "A/\"x\"/f", "state": "pending", "v": VERSION, "c": "A", "o": "x",
+        let e = doc! {"k": "A/\"x\"/f", "s": "pending", "c": "A", "o": "x",
         "p": "f", "file": "a", "old": {"name": "a"}, "new": {"name": "b"}};
-        let rec = ref_record("refs", &r).unwrap();
+        let batch = ObjectId::new();
+        let d = doc! {"_id": batch, "v": VERSION, "k": ["A/\"x\"/f"], "r": [e.clone(), e.clone()]};
+        let recs = ref_records("refs", &d);
+        // Both entries carry the current key; both are read (a key is current once per batch).
+        let rec = recs[1].as_ref().unwrap();
         assert_eq!(rec.state, RefState::Pending);
         assert!(rec.change.is_bare_name());
         assert_eq!(rec.change.new.name, "b");
-        let mut broken = r.clone();
+        assert_eq!(rec.change.loc, Some(Loc { batch, index: 1 }));
+        let mut broken = e.clone();
         broken.remove("p");
-        assert!(
-            ref_record("refs", &broken)
-                .unwrap_err()
-                .why
-                .contains("no path")
-        );
+        let d = doc! {"_id": batch, "v": VERSION, "k": ["A/\"x\"/f"], "r": [broken]};
+        let why = ref_records("refs", &d).remove(0).unwrap_err().why;
+        assert!(why.contains("no path"), "{why}");
+    }
+
+    #[test]
+    fn an_outcome_sets_and_clears_the_fields_of_its_entry() {
+        let r = FileResult {
+            name: "a",
+            state: FileState::Verified,
+            size: Some(5),
+            md5: Some("m"),
+            hash_checked: true,
+            error: None,
+        };
+        let (set, unset) = outcome_fields(&r, DateTime::now(), "f.3.");
+        assert_eq!(set.get_str("f.3.s").unwrap(), "verified");
+        assert_eq!(set.get_i64("f.3.size").unwrap(), 5);
+        assert!(unset.contains_key("f.3.err"));
     }
 }

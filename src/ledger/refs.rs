@@ -1,126 +1,217 @@
-//! The reference records (`<collection>.refs`): one per reference rewritten, keyed by
-//! `<class>/<object _id>/<path>`, holding the old and new values.
+//! The reference records (`<collection>.refs`), stored as batch documents: one per batch of
+//! references about to be rewritten (`r`: the entries, each with its key
+//! `<class>/<object _id>/<path>`, old and new values and state; `k`: the keys whose current
+//! record is here; `open` while any entry may still be `pending`). The old values are inserted
+//! in one document before the compare-and-swap updates; the outcomes are one `$set` on it after.
+//! A reference recorded again later (after a conflict or a rollback) has its key pulled from the
+//! older batch's `k` when the newer batch is closed.
 
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use mongodb::bson::{Bson, DateTime, doc};
+use mongodb::bson::{Bson, DateTime, Document, doc, oid::ObjectId};
 
-use super::records::ref_record;
-use super::{BadRecord, Ledger, RefChange, RefRecord, RefState, VERSION};
-use crate::db::update_stmt;
+use super::records::{batch_header, ref_entry, ref_records};
+use super::{BadRecord, Ledger, Loc, RefChange, RefRecord, RefState, pull_elsewhere};
+
+/// Batch documents read per page of [`Ledger::refs_page`].
+const DOCS_PER_PAGE: i64 = 8;
+
+/// What settling a recorded reference found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// Its outcome, now known.
+    State(RefState),
+    /// The update never reached the document (it still holds the old value): the record is
+    /// dropped from the current ones, and the walk finds and rewrites the reference again.
+    NotApplied,
+}
 
 impl Ledger {
-    /// Record references about to be rewritten, with their old and new values.
+    /// Record references about to be rewritten, with their old and new values: one batch
+    /// document, `open`, every entry `pending`.
     pub async fn record_pending(&self, changes: &[RefChange]) -> anyhow::Result<()> {
-        let now = DateTime::now();
-        let set = |c: &RefChange| {
-            doc! {"v": VERSION, "c": &c.class, "o": c.id.clone(), "p": &c.path,
-            "file": &c.file, "old": c.old.to_bson(), "new": c.new.to_bson(),
-            "state": RefState::Pending.as_str(), "run": self.run, "updated_at": now}
-        };
-        let fresh = changes
-            .iter()
-            .map(|c| {
-                let mut d = doc! {"_id": c.key()};
-                d.extend(set(c));
-                d
-            })
-            .collect();
-        let upsert = |i: usize| {
-            let c = &changes[i];
-            update_stmt(
-                doc! {"_id": c.key()},
-                doc! {"$set": set(c), "$unset": {"error": ""}},
-                true,
-            )
-        };
-        self.insert_or_upsert(&self.refs, fresh, upsert).await
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let batch = ObjectId::new();
+        let mut d = batch_header(batch, self.run, DateTime::now());
+        let keys: Vec<String> = changes.iter().map(RefChange::key).collect();
+        d.insert("open", true);
+        d.insert("k", &keys);
+        d.insert(
+            "r",
+            changes
+                .iter()
+                .map(|c| ref_entry(c, RefState::Pending))
+                .collect::<Vec<_>>(),
+        );
+        self.insert_one(&self.refs, d).await?;
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        for (index, key) in keys.into_iter().enumerate() {
+            held.refs.insert(key, Loc { batch, index });
+        }
+        Ok(())
     }
 
-    /// Record what happened to references. Outcomes without an error (the common case: a whole
-    /// batch rewritten) share one multi-document statement per state, `{_id: {$in: keys}}`,
-    /// rather than a statement each: the server plans one query instead of hundreds.
+    /// Record what happened to references [`record_pending`](Self::record_pending) recorded:
+    /// one `$set` per batch document (which closes it), in the same command as pulling their
+    /// keys from older batches.
     pub async fn record_refs(
         &self,
         outcomes: &[(&RefChange, RefState, Option<&str>)],
     ) -> anyhow::Result<()> {
-        let now = DateTime::now();
-        let mut plain: BTreeMap<&'static str, Vec<Bson>> = BTreeMap::new();
-        let mut stmts = Vec::new();
-        for (c, state, error) in outcomes {
-            match error {
-                None => plain.entry(state.as_str()).or_default().push(c.key()),
-                Some(e) => stmts.push(update_stmt(
-                    doc! {"_id": c.key()},
-                    doc! {"$set": {"state": state.as_str(), "updated_at": now, "error": *e}},
-                    false,
-                )),
-            }
+        let marks: Vec<(Loc, Document)> = {
+            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            outcomes
+                .iter()
+                .filter_map(|(c, state, error)| {
+                    let loc = held.refs.remove(&c.key())?;
+                    let mut set = doc! {"s": state.as_str()};
+                    if let Some(e) = error {
+                        set.insert("err", *e);
+                    }
+                    Some((loc, set))
+                })
+                .collect()
+        };
+        if marks.len() < outcomes.len() {
+            anyhow::bail!(
+                "recording reference outcomes: {} of {} were never recorded pending",
+                outcomes.len() - marks.len(),
+                outcomes.len()
+            );
         }
-        for (state, keys) in plain {
-            for keys in keys.chunks(crate::db::UPDATE_BATCH) {
-                let mut s = update_stmt(
-                    doc! {"_id": {"$in": keys}},
-                    doc! {"$set": {"state": state, "updated_at": now}},
-                    false,
-                );
-                s.insert("multi", true);
-                stmts.push(s);
-            }
-        }
-        self.write(&self.refs, stmts).await
+        let keys: Vec<String> = outcomes.iter().map(|(c, ..)| c.key()).collect();
+        self.close_refs(&marks, &keys).await
     }
 
-    /// Reference records in one of `states`, in key order, a page after `after` (the key of the
-    /// last record of the previous page). A record this version cannot read comes back as its
-    /// [`BadRecord`], in place, so a caller can report it and go on.
+    /// Set the outcome of each recorded reference, close the batch documents they are in and
+    /// pull `keys` (theirs) from every other batch.
+    async fn close_refs(&self, marks: &[(Loc, Document)], keys: &[String]) -> anyhow::Result<()> {
+        let mut batches: Vec<ObjectId> = marks.iter().map(|(l, _)| l.batch).collect();
+        batches.sort_unstable();
+        batches.dedup();
+        let mut extra = Vec::new();
+        if !keys.is_empty() {
+            extra.push(pull_elsewhere("k", keys, &batches));
+        }
+        self.set_entries(&self.refs, "r", marks, &batches, extra)
+            .await
+    }
+
+    /// Current reference records in one of `states`, a page of batch documents after `after`
+    /// (the previous page's [`RefPage::next`]). `open_only` reads only batches that may hold
+    /// `pending` records. A record this version cannot read comes back as its [`BadRecord`], in
+    /// place, so a caller can report it and go on.
     pub async fn refs_page(
         &self,
         states: &[RefState],
         after: Option<&Bson>,
-        limit: i64,
+        open_only: bool,
     ) -> anyhow::Result<RefPage> {
         let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
-        let filter = doc! {"state": {"$in": names}};
-        let (mut records, mut last) = (Vec::new(), None);
-        for (key, r) in self
-            .page(&self.refs, filter, after.cloned(), limit, |coll, d| {
-                (d.get("_id").cloned(), ref_record(coll, d))
-            })
-            .await?
-        {
-            last = key.or(last);
-            records.push(r);
+        let filter = if open_only {
+            doc! {"open": true}
+        } else {
+            doc! {"r.s": {"$in": names}}
+        };
+        let docs = self
+            .page(&self.refs, filter, after.cloned(), DOCS_PER_PAGE)
+            .await?;
+        let next = docs.last().and_then(|d| d.get("_id").cloned());
+        let mut records = Vec::new();
+        let mut batches = Vec::new();
+        for d in &docs {
+            if let Ok(id) = d.get_object_id("_id") {
+                batches.push(id);
+            }
+            records.extend(
+                ref_records(&self.refs, d)
+                    .into_iter()
+                    .filter(|r| r.as_ref().map_or(true, |r| states.contains(&r.state))),
+            );
         }
-        Ok(RefPage { records, last })
+        Ok(RefPage {
+            records,
+            next,
+            batches,
+        })
     }
 
-    /// Mark reference records (by key) with a state.
-    pub async fn mark_refs(&self, keys: &[(Bson, RefState)]) -> anyhow::Result<()> {
+    /// Mark reference records (read back, so each knows where it is stored) with a state.
+    pub async fn mark_refs(&self, marks: &[(&RefChange, RefState)]) -> anyhow::Result<()> {
         let now = DateTime::now();
-        let stmts = keys
+        let marks: Vec<(Loc, Document)> = marks
             .iter()
-            .map(|(id, s)| {
-                update_stmt(
-                    doc! {"_id": id.clone()},
-                    doc! {"$set": {"state": s.as_str(), "updated_at": now}},
-                    false,
-                )
-            })
+            .filter_map(|(c, s)| Some((c.loc?, doc! {"s": s.as_str(), "at": now})))
             .collect();
-        self.write(&self.refs, stmts).await
+        self.set_entries(&self.refs, "r", &marks, &[], Vec::new())
+            .await
     }
 
-    /// Whether any reference to `file` is still recorded as rewritten (points at its copy).
+    /// Settle the records of a page of open batches: each gets its outcome, or is dropped from
+    /// the current records ([`Settled::NotApplied`]); the batches are closed.
+    pub async fn settle_refs(
+        &self,
+        page: &RefPage,
+        settled: &[(&RefChange, Settled)],
+    ) -> anyhow::Result<()> {
+        let mut marks = Vec::new();
+        let mut dropped: BTreeMap<ObjectId, Vec<String>> = BTreeMap::new();
+        let mut keys = Vec::new();
+        for (c, s) in settled {
+            let Some(loc) = c.loc else { continue };
+            match s {
+                Settled::State(state) => {
+                    marks.push((loc, doc! {"s": state.as_str()}));
+                    keys.push(c.key());
+                }
+                Settled::NotApplied => dropped.entry(loc.batch).or_default().push(c.key()),
+            }
+        }
+        let mut extra = Vec::new();
+        for (batch, keys) in dropped {
+            extra.push(crate::db::update_stmt(
+                doc! {"_id": batch},
+                doc! {"$pull": {"k": {"$in": keys}}},
+                false,
+            ));
+        }
+        self.set_entries(&self.refs, "r", &marks, &page.batches, extra)
+            .await?;
+        // Keys whose outcome is now known are current here only.
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let pull = pull_elsewhere("k", &keys, &page.batches);
+        self.write(&self.refs, vec![pull]).await
+    }
+
+    /// Whether any current reference record of `file` is rewritten or pending (points at its
+    /// copy, or may).
     pub async fn still_referenced(&self, file: &str) -> anyhow::Result<bool> {
-        let live = [RefState::Rewritten.as_str(), RefState::Pending.as_str()];
-        Ok(self
+        use futures::TryStreamExt;
+        let live = [RefState::Rewritten, RefState::Pending];
+        let names: Vec<&str> = live.iter().map(|s| s.as_str()).collect();
+        let mut cursor = self
             .coll(&self.refs)
-            .find_one(doc! {"file": file, "state": {"$in": live.to_vec()}})
+            .find(doc! {"r": {"$elemMatch": {"file": file, "s": {"$in": names}}}})
+            .await
+            .with_context(|| format!("reading {}", self.refs))?;
+        while let Some(d) = cursor
+            .try_next()
             .await
             .with_context(|| format!("reading {}", self.refs))?
-            .is_some())
+        {
+            let found = ref_records(&self.refs, &d)
+                .into_iter()
+                .any(|r| r.is_ok_and(|r| r.change.file == file && live.contains(&r.state)));
+            if found {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }
 
@@ -128,6 +219,8 @@ impl Ledger {
 #[derive(Debug)]
 pub struct RefPage {
     pub records: Vec<Result<RefRecord, BadRecord>>,
-    /// The key to read the next page after (`None`: the page was empty).
-    pub last: Option<Bson>,
+    /// Where the next page starts (`None`: the page was empty).
+    pub next: Option<Bson>,
+    /// The batch documents the page read.
+    pub batches: Vec<ObjectId>,
 }

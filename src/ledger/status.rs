@@ -1,14 +1,21 @@
 //! What `status` reads from the ledger: counts per state, per class, failures by reason, recent
-//! runs and unfinished passes. Read-only aggregations; the shapes here are the JSON `status`
-//! prints.
+//! runs and unfinished passes. Read-only; the shapes here are the JSON `status` prints.
+
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context;
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
 use serde::Serialize;
 
-use super::Ledger;
+use super::records::{file_records, ref_records};
+use super::{FileState, Ledger};
 use crate::db::count;
+
+/// Distinct (state, reason) groups of missing and failed files counted; past this, files with
+/// yet another reason are left out of the groups (not of the counts per state), so a ledger of
+/// millions of distinct errors cannot fill the memory.
+const PROBLEM_GROUPS: usize = 10_000;
 
 /// What `status` shows.
 #[derive(Debug, Default, Serialize)]
@@ -60,46 +67,64 @@ pub struct UnfinishedPass {
 
 impl Ledger {
     /// Aggregate the ledger (read-only); `runs` is how many recent runs to include.
+    ///
+    /// The file and reference records are counted by streaming their batch documents once each
+    /// (current entries only): memory holds the counts, never the records.
     pub async fn status(&self, runs: i64) -> anyhow::Result<Status> {
         let mut st = Status::default();
-        let files = vec![
-            doc! {"$group": {"_id": "$state", "n": {"$sum": 1}, "bytes": {"$sum": {"$ifNull": ["$size", 0]}}}},
-            doc! {"$sort": {"_id": 1}},
-        ];
-        for d in self.aggregate(&self.files, files).await? {
-            st.files.push(FileCount {
-                state: d.get_str("_id").unwrap_or("?").to_string(),
-                files: count(&d, "n"),
-                bytes: count(&d, "bytes"),
-            });
+        let mut files: BTreeMap<&'static str, (u64, u64)> = BTreeMap::new();
+        let mut problems: HashMap<(&'static str, String), (u64, String)> = HashMap::new();
+        let mut cursor = self.all(&self.files).await?;
+        while let Some(d) = cursor.try_next().await? {
+            for r in file_records(&self.files, &d) {
+                let r = r?;
+                let (n, bytes) = files.entry(r.state.as_str()).or_default();
+                *n += 1;
+                *bytes += r.size.unwrap_or(0);
+                if matches!(r.state, FileState::Missing | FileState::Failed) {
+                    let group = (r.state.as_str(), r.error.unwrap_or_default());
+                    if problems.len() < PROBLEM_GROUPS || problems.contains_key(&group) {
+                        problems.entry(group).or_insert((0, r.name)).0 += 1;
+                    }
+                }
+            }
         }
-        let refs = vec![
-            doc! {"$group": {"_id": {"c": "$c", "s": "$state"}, "n": {"$sum": 1}}},
-            doc! {"$sort": {"_id.c": 1, "_id.s": 1}},
-        ];
-        for d in self.aggregate(&self.refs, refs).await? {
-            let id = d.get_document("_id").cloned().unwrap_or_default();
-            st.references.push(RefCount {
-                class: id.get_str("c").unwrap_or("?").to_string(),
-                state: id.get_str("s").unwrap_or("?").to_string(),
-                references: count(&d, "n"),
-            });
+        st.files = files
+            .into_iter()
+            .map(|(state, (files, bytes))| FileCount {
+                state: state.to_string(),
+                files,
+                bytes,
+            })
+            .collect();
+        let mut problems: Vec<_> = problems.into_iter().collect();
+        problems.sort_by(|a, b| b.1.0.cmp(&a.1.0).then_with(|| a.0.cmp(&b.0)));
+        st.problems = problems
+            .into_iter()
+            .take(50)
+            .map(|((state, reason), (files, example))| Problem {
+                state: state.to_string(),
+                reason,
+                files,
+                example,
+            })
+            .collect();
+        let mut refs: BTreeMap<(String, &'static str), u64> = BTreeMap::new();
+        let mut cursor = self.all(&self.refs).await?;
+        while let Some(d) = cursor.try_next().await? {
+            for r in ref_records(&self.refs, &d) {
+                let r = r?;
+                *refs.entry((r.change.class, r.state.as_str())).or_default() += 1;
+            }
         }
-        let problems = vec![
-            doc! {"$match": {"state": {"$in": ["missing", "failed"]}}},
-            doc! {"$group": {"_id": {"s": "$state", "e": "$error"}, "n": {"$sum": 1}, "example": {"$first": "$_id"}}},
-            doc! {"$sort": {"n": -1}},
-            doc! {"$limit": 50},
-        ];
-        for d in self.aggregate(&self.files, problems).await? {
-            let id = d.get_document("_id").cloned().unwrap_or_default();
-            st.problems.push(Problem {
-                state: id.get_str("s").unwrap_or("?").to_string(),
-                reason: id.get_str("e").unwrap_or("").to_string(),
-                files: count(&d, "n"),
-                example: d.get_str("example").unwrap_or("").to_string(),
-            });
-        }
+        st.references = refs
+            .into_iter()
+            .map(|((class, state), references)| RefCount {
+                class,
+                state: state.to_string(),
+                references,
+            })
+            .collect();
         let mut cursor = self
             .coll(&self.runs)
             .find(doc! {})
@@ -128,16 +153,10 @@ impl Ledger {
         Ok(st)
     }
 
-    async fn aggregate(
-        &self,
-        coll: &str,
-        pipeline: Vec<Document>,
-    ) -> anyhow::Result<Vec<Document>> {
-        let cursor = self
-            .coll(coll)
-            .aggregate(pipeline)
+    async fn all(&self, coll: &str) -> anyhow::Result<mongodb::Cursor<Document>> {
+        self.coll(coll)
+            .find(doc! {})
             .await
-            .with_context(|| format!("reading {coll}"))?;
-        Ok(cursor.try_collect().await?)
+            .with_context(|| format!("reading {coll}"))
     }
 }

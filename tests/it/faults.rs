@@ -407,10 +407,9 @@ async fn files_that_404_leave_references_untouched() {
             assert!(after["Photo"].contains(d), "{id} changed");
         }
     }
-    let ledger = db.collection::<Document>("_FileMigration");
     for g in &gone {
-        let rec = ledger.find_one(doc! {"_id": g}).await.unwrap().unwrap();
-        assert_eq!(rec.get_str("state").unwrap(), "missing", "{rec}");
+        let rec = support::ledger::file(&db, g).await.unwrap();
+        assert_eq!(rec.state.as_str(), "missing", "{rec:?}");
     }
     eprintln!(
         "404s: {} files missing (2 never existed, 2 answered 404), {rewritten} references rewritten, \

@@ -289,46 +289,34 @@ async fn full_migration(tag: &str, destination: String, store_cfg: StoreConfig) 
     assert_eq!(params.get_i32("n").unwrap(), 5);
 
     // The ledger: the shared file was copied once; every rewrite recorded with its old value.
-    let ledger = app.db.collection::<Document>("_FileMigration");
-    let rec = ledger
-        .find_one(doc! {"_id": &app.shared})
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(rec.get_str("state").unwrap(), "verified");
-    assert_eq!(rec.get_i32("attempts").unwrap(), 1, "copied once: {rec}");
-    assert_eq!(rec.get_i64("size").unwrap(), 70_000);
-    let refs = app.db.collection::<Document>("_FileMigration.refs");
+    let rec = support::ledger::file(&app.db, &app.shared).await.unwrap();
+    assert_eq!(rec.state, parse_files_migrate::ledger::FileState::Verified);
+    assert_eq!(rec.attempts, 1, "copied once: {rec:?}");
+    assert_eq!(rec.size, Some(70_000));
     assert_eq!(
-        refs.count_documents(doc! {"state": "rewritten"})
-            .await
-            .unwrap(),
+        support::ledger::refs_in(&app.db, Some("rewritten")).await,
         10
     );
-    let r = refs
-        .find_one(doc! {"c": "Photo", "o": "p3", "p": "meta.avatar"})
+    let r = support::ledger::reference(&app.db, "Photo", "p3", "meta.avatar")
         .await
-        .unwrap()
         .unwrap();
     // The old url embedded the fileKey: recorded with a placeholder, never the key itself.
-    let old = r.get_document("old").unwrap();
     assert_eq!(
-        old.get_str("url").unwrap(),
+        r.change.old.url.as_deref().unwrap(),
         legacy_url(&app.shared).replace(FILE_KEY, "{file_key}")
     );
-    assert!(old.get_bool("key_redacted").unwrap());
+    assert!(r.change.old.key_redacted);
     for (coll, docs) in app.snapshot().await {
         if coll.starts_with("_FileMigration") {
             let text = format!("{docs:?}");
             assert!(!text.contains(FILE_KEY), "the fileKey leaked into {coll}");
         }
     }
-    let missing = ledger
-        .find_one(doc! {"_id": &app.missing})
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(missing.get_str("state").unwrap(), "missing");
+    let missing = support::ledger::file(&app.db, &app.missing).await.unwrap();
+    assert_eq!(
+        missing.state,
+        parse_files_migrate::ledger::FileState::Missing
+    );
 
     // A re-run changes nothing and copies nothing; still incomplete.
     let after = app.snapshot().await;
@@ -762,16 +750,14 @@ async fn rewrites_are_compare_and_swap() {
         "the app's write is never overwritten"
     );
     assert_eq!(get("bad").await.get_str("meta").unwrap(), "not an object");
-    let refs = db.collection::<Document>("_FileMigration.refs");
     let state = |id: &'static str, path: &'static str| {
-        let refs = refs.clone();
+        let db = db.clone();
         async move {
-            refs.find_one(doc! {"c": "Photo", "o": id, "p": path})
+            support::ledger::reference(&db, "Photo", id, path)
                 .await
                 .unwrap()
-                .unwrap()
-                .get_str("state")
-                .unwrap()
+                .state
+                .as_str()
                 .to_string()
         }
     };
@@ -787,7 +773,8 @@ async fn rewrites_are_compare_and_swap() {
 #[derive(Debug)]
 struct SyncProbe {
     inner: Arc<dyn ObjectStore>,
-    files: mongodb::Collection<Document>,
+    /// The app database, whose ledger it reads.
+    db: mongodb::Database,
     /// Files recorded verified at each sync, in order.
     seen: std::sync::Mutex<Vec<u64>>,
 }
@@ -822,11 +809,7 @@ impl ObjectStore for SyncProbe {
         self.inner.put(name, body, opts).await
     }
     async fn sync(&self) -> Result<(), storage::StorageError> {
-        let verified = self
-            .files
-            .count_documents(doc! {"state": "verified"})
-            .await
-            .unwrap();
+        let verified = support::ledger::files_in(&self.db, "verified").await;
         self.seen.lock().unwrap().push(verified);
         self.inner.sync().await
     }
@@ -851,7 +834,7 @@ async fn copies_are_made_durable_before_they_are_recorded_verified() {
     let (dir, fs) = fs_store("sync").await;
     let probe = Arc::new(SyncProbe {
         inner: fs,
-        files: db.collection("_FileMigration"),
+        db: db.clone(),
         seen: Default::default(),
     });
     probe.check().await.unwrap();
@@ -861,6 +844,7 @@ async fn copies_are_made_durable_before_they_are_recorded_verified() {
         target: name,
         kind: "other",
         destination: "test",
+        attempts: 0,
     };
     live.plan(&[intent("a.bin"), intent("gone.bin")])
         .await
@@ -898,13 +882,8 @@ async fn copies_are_made_durable_before_they_are_recorded_verified() {
         vec![0],
         "one sync, before the ledger said verified"
     );
-    let rec = db
-        .collection::<Document>("_FileMigration")
-        .find_one(doc! {"_id": "a.bin"})
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(rec.get_str("state").unwrap(), "verified");
+    let rec = support::ledger::file(&db, "a.bin").await.unwrap();
+    assert_eq!(rec.state, FileState::Verified);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -1075,7 +1054,7 @@ async fn the_throttled_wrapper_forwards_sync() {
     let (dir, fs) = fs_store("tsync").await;
     let probe = Arc::new(SyncProbe {
         inner: fs,
-        files: db.collection("_FileMigration"),
+        db: db.clone(),
         seen: Default::default(),
     });
     let throttled = Throttled {
@@ -1127,4 +1106,76 @@ async fn a_ledger_of_a_newer_format_is_refused() {
     }
     assert_eq!(app.snapshot().await, before, "nothing written");
     assert!(!dir.exists() || std::fs::read_dir(&dir).unwrap().count() == 0);
+}
+
+/// A ledger of the first format (a document per record) is converted into batch records by the
+/// first writing run: every record is then read back as it was, a second conversion finds
+/// nothing, and a conversion cut after its batch insert (the old records still there) finishes
+/// without a duplicate.
+#[tokio::test]
+async fn a_ledger_of_the_first_format_is_converted_once() {
+    use parse_files_migrate::ledger::{FileState, RefState};
+    let client = support::mongo_client().await;
+    let db = client.database(&support::unique("mig_v1"));
+    let files = db.collection::<Document>("_FileMigration");
+    let refs = db.collection::<Document>("_FileMigration.refs");
+    let v1_files: Vec<Document> = (0..300)
+        .map(|i| {
+            doc! {"_id": format!("tfss-{i}-a.png"), "v": 1, "target": format!("h{i}_a.png"),
+            "kind": "parse-hosted", "state": if i == 7 { "missing" } else { "verified" },
+            "size": i64::from(i), "attempts": 2, "error": if i == 7 { "404" } else { "" }}
+        })
+        .collect();
+    files.insert_many(v1_files.clone()).await.unwrap();
+    refs.insert_many([
+        doc! {"_id": "Photo/\"p1\"/image", "v": 1, "c": "Photo", "o": "p1", "p": "image",
+        "file": "tfss-1-a.png", "old": {"name": "tfss-1-a.png"}, "new": {"name": "h1_a.png"},
+        "state": "rewritten"},
+        doc! {"_id": "Photo/\"p2\"/image", "v": 1, "c": "Photo", "o": "p2", "p": "image",
+        "file": "tfss-2-a.png", "old": {"name": "tfss-2-a.png"}, "new": {"name": "h2_a.png"},
+        "state": "pending"},
+    ])
+    .await
+    .unwrap();
+    let ledger = support::ledger::of(&db);
+    // Before: the reading side reports the old records instead of misreading them.
+    let err = ledger.status(0).await.unwrap_err();
+    assert!(
+        format!("{err:#}").contains("older parse-files-migrate"),
+        "{err:#}"
+    );
+
+    assert_eq!(ledger.upgrade().await.unwrap(), 302);
+    assert_eq!(ledger.upgrade().await.unwrap(), 0, "converted once");
+    let rec = support::ledger::file(&db, "tfss-5-a.png").await.unwrap();
+    assert_eq!(
+        (rec.state, rec.target.as_str(), rec.size, rec.attempts),
+        (FileState::Verified, "h5_a.png", Some(5), 2)
+    );
+    assert_eq!(support::ledger::files_in(&db, "verified").await, 299);
+    assert_eq!(support::ledger::files_in(&db, "missing").await, 1);
+    let p2 = support::ledger::reference(&db, "Photo", "p2", "image")
+        .await
+        .unwrap();
+    assert_eq!(p2.state, RefState::Pending);
+    assert_eq!(p2.change.old.name, "tfss-2-a.png");
+    // The pending one is in an open batch: the next run settles it.
+    let open = ledger
+        .refs_page(&[RefState::Pending], None, true)
+        .await
+        .unwrap();
+    assert_eq!(open.records.len(), 1);
+
+    // A conversion cut short after writing its batches, before deleting the old records: the
+    // same old records again beside their batches. Converting again rebuilds the same batches
+    // (no duplicate) and removes them.
+    files.insert_many(v1_files).await.unwrap();
+    assert_eq!(ledger.upgrade().await.unwrap(), 300);
+    assert_eq!(
+        files.count_documents(doc! {}).await.unwrap(),
+        2,
+        "two batches"
+    );
+    assert_eq!(support::ledger::files_in(&db, "verified").await, 299);
+    db.drop().await.unwrap();
 }

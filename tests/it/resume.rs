@@ -165,26 +165,19 @@ impl Fixture {
             .unwrap();
             assert!(got == *data, "{name}: bytes differ");
         }
-        let ledger = self.db.collection::<Document>("_FileMigration");
         assert_eq!(
-            ledger
-                .count_documents(doc! {"state": "verified"})
-                .await
-                .unwrap(),
+            support::ledger::files_in(&self.db, "verified").await,
             self.files.len() as u64,
             "ledger file count equals reality"
         );
         // Two references per document (a test may add documents to the fixture's).
-        let refs = self.db.collection::<Document>("_FileMigration.refs");
         assert_eq!(
-            refs.count_documents(doc! {"state": "rewritten"})
-                .await
-                .unwrap(),
+            support::ledger::refs_in(&self.db, Some("rewritten")).await,
             2 * items.len() as u64,
             "ledger reference count equals reality"
         );
         assert_eq!(
-            refs.count_documents(doc! {}).await.unwrap(),
+            support::ledger::refs_in(&self.db, None).await,
             2 * items.len() as u64
         );
     }
@@ -261,15 +254,11 @@ async fn shards_run_concurrently_cover_everything_exactly_once() {
     );
     assert_eq!(ca + cb, 60, "{sa}\n{sb}");
     assert!(ca > 10 && cb > 10, "both shards did work: {ca} + {cb}");
-    let attempts: Vec<Document> = futures::TryStreamExt::try_collect(
-        f.db.collection::<Document>("_FileMigration")
-            .find(doc! {"attempts": {"$ne": 1}})
-            .await
-            .unwrap(),
-    )
-    .await
-    .unwrap();
-    assert!(attempts.is_empty(), "copied more than once: {attempts:?}");
+    let names: Vec<&str> = f.files.keys().map(String::as_str).collect();
+    let records = support::ledger::of(&f.db).lookup(&names).await.unwrap();
+    assert_eq!(records.len(), names.len(), "every file recorded");
+    let again: Vec<_> = records.values().filter(|r| r.attempts != 1).collect();
+    assert!(again.is_empty(), "copied more than once: {again:?}");
     f.assert_complete().await;
 }
 

@@ -9,6 +9,7 @@ pub mod app;
 pub mod conformance;
 pub mod faulty;
 pub mod gcs;
+pub mod ledger;
 pub mod s3;
 
 use std::collections::BTreeSet;
