@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from urllib.parse import quote
 
@@ -50,6 +51,8 @@ class Bench:
         self.rows = []  # table rows
         self.last_db_cpu = self.last_srv_cpu = self.last_cpu = self.last_load = 0.0
         self.client = pymongo.MongoClient(MONGO)
+        self.mongo = MONGO
+        self.fresh_dir, self.discard = fresh_dir, discard
 
     # -- running and measuring ------------------------------------------------------------
 
@@ -99,12 +102,11 @@ class Bench:
         `opcounters` would count every document of a batch."""
         return int(self.client.admin.command("serverStatus")["network"]["numRequests"])
 
-    def writes(self):
-        """Write operations the server has counted so far (`opcounters` insert + update +
-        delete): every inserted document, every update or delete statement. What a migrated
-        file costs the database (and a production primary's oplog and secondaries)."""
-        ops = self.client.admin.command("serverStatus")["opcounters"]
-        return sum(int(ops.get(k, 0)) for k in ("insert", "update", "delete"))
+    def oplog_ts(self):
+        """The newest entry of the server's oplog (SecantusDB keeps one, as a replica set's
+        primary does), or None."""
+        last = self.client.local["oplog.rs"].find_one({}, {"ts": 1}, sort=[("$natural", -1)])
+        return last and last["ts"]
 
     def record(self, scenario, variant, **kv):
         kv.setdefault("db_cpu", self.last_db_cpu)
@@ -151,12 +153,15 @@ class Bench:
         """One migrate run; returns its measurement (wall, RSS, summary, round trips). A run
         that did not copy `copied` files or rewrite `rewritten` references stops the bench: a
         timing of a run that did something else would be meaningless."""
-        ops, writes = self.requests(), self.writes()
-        wall, rss, out = self.run(
-            [self.bin, "-c", cfg, "-q", "--progress", "never", "migrate", "--yes",
-             "--output", "jsonl", *flags], stdout=subprocess.PIPE)
-        trips = self.requests() - ops - 1  # less our own serverStatus
-        writes = self.writes() - writes
+        since = self.oplog_ts()
+        ops = self.requests()
+        with OplogCounter(self.client, since) as oplog:
+            wall, rss, out = self.run(
+                [self.bin, "-c", cfg, "-q", "--progress", "never", "migrate", "--yes",
+                 "--output", "jsonl", *flags], stdout=subprocess.PIPE)
+        writes = oplog.writes
+        # Less our own serverStatus and the oplog count's reads.
+        trips = self.requests() - ops - 1 - oplog.reads
         summary = {}
         for line in out.splitlines():
             d = json.loads(line)
@@ -170,7 +175,8 @@ class Bench:
                 sys.exit(f"bench: {cfg} {' '.join(flags)}: {have} {what}, expected {want}")
         files = max(got[0] or 0, got[1] or 0, 1)
         return dict(wall=wall, rss_kib=rss, round_trips=trips, db_writes=writes,
-                    writes_per_file=writes / files, db_cpu=self.last_db_cpu,
+                    writes_per_file=None if writes is None else writes / files,
+                    db_cpu=self.last_db_cpu,
                     cpu=self.last_cpu, srv_cpu=self.last_srv_cpu, load=self.last_load,
                     summary=summary)
 
@@ -238,7 +244,7 @@ class Bench:
         cpu = statistics.median(r.get("cpu", 0.0) for r in runs)
         srv = statistics.median(r.get("srv_cpu", 0.0) for r in runs)
         load = max(r.get("load", 0.0) for r in [*runs, *(base or [])])
-        wpf = [r["writes_per_file"] for r in runs if "writes_per_file" in r]
+        wpf = [r["writes_per_file"] for r in runs if r.get("writes_per_file") is not None]
         r = dict(target=target, what=what, reps=len(runs), wall=wall, fps=fps, mbs=mbs, rss=rss,
                  cpu=cpu, dbcpu=dbcpu, srv=srv, load=load,
                  wpf=statistics.median(wpf) if wpf else None,
@@ -461,6 +467,11 @@ class Bench:
         self.drop_files("rewrite")
         self.client.drop_database("bench_rw")
 
+    def curve(self):
+        """Scaling curves (bench/curve.py): a table and plots of their own, not table rows."""
+        import curve
+        curve.run(self)
+
     def sweep(self):
         """Alternatives for the defaults: concurrency on the small-files copy."""
         a = self.a
@@ -483,6 +494,32 @@ class Bench:
         discard(dest)
         discard(os.path.join(self.out, "curl-sweep"))
         self.client.drop_database("bench_sweep")
+
+
+class OplogCounter:
+    """Documents the server wrote while a run lasted: the entries its oplog gained (one per
+    document inserted, updated or deleted — what a production primary replicates to every
+    secondary), counted once the run has ended so that counting costs the run nothing. The oplog
+    is capped (SecantusDB: 100,000 entries): when the run wrote more than it keeps, the count is
+    unknown (None), never an undercount."""
+
+    def __init__(self, client, since):
+        self.client, self.since = client, since
+        self.writes, self.reads = None, 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        oplog = self.client.local["oplog.rs"]
+        oldest = oplog.find_one({}, {"ts": 1}, sort=[("$natural", 1)])
+        self.reads = 2
+        if self.since is not None and oldest and oldest["ts"] > self.since:
+            return  # entries of the run were dropped from the capped oplog
+        q = {"op": {"$in": ["i", "u", "d"]}}
+        if self.since is not None:
+            q["ts"] = {"$gt": self.since}
+        self.writes = oplog.count_documents(q)
 
 
 def drop_bucket(bucket):
@@ -611,6 +648,7 @@ SCENARIOS = {
     "scan": lambda a: 2 * len(a.page_sizes),
     "rewrite": lambda a: 2,
     "sweep": lambda a: len(a.sweep_concurrency),
+    "curve": lambda a: 0,
 }
 
 
@@ -639,6 +677,13 @@ def main():
                    help="seconds a keyset walk may be projected to take before it is skipped")
     p.add_argument("--rewrite-refs", type=int, default=2000)
     p.add_argument("--sweep-concurrency", default="8,32,64")
+    p.add_argument("--curve", action="store_true",
+                   help="also run the scaling curves (bench/curve.py): full migrations of "
+                        "--curve-counts files of each --curve-sizes, and `list` over "
+                        "--curve-scan objects; a table and plots")
+    p.add_argument("--curve-counts", default="2000,20000,100000")
+    p.add_argument("--curve-sizes", default="4096,20480")
+    p.add_argument("--curve-scan", default="10000,100000,1000000")
     p.add_argument("--mongo", choices=["py", "rs"], default="py",
                    help="the MongoDB-wire test server (bench/run starts it): py = SecantusDB's "
                         "Python server (the test suite's), rs = its Rust daemon secantusd-rs, "
@@ -648,12 +693,18 @@ def main():
         a.reps, a.small_count, a.large_count, a.large_size = 1, 20, 2, 1 << 20
         a.huge_size, a.scan_objects, a.rewrite_refs = 4 << 20, 500, 50
         a.sweep_concurrency = "4"
+        a.curve_counts, a.curve_sizes, a.curve_scan = "50,200", "4096", "1000,4000"
     a.page_sizes = [int(x) for x in a.page_sizes.split(",")]
     a.huge_dests = a.huge_dests.split(",")
     if not set(a.huge_dests) <= {"fs", "gridfs", "s3", "gcs"}:
         p.error("--huge-dests: fs, gridfs, s3, gcs")
     a.sweep_concurrency = [int(x) for x in a.sweep_concurrency.split(",")]
+    a.curve_counts = [int(x) for x in a.curve_counts.split(",")]
+    a.curve_sizes = [int(x) for x in a.curve_sizes.split(",")]
+    a.curve_scan = [int(x) for x in a.curve_scan.split(",") if x]
     only = a.only.split(",")
+    if a.curve and "curve" not in only:
+        only.append("curve")
     unknown = [s for s in only if s not in SCENARIOS]
     if unknown:
         p.error(f"--only: unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
@@ -677,7 +728,8 @@ def main():
     if len(b.rows) != want:
         sys.exit(f"bench: {len(b.rows)} table rows, expected {want}")
     if a.quick:
-        print(f"bench quick: ok, {len(b.rows)} rows (harness check, not timings)", file=sys.stderr)
+        print(f"bench quick: ok, {len(b.rows)} rows (harness check, not timings)"
+              + (", curve points written" if "curve" in only else ""), file=sys.stderr)
 
 
 if __name__ == "__main__":

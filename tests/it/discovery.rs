@@ -501,3 +501,68 @@ async fn list_and_schema_write_nothing() {
     );
     db.drop().await.unwrap();
 }
+
+/// A walk reads each `_id` type bracket through one sorted cursor; a cursor the server loses
+/// mid-walk (killed here, as a timeout or a failover would) is reopened from the last `_id`
+/// read: every object is still seen exactly once, across mixed `_id` types.
+#[tokio::test]
+async fn a_walk_survives_a_lost_cursor() {
+    use parse_files_migrate::parse::schema::ClassSchema;
+    use parse_files_migrate::scan::{ClassWalker, WalkOptions};
+    let client = support::mongo_client().await;
+    let name = support::unique("disc_cursor");
+    let db = client.database(&name);
+    let mut docs: Vec<Document> = (0..95)
+        .map(|i| doc! {"_id": format!("s{i:03}"), "image": format!("f{i}.png")})
+        .collect();
+    docs.extend((0..25).map(|i| doc! {"_id": i, "image": format!("n{i}.png")}));
+    db.collection::<Document>("Photo")
+        .insert_many(docs)
+        .await
+        .unwrap();
+    let class = ClassSchema {
+        name: "Photo".into(),
+        file_fields: vec!["image".into()],
+        container_fields: vec![],
+    };
+    let opts = WalkOptions {
+        page_size: 10,
+        nested: true,
+    };
+    let mut walker = ClassWalker::new(db.collection("Photo"), class, opts);
+    let mut seen = Vec::new();
+    let mut killed = 0;
+    let mut pages = 0;
+    while let Some(page) = walker.next_page().await.unwrap() {
+        pages += 1;
+        seen.extend(page.refs.into_iter().map(|r| r.name));
+        if pages % 3 == 1 {
+            // Kill every idle cursor over this collection: the walker's.
+            let ops = client
+                .database("admin")
+                .run_command(doc! {"currentOp": 1, "idleCursors": true})
+                .await
+                .unwrap();
+            let ns = format!("{name}.Photo");
+            let ids: Vec<Bson> = ops
+                .get_array("inprog")
+                .unwrap()
+                .iter()
+                .filter_map(|o| o.as_document())
+                .filter(|o| o.get_str("ns") == Ok(ns.as_str()))
+                .filter_map(|o| o.get("cursorId").cloned())
+                .collect();
+            if !ids.is_empty() {
+                killed += ids.len();
+                db.run_command(doc! {"killCursors": "Photo", "cursors": ids})
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    assert!(killed >= 3, "the test killed cursors mid-walk: {killed}");
+    let unique: BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(seen.len(), 120, "each object once: {seen:?}");
+    assert_eq!(unique.len(), 120);
+    db.drop().await.unwrap();
+}
