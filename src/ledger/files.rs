@@ -1,18 +1,17 @@
 //! The file records (`<collection>`), stored as batch documents: one document per batch of
 //! intents (`f`: the entries, `n`: the names whose current record is here), written in one
-//! insert before the copies start, and updated once per batch of outcomes (`$set` of the
-//! entries' fields). A file copied again later gets an entry in a newer batch, and its name is
+//! insert before the copies start, and updated once per batch of outcomes (appended to its
+//! `o` array). A file copied again later gets an entry in a newer batch, and its name is
 //! pulled from the older one's `n`, so each name is current in one place.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use anyhow::Context;
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, DateTime, Document, doc, oid::ObjectId};
 
-use super::records::{batch_header, file_records, intent_entry, outcome_fields};
+use super::records::{batch_header, file_records, intent_entry, outcome_change};
 use super::{FileRecord, FileResult, FileState, Intent, Ledger, Loc, pull_elsewhere};
-use crate::db::update_stmt;
 
 /// Batch documents read per page of [`Ledger::files_page`] (each holds up to a few hundred
 /// entries).
@@ -92,7 +91,8 @@ impl Ledger {
         let docs = self
             .page(
                 &self.files,
-                doc! {"f.s": state.as_str()},
+                // The state is the entry's own, or one a later change gave it.
+                doc! {"$or": [{"f.s": state.as_str()}, {"o.s": state.as_str()}]},
                 after.cloned(),
                 DOCS_PER_PAGE,
             )
@@ -145,7 +145,7 @@ impl Ledger {
             .await
     }
 
-    /// Record file outcomes: one `$set` per batch document the files' intents are in.
+    /// Record file outcomes: one update per batch document the files' intents are in.
     ///
     /// Every outcome is of a file this run planned. Two rewrite batches may record one outcome
     /// (one holds references to a file whose outcome the other is still recording): both write
@@ -156,31 +156,21 @@ impl Ledger {
             return Ok(());
         }
         let now = DateTime::now();
-        let mut by_batch: BTreeMap<ObjectId, (Document, Document)> = BTreeMap::new();
-        {
+        let marks: Vec<(Loc, Document)> = {
             let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-            for r in results {
-                let Some(loc) = held.files.get(r.name) else {
-                    tracing::debug!(file = r.name, "outcome already recorded");
-                    continue;
-                };
-                let (set, unset) = outcome_fields(r, now, &format!("f.{}.", loc.index));
-                let (s, u) = by_batch.entry(loc.batch).or_default();
-                s.extend(set);
-                u.extend(unset);
-            }
-        }
-        let stmts = by_batch
-            .into_iter()
-            .map(|(batch, (set, unset))| {
-                let mut u = doc! {"$set": set};
-                if !unset.is_empty() {
-                    u.insert("$unset", unset);
-                }
-                update_stmt(doc! {"_id": batch}, u, false)
-            })
-            .collect();
-        self.write(&self.files, stmts).await?;
+            results
+                .iter()
+                .filter_map(|r| match held.files.get(r.name) {
+                    Some(loc) => Some((*loc, outcome_change(r, now))),
+                    None => {
+                        tracing::debug!(file = r.name, "outcome already recorded");
+                        None
+                    }
+                })
+                .collect()
+        };
+        self.push_changes(&self.files, &marks, &[], Vec::new())
+            .await?;
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         for r in results {
             held.files.remove(r.name);
@@ -195,7 +185,7 @@ impl Ledger {
             .iter()
             .map(|f| (f.loc, doc! {"s": state.as_str(), "at": now}))
             .collect();
-        self.set_entries(&self.files, "f", &marks, &[], Vec::new())
+        self.push_changes(&self.files, &marks, &[], Vec::new())
             .await
     }
 }

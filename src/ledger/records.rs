@@ -286,25 +286,14 @@ pub(super) fn intent_entry(i: &Intent, now: DateTime) -> Document {
     "s": FileState::Planned.as_str(), "a": i64::from(i.attempts) + 1, "at": now}
 }
 
-/// The fields of a file entry an outcome sets (`prefix` is the entry's path, `f.<i>.`, or empty
-/// for a whole new entry), and those it clears.
-pub(super) fn outcome_fields(r: &FileResult, now: DateTime, prefix: &str) -> (Document, Document) {
-    let (mut set, mut unset) = (Document::new(), Document::new());
-    let mut put = |key: &str, v: Option<Bson>| match v {
-        Some(v) => {
-            set.insert(format!("{prefix}{key}"), v);
-        }
-        None => {
-            unset.insert(format!("{prefix}{key}"), "");
-        }
-    };
-    put("s", Some(Bson::String(r.state.as_str().into())));
-    put("hc", Some(Bson::Boolean(r.hash_checked)));
-    put("at", Some(Bson::DateTime(now)));
-    put("size", r.size.map(|s| Bson::Int64(s as i64)));
-    put("md5", r.md5.map(|m| Bson::String(m.to_string())));
-    put("err", r.error.map(|e| Bson::String(e.to_string())));
-    (set, unset)
+/// The change an outcome makes to a file entry: every outcome field, a null where it has no
+/// value (so an earlier error or size does not survive a later outcome).
+pub(super) fn outcome_change(r: &FileResult, now: DateTime) -> Document {
+    let opt = |v: Option<Bson>| v.unwrap_or(Bson::Null);
+    doc! {"s": r.state.as_str(), "hc": r.hash_checked, "at": now,
+    "size": opt(r.size.map(|s| Bson::Int64(s as i64))),
+    "md5": opt(r.md5.map(|m| Bson::String(m.to_string()))),
+    "err": opt(r.error.map(|e| Bson::String(e.to_string())))}
 }
 
 /// A reference entry of a batch document, in `state`.
@@ -324,12 +313,14 @@ fn live(d: &Document, field: &str) -> std::collections::HashSet<String> {
         .unwrap_or_default()
 }
 
-/// The entries of a batch document, each with its index, after the document's format check.
-fn entries<'a>(
+/// The entries of a batch document, each with its index and with the later changes recorded
+/// for it (`o`: `{i: <index>, <field>: <value>, …}` in the order they were written; a later
+/// change wins, a null clears a field) folded in, after the document's format check.
+fn entries(
     collection: &str,
-    d: &'a Document,
+    d: &Document,
     field: &str,
-) -> Result<impl Iterator<Item = (usize, &'a Document)>, BadRecord> {
+) -> Result<Vec<(usize, Document)>, BadRecord> {
     check_version(d).map_err(|w| bad(collection, d, w))?;
     let list = d.get_array(field).map_err(|_| {
         bad(
@@ -339,11 +330,39 @@ fn entries<'a>(
              writing run (migrate, rollback) converts it",
         )
     })?;
-    Ok(list
+    let mut out: Vec<(usize, Document)> = list
         .iter()
         .enumerate()
-        .filter_map(|(i, e)| e.as_document().map(|e| (i, e))))
+        .filter_map(|(i, e)| e.as_document().map(|e| (i, e.clone())))
+        .collect();
+    for change in d
+        .get_array(CHANGES)
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(Bson::as_document)
+    {
+        let Some(i) = int(change.get("i")).and_then(|i| usize::try_from(i).ok()) else {
+            continue;
+        };
+        if let Some((_, e)) = out.get_mut(i).filter(|(at, _)| *at == i) {
+            for (k, v) in change.iter().filter(|(k, _)| k.as_str() != "i") {
+                match v {
+                    Bson::Null => {
+                        e.remove(k);
+                    }
+                    v => {
+                        e.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
 }
+
+/// The field of a batch document where later changes of its entries are appended.
+pub(super) const CHANGES: &str = "o";
 
 /// The current file records of a batch document (entries a newer record replaced are skipped),
 /// each decoded or refused.
@@ -357,8 +376,19 @@ pub(super) fn file_records(collection: &str, d: &Document) -> Vec<Result<FileRec
     };
     let live = live(d, "n");
     entries
+        .iter()
         .filter(|(_, e)| e.get_str("n").is_ok_and(|n| live.contains(n)))
-        .map(|(index, e)| file_entry(collection, d, e, Loc { batch, index }))
+        .map(|(index, e)| {
+            file_entry(
+                collection,
+                d,
+                e,
+                Loc {
+                    batch,
+                    index: *index,
+                },
+            )
+        })
         .collect()
 }
 
@@ -402,8 +432,19 @@ pub(super) fn ref_records(collection: &str, d: &Document) -> Vec<Result<RefRecor
     };
     let live = live(d, "k");
     entries
+        .iter()
         .filter(|(_, e)| e.get_str("k").is_ok_and(|k| live.contains(k)))
-        .map(|(index, e)| ref_entry_record(collection, d, e, Loc { batch, index }))
+        .map(|(index, e)| {
+            ref_entry_record(
+                collection,
+                d,
+                e,
+                Loc {
+                    batch,
+                    index: *index,
+                },
+            )
+        })
         .collect()
 }
 
@@ -523,18 +564,41 @@ mod tests {
     }
 
     #[test]
-    fn an_outcome_sets_and_clears_the_fields_of_its_entry() {
+    fn later_changes_are_folded_into_their_entries_in_order() {
         let r = FileResult {
-            name: "a",
+            name: "a.png",
+            state: FileState::Failed,
+            size: None,
+            md5: None,
+            hash_checked: false,
+            error: Some("boom"),
+        };
+        let mut first = outcome_change(&r, DateTime::now());
+        first.insert("i", 0);
+        let ok = FileResult {
             state: FileState::Verified,
             size: Some(5),
             md5: Some("m"),
-            hash_checked: true,
             error: None,
+            ..r
         };
-        let (set, unset) = outcome_fields(&r, DateTime::now(), "f.3.");
-        assert_eq!(set.get_str("f.3.s").unwrap(), "verified");
-        assert_eq!(set.get_i64("f.3.size").unwrap(), 5);
-        assert!(unset.contains_key("f.3.err"));
+        let mut second = outcome_change(&ok, DateTime::now());
+        second.insert("i", 0);
+        let mut d = files_batch(
+            vec![
+                doc! {"n": "a.png", "s": "planned", "a": 1},
+                doc! {"n": "b.png", "s": "planned", "a": 1},
+            ],
+            vec!["a.png", "b.png"],
+        );
+        d.insert(CHANGES, vec![first, doc! {"i": 7, "s": "verified"}, second]);
+        let recs: Vec<FileRecord> = file_records("f", &d)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(recs[0].state, FileState::Verified);
+        assert_eq!(recs[0].error, None, "the later outcome cleared the error");
+        assert_eq!((recs[0].size, recs[0].md5.as_deref()), (Some(5), Some("m")));
+        assert_eq!(recs[1].state, FileState::Planned, "no change for b.png");
     }
 }

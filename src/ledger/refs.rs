@@ -2,7 +2,8 @@
 //! references about to be rewritten (`r`: the entries, each with its key
 //! `<class>/<object _id>/<path>`, old and new values and state; `k`: the keys whose current
 //! record is here; `open` while any entry may still be `pending`). The old values are inserted
-//! in one document before the compare-and-swap updates; the outcomes are one `$set` on it after.
+//! in one document before the compare-and-swap updates; the outcomes are appended to it (`o`) in
+//! one update after.
 //! A reference recorded again later (after a conflict or a rollback) has its key pulled from the
 //! older batch's `k` when the newer batch is closed.
 
@@ -55,7 +56,7 @@ impl Ledger {
     }
 
     /// Record what happened to references [`record_pending`](Self::record_pending) recorded:
-    /// one `$set` per batch document (which closes it), in the same command as pulling their
+    /// one update per batch document (which closes it), in the same command as pulling their
     /// keys from older batches.
     pub async fn record_refs(
         &self,
@@ -96,8 +97,7 @@ impl Ledger {
         if !keys.is_empty() {
             extra.push(pull_elsewhere("k", keys, &batches));
         }
-        self.set_entries(&self.refs, "r", marks, &batches, extra)
-            .await
+        self.push_changes(&self.refs, marks, &batches, extra).await
     }
 
     /// Current reference records in one of `states`, a page of batch documents after `after`
@@ -114,7 +114,7 @@ impl Ledger {
         let filter = if open_only {
             doc! {"open": true}
         } else {
-            doc! {"r.s": {"$in": names}}
+            doc! {"$or": [{"r.s": {"$in": &names}}, {"o.s": {"$in": &names}}]}
         };
         let docs = self
             .page(&self.refs, filter, after.cloned(), DOCS_PER_PAGE)
@@ -146,8 +146,7 @@ impl Ledger {
             .iter()
             .filter_map(|(c, s)| Some((c.loc?, doc! {"s": s.as_str(), "at": now})))
             .collect();
-        self.set_entries(&self.refs, "r", &marks, &[], Vec::new())
-            .await
+        self.push_changes(&self.refs, &marks, &[], Vec::new()).await
     }
 
     /// Settle the records of a page of open batches: each gets its outcome, or is dropped from
@@ -178,7 +177,7 @@ impl Ledger {
                 false,
             ));
         }
-        self.set_entries(&self.refs, "r", &marks, &page.batches, extra)
+        self.push_changes(&self.refs, &marks, &page.batches, extra)
             .await?;
         // Keys whose outcome is now known are current here only.
         if keys.is_empty() {
