@@ -1,20 +1,21 @@
-//! Keyset paging over one class collection.
+//! Walking one class collection in `_id` order.
 //!
 //! `_id`s may be strings (Parse's format), ObjectIds (imported data), integers (`_GlobalConfig`)
 //! or anything else. MongoDB's range operators only compare values of the same *type bracket*
-//! (`{$gt: "abc"}` never matches a number), so a single `_id > last` walk would silently stop at
-//! the first bracket boundary. We walk each bracket in turn, in BSON sort order, with
-//! `{_id: {$gt: last, $type: <bracket>}}` and `sort {_id: 1}`: every document is seen exactly once
-//! even in a collection with mixed `_id` types.
+//! (`{$gt: "abc"}` never matches a number), so resuming a walk with `_id > last` alone would
+//! silently skip every later bracket. A walk is read through one cursor sorted by `_id` (BSON
+//! order: brackets in turn), a page (`batch_size` documents) per `getMore`; where it resumes
+//! from a position (a checkpoint, a lost cursor) the query is `{_id: {$gt: last, $type: <last's
+//! bracket>}}` or `{_id: {$type: <any later bracket>}}`: every document is seen exactly once even
+//! in a collection with mixed `_id` types.
 //!
-//! Each bracket is read through one sorted cursor, a page (`batch_size` documents) per `getMore`:
-//! the server plans and sorts once per bracket. A keyset page per query (`{_id: {$gt: last}}`,
-//! `limit`) costs O(page) on MongoDB's `_id` index but O(rest of the collection) on servers
-//! without one (the test server: 2.2 s per page of 1,000 at a million objects, a walk of hours).
-//! A cursor lost meanwhile (idle past the server's 10-minute cursor timeout while the copies
-//! behind the walk are slow, a failover, a dropped connection) is reopened once from the last
-//! `_id` read, as a keyset query — the position a checkpoint records, so a walk resumes the same
-//! way in this process or the next.
+//! One cursor, not a query per page: the server plans and sorts once. A keyset page per query
+//! (`{_id: {$gt: last}}`, `limit`) costs O(page) on MongoDB's `_id` index but O(rest of the
+//! collection) on servers without one (the test server: 2.2 s per page of 1,000 at a million
+//! objects, a walk of hours), and a query per type bracket is a scan each there. A cursor lost
+//! meanwhile (idle past the server's 10-minute cursor timeout while the copies behind the walk
+//! are slow, a failover, a dropped connection) is reopened once from the last `_id` read — the
+//! position a checkpoint records, so a walk resumes the same way in this process or the next.
 
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
@@ -38,6 +39,25 @@ const BRACKETS: &[&[&str]] = &[
     &["timestamp"],
     &["maxKey"],
 ];
+
+/// The bracket of an `_id` value (`None` for a type no `_id` can have).
+fn bracket_of(id: &Bson) -> Option<usize> {
+    let name = match id {
+        Bson::MinKey => "minKey",
+        Bson::Null | Bson::Undefined => "null",
+        Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_) | Bson::Decimal128(_) => "int",
+        Bson::String(_) | Bson::Symbol(_) => "string",
+        Bson::Document(_) => "object",
+        Bson::Binary(_) => "binData",
+        Bson::ObjectId(_) => "objectId",
+        Bson::Boolean(_) => "bool",
+        Bson::DateTime(_) => "date",
+        Bson::Timestamp(_) => "timestamp",
+        Bson::MaxKey => "maxKey",
+        _ => return None,
+    };
+    BRACKETS.iter().position(|b| b[0] == name)
+}
 
 /// How to walk a class.
 #[derive(Debug, Clone)]
@@ -162,7 +182,7 @@ impl ClassWalker {
         while self.bracket < BRACKETS.len() {
             let (docs, exhausted) = self.read_page().await?;
             if docs.is_empty() {
-                self.next_bracket();
+                self.end();
                 continue;
             }
             let containers: &[String] = if self.opts.nested {
@@ -191,18 +211,19 @@ impl ClassWalker {
                 page.last_id = Some(id);
             }
             if exhausted {
-                // The cursor's end ends this bracket: skip the extra empty query.
-                self.next_bracket();
-            } else {
-                self.last = page.last_id.clone();
+                // The cursor's end ends the walk: skip the extra empty query.
+                self.end();
+            } else if let Some(last) = &page.last_id {
+                self.bracket = bracket_of(last).unwrap_or(self.bracket);
+                self.last = Some(last.clone());
             }
             return Ok(Some(page));
         }
         Ok(None)
     }
 
-    fn next_bracket(&mut self) {
-        self.bracket += 1;
+    fn end(&mut self) {
+        self.bracket = BRACKETS.len();
         self.last = None;
         self.cursor = None;
     }
@@ -248,15 +269,28 @@ impl ClassWalker {
         }
     }
 
-    /// A sorted cursor over the current bracket after `last`.
+    /// A sorted cursor over what follows the position: the rest of the current bracket after
+    /// `last`, then every later bracket (at the start, the whole collection).
     async fn open(&self) -> mongodb::error::Result<Cursor<RawDocumentBuf>> {
-        let types: Vec<Bson> = BRACKETS[self.bracket]
-            .iter()
-            .map(|t| Bson::String(t.to_string()))
-            .collect();
+        let types = |brackets: &[&[&str]]| -> Vec<Bson> {
+            brackets
+                .iter()
+                .flat_map(|b| b.iter())
+                .map(|t| Bson::String(t.to_string()))
+                .collect()
+        };
+        let later = types(BRACKETS.get(self.bracket + 1..).unwrap_or_default());
         let filter = match &self.last {
-            None => doc! {"_id": {"$type": types}},
-            Some(last) => doc! {"_id": {"$gt": last.clone(), "$type": types}},
+            None if self.bracket == 0 => doc! {},
+            None => doc! {"_id": {"$type": types(&BRACKETS[self.bracket..])}},
+            Some(last) => {
+                let rest = doc! {"_id": {"$gt": last.clone(), "$type": types(&BRACKETS[self.bracket..=self.bracket])}};
+                if later.is_empty() {
+                    rest
+                } else {
+                    doc! {"$or": [rest, {"_id": {"$type": later}}]}
+                }
+            }
         };
         self.coll
             .find(filter)
