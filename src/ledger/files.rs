@@ -10,7 +10,7 @@ use anyhow::Context;
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, DateTime, Document, doc, oid::ObjectId};
 
-use super::records::{batch_header, file_records, intent_entry, outcome_change};
+use super::batch::{batch_header, file_records, intent_entry, outcome_change};
 use super::{FileRecord, FileResult, FileState, Intent, Ledger, Loc, pull_elsewhere};
 
 /// Batch documents read per page of [`Ledger::files_page`] (each holds up to a few hundred

@@ -49,6 +49,7 @@
 //! intents, outcomes, pending changes; look records up by name or target; page through them —
 //! never a stored document.
 
+mod batch;
 mod files;
 mod lease;
 pub mod records;
@@ -152,7 +153,7 @@ impl Ledger {
             .projection(doc! {"v": 1})
             .await
             .with_context(|| format!("reading {}", self.runs))?;
-        if let Some(Err(why)) = newer.as_ref().map(records::check_version) {
+        if let Some(Err(why)) = newer.as_ref().map(batch::check_version) {
             let refused = crate::exit::Coded::new(
                 crate::exit::USAGE,
                 format!("the ledger {} was {why}", self.runs),
@@ -201,7 +202,7 @@ impl Ledger {
     }
 
     /// One `update` command: for each batch document among `marks`, one statement appending the
-    /// changes given for its entries (`$push` to its [`CHANGES`](records::CHANGES) array: one
+    /// changes given for its entries (`$push` to its [`CHANGES`](batch::CHANGES) array: one
     /// path per statement, cheap for any server, where a `$set` of hundreds of positional paths
     /// cost the test server 300 ms per batch) and unsetting `open` on the batches in `close`;
     /// then the `extra` statements.
@@ -226,7 +227,7 @@ impl Ledger {
             .filter_map(|(batch, changes)| {
                 let mut u = Document::new();
                 if !changes.is_empty() {
-                    u.insert("$push", doc! {records::CHANGES: {"$each": changes}});
+                    u.insert("$push", doc! {batch::CHANGES: {"$each": changes}});
                 }
                 if close.contains(&batch) {
                     u.insert("$unset", doc! {"open": ""});

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use mongodb::bson::{Bson, DateTime, Document, doc, oid::ObjectId};
 
-use super::records::{batch_header, ref_entry, ref_records};
+use super::batch::{batch_header, ref_entry, ref_records};
 use super::{BadRecord, Ledger, Loc, RefChange, RefRecord, RefState, pull_elsewhere};
 
 /// Batch documents read per page of [`Ledger::refs_page`].

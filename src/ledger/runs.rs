@@ -40,7 +40,7 @@ impl Ledger {
             .await
             .with_context(|| format!("reading {}", self.walk))?;
         if let Some(d) = &d {
-            super::records::check_version(d)
+            super::batch::check_version(d)
                 .map_err(|why| anyhow::anyhow!("the walk checkpoint {scope} was {why}"))?;
         }
         Ok(d)

@@ -8,7 +8,7 @@ use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
 use serde::Serialize;
 
-use super::records::{file_records, ref_records};
+use super::batch::{file_records, ref_records};
 use super::{FileState, Ledger};
 use crate::db::count;
 
