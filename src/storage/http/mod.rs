@@ -358,7 +358,16 @@ fn checked_body(
                             (body, seen, true),
                         ))
                     }
-                    None => None,
+                    None => {
+                        // Let hyper's connection task put the connection back into the pool
+                        // before the copy that read it ends and the next one asks for one:
+                        // otherwise that request finds no idle connection, starts a new one, and
+                        // hyper keeps it when the old one comes back (hyper-util's pool races a
+                        // connect against the checkout). Measured for 2,000 files (strace): 40–48
+                        // connections at concurrency 32 without the yield, 32–33 with it.
+                        tokio::task::yield_now().await;
+                        None
+                    }
                 }
             }
         },
