@@ -170,8 +170,8 @@ async fn send_with(
         name: name.to_string(),
         message: format!("{what}: {}", error_chain(&e)),
         // Timeouts, refused or reset connections: a retry may work. A request reqwest
-        // could not build (bad endpoint URL) will not.
-        retryable: !e.is_builder(),
+        // could not build (bad endpoint URL) or a refused certificate will not.
+        retryable: crate::storage::client::transport_retryable(&e),
         source: Some(Box::new(e)),
     })
 }

@@ -204,8 +204,9 @@ impl HttpStore {
     }
 
     fn transport_error(&self, name: &str, shown: &str, e: reqwest::Error) -> StorageError {
-        // Builder errors are ours; everything on the wire (connect, timeout, reset) may pass.
-        let retryable = !e.is_builder();
+        // Builder errors are ours and a refused certificate stays refused; everything else on
+        // the wire (connect, timeout, reset) may pass.
+        let retryable = super::client::transport_retryable(&e);
         let msg = self.scrub(&super::error_chain(&e.without_url()));
         StorageError::message(name, retryable, format!("GET {shown}: {msg}"))
     }
