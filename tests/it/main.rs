@@ -21,6 +21,7 @@
 
 mod support;
 
+mod audit;
 mod bad_input;
 mod cli;
 mod discovery;
