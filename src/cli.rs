@@ -298,7 +298,7 @@ pub struct AuditArgs {
     pub output: Option<ListOutput>,
 
     /// Memory for each side's sort before it spills a sorted run to a temporary file, e.g. 64MiB
-    /// (default 32MiB; files go to TMPDIR)
+    /// (default 8MiB; files go to TMPDIR)
     #[arg(long, value_name = "SIZE")]
     pub sort_run_bytes: Option<String>,
 }

@@ -24,7 +24,7 @@ use crate::scan::FileRef;
 use crate::storage::{ListOptions, ObjectStore};
 
 /// Default memory for each side's sort buffer (`--sort-run-bytes`).
-pub const DEFAULT_RUN_BYTES: usize = 32 * 1024 * 1024;
+pub const DEFAULT_RUN_BYTES: usize = 8 * 1024 * 1024;
 
 /// One finding, handed to the sink as it is found.
 #[derive(Debug, Clone, PartialEq, Eq)]
