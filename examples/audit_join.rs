@@ -53,7 +53,7 @@ fn main() -> anyhow::Result<()> {
     let span = stored + stored / 20;
     for j in 0..refs {
         let mut k = (j * 7919) % span.max(1);
-        if k % 20 == 0 && k < stored {
+        if k.is_multiple_of(20) && k < stored {
             k = span + j; // a name nothing stores
         }
         let class = if j % 3 == 0 { "_User" } else { "Photo" };
