@@ -56,8 +56,31 @@ async fn seed_app(db: &Database) {
         .unwrap();
 }
 
+/// A dangling reference: (class, object id, path, name).
+pub(crate) type Dangling = (String, String, String, String);
+
+/// The orphans (name, size) and the dangling references of `audit --output jsonl`'s lines.
+pub(crate) fn findings(lines: &[Value]) -> (BTreeSet<(String, u64)>, BTreeSet<Dangling>) {
+    let of = |kind: &'static str| lines.iter().filter(move |l| l["finding"] == kind);
+    let orphans = of("orphan")
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap().to_string(),
+                l["size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let dangling = of("dangling")
+        .map(|l| {
+            let s = |k: &str| l[k].as_str().unwrap().to_string();
+            (s("class"), s("object_id"), s("path"), s("name"))
+        })
+        .collect();
+    (orphans, dangling)
+}
+
 /// The dangling references the seeded app holds: (class, object id, path, name).
-fn dangling() -> BTreeSet<(String, String, String, String)> {
+fn dangling() -> BTreeSet<Dangling> {
     [
         ("Photo", "p3", "meta.avatar", "gone nested.png"),
         ("Photo", "p4", "image", "gone_top.jpg"),
@@ -116,30 +139,15 @@ async fn audit_scenario(tag: &str, table: &str, put: bool) -> Vec<Value> {
     let lines = out.jsonl();
     let summary = lines.last().unwrap().clone();
     assert_eq!(summary["finding"], "summary", "{summary}");
-    let orphans: BTreeSet<(String, u64)> = lines
-        .iter()
-        .filter(|l| l["finding"] == "orphan")
-        .map(|l| {
-            assert!(l["modified"].as_str().unwrap().ends_with('Z'), "{l}");
-            (
-                l["name"].as_str().unwrap().to_string(),
-                l["size"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let (orphans, got_dangling) = findings(&lines);
+    for l in lines.iter().filter(|l| l["finding"] == "orphan") {
+        assert!(l["modified"].as_str().unwrap().ends_with('Z'), "{l}");
+    }
     let want: BTreeSet<(String, u64)> = ORPHANS
         .iter()
         .map(|(n, l)| (n.to_string(), *l as u64))
         .collect();
     assert_eq!(orphans, want, "{}", out.stdout);
-    let got_dangling: BTreeSet<(String, String, String, String)> = lines
-        .iter()
-        .filter(|l| l["finding"] == "dangling")
-        .map(|l| {
-            let s = |k: &str| l[k].as_str().unwrap().to_string();
-            (s("class"), s("object_id"), s("path"), s("name"))
-        })
-        .collect();
     assert_eq!(got_dangling, dangling(), "{}", out.stdout);
     let stored_bytes: usize = KEPT.iter().chain(ORPHANS).map(|(_, l)| l).sum();
     for (k, v) in [

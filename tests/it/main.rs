@@ -22,6 +22,7 @@
 mod support;
 
 mod audit;
+mod audit_parse_server;
 mod bad_input;
 mod cli;
 mod discovery;
