@@ -323,3 +323,37 @@ async fn gridfs_store_reports_superseded_revisions() {
     );
     files_db.drop().await.unwrap();
 }
+
+#[tokio::test]
+async fn stores_that_cannot_be_listed_and_bad_flags_are_usage_errors() {
+    let client = support::mongo_client().await;
+    let db_name = support::unique("pfm_audit_usage");
+    let db = client.database(&db_name);
+    seed_app(&db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("audit.toml");
+    let base = base_tables(&db_name, KEY);
+    let write = |tail: &str| std::fs::write(&config, format!("{base}{tail}")).unwrap();
+    let c = config.to_str().unwrap();
+
+    write("\n[destination]\ntype = \"http\"\nserver_url = \"http://127.0.0.1:9/parse\"\n");
+    let out = app::run(["-c", c, "audit"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("cannot be listed"), "{}", out.stderr);
+
+    write(&app::fs_destination(&dir.path().join("files")));
+    let out = app::run(["-c", c, "audit", "--store", "server"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("[source.server]"), "{}", out.stderr);
+    let out = app::run(["-c", c, "audit", "--sort-run-bytes", "lots"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("--sort-run-bytes"), "{}", out.stderr);
+
+    // An empty store: every reference is dangling (legacy ones apart), exit 6.
+    let out = app::run(["-c", c, "audit", "--output", "jsonl"]);
+    assert_eq!(out.code, 6, "{}", out.stderr);
+    let (orphans, dangling) = findings(&out.jsonl());
+    assert!(orphans.is_empty());
+    assert_eq!(dangling.len(), 3 + KEPT.len() + 1, "{dangling:?}");
+    db.drop().await.unwrap();
+}
