@@ -48,6 +48,17 @@ async fn conformance_without_prefix() {
 #[tokio::test]
 async fn conformance_with_prefix() {
     let bucket = fresh_bucket("pfm-s3-conf-prefix").await;
+    // Keys outside the prefix (another app's, and one sharing the prefix's start) are never listed.
+    let raw = support::s3::raw_client().await;
+    for key in ["other.txt", "apps/my-ap.txt"] {
+        raw.put_object()
+            .bucket(&bucket)
+            .key(key)
+            .body(b"x".to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
     let s = store(&S3Config {
         prefix: Some("apps/my-app/".into()),
         ..config(&bucket)

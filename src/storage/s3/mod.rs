@@ -10,6 +10,7 @@
 //! says whether retrying can help ([`StorageError::is_retryable`]).
 
 mod errors;
+mod list;
 mod upload;
 
 use std::time::Duration;
@@ -25,8 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use self::errors::{Failure, classify};
 use super::{
-    ByteStream, Capabilities, GetOptions, GetResult, ObjectMeta, ObjectStore, PutOptions,
-    PutResult, StorageError, StoreContext,
+    ByteStream, Capabilities, GetOptions, GetResult, ListOptions, ListStream, ObjectMeta,
+    ObjectStore, PutOptions, PutResult, StorageError, StoreContext,
 };
 use crate::secret::Secret;
 
@@ -297,7 +298,7 @@ impl ObjectStore for S3Store {
         Capabilities {
             write: true,
             stat: true,
-            list: false,
+            list: true,
             range_reads: true,
             reports_md5: true,
         }
@@ -382,6 +383,10 @@ impl ObjectStore for S3Store {
         opts: &PutOptions,
     ) -> Result<PutResult, StorageError> {
         upload::put(self, name, body, opts).await
+    }
+
+    fn list(&self, opts: ListOptions) -> ListStream<'_> {
+        list::list(self, opts)
     }
 
     async fn delete(&self, name: &str) -> Result<(), StorageError> {
