@@ -4,7 +4,6 @@
 //! Needs the MongoDB test server (plain TCP) and the `openssl` command for throwaway certificates.
 
 use std::path::Path;
-use std::process::Command;
 
 use parse_files_migrate::exit;
 
@@ -14,18 +13,7 @@ const PASSWORD: &str = "pw-TLS-SECRET";
 
 /// A CA certificate and a client certificate+key PEM, self-signed, valid for a day.
 fn certificates(dir: &Path) -> (String, String) {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap_or_else(|e| panic!("openssl (needed for test certificates): {e}"));
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let openssl = |args: &[&str]| support::tls::openssl(dir, args);
     for (name, cn) in [("ca", "pfm-test-ca"), ("client", "pfm-test-client")] {
         let subj = format!("/CN={cn}");
         openssl(&[

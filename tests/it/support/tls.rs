@@ -24,15 +24,19 @@ impl Drop for HttpsServer {
     }
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let status = Command::new("openssl")
+/// Run `openssl ARGS` in `dir` (throwaway certificates), or fail saying why.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
         .args(args)
         .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl (Debian: apt-get install openssl)");
-    assert!(status.success(), "openssl {args:?} failed");
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("openssl (needed for test certificates): {e}"));
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Start a server; it answers once this returns.
