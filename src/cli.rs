@@ -431,6 +431,11 @@ pub struct MigrateArgs {
     /// Also write the summary and every missing, failed and conflicting item to FILE (JSON)
     #[arg(long, value_name = "FILE")]
     pub report: Option<std::path::PathBuf>,
+
+    /// Write the run's counters to FILE in the Prometheus text format (node_exporter's textfile
+    /// collector), refreshed every 10 s and final at the end, with the exit code
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

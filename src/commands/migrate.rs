@@ -9,6 +9,7 @@ use crate::cli::MigrateArgs;
 use crate::engine::{self, Effects, Limits, Mode, Plan, RunState, Stores, UrlBase};
 use crate::exit::{Coded, USAGE};
 use crate::parse::names::{RenamePolicy, Selection};
+use crate::report::metrics;
 use crate::report::migrate::{MigrateFormat, PlanWriter, print_summary};
 use crate::session::{self, discover, explain_empty};
 use crate::settings::Settings;
@@ -89,6 +90,7 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
     let (summary, code) = session::recorded(&effects, info, async {
         let state = RunState::new();
         let signals = session::on_signals(state.clone());
+        let metrics = metrics::start(args.metrics_file.as_deref(), "migrate", &plan.scope, &state);
         let progress = if crate::report::logging::progress_enabled(&settings.output) {
             let total = d.estimated_objects().await;
             Some(crate::report::progress::spawn(state.clone(), total))
@@ -97,6 +99,9 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
         };
         let result = engine::run(plan, effects.clone(), &ledger, &d.db, &d.targets, state).await;
         signals.abort();
+        if let Some(m) = metrics {
+            m.finish(result.as_ref().map_err(crate::exit::code_of));
+        }
         if let Some(p) = progress {
             p.abort();
             let _ = p.await;

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod list;
 pub mod logging;
+pub mod metrics;
 pub mod migrate;
 pub mod progress;
 pub mod schema;

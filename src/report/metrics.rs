@@ -1,0 +1,266 @@
+//! `--metrics-file`: a run's counters in the Prometheus text exposition format, for cron jobs and
+//! Kubernetes Jobs scraped by node_exporter's textfile collector (or any agent reading that
+//! format). The file is written whole to a temporary file beside it and renamed over it, so a
+//! reader never sees half of it; it is refreshed every [`REFRESH`] during the run and written a
+//! last time at the end with the exit code. `pfm_last_success_timestamp_seconds` survives runs
+//! that do not succeed (it is carried over from the file being replaced), so an alert can say
+//! "no successful pass in two days".
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::engine::RunState;
+use crate::engine::summary::Counters;
+
+/// How often the file is rewritten during a run.
+pub const REFRESH: Duration = Duration::from_secs(10);
+
+const LAST_SUCCESS: &str = "pfm_last_success_timestamp_seconds";
+
+/// Start writing `path` (if given) for a run of `command` on `shard`: the file is refreshed from
+/// `state` until [`Refreshing::finish`].
+pub fn start(
+    path: Option<&Path>,
+    command: &str,
+    shard: &str,
+    state: &Arc<RunState>,
+) -> Option<Refreshing> {
+    let file = Arc::new(MetricsFile::new(path?, command, shard));
+    let (f, s) = (file.clone(), state.clone());
+    let task = tokio::spawn(async move {
+        loop {
+            if let Err(e) = f.write(&s.counters, s.started.elapsed(), None) {
+                tracing::warn!("writing the metrics file {}: {e}", f.path.display());
+            }
+            tokio::time::sleep(REFRESH).await;
+        }
+    });
+    Some(Refreshing {
+        file,
+        task,
+        state: state.clone(),
+    })
+}
+
+/// A metrics file being refreshed during a run.
+pub struct Refreshing {
+    file: Arc<MetricsFile>,
+    task: tokio::task::JoinHandle<()>,
+    state: Arc<RunState>,
+}
+
+impl Refreshing {
+    /// Stop refreshing and write the final file: `result` is the run's summary, or the exit
+    /// code of the error that ended it.
+    pub fn finish(self, result: Result<&crate::engine::summary::Summary, i32>) {
+        self.task.abort();
+        let code = result.map_or_else(|code| code, |s| s.exit_code());
+        let (c, elapsed) = (&self.state.counters, self.state.started.elapsed());
+        if let Err(e) = self.file.write(c, elapsed, Some(code)) {
+            tracing::warn!("writing the metrics file {}: {e}", self.file.path.display());
+        }
+    }
+}
+
+/// Where the metrics go, and the labels every sample carries.
+#[derive(Debug, Clone)]
+pub struct MetricsFile {
+    path: PathBuf,
+    labels: String,
+}
+
+impl MetricsFile {
+    /// `command` (`migrate`, …) and `shard` (`all`, `0/4`, …) label every sample.
+    pub fn new(path: &Path, command: &str, shard: &str) -> Self {
+        MetricsFile {
+            path: path.to_path_buf(),
+            labels: format!(
+                "command=\"{}\",shard=\"{}\"",
+                escape(command),
+                escape(shard)
+            ),
+        }
+    }
+
+    /// Write the counters; `exit` is the exit code once the run has ended (`None`: running).
+    pub fn write(&self, c: &Counters, elapsed: Duration, exit: Option<i32>) -> std::io::Result<()> {
+        let text = self.render(c, elapsed, exit, now_secs(), self.previous_success());
+        let tmp = self.path.with_file_name(format!(
+            ".{}.tmp",
+            self.path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ));
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, &self.path)
+    }
+
+    /// The last success recorded in the file this one replaces, if any.
+    fn previous_success(&self) -> Option<f64> {
+        let old = std::fs::read_to_string(&self.path).ok()?;
+        old.lines()
+            .find(|l| l.starts_with(LAST_SUCCESS))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    fn render(
+        &self,
+        c: &Counters,
+        elapsed: Duration,
+        exit: Option<i32>,
+        now: f64,
+        previous_success: Option<f64>,
+    ) -> String {
+        let g = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed);
+        let l = &self.labels;
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, f64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (extra, value) in samples {
+                let sep = if extra.is_empty() { "" } else { "," };
+                let _ = writeln!(out, "{name}{{{l}{sep}{extra}}} {value}");
+            }
+        };
+        let files = [
+            ("planned", g(&c.files_planned)),
+            ("copied", g(&c.files_copied)),
+            ("skipped", g(&c.files_skipped)),
+            ("missing", g(&c.files_missing)),
+            ("failed", g(&c.files_failed)),
+        ];
+        let files: Vec<(String, f64)> = files
+            .iter()
+            .map(|(o, n)| (format!("outcome=\"{o}\""), *n as f64))
+            .collect();
+        let files: Vec<(&str, f64)> = files.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+        family(
+            "pfm_files_total",
+            "counter",
+            "Files of this run by outcome (planned: copies started).",
+            &files,
+        );
+        let refs = [
+            ("rewritten", g(&c.refs_rewritten)),
+            ("unchanged", g(&c.refs_unchanged)),
+            ("conflict", g(&c.refs_conflict)),
+            ("failed", g(&c.refs_failed)),
+            ("left_untouched", g(&c.refs_left)),
+            ("not_selected", g(&c.refs_not_selected)),
+        ];
+        let refs: Vec<(String, f64)> = refs
+            .iter()
+            .map(|(o, n)| (format!("outcome=\"{o}\""), *n as f64))
+            .collect();
+        let refs: Vec<(&str, f64)> = refs.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+        family(
+            "pfm_references_total",
+            "counter",
+            "File references of this run by outcome.",
+            &refs,
+        );
+        for (name, help, v) in [
+            (
+                "pfm_objects_scanned_total",
+                "Objects the walk read.",
+                g(&c.objects),
+            ),
+            (
+                "pfm_bytes_copied_total",
+                "Bytes copied and verified.",
+                g(&c.bytes_copied),
+            ),
+            (
+                "pfm_retries_total",
+                "Copy attempts made again.",
+                g(&c.retries),
+            ),
+        ] {
+            family(name, "counter", help, &[("", v as f64)]);
+        }
+        family(
+            "pfm_run_duration_seconds",
+            "gauge",
+            "Time since the run started.",
+            &[("", (elapsed.as_secs_f64() * 1000.0).round() / 1000.0)],
+        );
+        family(
+            "pfm_run_running",
+            "gauge",
+            "1 while the run goes on, 0 once it has ended.",
+            &[("", if exit.is_some() { 0.0 } else { 1.0 })],
+        );
+        family(
+            "pfm_run_timestamp_seconds",
+            "gauge",
+            "When this file was written (Unix time).",
+            &[("", now)],
+        );
+        if let Some(code) = exit {
+            family(
+                "pfm_exit_code",
+                "gauge",
+                "The run's exit code (README \"Exit codes\").",
+                &[("", f64::from(code))],
+            );
+        }
+        let success = if exit == Some(crate::exit::OK) {
+            Some(now)
+        } else {
+            previous_success
+        };
+        if let Some(t) = success {
+            family(
+                LAST_SUCCESS,
+                "gauge",
+                "When a run last ended with exit code 0 (Unix time).",
+                &[("", t)],
+            );
+        }
+        out
+    }
+}
+
+fn now_secs() -> f64 {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    (t.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// A label value as the format wants it: `\`, `"` and newlines escaped.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_carry_the_labels_and_a_last_success_survives_a_failed_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pfm.prom");
+        let m = MetricsFile::new(&path, "migrate", "0/\"2\"");
+        let c = Counters::default();
+        c.files_copied.store(7, Relaxed);
+        m.write(&c, Duration::from_secs(3), Some(0)).unwrap();
+        let ok = std::fs::read_to_string(&path).unwrap();
+        let copied =
+            "pfm_files_total{command=\"migrate\",shard=\"0/\\\"2\\\"\",outcome=\"copied\"} 7";
+        assert!(ok.contains(copied), "{ok}");
+        let success = m.previous_success().expect("recorded");
+        m.write(&c, Duration::from_secs(3), Some(3)).unwrap();
+        let failed = std::fs::read_to_string(&path).unwrap();
+        assert!(failed.contains("pfm_exit_code{command=\"migrate\",shard=\"0/\\\"2\\\"\"} 3"));
+        assert_eq!(m.previous_success(), Some(success), "{failed}");
+        assert!(!dir.path().join(".pfm.prom.tmp").exists());
+    }
+}
