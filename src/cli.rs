@@ -388,6 +388,11 @@ pub struct MigrateArgs {
     #[arg(long)]
     pub confirm_file_key_removed: bool,
 
+    /// Break the lease another run holds on this shard (shown, then confirmed; --yes without a
+    /// terminal): only when you know that run is gone
+    #[arg(long)]
+    pub break_lease: bool,
+
     /// Output on stdout: the dry-run plan and the summary (default: text on a terminal, jsonl
     /// otherwise)
     #[arg(long, value_enum)]
@@ -436,6 +441,11 @@ pub struct RollbackArgs {
     /// Also delete the objects the migration created at the destination
     #[arg(long)]
     pub delete_copies: bool,
+
+    /// Break the leases other runs hold (shown, then confirmed; --yes without a terminal): only
+    /// when you know those runs are gone
+    #[arg(long)]
+    pub break_lease: bool,
 }
 
 impl From<SelectArg> for crate::parse::names::Selection {

@@ -20,7 +20,7 @@ use mongodb::Database;
 use mongodb::bson::{Bson, Document, doc};
 
 use crate::db::{update_batch, update_stmt};
-use crate::ledger::{Ledger, RefChange, RefState, Settled as SettledRef};
+use crate::ledger::{Ledger, RefChange, RefState, RefValue, Settled as SettledRef};
 use crate::parse::schema::collection_name;
 
 /// A state per change, with the server's reason for refused ones.
@@ -113,6 +113,18 @@ fn holds(v: Option<&Bson>, name: &str, bare: bool) -> bool {
     }
 }
 
+/// Whether a stored File value is exactly `value`: its name, and its url when one is recorded
+/// (a recorded url with the key redacted cannot be compared: the name decides).
+fn holds_value(v: Option<&Bson>, value: &RefValue, bare: bool) -> bool {
+    match (v, &value.url) {
+        (Some(Bson::Document(d)), Some(url)) if !value.key_redacted => {
+            d.get_str("name").ok() == Some(value.name.as_str())
+                && d.get_str("url").ok() == Some(url)
+        }
+        _ => holds(v, &value.name, bare),
+    }
+}
+
 /// The current documents of `changes`, projected on their paths, by `_id` key.
 pub async fn read_back(
     db: &Database,
@@ -179,7 +191,12 @@ pub async fn settle_pending(db: &Database, ledger: &Ledger, prefix: &str) -> any
             let docs = read_back(db, &collection, &changes).await?;
             let states = settle(&changes, &docs, &HashMap::new());
             for (c, (s, _)) in changes.into_iter().zip(states) {
-                let outcome = if holds(current(&docs, &c), &c.old.name, true) {
+                let now = current(&docs, &c);
+                // The new value first: a url-only rewrite (an adapter move rebasing nested
+                // urls) keeps the name, so the old name alone does not say it was not applied.
+                let outcome = if holds_value(now, &c.new, c.is_bare_name()) {
+                    SettledRef::State(RefState::Rewritten)
+                } else if holds(now, &c.old.name, true) {
                     SettledRef::NotApplied
                 } else {
                     SettledRef::State(s)

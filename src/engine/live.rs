@@ -10,7 +10,8 @@ use super::transfer::copy_verified;
 use super::{Checkpoint, Counters, Effects, FileJob, Outcome, Stores};
 use crate::exit::{Coded, USAGE};
 use crate::ledger::{
-    FileRecord, FileResult, FileState, Intent, LeaseHeld, Ledger, RefChange, RefState,
+    FileRecord, FileResult, FileState, Holder, Intent, LeaseHeld, Ledger, RefChange, RefState,
+    Taken,
 };
 use crate::retry::RetryPolicy;
 use crate::storage::{GetOptions, StorageError};
@@ -32,6 +33,8 @@ pub struct Live {
     walks_forgotten: tokio::sync::OnceCell<()>,
     /// See [`Live::exclusive`].
     exclusive: bool,
+    /// See [`Live::breaking`].
+    breaking: Vec<Holder>,
 }
 
 impl Live {
@@ -55,7 +58,15 @@ impl Live {
             renewer: Default::default(),
             walks_forgotten: Default::default(),
             exclusive: false,
+            breaking: Vec::new(),
         }
+    }
+
+    /// Break these leases (`--break-lease`, confirmed by the operator) before taking this run's:
+    /// each only if the same run still holds it.
+    pub fn breaking(mut self, holders: Vec<Holder>) -> Live {
+        self.breaking = holders;
+        self
     }
 
     /// Also refuse to start while any other scope's lease is held (`rollback`: it restores
@@ -68,28 +79,50 @@ impl Live {
 
 #[async_trait]
 impl Effects for Live {
-    async fn begin(&self, info: Document) -> anyhow::Result<()> {
+    async fn begin(&self, mut info: Document) -> anyhow::Result<()> {
+        for h in &self.breaking {
+            if self.ledger.break_lease(h).await? {
+                tracing::warn!(
+                    "--break-lease: broke the lease on {} ({})",
+                    h.scope,
+                    h.describe()
+                );
+            }
+        }
         let taken = if self.exclusive {
             self.ledger.lease_exclusive(&self.scope, &self.host).await
         } else {
             self.ledger.lease(&self.scope, &self.host).await
         };
-        taken
-            .map_err(|e| match e.downcast::<LeaseHeld>() {
-                Ok(held) => Coded::new(USAGE, held.to_string())
-                    .hint(format!(
-                        "wait for that run to end; a crashed run's lease expires {} s after its last renewal",
-                        self.ledger.lease_duration().as_secs()
-                    ))
-                    .into(),
-                Err(e) => e,
-            })?;
+        let taken = taken.map_err(|e| match e.downcast::<LeaseHeld>() {
+            Ok(held) => Coded::new(USAGE, held.to_string())
+                .hint(format!(
+                    "wait for that run to end; a crashed run's lease is taken over at once \
+                         on the same machine, and expires {} s after its last renewal for \
+                         others; if you know that run is gone, --break-lease",
+                    self.ledger.lease_duration().as_secs()
+                ))
+                .into(),
+            Err(e) => e,
+        })?;
+        if let Taken::TookOver(h, why) = &taken {
+            tracing::warn!(
+                "took over the lease on {} of a crashed run on this machine ({why}; {})",
+                h.scope,
+                h.describe()
+            );
+            info.insert(
+                "took_over",
+                mongodb::bson::doc! {"scope": &h.scope, "run": h.run, "pid": h.pid, "why": *why},
+            );
+        }
         // Renew well before expiry for as long as the run lasts.
         let (ledger, scope, host) = (self.ledger.clone(), self.scope.clone(), self.host.clone());
         let renewer = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(ledger.lease_duration() / 3).await;
                 if let Err(e) = ledger.lease(&scope, &host).await {
+                    // Another run holds it now (broken or expired while this one stalled).
                     tracing::error!("renewing the lease on {scope}: {e:#}");
                 }
             }

@@ -13,8 +13,9 @@
 //! * `<collection>.runs` ([`runs`](self::runs)): one record per run: settings (no secrets),
 //!   host, start/end, counts, exit code.
 //! * `<collection>.locks` ([`lease`](self::lease)): one lease per shard (`_id` = `all` or
-//!   `K/N`), held by a writing run and renewed while it runs; a crashed run's lease expires
-//!   (`[ledger] lease_secs`).
+//!   `K/N`), held by a writing run and renewed while it runs; a crashed run's lease is taken
+//!   over at once by a run on the same machine ([`holder`](self::holder)), and expires for
+//!   others (`[ledger] lease_secs`).
 //! * `<collection>.walk` ([`runs`](self::runs)): one walk checkpoint per shard: where the next
 //!   run of an unfinished pass resumes (see [`crate::engine::checkpoint`]).
 //!
@@ -51,6 +52,7 @@
 
 mod batch;
 mod files;
+mod holder;
 mod lease;
 pub mod records;
 mod refs;
@@ -64,7 +66,8 @@ use mongodb::{Collection, Database};
 
 use crate::db::{update_batch, update_stmt};
 pub use files::FilePage;
-pub use lease::LeaseHeld;
+pub use holder::Holder;
+pub use lease::{LeaseHeld, Taken};
 pub use records::{
     BadRecord, FileRecord, FileResult, FileState, Intent, KEY_PLACEHOLDER, Loc, RefChange,
     RefRecord, RefState, RefValue,

@@ -23,6 +23,7 @@ mod support;
 
 mod bad_input;
 mod cli;
+mod crash;
 mod discovery;
 mod faults;
 mod migrate;
