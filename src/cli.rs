@@ -388,6 +388,11 @@ pub struct MigrateArgs {
     #[arg(long)]
     pub confirm_file_key_removed: bool,
 
+    /// Replace objects already at the destination under a target name with other bytes (by
+    /// default they are left alone and reported as collisions)
+    #[arg(long)]
+    pub overwrite: bool,
+
     /// Break the lease another run holds on this shard (shown, then confirmed; --yes without a
     /// terminal): only when you know that run is gone
     #[arg(long)]

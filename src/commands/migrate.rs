@@ -87,7 +87,8 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
                 settings.mongo.collection_prefix.clone(),
                 run.retry,
             )
-            .breaking(breaking),
+            .breaking(breaking)
+            .overwrite(args.overwrite),
         )
     };
 

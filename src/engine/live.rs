@@ -6,7 +6,7 @@ use mongodb::Database;
 use mongodb::bson::Document;
 
 use super::cas::{self, Settled};
-use super::transfer::copy_verified;
+use super::transfer::{Found, compare_existing, copy_verified};
 use super::{Checkpoint, Counters, Effects, FileJob, Outcome, Stores};
 use crate::exit::{Coded, USAGE};
 use crate::ledger::{
@@ -14,7 +14,7 @@ use crate::ledger::{
     Taken,
 };
 use crate::retry::RetryPolicy;
-use crate::storage::{GetOptions, StorageError};
+use crate::storage::{GetOptions, PutMode, StorageError};
 
 pub struct Live {
     pub stores: Stores,
@@ -35,6 +35,8 @@ pub struct Live {
     exclusive: bool,
     /// See [`Live::breaking`].
     breaking: Vec<Holder>,
+    /// See [`Live::overwrite`].
+    overwrite: bool,
 }
 
 impl Live {
@@ -59,7 +61,15 @@ impl Live {
             walks_forgotten: Default::default(),
             exclusive: false,
             breaking: Vec::new(),
+            overwrite: false,
         }
+    }
+
+    /// Replace what the destination already holds under a target name (`--overwrite`); by
+    /// default copies are create-only, and an existing object is compared instead.
+    pub fn overwrite(mut self, overwrite: bool) -> Live {
+        self.overwrite = overwrite;
+        self
     }
 
     /// Break these leases (`--break-lease`, confirmed by the operator) before taking this run's:
@@ -188,8 +198,14 @@ impl Effects for Live {
             url_hint: job.url_hint.clone(),
         };
         // Each attempt starts over from the first byte: the destination's `put` is atomic, so a
-        // broken attempt leaves nothing behind to resume from or to clean up.
-        let copy = || copy_verified(source, dest, &job.name, &job.target, &get);
+        // broken attempt leaves nothing behind to resume from or to clean up. Create-only
+        // unless `--overwrite`: what is already under the target is compared, never replaced.
+        let mode = if self.overwrite {
+            PutMode::Overwrite
+        } else {
+            PutMode::Create
+        };
+        let copy = || copy_verified(source, dest, &job.name, &job.target, &get, mode);
         match self.retry.run(&job.name, &counters.retries, copy).await {
             Ok(v) => Outcome::Verified {
                 size: v.size,
@@ -200,6 +216,27 @@ impl Effects for Live {
             Err(g) if g.error.is_not_found() => Outcome::Missing {
                 reason: missing(&g.error),
             },
+            Err(g) if g.error.is_already_exists() => {
+                let compare = || compare_existing(source, dest, &job.name, &job.target, &get);
+                match self.retry.run(&job.name, &counters.retries, compare).await {
+                    Ok(Found::Same { size, md5 }) => Outcome::Verified {
+                        size,
+                        md5: Some(md5),
+                        hash_checked: true,
+                        skipped: true,
+                    },
+                    Ok(Found::Other(how)) => Outcome::Collision {
+                        reason: format!(
+                            "collision: {} already holds other bytes ({how}); not overwritten \
+                             (migrate --overwrite replaces it)",
+                            dest.location(&job.target)
+                                .unwrap_or_else(|_| job.target.clone())
+                        ),
+                    },
+                    Err(g) => Outcome::Failed { reason: g.reason() },
+                }
+            }
+            Err(g) if g.error.is_no_space() => Outcome::Stopped { reason: g.reason() },
             Err(g) => Outcome::Failed { reason: g.reason() },
         }
     }

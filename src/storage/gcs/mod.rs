@@ -246,6 +246,7 @@ impl ObjectStore for GcsStore {
             list: false,
             range_reads: true,
             reports_md5: true,
+            atomic_create: true,
         }
     }
 

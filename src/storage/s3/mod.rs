@@ -276,6 +276,7 @@ impl ObjectStore for S3Store {
             list: false,
             range_reads: true,
             reports_md5: true,
+            atomic_create: true,
         }
     }
 

@@ -22,9 +22,9 @@ use futures::StreamExt;
 use md5::Digest;
 
 use super::S3Store;
-use super::errors::classify;
+use super::errors::{Failure, classify};
 use crate::storage::parts::PartReader;
-use crate::storage::{ByteStream, HashingStream, PutOptions, PutResult, StorageError};
+use crate::storage::{ByteStream, HashingStream, PutMode, PutOptions, PutResult, StorageError};
 
 /// S3's limit on the number of parts of one upload.
 const MAX_PARTS: u64 = 10_000;
@@ -78,6 +78,23 @@ fn part_size_for(configured: u64, size_hint: Option<u64>) -> usize {
     usize::try_from(size.min(super::MAX_PART_SIZE)).unwrap_or(usize::MAX)
 }
 
+/// `If-None-Match: *` for [`PutMode::Create`]: S3 refuses (412) to complete a write over an
+/// existing key, atomically with the write (a multipart upload is checked when completed).
+fn create_only(opts: &PutOptions) -> Option<String> {
+    (opts.mode == PutMode::Create).then(|| "*".to_string())
+}
+
+/// A failed write: 412 to a create-only write is the key already taken.
+fn put_error(f: Failure, name: &str, what: &str, location: &str) -> StorageError {
+    if f.status == Some(412) {
+        return StorageError::AlreadyExists {
+            name: name.to_string(),
+            location: location.to_string(),
+        };
+    }
+    f.into_error(name, format!("{what} {location}"))
+}
+
 fn content_md5(data: &[u8]) -> String {
     base64::prelude::BASE64_STANDARD.encode(md5::Md5::digest(data))
 }
@@ -96,10 +113,11 @@ async fn put_single(
     let req = store.client.put_object().bucket(&store.bucket).key(key);
     let out = with_object_headers!(req, store, opts)
         .content_md5(content_md5(&data))
+        .set_if_none_match(create_only(opts))
         .body(SdkBody::from(data))
         .send()
         .await
-        .map_err(|e| classify(e).into_error(name, format!("PutObject {}", store.url(key))))?;
+        .map_err(|e| put_error(classify(e), name, "PutObject", &store.url(key)))?;
     Ok(unquote(out.e_tag()))
 }
 
@@ -136,7 +154,11 @@ async fn put_multipart(
         key: key.to_string(),
         upload_id: Some(upload_id.clone()),
     };
-    let result = upload_parts(store, name, key, &upload_id, first, reader, part_size).await;
+    let create = create_only(opts);
+    let result = upload_parts(
+        store, name, key, &upload_id, first, reader, part_size, create,
+    )
+    .await;
     match result {
         Ok(etag) => {
             guard.upload_id = None;
@@ -157,6 +179,7 @@ async fn upload_parts(
     first: Bytes,
     reader: &mut PartReader,
     part_size: usize,
+    create: Option<String>,
 ) -> Result<Option<String>, StorageError> {
     let mut completed = Vec::new();
     let mut part = first;
@@ -196,10 +219,16 @@ async fn upload_parts(
                 .set_parts(Some(completed))
                 .build(),
         )
+        .set_if_none_match(create)
         .send()
         .await
         .map_err(|e| {
-            classify(e).into_error(name, format!("CompleteMultipartUpload {}", store.url(key)))
+            put_error(
+                classify(e),
+                name,
+                "CompleteMultipartUpload",
+                &store.url(key),
+            )
         })?;
     Ok(unquote(out.e_tag()))
 }
