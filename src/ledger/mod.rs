@@ -43,7 +43,8 @@
 //! (`verified`), a reference's old value recorded before its document is touched (`pending`), and
 //! the outcome after (`rewritten`/`conflict`). A crash between any two steps leaves a record that
 //! a re-run repeats idempotently: a planned file is copied again to the same deterministic target
-//! (overwriting, never orphaning), a batch left `open` is settled from the documents before the
+//! (create-only: it finds its own earlier copy there, same size and MD5, and counts it as
+//! copied; never orphaning, never overwriting), a batch left `open` is settled from the documents before the
 //! next run writes anything ([`crate::engine::cas::settle_pending`]).
 //!
 //! The callers (the engine, `status`, `rollback`) see only the typed operations below — record

@@ -28,6 +28,7 @@ mod discovery;
 mod faults;
 mod migrate;
 mod mongo_tls;
+mod no_harm;
 mod parse_server;
 mod readme;
 mod resume;
