@@ -25,6 +25,7 @@ mod bad_input;
 mod cli;
 mod crash;
 mod discovery;
+mod disk_full;
 mod faults;
 mod migrate;
 mod mongo_tls;
