@@ -201,8 +201,8 @@ path = "{dest}"
     let mut expected: Vec<String> = (0..30).map(target).collect();
     expected.sort();
     assert_eq!(on_disk, expected);
-    for i in 0..30 {
-        assert!(std::fs::read(dest.join(target(i))).unwrap() == data[i]);
+    for (i, d) in data.iter().enumerate() {
+        assert!(std::fs::read(dest.join(target(i))).unwrap() == *d);
     }
     for d in app::find_all(&db, "Item").await {
         let i: usize = d.get_str("_id").unwrap()[1..].parse().unwrap();

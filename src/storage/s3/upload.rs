@@ -154,11 +154,10 @@ async fn put_multipart(
         key: key.to_string(),
         upload_id: Some(upload_id.clone()),
     };
-    let create = create_only(opts);
-    let result = upload_parts(
-        store, name, key, &upload_id, first, reader, part_size, create,
-    )
-    .await;
+    let result = match upload_parts(store, name, key, &upload_id, first, reader, part_size).await {
+        Ok(parts) => complete(store, name, key, &upload_id, parts, opts).await,
+        Err(e) => Err(e),
+    };
     match result {
         Ok(etag) => {
             guard.upload_id = None;
@@ -179,8 +178,7 @@ async fn upload_parts(
     first: Bytes,
     reader: &mut PartReader,
     part_size: usize,
-    create: Option<String>,
-) -> Result<Option<String>, StorageError> {
+) -> Result<Vec<CompletedPart>, StorageError> {
     let mut completed = Vec::new();
     let mut part = first;
     let mut number = 1_i32;
@@ -208,6 +206,18 @@ async fn upload_parts(
             None => break,
         }
     }
+    Ok(completed)
+}
+
+/// Complete the upload: the object appears (create-only: unless the key is taken by then).
+async fn complete(
+    store: &S3Store,
+    name: &str,
+    key: &str,
+    upload_id: &str,
+    completed: Vec<CompletedPart>,
+    opts: &PutOptions,
+) -> Result<Option<String>, StorageError> {
     let out = store
         .client
         .complete_multipart_upload()
@@ -219,7 +229,7 @@ async fn upload_parts(
                 .set_parts(Some(completed))
                 .build(),
         )
-        .set_if_none_match(create)
+        .set_if_none_match(create_only(opts))
         .send()
         .await
         .map_err(|e| {
