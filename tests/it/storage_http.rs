@@ -265,6 +265,7 @@ async fn a_refused_certificate_is_not_retried() {
         .await
         .unwrap_err();
     assert!(err.is_retryable(), "nothing listening any more: {err}");
+}
 
 /// A redirect from a stored url is followed only to a host `stored_url_hosts` allows too: an
 /// allowed host must not lead the tool anywhere else (issue #20, item 9).
