@@ -163,8 +163,16 @@ pub async fn read_back(
 
 /// A run killed between recording references pending and recording their outcomes leaves batch
 /// records `open`. Settle them from the documents: holding the new value → `rewritten`; holding
-/// the old one → not applied (dropped from the current records: the walk finds and rewrites the
-/// reference again); anything else → `conflict`. Returns how many were settled.
+/// the old one → the rewrite is applied now (the same compare-and-swap, whose outcome is
+/// recorded); anything else → `conflict`. Returns how many were settled.
+///
+/// Applying it here, instead of leaving it to the walk, is what keeps the ledger true when the
+/// crashed run's last writes are still on their way: the server may carry out an update the
+/// killed process sent after this run read the document (the lease is taken over at once on the
+/// same machine). Had the record been dropped, that late write would rewrite the reference with
+/// no record of it (the walk then finds the new value and has nothing to do); applied here, one
+/// of the two identical compare-and-swaps matches and the other is a no-op, and either way the
+/// record says `rewritten`.
 pub async fn settle_pending(db: &Database, ledger: &Ledger, prefix: &str) -> anyhow::Result<u64> {
     let mut after: Option<Bson> = None;
     let mut settled = 0u64;
@@ -190,18 +198,27 @@ pub async fn settle_pending(db: &Database, ledger: &Ledger, prefix: &str) -> any
         for (collection, changes) in by_collection {
             let docs = read_back(db, &collection, &changes).await?;
             let states = settle(&changes, &docs, &HashMap::new());
+            let mut not_applied = Vec::new();
             for (c, (s, _)) in changes.into_iter().zip(states) {
                 let now = current(&docs, &c);
                 // The new value first: a url-only rewrite (an adapter move rebasing nested
                 // urls) keeps the name, so the old name alone does not say it was not applied.
-                let outcome = if holds_value(now, &c.new, c.is_bare_name()) {
-                    SettledRef::State(RefState::Rewritten)
+                if holds_value(now, &c.new, c.is_bare_name()) {
+                    all.push((c, SettledRef::State(RefState::Rewritten)));
                 } else if holds(now, &c.old.name, true) {
-                    SettledRef::NotApplied
+                    not_applied.push(c);
                 } else {
-                    SettledRef::State(s)
-                };
-                all.push((c, outcome));
+                    all.push((c, SettledRef::State(s)));
+                }
+            }
+            if !not_applied.is_empty() {
+                let states = apply(db, &collection, &not_applied).await?;
+                all.extend(
+                    not_applied
+                        .into_iter()
+                        .zip(states)
+                        .map(|(c, (s, _))| (c, SettledRef::State(s))),
+                );
             }
         }
         settled += all.len() as u64;
