@@ -16,6 +16,9 @@ use crate::ledger::{
 use crate::retry::RetryPolicy;
 use crate::storage::{GetOptions, PutMode, StorageError};
 
+/// How long a run that took over a crashed run's lease waits before its first write.
+const TAKEOVER_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub struct Live {
     pub stores: Stores,
     pub ledger: Ledger,
@@ -121,6 +124,10 @@ impl Effects for Live {
                 h.scope,
                 h.describe()
             );
+            // The killed process's last requests, already sent, may still be carried out by
+            // the server: give them a moment before this run reads and writes the same records
+            // (references they rewrite late are settled exactly anyway: `cas::settle_pending`).
+            tokio::time::sleep(TAKEOVER_GRACE).await;
             info.insert(
                 "took_over",
                 mongodb::bson::doc! {"scope": &h.scope, "run": h.run, "pid": h.pid, "why": *why},
