@@ -58,10 +58,28 @@ pub(super) async fn put(
     let mut reader = PartReader::new(hashing.boxed());
     let part_size = part_size_for(store.part_size, opts.size_hint);
     let (first, whole) = reader.first_part(part_size).await?;
-    let etag = if whole {
-        put_single(store, name, &key, first, opts).await?
+    let put = if whole {
+        put_single(store, name, &key, first, opts).await
     } else {
-        put_multipart(store, name, &key, first, &mut reader, part_size, opts).await?
+        put_multipart(store, name, &key, first, &mut reader, part_size, opts).await
+    };
+    let etag = match put {
+        // A server may refuse a create-only write (412) before it has read the body, and close
+        // the connection while the body is still being sent (s3s-fs does): the client sees a
+        // broken pipe, not the 412. Or the write succeeded and its answer was lost. Either way
+        // an object under the key now means "taken": the caller compares it with what it was
+        // writing, so its own lost write counts as done and anything else is never replaced.
+        Err(e) if opts.mode == PutMode::Create && e.is_retryable() => {
+            let head = store.client.head_object().bucket(&store.bucket).key(&key);
+            if head.send().await.is_ok() {
+                return Err(StorageError::AlreadyExists {
+                    name: name.to_string(),
+                    location: store.url(&key),
+                });
+            }
+            return Err(e);
+        }
+        other => other?,
     };
     let st = state.lock().unwrap_or_else(|e| e.into_inner());
     Ok(PutResult {
