@@ -20,7 +20,7 @@ pub const UNREACHABLE: i32 = 4;
 /// `verify` found a mismatch.
 pub const VERIFY_MISMATCH: i32 = 5;
 /// Stopped because the destination is full (a re-run continues once there is room).
-pub const NO_SPACE: i32 = 6;
+pub const NO_SPACE: i32 = 7;
 /// Stopped at `--max-files` / `--max-bytes` / `--max-duration`; a re-run continues.
 pub const CUTOFF: i32 = 8;
 /// Interrupted (Ctrl-C / SIGTERM); a re-run continues.

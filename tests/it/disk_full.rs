@@ -1,5 +1,5 @@
 //! The destination fills up (issue #20, item 3): an fs destination on a 1 MiB tmpfs, a run of
-//! 3 MB of files. The run stops (exit 6) instead of failing every remaining file, with an error
+//! 3 MB of files. The run stops (exit 7) instead of failing every remaining file, with an error
 //! naming the path and the bytes needed; nothing half-written stays; nothing is recorded verified
 //! that is not there, byte-identical; after making room a re-run completes.
 //!
@@ -144,7 +144,7 @@ path = "{dest}"
     ];
 
     let out = app::run(args);
-    assert_eq!(out.code, 6, "the documented exit code: {}", out.stderr);
+    assert_eq!(out.code, 7, "the documented exit code: {}", out.stderr);
     let s = out.summary();
     let stopped = s["stopped_by"].as_str().unwrap_or_default();
     assert!(stopped.starts_with("destination full"), "{s}");
