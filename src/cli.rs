@@ -174,6 +174,13 @@ Examples:
   # Restore every rewritten reference, then delete the copies the migration made
   parse-files-migrate -c migrate.toml rollback --yes --delete-copies";
 
+const AUDIT_EXAMPLES: &str = "\
+Examples:
+  # Orphans, dangling references and a summary for the destination store
+  parse-files-migrate -c migrate.toml audit
+  # The app's current store ([source.server]), as JSON lines; exit 6 if anything was found
+  parse-files-migrate -c migrate.toml audit --store server --output jsonl > audit.jsonl";
+
 const COMPLETIONS_EXAMPLES: &str = "\
 Examples:
   parse-files-migrate completions bash > /etc/bash_completion.d/parse-files-migrate
@@ -200,6 +207,10 @@ pub enum Command {
     /// Restore the original references recorded in the ledger (compare-and-swap)
     #[command(after_long_help = ROLLBACK_EXAMPLES)]
     Rollback(RollbackArgs),
+    /// Stored files nothing references, references to absent files, superseded GridFS versions
+    /// (read-only)
+    #[command(after_long_help = AUDIT_EXAMPLES)]
+    Audit(AuditArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     #[command(after_long_help = COMPLETIONS_EXAMPLES)]
     Completions(CompletionsArgs),
@@ -274,6 +285,30 @@ pub struct ListArgs {
     /// Rename policy used to compute `target_name` (as `migrate --rename`)
     #[arg(long, value_enum)]
     pub rename: Option<RenameArg>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Which store to audit: `[destination]` or `[source.server]`
+    #[arg(long, value_enum, default_value = "destination")]
+    pub store: AuditStore,
+
+    /// Output format (default: table on a terminal, jsonl otherwise)
+    #[arg(long, value_enum)]
+    pub output: Option<ListOutput>,
+
+    /// Memory for each side's sort before it spills a sorted run to a temporary file, e.g. 64MiB
+    /// (default 8MiB; files go to TMPDIR)
+    #[arg(long, value_name = "SIZE")]
+    pub sort_run_bytes: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuditStore {
+    /// The `[destination]` table
+    Destination,
+    /// The `[source.server]` table (the store Parse Server uses today)
+    Server,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -19,6 +19,8 @@ pub const INCOMPLETE: i32 = 3;
 pub const UNREACHABLE: i32 = 4;
 /// `verify` found a mismatch.
 pub const VERIFY_MISMATCH: i32 = 5;
+/// `audit` found orphans or dangling references.
+pub const AUDIT_FINDINGS: i32 = 6;
 /// Stopped because the destination is full (a re-run continues once there is room).
 pub const NO_SPACE: i32 = 7;
 /// Stopped at `--max-files` / `--max-bytes` / `--max-duration`; a re-run continues.

@@ -11,6 +11,7 @@
 // Items `pub` inside a private module say more than they mean: `pub(crate)` there.
 #![warn(unreachable_pub)]
 
+pub mod audit;
 pub mod cli;
 mod commands;
 pub mod db;

@@ -23,8 +23,8 @@ use async_trait::async_trait;
 use futures::StreamExt;
 
 use crate::storage::{
-    ByteStream, Capabilities, GetOptions, GetResult, ObjectMeta, ObjectStore, PutOptions,
-    PutResult, StorageError,
+    ByteStream, Capabilities, GetOptions, GetResult, ListOptions, ListStream, ObjectMeta,
+    ObjectStore, PutOptions, PutResult, StorageError,
 };
 
 /// How long every transfer pauses after a 429/503 that did not say (`Retry-After`).
@@ -213,6 +213,10 @@ impl ObjectStore for Throttled {
 
     async fn sync(&self) -> Result<(), StorageError> {
         self.inner.sync().await
+    }
+
+    fn list(&self, opts: ListOptions) -> ListStream<'_> {
+        self.inner.list(opts)
     }
 
     async fn delete(&self, name: &str) -> Result<(), StorageError> {

@@ -3,14 +3,12 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::cli::{ListArgs, ListOutput};
+use crate::cli::ListArgs;
 use crate::exit::{INCOMPLETE, OK};
 use crate::parse::names::{NameKind, Selection, target_name};
 use crate::report::list::{ListFormat, ListRow, ListWriter};
-use crate::report::stdout_is_terminal;
 use crate::scan::FileRef;
-use crate::scan::log_issues;
-use crate::session::{self, discover, explain_empty, next_page};
+use crate::session::{self, discover, explain_empty};
 use crate::settings::Settings;
 use crate::storage::ObjectStore;
 
@@ -21,42 +19,32 @@ pub(super) async fn run(settings: &Settings, args: &ListArgs) -> anyhow::Result<
     let rename = args.rename.map(Into::into).unwrap_or(settings.run.rename);
     let sources = Sources::open(settings).await;
 
-    let format = match args.output {
-        Some(ListOutput::Table) => ListFormat::Table,
-        Some(ListOutput::Jsonl) => ListFormat::Jsonl,
-        Some(ListOutput::Csv) => ListFormat::Csv,
-        None if stdout_is_terminal() => ListFormat::Table,
-        None => ListFormat::Jsonl,
-    };
+    let format = ListFormat::choose(args.output);
     let mut writer = ListWriter::new(format, std::io::stdout().lock())?;
-    let (mut issues, mut matched_fail_on) = (0u64, 0u64);
-    for target in &d.targets {
-        let mut walker = d.walker(target, settings);
-        while let Some(page) = next_page(&mut walker, target).await? {
-            log_issues(&page.issues);
-            issues += page.issues.len() as u64;
-            for r in &page.refs {
-                let kind = r.kind();
-                if !kinds.is_empty() && !kinds.contains(&kind) {
-                    continue;
-                }
-                if fail_on.contains(&kind) {
-                    matched_fail_on += 1;
-                }
-                writer.write(&ListRow {
-                    class: r.class.clone(),
-                    object_id: r.object_id(),
-                    path: r.path.clone(),
-                    name: r.name.clone(),
-                    kind: kind.as_str(),
-                    nested: r.nested(),
-                    source: sources.location(r),
-                    target_name: target_name(&r.name, rename).into_owned(),
-                    status: "pending",
-                })?;
+    let mut matched_fail_on = 0u64;
+    let issues = d
+        .for_each_ref(settings, |r| {
+            let kind = r.kind();
+            if !kinds.is_empty() && !kinds.contains(&kind) {
+                return Ok(());
             }
-        }
-    }
+            if fail_on.contains(&kind) {
+                matched_fail_on += 1;
+            }
+            writer.write(&ListRow {
+                class: r.class.clone(),
+                object_id: r.object_id(),
+                path: r.path.clone(),
+                name: r.name.clone(),
+                kind: kind.as_str(),
+                nested: r.nested(),
+                source: sources.location(r),
+                target_name: target_name(&r.name, rename).into_owned(),
+                status: "pending",
+            })?;
+            Ok(())
+        })
+        .await?;
     let rows = writer.finish()?;
     if rows == 0 && issues == 0 && kinds.is_empty() {
         tracing::warn!(

@@ -1,6 +1,7 @@
 //! One function per command: resolve what it needs, run the pipeline, hand results to
 //! [`crate::report`]. [`run`] is the whole program after argument parsing.
 
+mod audit;
 mod docs;
 mod list;
 mod migrate;
@@ -40,6 +41,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Verify(args)) => verify::run(&settings, &args).await,
         Some(Command::Status(args)) => status::run(&settings, &args).await,
         Some(Command::Rollback(args)) => rollback::run(&settings, &args).await,
+        Some(Command::Audit(args)) => audit::run(&settings, &args).await,
         Some(Command::Completions(args)) => docs::completions(&args),
         Some(Command::Man(args)) => docs::man(&args),
     }

@@ -147,6 +147,25 @@ impl Ledger {
         Ok(gone.deleted_count == 1)
     }
 
+    /// The runs other than this one that hold an unexpired lease, on any scope: alive, or not
+    /// yet known to be dead. Their open batches are theirs to finish; settling them from here
+    /// would race their own outcomes (a shard running beside this one).
+    pub async fn live_runs(&self) -> anyhow::Result<Vec<mongodb::bson::Bson>> {
+        use futures::TryStreamExt;
+        let holders: Vec<mongodb::bson::Document> = self
+            .coll(&self.locks)
+            .find(doc! {"run": {"$ne": self.run}, "until": {"$gte": DateTime::now()}})
+            .await
+            .with_context(|| format!("reading {}", self.locks))?
+            .try_collect()
+            .await
+            .with_context(|| format!("reading {}", self.locks))?;
+        Ok(holders
+            .into_iter()
+            .filter_map(|h| h.get("run").cloned())
+            .collect())
+    }
+
     /// Give the lease on `scope` back (only if this run holds it).
     pub async fn release(&self, scope: &str) -> anyhow::Result<()> {
         self.coll(&self.locks)

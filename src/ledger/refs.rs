@@ -102,7 +102,7 @@ impl Ledger {
 
     /// Current reference records in one of `states`, a page of batch documents after `after`
     /// (the previous page's [`RefPage::next`]). `open_only` reads only batches that may hold
-    /// `pending` records. A record this version cannot read comes back as its [`BadRecord`], in
+    /// `pending` records and that no live run (one holding an unexpired lease) wrote. A record this version cannot read comes back as its [`BadRecord`], in
     /// place, so a caller can report it and go on.
     pub async fn refs_page(
         &self,
@@ -112,7 +112,7 @@ impl Ledger {
     ) -> anyhow::Result<RefPage> {
         let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
         let filter = if open_only {
-            doc! {"open": true}
+            doc! {"open": true, "run": {"$nin": self.live_runs().await?}}
         } else {
             doc! {"$or": [{"r.s": {"$in": &names}}, {"o.s": {"$in": &names}}]}
         };

@@ -30,6 +30,20 @@ pub enum ListFormat {
     Csv,
 }
 
+impl ListFormat {
+    /// The format asked for, else table on a terminal and JSON lines otherwise (`list`, `audit`).
+    pub fn choose(output: Option<crate::cli::ListOutput>) -> ListFormat {
+        use crate::cli::ListOutput;
+        match output {
+            Some(ListOutput::Table) => ListFormat::Table,
+            Some(ListOutput::Jsonl) => ListFormat::Jsonl,
+            Some(ListOutput::Csv) => ListFormat::Csv,
+            None if super::stdout_is_terminal() => ListFormat::Table,
+            None => ListFormat::Jsonl,
+        }
+    }
+}
+
 /// Streams rows to `out` in one format.
 pub struct ListWriter<W: Write> {
     out: Out<W>,

@@ -4,6 +4,7 @@
 //! JSON); stderr carries logs, progress and errors. Colour only on a terminal, never with
 //! `NO_COLOR`.
 
+pub mod audit;
 pub mod list;
 pub mod logging;
 pub mod migrate;

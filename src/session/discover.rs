@@ -19,6 +19,16 @@ pub(crate) struct Discovery {
 }
 
 pub(crate) async fn discover(settings: &Settings, filters: &Filters) -> anyhow::Result<Discovery> {
+    discover_with(settings, filters, settings.run.nested).await
+}
+
+/// [`discover`], searching nested Files when `nested` (whatever `[run] nested` says) unless
+/// `--no-nested`.
+pub(crate) async fn discover_with(
+    settings: &Settings,
+    filters: &Filters,
+    nested: bool,
+) -> anyhow::Result<Discovery> {
     let (uri, database) = settings.mongo_target()?;
     let (_client, db) = crate::db::connect(uri, database).await?;
     let prefix = &settings.mongo.collection_prefix;
@@ -42,7 +52,7 @@ pub(crate) async fn discover(settings: &Settings, filters: &Filters) -> anyhow::
     let filter = Filter {
         classes: filters.classes.clone(),
         fields: filters.fields.clone(),
-        nested: settings.run.nested && !filters.no_nested,
+        nested: nested && !filters.no_nested,
     };
     for c in &filter.classes {
         if c != GLOBAL_CONFIG && !schema.classes.iter().any(|s| &s.name == c) {
@@ -81,6 +91,29 @@ impl Discovery {
                 nested: true,
             },
         )
+    }
+}
+
+impl Discovery {
+    /// Walk every target in turn and hand each reference to `each`; malformed values are logged.
+    /// Returns how many malformed values there were. (`list`, `audit`.)
+    pub(crate) async fn for_each_ref(
+        &self,
+        settings: &Settings,
+        mut each: impl FnMut(&crate::scan::FileRef) -> anyhow::Result<()>,
+    ) -> anyhow::Result<u64> {
+        let mut issues = 0;
+        for target in &self.targets {
+            let mut walker = self.walker(target, settings);
+            while let Some(page) = next_page(&mut walker, target).await? {
+                scan::log_issues(&page.issues);
+                issues += page.issues.len() as u64;
+                for r in &page.refs {
+                    each(r)?;
+                }
+            }
+        }
+        Ok(issues)
     }
 }
 

@@ -56,6 +56,31 @@ impl LazyClient {
     }
 }
 
+/// The extra trusted roots of a store's `ca_file` (PEM, one or more certificates: a company CA,
+/// an internal mirror's), read when the store is made. An unreadable file, or one holding no
+/// certificate, is a settings error of `store` that names the file.
+pub fn read_ca_file(store: &str, path: &std::path::Path) -> Result<Vec<u8>, StorageError> {
+    let fail = |why: String| {
+        StorageError::message(store, false, format!("ca_file {}: {why}", path.display()))
+    };
+    let pem = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(certs) if !certs.is_empty() => Ok(pem),
+        Ok(_) => Err(fail("no PEM certificate in it".into())),
+        Err(e) => Err(fail(super::error_chain(&e))),
+    }
+}
+
+/// `builder` trusting the roots of `pem` (from [`read_ca_file`]) besides the system's.
+pub fn trusting(mut builder: reqwest::ClientBuilder, pem: Option<&[u8]>) -> reqwest::ClientBuilder {
+    if let Some(pem) = pem {
+        for cert in reqwest::Certificate::from_pem_bundle(pem).unwrap_or_default() {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
+}
+
 /// Whether a request that failed on the way (no response) may succeed when tried again: a
 /// refused, reset or timed-out connection may; a request that could not be built (a bad URL, ours)
 /// will not, and neither will a TLS handshake that refused the server's certificate (untrusted,

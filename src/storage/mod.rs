@@ -44,6 +44,14 @@
 //!   server asked to wait when it did ([`StorageError::retry_after`]). Backends do not retry on
 //!   their own beyond what their SDK does for a single request; the engine owns retry policy
 //!   ([`crate::retry`]).
+//! * **Listing** ([`ObjectStore::list`], when [`Capabilities::list`]) yields the objects whose
+//!   Parse names start with a prefix, a page of at most [`ListOptions::page_size`] at a time, in
+//!   memory bounded by the page size whatever the number of objects, in no particular order. Names
+//!   are Parse names (the store's own prefix removed, the FS encoding undone); the tool's own temp
+//!   and probe objects never appear. Sizes are the *stored* bytes (an encrypted object is 32 bytes
+//!   longer than its plaintext). GridFS also lists the older revisions of a name, flagged
+//!   [`ListedObject::superseded`] (Parse Server serves only the newest). Stores that cannot list
+//!   (the HTTP source) yield one [`StorageError::Unsupported`].
 //! * **Encryption.** Stores that support Parse's AES-256-GCM format ([`crypto`]) encrypt on `put`
 //!   when configured with a key, and on `get` try the key first and fall back to the plaintext
 //!   bytes when the data is not valid ciphertext for that key (files uploaded before the key was
@@ -63,6 +71,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
@@ -136,6 +145,51 @@ pub struct ObjectMeta {
     /// The backend's opaque version tag (S3 ETag, GCS generation, GridFS `_id`).
     pub etag: Option<String>,
 }
+
+/// What [`ObjectStore::list`] lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListOptions {
+    /// Only names starting with this (a Parse name prefix: the store's own prefix is added).
+    pub prefix: Option<String>,
+    /// Objects per page (and per request where the backend pages); default
+    /// [`DEFAULT_LIST_PAGE`].
+    pub page_size: Option<usize>,
+}
+
+/// Objects per listing page unless asked otherwise (S3's and GCS's maximum per request).
+pub const DEFAULT_LIST_PAGE: usize = 1000;
+
+impl ListOptions {
+    /// The page size to use: at least 1.
+    pub fn page_size(&self) -> usize {
+        self.page_size.unwrap_or(DEFAULT_LIST_PAGE).max(1)
+    }
+
+    /// The name prefix, empty for all.
+    pub fn prefix(&self) -> &str {
+        self.prefix.as_deref().unwrap_or("")
+    }
+}
+
+/// One stored object, as a listing reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    /// The Parse name (what a reference in the database holds).
+    pub name: String,
+    /// Stored bytes (ciphertext and its trailer for encrypted objects).
+    pub size: u64,
+    /// Last modified (S3, GCS, FS) or uploaded (GridFS), when the backend says.
+    pub modified: Option<std::time::SystemTime>,
+    /// MD5 of the stored bytes as lowercase hex, when the backend reports one.
+    pub md5: Option<String>,
+    /// The backend's id of this version (GridFS `_id`, S3 ETag, GCS generation).
+    pub version: Option<String>,
+    /// An older GridFS revision of a name that has a newer one (never served).
+    pub superseded: bool,
+}
+
+/// A listing: pages of objects, each page at most [`ListOptions::page_size`] long (maybe empty).
+pub type ListStream<'a> = BoxStream<'a, Result<Vec<ListedObject>, StorageError>>;
 
 /// A successful read: what is known up front, then the bytes.
 pub struct GetResult {
@@ -335,6 +389,17 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// nothing to do. Stores whose writes are durable when `put` returns keep the default.
     async fn sync(&self) -> Result<(), StorageError> {
         Ok(())
+    }
+
+    /// The objects under `opts.prefix`, a page at a time (see the contract). The default, for
+    /// stores without [`Capabilities::list`], yields one [`StorageError::Unsupported`].
+    fn list(&self, opts: ListOptions) -> ListStream<'_> {
+        let _ = opts;
+        let err = StorageError::Unsupported {
+            operation: "listing",
+            store: self.describe(),
+        };
+        futures::stream::once(async move { Err(err) }).boxed()
     }
 
     /// Remove `name`. Removing a missing object is not an error.

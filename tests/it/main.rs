@@ -21,6 +21,8 @@
 
 mod support;
 
+mod audit;
+mod audit_parse_server;
 mod bad_input;
 mod cli;
 mod crash;

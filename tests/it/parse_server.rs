@@ -48,7 +48,7 @@ fn repo_path(rel: &str) -> PathBuf {
 
 /// Where Parse Server keeps the bytes of files it creates.
 #[derive(Debug, Clone)]
-enum Files {
+pub(crate) enum Files {
     /// No `filesAdapter`: Parse Server's default GridFS adapter, which encrypts with `fileKey`.
     Default,
     /// `GridFSBucketAdapter` configured explicitly without a key: plaintext although `fileKey`
@@ -67,30 +67,30 @@ enum Files {
 
 /// The app every Parse Server of one scenario serves.
 #[derive(Debug, Clone)]
-struct App {
-    app_id: String,
-    master_key: String,
-    file_key: String,
-    database: String,
-    collection_prefix: String,
-    port: u16,
+pub(crate) struct App {
+    pub(crate) app_id: String,
+    pub(crate) master_key: String,
+    pub(crate) file_key: String,
+    pub(crate) database: String,
+    pub(crate) collection_prefix: String,
+    pub(crate) port: u16,
 }
 
 impl App {
-    fn server_url(&self) -> String {
+    pub(crate) fn server_url(&self) -> String {
         format!("http://127.0.0.1:{}/parse", self.port)
     }
 }
 
 /// A running Parse Server (started by `scripts/parse-server start`); stopped on drop.
-struct ParseServer {
+pub(crate) struct ParseServer {
     pid: Option<u32>,
     log: PathBuf,
     label: String,
 }
 
 impl ParseServer {
-    fn start(app: &App, files: &Files, label: &str) -> ParseServer {
+    pub(crate) fn start(app: &App, files: &Files, label: &str) -> ParseServer {
         let logs = Path::new(env!("CARGO_TARGET_TMPDIR")).join("parse-server");
         std::fs::create_dir_all(&logs).unwrap();
         // One file per scenario and role, overwritten by the next run: the latest stays to read.
@@ -170,7 +170,7 @@ impl ParseServer {
     }
 
     /// Stop it and check that its log never showed a secret.
-    fn stop(mut self, app: &App) {
+    pub(crate) fn stop(mut self, app: &App) {
         self.kill();
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         for (what, secret) in [("master key", &app.master_key), ("fileKey", &app.file_key)] {
@@ -201,7 +201,7 @@ impl Drop for ParseServer {
 // ---------------------------------------------------------------------------------------------
 // REST
 
-struct Rest {
+pub(crate) struct Rest {
     http: reqwest::Client,
     base: String,
     app_id: String,
@@ -209,7 +209,7 @@ struct Rest {
 }
 
 impl Rest {
-    fn new(app: &App) -> Rest {
+    pub(crate) fn new(app: &App) -> Rest {
         Rest {
             http: reqwest::Client::builder()
                 .no_proxy()
@@ -222,14 +222,14 @@ impl Rest {
         }
     }
 
-    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http
             .request(method, format!("{}{path}", self.base))
             .header("X-Parse-Application-Id", &self.app_id)
             .header("X-Parse-Master-Key", &self.master_key)
     }
 
-    async fn send(&self, what: &str, rb: reqwest::RequestBuilder) -> Value {
+    pub(crate) async fn send(&self, what: &str, rb: reqwest::RequestBuilder) -> Value {
         let resp = rb
             .send()
             .await
@@ -242,7 +242,7 @@ impl Rest {
 
     /// `POST /files/<name>`; returns the File object Parse Server made (`name` gets its 32-hex
     /// prefix).
-    async fn upload(&self, name: &str, content_type: &str, data: &[u8]) -> Value {
+    pub(crate) async fn upload(&self, name: &str, content_type: &str, data: &[u8]) -> Value {
         let v = self
             .send(
                 &format!("upload {name}"),
@@ -254,7 +254,7 @@ impl Rest {
         json!({"__type": "File", "name": v["name"], "url": v["url"]})
     }
 
-    async fn create(&self, class: &str, body: Value) -> String {
+    pub(crate) async fn create(&self, class: &str, body: Value) -> String {
         let v = self
             .send(
                 &format!("create {class}"),
@@ -273,7 +273,7 @@ impl Rest {
         .await
     }
 
-    async fn put_config(&self, params: Value) {
+    pub(crate) async fn put_config(&self, params: Value) {
         self.send(
             "PUT /config",
             self.req(reqwest::Method::PUT, "/config")
@@ -288,7 +288,7 @@ impl Rest {
     }
 
     /// GET a file URL the way an app would (no keys); `Err` with the status on failure.
-    async fn download(&self, url: &str) -> Result<Vec<u8>, String> {
+    pub(crate) async fn download(&self, url: &str) -> Result<Vec<u8>, String> {
         let resp = self
             .http
             .get(url)
@@ -360,7 +360,7 @@ impl Seeded {
     }
 }
 
-fn name_of(file: &Value) -> String {
+pub(crate) fn name_of(file: &Value) -> String {
     file["name"].as_str().expect("File name").to_string()
 }
 

@@ -41,6 +41,25 @@ async fn conformance_plain() {
 }
 
 #[tokio::test]
+async fn listing_leaves_out_temp_files_and_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), None);
+    s.put("a b.txt", body(b"abc", 1), &PutOptions::default())
+        .await
+        .unwrap();
+    std::fs::write(dir.path().join(".pfm-tmp+0000+1+x"), b"partial").unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::write(dir.path().join("sub").join("inner.txt"), b"x").unwrap();
+    let (listed, _) = conformance::list_all(&s, None, 10).await;
+    let names: Vec<&str> = listed.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, ["a b.txt"]);
+    assert_eq!(listed[0].size, 3);
+    // A store whose directory does not exist yet is empty, not an error.
+    let missing = store(&dir.path().join("not-yet"), None);
+    assert!(conformance::list_all(&missing, None, 10).await.0.is_empty());
+}
+
+#[tokio::test]
 async fn conformance_encrypted() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("files");

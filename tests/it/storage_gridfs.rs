@@ -139,6 +139,32 @@ async fn reads_newest_upload_date() {
     let s = store(&name, None).await;
     assert_eq!(read_all(&s, "f.txt").await.unwrap(), b"newer");
     assert_eq!(s.stat("f.txt").await.unwrap().size, 5);
+    // The listing agrees: the newest is the object, the older revision is superseded.
+    s.put("g.txt", body(b"single", 2), &PutOptions::default())
+        .await
+        .unwrap();
+    let (listed, _) = conformance::list_all(&s, None, 1).await;
+    let mut seen: Vec<(String, u64, bool)> = listed
+        .iter()
+        .map(|o| (o.name.clone(), o.size, o.superseded))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("f.txt".to_string(), 5, false),
+            ("f.txt".to_string(), 14, true),
+            ("g.txt".to_string(), 6, false)
+        ]
+    );
+    assert!(listed.iter().all(|o| o.version.is_some()));
+    let (only_f, _) = conformance::list_all(&s, Some("f."), 5).await;
+    assert_eq!(
+        only_f.len(),
+        2,
+        "prefix `f.` (a regex metacharacter) lists f.txt's revisions"
+    );
+    s.delete("g.txt").await.unwrap();
     s.delete("f.txt").await.unwrap();
     assert!(
         files(&db).await.is_empty() && count_chunks(&db).await == 0,

@@ -198,72 +198,40 @@ async fn stored_urls_are_fetched_only_from_allowed_hosts() {
     );
 }
 
-/// A server whose certificate is refused (self-signed, here: `openssl s_server`, which every
-/// machine with the CA store has) gives a permanent error: a retry meets the same certificate.
-/// A refused connection to the same kind of address stays retryable.
+/// A server whose certificate is signed by a CA the system does not trust: refused, with a
+/// permanent error that names the fix (a retry meets the same certificate); trusted with
+/// `ca_file`, the file is served. A refused connection stays retryable.
 #[tokio::test]
-async fn a_refused_certificate_is_not_retried() {
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl (Debian's ca-certificates depends on it)");
-    assert!(made.success(), "openssl req failed");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = std::process::Command::new("openssl")
-        .args(["s_server", "-quiet", "-www", "-accept"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("-cert")
-        .arg(&cert)
-        .arg("-key")
-        .arg(&key)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("openssl s_server");
-    let up = async {
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(10), up)
-        .await
-        .expect("openssl s_server listening");
-    let allow_loopback = HttpConfig {
+async fn a_private_ca_is_trusted_with_ca_file_and_refused_without() {
+    let server = support::tls::start().await;
+    std::fs::write(server.root.join("x.txt"), b"0123456789").unwrap();
+    let url = format!("{}/x.txt", server.url);
+    let loopback = HttpConfig {
         stored_url_hosts: vec!["127.0.0.1".into()],
         ..Default::default()
     };
-    let store = HttpStore::new(&allow_loopback, &ctx()).unwrap();
-    let result = get(&store, &format!("https://127.0.0.1:{port}/x"), 0).await;
-    let _ = server.kill();
-    let _ = server.wait();
-    let err = result.unwrap_err();
+    let store = HttpStore::new(&loopback, &ctx()).unwrap();
+    let err = get(&store, &url, 0).await.unwrap_err();
     assert!(!err.is_retryable(), "a refused certificate: {err}");
-    assert!(err.to_string().contains("certificate"), "{err}");
-    let err = get(&store, &format!("https://127.0.0.1:{port}/x"), 0)
-        .await
-        .unwrap_err();
+    let e = err.to_string();
+    assert!(e.contains("certificate") && e.contains("ca_file"), "{e}");
+
+    let trusting = HttpConfig {
+        ca_file: Some(server.ca_file.clone()),
+        ..loopback.clone()
+    };
+    let store = HttpStore::new(&trusting, &ctx()).unwrap();
+    assert_eq!(get(&store, &url, 3).await.unwrap(), b"3456789");
+
+    let not_pem = HttpConfig {
+        ca_file: Some(server.root.join("x.txt")),
+        ..loopback.clone()
+    };
+    let e = HttpStore::new(&not_pem, &ctx()).unwrap_err().to_string();
+    assert!(e.contains("ca_file") && e.contains("x.txt"), "{e}");
+
+    drop(server);
+    let err = get(&store, &url, 0).await.unwrap_err();
     assert!(err.is_retryable(), "nothing listening any more: {err}");
 }
 

@@ -48,6 +48,17 @@ async fn conformance_without_prefix() {
 #[tokio::test]
 async fn conformance_with_prefix() {
     let bucket = fresh_bucket("pfm-s3-conf-prefix").await;
+    // Keys outside the prefix (another app's, and one sharing the prefix's start) are never listed.
+    let raw = support::s3::raw_client().await;
+    for key in ["other.txt", "apps/my-ap.txt"] {
+        raw.put_object()
+            .bucket(&bucket)
+            .key(key)
+            .body(b"x".to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
     let s = store(&S3Config {
         prefix: Some("apps/my-app/".into()),
         ..config(&bucket)
@@ -260,4 +271,33 @@ async fn wrong_secret_is_a_permanent_error() {
     assert!(!err.is_retryable(), "{err}");
     assert!(err.to_string().contains("SignatureDoesNotMatch"), "{err}");
     assert!(!format!("{err:?}").contains("testsecret"));
+}
+
+/// `ca_file` reaches the SDK's HTTPS client: against an HTTPS server whose CA the system does
+/// not trust (`openssl s_server -WWW`, which serves `<bucket>/<key>` as a file), a read without
+/// it fails on the certificate; with it the object's bytes come back.
+#[tokio::test]
+async fn ca_file_is_trusted_by_the_sdk_client() {
+    let server = support::tls::start().await;
+    std::fs::create_dir(server.root.join("pfm-s3-ca")).unwrap();
+    // s_server takes the whole request target for the file name, query string included.
+    std::fs::write(
+        server.root.join("pfm-s3-ca/x.txt?x-id=GetObject"),
+        b"trusted",
+    )
+    .unwrap();
+    let mut cfg = config("pfm-s3-ca");
+    cfg.endpoint = Some(server.url.clone());
+    let read = |s: S3Store| async move {
+        let got = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            read_all(&s, "x.txt").await
+        });
+        got.await.expect("an answer within 60 s")
+    };
+    let e = read(store(&cfg).await).await.expect_err("not trusted");
+    let refused = parse_files_migrate::storage::error_chain(&e);
+    assert!(refused.contains("certificate"), "{refused}");
+    cfg.ca_file = Some(server.ca_file.clone());
+    let got = read(store(&cfg).await).await.expect("trusted with ca_file");
+    assert_eq!(got, b"trusted");
 }

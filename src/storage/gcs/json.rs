@@ -1,4 +1,5 @@
-//! The few GCS JSON API calls the store makes itself (object metadata, delete, bucket check),
+//! The few GCS JSON API calls the store makes itself (object metadata, listing, delete, bucket
+//! check),
 //! over reqwest with a bearer token from `google-cloud-auth`.
 //!
 //! Why not the crate: its `StorageControl` client is gRPC-only and emulators serve only the
@@ -11,7 +12,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
 use super::GcsStore;
-use crate::storage::{ObjectMeta, ObjectStore, StorageError, error_chain};
+use crate::storage::{ListedObject, ObjectMeta, ObjectStore, StorageError, error_chain};
 
 /// Path-segment encoding for object names: everything but RFC 3986 unreserved characters
 /// (`/` too — the JSON API wants the whole name as one segment).
@@ -35,6 +36,88 @@ struct ObjectResource {
     generation: Option<String>,
 }
 
+/// An object in a listing (the resource's `name` and `updated` besides the above).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListedResource {
+    name: String,
+    /// RFC 3339.
+    updated: Option<String>,
+    #[serde(flatten)]
+    object: ObjectResource,
+}
+
+/// One page of `objects.list`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ObjectList {
+    #[serde(default)]
+    items: Vec<ListedResource>,
+    next_page_token: Option<String>,
+}
+
+/// The base64 MD5 of the JSON API as lowercase hex.
+fn md5_hex(b64: Option<String>) -> Option<String> {
+    b64.and_then(|b| base64::prelude::BASE64_STANDARD.decode(b).ok())
+        .filter(|d| d.len() == 16)
+        .map(hex::encode)
+}
+
+/// One page of the objects whose names start with `prefix` (the store's prefix included),
+/// names returned without the store's prefix; and the token of the next page, if any.
+pub(super) async fn list_page(
+    store: &GcsStore,
+    prefix: &str,
+    page: usize,
+    token: Option<&str>,
+) -> Result<(Vec<ListedObject>, Option<String>), StorageError> {
+    let who = store.describe();
+    let what = format!("list {}", store.url(prefix));
+    let base = format!(
+        "{}/storage/v1/b/{}/o",
+        store.endpoint,
+        utf8_percent_encode(&store.bucket, SEGMENT)
+    );
+    let mut url = url::Url::parse(&base).map_err(|e| StorageError::backend(&who, false, e))?;
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("maxResults", &page.to_string());
+        if !prefix.is_empty() {
+            q.append_pair("prefix", prefix);
+        }
+        if let Some(t) = token {
+            q.append_pair("pageToken", t);
+        }
+    }
+    let resp = send(store, &who, &what, Method::GET, url.as_str()).await?;
+    let resp = check_status(&who, &what, resp).await?;
+    let list: ObjectList = resp
+        .json()
+        .await
+        .map_err(|e| StorageError::backend(&who, true, e))?;
+    let objects = list
+        .items
+        .into_iter()
+        .filter_map(|o| {
+            let name = o.name.strip_prefix(&store.prefix)?.to_string();
+            if name.is_empty() {
+                return None;
+            }
+            Some(ListedObject {
+                name,
+                size: o.object.size.and_then(|s| s.parse().ok()).unwrap_or(0),
+                modified: o
+                    .updated
+                    .and_then(|t| humantime::parse_rfc3339_weak(&t).ok()),
+                md5: md5_hex(o.object.md5_hash),
+                version: o.object.generation,
+                superseded: false,
+            })
+        })
+        .collect();
+    Ok((objects, list.next_page_token.filter(|t| !t.is_empty())))
+}
+
 pub(super) async fn stat(
     store: &GcsStore,
     name: &str,
@@ -50,11 +133,7 @@ pub(super) async fn stat(
         .json()
         .await
         .map_err(|e| StorageError::backend(name, true, e))?;
-    let md5 = obj
-        .md5_hash
-        .and_then(|b| base64::prelude::BASE64_STANDARD.decode(b).ok())
-        .filter(|d| d.len() == 16)
-        .map(hex::encode);
+    let md5 = md5_hex(obj.md5_hash);
     Ok(ObjectMeta {
         size: obj.size.and_then(|s| s.parse().ok()).unwrap_or(0),
         content_type: obj.content_type,

@@ -27,8 +27,8 @@ use google_cloud_storage::model_ext::ReadRange;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ByteStream, Capabilities, GetOptions, GetResult, ObjectMeta, ObjectStore, PutOptions,
-    PutResult, StorageError, StoreContext, parts,
+    ByteStream, Capabilities, GetOptions, GetResult, ListOptions, ListStream, ObjectMeta,
+    ObjectStore, PutOptions, PutResult, StorageError, StoreContext, parts,
 };
 
 /// Attempts per request made by the crate (first try + retries); see the module docs.
@@ -41,6 +41,8 @@ pub const DEFAULT_CHUNK_SIZE: u64 = 8 * 1024 * 1024;
 const CHUNK_QUANTUM: u64 = 256 * 1024;
 /// A download that yields nothing for this long fails (retryably).
 const DOWNLOAD_IDLE: Duration = Duration::from_secs(120);
+/// GCS answers at most this many objects per listing request.
+const MAX_LIST_PAGE: usize = 1000;
 /// GCS's maximum object name length in bytes.
 const MAX_NAME_BYTES: usize = 1024;
 
@@ -243,7 +245,7 @@ impl ObjectStore for GcsStore {
         Capabilities {
             write: true,
             stat: true,
-            list: false,
+            list: true,
             range_reads: true,
             reports_md5: true,
             atomic_create: true,
@@ -315,6 +317,25 @@ impl ObjectStore for GcsStore {
         opts: &PutOptions,
     ) -> Result<PutResult, StorageError> {
         upload::put(self, name, body, opts).await
+    }
+
+    fn list(&self, opts: ListOptions) -> ListStream<'_> {
+        let page = opts.page_size().min(MAX_LIST_PAGE);
+        let prefix = format!("{}{}", self.prefix, opts.prefix());
+        // The state: `None` when done, else the next page's token (none at first).
+        let start: Option<Option<String>> = Some(None);
+        futures::stream::try_unfold(start, move |token| {
+            let prefix = prefix.clone();
+            async move {
+                let Some(token) = token else {
+                    return Ok(None);
+                };
+                let (objects, next) =
+                    json::list_page(self, &prefix, page, token.as_deref()).await?;
+                Ok::<_, StorageError>(Some((objects, next.map(Some))))
+            }
+        })
+        .boxed()
     }
 
     async fn delete(&self, name: &str) -> Result<(), StorageError> {

@@ -52,6 +52,9 @@ pub struct HttpConfig {
     /// subdomains, `*` any host.
     #[serde(default)]
     pub stored_url_hosts: Vec<String>,
+    /// Extra trusted certificate authorities (a PEM file of one or more certificates), besides
+    /// the system's: for an internal mirror behind a company CA.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 const DEFAULT_TFSS: &str = "http://files.parsetfss.com/{file_key}/";
@@ -151,11 +154,19 @@ impl HttpStore {
             .user_agent
             .clone()
             .unwrap_or_else(|| concat!("parse-files-migrate/", env!("CARGO_PKG_VERSION")).into());
+        let ca = cfg
+            .ca_file
+            .as_deref()
+            .map(|path| super::client::read_ca_file("http source", path))
+            .transpose()?;
         let builder = || {
-            reqwest::Client::builder()
-                .user_agent(ua.clone())
-                .connect_timeout(Duration::from_secs(cfg.connect_timeout_secs.unwrap_or(30)))
-                .read_timeout(Duration::from_secs(cfg.timeout_secs.unwrap_or(120)))
+            super::client::trusting(
+                reqwest::Client::builder()
+                    .user_agent(ua.clone())
+                    .connect_timeout(Duration::from_secs(cfg.connect_timeout_secs.unwrap_or(30)))
+                    .read_timeout(Duration::from_secs(cfg.timeout_secs.unwrap_or(120))),
+                ca.as_deref(),
+            )
         };
         let client = super::client::LazyClient::build(builder());
         let hosts = cfg.stored_url_hosts.clone();
@@ -229,7 +240,14 @@ impl HttpStore {
         // Builder errors are ours, a refused certificate stays refused, and so does a redirect
         // to a host not allowed; everything else on the wire (connect, timeout, reset) may pass.
         let retryable = super::client::transport_retryable(&e) && !e.is_redirect();
-        let msg = self.scrub(&super::error_chain(&e.without_url()));
+        let ours = e.is_builder() || e.is_redirect();
+        let mut msg = self.scrub(&super::error_chain(&e.without_url()));
+        if !retryable && !ours {
+            msg.push_str(
+                " (the server's certificate is not trusted: set `ca_file` to its CA, PEM, or add \
+                 the CA to the system's store)",
+            );
+        }
         StorageError::message(name, retryable, format!("GET {shown}: {msg}"))
     }
 

@@ -10,6 +10,7 @@
 //! says whether retrying can help ([`StorageError::is_retryable`]).
 
 mod errors;
+mod list;
 mod upload;
 
 use std::time::Duration;
@@ -25,8 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use self::errors::{Failure, classify};
 use super::{
-    ByteStream, Capabilities, GetOptions, GetResult, ObjectMeta, ObjectStore, PutOptions,
-    PutResult, StorageError, StoreContext,
+    ByteStream, Capabilities, GetOptions, GetResult, ListOptions, ListStream, ObjectMeta,
+    ObjectStore, PutOptions, PutResult, StorageError, StoreContext,
 };
 use crate::secret::Secret;
 
@@ -110,6 +111,26 @@ pub struct S3Config {
     pub request_checksum_calculation: Option<ChecksumMode>,
     /// When the SDK validates response checksums.
     pub response_checksum_validation: Option<ChecksumMode>,
+    /// Extra trusted certificate authorities (a PEM file of one or more certificates), besides
+    /// the system's: for an S3-compatible endpoint behind a company CA.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// The SDK's own HTTPS client (rustls with aws-lc, as by default) trusting the system's roots and
+/// those of `pem`.
+fn https_trusting(pem: Vec<u8>) -> Result<aws_sdk_s3::config::SharedHttpClient, String> {
+    use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
+    let trust = TrustStore::empty()
+        .with_native_roots(true)
+        .with_pem_certificate(pem);
+    let ctx = TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .map_err(|e| format!("ca_file: {}", super::error_chain(&e)))?;
+    Ok(aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(ctx)
+        .build_https())
 }
 
 /// A bucket (and optional key prefix) on S3 or an S3-compatible server.
@@ -159,6 +180,10 @@ impl S3Store {
                     .read_timeout(Duration::from_secs(300))
                     .build(),
             );
+        if let Some(path) = &cfg.ca_file {
+            let pem = super::client::read_ca_file(&format!("s3://{}", cfg.bucket), path)?;
+            loader = loader.http_client(https_trusting(pem).map_err(&invalid)?);
+        }
         if let Some(profile) = &cfg.profile {
             loader = loader.profile_name(profile);
         }
@@ -273,7 +298,7 @@ impl ObjectStore for S3Store {
         Capabilities {
             write: true,
             stat: true,
-            list: false,
+            list: true,
             range_reads: true,
             reports_md5: true,
             atomic_create: true,
@@ -359,6 +384,10 @@ impl ObjectStore for S3Store {
         opts: &PutOptions,
     ) -> Result<PutResult, StorageError> {
         upload::put(self, name, body, opts).await
+    }
+
+    fn list(&self, opts: ListOptions) -> ListStream<'_> {
+        list::list(self, opts)
     }
 
     async fn delete(&self, name: &str) -> Result<(), StorageError> {

@@ -11,7 +11,8 @@
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
 use parse_files_migrate::storage::{
-    ByteStream, GetOptions, ObjectStore, PutMode, PutOptions, StorageError,
+    ByteStream, GetOptions, ListOptions, ListedObject, ObjectStore, PutMode, PutOptions,
+    StorageError,
 };
 
 /// Names every writable backend must round-trip unchanged.
@@ -116,6 +117,105 @@ async fn assert_missing(store: &dyn ObjectStore, stat: bool) {
     }
 }
 
+/// Every object `store.list` yields under `prefix` with pages of `page`, and how many pages came;
+/// checks each page's bound.
+pub async fn list_all(
+    store: &dyn ObjectStore,
+    prefix: Option<&str>,
+    page: usize,
+) -> (Vec<ListedObject>, usize) {
+    let pages: Vec<Vec<ListedObject>> = store
+        .list(ListOptions {
+            prefix: prefix.map(str::to_string),
+            page_size: Some(page),
+        })
+        .try_collect()
+        .await
+        .unwrap_or_else(|e| panic!("{}: list {prefix:?}: {e}", store.describe()));
+    for p in &pages {
+        assert!(
+            p.len() <= page,
+            "a page of {} objects, asked {page}",
+            p.len()
+        );
+    }
+    let n = pages.len();
+    (pages.into_iter().flatten().collect(), n)
+}
+
+/// The sorted names of a listing.
+fn names_of(objects: &[ListedObject]) -> Vec<String> {
+    let mut v: Vec<String> = objects.iter().map(|o| o.name.clone()).collect();
+    v.sort();
+    v
+}
+
+/// The listing contract, with exactly [`NAMES`] stored (object `i` holding `100 + i` bytes):
+/// several pages, prefixes (with `/`, `%`, `+`, spaces, unicode), sizes, dates, no temp objects.
+async fn check_listing(store: &dyn ObjectStore) {
+    let (all, pages) = list_all(store, None, 2).await;
+    let mut want: Vec<String> = NAMES.iter().map(|n| n.to_string()).collect();
+    want.sort();
+    assert_eq!(names_of(&all), want, "{}: listed names", store.describe());
+    assert!(
+        pages >= NAMES.len() / 2,
+        "{pages} pages of 2 for {} names",
+        NAMES.len()
+    );
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for o in &all {
+        let i = NAMES.iter().position(|n| *n == o.name).unwrap() as u64;
+        // Stored bytes: the plaintext, or the plaintext plus IV and tag when encrypted.
+        assert!(
+            o.size == 100 + i || o.size == 100 + i + 32,
+            "{}: size {} of {:?}",
+            store.describe(),
+            o.size,
+            o.name
+        );
+        assert!(!o.superseded, "{:?} superseded", o.name);
+        if let Some(m) = o.modified {
+            assert!(m > hour_ago, "{:?} modified long ago: {m:?}", o.name);
+        }
+        assert!(
+            !o.name.starts_with(".pfm-"),
+            "a temp object listed: {:?}",
+            o.name
+        );
+    }
+    assert!(
+        all.iter().any(|o| o.modified.is_some()),
+        "no modification dates"
+    );
+    let (big, _) = list_all(store, None, 1000).await;
+    assert_eq!(names_of(&big), want, "one big page");
+    for (prefix, want) in [
+        ("dir/", vec!["dir/sub/nested.txt"]),
+        ("dir", vec!["dir/sub/nested.txt"]),
+        ("unicodé-名", vec!["unicodé-名前-🎉.bin"]),
+        ("percent%20", vec!["percent%20literal%2F.txt"]),
+        ("plus+", vec!["plus+and&amp=eq;semi'quote!.txt"]),
+        ("with space and (", vec!["with space and (parens).txt"]),
+        (
+            "p",
+            vec![
+                "percent%20literal%2F.txt",
+                "plain.txt",
+                "plus+and&amp=eq;semi'quote!.txt",
+            ],
+        ),
+        ("nothing-here", vec![]),
+    ] {
+        let (got, _) = list_all(store, Some(prefix), 1).await;
+        assert_eq!(
+            names_of(&got),
+            want,
+            "{}: prefix {prefix:?}",
+            store.describe()
+        );
+    }
+}
+
 /// The whole suite for a writable store. Every object it creates is deleted at the end.
 pub async fn run(store: &dyn ObjectStore) {
     let caps = store.capabilities();
@@ -124,6 +224,14 @@ pub async fn run(store: &dyn ObjectStore) {
         "run() is for writable stores; use run_read_only"
     );
     store.check().await.expect("check() on a healthy store");
+    if caps.list {
+        let (objects, _) = list_all(store, None, 3).await;
+        assert_eq!(
+            names_of(&objects),
+            Vec::<String>::new(),
+            "a fresh store lists nothing"
+        );
+    }
 
     // Sizes: empty, 1 byte, one byte over 5 MiB (S3's minimum part), 64 MiB (many parts/chunks).
     let sizes: &[(usize, usize)] = &[
@@ -153,6 +261,9 @@ pub async fn run(store: &dyn ObjectStore) {
         roundtrip(store, name, &super::bytes(100 + i, 1000 + i as u64), 33).await;
         let loc = store.location(name).expect("location of a valid name");
         assert!(!loc.is_empty());
+    }
+    if caps.list {
+        check_listing(store).await;
     }
 
     // Not found: get and stat say NotFound, distinct from other errors; delete is idempotent.
@@ -350,6 +461,21 @@ pub async fn run_read_only(store: &dyn ObjectStore, seed: &dyn Fn(&str, &[u8])) 
         matches!(err, StorageError::Unsupported { .. }),
         "put: {err}"
     );
+    if !caps.list {
+        let err = store
+            .list(ListOptions::default())
+            .try_collect::<Vec<_>>()
+            .await
+            .expect_err("list on a store that cannot list");
+        assert!(
+            matches!(err, StorageError::Unsupported { .. }),
+            "list: {err}"
+        );
+        assert!(
+            err.to_string().contains("listing is not supported"),
+            "{err}"
+        );
+    }
     let err = store
         .delete("x")
         .await

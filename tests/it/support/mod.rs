@@ -11,6 +11,7 @@ pub mod faulty;
 pub mod gcs;
 pub mod ledger;
 pub mod s3;
+pub mod tls;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

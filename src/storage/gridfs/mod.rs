@@ -20,9 +20,11 @@ use serde::{Deserialize, Serialize};
 
 use super::crypto::{self, FileKey};
 use super::{
-    ByteStream, Capabilities, GetOptions, GetResult, HashingStream, ObjectMeta, ObjectStore,
-    PutMode, PutOptions, PutResult, StorageError, StoreContext,
+    ByteStream, Capabilities, GetOptions, GetResult, HashingStream, ListOptions, ListStream,
+    ObjectMeta, ObjectStore, PutMode, PutOptions, PutResult, StorageError, StoreContext,
 };
+
+mod list;
 
 /// The `type = "gridfs"` store table.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -162,14 +164,7 @@ impl GridFsStore {
             name: name.to_string(),
             location: self.location_of(name),
         })?;
-        // Drivers write `length` as int32 or int64 (and old ones as double).
-        let length = match doc.get("length") {
-            Some(Bson::Int32(n)) => u64::try_from(*n).ok(),
-            Some(Bson::Int64(n)) => u64::try_from(*n).ok(),
-            Some(Bson::Double(n)) if *n >= 0.0 && n.fract() == 0.0 => Some(*n as u64),
-            _ => None,
-        }
-        .ok_or_else(|| {
+        let length = length_of(doc.get("length")).ok_or_else(|| {
             StorageError::message(name, false, "files document has no valid `length`")
         })?;
         let chunk_size = match doc.get("chunkSize") {
@@ -346,6 +341,24 @@ impl GridFsStore {
     }
 }
 
+/// A files document's `length`: drivers write it as int32 or int64 (and old ones as double).
+fn length_of(value: Option<&Bson>) -> Option<u64> {
+    match value {
+        Some(Bson::Int32(n)) => u64::try_from(*n).ok(),
+        Some(Bson::Int64(n)) => u64::try_from(*n).ok(),
+        Some(Bson::Double(n)) if *n >= 0.0 && n.fract() == 0.0 => Some(*n as u64),
+        _ => None,
+    }
+}
+
+/// A revision's `_id` as text (an ObjectId as 24 hex digits).
+fn id_text(id: &Bson) -> String {
+    match id {
+        Bson::ObjectId(oid) => oid.to_hex(),
+        other => other.to_string(),
+    }
+}
+
 /// Driver errors: network trouble and server selection are worth a retry.
 fn mongo_error(name: &str, e: mongodb::error::Error) -> StorageError {
     use mongodb::error::ErrorKind;
@@ -380,7 +393,7 @@ impl ObjectStore for GridFsStore {
             write: true,
             // With a key, stat reads the file to check the tag (a database read).
             stat: true,
-            list: false,
+            list: true,
             range_reads: true,
             reports_md5: false,
             atomic_create: false,
@@ -401,10 +414,7 @@ impl ObjectStore for GridFsStore {
             size,
             // A stored md5 is of the stored bytes: only the plaintext's when nothing was stripped.
             md5: rev.md5.filter(|_| size == rev.length),
-            etag: Some(match &rev.id {
-                Bson::ObjectId(oid) => oid.to_hex(),
-                other => other.to_string(),
-            }),
+            etag: Some(id_text(&rev.id)),
             ..Default::default()
         })
     }
@@ -462,11 +472,12 @@ impl ObjectStore for GridFsStore {
         Ok(PutResult {
             size: st.size,
             md5: st.md5_hex(),
-            etag: Some(match &id {
-                Bson::ObjectId(oid) => oid.to_hex(),
-                other => other.to_string(),
-            }),
+            etag: Some(id_text(&id)),
         })
+    }
+
+    fn list(&self, opts: ListOptions) -> ListStream<'_> {
+        list::list(self, opts)
     }
 
     async fn delete(&self, name: &str) -> Result<(), StorageError> {
