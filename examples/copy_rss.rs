@@ -12,7 +12,7 @@ use std::time::Instant;
 use parse_files_migrate::cli::GlobalArgs;
 use parse_files_migrate::engine::transfer::copy_verified;
 use parse_files_migrate::settings::Settings;
-use parse_files_migrate::storage::{self, GetOptions};
+use parse_files_migrate::storage::{self, GetOptions, PutMode};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -43,7 +43,8 @@ async fn main() -> anyhow::Result<()> {
     let dest = storage::open(&dest_cfg, &ctx).await?;
     dest.check().await?;
     let start = Instant::now();
-    let v = copy_verified(&source, &*dest, &name, &target, &GetOptions::default()).await?;
+    let opts = GetOptions::default();
+    let v = copy_verified(&source, &*dest, &name, &target, &opts, PutMode::Overwrite).await?;
     let secs = start.elapsed().as_secs_f64();
     // SAFETY: getrusage only writes into the struct we pass.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };

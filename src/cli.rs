@@ -423,6 +423,16 @@ pub struct MigrateArgs {
     #[arg(long)]
     pub confirm_file_key_removed: bool,
 
+    /// Replace objects already at the destination under a target name with other bytes (by
+    /// default they are left alone and reported as collisions)
+    #[arg(long)]
+    pub overwrite: bool,
+
+    /// Break the lease another run holds on this shard (shown, then confirmed; --yes without a
+    /// terminal): only when you know that run is gone
+    #[arg(long)]
+    pub break_lease: bool,
+
     /// Output on stdout: the dry-run plan and the summary (default: text on a terminal, jsonl
     /// otherwise)
     #[arg(long, value_enum)]
@@ -476,6 +486,11 @@ pub struct RollbackArgs {
     /// Also delete the objects the migration created at the destination
     #[arg(long)]
     pub delete_copies: bool,
+
+    /// Break the leases other runs hold (shown, then confirmed; --yes without a terminal): only
+    /// when you know those runs are gone
+    #[arg(long)]
+    pub break_lease: bool,
 }
 
 impl From<SelectArg> for crate::parse::names::Selection {

@@ -21,6 +21,8 @@ pub const UNREACHABLE: i32 = 4;
 pub const VERIFY_MISMATCH: i32 = 5;
 /// `audit` found orphans or dangling references.
 pub const AUDIT_FINDINGS: i32 = 6;
+/// Stopped because the destination is full (a re-run continues once there is room).
+pub const NO_SPACE: i32 = 7;
 /// Stopped at `--max-files` / `--max-bytes` / `--max-duration`; a re-run continues.
 pub const CUTOFF: i32 = 8;
 /// Interrupted (Ctrl-C / SIGTERM); a re-run continues.

@@ -66,6 +66,9 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
         tracing::warn!("{why}; nested File references to renamed files will not be rewritten");
     }
 
+    let breaking =
+        session::leases_to_break(&ledger, Some(&plan.scope), args.break_lease, args.dry_run)
+            .await?;
     let effects: Arc<dyn Effects> = if args.dry_run {
         let out = PlanWriter::new(format, Box::new(std::io::stdout()), plan.file_key.clone());
         Arc::new(engine::dry::DryRun::new(stores.clone(), Box::new(out)))
@@ -73,17 +76,21 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
         session::consent(
             args.yes,
             "migrate writes to the destination and rewrites documents",
-            || consent_text(settings, &stores, &d.database),
+            || consent_text(settings, &stores, &d.database) + &session::breaking_text(&breaking),
         )?;
-        Arc::new(engine::live::Live::new(
-            stores.clone(),
-            ledger.clone(),
-            d.db.clone(),
-            plan.scope.clone(),
-            session::hostname(),
-            settings.mongo.collection_prefix.clone(),
-            run.retry,
-        ))
+        Arc::new(
+            engine::live::Live::new(
+                stores.clone(),
+                ledger.clone(),
+                d.db.clone(),
+                plan.scope.clone(),
+                session::hostname(),
+                settings.mongo.collection_prefix.clone(),
+                run.retry,
+            )
+            .breaking(breaking)
+            .overwrite(args.overwrite),
+        )
     };
 
     let info = session::run_info(settings, &plan.scope, &plan.destination)?;

@@ -23,6 +23,7 @@ pub(super) async fn run(settings: &Settings, args: &RollbackArgs) -> anyhow::Res
         server: server.clone(),
         destination: destination.clone(),
     };
+    let breaking = session::leases_to_break(&ledger, None, args.break_lease, args.dry_run).await?;
     let effects: Arc<dyn Effects> = if args.dry_run {
         let out = PlanWriter::new(
             format,
@@ -41,8 +42,9 @@ pub(super) async fn run(settings: &Settings, args: &RollbackArgs) -> anyhow::Res
                 String::new()
             };
             format!(
-                "About to restore every reference recorded as rewritten in the ledger of database {:?}{deletes}",
-                db.name()
+                "About to restore every reference recorded as rewritten in the ledger of database {:?}{deletes}{}",
+                db.name(),
+                session::breaking_text(&breaking)
             )
         })?;
         // Every shard's references are restored: no other run may be rewriting them meanwhile.
@@ -55,7 +57,7 @@ pub(super) async fn run(settings: &Settings, args: &RollbackArgs) -> anyhow::Res
             settings.mongo.collection_prefix.clone(),
             settings.run.retry,
         );
-        Arc::new(live.exclusive())
+        Arc::new(live.exclusive().breaking(breaking))
     };
     let is_original = |name: &str, target: &str| {
         name == target

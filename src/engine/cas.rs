@@ -20,7 +20,7 @@ use mongodb::Database;
 use mongodb::bson::{Bson, Document, doc};
 
 use crate::db::{update_batch, update_stmt};
-use crate::ledger::{Ledger, RefChange, RefState, Settled as SettledRef};
+use crate::ledger::{Ledger, RefChange, RefState, RefValue, Settled as SettledRef};
 use crate::parse::schema::collection_name;
 
 /// A state per change, with the server's reason for refused ones.
@@ -113,6 +113,18 @@ fn holds(v: Option<&Bson>, name: &str, bare: bool) -> bool {
     }
 }
 
+/// Whether a stored File value is exactly `value`: its name, and its url when one is recorded
+/// (a recorded url with the key redacted cannot be compared: the name decides).
+fn holds_value(v: Option<&Bson>, value: &RefValue, bare: bool) -> bool {
+    match (v, &value.url) {
+        (Some(Bson::Document(d)), Some(url)) if !value.key_redacted => {
+            d.get_str("name").ok() == Some(value.name.as_str())
+                && d.get_str("url").ok() == Some(url)
+        }
+        _ => holds(v, &value.name, bare),
+    }
+}
+
 /// The current documents of `changes`, projected on their paths, by `_id` key.
 pub async fn read_back(
     db: &Database,
@@ -151,8 +163,16 @@ pub async fn read_back(
 
 /// A run killed between recording references pending and recording their outcomes leaves batch
 /// records `open`. Settle them from the documents: holding the new value → `rewritten`; holding
-/// the old one → not applied (dropped from the current records: the walk finds and rewrites the
-/// reference again); anything else → `conflict`. Returns how many were settled.
+/// the old one → the rewrite is applied now (the same compare-and-swap, whose outcome is
+/// recorded); anything else → `conflict`. Returns how many were settled.
+///
+/// Applying it here, instead of leaving it to the walk, is what keeps the ledger true when the
+/// crashed run's last writes are still on their way: the server may carry out an update the
+/// killed process sent after this run read the document (the lease is taken over at once on the
+/// same machine). Had the record been dropped, that late write would rewrite the reference with
+/// no record of it (the walk then finds the new value and has nothing to do); applied here, one
+/// of the two identical compare-and-swaps matches and the other is a no-op, and either way the
+/// record says `rewritten`.
 pub async fn settle_pending(db: &Database, ledger: &Ledger, prefix: &str) -> anyhow::Result<u64> {
     let mut after: Option<Bson> = None;
     let mut settled = 0u64;
@@ -178,13 +198,27 @@ pub async fn settle_pending(db: &Database, ledger: &Ledger, prefix: &str) -> any
         for (collection, changes) in by_collection {
             let docs = read_back(db, &collection, &changes).await?;
             let states = settle(&changes, &docs, &HashMap::new());
+            let mut not_applied = Vec::new();
             for (c, (s, _)) in changes.into_iter().zip(states) {
-                let outcome = if holds(current(&docs, &c), &c.old.name, true) {
-                    SettledRef::NotApplied
+                let now = current(&docs, &c);
+                // The new value first: a url-only rewrite (an adapter move rebasing nested
+                // urls) keeps the name, so the old name alone does not say it was not applied.
+                if holds_value(now, &c.new, c.is_bare_name()) {
+                    all.push((c, SettledRef::State(RefState::Rewritten)));
+                } else if holds(now, &c.old.name, true) {
+                    not_applied.push(c);
                 } else {
-                    SettledRef::State(s)
-                };
-                all.push((c, outcome));
+                    all.push((c, SettledRef::State(s)));
+                }
+            }
+            if !not_applied.is_empty() {
+                let states = apply(db, &collection, &not_applied).await?;
+                all.extend(
+                    not_applied
+                        .into_iter()
+                        .zip(states)
+                        .map(|(c, (s, _))| (c, SettledRef::State(s))),
+                );
             }
         }
         settled += all.len() as u64;

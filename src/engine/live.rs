@@ -6,14 +6,18 @@ use mongodb::Database;
 use mongodb::bson::Document;
 
 use super::cas::{self, Settled};
-use super::transfer::copy_verified;
+use super::transfer::{Found, compare_existing, copy_verified};
 use super::{Checkpoint, Counters, Effects, FileJob, Outcome, Stores};
 use crate::exit::{Coded, USAGE};
 use crate::ledger::{
-    FileRecord, FileResult, FileState, Intent, LeaseHeld, Ledger, RefChange, RefState,
+    FileRecord, FileResult, FileState, Holder, Intent, LeaseHeld, Ledger, RefChange, RefState,
+    Taken,
 };
 use crate::retry::RetryPolicy;
-use crate::storage::{GetOptions, StorageError};
+use crate::storage::{GetOptions, PutMode, StorageError};
+
+/// How long a run that took over a crashed run's lease waits before its first write.
+const TAKEOVER_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct Live {
     pub stores: Stores,
@@ -32,6 +36,10 @@ pub struct Live {
     walks_forgotten: tokio::sync::OnceCell<()>,
     /// See [`Live::exclusive`].
     exclusive: bool,
+    /// See [`Live::breaking`].
+    breaking: Vec<Holder>,
+    /// See [`Live::overwrite`].
+    overwrite: bool,
 }
 
 impl Live {
@@ -55,7 +63,23 @@ impl Live {
             renewer: Default::default(),
             walks_forgotten: Default::default(),
             exclusive: false,
+            breaking: Vec::new(),
+            overwrite: false,
         }
+    }
+
+    /// Replace what the destination already holds under a target name (`--overwrite`); by
+    /// default copies are create-only, and an existing object is compared instead.
+    pub fn overwrite(mut self, overwrite: bool) -> Live {
+        self.overwrite = overwrite;
+        self
+    }
+
+    /// Break these leases (`--break-lease`, confirmed by the operator) before taking this run's:
+    /// each only if the same run still holds it.
+    pub fn breaking(mut self, holders: Vec<Holder>) -> Live {
+        self.breaking = holders;
+        self
     }
 
     /// Also refuse to start while any other scope's lease is held (`rollback`: it restores
@@ -68,28 +92,54 @@ impl Live {
 
 #[async_trait]
 impl Effects for Live {
-    async fn begin(&self, info: Document) -> anyhow::Result<()> {
+    async fn begin(&self, mut info: Document) -> anyhow::Result<()> {
+        for h in &self.breaking {
+            if self.ledger.break_lease(h).await? {
+                tracing::warn!(
+                    "--break-lease: broke the lease on {} ({})",
+                    h.scope,
+                    h.describe()
+                );
+            }
+        }
         let taken = if self.exclusive {
             self.ledger.lease_exclusive(&self.scope, &self.host).await
         } else {
             self.ledger.lease(&self.scope, &self.host).await
         };
-        taken
-            .map_err(|e| match e.downcast::<LeaseHeld>() {
-                Ok(held) => Coded::new(USAGE, held.to_string())
-                    .hint(format!(
-                        "wait for that run to end; a crashed run's lease expires {} s after its last renewal",
-                        self.ledger.lease_duration().as_secs()
-                    ))
-                    .into(),
-                Err(e) => e,
-            })?;
+        let taken = taken.map_err(|e| match e.downcast::<LeaseHeld>() {
+            Ok(held) => Coded::new(USAGE, held.to_string())
+                .hint(format!(
+                    "wait for that run to end; a crashed run's lease is taken over at once \
+                         on the same machine, and expires {} s after its last renewal for \
+                         others; if you know that run is gone, --break-lease",
+                    self.ledger.lease_duration().as_secs()
+                ))
+                .into(),
+            Err(e) => e,
+        })?;
+        if let Taken::TookOver(h, why) = &taken {
+            tracing::warn!(
+                "took over the lease on {} of a crashed run on this machine ({why}; {})",
+                h.scope,
+                h.describe()
+            );
+            // The killed process's last requests, already sent, may still be carried out by
+            // the server: give them a moment before this run reads and writes the same records
+            // (references they rewrite late are settled exactly anyway: `cas::settle_pending`).
+            tokio::time::sleep(TAKEOVER_GRACE).await;
+            info.insert(
+                "took_over",
+                mongodb::bson::doc! {"scope": &h.scope, "run": h.run, "pid": h.pid, "why": *why},
+            );
+        }
         // Renew well before expiry for as long as the run lasts.
         let (ledger, scope, host) = (self.ledger.clone(), self.scope.clone(), self.host.clone());
         let renewer = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(ledger.lease_duration() / 3).await;
                 if let Err(e) = ledger.lease(&scope, &host).await {
+                    // Another run holds it now (broken or expired while this one stalled).
                     tracing::error!("renewing the lease on {scope}: {e:#}");
                 }
             }
@@ -155,8 +205,14 @@ impl Effects for Live {
             url_hint: job.url_hint.clone(),
         };
         // Each attempt starts over from the first byte: the destination's `put` is atomic, so a
-        // broken attempt leaves nothing behind to resume from or to clean up.
-        let copy = || copy_verified(source, dest, &job.name, &job.target, &get);
+        // broken attempt leaves nothing behind to resume from or to clean up. Create-only
+        // unless `--overwrite`: what is already under the target is compared, never replaced.
+        let mode = if self.overwrite {
+            PutMode::Overwrite
+        } else {
+            PutMode::Create
+        };
+        let copy = || copy_verified(source, dest, &job.name, &job.target, &get, mode);
         match self.retry.run(&job.name, &counters.retries, copy).await {
             Ok(v) => Outcome::Verified {
                 size: v.size,
@@ -167,6 +223,27 @@ impl Effects for Live {
             Err(g) if g.error.is_not_found() => Outcome::Missing {
                 reason: missing(&g.error),
             },
+            Err(g) if g.error.is_already_exists() => {
+                let compare = || compare_existing(source, dest, &job.name, &job.target, &get);
+                match self.retry.run(&job.name, &counters.retries, compare).await {
+                    Ok(Found::Same { size, md5 }) => Outcome::Verified {
+                        size,
+                        md5: Some(md5),
+                        hash_checked: true,
+                        skipped: true,
+                    },
+                    Ok(Found::Other(how)) => Outcome::Collision {
+                        reason: format!(
+                            "collision: {} already holds other bytes ({how}); not overwritten \
+                             (migrate --overwrite replaces it)",
+                            dest.location(&job.target)
+                                .unwrap_or_else(|_| job.target.clone())
+                        ),
+                    },
+                    Err(g) => Outcome::Failed { reason: g.reason() },
+                }
+            }
+            Err(g) if g.error.is_no_space() => Outcome::Stopped { reason: g.reason() },
             Err(g) => Outcome::Failed { reason: g.reason() },
         }
     }

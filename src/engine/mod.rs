@@ -93,6 +93,9 @@ pub struct Limits {
 /// How `stopped_by` starts when the error budget (`--max-errors`) stopped the run.
 pub const MAX_ERRORS: &str = "--max-errors";
 
+/// How `stopped_by` starts when the destination ran out of space.
+pub const NO_SPACE: &str = "destination full";
+
 /// Whether a `stopped_by` value means the error budget stopped the run (not a cutoff).
 pub fn stopped_by_errors(stop: &str) -> bool {
     stop.starts_with(MAX_ERRORS)
@@ -234,6 +237,12 @@ pub enum Outcome {
     Missing { reason: String },
     /// Could not be copied or verified.
     Failed { reason: String },
+    /// The destination already holds other bytes under the target name: left alone, not
+    /// copied (the reason starts with `collision:`).
+    Collision { reason: String },
+    /// Failed in a way that stops the run (the destination is full): every later copy would
+    /// fail the same way. Recorded as failed.
+    Stopped { reason: String },
     /// Dry run: would be copied.
     Planned,
     /// Queued, but the run stopped (interrupt, error budget, `--max-bytes`, `--max-duration`)
@@ -291,6 +300,8 @@ pub struct RunState {
     interrupted: std::sync::atomic::AtomicBool,
     /// Why the copy stage left queued copies unstarted ([`RunState::stop`]), if it did.
     stopped_copies: std::sync::OnceLock<String>,
+    /// A failure that stops the run ([`Outcome::Stopped`]), as `stopped_by` says it.
+    pub fatal: std::sync::OnceLock<String>,
 }
 
 impl RunState {
@@ -303,6 +314,7 @@ impl RunState {
             walked: Default::default(),
             interrupted: Default::default(),
             stopped_copies: Default::default(),
+            fatal: Default::default(),
         })
     }
 
@@ -323,6 +335,9 @@ impl RunState {
     pub fn stop(&self, limits: &Limits) -> Option<String> {
         if self.is_interrupted() {
             return Some(INTERRUPTED.to_string());
+        }
+        if let Some(fatal) = self.fatal.get() {
+            return Some(fatal.clone());
         }
         let c = &self.counters;
         if let Some(max) = limits.max_errors {
@@ -547,6 +562,25 @@ async fn copy_stage(
                         tracing::error!(file = %job.name, "copy failed: {reason}");
                         Counters::add(&c.files_failed, 1);
                         c.failed(FileItem {
+                            name: job.name.clone(),
+                            reason: reason.clone(),
+                            references: refs.len() as u64,
+                        });
+                    }
+                    Outcome::Stopped { reason } => {
+                        tracing::error!(file = %job.name, "copy failed, stopping the run: {reason}");
+                        Counters::add(&c.files_failed, 1);
+                        let _ = state.fatal.set(format!("{NO_SPACE}: {reason}"));
+                        c.failed(FileItem {
+                            name: job.name.clone(),
+                            reason: reason.clone(),
+                            references: refs.len() as u64,
+                        });
+                    }
+                    Outcome::Collision { reason } => {
+                        tracing::error!(file = %job.name, "{reason}");
+                        Counters::add(&c.files_collisions, 1);
+                        c.collision(FileItem {
                             name: job.name.clone(),
                             reason: reason.clone(),
                             references: refs.len() as u64,

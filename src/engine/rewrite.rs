@@ -192,7 +192,9 @@ fn file_result<'a>(name: &'a str, outcome: &'a Outcome) -> Option<FileResult<'a>
             None,
         ),
         Outcome::Missing { reason } => (FileState::Missing, None, None, false, Some(reason)),
-        Outcome::Failed { reason } => (FileState::Failed, None, None, false, Some(reason)),
+        Outcome::Failed { reason }
+        | Outcome::Collision { reason }
+        | Outcome::Stopped { reason } => (FileState::Failed, None, None, false, Some(reason)),
         Outcome::Planned | Outcome::NotStarted => return None,
     };
     Some(FileResult {

@@ -22,6 +22,8 @@ pub struct Counters {
     pub files_skipped: AtomicU64,
     pub files_missing: AtomicU64,
     pub files_failed: AtomicU64,
+    /// Targets already holding other bytes at the destination (left alone).
+    pub files_collisions: AtomicU64,
     pub files_in_flight: AtomicU64,
     /// Copy attempts that failed and were made again (see `retry`).
     pub retries: AtomicU64,
@@ -41,6 +43,8 @@ pub struct Counters {
 pub struct Items {
     pub missing: Vec<FileItem>,
     pub failed: Vec<FileItem>,
+    /// Targets the destination already holds with other bytes: never overwritten.
+    pub collisions: Vec<FileItem>,
     pub conflicts: Vec<RefItem>,
     pub failed_references: Vec<RefItem>,
     /// Items not kept because of [`MAX_ITEMS`] (see the ledger for all).
@@ -101,6 +105,16 @@ impl Counters {
         push(failed, truncated, item);
     }
 
+    pub fn collision(&self, item: FileItem) {
+        let mut i = self.items();
+        let Items {
+            collisions,
+            truncated,
+            ..
+        } = &mut *i;
+        push(collisions, truncated, item);
+    }
+
     pub fn conflict(&self, item: RefItem) {
         let mut i = self.items();
         let Items {
@@ -145,6 +159,7 @@ impl Counters {
                 skipped: g(&self.files_skipped),
                 missing: g(&self.files_missing),
                 failed: g(&self.files_failed),
+                collisions: g(&self.files_collisions),
                 retries: g(&self.retries),
             },
             references: RefCounts {
@@ -193,6 +208,9 @@ pub struct FileCounts {
     pub skipped: u64,
     pub missing: u64,
     pub failed: u64,
+    /// The destination already held other bytes under the target name: not overwritten
+    /// (`--overwrite` allows it), recorded `failed` in the ledger with a `collision:` reason.
+    pub collisions: u64,
     /// Attempts that failed and were made again (timeouts, resets, 5xx, throttling): the copies
     /// above succeeded or failed in the end, but a high count says the source or destination is
     /// struggling.
@@ -220,6 +238,12 @@ impl Summary {
         use crate::exit::{CUTOFF, INCOMPLETE, INTERRUPTED, OK};
         if self.stopped_by.as_deref() == Some(super::INTERRUPTED) {
             INTERRUPTED
+        } else if self
+            .stopped_by
+            .as_deref()
+            .is_some_and(|s| s.starts_with(super::NO_SPACE))
+        {
+            crate::exit::NO_SPACE
         } else if self.stopped_by_errors() {
             INCOMPLETE
         } else if self.stopped_by.is_some() {
@@ -242,6 +266,7 @@ impl Summary {
     pub fn incomplete(&self) -> bool {
         self.files.missing > 0
             || self.files.failed > 0
+            || self.files.collisions > 0
             || self.references.conflicts > 0
             || self.references.failed > 0
     }

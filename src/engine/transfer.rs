@@ -20,7 +20,8 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use crate::storage::{
-    ByteStream, GetOptions, ObjectStore, PutOptions, StorageError, content_type_for,
+    ByteStream, GetOptions, HashingStream, ObjectStore, PutMode, PutOptions, StorageError,
+    content_type_for,
 };
 
 /// Continuations of a broken source stream within one attempt.
@@ -47,6 +48,7 @@ pub async fn copy_verified(
     name: &str,
     target: &str,
     get: &GetOptions,
+    mode: PutMode,
 ) -> Result<Verified, StorageError> {
     let got = source.get(name, get).await?;
     let content_type = got
@@ -67,6 +69,7 @@ pub async fn copy_verified(
                 content_type,
                 cache_control: None,
                 size_hint: expected_size,
+                mode,
             },
         )
         .await?;
@@ -107,6 +110,62 @@ pub async fn copy_verified(
         hash_checked,
         etag: meta.etag.or(put.etag),
     })
+}
+
+/// What a create-only copy found at its target: the same bytes as the source (its own copy
+/// from a run that stopped before recording it, or an identical file), or other bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// Same size and MD5 as the source: counts as copied.
+    Same { size: u64, md5: String },
+    /// Anything else, described for the report.
+    Other(String),
+}
+
+/// Compare the object at `target` in `dest` with `name` at the source: sizes first (a `stat`),
+/// then MD5s — the destination's own where it reports one, else hashed from a read of it — and
+/// the source's hashed from a read. Memory: one chunk at a time.
+pub async fn compare_existing(
+    source: &Arc<dyn ObjectStore>,
+    dest: &dyn ObjectStore,
+    name: &str,
+    target: &str,
+    get: &GetOptions,
+) -> Result<Found, StorageError> {
+    let meta = dest.stat(target).await?;
+    let (size, md5) = hash_of(&**source, name, get).await?;
+    if meta.size != size {
+        return Ok(Found::Other(format!(
+            "{} bytes there, {size} at the source",
+            meta.size
+        )));
+    }
+    let theirs = match meta.md5 {
+        Some(m) => m,
+        None => hash_of(dest, target, &GetOptions::default()).await?.1,
+    };
+    Ok(if theirs == md5 {
+        Found::Same { size, md5 }
+    } else {
+        Found::Other(format!(
+            "same size, MD5 {theirs} there, {md5} at the source"
+        ))
+    })
+}
+
+/// Size and MD5 of `name` in `store`, read through.
+async fn hash_of(
+    store: &dyn ObjectStore,
+    name: &str,
+    get: &GetOptions,
+) -> Result<(u64, String), StorageError> {
+    let got = store.get(name, get).await?;
+    let (mut hashing, state) = HashingStream::new(got.stream);
+    while let Some(chunk) = hashing.next().await {
+        chunk?;
+    }
+    let st = state.lock().unwrap_or_else(|e| e.into_inner());
+    Ok((st.size, st.md5_hex()))
 }
 
 /// `first`, continued from where it broke by range reads of `name` (see the module

@@ -13,8 +13,9 @@
 //! * `<collection>.runs` ([`runs`](self::runs)): one record per run: settings (no secrets),
 //!   host, start/end, counts, exit code.
 //! * `<collection>.locks` ([`lease`](self::lease)): one lease per shard (`_id` = `all` or
-//!   `K/N`), held by a writing run and renewed while it runs; a crashed run's lease expires
-//!   (`[ledger] lease_secs`).
+//!   `K/N`), held by a writing run and renewed while it runs; a crashed run's lease is taken
+//!   over at once by a run on the same machine ([`holder`](self::holder)), and expires for
+//!   others (`[ledger] lease_secs`).
 //! * `<collection>.walk` ([`runs`](self::runs)): one walk checkpoint per shard: where the next
 //!   run of an unfinished pass resumes (see [`crate::engine::checkpoint`]).
 //!
@@ -42,7 +43,8 @@
 //! (`verified`), a reference's old value recorded before its document is touched (`pending`), and
 //! the outcome after (`rewritten`/`conflict`). A crash between any two steps leaves a record that
 //! a re-run repeats idempotently: a planned file is copied again to the same deterministic target
-//! (overwriting, never orphaning), a batch left `open` is settled from the documents before the
+//! (create-only: it finds its own earlier copy there, same size and MD5, and counts it as
+//! copied; never orphaning, never overwriting), a batch left `open` is settled from the documents before the
 //! next run writes anything ([`crate::engine::cas::settle_pending`]).
 //!
 //! The callers (the engine, `status`, `rollback`) see only the typed operations below — record
@@ -51,6 +53,7 @@
 
 mod batch;
 mod files;
+mod holder;
 mod lease;
 pub mod records;
 mod refs;
@@ -64,7 +67,8 @@ use mongodb::{Collection, Database};
 
 use crate::db::{update_batch, update_stmt};
 pub use files::FilePage;
-pub use lease::LeaseHeld;
+pub use holder::Holder;
+pub use lease::{LeaseHeld, Taken};
 pub use records::{
     BadRecord, FileRecord, FileResult, FileState, Intent, KEY_PLACEHOLDER, Loc, RefChange,
     RefRecord, RefState, RefValue,

@@ -157,7 +157,7 @@ pub fn strip_legacy_prefix(name: &str) -> &str {
 /// `<first 32 hex of sha256(name)>_<name without legacy prefix>`.
 ///
 /// Deterministic so that every run and every host picks the same target, and a retry after a
-/// crash overwrites instead of leaving an orphan. The hash covers the *whole* old name, so two
+/// crash finds its own copy there (same bytes: counted as copied) instead of leaving an orphan. The hash covers the *whole* old name, so two
 /// legacy files that differ only in their UUID get different targets. An empty remainder becomes
 /// `file` so the name never ends in `_`.
 pub fn parse_server_name(name: &str) -> String {

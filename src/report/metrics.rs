@@ -133,6 +133,7 @@ impl MetricsFile {
             ("skipped", g(&c.files_skipped)),
             ("missing", g(&c.files_missing)),
             ("failed", g(&c.files_failed)),
+            ("collision", g(&c.files_collisions)),
         ];
         let files: Vec<(String, f64)> = files
             .iter()

@@ -195,6 +195,12 @@ pub fn summary_text(s: &Summary) -> String {
             f.missing,
             f.failed
         ));
+        if f.collisions > 0 {
+            t.push_str(&format!(
+                "  collisions: {} targets already held other bytes at the destination: not overwritten\n",
+                f.collisions
+            ));
+        }
         if f.retries > 0 {
             t.push_str(&format!(
                 "  retries:    {} failed attempts were made again (timeouts, resets, 5xx, throttling; see the log)\n",
@@ -228,6 +234,14 @@ pub fn summary_text(s: &Summary) -> String {
             printable(&m.reason)
         ));
     }
+    for m in s.items.collisions.iter().take(20) {
+        t.push_str(&format!(
+            "  collision: {} ({} references): {}\n",
+            printable(&m.name),
+            m.references,
+            printable(&m.reason)
+        ));
+    }
     for c in s
         .items
         .conflicts
@@ -246,9 +260,11 @@ pub fn summary_text(s: &Summary) -> String {
     }
     let listed = s.items.missing.len().min(20)
         + s.items.failed.len().min(20)
+        + s.items.collisions.len().min(20)
         + (s.items.conflicts.len() + s.items.failed_references.len()).min(20);
     let all = s.items.missing.len()
         + s.items.failed.len()
+        + s.items.collisions.len()
         + s.items.conflicts.len()
         + s.items.failed_references.len()
         + s.items.truncated as usize;
@@ -261,6 +277,11 @@ pub fn summary_text(s: &Summary) -> String {
     if s.stopped_by_errors() {
         t.push_str(&format!(
             "  stopped at {}: too many failures; fix their cause (above), then run again\n",
+            s.stopped_by.as_deref().unwrap_or_default()
+        ));
+    } else if s.exit_code() == crate::exit::NO_SPACE {
+        t.push_str(&format!(
+            "  stopped: {}; make room (or move the destination), then run again to continue\n",
             s.stopped_by.as_deref().unwrap_or_default()
         ));
     } else if let Some(stop) = &s.stopped_by {

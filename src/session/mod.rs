@@ -69,6 +69,49 @@ pub(crate) fn consent(yes: bool, verb: &str, what: impl FnOnce() -> String) -> a
     }
 }
 
+/// `--break-lease`: the leases other runs hold on `scope` (on any scope for `None`), to show in
+/// the consent question (the one gate every write passes) and to break once it is answered.
+/// Empty without the flag, or when none is held. A dry run only says what it would break.
+pub(crate) async fn leases_to_break(
+    ledger: &Ledger,
+    scope: Option<&str>,
+    asked: bool,
+    dry_run: bool,
+) -> anyhow::Result<Vec<crate::ledger::Holder>> {
+    if !asked {
+        return Ok(Vec::new());
+    }
+    let holders = ledger.holders(scope).await?;
+    if holders.is_empty() {
+        tracing::info!("--break-lease: no other run holds a lease; nothing to break");
+    }
+    if dry_run {
+        for h in &holders {
+            tracing::warn!(
+                "--dry-run: would break the lease on {} ({})",
+                h.scope,
+                h.describe()
+            );
+        }
+        return Ok(Vec::new());
+    }
+    Ok(holders)
+}
+
+/// The lines the consent question adds for the leases `--break-lease` would break.
+pub(crate) fn breaking_text(holders: &[crate::ledger::Holder]) -> String {
+    holders
+        .iter()
+        .map(|h| {
+            format!(
+                "\n  and first BREAK the lease on {} held by another run ({}): make sure it is gone",
+                h.scope,
+                h.describe()
+            )
+        })
+        .collect()
+}
+
 /// The host name recorded with leases and runs.
 pub(crate) fn hostname() -> String {
     std::env::var("HOSTNAME")

@@ -24,8 +24,14 @@
 //! * **Writes** ([`ObjectStore::put`]) take a stream of unknown length and use memory bounded by
 //!   the backend's part size, whatever the object size. They are **atomic**: a reader sees the old
 //!   object (or none) until the write has fully succeeded, and a write that fails midway (the input
-//!   stream errors, the server fails) leaves nothing visible under the name. A write to an existing
-//!   name replaces it (retries after a crash overwrite rather than duplicate).
+//!   stream errors, the server fails) leaves nothing visible under the name. In the default
+//!   [`PutMode::Overwrite`] a write to an existing name replaces it; in [`PutMode::Create`] (what
+//!   the engine uses: the tool never overwrites what it did not write) a write to an existing
+//!   name fails with [`StorageError::AlreadyExists`] and leaves the existing object as it was.
+//!   Where [`Capabilities::atomic_create`] is set the store decides that atomically with the
+//!   write (S3 `If-None-Match: *`, GCS `ifGenerationMatch=0`, FS a hard link that never
+//!   replaces); elsewhere (GridFS) it checks just before the write becomes visible, and a write
+//!   racing another writer of the same name in that window may still replace it.
 //! * **Durability** ([`ObjectStore::sync`]). A `put` that returned is readable at once; it
 //!   survives a crash of the machine holding it once a later `sync` has returned. Object stores
 //!   (S3, GCS) and GridFS acknowledge only stored writes, so their `sync` does nothing; the
@@ -87,6 +93,19 @@ pub struct Capabilities {
     pub range_reads: bool,
     /// [`ObjectMeta::md5`] is filled for objects written in one piece.
     pub reports_md5: bool,
+    /// [`PutMode::Create`] is decided by the server atomically with the write (see the
+    /// contract); without it, by a check just before the write becomes visible.
+    pub atomic_create: bool,
+}
+
+/// What [`ObjectStore::put`] does when the name already holds an object.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PutMode {
+    /// Replace it.
+    #[default]
+    Overwrite,
+    /// Leave it, and fail with [`StorageError::AlreadyExists`].
+    Create,
 }
 
 /// Options for [`ObjectStore::get`].
@@ -108,6 +127,8 @@ pub struct PutOptions {
     pub cache_control: Option<String>,
     /// Size of the plaintext if known in advance (lets a backend pick a single-shot upload).
     pub size_hint: Option<u64>,
+    /// Replace an existing object, or refuse to (see the contract).
+    pub mode: PutMode,
 }
 
 /// What a store knows about one object.
@@ -208,6 +229,18 @@ pub enum StorageError {
     /// The object does not exist (HTTP 404/403/410, missing key, no GridFS file).
     #[error("{name}: not found at {location}")]
     NotFound { name: String, location: String },
+    /// [`PutMode::Create`] found an object under the name; it was left as it was.
+    #[error("{name}: an object already exists at {location}")]
+    AlreadyExists { name: String, location: String },
+    /// The destination has no room for the write (a full disk or quota): the run stops, since
+    /// every later write would fail the same way. Nothing of the write stays.
+    #[error("{name}: no space left at {location} ({needed})")]
+    NoSpace {
+        name: String,
+        location: String,
+        /// What the write needed, as far as known (e.g. `writing 1048576 bytes`).
+        needed: String,
+    },
     /// The name cannot be stored by this backend without changing it.
     #[error("{name:?}: invalid name for this store: {reason}")]
     InvalidName { name: String, reason: String },
@@ -259,6 +292,14 @@ impl StorageError {
 
     pub fn is_not_found(&self) -> bool {
         matches!(self, StorageError::NotFound { .. })
+    }
+
+    pub fn is_already_exists(&self) -> bool {
+        matches!(self, StorageError::AlreadyExists { .. })
+    }
+
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, StorageError::NoSpace { .. })
     }
 
     /// A backend failure with its underlying cause.
@@ -335,7 +376,8 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Stream the plaintext of `name`.
     async fn get(&self, name: &str, opts: &GetOptions) -> Result<GetResult, StorageError>;
 
-    /// Atomically store `body` under `name`, replacing any existing object.
+    /// Atomically store `body` under `name`: replacing any existing object, or refusing to
+    /// ([`PutOptions::mode`]).
     async fn put(
         &self,
         name: &str,

@@ -384,13 +384,27 @@ fn corpus() -> Vec<Case> {
                     .then_some(())
                     .ok_or(format!("3 distinct *_photo.jpg targets expected: {targets:?}"))
             }),
-        Case::new("existing_object_at_target_is_overwritten_by_the_verified_copy")
+        // Never overwritten (issue #20 item 9): a collision, reported; the object stays.
+        Case::new("existing_object_at_target_with_other_bytes_is_a_collision_left_alone")
             .items([with_file("a", tfss(47, "clash.jpg"))])
             .dest_before(
                 target_name(&tfss(47, "clash.jpg"), RenamePolicy::Auto).into_owned(),
                 b"some other file that was there first".to_vec(),
             )
-            .copied(1),
+            .codes(0, 3)
+            .copied(0)
+            .migrate_says("collision")
+            .check(|o| {
+                let target = target_name(&tfss(47, "clash.jpg"), RenamePolicy::Auto).into_owned();
+                let there = std::fs::read(o.dest.join(encode_uri_component(&target)))
+                    .map_err(|e| e.to_string())?;
+                (there == b"some other file that was there first")
+                    .then_some(())
+                    .ok_or("the object at the target was overwritten".to_string())?;
+                (o.migrate.summary()["files"]["collisions"] == 1)
+                    .then_some(())
+                    .ok_or(format!("collisions: {}", o.migrate.summary()["files"]))
+            }),
         // --- document shapes ---
         Case::new("nesting_200_levels")
             .doc("Item", doc! {"_id": "a", "obj": {"shallow": file(&tfss(50, "shallow.jpg"), None), "deep": deep}})
@@ -638,7 +652,7 @@ async fn run_case(
             format!("migrate's stderr does not say {s:?}:\n{}", migrate.stderr)
         })?;
     }
-    let reported: Vec<&str> = ["missing", "failed"]
+    let reported: Vec<&str> = ["missing", "failed", "collisions"]
         .iter()
         .flat_map(|k| summary[k].as_array().into_iter().flatten())
         .filter_map(|i| i["name"].as_str())

@@ -498,7 +498,12 @@ async fn destination_killed_mid_run_then_rerun_completes() {
     let out = app::migrate(&cfg, &["--yes", "--output", "jsonl"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let s = out.summary();
-    assert_eq!(s["files"]["copied"], failed, "{s}");
+    // A write S3 stored as it was killed, whose answer was lost, is found there (same bytes)
+    // and counted as already done rather than copied again (create-only writes).
+    assert_eq!(s["files"]["planned"], failed, "{s}");
+    assert!(s["files"]["copied"].as_u64().unwrap() <= failed, "{s}");
+    assert_eq!(s["files"]["collisions"], 0, "{s}");
+    assert_eq!(s["files"]["failed"], 0, "{s}");
     for (name, data) in &h.files {
         let got = support::conformance::read_all(&*dest, &parse_server_name(name))
             .await

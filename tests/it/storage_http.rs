@@ -86,6 +86,10 @@ async fn scripted_server() -> String {
                         format!("HTTP/1.1 {code} X\r\nContent-Length: {}\r\n\r\n{html}", html.len())
                     }
                     "norange" => "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789".to_string(),
+                    // Redirects: to the same allowed host, and to another name of it
+                    // (`localhost`) that is not allowed.
+                    "near" => format!("HTTP/1.1 302 Found\r\nLocation: http://{addr}/norange\r\nContent-Length: 0\r\n\r\n"),
+                    "away" => format!("HTTP/1.1 302 Found\r\nLocation: http://localhost:{}/norange\r\nContent-Length: 0\r\n\r\n", addr.port()),
                     _ => "HTTP/1.1 500 X\r\nContent-Length: 0\r\n\r\n".to_string(),
                 };
                 let _ = sock.write_all(reply.as_bytes()).await;
@@ -229,4 +233,39 @@ async fn a_private_ca_is_trusted_with_ca_file_and_refused_without() {
     drop(server);
     let err = get(&store, &url, 0).await.unwrap_err();
     assert!(err.is_retryable(), "nothing listening any more: {err}");
+}
+
+/// A redirect from a stored url is followed only to a host `stored_url_hosts` allows too: an
+/// allowed host must not lead the tool anywhere else (issue #20, item 9).
+#[tokio::test]
+async fn stored_url_redirects_are_followed_only_to_allowed_hosts() {
+    let base = scripted_server().await;
+    let loopback = HttpStore::new(
+        &HttpConfig {
+            stored_url_hosts: vec!["127.0.0.1".into()],
+            ..Default::default()
+        },
+        &ctx(),
+    )
+    .unwrap();
+    assert_eq!(
+        get(&loopback, &format!("{base}/near"), 0).await.unwrap(),
+        b"0123456789",
+        "a redirect to the same allowed host is followed"
+    );
+    let e = refused(&loopback, format!("{base}/away")).await;
+    assert!(e.contains("redirect") && e.contains("localhost"), "{e}");
+    let both = HttpStore::new(
+        &HttpConfig {
+            stored_url_hosts: vec!["127.0.0.1".into(), "localhost".into()],
+            ..Default::default()
+        },
+        &ctx(),
+    )
+    .unwrap();
+    assert_eq!(
+        get(&both, &format!("{base}/away"), 0).await.unwrap(),
+        b"0123456789",
+        "followed once the operator allows that host too"
+    );
 }

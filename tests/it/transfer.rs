@@ -7,7 +7,9 @@ use std::sync::Arc;
 use parse_files_migrate::engine::transfer::copy_verified;
 use parse_files_migrate::storage::fs::{FsConfig, FsStore};
 use parse_files_migrate::storage::s3::S3Store;
-use parse_files_migrate::storage::{Encryption, GetOptions, ObjectStore, PutOptions, StoreContext};
+use parse_files_migrate::storage::{
+    Encryption, GetOptions, ObjectStore, PutMode, PutOptions, StoreContext,
+};
 
 use crate::support;
 use crate::support::conformance::{body, md5_hex, read_all};
@@ -39,9 +41,16 @@ async fn copies_verify_and_rename() {
         .await
         .unwrap();
 
-    let v = copy_verified(&source, &*dest, name, target, &GetOptions::default())
-        .await
-        .expect("copy");
+    let v = copy_verified(
+        &source,
+        &*dest,
+        name,
+        target,
+        &GetOptions::default(),
+        PutMode::Create,
+    )
+    .await
+    .expect("copy");
     assert_eq!(v.size, data.len() as u64);
     assert_eq!(v.md5, md5_hex(&data));
     assert!(
@@ -61,9 +70,16 @@ async fn copies_verify_and_rename() {
     // Back to a filesystem store, which reports no hash: size-only verification, said so.
     let out_dir = tempfile::tempdir().unwrap();
     let out = fs_store(out_dir.path());
-    let v = copy_verified(&dest, &*out, target, target, &GetOptions::default())
-        .await
-        .expect("copy back");
+    let v = copy_verified(
+        &dest,
+        &*out,
+        target,
+        target,
+        &GetOptions::default(),
+        PutMode::Create,
+    )
+    .await
+    .expect("copy back");
     assert!(!v.hash_checked);
     assert_eq!(v.md5, md5_hex(&data));
     assert!(read_all(&*out, target).await.unwrap() == data);
@@ -75,6 +91,7 @@ async fn copies_verify_and_rename() {
         "gone.jpg",
         "x_gone.jpg",
         &GetOptions::default(),
+        PutMode::Create,
     )
     .await
     .expect_err("missing source");

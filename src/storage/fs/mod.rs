@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncSeekExt;
 
 use super::crypto::{self, FileKey};
 use super::{
@@ -31,6 +31,9 @@ use super::{
 use crate::parse::names::encode_uri_component;
 
 mod list;
+mod write;
+
+use write::blocking;
 
 /// The `type = "fs"` store table.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -154,129 +157,61 @@ impl FsStore {
         regular_file(name, &path, &meta)?;
         Ok((file, meta.len()))
     }
+}
 
-    /// Write `body` to a fresh temp file in the directory (created if it went missing), then
-    /// close it ([`close_temp`]): with `rename_to`, move it into place; without (the start-up
-    /// probe), fsync it. On any error the temp file is removed.
-    ///
-    /// A body of at most [`SMALL_PUT`] bytes (`small`: its announced size) is gathered first and
-    /// written in a single blocking step; a longer one streams through Tokio's file, one
-    /// thread-pool hop per open, write, flush and close.
-    async fn write_temp(
+impl FsStore {
+    /// The contract's errors for a failed `put` of `name` at `path`: the name taken
+    /// ([`PutMode::Create`]), or the filesystem full (`ENOSPC`, `EDQUOT`), with what the write
+    /// needed and what is free.
+    fn put_error(
         &self,
         name: &str,
-        tmp: &Path,
-        mut body: ByteStream,
-        rename_to: Option<PathBuf>,
-        small: bool,
-    ) -> Result<(), StorageError> {
-        let (tmp_buf, dir) = (tmp.to_path_buf(), self.dir.clone());
-        let mut head = Vec::new();
-        if small {
-            while let Some(chunk) = body.next().await {
-                head.extend_from_slice(&chunk?);
-                if head.len() > SMALL_PUT {
-                    break; // longer than announced: stream it after all
-                }
-            }
-            if head.len() <= SMALL_PUT {
-                let closed = blocking(name, move || {
-                    let mut file = create_temp(&dir, &tmp_buf)?;
-                    let written = std::io::Write::write_all(&mut file, &head);
-                    written.and_then(|()| close_temp(file, &tmp_buf, rename_to.as_deref(), &dir))
-                })
-                .await;
-                return discard_failed(tmp, closed).await;
-            }
-        }
-        let created = {
-            let (dir, tmp) = (dir.clone(), tmp_buf.clone());
-            blocking(name, move || create_temp(&dir, &tmp)).await?
+        path: &Path,
+        size: Option<u64>,
+        e: StorageError,
+    ) -> StorageError {
+        let io = match &e {
+            StorageError::Backend {
+                source: Some(s), ..
+            } => s.downcast_ref::<io::Error>(),
+            _ => None,
         };
-        let mut file = tokio::fs::File::from_std(created);
-        let written = async {
-            if !head.is_empty() {
-                file.write_all(&head).await.map_err(|e| io_error(name, e))?;
-            }
-            while let Some(chunk) = body.next().await {
-                file.write_all(&chunk?)
-                    .await
-                    .map_err(|e| io_error(name, e))?;
-            }
-            file.flush().await.map_err(|e| io_error(name, e))
+        let Some(io) = io else { return e };
+        let location = path.display().to_string();
+        if io.kind() == io::ErrorKind::AlreadyExists {
+            return StorageError::AlreadyExists {
+                name: name.to_string(),
+                location,
+            };
         }
-        .await;
-        let file = file.into_std().await;
-        let closed = match written {
-            Ok(()) => {
-                blocking(name, move || {
-                    close_temp(file, &tmp_buf, rename_to.as_deref(), &dir)
-                })
-                .await
-            }
-            Err(e) => {
-                drop(file);
-                Err(e)
-            }
-        };
-        discard_failed(tmp, closed).await
-    }
-}
-
-/// Run blocking file work on Tokio's blocking pool; its error is about `name`.
-async fn blocking<T: Send + 'static>(
-    name: &str,
-    work: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> Result<T, StorageError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|e| Err(io::Error::other(e)))
-        .map_err(|e| io_error(name, e))
-}
-
-/// Nothing of a failed write may stay visible, not even under the temp name.
-async fn discard_failed(tmp: &Path, result: Result<(), StorageError>) -> Result<(), StorageError> {
-    if result.is_err() {
-        let _ = tokio::fs::remove_file(tmp).await;
-    }
-    result
-}
-
-/// Create `tmp` (never an existing file), and the directory if it went missing.
-fn create_temp(dir: &Path, tmp: &Path) -> io::Result<std::fs::File> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    match opts.open(tmp) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir)?;
-            opts.open(tmp)
+        if matches!(io.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
+            let needed = match size {
+                Some(n) => format!("the file needs {n} bytes"),
+                None => "the file's size was not announced".to_string(),
+            };
+            let free = free_bytes(&self.dir)
+                .map(|f| format!(", {f} bytes free in {}", self.dir.display()))
+                .unwrap_or_default();
+            return StorageError::NoSpace {
+                name: name.to_string(),
+                location,
+                needed: format!("{needed}{free}"),
+            };
         }
-        other => other,
+        e
     }
 }
 
-/// The blocking end of a write: with `rename_to`, rename the temp file into place — after an
-/// fsync of the file and followed by one of the directory unless [`BATCHED_SYNC`] leaves that to
-/// `sync`; without, fsync it.
-fn close_temp(
-    file: std::fs::File,
-    tmp: &Path,
-    rename_to: Option<&Path>,
-    dir: &Path,
-) -> io::Result<()> {
-    let Some(path) = rename_to else {
-        return file.sync_all();
-    };
-    if !BATCHED_SYNC {
-        file.sync_all()?;
+/// Bytes available to this user on the filesystem holding `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a writable statvfs.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
     }
-    std::fs::rename(tmp, path)?;
-    if !BATCHED_SYNC {
-        // Make the rename durable too (best effort: not every platform can open a directory,
-        // and the data itself is synced).
-        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
-    }
-    Ok(())
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 /// An error opening or inspecting the file of `name`: `NotFound` when there is none.
@@ -329,6 +264,7 @@ impl ObjectStore for FsStore {
             list: true,
             range_reads: true,
             reports_md5: false,
+            atomic_create: true,
         }
     }
 
@@ -390,7 +326,9 @@ impl ObjectStore for FsStore {
         let small = opts
             .size_hint
             .is_some_and(|n| n + crypto::TRAILER_LEN as u64 <= SMALL_PUT as u64);
-        self.write_temp(name, &tmp, body, Some(path), small).await?;
+        self.write_temp(name, &tmp, body, Some((path.clone(), opts.mode)), small)
+            .await
+            .map_err(|e| self.put_error(name, &path, opts.size_hint, e))?;
         if BATCHED_SYNC {
             self.unsynced.store(true, Ordering::SeqCst);
         }

@@ -248,6 +248,7 @@ impl ObjectStore for GcsStore {
             list: true,
             range_reads: true,
             reports_md5: true,
+            atomic_create: true,
         }
     }
 

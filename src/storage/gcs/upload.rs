@@ -19,7 +19,9 @@ use google_cloud_storage::streaming_source::{SizeHint, StreamingSource};
 use super::GcsStore;
 use super::json::retryable_status;
 use crate::storage::parts::PartReader;
-use crate::storage::{ByteStream, HashingStream, PutOptions, PutResult, StorageError, error_chain};
+use crate::storage::{
+    ByteStream, HashingStream, PutMode, PutOptions, PutResult, StorageError, error_chain,
+};
 
 pub(super) async fn put(
     store: &GcsStore,
@@ -49,6 +51,11 @@ pub(super) async fn put(
     }
     if let Some(acl) = &store.predefined_acl {
         req = req.set_predefined_acl(acl);
+    }
+    if opts.mode == PutMode::Create {
+        // Generation 0: only if no live object has the name; decided by the server when the
+        // upload is finalized (412 otherwise).
+        req = req.set_if_generation_match(0_i64);
     }
     let what = format!("upload {}", store.url(&key));
     let result = req.send_buffered().await;
@@ -128,6 +135,13 @@ pub(super) fn map_error(
     use google_cloud_gax::error::rpc::Code;
     let status = err.http_status_code();
     let code = err.status().map(|s| s.code);
+    if status == Some(412) || code == Some(Code::FailedPrecondition) {
+        // Only a create-only write sends a precondition.
+        return StorageError::AlreadyExists {
+            name: name.to_string(),
+            location: location.to_string(),
+        };
+    }
     if status == Some(404) || code == Some(Code::NotFound) {
         return StorageError::NotFound {
             name: name.to_string(),

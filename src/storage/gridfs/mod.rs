@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::crypto::{self, FileKey};
 use super::{
     ByteStream, Capabilities, GetOptions, GetResult, HashingStream, ListOptions, ListStream,
-    ObjectMeta, ObjectStore, PutOptions, PutResult, StorageError, StoreContext,
+    ObjectMeta, ObjectStore, PutMode, PutOptions, PutResult, StorageError, StoreContext,
 };
 
 mod list;
@@ -396,6 +396,7 @@ impl ObjectStore for GridFsStore {
             list: true,
             range_reads: true,
             reports_md5: false,
+            atomic_create: false,
         }
     }
 
@@ -431,14 +432,30 @@ impl ObjectStore for GridFsStore {
         &self,
         name: &str,
         body: ByteStream,
-        _opts: &PutOptions,
+        opts: &PutOptions,
     ) -> Result<PutResult, StorageError> {
+        // Create-only: GridFS has no conditional insert, so the name is checked before the
+        // upload and again once it is complete; a revision found then (another writer raced
+        // us) wins, and ours is removed. Between our insert and that check a reader may see
+        // ours: the race the contract allows without `atomic_create`.
+        let create = opts.mode == PutMode::Create;
+        let taken = || StorageError::AlreadyExists {
+            name: name.to_string(),
+            location: self.location(name).unwrap_or_else(|_| self.describe()),
+        };
+        if create && !self.revisions_except(name, None).await?.is_empty() {
+            return Err(taken());
+        }
         let (hashing, state) = HashingStream::new(body);
         let body = match &self.key {
             Some(key) => crypto::seal_stream(key, hashing.boxed()),
             None => hashing.boxed(),
         };
         let id = self.upload(name, body).await?;
+        if create && !self.revisions_except(name, Some(&id)).await?.is_empty() {
+            self.delete_revision(name, &id).await?;
+            return Err(taken());
+        }
         // The new revision is complete and newest: readers already see it. Older revisions are
         // now invisible garbage; failing to remove them does not fail the write.
         match self.revisions_except(name, Some(&id)).await {

@@ -93,6 +93,9 @@ impl Base {
 
 pub struct HttpStore {
     client: super::client::LazyClient,
+    /// The client for URLs stored in the database: it follows a redirect only to a host that
+    /// `stored_url_hosts` allows too (a stored url to an allowed host must not lead anywhere).
+    stored_client: super::client::LazyClient,
     tfss: Base,
     legacy: Base,
     server: Option<Base>,
@@ -104,6 +107,33 @@ pub struct HttpStore {
 impl std::fmt::Debug for HttpStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("HttpStore").field(&self.describe()).finish()
+    }
+}
+
+/// Whether `stored` (a URL from the database, or where one redirected) may be fetched: http(s)
+/// to a host `patterns` (`stored_url_hosts`) allows.
+fn host_allowed(patterns: &[String], stored: &str) -> Result<(), String> {
+    let url = url::Url::parse(stored).map_err(|e| format!("stored url is not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "stored url has scheme {:?}; only http and https are fetched",
+            url.scheme()
+        ));
+    }
+    let host = url.host_str().unwrap_or("").to_ascii_lowercase();
+    let ok = patterns.iter().any(|pattern| {
+        let p = pattern.to_ascii_lowercase();
+        p == "*"
+            || p == host
+            || p.strip_prefix("*.")
+                .is_some_and(|domain| host.ends_with(&format!(".{domain}")))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "stored url host {host:?} is not in stored_url_hosts of this source (set server_url, or allow the host)"
+        ))
     }
 }
 
@@ -129,19 +159,34 @@ impl HttpStore {
             .as_deref()
             .map(|path| super::client::read_ca_file("http source", path))
             .transpose()?;
-        let client = super::client::LazyClient::build(super::client::trusting(
-            reqwest::Client::builder()
-                .user_agent(ua)
-                .connect_timeout(Duration::from_secs(cfg.connect_timeout_secs.unwrap_or(30)))
-                .read_timeout(Duration::from_secs(cfg.timeout_secs.unwrap_or(120))),
-            ca.as_deref(),
-        ));
+        let builder = || {
+            super::client::trusting(
+                reqwest::Client::builder()
+                    .user_agent(ua.clone())
+                    .connect_timeout(Duration::from_secs(cfg.connect_timeout_secs.unwrap_or(30)))
+                    .read_timeout(Duration::from_secs(cfg.timeout_secs.unwrap_or(120))),
+                ca.as_deref(),
+            )
+        };
+        let client = super::client::LazyClient::build(builder());
+        let hosts = cfg.stored_url_hosts.clone();
+        let policy = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= 10 {
+                return attempt.error("too many redirects");
+            }
+            match host_allowed(&hosts, attempt.url().as_str()) {
+                Ok(()) => attempt.follow(),
+                Err(why) => attempt.error(format!("redirected: {why}")),
+            }
+        });
+        let stored_client = super::client::LazyClient::build(builder().redirect(policy));
         let server = cfg.server_url.as_ref().map(|s| {
             let template = format!("{}/files/{{app_id}}/", s.trim_end_matches('/'));
             Base::new(&template, ctx)
         });
         Ok(HttpStore {
             client,
+            stored_client,
             tfss: Base::new(cfg.tfss_base_url.as_deref().unwrap_or(DEFAULT_TFSS), ctx),
             legacy: Base::new(
                 cfg.legacy_base_url.as_deref().unwrap_or(DEFAULT_LEGACY),
@@ -180,28 +225,7 @@ impl HttpStore {
 
     /// Whether a URL stored in the database may be fetched (see `stored_url_hosts`).
     fn allowed(&self, stored: &str) -> Result<(), String> {
-        let url = url::Url::parse(stored).map_err(|e| format!("stored url is not a URL ({e})"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!(
-                "stored url has scheme {:?}; only http and https are fetched",
-                url.scheme()
-            ));
-        }
-        let host = url.host_str().unwrap_or("").to_ascii_lowercase();
-        let ok = self.stored_url_hosts.iter().any(|pattern| {
-            let p = pattern.to_ascii_lowercase();
-            p == "*"
-                || p == host
-                || p.strip_prefix("*.")
-                    .is_some_and(|domain| host.ends_with(&format!(".{domain}")))
-        });
-        if ok {
-            Ok(())
-        } else {
-            Err(format!(
-                "stored url host {host:?} is not in stored_url_hosts of this source (set server_url, or allow the host)"
-            ))
-        }
+        host_allowed(&self.stored_url_hosts, stored)
     }
 
     /// Anything shown to people: the fileKey replaced by `<redacted>`.
@@ -213,10 +237,10 @@ impl HttpStore {
     }
 
     fn transport_error(&self, name: &str, shown: &str, e: reqwest::Error) -> StorageError {
-        // Builder errors are ours and a refused certificate stays refused; everything else on
-        // the wire (connect, timeout, reset) may pass.
-        let retryable = super::client::transport_retryable(&e);
-        let ours = e.is_builder();
+        // Builder errors are ours, a refused certificate stays refused, and so does a redirect
+        // to a host not allowed; everything else on the wire (connect, timeout, reset) may pass.
+        let retryable = super::client::transport_retryable(&e) && !e.is_redirect();
+        let ours = e.is_builder() || e.is_redirect();
         let mut msg = self.scrub(&super::error_chain(&e.without_url()));
         if !retryable && !ours {
             msg.push_str(
@@ -235,10 +259,13 @@ impl HttpStore {
         opts: &GetOptions,
     ) -> Result<(reqwest::Response, String), StorageError> {
         let (url, shown) = self.url(name, opts.url_hint.as_deref())?;
-        let client = self
-            .client
-            .get(name, || format!("{method} {shown}"))
-            .await?;
+        // A stored url (not one of the configured bases): its redirects are checked too.
+        let client = if opts.url_hint.as_deref() == Some(url.as_str()) {
+            &self.stored_client
+        } else {
+            &self.client
+        };
+        let client = client.get(name, || format!("{method} {shown}")).await?;
         let mut req = client.request(method.clone(), &url);
         if opts.offset > 0 {
             req = req.header(header::RANGE, format!("bytes={}-", opts.offset));
@@ -413,6 +440,7 @@ impl ObjectStore for HttpStore {
             list: false,
             range_reads: true,
             reports_md5: false,
+            atomic_create: false,
         }
     }
 

@@ -301,6 +301,7 @@ impl ObjectStore for S3Store {
             list: true,
             range_reads: true,
             reports_md5: true,
+            atomic_create: true,
         }
     }
 

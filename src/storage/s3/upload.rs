@@ -22,9 +22,9 @@ use futures::StreamExt;
 use md5::Digest;
 
 use super::S3Store;
-use super::errors::classify;
+use super::errors::{Failure, classify};
 use crate::storage::parts::PartReader;
-use crate::storage::{ByteStream, HashingStream, PutOptions, PutResult, StorageError};
+use crate::storage::{ByteStream, HashingStream, PutMode, PutOptions, PutResult, StorageError};
 
 /// S3's limit on the number of parts of one upload.
 const MAX_PARTS: u64 = 10_000;
@@ -58,10 +58,28 @@ pub(super) async fn put(
     let mut reader = PartReader::new(hashing.boxed());
     let part_size = part_size_for(store.part_size, opts.size_hint);
     let (first, whole) = reader.first_part(part_size).await?;
-    let etag = if whole {
-        put_single(store, name, &key, first, opts).await?
+    let put = if whole {
+        put_single(store, name, &key, first, opts).await
     } else {
-        put_multipart(store, name, &key, first, &mut reader, part_size, opts).await?
+        put_multipart(store, name, &key, first, &mut reader, part_size, opts).await
+    };
+    let etag = match put {
+        // A server may refuse a create-only write (412) before it has read the body, and close
+        // the connection while the body is still being sent (s3s-fs does): the client sees a
+        // broken pipe, not the 412. Or the write succeeded and its answer was lost. Either way
+        // an object under the key now means "taken": the caller compares it with what it was
+        // writing, so its own lost write counts as done and anything else is never replaced.
+        Err(e) if opts.mode == PutMode::Create && e.is_retryable() => {
+            let head = store.client.head_object().bucket(&store.bucket).key(&key);
+            if head.send().await.is_ok() {
+                return Err(StorageError::AlreadyExists {
+                    name: name.to_string(),
+                    location: store.url(&key),
+                });
+            }
+            return Err(e);
+        }
+        other => other?,
     };
     let st = state.lock().unwrap_or_else(|e| e.into_inner());
     Ok(PutResult {
@@ -76,6 +94,23 @@ fn part_size_for(configured: u64, size_hint: Option<u64>) -> usize {
     let needed = size_hint.map_or(0, |s| s.div_ceil(MAX_PARTS));
     let size = configured.max(needed.next_multiple_of(1024 * 1024));
     usize::try_from(size.min(super::MAX_PART_SIZE)).unwrap_or(usize::MAX)
+}
+
+/// `If-None-Match: *` for [`PutMode::Create`]: S3 refuses (412) to complete a write over an
+/// existing key, atomically with the write (a multipart upload is checked when completed).
+fn create_only(opts: &PutOptions) -> Option<String> {
+    (opts.mode == PutMode::Create).then(|| "*".to_string())
+}
+
+/// A failed write: 412 to a create-only write is the key already taken.
+fn put_error(f: Failure, name: &str, what: &str, location: &str) -> StorageError {
+    if f.status == Some(412) {
+        return StorageError::AlreadyExists {
+            name: name.to_string(),
+            location: location.to_string(),
+        };
+    }
+    f.into_error(name, format!("{what} {location}"))
 }
 
 fn content_md5(data: &[u8]) -> String {
@@ -96,10 +131,11 @@ async fn put_single(
     let req = store.client.put_object().bucket(&store.bucket).key(key);
     let out = with_object_headers!(req, store, opts)
         .content_md5(content_md5(&data))
+        .set_if_none_match(create_only(opts))
         .body(SdkBody::from(data))
         .send()
         .await
-        .map_err(|e| classify(e).into_error(name, format!("PutObject {}", store.url(key))))?;
+        .map_err(|e| put_error(classify(e), name, "PutObject", &store.url(key)))?;
     Ok(unquote(out.e_tag()))
 }
 
@@ -136,7 +172,10 @@ async fn put_multipart(
         key: key.to_string(),
         upload_id: Some(upload_id.clone()),
     };
-    let result = upload_parts(store, name, key, &upload_id, first, reader, part_size).await;
+    let result = match upload_parts(store, name, key, &upload_id, first, reader, part_size).await {
+        Ok(parts) => complete(store, name, key, &upload_id, parts, opts).await,
+        Err(e) => Err(e),
+    };
     match result {
         Ok(etag) => {
             guard.upload_id = None;
@@ -157,7 +196,7 @@ async fn upload_parts(
     first: Bytes,
     reader: &mut PartReader,
     part_size: usize,
-) -> Result<Option<String>, StorageError> {
+) -> Result<Vec<CompletedPart>, StorageError> {
     let mut completed = Vec::new();
     let mut part = first;
     let mut number = 1_i32;
@@ -185,6 +224,18 @@ async fn upload_parts(
             None => break,
         }
     }
+    Ok(completed)
+}
+
+/// Complete the upload: the object appears (create-only: unless the key is taken by then).
+async fn complete(
+    store: &S3Store,
+    name: &str,
+    key: &str,
+    upload_id: &str,
+    completed: Vec<CompletedPart>,
+    opts: &PutOptions,
+) -> Result<Option<String>, StorageError> {
     let out = store
         .client
         .complete_multipart_upload()
@@ -196,10 +247,16 @@ async fn upload_parts(
                 .set_parts(Some(completed))
                 .build(),
         )
+        .set_if_none_match(create_only(opts))
         .send()
         .await
         .map_err(|e| {
-            classify(e).into_error(name, format!("CompleteMultipartUpload {}", store.url(key)))
+            put_error(
+                classify(e),
+                name,
+                "CompleteMultipartUpload",
+                &store.url(key),
+            )
         })?;
     Ok(unquote(out.e_tag()))
 }

@@ -11,7 +11,8 @@
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
 use parse_files_migrate::storage::{
-    ByteStream, GetOptions, ListOptions, ListedObject, ObjectStore, PutOptions, StorageError,
+    ByteStream, GetOptions, ListOptions, ListedObject, ObjectStore, PutMode, PutOptions,
+    StorageError,
 };
 
 /// Names every writable backend must round-trip unchanged.
@@ -276,6 +277,40 @@ pub async fn run(store: &dyn ObjectStore) {
     let name = "overwrite.txt";
     roundtrip(store, name, b"first version, quite long", 4).await;
     roundtrip(store, name, b"second", 4).await;
+
+    // Create-only (what migrate writes with): a new name is written; over an existing one the
+    // write fails with AlreadyExists and leaves the object exactly as it was — in one shot and
+    // in parts (S3 checks at CompleteMultipartUpload); Overwrite still replaces.
+    let create = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    for (name, len) in [("create.bin", 10), ("create-big.bin", 5 * 1024 * 1024 + 1)] {
+        let first = super::bytes(len, 70);
+        let put = store
+            .put(name, body(&first, 64 * 1024), &create)
+            .await
+            .expect("create-only put of a new name");
+        assert_eq!(put.size, len as u64);
+        let other = super::bytes(len, 71);
+        match store.put(name, body(&other, 64 * 1024), &create).await {
+            Err(e) => assert!(
+                e.is_already_exists(),
+                "create-only over an existing object: want AlreadyExists, got {e}"
+            ),
+            Ok(_) => panic!("a create-only put replaced {name}"),
+        }
+        assert!(
+            read_all(store, name).await.unwrap() == first,
+            "{name}: the existing object must be untouched"
+        );
+        store
+            .put(name, body(&other, 64 * 1024), &PutOptions::default())
+            .await
+            .expect("overwrite after a refused create");
+        assert!(read_all(store, name).await.unwrap() == other, "{name}");
+        store.delete(name).await.expect("delete");
+    }
 
     // Content type: carried through where the backend stores one.
     let name = "typed.json";
