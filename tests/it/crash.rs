@@ -214,32 +214,15 @@ async fn seed_objects(db: &Database, names: &[String], refs: usize, nested: bool
 }
 
 fn write_config(tag: &str, db: &str, source: &str, destination: &str) -> PathBuf {
-    let config = support::temp_path(tag).with_extension("toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[mongo]
-uri = "{uri}"
-database = "{db}"
-page_size = 20
-
-[parse]
-app_id = "crashApp"
-file_key = "{FILE_KEY}"
-public_server_url = "{server}"
-
-{source}
-
-[destination]
-{destination}
-"#,
-            uri = support::mongo_uri(),
-            server = app::SERVER_URL,
-        ),
+    app::write_config(
+        tag,
+        db,
+        "crashApp",
+        FILE_KEY,
+        "page_size = 20",
+        source,
+        destination,
     )
-    .unwrap();
-    config
 }
 
 /// How long the phases of an uninterrupted run take.

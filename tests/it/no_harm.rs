@@ -16,31 +16,7 @@ use crate::support::{self, app};
 const FILE_KEY: &str = "harmKey";
 
 fn config(tag: &str, db: &str, source: &str, destination: &str) -> PathBuf {
-    let path = support::temp_path(tag).with_extension("toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[mongo]
-uri = "{uri}"
-database = "{db}"
-
-[parse]
-app_id = "harmApp"
-file_key = "{FILE_KEY}"
-public_server_url = "{server}"
-
-{source}
-
-[destination]
-{destination}
-"#,
-            uri = support::mongo_uri(),
-            server = app::SERVER_URL,
-        ),
-    )
-    .unwrap();
-    path
+    app::write_config(tag, db, "harmApp", FILE_KEY, "", source, destination)
 }
 
 async fn items(db: &mongodb::Database, names: &[String]) {

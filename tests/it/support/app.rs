@@ -384,6 +384,45 @@ impl Hosted {
     }
 }
 
+/// Write `<tag>.toml`: database `db` of the test server (`mongo_extra`: more `[mongo]` keys),
+/// app `app_id` with key `file_key` served at [`SERVER_URL`], the `source` tables and the body of
+/// the `[destination]` table.
+pub fn write_config(
+    tag: &str,
+    db: &str,
+    app_id: &str,
+    file_key: &str,
+    mongo_extra: &str,
+    source: &str,
+    destination: &str,
+) -> PathBuf {
+    let path = super::temp_path(tag).with_extension("toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[mongo]
+uri = "{uri}"
+database = "{db}"
+{mongo_extra}
+
+[parse]
+app_id = "{app_id}"
+file_key = "{file_key}"
+public_server_url = "{SERVER_URL}"
+
+{source}
+
+[destination]
+{destination}
+"#,
+            uri = super::mongo_uri(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
 /// The `[mongo]` and `[parse]` tables for `db_name` on the test server.
 pub fn base_tables(db_name: &str, file_key: &str) -> String {
     format!(
