@@ -20,6 +20,14 @@ pub const REFRESH: Duration = Duration::from_secs(10);
 
 const LAST_SUCCESS: &str = "pfm_last_success_timestamp_seconds";
 
+/// How a run ended: its exit code, and whether it counts as a successful pass (exit 0 and not a
+/// dry run, which changes nothing).
+#[derive(Debug, Clone, Copy)]
+pub struct End {
+    pub code: i32,
+    pub success: bool,
+}
+
 /// Start writing `path` (if given) for a run of `command` on `shard`: the file is refreshed from
 /// `state` until [`Refreshing::finish`].
 pub fn start(
@@ -58,8 +66,10 @@ impl Refreshing {
     pub fn finish(self, result: Result<&crate::engine::summary::Summary, i32>) {
         self.task.abort();
         let code = result.map_or_else(|code| code, |s| s.exit_code());
+        let success = code == crate::exit::OK && result.is_ok_and(|s| !s.dry_run);
+        let end = End { code, success };
         let (c, elapsed) = (&self.state.counters, self.state.started.elapsed());
-        if let Err(e) = self.file.write(c, elapsed, Some(code)) {
+        if let Err(e) = self.file.write(c, elapsed, Some(end)) {
             tracing::warn!("writing the metrics file {}: {e}", self.file.path.display());
         }
     }
@@ -85,9 +95,9 @@ impl MetricsFile {
         }
     }
 
-    /// Write the counters; `exit` is the exit code once the run has ended (`None`: running).
-    pub fn write(&self, c: &Counters, elapsed: Duration, exit: Option<i32>) -> std::io::Result<()> {
-        let text = self.render(c, elapsed, exit, now_secs(), self.previous_success());
+    /// Write the counters; `end` once the run has ended (`None`: running).
+    pub fn write(&self, c: &Counters, elapsed: Duration, end: Option<End>) -> std::io::Result<()> {
+        let text = self.render(c, elapsed, end, now_secs(), self.previous_success());
         let tmp = self.path.with_file_name(format!(
             ".{}.tmp",
             self.path
@@ -112,7 +122,7 @@ impl MetricsFile {
         &self,
         c: &Counters,
         elapsed: Duration,
-        exit: Option<i32>,
+        end: Option<End>,
         now: f64,
         previous_success: Option<f64>,
     ) -> String {
@@ -194,7 +204,7 @@ impl MetricsFile {
             "pfm_run_running",
             "gauge",
             "1 while the run goes on, 0 once it has ended.",
-            &[("", if exit.is_some() { 0.0 } else { 1.0 })],
+            &[("", if end.is_some() { 0.0 } else { 1.0 })],
         );
         family(
             "pfm_run_timestamp_seconds",
@@ -202,7 +212,7 @@ impl MetricsFile {
             "When this file was written (Unix time).",
             &[("", now)],
         );
-        if let Some(code) = exit {
+        if let Some(End { code, .. }) = end {
             family(
                 "pfm_exit_code",
                 "gauge",
@@ -210,7 +220,7 @@ impl MetricsFile {
                 &[("", f64::from(code))],
             );
         }
-        let success = if exit == Some(crate::exit::OK) {
+        let success = if end.is_some_and(|e| e.success) {
             Some(now)
         } else {
             previous_success
@@ -246,22 +256,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn samples_carry_the_labels_and_a_last_success_survives_a_failed_run() {
+    fn samples_carry_the_labels_and_a_last_success_survives_failed_and_dry_runs() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pfm.prom");
         let m = MetricsFile::new(&path, "migrate", "0/\"2\"");
         let c = Counters::default();
         c.files_copied.store(7, Relaxed);
-        m.write(&c, Duration::from_secs(3), Some(0)).unwrap();
+        let end = |code| {
+            Some(End {
+                code,
+                success: code == 0,
+            })
+        };
+        m.write(&c, Duration::from_secs(3), end(0)).unwrap();
         let ok = std::fs::read_to_string(&path).unwrap();
         let copied =
             "pfm_files_total{command=\"migrate\",shard=\"0/\\\"2\\\"\",outcome=\"copied\"} 7";
         assert!(ok.contains(copied), "{ok}");
         let success = m.previous_success().expect("recorded");
-        m.write(&c, Duration::from_secs(3), Some(3)).unwrap();
+        m.write(&c, Duration::from_secs(3), end(3)).unwrap();
         let failed = std::fs::read_to_string(&path).unwrap();
         assert!(failed.contains("pfm_exit_code{command=\"migrate\",shard=\"0/\\\"2\\\"\"} 3"));
         assert_eq!(m.previous_success(), Some(success), "{failed}");
+        std::thread::sleep(Duration::from_millis(5));
+        let dry = Some(End {
+            code: 0,
+            success: false,
+        });
+        m.write(&c, Duration::from_secs(1), dry).unwrap();
+        assert_eq!(
+            m.previous_success(),
+            Some(success),
+            "a dry run is not a pass"
+        );
         assert!(!dir.path().join(".pfm.prom.tmp").exists());
     }
 }
