@@ -408,6 +408,47 @@ class Bench:
                          0, rate="objects", note="first and last page timed, mean × pages")
         self.client.drop_database("bench_scan")
 
+    def audit(self):
+        """`audit` of an fs store holding N empty files, a tenth of them orphans (nothing
+        references them), joined with the top-level references of the other nine tenths; the
+        baseline is the raw listing of the same directory (os.scandir, names only)."""
+        a = self.a
+        n = a.audit_files
+        store = os.path.join(self.out, "audit-store")
+        fresh_dir(store)
+        names = [f"{i:08x}_f{i}.bin" for i in range(n)]
+        for name in names:
+            open(os.path.join(store, name), "wb").close()
+        referenced = os.path.join(self.out, "audit-names")
+        with open(referenced, "w") as f:
+            f.write("\n".join(names[: n - n // 10]) + "\n")
+        subprocess.run([sys.executable, seed.__file__, "docs", MONGO, "bench_audit", referenced,
+                        "0"], check=True)
+        cfg = self.config("audit", "bench_audit", ("fs", store), "audit", a.concurrency)
+        tool, raw = [], []
+        for rep in range(a.reps):
+            t0 = time.monotonic()
+            listed = sum(1 for _ in os.scandir(store))
+            raw.append(self.record("audit", "raw-listing", rep=rep, wall=time.monotonic() - t0,
+                                   rss_kib=0))
+            out = os.path.join(self.out, "audit.jsonl")
+            with open(out, "w") as f:
+                # Exit 6: orphans found, as seeded.
+                wall, rss, _ = self.run([self.bin, "-c", cfg, "-q", "audit", "--output", "jsonl"],
+                                        stdout=f, ok=(6,))
+            with open(out) as f:
+                findings = [json.loads(line) for line in f if line.strip()]
+            os.remove(out)
+            orphans = sum(1 for x in findings if x.get("finding") == "orphan")
+            if listed != n or orphans != n // 10:
+                sys.exit(f"bench: audit found {orphans} orphans in {listed} files, "
+                         f"expected {n // 10} in {n}")
+            tool.append(self.record("audit", "audit", rep=rep, wall=wall, rss_kib=rss))
+        self.row(f"audit: {n:,} stored × {n - n // 10:,} references (fs)", "audit", tool, n, 0,
+                 raw, "raw listing (scandir)")
+        discard(store)
+        self.client.drop_database("bench_audit")
+
     def keyset_page_secs(self, page, skip):
         """Seconds the server takes for one keyset page starting after the skip-th _id."""
         coll = self.client["bench_scan"]["Bench"]
@@ -636,6 +677,7 @@ SCENARIOS = {
     "scan": lambda a: 2 * len(a.page_sizes),
     "rewrite": lambda a: 2,
     "sweep": lambda a: len(a.sweep_concurrency),
+    "audit": lambda a: 1,
     "curve": lambda a: 0,
 }
 
@@ -647,7 +689,7 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--only", default="small,large,huge,scan,rewrite")
+    p.add_argument("--only", default="small,large,huge,scan,rewrite,audit")
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--small-count", type=int, default=2000)
     p.add_argument("--small-size", type=int, default=20 << 10)
@@ -665,6 +707,8 @@ def main():
                    help="seconds a keyset walk may be projected to take before it is skipped")
     p.add_argument("--rewrite-refs", type=int, default=2000)
     p.add_argument("--sweep-concurrency", default="8,32,64")
+    p.add_argument("--audit-files", type=int, default=100_000,
+                   help="files in the audit scenario's store (a tenth of them orphans)")
     p.add_argument("--curve", action="store_true",
                    help="also run the scaling curves (bench/curve.py): full migrations of "
                         "--curve-counts files of each --curve-sizes, and `list` over "
@@ -680,6 +724,7 @@ def main():
     if a.quick:
         a.reps, a.small_count, a.large_count, a.large_size = 1, 20, 2, 1 << 20
         a.huge_size, a.scan_objects, a.rewrite_refs = 4 << 20, 500, 50
+        a.audit_files = 200
         a.sweep_concurrency = "4"
         a.curve_counts, a.curve_sizes, a.curve_scan = "50,200", "4096", "1000,4000"
     a.page_sizes = [int(x) for x in a.page_sizes.split(",")]
