@@ -29,6 +29,7 @@ mod crash;
 mod discovery;
 mod disk_full;
 mod faults;
+mod image;
 mod migrate;
 mod mongo_tls;
 mod no_harm;
