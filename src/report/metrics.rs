@@ -129,51 +129,50 @@ impl MetricsFile {
         let g = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed);
         let l = &self.labels;
         let mut out = String::new();
-        let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, f64)]| {
+        // A family of samples; a sample's `Some(outcome)` adds the label `outcome`.
+        let mut family = |name: &str, kind: &str, help: &str, samples: &[(Option<&str>, f64)]| {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
-            for (extra, value) in samples {
-                let sep = if extra.is_empty() { "" } else { "," };
-                let _ = writeln!(out, "{name}{{{l}{sep}{extra}}} {value}");
+            for (outcome, value) in samples {
+                match outcome {
+                    Some(o) => writeln!(out, "{name}{{{l},outcome=\"{o}\"}} {value}"),
+                    None => writeln!(out, "{name}{{{l}}} {value}"),
+                }
+                .unwrap_or_default();
             }
         };
-        let files = [
-            ("planned", g(&c.files_planned)),
-            ("copied", g(&c.files_copied)),
-            ("skipped", g(&c.files_skipped)),
-            ("missing", g(&c.files_missing)),
-            ("failed", g(&c.files_failed)),
-            ("collision", g(&c.files_collisions)),
-        ];
-        let files: Vec<(String, f64)> = files
-            .iter()
-            .map(|(o, n)| (format!("outcome=\"{o}\""), *n as f64))
-            .collect();
-        let files: Vec<(&str, f64)> = files.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+        let by_outcome = |counts: &[(&'static str, &std::sync::atomic::AtomicU64)]| {
+            let samples: Vec<(Option<&str>, f64)> = counts
+                .iter()
+                .map(|(o, n)| (Some(*o), g(n) as f64))
+                .collect();
+            samples
+        };
         family(
             "pfm_files_total",
             "counter",
             "Files of this run by outcome (planned: copies started).",
-            &files,
+            &by_outcome(&[
+                ("planned", &c.files_planned),
+                ("copied", &c.files_copied),
+                ("skipped", &c.files_skipped),
+                ("missing", &c.files_missing),
+                ("failed", &c.files_failed),
+                ("collision", &c.files_collisions),
+            ]),
         );
-        let refs = [
-            ("rewritten", g(&c.refs_rewritten)),
-            ("unchanged", g(&c.refs_unchanged)),
-            ("conflict", g(&c.refs_conflict)),
-            ("failed", g(&c.refs_failed)),
-            ("left_untouched", g(&c.refs_left)),
-            ("not_selected", g(&c.refs_not_selected)),
-        ];
-        let refs: Vec<(String, f64)> = refs
-            .iter()
-            .map(|(o, n)| (format!("outcome=\"{o}\""), *n as f64))
-            .collect();
-        let refs: Vec<(&str, f64)> = refs.iter().map(|(s, n)| (s.as_str(), *n)).collect();
         family(
             "pfm_references_total",
             "counter",
             "File references of this run by outcome.",
-            &refs,
+            &by_outcome(&[
+                ("rewritten", &c.refs_rewritten),
+                ("unchanged", &c.refs_unchanged),
+                ("conflict", &c.refs_conflict),
+                ("failed", &c.refs_failed),
+                ("left_untouched", &c.refs_left),
+                ("not_selected", &c.refs_not_selected),
+            ]),
         );
         for (name, help, v) in [
             (
@@ -192,32 +191,32 @@ impl MetricsFile {
                 g(&c.retries),
             ),
         ] {
-            family(name, "counter", help, &[("", v as f64)]);
+            family(name, "counter", help, &[(None, v as f64)]);
         }
         family(
             "pfm_run_duration_seconds",
             "gauge",
             "Time since the run started.",
-            &[("", (elapsed.as_secs_f64() * 1000.0).round() / 1000.0)],
+            &[(None, (elapsed.as_secs_f64() * 1000.0).round() / 1000.0)],
         );
         family(
             "pfm_run_running",
             "gauge",
             "1 while the run goes on, 0 once it has ended.",
-            &[("", if end.is_some() { 0.0 } else { 1.0 })],
+            &[(None, if end.is_some() { 0.0 } else { 1.0 })],
         );
         family(
             "pfm_run_timestamp_seconds",
             "gauge",
             "When this file was written (Unix time).",
-            &[("", now)],
+            &[(None, now)],
         );
         if let Some(End { code, .. }) = end {
             family(
                 "pfm_exit_code",
                 "gauge",
                 "The run's exit code (README \"Exit codes\").",
-                &[("", f64::from(code))],
+                &[(None, f64::from(code))],
             );
         }
         let success = if end.is_some_and(|e| e.success) {
@@ -230,7 +229,7 @@ impl MetricsFile {
                 LAST_SUCCESS,
                 "gauge",
                 "When a run last ended with exit code 0 (Unix time).",
-                &[("", t)],
+                &[(None, t)],
             );
         }
         out
