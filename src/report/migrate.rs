@@ -218,29 +218,19 @@ pub fn summary_text(s: &Summary) -> String {
             s.malformed_values
         ));
     }
-    for m in s.items.missing.iter().take(20) {
-        t.push_str(&format!(
-            "  missing: {} ({} references): {}\n",
-            printable(&m.name),
-            m.references,
-            printable(&m.reason)
-        ));
-    }
-    for m in s.items.failed.iter().take(20) {
-        t.push_str(&format!(
-            "  failed:  {} ({} references): {}\n",
-            printable(&m.name),
-            m.references,
-            printable(&m.reason)
-        ));
-    }
-    for m in s.items.collisions.iter().take(20) {
-        t.push_str(&format!(
-            "  collision: {} ({} references): {}\n",
-            printable(&m.name),
-            m.references,
-            printable(&m.reason)
-        ));
+    for (what, items) in [
+        ("missing:", &s.items.missing),
+        ("failed: ", &s.items.failed),
+        ("collision:", &s.items.collisions),
+    ] {
+        for m in items.iter().take(20) {
+            t.push_str(&format!(
+                "  {what} {} ({} references): {}\n",
+                printable(&m.name),
+                m.references,
+                printable(&m.reason)
+            ));
+        }
     }
     for c in s
         .items

@@ -10,7 +10,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use mongodb::bson::{Document, doc};
 use parse_files_migrate::parse::names::{encode_uri_component, parse_server_name};
 
 use crate::support::{self, app};
@@ -90,19 +89,7 @@ async fn a_full_destination_stops_the_run_cleanly_and_a_rerun_completes() {
     for (n, d) in names.iter().zip(&data) {
         std::fs::write(root.join(n), d).unwrap();
     }
-    db.collection::<Document>("_SCHEMA")
-        .insert_one(doc! {"_id": "Item", "objectId": "string", "file": "file"})
-        .await
-        .unwrap();
-    let docs: Vec<Document> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| doc! {"_id": format!("i{i:03}"), "file": n})
-        .collect();
-    db.collection::<Document>("Item")
-        .insert_many(docs)
-        .await
-        .unwrap();
+    app::seed_items(&db, &names).await;
     let config = support::temp_path("full").with_extension("toml");
     std::fs::write(
         &config,

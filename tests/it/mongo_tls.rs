@@ -13,24 +13,9 @@ const PASSWORD: &str = "pw-TLS-SECRET";
 
 /// A CA certificate and a client certificate+key PEM, self-signed, valid for a day.
 fn certificates(dir: &Path) -> (String, String) {
-    let openssl = |args: &[&str]| support::tls::openssl(dir, args);
     for (name, cn) in [("ca", "pfm-test-ca"), ("client", "pfm-test-client")] {
-        let subj = format!("/CN={cn}");
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            &subj,
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.crt"),
-        ]);
+        let (key, cert) = (format!("{name}.key"), format!("{name}.crt"));
+        support::tls::self_signed(dir, cn, &key, &cert);
     }
     let client = [
         std::fs::read_to_string(dir.join("client.crt")).unwrap(),

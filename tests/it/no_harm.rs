@@ -7,7 +7,6 @@
 
 use std::path::PathBuf;
 
-use mongodb::bson::{Document, doc};
 use parse_files_migrate::parse::names::{encode_uri_component, parse_server_name};
 use parse_files_migrate::storage::{self, StoreConfig, StoreContext};
 
@@ -17,22 +16,6 @@ const FILE_KEY: &str = "harmKey";
 
 fn config(tag: &str, db: &str, source: &str, destination: &str) -> PathBuf {
     app::write_config(tag, db, "harmApp", FILE_KEY, "", source, destination)
-}
-
-async fn items(db: &mongodb::Database, names: &[String]) {
-    db.collection::<Document>("_SCHEMA")
-        .insert_one(doc! {"_id": "Item", "objectId": "string", "file": "file"})
-        .await
-        .unwrap();
-    let docs: Vec<Document> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| doc! {"_id": format!("i{i}"), "file": n})
-        .collect();
-    db.collection::<Document>("Item")
-        .insert_many(docs)
-        .await
-        .unwrap();
 }
 
 #[tokio::test]
@@ -54,7 +37,7 @@ async fn an_existing_target_with_other_bytes_is_a_collision_never_overwritten() 
     for (n, d) in names.iter().zip(&data) {
         std::fs::write(root.join(n), d).unwrap();
     }
-    items(&db, &names).await;
+    app::seed_items(&db, &names).await;
     let dest = support::temp_path("harm-dest");
     std::fs::create_dir_all(&dest).unwrap();
     let at = |n: &str| dest.join(encode_uri_component(&parse_server_name(n)));
@@ -174,7 +157,7 @@ async fn an_adapter_move_keeping_names_leaves_another_apps_object_alone() {
             .await
             .unwrap();
     }
-    items(&db, &names).await;
+    app::seed_items(&db, &names).await;
     let bucket = support::s3::fresh_bucket("harm").await;
     let client = support::s3::raw_client().await;
     let theirs = b"another app's logo".to_vec();

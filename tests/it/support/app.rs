@@ -384,6 +384,23 @@ impl Hosted {
     }
 }
 
+/// A class `Item` with one top-level File field `file`, and an object `i000`, `i001`, … per name.
+pub async fn seed_items(db: &Database, names: &[String]) {
+    db.collection::<Document>("_SCHEMA")
+        .insert_one(doc! {"_id": "Item", "objectId": "string", "file": "file"})
+        .await
+        .unwrap();
+    let docs: Vec<Document> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| doc! {"_id": format!("i{i:03}"), "file": n})
+        .collect();
+    db.collection::<Document>("Item")
+        .insert_many(docs)
+        .await
+        .unwrap();
+}
+
 /// Write `<tag>.toml`: database `db` of the test server (`mongo_extra`: more `[mongo]` keys),
 /// app `app_id` with key `file_key` served at [`SERVER_URL`], the `source` tables and the body of
 /// the `[destination]` table.

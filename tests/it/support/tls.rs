@@ -39,28 +39,23 @@ pub fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+/// A self-signed certificate for `/CN=<cn>` (RSA, two days) and its key, as PEM files in `dir`.
+pub fn self_signed(dir: &Path, cn: &str, key: &str, cert: &str) {
+    let subject = format!("/CN={cn}");
+    openssl(
+        dir,
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &subject,
+            "-keyout", key, "-out", cert,
+        ],
+    );
+}
+
 /// Start a server; it answers once this returns.
 pub async fn start() -> HttpsServer {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    openssl(
-        d,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=pfm test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ],
-    );
+    self_signed(d, "pfm test CA", "ca.key", "ca.pem");
     openssl(
         d,
         &[
