@@ -197,7 +197,7 @@ pub enum Command {
     List(ListArgs),
     /// Copy → verify → rewrite; resumable; --dry-run prints the plan and changes nothing
     #[command(after_long_help = MIGRATE_EXAMPLES)]
-    Migrate(MigrateArgs),
+    Migrate(Box<MigrateArgs>),
     /// Check that every reference resolves at the destination (exists, size, hash)
     #[command(after_long_help = VERIFY_EXAMPLES)]
     Verify(VerifyArgs),
@@ -446,6 +446,22 @@ pub struct MigrateArgs {
     /// collector), refreshed every 10 s and final at the end, with the exit code
     #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<std::path::PathBuf>,
+
+    /// Size the work before committing to a window (implies --dry-run; nothing is written):
+    /// probe every planned file at its source, measure the source's rate, and print files and
+    /// bytes per class field and kind, the largest files, files already missing, the projected
+    /// duration and the memory the run will need at --concurrency
+    #[arg(long)]
+    pub estimate: bool,
+
+    /// With --estimate: probe only a uniform random sample of N files and project the totals
+    #[arg(long, value_name = "N", requires = "estimate", value_parser = clap::value_parser!(u64).range(1..))]
+    pub sample: Option<u64>,
+
+    /// With --estimate: project the duration at this rate instead of measuring one: files per
+    /// second (`150`), bytes per second (`40MiB`), or both (`150,40MiB`; the slower one decides)
+    #[arg(long, value_name = "RATE", requires = "estimate")]
+    pub assume_rate: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

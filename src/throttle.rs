@@ -174,6 +174,10 @@ pub struct Throttled {
 #[deny(clippy::missing_trait_methods)]
 #[async_trait]
 impl ObjectStore for Throttled {
+    fn put_buffer(&self) -> u64 {
+        self.inner.put_buffer()
+    }
+
     fn describe(&self) -> String {
         self.inner.describe()
     }

@@ -32,36 +32,15 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
         )
         .into());
     }
+    if args.estimate {
+        return super::estimate::run(settings, args).await;
+    }
     let destination = session::destination_config(settings, "migrate")?;
     let format = MigrateFormat::choose(args.output);
     let d = discover(settings, &args.filters).await?;
     let ledger = session::open_ledger(settings, &d.db).await?;
     let stores = session::migrate_stores(settings, destination).await?;
-    let plan = Plan {
-        select: run.select,
-        rename: run.rename,
-        concurrency: run.concurrency,
-        shard: run.shard,
-        mode: match (args.copy_only, args.rewrite_only) {
-            (true, _) => Mode::CopyOnly,
-            (_, true) => Mode::RewriteOnly,
-            _ => Mode::Full,
-        },
-        retry_missing: args.retry_failed,
-        limits: Limits {
-            max_files: run.max_files,
-            max_bytes: run.max_bytes,
-            max_duration: run.max_duration,
-            max_errors: run.max_errors,
-        },
-        urls: settings.url_base(),
-        collection_prefix: settings.mongo.collection_prefix.clone(),
-        page_size: settings.mongo.page_size,
-        file_key: settings.parse.file_key.clone(),
-        destination: stores.destination.describe(),
-        scope: engine::scope_of(run.shard),
-        rescan: args.rescan || args.retry_failed,
-    };
+    let plan = plan_of(settings, args, &stores);
     if let UrlBase::None { why } = &plan.urls {
         tracing::warn!("{why}; nested File references to renamed files will not be rewritten");
     }
@@ -76,7 +55,10 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
         session::consent(
             args.yes,
             "migrate writes to the destination and rewrites documents",
-            || consent_text(settings, &stores, &d.database) + &session::breaking_text(&breaking),
+            || {
+                session::migrate_consent(settings, &stores, &d.database)
+                    + &session::breaking_text(&breaking)
+            },
         )?;
         Arc::new(
             engine::live::Live::new(
@@ -128,22 +110,32 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
     Ok(code)
 }
 
-/// The question `migrate` asks on a terminal before it writes.
-fn consent_text(settings: &Settings, stores: &Stores, database: &str) -> String {
+/// What `migrate` (and `--estimate`) will do, from the settings and the flags.
+pub(super) fn plan_of(settings: &Settings, args: &MigrateArgs, stores: &Stores) -> Plan {
     let run = &settings.run;
-    let mut what = format!(
-        "About to migrate files of database {database:?}:\n  select: {:?}   rename: {:?}   concurrency: {}\n",
-        run.select, run.rename, run.concurrency
-    );
-    if let Some(h) = &stores.hosted {
-        what.push_str(&format!("  hosted-Parse names from: {}\n", h.describe()));
+    Plan {
+        select: run.select,
+        rename: run.rename,
+        concurrency: run.concurrency,
+        shard: run.shard,
+        mode: match (args.copy_only, args.rewrite_only) {
+            (true, _) => Mode::CopyOnly,
+            (_, true) => Mode::RewriteOnly,
+            _ => Mode::Full,
+        },
+        retry_missing: args.retry_failed,
+        limits: Limits {
+            max_files: run.max_files,
+            max_bytes: run.max_bytes,
+            max_duration: run.max_duration,
+            max_errors: run.max_errors,
+        },
+        urls: settings.url_base(),
+        collection_prefix: settings.mongo.collection_prefix.clone(),
+        page_size: settings.mongo.page_size,
+        file_key: settings.parse.file_key.clone(),
+        destination: stores.destination.describe(),
+        scope: engine::scope_of(run.shard),
+        rescan: args.rescan || args.retry_failed,
     }
-    if let Some(s) = &stores.server {
-        what.push_str(&format!("  other names from:        {}\n", s.describe()));
-    }
-    what.push_str(&format!(
-        "  copy to:                 {}\n  then rewrite every reference in the database (compare-and-swap; see --dry-run for the full plan)",
-        stores.destination.describe()
-    ));
-    what
 }

@@ -3,6 +3,7 @@
 
 mod audit;
 mod docs;
+mod estimate;
 mod list;
 mod migrate;
 mod rollback;
@@ -24,7 +25,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         other => other,
     };
     let migrate = match &command {
-        Some(Command::Migrate(m)) => Some(m),
+        Some(Command::Migrate(m)) => Some(m.as_ref()),
         _ => None,
     };
     let settings = Settings::resolve(&cli.global, migrate)?;

@@ -15,9 +15,9 @@
 //!
 //! Every destructive step (destination writes and deletes, ledger writes, document updates and
 //! restores) goes through one [`Effects`] value, chosen once: [`live::Live`] does them,
-//! [`dry::DryRun`] reports them to a [`dry::PlanSink`] the caller supplies. That is the only
-//! dry-run gate; nothing else in the engine asks whether a run is dry. [`rollback`] drives the
-//! same gate backwards.
+//! [`dry::DryRun`] reports them to a [`dry::PlanSink`] the caller supplies, and
+//! [`estimate::Estimator`] sizes them (no write either). That is the only dry-run gate; nothing
+//! else in the engine asks whether a run is dry. [`rollback`] drives the same gate backwards.
 //!
 //! Memory: the walk holds one page; the channels hold `max(concurrency, QUEUE)` jobs and records
 //! each; the dedup table holds in-flight files plus a bounded window of recent outcomes; each
@@ -27,6 +27,7 @@ pub mod cas;
 pub mod checkpoint;
 pub mod dedup;
 pub mod dry;
+pub mod estimate;
 pub mod live;
 pub mod plan;
 pub mod rewrite;
@@ -218,6 +219,7 @@ pub struct FileJob {
     pub kind: NameKind,
     /// A stored `url` of one of its references (an HTTP source may need it).
     pub url_hint: Option<String>,
+    pub field: String, // `Class.field` of the first reference to it (how reports group files)
     /// Copy attempts the ledger recorded before (0: it has no record of the file).
     pub attempts: u32,
 }

@@ -282,6 +282,7 @@ impl Planner<'_> {
             }
             let kind = NameKind::of(&name);
             let url_hint = refs.iter().find_map(|r| r.url.clone());
+            let field = refs.first().map(FileRef::field).unwrap_or_default();
             let attempts = record.map_or(0, |r| r.attempts.max(1));
             self.state.dedup.start(&name, refs);
             Counters::add(&c.files_planned, 1);
@@ -291,6 +292,7 @@ impl Planner<'_> {
                     target,
                     kind,
                     url_hint,
+                    field,
                     attempts,
                 })
                 .await

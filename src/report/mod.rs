@@ -5,6 +5,7 @@
 //! `NO_COLOR`.
 
 pub mod audit;
+pub mod estimate;
 pub mod list;
 pub mod logging;
 pub mod metrics;

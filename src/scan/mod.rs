@@ -71,6 +71,20 @@ impl FileRef {
     pub fn nested(&self) -> bool {
         self.shape == Shape::Nested
     }
+
+    /// `Class.field`: the class and the top-level field that holds it (for Parse Config, the
+    /// parameter: `_GlobalConfig.params.logo`). How reports group references.
+    pub fn field(&self) -> String {
+        let mut parts = self.path.split('.');
+        let mut field = parts.next().unwrap_or_default().to_string();
+        if self.class == crate::parse::schema::GLOBAL_CONFIG
+            && field == "params"
+            && let Some(param) = parts.next()
+        {
+            field = format!("params.{param}");
+        }
+        format!("{}.{field}", self.class)
+    }
 }
 
 /// `_id` as the string the listing shows.

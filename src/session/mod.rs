@@ -14,7 +14,9 @@ use std::sync::Arc;
 use anyhow::Context;
 
 pub(crate) use discover::{discover, discover_with, explain_empty, next_page};
-pub(crate) use stores::{destination_config, migrate_stores, open_checked, open_lenient, source};
+pub(crate) use stores::{
+    destination_config, migrate_consent, migrate_stores, open_checked, open_lenient, source,
+};
 
 use crate::engine::{Effects, RunState};
 use crate::exit::{INTERRUPTED, usage};

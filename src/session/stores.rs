@@ -115,3 +115,23 @@ pub(crate) async fn open_lenient(
         }
     }
 }
+
+/// The question `migrate` asks on a terminal before it writes.
+pub(crate) fn migrate_consent(settings: &Settings, stores: &Stores, database: &str) -> String {
+    let run = &settings.run;
+    let mut what = format!(
+        "About to migrate files of database {database:?}:\n  select: {:?}   rename: {:?}   concurrency: {}\n",
+        run.select, run.rename, run.concurrency
+    );
+    if let Some(h) = &stores.hosted {
+        what.push_str(&format!("  hosted-Parse names from: {}\n", h.describe()));
+    }
+    if let Some(s) = &stores.server {
+        what.push_str(&format!("  other names from:        {}\n", s.describe()));
+    }
+    what.push_str(&format!(
+        "  copy to:                 {}\n  then rewrite every reference in the database (compare-and-swap; see --dry-run for the full plan)",
+        stores.destination.describe()
+    ));
+    what
+}

@@ -402,6 +402,12 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
         futures::stream::once(async move { Err(err) }).boxed()
     }
 
+    /// The most memory one `put` buffers for itself beyond one input chunk, whatever the
+    /// object's size (S3: the part uploading and the next; GCS: the read-ahead and the upload
+    /// buffer; GridFS: one chunk; FS: the small-write buffer; 0 where nothing is written).
+    /// Projects a run's memory (`migrate --estimate`).
+    fn put_buffer(&self) -> u64;
+
     /// Remove `name`. Removing a missing object is not an error.
     async fn delete(&self, name: &str) -> Result<(), StorageError>;
 

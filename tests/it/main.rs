@@ -28,6 +28,7 @@ mod cli;
 mod crash;
 mod discovery;
 mod disk_full;
+mod estimate;
 mod faults;
 mod image;
 mod migrate;

@@ -784,6 +784,9 @@ impl ObjectStore for SyncProbe {
     fn describe(&self) -> String {
         self.inner.describe()
     }
+    fn put_buffer(&self) -> u64 {
+        self.inner.put_buffer()
+    }
     fn capabilities(&self) -> storage::Capabilities {
         self.inner.capabilities()
     }

@@ -247,6 +247,11 @@ fn io_error(name: &str, e: io::Error) -> StorageError {
 
 #[async_trait]
 impl ObjectStore for FsStore {
+    fn put_buffer(&self) -> u64 {
+        // A small body is gathered before one write; a longer one streams chunk by chunk.
+        SMALL_PUT as u64
+    }
+
     fn describe(&self) -> String {
         let enc = if self.key.is_some() {
             " (encrypted)"

@@ -89,6 +89,7 @@ pub struct GcsStore {
     cache_control: Option<String>,
     predefined_acl: Option<String>,
     threshold: usize,
+    chunk_size: usize,
 }
 
 impl std::fmt::Debug for GcsStore {
@@ -165,6 +166,7 @@ impl GcsStore {
             cache_control: cfg.cache_control.clone(),
             predefined_acl: cfg.predefined_acl.clone(),
             threshold,
+            chunk_size,
         })
     }
 
@@ -230,6 +232,11 @@ fn load_credentials(cfg: &GcsConfig) -> Result<Credentials, String> {
 
 #[async_trait]
 impl ObjectStore for GcsStore {
+    fn put_buffer(&self) -> u64 {
+        // See upload.rs: the read-ahead plus the crate's buffer of unacknowledged bytes.
+        (self.threshold + self.chunk_size) as u64
+    }
+
     fn describe(&self) -> String {
         let mut s = format!("gs://{}/{}", self.bucket, self.prefix);
         if self.endpoint != "https://storage.googleapis.com" {

@@ -374,6 +374,11 @@ fn mongo_error(name: &str, e: mongodb::error::Error) -> StorageError {
 
 #[async_trait]
 impl ObjectStore for GridFsStore {
+    fn put_buffer(&self) -> u64 {
+        // The driver's upload stream holds one chunk until it is full.
+        u64::from(PARSE_CHUNK_SIZE)
+    }
+
     fn describe(&self) -> String {
         let enc = if self.key.is_some() {
             " (encrypted)"

@@ -421,6 +421,10 @@ fn checked_body(
 
 #[async_trait]
 impl ObjectStore for HttpStore {
+    fn put_buffer(&self) -> u64 {
+        0
+    }
+
     fn describe(&self) -> String {
         let server = self
             .server

@@ -287,6 +287,11 @@ impl S3Store {
 
 #[async_trait]
 impl ObjectStore for S3Store {
+    fn put_buffer(&self) -> u64 {
+        // See upload.rs: the part uploading and the next being read.
+        2 * self.part_size
+    }
+
     fn describe(&self) -> String {
         match &self.endpoint {
             Some(ep) => format!("s3://{}/{} (endpoint {ep})", self.bucket, self.prefix),
