@@ -157,7 +157,8 @@ impl Settings {
             return Err(usage("[mongo] page_size must be at least 1"));
         }
 
-        let hosted = file.source.hosted.unwrap_or_else(default_hosted_source);
+        let hosted = store_table("[source.hosted]", file.source.hosted)?
+            .unwrap_or_else(default_hosted_source);
         let run = file.run;
         let m = migrate;
         let concurrency = m
@@ -262,9 +263,9 @@ impl Settings {
             },
             source: SourceSettings {
                 hosted,
-                server: file.source.server,
+                server: store_table("[source.server]", file.source.server)?,
             },
-            destination: file.destination,
+            destination: store_table("[destination]", file.destination)?,
             ledger: LedgerSettings {
                 uri: file.ledger.uri.map(|s| MongoUri::new(s.expose())),
                 database: file.ledger.database,
@@ -365,6 +366,12 @@ impl Settings {
     pub fn to_toml(&self) -> anyhow::Result<String> {
         toml::to_string_pretty(self).context("rendering settings")
     }
+}
+
+/// A store table with what its keys imply filled in ([`StoreConfig::resolved`]).
+fn store_table(role: &str, cfg: Option<StoreConfig>) -> anyhow::Result<Option<StoreConfig>> {
+    cfg.map(|c| c.resolved().map_err(|e| usage(format!("{role}: {e}"))))
+        .transpose()
 }
 
 /// The built-in `[source.hosted]`: the hosted-Parse hosts (long dead; point the templates at a

@@ -31,6 +31,15 @@ pub enum StoreConfig {
 }
 
 impl StoreConfig {
+    /// The table with what its own keys imply filled in (an S3 `provider`'s preset), as the store
+    /// will use it; settings resolution applies it so `--show-settings` prints effective values.
+    pub fn resolved(self) -> Result<StoreConfig, String> {
+        Ok(match self {
+            StoreConfig::S3(c) => StoreConfig::S3(c.resolved()?),
+            other => other,
+        })
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self {
             StoreConfig::Http(_) => "http",

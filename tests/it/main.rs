@@ -35,6 +35,7 @@ mod migrate;
 mod mongo_tls;
 mod no_harm;
 mod parse_server;
+mod providers;
 mod readme;
 mod resume;
 mod scan_memory;

@@ -188,7 +188,31 @@ pub(super) async fn check_bucket(store: &GcsStore) -> Result<(), StorageError> {
         ),
         _ => what,
     };
-    check_status(&who, &hint, resp).await.map(drop)
+    let resp = check_status(&who, &hint, resp).await?;
+    // A bucket with uniform bucket-level access rejects every upload that carries an ACL: say
+    // so now, once, rather than fail every file.
+    let bucket: serde_json::Value = resp.json().await.unwrap_or_default();
+    match ubla_conflict(&bucket, store.predefined_acl.as_deref()) {
+        Some(msg) => Err(StorageError::message(who, false, msg)),
+        None => Ok(()),
+    }
+}
+
+/// The fix, when `predefined_acl` is set on a bucket (its JSON resource) that has uniform
+/// bucket-level access.
+pub(super) fn ubla_conflict(bucket: &serde_json::Value, acl: Option<&str>) -> Option<String> {
+    let ubla = &bucket["iamConfiguration"]["uniformBucketLevelAccess"]["enabled"];
+    let acl = acl?;
+    (ubla.as_bool() == Some(true)).then(|| ubla_fix(acl))
+}
+
+/// What to change when GCS refuses per-object ACLs.
+pub(super) fn ubla_fix(acl: &str) -> String {
+    format!(
+        "the bucket has uniform bucket-level access, which rejects per-object ACLs such as \
+         predefined_acl = \"{acl}\": remove predefined_acl from this store's table and grant \
+         access on the bucket with IAM instead (public files: allUsers → roles/storage.objectViewer)"
+    )
 }
 
 pub(super) fn object_url(store: &GcsStore, key: &str) -> String {
@@ -281,4 +305,42 @@ async fn check_status(
 /// 408, 429 and 5xx are worth retrying (GCS "Retry strategy" docs); other 4xx are not.
 pub(super) fn retryable_status(status: u16) -> bool {
     status == 408 || status == 429 || status >= 500
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ubla_conflict;
+
+    #[test]
+    fn uniform_bucket_level_access_with_an_acl_is_named_with_the_fix() {
+        // The bucket resource as the JSON API returns it (storage/docs/json_api/v1/buckets).
+        let ubla: serde_json::Value = serde_json::from_str(
+            r#"{"kind":"storage#bucket","name":"b","iamConfiguration":{
+                "bucketPolicyOnly":{"enabled":true,"lockedTime":"2027-03-01T00:00:00Z"},
+                "uniformBucketLevelAccess":{"enabled":true,"lockedTime":"2027-03-01T00:00:00Z"},
+                "publicAccessPrevention":"inherited"}}"#,
+        )
+        .unwrap();
+        let fine: serde_json::Value = serde_json::from_str(
+            r#"{"kind":"storage#bucket","name":"b","iamConfiguration":{
+                "uniformBucketLevelAccess":{"enabled":false}}}"#,
+        )
+        .unwrap();
+        let msg = ubla_conflict(&ubla, Some("publicRead")).unwrap();
+        assert!(msg.contains("uniform bucket-level access"), "{msg}");
+        assert!(
+            msg.contains("remove predefined_acl") && msg.contains("IAM"),
+            "{msg}"
+        );
+        assert_eq!(
+            ubla_conflict(&ubla, None),
+            None,
+            "no ACL asked: nothing to refuse"
+        );
+        assert_eq!(ubla_conflict(&fine, Some("publicRead")), None);
+        assert_eq!(
+            ubla_conflict(&serde_json::Value::Null, Some("publicRead")),
+            None
+        );
+    }
 }

@@ -278,7 +278,7 @@ impl ObjectStore for GcsStore {
         let resp = req
             .send()
             .await
-            .map_err(|e| upload::map_error(name, &what, &self.url(&key), e))?;
+            .map_err(|e| upload::map_error(name, &what, &self.url(&key), None, e))?;
         let object = resp.object();
         // The crate reads the size from `x-goog-stored-content-length`; servers that omit the
         // header (fake-gcs-server for filesystem-backed objects) yield 0. A 0 is therefore

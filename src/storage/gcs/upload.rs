@@ -64,7 +64,8 @@ pub(super) async fn put(
     if let Some(original) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
         return Err(original);
     }
-    let object = result.map_err(|e| map_error(name, &what, &store.url(&key), e))?;
+    let acl = store.predefined_acl.as_deref();
+    let object = result.map_err(|e| map_error(name, &what, &store.url(&key), acl, e))?;
     if let Some(ct) = opts
         .content_type
         .as_deref()
@@ -130,6 +131,7 @@ pub(super) fn map_error(
     name: &str,
     what: &str,
     location: &str,
+    store_acl: Option<&str>,
     err: google_cloud_storage::Error,
 ) -> StorageError {
     use google_cloud_gax::error::rpc::Code;
@@ -162,6 +164,14 @@ pub(super) fn map_error(
                 || err.is_exhausted()
         }
     };
+    let chain = error_chain(&err);
+    if let Some(acl) = store_acl.filter(|_| chain.contains("uniform bucket-level access")) {
+        return StorageError::message(
+            name,
+            false,
+            format!("{what}: {}", super::json::ubla_fix(acl)),
+        );
+    }
     let mut message = format!("{what}: {}", error_chain(&err));
     if let Some(s) = status {
         message = format!("{what}: HTTP {s}: {}", error_chain(&err));

@@ -11,7 +11,10 @@
 
 mod errors;
 mod list;
+mod provider;
 mod upload;
+
+pub use provider::Provider;
 
 use std::time::Duration;
 
@@ -75,6 +78,9 @@ pub enum ChecksumMode {
 pub struct S3Config {
     /// Bucket name.
     pub bucket: String,
+    /// The service (`aws`, `r2`, `b2`, `spaces`, `minio`, `wasabi`, `other`): presets the
+    /// endpoint, addressing style and checksum policy it needs (see [`provider`]).
+    pub provider: Option<Provider>,
     /// Parse `bucketPrefix`: prepended verbatim to every file name (no `/` is added).
     pub prefix: Option<String>,
     /// Region; default: from the AWS config chain (`AWS_REGION`, profile), else `us-east-1`.
@@ -155,6 +161,7 @@ impl S3Store {
     pub async fn new(cfg: &S3Config, _ctx: &StoreContext) -> Result<Self, StorageError> {
         let invalid =
             |msg: String| StorageError::message(format!("s3://{}", cfg.bucket), false, msg);
+        let cfg = &cfg.resolved().map_err(invalid)?;
         if cfg.bucket.is_empty() {
             return Err(StorageError::message("s3", false, "`bucket` is required"));
         }
