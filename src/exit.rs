@@ -15,7 +15,8 @@ pub const INTERNAL: i32 = 1;
 pub const USAGE: i32 = 2;
 /// Finished, but some references could not be migrated; also `list --fail-on` matched.
 pub const INCOMPLETE: i32 = 3;
-/// Cannot reach MongoDB, the source or the destination at start-up.
+/// Cannot reach MongoDB, the source or the destination at start-up; or MongoDB was lost mid-run
+/// (the run stopped; a re-run continues).
 pub const UNREACHABLE: i32 = 4;
 /// `verify` found a mismatch.
 pub const VERIFY_MISMATCH: i32 = 5;
@@ -70,17 +71,44 @@ pub fn unreachable(message: impl Into<String>, hint: impl Into<String>) -> anyho
 }
 
 /// The exit code for an error: the outermost [`Coded`] in its chain, else [`INTERNAL`].
+/// A MongoDB error that lost the connection (a reset, a timeout, no server to select) is
+/// [`UNREACHABLE`] wherever it happens.
 pub fn code_of(err: &anyhow::Error) -> i32 {
-    err.chain()
-        .find_map(|e| e.downcast_ref::<Coded>())
-        .map_or(INTERNAL, |c| c.code)
+    match err.chain().find_map(|e| e.downcast_ref::<Coded>()) {
+        Some(c) => c.code,
+        None if lost_database(err) => UNREACHABLE,
+        None => INTERNAL,
+    }
 }
+
+/// What to do after losing MongoDB mid-run.
+pub const LOST_DATABASE_HINT: &str = "the connection to MongoDB was lost (network, restart, \
+     failover): everything done so far is recorded; run the same command again once MongoDB is \
+     back, and it continues where this run stopped";
 
 /// The hint attached to an error, if any.
 pub fn hint_of(err: &anyhow::Error) -> Option<&str> {
-    err.chain()
-        .find_map(|e| e.downcast_ref::<Coded>())
-        .and_then(|c| c.hint.as_deref())
+    match err.chain().find_map(|e| e.downcast_ref::<Coded>()) {
+        Some(c) => c.hint.as_deref(),
+        None if lost_database(err) => Some(LOST_DATABASE_HINT),
+        None => None,
+    }
+}
+
+/// Whether the chain holds a MongoDB error of a lost connection: I/O (reset, end of file), a
+/// pool cleared after a failed heartbeat, or no server selectable within the timeout.
+pub fn lost_database(err: &anyhow::Error) -> bool {
+    use mongodb::error::ErrorKind;
+    err.chain().any(|e| {
+        e.downcast_ref::<mongodb::error::Error>().is_some_and(|m| {
+            matches!(
+                *m.kind,
+                ErrorKind::Io(_)
+                    | ErrorKind::ConnectionPoolCleared { .. }
+                    | ErrorKind::ServerSelection { .. }
+            )
+        })
+    })
 }
 
 #[cfg(test)]
@@ -97,5 +125,18 @@ mod tests {
         let e = unreachable("no mongo", "is it running?");
         assert_eq!(code_of(&e), UNREACHABLE);
         assert_eq!(hint_of(&e), Some("is it running?"));
+    }
+
+    #[test]
+    fn a_lost_database_connection_is_exit_4_with_what_to_do() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let lost: anyhow::Result<()> = Err(mongodb::error::Error::from(io).into());
+        let e = lost.context("update on Photo").unwrap_err();
+        assert_eq!(code_of(&e), UNREACHABLE);
+        assert_eq!(hint_of(&e), Some(LOST_DATABASE_HINT));
+        // A server's answer (not a lost connection) stays an internal error.
+        let other = anyhow::Error::from(mongodb::error::Error::custom("a server answer"));
+        assert_eq!(code_of(&other), INTERNAL);
+        assert_eq!(hint_of(&other), None);
     }
 }

@@ -296,7 +296,7 @@ impl Planner<'_> {
                     attempts,
                 })
                 .await
-                .map_err(|_| anyhow::anyhow!("the copy stage stopped"))?;
+                .map_err(|_| super::StageStopped("copy"))?;
         }
         Ok(None)
     }
@@ -305,7 +305,7 @@ impl Planner<'_> {
         self.records
             .send(record)
             .await
-            .map_err(|_| anyhow::anyhow!("the rewrite stage stopped"))
+            .map_err(|_| super::StageStopped("rewrite").into())
     }
 
     /// The limit reached, if any: no new copy is queued past it.

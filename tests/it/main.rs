@@ -26,6 +26,7 @@ mod audit_parse_server;
 mod bad_input;
 mod cli;
 mod crash;
+mod db_faults;
 mod discovery;
 mod disk_full;
 mod estimate;

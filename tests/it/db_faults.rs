@@ -1,0 +1,225 @@
+//! The database goes away mid-run (#20 item 2): the connections between the tool and the real
+//! MongoDB server are reset, refused for a while (the server is down), or stalled, through a TCP
+//! proxy, at points chosen by what the run has done so far (files copied, references
+//! rewritten). Each faulty run either completes (the driver retried a read) or stops with exit 4
+//! and says the connection was lost — never exit 1, never "a stage stopped" instead of the
+//! cause; then a clean re-run completes: every file byte-identical, every reference rewritten to
+//! its copy, no conflict (nothing rewritten twice to a different value). The same with the
+//! ledger on its own connection (`[ledger] uri`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use parse_files_migrate::parse::names::parse_server_name;
+use serde_json::Value;
+
+use crate::support::app::{self, Hosted};
+use crate::support::faulty::FaultyServer;
+use crate::support::wiretap::Tap;
+use crate::support::{self};
+
+const FILE_KEY: &str = "dbFaultKey";
+const FILES: usize = 60;
+
+struct Fixture {
+    db: mongodb::Database,
+    h: Hosted,
+    _server: FaultyServer,
+    /// The app database's connection.
+    app: Tap,
+    /// The ledger's own connection (`[ledger] uri`).
+    ledger: Tap,
+    config: PathBuf,
+    dest: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture(tag: &str) -> Fixture {
+    let db_name = support::unique(tag);
+    let db = support::mongo_client().await.database(&db_name);
+    let h = Hosted::seed(&db, FILES, 0, FILE_KEY).await;
+    let server = FaultyServer::slow(h.files.clone(), Duration::from_millis(20));
+    let upstream = support::mongo_hosts();
+    let (app, ledger) = (Tap::start(&upstream).await, Tap::start(&upstream).await);
+    app.stop_recording();
+    ledger.stop_recording();
+    let uri = |t: &Tap| format!("mongodb://{}/?directConnection=true", t.host_port());
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("dest");
+    let config = dir.path().join("db.toml");
+    let tables = app::base_tables(&db_name, FILE_KEY).replace(&support::mongo_uri(), &uri(&app));
+    std::fs::write(
+        &config,
+        format!(
+            "{tables}{}{}\n[ledger]\nuri = \"{}\"\ndatabase = \"{db_name}\"\n\n[run]\nconcurrency = 4\n",
+            app::hosted_table(&server.url(), 5),
+            app::fs_destination(&dest),
+            uri(&ledger),
+        ),
+    )
+    .unwrap();
+    Fixture {
+        db,
+        h,
+        _server: server,
+        app,
+        ledger,
+        config,
+        dest,
+        _dir: dir,
+    }
+}
+
+fn spawn(config: &Path) -> Child {
+    app::command()
+        .args([
+            "-c",
+            config.to_str().unwrap(),
+            "migrate",
+            "--yes",
+            "--output",
+            "jsonl",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+async fn finish(child: Child) -> (i32, String, String) {
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Files at the destination so far.
+fn copied(dest: &Path) -> usize {
+    std::fs::read_dir(dest).map_or(0, |d| {
+        d.filter_map(Result::ok)
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .count()
+    })
+}
+
+/// Wait until `ready` (polled), at most 60 s.
+async fn until<F: std::future::Future<Output = bool>>(what: &str, mut ready: impl FnMut() -> F) {
+    let end = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !ready().await {
+        assert!(tokio::time::Instant::now() < end, "never reached: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Run a migration while resetting every connection of `tap` every 150 ms; returns its result
+/// and how many connections were reset.
+async fn flapping(config: &Path, tap: &Tap) -> ((i32, String, String), usize) {
+    let mut child = spawn(config);
+    let mut resets = 0;
+    while child.try_wait().unwrap().is_none() {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        resets += tap.cut();
+    }
+    (finish(child).await, resets)
+}
+
+/// A faulty run's result: completed (0) or stopped saying the connection was lost (4).
+fn assert_stopped_well(what: &str, (code, _, stderr): &(i32, String, String)) {
+    let last = stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("error"))
+        .unwrap_or("");
+    eprintln!("{what}: exit {code} {last}");
+    assert!(
+        *code == 0 || *code == 4,
+        "{what}: exit {code} (want 0, or 4 for a lost database):\n{stderr}"
+    );
+    if *code == 4 {
+        assert!(
+            stderr.contains("connection to MongoDB was lost"),
+            "{what}: exit 4 without the hint:\n{stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains("stage stopped"),
+        "{what}: a consequence reported instead of the cause:\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{what}:\n{stderr}");
+}
+
+/// The clean re-run completes, and everything is where it must be.
+async fn assert_rerun_completes(f: &Fixture, what: &str) {
+    let (code, stdout, stderr) = finish(spawn(&f.config)).await;
+    assert_eq!(code, 0, "{what}: the re-run must complete:\n{stderr}");
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["references"]["conflicts"], 0, "{what}: {summary}");
+    assert_eq!(summary["references"]["failed"], 0, "{what}: {summary}");
+    assert_eq!(summary["files"]["failed"], 0, "{what}: {summary}");
+    assert_eq!(f.h.check_fs_destination(&f.dest, parse_server_name), FILES);
+    let refs = f.h.check_references(&f.db, parse_server_name).await;
+    assert_eq!(refs, f.h.refs.len(), "{what}: every reference rewritten");
+    // Nothing half-written left at the destination (temp files start with a dot).
+    let entries = std::fs::read_dir(&f.dest).unwrap().count();
+    assert_eq!(entries, FILES, "{what}: only the copies at the destination");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_reset_again_and_again_during_a_run() {
+    let f = fixture("dbf_flap").await;
+    // A flapping link: every connection reset every 150 ms for as long as the run lasts, so
+    // resets land on reads, ledger writes and compare-and-swap updates alike.
+    let (faulty, resets) = flapping(&f.config, &f.app).await;
+    assert_stopped_well("app connections reset every 150 ms", &faulty);
+    eprintln!("app resets: {resets}");
+    assert!(resets > 0, "the faults must hit open connections");
+    assert_rerun_completes(&f, "after the resets").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_database_down_for_seconds_then_back() {
+    let f = fixture("dbf_down").await;
+    let child = spawn(&f.config);
+    until("5 files copied", || async { copied(&f.dest) >= 5 }).await;
+    // Down: every open connection reset, every new one refused, for 3 s.
+    f.app.refuse(true);
+    f.app.cut();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    f.app.refuse(false);
+    let faulty = finish(child).await;
+    assert_stopped_well("database down 3 s", &faulty);
+    let (_, refused) = f.app.counts();
+    assert!(refused > 0, "the outage must have refused connections");
+    assert_rerun_completes(&f, "after the outage").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_link_is_waited_out() {
+    let f = fixture("dbf_stall").await;
+    // A 3 s stall of the app database's link (a hung network path) mid-run.
+    let child = spawn(&f.config);
+    until("5 files copied", || async { copied(&f.dest) >= 5 }).await;
+    f.app.stall(true);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    f.app.stall(false);
+    let stalled = finish(child).await;
+    assert_stopped_well("stall 3 s", &stalled);
+    assert_rerun_completes(&f, "after the stall").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ledger_connection_reset_again_and_again() {
+    let f = fixture("dbf_ledger").await;
+    // The ledger on its own connection (`[ledger] uri`), flapping: its server far away, or
+    // failing over.
+    let (faulty, resets) = flapping(&f.config, &f.ledger).await;
+    assert_stopped_well("ledger connections reset every 150 ms", &faulty);
+    eprintln!("ledger resets: {resets}");
+    assert!(resets > 0, "the faults must hit open connections");
+    assert_rerun_completes(&f, "after the ledger resets").await;
+}
