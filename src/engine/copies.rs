@@ -10,7 +10,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::rewrite::Record;
 use super::summary::FileItem;
-use super::{Counters, Effects, FileJob, NO_SPACE, Outcome, Plan, RunState, StageStopped};
+use super::{Counters, Effects, FileJob, Outcome, Plan, RunState, StageStopped};
 use crate::ledger::Intent;
 
 /// A spawned task that is aborted when its handle is dropped: a copy stays cancelled with the
@@ -131,10 +131,10 @@ pub(super) async fn copy_stage(
                             references: refs.len() as u64,
                         });
                     }
-                    Outcome::Stopped { reason } => {
+                    Outcome::Stopped { reason, why } => {
                         tracing::error!(file = %job.name, "copy failed, stopping the run: {reason}");
                         Counters::add(&c.files_failed, 1);
-                        let _ = state.fatal.set(format!("{NO_SPACE}: {reason}"));
+                        let _ = state.fatal.set(format!("{why}: {reason}"));
                         c.failed(FileItem {
                             name: job.name.clone(),
                             reason: reason.clone(),

@@ -6,7 +6,7 @@ use mongodb::Database;
 use mongodb::bson::Document;
 
 use super::cas::{self, Settled};
-use super::transfer::{Found, compare_existing, copy_verified};
+use super::transfer::{Found, compare_existing, copy_verified, store_gone};
 use super::{Checkpoint, Counters, Effects, FileJob, Outcome, Stores};
 use crate::exit::{Coded, USAGE};
 use crate::ledger::{
@@ -220,8 +220,14 @@ impl Effects for Live {
                 hash_checked: v.hash_checked,
                 skipped: false,
             },
-            Err(g) if g.error.is_not_found() => Outcome::Missing {
-                reason: missing(&g.error),
+            Err(g) if g.error.is_not_found() => match store_gone(&**source, &job.name).await {
+                Some(gone) => Outcome::Stopped {
+                    reason: gone.to_string(),
+                    why: super::REFUSED,
+                },
+                None => Outcome::Missing {
+                    reason: missing(&g.error),
+                },
             },
             Err(g) if g.error.is_already_exists() => {
                 let compare = || compare_existing(source, dest, &job.name, &job.target, &get);
@@ -243,7 +249,14 @@ impl Effects for Live {
                     Err(g) => Outcome::Failed { reason: g.reason() },
                 }
             }
-            Err(g) if g.error.is_no_space() => Outcome::Stopped { reason: g.reason() },
+            Err(g) if g.error.is_no_space() => Outcome::Stopped {
+                reason: g.reason(),
+                why: super::NO_SPACE,
+            },
+            Err(g) if g.error.is_refused() => Outcome::Stopped {
+                reason: g.reason(),
+                why: super::REFUSED,
+            },
             Err(g) => Outcome::Failed { reason: g.reason() },
         }
     }

@@ -96,6 +96,9 @@ pub const MAX_ERRORS: &str = "--max-errors";
 /// How `stopped_by` starts when the destination ran out of space.
 pub const NO_SPACE: &str = "destination full";
 
+/// How `stopped_by` starts when a store refused every request (credentials, a deleted bucket).
+pub const REFUSED: &str = "store refused";
+
 /// Whether a `stopped_by` value means the error budget stopped the run (not a cutoff).
 pub fn stopped_by_errors(stop: &str) -> bool {
     stop.starts_with(MAX_ERRORS)
@@ -241,9 +244,10 @@ pub enum Outcome {
     /// The destination already holds other bytes under the target name: left alone, not
     /// copied (the reason starts with `collision:`).
     Collision { reason: String },
-    /// Failed in a way that stops the run (the destination is full): every later copy would
-    /// fail the same way. Recorded as failed.
-    Stopped { reason: String },
+    /// Failed in a way that stops the run (the destination is full, a store refuses every
+    /// request): every later copy would fail the same way. Recorded as failed; `why` is how
+    /// `stopped_by` starts ([`NO_SPACE`], [`REFUSED`]).
+    Stopped { reason: String, why: &'static str },
     /// Dry run: would be copied.
     Planned,
     /// Queued, but the run stopped (interrupt, error budget, `--max-bytes`, `--max-duration`)

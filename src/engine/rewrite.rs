@@ -194,7 +194,7 @@ fn file_result<'a>(name: &'a str, outcome: &'a Outcome) -> Option<FileResult<'a>
         Outcome::Missing { reason } => (FileState::Missing, None, None, false, Some(reason)),
         Outcome::Failed { reason }
         | Outcome::Collision { reason }
-        | Outcome::Stopped { reason } => (FileState::Failed, None, None, false, Some(reason)),
+        | Outcome::Stopped { reason, .. } => (FileState::Failed, None, None, false, Some(reason)),
         Outcome::Planned | Outcome::NotStarted => return None,
     };
     Some(FileResult {

@@ -231,7 +231,8 @@ pub struct RefCounts {
 }
 
 impl Summary {
-    /// The exit code this summary means (README "Exit codes"): interrupted 130; stopped by the
+    /// The exit code this summary means (README "Exit codes"): interrupted 130; destination full
+    /// 7; a store refused every request 4; stopped by the
     /// error budget 3 (something is failing: not a cutoff to continue from); another cutoff 8;
     /// incomplete (missing, failed, conflicts) 3; else 0.
     pub fn exit_code(&self) -> i32 {
@@ -244,6 +245,12 @@ impl Summary {
             .is_some_and(|s| s.starts_with(super::NO_SPACE))
         {
             crate::exit::NO_SPACE
+        } else if self
+            .stopped_by
+            .as_deref()
+            .is_some_and(|s| s.starts_with(super::REFUSED))
+        {
+            crate::exit::UNREACHABLE
         } else if self.stopped_by_errors() {
             INCOMPLETE
         } else if self.stopped_by.is_some() {

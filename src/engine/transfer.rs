@@ -42,6 +42,37 @@ pub struct Verified {
 ///
 /// Errors: [`StorageError::NotFound`] only when the *source* has no such file (the caller records
 /// it as missing); [`StorageError::Integrity`] when the destination disagrees with what was sent.
+/// A source answered "not found" for `name`: is it the file, or the whole store (a deleted
+/// bucket on a server that answers `NoSuchKey` for it, an unmounted directory)? One listing
+/// request of one object tells, on stores that list; `Some` is the error that stops the run.
+/// A transient failure of that request confirms nothing (the file stays missing).
+pub async fn store_gone(source: &dyn ObjectStore, name: &str) -> Option<StorageError> {
+    if !source.capabilities().list {
+        return None;
+    }
+    let opts = crate::storage::ListOptions {
+        prefix: None,
+        page_size: Some(1),
+    };
+    let err = source.list(opts).next().await?.err()?;
+    if err.is_retryable() {
+        return None;
+    }
+    Some(match err {
+        refused @ StorageError::Refused { .. } => refused,
+        other => StorageError::Refused {
+            name: name.to_string(),
+            store: source.describe(),
+            code: "not found".into(),
+            fix: format!(
+                "files are answered 'not found' and listing the store fails ({other}): the \
+                 bucket (or directory) is gone or unreadable; restore it or fix the store's \
+                 table, then run again"
+            ),
+        },
+    })
+}
+
 pub async fn copy_verified(
     source: &Arc<dyn ObjectStore>,
     dest: &dyn ObjectStore,
@@ -72,7 +103,21 @@ pub async fn copy_verified(
                 mode,
             },
         )
-        .await?;
+        .await
+        .map_err(|e| match e {
+            // Not a missing *source* file: a write cannot find its object missing, only the
+            // place it writes to (a deleted bucket on a server that does not say so).
+            StorageError::NotFound { name, location } => StorageError::Refused {
+                name,
+                store: dest.describe(),
+                code: "not found".into(),
+                fix: format!(
+                    "a write to {location} was answered 'not found': the bucket (or directory) \
+                     no longer exists; create it or fix the store's table, then run again"
+                ),
+            },
+            other => other,
+        })?;
     let (size, md5) = (put.size, put.md5);
     if let Some(expected) = expected_size.filter(|e| *e != size) {
         return Err(StorageError::Integrity {

@@ -269,6 +269,11 @@ pub fn summary_text(s: &Summary) -> String {
             "  stopped at {}: too many failures; fix their cause (above), then run again\n",
             s.stopped_by.as_deref().unwrap_or_default()
         ));
+    } else if s.exit_code() == crate::exit::UNREACHABLE {
+        t.push_str(&format!(
+            "  stopped: {}; fix what it says, then run again to continue\n",
+            s.stopped_by.as_deref().unwrap_or_default()
+        ));
     } else if s.exit_code() == crate::exit::NO_SPACE {
         t.push_str(&format!(
             "  stopped: {}; make room (or move the destination), then run again to continue\n",

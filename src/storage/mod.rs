@@ -241,6 +241,16 @@ pub enum StorageError {
         /// What the write needed, as far as known (e.g. `writing 1048576 bytes`).
         needed: String,
     },
+    /// The store refuses every request, not just this one: credentials rejected (unknown or
+    /// revoked key, bad signature, expired token) or the bucket gone. The run stops, since every
+    /// later request would fail the same way; `fix` says what to change.
+    #[error("{name}: {store} refused the request ({code}): {fix}")]
+    Refused {
+        name: String,
+        store: String,
+        code: String,
+        fix: String,
+    },
     /// The name cannot be stored by this backend without changing it.
     #[error("{name:?}: invalid name for this store: {reason}")]
     InvalidName { name: String, reason: String },
@@ -300,6 +310,11 @@ impl StorageError {
 
     pub fn is_no_space(&self) -> bool {
         matches!(self, StorageError::NoSpace { .. })
+    }
+
+    /// The store refuses every request ([`StorageError::Refused`]).
+    pub fn is_refused(&self) -> bool {
+        matches!(self, StorageError::Refused { .. })
     }
 
     /// A backend failure with its underlying cause.

@@ -65,6 +65,24 @@ fn md5_hex(b64: Option<String>) -> Option<String> {
 
 /// One page of the objects whose names start with `prefix` (the store's prefix included),
 /// names returned without the store's prefix; and the token of the next page, if any.
+/// What to change when the bucket is gone.
+const BUCKET_GONE: &str = "the bucket does not exist (deleted, or the wrong bucket or project): \
+                           create it or fix the store's table, then run again";
+/// What to change when the credentials are rejected.
+pub(super) const CREDENTIALS: &str = "the credentials are rejected (revoked key, deleted service \
+                                      account, expired token): fix credentials_file (or the \
+                                      application default credentials), then run again";
+
+/// A request the store refuses whatever the object ([`StorageError::Refused`]).
+pub(super) fn refused(name: &str, what: &str, code: &str, fix: &str) -> StorageError {
+    StorageError::Refused {
+        name: name.to_string(),
+        store: what.to_string(),
+        code: code.to_string(),
+        fix: fix.to_string(),
+    }
+}
+
 pub(super) async fn list_page(
     store: &GcsStore,
     prefix: &str,
@@ -90,7 +108,12 @@ pub(super) async fn list_page(
         }
     }
     let resp = send(store, &who, &what, Method::GET, url.as_str()).await?;
-    let resp = check_status(&who, &what, resp).await?;
+    let resp = match resp.status() {
+        // A listing has no object to miss: its bucket is gone.
+        StatusCode::NOT_FOUND => return Err(refused(&who, &what, "404 Not Found", BUCKET_GONE)),
+        StatusCode::UNAUTHORIZED => return Err(refused(&who, &what, "401", CREDENTIALS)),
+        _ => check_status(&who, &what, resp).await?,
+    };
     let list: ObjectList = resp
         .json()
         .await

@@ -164,6 +164,9 @@ pub(super) fn map_error(
                 || err.is_exhausted()
         }
     };
+    if status == Some(401) {
+        return super::json::refused(name, what, "401", super::json::CREDENTIALS);
+    }
     let chain = error_chain(&err);
     if let Some(acl) = store_acl.filter(|_| chain.contains("uniform bucket-level access")) {
         return StorageError::message(

@@ -22,13 +22,60 @@ const RETRYABLE_CODES: &[&str] = &[
     "OperationAborted",
 ];
 
+/// S3 error codes that refuse every request, not just this one, with what to change: the run
+/// stops on the first ([`StorageError::Refused`]) instead of failing every file the same way.
+const REFUSED_CODES: &[(&str, &str)] = &[
+    (
+        "InvalidAccessKeyId",
+        "the server does not know this access key (revoked, deleted, or mistyped): fix \
+         access_key_id / secret_access_key (or the credential chain), then run again",
+    ),
+    (
+        "NotSignedUp",
+        "the server does not accept this access key (revoked, or not signed up for S3): fix \
+         access_key_id / secret_access_key (or the credential chain), then run again",
+    ),
+    (
+        "SignatureDoesNotMatch",
+        "the secret key does not match the access key: fix secret_access_key, then run again",
+    ),
+    (
+        "ExpiredToken",
+        "the session token expired: renew the credentials, then run again",
+    ),
+    (
+        "TokenRefreshRequired",
+        "the session token expired: renew the credentials, then run again",
+    ),
+    (
+        "InvalidToken",
+        "the session token is invalid: renew the credentials, then run again",
+    ),
+    (
+        "NoSuchBucket",
+        "the bucket does not exist (deleted, or the wrong bucket, region or endpoint): create it \
+         or fix the store's table, then run again",
+    ),
+    (
+        "AllAccessDisabled",
+        "all access to this bucket or account is disabled: ask its owner",
+    ),
+    (
+        "AccountProblem",
+        "the account has a problem that blocks every request: ask its owner",
+    ),
+];
+
 /// An SDK failure, classified.
 pub(super) struct Failure {
     /// HTTP status when the server answered.
     pub status: Option<u16>,
-    /// The object (or bucket) does not exist: 404, `NoSuchKey`, `NotFound`.
+    /// The object does not exist: 404, `NoSuchKey`, `NotFound` (a missing bucket is `refused`;
+    /// a HEAD answers without a code, so there a missing bucket still looks like this).
     pub not_found: bool,
     pub retryable: bool,
+    /// The error code and what to change, when the store refuses every request.
+    pub refused: Option<(String, &'static str)>,
     message: String,
     source: Box<dyn std::error::Error + Send + Sync>,
 }
@@ -36,6 +83,14 @@ pub(super) struct Failure {
 impl Failure {
     /// The failure as a backend error whose message is `<what>: <cause chain>`.
     pub(super) fn into_error(self, name: &str, what: String) -> StorageError {
+        if let Some((code, fix)) = self.refused {
+            return StorageError::Refused {
+                name: name.to_string(),
+                store: what,
+                code,
+                fix: fix.to_string(),
+            };
+        }
         StorageError::Backend {
             name: name.to_string(),
             message: format!("{what}: {}", self.message),
@@ -52,17 +107,21 @@ where
 {
     let status = err.raw_response().map(|r| r.status().as_u16());
     let code = err.code().map(str::to_string);
+    let refused = code.as_deref().and_then(|c| {
+        REFUSED_CODES
+            .iter()
+            .find(|(known, _)| *known == c)
+            .map(|(known, fix)| (known.to_string(), *fix))
+    });
     let (retryable, not_found) = match &err {
+        _ if refused.is_some() => (false, false),
         SdkError::ServiceError(_) | SdkError::ResponseError(_) => {
             let code_retryable = code
                 .as_deref()
                 .is_some_and(|c| RETRYABLE_CODES.contains(&c));
             let status_retryable = status.is_some_and(|s| s == 408 || s == 429 || s >= 500);
-            let not_found = status == Some(404)
-                || matches!(
-                    code.as_deref(),
-                    Some("NoSuchKey" | "NotFound" | "NoSuchBucket")
-                );
+            let not_found =
+                status == Some(404) || matches!(code.as_deref(), Some("NoSuchKey" | "NotFound"));
             // A response the SDK could not parse (no status) is most likely a proxy or a
             // truncated body: worth another try.
             (
@@ -88,6 +147,7 @@ where
         status,
         not_found,
         retryable,
+        refused,
         message,
         source: Box::new(err),
     }
