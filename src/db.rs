@@ -75,7 +75,7 @@ pub async fn connect(uri: &MongoUri, database: &str) -> anyhow::Result<(Client, 
     })?;
     track(&client);
     let db = client.database(database);
-    db.run_command(doc! {"ping": 1}).await.map_err(|e| {
+    hello(&db).await.map_err(|e| {
         let (over, hint) = if tls {
             (
                 " over TLS",
@@ -104,8 +104,109 @@ pub async fn connect(uri: &MongoUri, database: &str) -> anyhow::Result<(Client, 
 }
 
 /// Statements per `update` command: hundreds per round trip, far below the server's 100,000
-/// statement and 16 MiB command limits for Parse-sized documents.
+/// statement and 16 MiB command limits for Parse-sized documents (a command is also cut by size:
+/// [`ServerLimits`]).
 pub const UPDATE_BATCH: usize = 500;
+
+/// What the servers announce in `hello`: the largest BSON document (a command included) and the
+/// most statements per write command. The smallest over every server this process talks to (the
+/// app database, a separate ledger); MongoDB's own values until one has answered. Amazon
+/// DocumentDB and Azure Cosmos DB announce theirs the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    pub max_bson: usize,
+    pub max_batch: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_bson: 16 * 1024 * 1024,
+            max_batch: 100_000,
+        }
+    }
+}
+
+static LIMITS: std::sync::Mutex<Option<ServerLimits>> = std::sync::Mutex::new(None);
+
+/// The limits every write command is cut by.
+pub fn limits() -> ServerLimits {
+    LIMITS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or_default()
+}
+
+/// Take the limits of a `hello` (or `isMaster`) reply into account.
+fn note_limits(reply: &Document) {
+    let read = |key: &str, default: usize| {
+        int(reply.get(key))
+            .and_then(|v| usize::try_from(v).ok())
+            .filter(|v| *v > 0)
+            .unwrap_or(default)
+    };
+    let d = ServerLimits::default();
+    let these = ServerLimits {
+        max_bson: read("maxBsonObjectSize", d.max_bson),
+        max_batch: read("maxWriteBatchSize", d.max_batch),
+    };
+    let mut held = LIMITS.lock().unwrap_or_else(|e| e.into_inner());
+    *held = Some(match *held {
+        None => these,
+        Some(l) => ServerLimits {
+            max_bson: l.max_bson.min(these.max_bson),
+            max_batch: l.max_batch.min(these.max_batch),
+        },
+    });
+}
+
+/// `hello` (servers before 4.4.2 and some look-alikes only know `isMaster`): reachability and
+/// the server's limits in one round trip.
+async fn hello(db: &Database) -> mongodb::error::Result<()> {
+    let reply = match db.run_command(doc! {"hello": 1}).await {
+        Ok(r) => r,
+        Err(e) if matches!(*e.kind, mongodb::error::ErrorKind::Command(_)) => {
+            db.run_command(doc! {"isMaster": 1}).await?
+        }
+        Err(e) => return Err(e),
+    };
+    note_limits(&reply);
+    Ok(())
+}
+
+/// Room kept in a command for its envelope (command name, collection, options).
+const COMMAND_ENVELOPE: usize = 16 * 1024;
+
+/// Split `items` into groups of at most `max_count` items and `max_bytes` by `size` each (an item
+/// larger than that goes alone), in order: write commands, ledger batch documents.
+pub fn by_size<T>(
+    items: impl IntoIterator<Item = T>,
+    max_count: usize,
+    max_bytes: usize,
+    size: impl Fn(&T) -> usize,
+) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = Vec::new();
+    let mut bytes = 0;
+    for item in items {
+        let n = size(&item);
+        match out.last_mut() {
+            Some(last) if last.len() < max_count && bytes + n <= max_bytes => {
+                bytes += n;
+                last.push(item);
+            }
+            _ => {
+                bytes = n;
+                out.push(vec![item]);
+            }
+        }
+    }
+    out
+}
+
+/// The size of a document as BSON.
+pub fn bson_len(d: &Document) -> usize {
+    mongodb::bson::to_vec(d).map_or(0, |v| v.len())
+}
 
 /// What one batched `update` command did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -143,9 +244,10 @@ pub async fn update_batch(
     Ok(total)
 }
 
-/// One write command (`update`/`insert`) per [`UPDATE_BATCH`] items, unordered; `on_reply` sees
-/// each reply. Returns the items the server refused (index in `items`, code, message); a write
-/// concern error fails the call.
+/// One write command (`update`/`insert`) per [`UPDATE_BATCH`] items (fewer when they are large:
+/// [`ServerLimits`]), unordered; `on_reply` sees each reply. Returns the items the server refused
+/// (index in `items`, code, message) — also an item too large for any command, refused alone
+/// without failing the others; a write concern error fails the call.
 async fn batched(
     db: &Database,
     collection: &str,
@@ -156,14 +258,25 @@ async fn batched(
 ) -> anyhow::Result<Vec<(usize, i32, String)>> {
     let mut refused = Vec::new();
     let mut base = 0usize;
-    let mut items = items.into_iter().peekable();
-    while items.peek().is_some() {
-        let chunk: Vec<Document> = items.by_ref().take(UPDATE_BATCH).collect();
+    let l = limits();
+    let max_bytes = l.max_bson.saturating_sub(COMMAND_ENVELOPE).max(1);
+    let max_count = UPDATE_BATCH.min(l.max_batch).max(1);
+    for chunk in by_size(items, max_count, max_bytes, bson_len) {
         let len = chunk.len();
-        let reply = db
+        let reply = match db
             .run_command(doc! {command: collection, field: chunk, "ordered": false})
             .await
-            .with_context(|| format!("{command} on {collection}"))?;
+        {
+            Ok(reply) => reply,
+            // One item the server cannot take at all (a command over its size limit): refused
+            // alone, reported with the others it refuses.
+            Err(e) if len == 1 && matches!(*e.kind, mongodb::error::ErrorKind::Command(_)) => {
+                refused.push((base, 0, format!("{command} on {collection}: {e}")));
+                base += 1;
+                continue;
+            }
+            Err(e) => return Err(e).with_context(|| format!("{command} on {collection}")),
+        };
         on_reply(&reply);
         if let Ok(errors) = reply.get_array("writeErrors") {
             for e in errors.iter().filter_map(|e| e.as_document()) {
@@ -203,4 +316,47 @@ pub fn count(d: &Document, key: &str) -> u64 {
     int(d.get(key))
         .and_then(|i| u64::try_from(i).ok())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_cut_by_count_and_by_size_in_order() {
+        let small: Vec<Document> = (0..1200).map(|i| doc! {"q": {"_id": i}}).collect();
+        let cut = by_size(small, 500, 1 << 20, bson_len);
+        assert_eq!(
+            cut.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![500, 500, 200]
+        );
+        let big = "x".repeat(300_000);
+        let items: Vec<Document> = (0..10).map(|i| doc! {"i": i, "v": &big}).collect();
+        let cut = by_size(items, 500, 1 << 20, bson_len);
+        assert_eq!(
+            cut.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![3, 3, 3, 1]
+        );
+        let order: Vec<i32> = cut
+            .iter()
+            .flatten()
+            .map(|d| d.get_i32("i").unwrap())
+            .collect();
+        assert_eq!(order, (0..10).collect::<Vec<_>>());
+        let huge = vec![doc! {"v": "y".repeat(2 << 20)}, doc! {"i": 1}];
+        assert_eq!(
+            by_size(huge, 500, 1 << 20, bson_len).len(),
+            2,
+            "a huge item goes alone"
+        );
+    }
+
+    #[test]
+    fn the_smallest_announced_limits_win() {
+        note_limits(&doc! {"maxBsonObjectSize": 16_777_216, "maxWriteBatchSize": 100_000});
+        note_limits(&doc! {"maxBsonObjectSize": 8_388_608_i64, "maxWriteBatchSize": 1000.0});
+        note_limits(&doc! {"ok": 1});
+        let l = limits();
+        assert_eq!((l.max_bson, l.max_batch), (8_388_608, 1000));
+    }
 }

@@ -205,6 +205,15 @@ impl Ledger {
         Ok(())
     }
 
+    /// Several documents in one round trip (the driver splits at the server's message limit).
+    async fn insert_many(&self, coll: &str, docs: Vec<Document>) -> anyhow::Result<()> {
+        self.coll(coll)
+            .insert_many(docs)
+            .await
+            .with_context(|| format!("writing the ledger {coll}"))?;
+        Ok(())
+    }
+
     /// One `update` command: for each batch document among `marks`, one statement appending the
     /// changes given for its entries (`$push` to its [`CHANGES`](batch::CHANGES) array: one
     /// path per statement, cheap for any server, where a `$set` of hundreds of positional paths

@@ -15,6 +15,11 @@ use mongodb::bson::{Bson, DateTime, Document, doc, oid::ObjectId};
 use super::batch::{batch_header, ref_entry, ref_records};
 use super::{BadRecord, Ledger, Loc, RefChange, RefRecord, RefState, pull_elsewhere};
 
+/// Bytes of entries per batch document. References to files are small (a few hundred bytes);
+/// whole strings (`--strings`) may be large, and a batch of them must stay far below the 16 MiB
+/// BSON document limit.
+pub(super) const BATCH_DOC_BYTES: usize = 4 * 1024 * 1024;
+
 /// Batch documents read per page of [`Ledger::refs_page`].
 const DOCS_PER_PAGE: i64 = 8;
 
@@ -30,28 +35,39 @@ pub enum Settled {
 
 impl Ledger {
     /// Record references about to be rewritten, with their old and new values: one batch
-    /// document, `open`, every entry `pending`.
+    /// document (more when the values are large: see [`BATCH_DOC_BYTES`]), `open`, every entry
+    /// `pending`, all in one round trip.
     pub async fn record_pending(&self, changes: &[RefChange]) -> anyhow::Result<()> {
         if changes.is_empty() {
             return Ok(());
         }
-        let batch = ObjectId::new();
-        let mut d = batch_header(batch, self.run, DateTime::now());
-        let keys: Vec<String> = changes.iter().map(RefChange::key).collect();
-        d.insert("open", true);
-        d.insert("k", &keys);
-        d.insert(
-            "r",
-            changes
-                .iter()
-                .map(|c| ref_entry(c, RefState::Pending))
-                .collect::<Vec<_>>(),
-        );
-        self.insert_one(&self.refs, d).await?;
-        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        for (index, key) in keys.into_iter().enumerate() {
-            held.refs.insert(key, Loc { batch, index });
+        let now = DateTime::now();
+        let mut docs = Vec::new();
+        let mut locs = Vec::with_capacity(changes.len());
+        let entries = changes
+            .iter()
+            .map(|c| (c.key(), ref_entry(c, RefState::Pending)));
+        let size = |(key, entry): &(String, Document)| key.len() + crate::db::bson_len(entry);
+        for group in crate::db::by_size(entries, usize::MAX, BATCH_DOC_BYTES, size) {
+            let batch = ObjectId::new();
+            let mut d = batch_header(batch, self.run, now);
+            let (keys, entries): (Vec<String>, Vec<Document>) = group.into_iter().unzip();
+            d.insert("open", true);
+            d.insert("k", &keys);
+            d.insert("r", entries);
+            docs.push(d);
+            locs.extend(
+                keys.into_iter()
+                    .enumerate()
+                    .map(|(index, key)| (key, Loc { batch, index })),
+            );
         }
+        match docs.len() {
+            1 => self.insert_one(&self.refs, docs.remove(0)).await?,
+            _ => self.insert_many(&self.refs, docs).await?,
+        }
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.refs.extend(locs);
         Ok(())
     }
 
@@ -222,4 +238,42 @@ pub struct RefPage {
     pub next: Option<Bson>,
     /// The batch documents the page read.
     pub batches: Vec<ObjectId>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn groups(entries: Vec<(String, Document)>) -> Vec<Vec<(String, Document)>> {
+        let size = |(k, e): &(String, Document)| k.len() + crate::db::bson_len(e);
+        crate::db::by_size(entries, usize::MAX, BATCH_DOC_BYTES, size)
+    }
+
+    #[test]
+    fn large_entries_are_spread_over_several_batch_documents() {
+        let big = "x".repeat(1024 * 1024);
+        let g = groups(
+            (0..10)
+                .map(|i| (format!("k{i}"), doc! {"old": &big, "i": i}))
+                .collect(),
+        );
+        assert_eq!(
+            g.iter().map(Vec::len).sum::<usize>(),
+            10,
+            "every entry, once"
+        );
+        assert!(
+            g.len() >= 3,
+            "10 MiB in groups of at most 4 MiB: {}",
+            g.len()
+        );
+        let order: Vec<String> = g.iter().flatten().map(|(k, _)| k.clone()).collect();
+        assert_eq!(order, (0..10).map(|i| format!("k{i}")).collect::<Vec<_>>());
+        let small = (0..500).map(|i| (format!("k{i}"), doc! {"old": "tfss-a.png"}));
+        assert_eq!(
+            groups(small.collect()).len(),
+            1,
+            "small entries share one document"
+        );
+    }
 }

@@ -32,6 +32,7 @@ mod disk_full;
 mod estimate;
 mod faults;
 mod image;
+mod limits;
 mod migrate;
 mod mongo_tls;
 mod no_harm;
