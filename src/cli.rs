@@ -247,6 +247,11 @@ pub struct Filters {
     /// Do not search Object/Array fields and Parse Config for nested Files
     #[arg(long)]
     pub no_nested: bool,
+
+    /// Also search String fields, and the strings inside Object/Array fields and Parse Config,
+    /// for file URLs (README "URLs in strings"; `[scan] strings`)
+    #[arg(long)]
+    pub strings: bool,
 }
 
 #[derive(Debug, Args)]

@@ -28,6 +28,14 @@ pub type Settled = Vec<(RefState, Option<String>)>;
 
 /// The compare-and-swap update of one change: the filter holds the old name at the exact path.
 pub fn statement(r: &RefChange) -> (Document, Document) {
+    if r.is_text() {
+        // The whole string: the filter holds it byte for byte, so any edit since is a conflict.
+        let text = |v: &RefValue| v.raw_text.clone().map_or(Bson::Null, Bson::String);
+        return (
+            doc! {"_id": r.id.clone(), &r.path: text(&r.old)},
+            doc! {"$set": {&r.path: text(&r.new)}},
+        );
+    }
     if r.is_bare_name() {
         return (
             doc! {"_id": r.id.clone(), &r.path: &r.old.name},
@@ -89,7 +97,7 @@ pub fn settle(
             if let Some(e) = errors.get(&i) {
                 return (RefState::Failed, Some(e.clone()));
             }
-            if holds(current(docs, r), &r.new.name, r.is_bare_name()) {
+            if holds_change(current(docs, r), r, &r.new) {
                 (RefState::Rewritten, None)
             } else {
                 (RefState::Conflict, None)
@@ -101,6 +109,15 @@ pub fn settle(
 /// The value at a change's path in its read-back document.
 fn current<'a>(docs: &'a HashMap<String, Document>, r: &RefChange) -> Option<&'a Bson> {
     docs.get(&id_key(&r.id)).and_then(|d| get_path(d, &r.path))
+}
+
+/// Whether the stored value at a change's path is `value` as far as the change can tell: the
+/// exact string of a text change, else the File's name.
+fn holds_change(v: Option<&Bson>, r: &RefChange, value: &RefValue) -> bool {
+    if r.is_text() {
+        return matches!((v, &value.raw_text), (Some(Bson::String(s)), Some(t)) if s == t);
+    }
+    holds(v, &value.name, r.is_bare_name())
 }
 
 /// Whether a stored File value names `name`: the string itself for a bare name, the `name` of a
@@ -203,9 +220,14 @@ pub async fn settle_pending(db: &Database, ledger: &Ledger, prefix: &str) -> any
                 let now = current(&docs, &c);
                 // The new value first: a url-only rewrite (an adapter move rebasing nested
                 // urls) keeps the name, so the old name alone does not say it was not applied.
-                if holds_value(now, &c.new, c.is_bare_name()) {
+                let text = c.is_text();
+                if (text && holds_change(now, &c, &c.new))
+                    || (!text && holds_value(now, &c.new, c.is_bare_name()))
+                {
                     all.push((c, SettledRef::State(RefState::Rewritten)));
-                } else if holds(now, &c.old.name, true) {
+                } else if (text && holds_change(now, &c, &c.old))
+                    || (!text && holds(now, &c.old.name, true))
+                {
                     not_applied.push(c);
                 } else {
                     all.push((c, SettledRef::State(s)));
@@ -331,6 +353,45 @@ mod tests {
         );
         assert_eq!(
             settle(&[nested], &docs, &HashMap::new())[0].0,
+            RefState::Conflict
+        );
+    }
+
+    #[test]
+    fn a_string_is_swapped_whole_and_settled_on_its_exact_text() {
+        let c = change(
+            "body",
+            RefValue::text(
+                "tfss-1.jpg",
+                "see http://files.parsetfss.com/K/tfss-1.jpg",
+                None,
+            )
+            .unwrap(),
+            RefValue::text("tfss-1.jpg", "see https://new/files/app/h_1.jpg", None).unwrap(),
+        );
+        assert!(c.is_text() && !c.is_bare_name());
+        let (q, u) = statement(&c);
+        assert_eq!(
+            q,
+            doc! {"_id": "a1", "body": "see http://files.parsetfss.com/K/tfss-1.jpg"}
+        );
+        assert_eq!(
+            u,
+            doc! {"$set": {"body": "see https://new/files/app/h_1.jpg"}}
+        );
+        let mut docs = HashMap::new();
+        let key = id_key(&Bson::String("a1".into()));
+        docs.insert(
+            key.clone(),
+            doc! {"_id": "a1", "body": "see https://new/files/app/h_1.jpg"},
+        );
+        assert_eq!(
+            settle(&[c.clone()], &docs, &HashMap::new())[0].0,
+            RefState::Rewritten
+        );
+        docs.insert(key, doc! {"_id": "a1", "body": "edited by the app"});
+        assert_eq!(
+            settle(&[c], &docs, &HashMap::new())[0].0,
             RefState::Conflict
         );
     }

@@ -31,6 +31,7 @@ pub mod live;
 pub mod plan;
 pub mod rewrite;
 pub mod rollback;
+pub mod strings;
 pub mod summary;
 pub mod transfer;
 pub mod verify;

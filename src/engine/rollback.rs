@@ -146,8 +146,17 @@ fn tally(counts: &mut Counts, change: &RefChange, state: RefState, err: Option<S
 /// The change that puts a recorded reference back: from the value written to the old one, with
 /// the fileKey put back into a url it was taken out of.
 fn reverse(recorded: RefChange, key: Option<&str>) -> Result<RefChange, String> {
-    let (old, mut new) = (recorded.new, recorded.old);
-    if new.key_redacted {
+    let (mut old, mut new) = (recorded.new, recorded.old);
+    // Strings: both sides may have had the key taken out (a URL left as it was keeps it).
+    for v in [&mut old, &mut new] {
+        if v.is_text() && v.raw_text.is_none() {
+            let k = key.ok_or(
+                "the string embedded the fileKey; set parse.file_key (or --file-key) to restore it",
+            )?;
+            v.raw_text = v.text.as_ref().map(|t| t.replace(KEY_PLACEHOLDER, k));
+        }
+    }
+    if new.key_redacted && !new.is_text() {
         let k = key.ok_or(
             "the old url embedded the fileKey; set parse.file_key (or --file-key) to restore it",
         )?;
