@@ -67,6 +67,9 @@ pub async fn apply(
     collection: &str,
     changes: &[RefChange],
 ) -> anyhow::Result<Settled> {
+    if changes.iter().any(RefChange::is_text) {
+        return apply_texts(db, collection, changes).await;
+    }
     let stmts = changes
         .iter()
         .map(|c| {
@@ -82,6 +85,52 @@ pub async fn apply(
     let errors: HashMap<usize, String> = out.errors.into_iter().collect();
     Ok(settle(changes, &docs, &errors))
 }
+
+/// Whole strings are written one statement per command ([`TEXT_WRITES`] at once): a string
+/// the app edits right after our write no longer equals what we wrote, so a read-back could not
+/// tell that from an edit before it; a command's own match count can. Other changes in the same
+/// call go as one batch.
+async fn apply_texts(
+    db: &Database,
+    collection: &str,
+    changes: &[RefChange],
+) -> anyhow::Result<Settled> {
+    use futures::StreamExt;
+    let (texts, others): (Vec<usize>, Vec<usize>) =
+        (0..changes.len()).partition(|i| changes[*i].is_text());
+    let mut out: Settled = vec![(RefState::Failed, None); changes.len()];
+    if !others.is_empty() {
+        let batch: Vec<RefChange> = others.iter().map(|i| changes[*i].clone()).collect();
+        let states = Box::pin(apply(db, collection, &batch)).await?;
+        for (i, s) in others.into_iter().zip(states) {
+            out[i] = s;
+        }
+    }
+    let results: Vec<(usize, anyhow::Result<crate::db::UpdateOutcome>)> =
+        futures::stream::iter(texts)
+            .map(|i| async move {
+                let (q, u) = statement(&changes[i]);
+                (
+                    i,
+                    update_batch(db, collection, vec![update_stmt(q, u, false)]).await,
+                )
+            })
+            .buffer_unordered(TEXT_WRITES)
+            .collect()
+            .await;
+    for (i, r) in results {
+        let r = r?;
+        out[i] = match (r.errors.into_iter().next(), r.matched) {
+            (Some((_, e)), _) => (RefState::Failed, Some(e)),
+            (None, 1..) => (RefState::Rewritten, None),
+            (None, 0) => (RefState::Conflict, None),
+        };
+    }
+    Ok(out)
+}
+
+/// Whole-string writes in flight at once.
+const TEXT_WRITES: usize = 16;
 
 /// Tell, per change, whether its document now holds the new value. `docs` are the documents by
 /// `_id` key ([`id_key`]); `errors` the server's refusals by statement index.

@@ -43,5 +43,6 @@ mod storage_gcs;
 mod storage_gridfs;
 mod storage_http;
 mod storage_s3;
+mod strings;
 mod terminal;
 mod transfer;
