@@ -54,10 +54,12 @@ pub fn statement(r: &RefChange) -> (Document, Document) {
         }
     }
     u.insert("$set", set);
-    (
-        doc! {"_id": r.id.clone(), format!("{}.name", r.path): &r.old.name},
-        u,
-    )
+    let mut q = doc! {"_id": r.id.clone(), format!("{}.name", r.path): &r.old.name};
+    // The old url too when it is known exactly: a url the app changed is not overwritten.
+    if let Some(url) = r.old.url.as_ref().filter(|_| !r.old.key_redacted) {
+        q.insert(format!("{}.url", r.path), url);
+    }
+    (q, u)
 }
 
 /// Run the compare-and-swap updates of `changes` in one collection: one round trip when every
@@ -166,7 +168,7 @@ fn holds_change(v: Option<&Bson>, r: &RefChange, value: &RefValue) -> bool {
     if r.is_text() {
         return matches!((v, &value.raw_text), (Some(Bson::String(s)), Some(t)) if s == t);
     }
-    holds(v, &value.name, r.is_bare_name())
+    holds_value(v, value, r.is_bare_name())
 }
 
 /// Whether a stored File value names `name`: the string itself for a bare name, the `name` of a
@@ -355,7 +357,17 @@ mod tests {
             RefValue::file("my pic.jpg", Some("https://new/my%20pic.jpg"), None),
         );
         let (q, u) = statement(&c);
-        assert_eq!(q, doc! {"_id": "a1", "gallery.2.file.name": "my pic.jpg"});
+        assert_eq!(
+            q,
+            doc! {"_id": "a1", "gallery.2.file.name": "my pic.jpg", "gallery.2.file.url": "http://old/x"}
+        );
+        // A url recorded without the fileKey cannot be compared: the name alone.
+        let redacted = change(
+            "f",
+            RefValue::file("n", Some("http://files.parsetfss.com/K/n"), Some("K")),
+            RefValue::file("n", Some("https://new/n"), None),
+        );
+        assert_eq!(statement(&redacted).0, doc! {"_id": "a1", "f.name": "n"});
         assert_eq!(
             u,
             doc! {"$set": {"gallery.2.file.name": "my pic.jpg",

@@ -29,6 +29,7 @@ pub mod dedup;
 pub mod dry;
 pub mod live;
 pub mod plan;
+pub mod rebase;
 pub mod rewrite;
 pub mod rollback;
 pub mod strings;

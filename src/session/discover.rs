@@ -64,7 +64,7 @@ pub(crate) async fn discover_with(
         let fields = scan::strings::string_fields(&db, prefix)
             .await
             .with_context(|| format!("reading {}", collection_name(prefix, "_SCHEMA")))?;
-        let matcher = std::sync::Arc::new(settings.url_matcher(true)?);
+        let matcher = std::sync::Arc::new(settings.url_matcher(true, true)?);
         scan::add_strings(&mut targets, &fields, prefix, &filter, matcher);
     }
     Ok(Discovery {

@@ -333,9 +333,14 @@ impl Settings {
     }
 
     /// The file URLs to look for in strings: the hosted-Parse hosts (when `hosted`), the current
-    /// base (`public_server_url` with `app_id`, and `file_url_template`) and every `[rebase] from`
-    /// base (a server URL, or a template with `{name}`). A base that is not a URL is an error.
-    pub fn url_matcher(&self, hosted: bool) -> anyhow::Result<crate::parse::urls::Matcher> {
+    /// base (`public_server_url` with `app_id`, and `file_url_template`) and, when `old`, every
+    /// `[rebase] from` base (a server URL, or a template with `{name}`). A base that is not a URL
+    /// is an error.
+    pub fn url_matcher(
+        &self,
+        hosted: bool,
+        old: bool,
+    ) -> anyhow::Result<crate::parse::urls::Matcher> {
         use crate::parse::urls::{Matcher, Origin};
         let p = &self.parse;
         let mut m = Matcher::new(hosted);
@@ -346,7 +351,7 @@ impl Settings {
         if let Some(t) = &p.file_url_template {
             m = m.template(t, Origin::Current).map_err(usage)?;
         }
-        for (i, from) in self.rebase.from.iter().enumerate() {
+        for (i, from) in self.rebase.from.iter().enumerate().filter(|_| old) {
             m = if from.contains("{name}") {
                 m.template(from, Origin::Old(i))
             } else {
