@@ -432,3 +432,77 @@ async fn a_concurrent_writer_loses_no_edit() {
         assert_eq!(body, format!("w{i} {} EDITED", new_url(&a)));
     }
 }
+
+const OLD_BASE: &str = "https://old-api.example.com/parse";
+
+fn old_url(name: &str) -> String {
+    format!("{OLD_BASE}/files/{APP_ID}/{}", encode_uri_component(name))
+}
+
+fn current_url(name: &str) -> String {
+    format!("{SERVER_URL}/files/{APP_ID}/{}", encode_uri_component(name))
+}
+
+/// `rebase`: nested File urls and URLs in strings move from `[rebase] from` to the current
+/// base, nothing else changes, `rollback` restores every byte; `--check` reports current URLs
+/// that do not answer.
+#[tokio::test]
+async fn rebase_moves_old_bases_and_rolls_back() {
+    let extra = format!("\n[rebase]\nfrom = [\"{OLD_BASE}/\"]\n");
+    let app = App::seed("str_rebase", &extra).await;
+    let n1 = "0123456789abcdef0123456789abcdef_r one.png";
+    let n2 = "0123456789abcdef0123456789abcdef_r2.png";
+    let a = app.files.keys().nth(1).unwrap().clone();
+    let posts = app.db.collection::<Document>("Post");
+    let text = format!(
+        "<img src=\"{}\"> {} {} https://old-api.example.com.evil/parse/files/{APP_ID}/x.png",
+        old_url(n1),
+        legacy(&a),
+        current_url(n2)
+    );
+    posts
+        .insert_many([
+            doc! {"_id": "r1", "body": &text},
+            doc! {"_id": "r2", "meta": {"pic": app::file(n1, Some(&old_url(n1))),
+            "same": app::file(n2, Some(&current_url(n2)))}},
+        ])
+        .await
+        .unwrap();
+    let before = app.raw().await;
+
+    let out = app.run(&["rebase", "--dry-run", "--output", "jsonl"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let updates = out.jsonl().iter().filter(|l| l["action"] == "update").count();
+    assert_eq!(updates, 2, "{}", out.stdout);
+    assert_eq!(app.raw().await, before, "a dry run writes nothing");
+
+    let out = app.run(&["rebase", "--yes", "--output", "jsonl"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let s = summary(&out.jsonl()).clone();
+    assert_eq!(s["references"]["rewritten"], 2, "{s}");
+    assert_eq!(s["files"]["copied"], 0, "{s}");
+    let body = app.string("Post", &"r1".into(), "body").await;
+    assert_eq!(body, text.replace(&old_url(n1), &current_url(n1)));
+    let r2 = app::find(&app.db, "Post", "r2").await;
+    let meta = r2.get_document("meta").unwrap();
+    let pic = meta.get_document("pic").unwrap();
+    assert_eq!(pic.get_str("url").unwrap(), current_url(n1));
+    assert_eq!(pic.get_str("name").unwrap(), n1);
+    assert_eq!(
+        meta.get_document("same").unwrap().get_str("url").unwrap(),
+        current_url(n2)
+    );
+    // The hosted-era strings are not a rebase's business.
+    for (coll, id, path, old) in &app.strings {
+        assert_eq!(app.string(coll, id, path).await, *old);
+    }
+
+    // --check: the current base (api.example.com) does not answer here.
+    let out = app.run(&["rebase", "--yes", "--check", "--output", "jsonl"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("does not answer 200"), "{}", out.stderr);
+
+    let out = app.run(&["rollback", "--yes"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(app.raw().await, before, "rollback restores every byte");
+}
