@@ -44,5 +44,6 @@ mod storage_gridfs;
 mod storage_http;
 mod storage_s3;
 mod strings;
+mod strings_parse_server;
 mod terminal;
 mod transfer;
