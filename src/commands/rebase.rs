@@ -23,9 +23,9 @@ pub(super) async fn run(settings: &Settings, args: &RebaseArgs) -> anyhow::Resul
         return Err(usage(format!("rebase has no current base: {why}")));
     }
     let max_duration = match &args.max_duration {
-        Some(d) => Some(
-            humantime::parse_duration(d).map_err(|e| usage(format!("--max-duration: {e}")))?,
-        ),
+        Some(d) => {
+            Some(humantime::parse_duration(d).map_err(|e| usage(format!("--max-duration: {e}")))?)
+        }
         None => settings.run.max_duration,
     };
     // The run's description only: a rebase reads and writes no store.
@@ -33,7 +33,9 @@ pub(super) async fn run(settings: &Settings, args: &RebaseArgs) -> anyhow::Resul
         .destination
         .as_ref()
         .or(settings.source.server.as_ref())
-        .ok_or_else(|| usage("rebase needs [destination] or [source.server] (the current store)"))?;
+        .ok_or_else(|| {
+            usage("rebase needs [destination] or [source.server] (the current store)")
+        })?;
     let store = session::open_checked(settings, store_cfg, "current store").await?;
     let mut filters = args.filters.clone();
     filters.strings = !args.no_strings;
@@ -97,9 +99,16 @@ pub(super) async fn run(settings: &Settings, args: &RebaseArgs) -> anyhow::Resul
     let (summary, mut code) = session::recorded(&effects, info, async {
         let state = RunState::new();
         let signals = session::on_signals(state.clone());
-        let result =
-            engine::rebase::run(&plan, effects.clone(), &ledger, &d.db, &d.targets, &walker, state)
-                .await;
+        let result = engine::rebase::run(
+            &plan,
+            effects.clone(),
+            &ledger,
+            &d.db,
+            &d.targets,
+            &walker,
+            state,
+        )
+        .await;
         signals.abort();
         let summary = result?;
         let code = summary.exit_code();

@@ -77,9 +77,7 @@ pub async fn run(
         stopped = state.stop(&plan.limits);
     }
     let elapsed = state.started.elapsed();
-    Ok(state
-        .counters
-        .summary(elapsed, effects.dry_run(), stopped))
+    Ok(state.counters.summary(elapsed, effects.dry_run(), stopped))
 }
 
 /// The matcher of the old bases (no hosted hosts, no current base), from the targets' own.

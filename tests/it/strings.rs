@@ -472,7 +472,11 @@ async fn rebase_moves_old_bases_and_rolls_back() {
 
     let out = app.run(&["rebase", "--dry-run", "--output", "jsonl"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let updates = out.jsonl().iter().filter(|l| l["action"] == "update").count();
+    let updates = out
+        .jsonl()
+        .iter()
+        .filter(|l| l["action"] == "update")
+        .count();
     assert_eq!(updates, 2, "{}", out.stdout);
     assert_eq!(app.raw().await, before, "a dry run writes nothing");
 

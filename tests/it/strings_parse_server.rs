@@ -71,7 +71,10 @@ async fn strings_serve_the_original_bytes_after_migrate_and_rebase() {
     );
     let json_text = format!("{{\"cover\":\"{}\",\"n\":2}}", hosted(&h1));
     let id = rest
-        .create("Post", json!({"body": body, "json": json_text, "title": "no urls"}))
+        .create(
+            "Post",
+            json!({"body": body, "json": json_text, "title": "no urls"}),
+        )
         .await;
     server.stop(&app);
 
@@ -99,7 +102,10 @@ async fn strings_serve_the_original_bytes_after_migrate_and_rebase() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(!stderr.contains(&app.file_key), "the fileKey leaked: {stderr}");
+        assert!(
+            !stderr.contains(&app.file_key),
+            "the fileKey leaked: {stderr}"
+        );
         (out.status.code(), stderr)
     };
     let (code, stderr) = run(&["migrate", "--strings", "--yes", "--output", "jsonl"]);
@@ -116,13 +122,23 @@ async fn strings_serve_the_original_bytes_after_migrate_and_rebase() {
         )
         .await;
     let everything = Matcher::new(true)
-        .server(&app.server_url(), &app.app_id, parse_files_migrate::parse::urls::Origin::Current)
+        .server(
+            &app.server_url(),
+            &app.app_id,
+            parse_files_migrate::parse::urls::Origin::Current,
+        )
         .unwrap()
-        .server(OLD, &app.app_id, parse_files_migrate::parse::urls::Origin::Old(0))
+        .server(
+            OLD,
+            &app.app_id,
+            parse_files_migrate::parse::urls::Origin::Old(0),
+        )
         .unwrap();
     let mut served = 0;
     for field in ["body", "json"] {
-        let text = got[field].as_str().unwrap_or_else(|| panic!("{field}: {got}"));
+        let text = got[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("{field}: {got}"));
         let found = everything.find(text);
         assert!(!found.is_empty(), "{field}: {text}");
         for f in found {
