@@ -17,8 +17,8 @@
 //!    token (a name cut short would name another file). Every token is skipped whole, matched
 //!    or not: a URL inside another one is never looked at.
 //! 3. Scheme and host compare case-insensitively, and the host must be exactly one of the known
-//!    ones: `files.parsetfss.com.evil.net`, `notfiles.parsetfss.com`, a port or user info do not
-//!    match. The path compares exactly.
+//!    ones (with its port, if the configured base has one): `files.parsetfss.com.evil.net`,
+//!    `notfiles.parsetfss.com`, another port or user info do not match. The path compares exactly.
 //! 4. The file name is exactly one path segment after the base (no further `/`), up to an
 //!    optional `?query`, `#fragment` or `&` (an HTML entity such as `&quot;`; encodeURIComponent
 //!    never leaves a raw `&` in a name), kept as it is when the URL is replaced; it is
@@ -205,8 +205,8 @@ fn split(base: &str, suffix: &str, from: Origin) -> Result<Prefix, String> {
     })
 }
 
-/// The length of `scheme://host` in `url` and the path after it (`""` or from a `/`). `None`
-/// when it is not `http(s)://` with a plain host (no user info, no port).
+/// The length of `scheme://host[:port]` in `url` and the path after it (`""` or from a `/`).
+/// `None` when it is not `http(s)://` with a plain host (no user info).
 fn origin_of(url: &str) -> Option<(usize, &str)> {
     let lower = |n: usize| url.get(..n).map(str::to_ascii_lowercase);
     let scheme = if lower(7)? == "http://" {
@@ -218,11 +218,8 @@ fn origin_of(url: &str) -> Option<(usize, &str)> {
     };
     let host_end = url[scheme..].find('/').map_or(url.len(), |i| scheme + i);
     let host = &url[scheme..host_end];
-    if host.is_empty()
-        || !host
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-')
-    {
+    let host_char = |c: u8| c.is_ascii_alphanumeric() || b".-:".contains(&c);
+    if host.is_empty() || !host.bytes().all(host_char) {
         return None;
     }
     Some((host_end, &url[host_end..]))
@@ -473,6 +470,22 @@ mod tests {
         assert!(f[0].end <= f[1].start);
         assert!(Matcher::new(false).find(text).is_empty());
         assert!(Matcher::new(false).is_empty());
+    }
+
+    #[test]
+    fn a_configured_port_is_part_of_the_host() {
+        let m = Matcher::new(false)
+            .server("http://127.0.0.1:1337/parse", "app", Origin::Current)
+            .unwrap();
+        assert_eq!(
+            m.find("http://127.0.0.1:1337/parse/files/app/a.png")[0].name,
+            "a.png"
+        );
+        assert!(
+            m.find("http://127.0.0.1:1338/parse/files/app/a.png")
+                .is_empty()
+        );
+        assert!(m.find("http://127.0.0.1/parse/files/app/a.png").is_empty());
     }
 
     #[test]

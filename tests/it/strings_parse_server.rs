@@ -115,6 +115,8 @@ async fn strings_serve_the_original_bytes_after_migrate_and_rebase() {
 
     // Every URL in the strings now leads to this Parse Server and serves the original bytes.
     let server = ParseServer::start(&app, &Files::Default, "strings-destination");
+    // A new client: the old one's pooled connections went with the first server.
+    let rest = Rest::new(&app);
     let got = rest
         .send(
             "get Post",
