@@ -5,6 +5,10 @@
 //! and apply the precedence flag > `PFM_*` env > config file > default in one place. clap itself
 //! handles flag > env.
 
+mod rebase;
+use rebase::REBASE_EXAMPLES;
+pub use rebase::RebaseArgs;
+
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
@@ -173,13 +177,6 @@ Examples:
   parse-files-migrate -c migrate.toml rollback --dry-run
   # Restore every rewritten reference, then delete the copies the migration made
   parse-files-migrate -c migrate.toml rollback --yes --delete-copies";
-
-const REBASE_EXAMPLES: &str = "\
-Examples:
-  # Every URL that would move from the old bases, as before/after excerpts
-  parse-files-migrate -c migrate.toml rebase --dry-run
-  # Rebase, then HEAD-request every current URL found
-  parse-files-migrate -c migrate.toml rebase --yes --check";
 
 const AUDIT_EXAMPLES: &str = "\"
 Examples:
@@ -571,39 +568,4 @@ mod tests {
         cmd.clone().debug_assert();
         check(&cmd, "parse-files-migrate");
     }
-}
-
-#[derive(Debug, Args)]
-pub struct RebaseArgs {
-    /// Print every change (before/after) and change nothing
-    #[arg(long)]
-    pub dry_run: bool,
-
-    /// Do not ask for confirmation
-    #[arg(long, short = 'y')]
-    pub yes: bool,
-
-    /// Then HEAD-request each current URL found and report those not answering 200 (exit 3)
-    #[arg(long)]
-    pub check: bool,
-
-    /// Leave strings alone: rebase only the `url`s of nested File objects
-    #[arg(long)]
-    pub no_strings: bool,
-
-    #[command(flatten)]
-    pub filters: Filters,
-
-    /// Stop after this long, e.g. 45m (exit 8; a re-run continues)
-    #[arg(long, value_name = "DURATION")]
-    pub max_duration: Option<String>,
-
-    /// Break the lease another run holds (shown, then confirmed): only when that run is gone
-    #[arg(long)]
-    pub break_lease: bool,
-
-    /// Output on stdout: the dry-run plan and the summary (default: text on a terminal, jsonl
-    /// otherwise)
-    #[arg(long, value_enum)]
-    pub output: Option<MigrateOutput>,
 }

@@ -447,7 +447,7 @@ mod tests {
             doc! {"_id": "a1", "body": "see https://new/files/app/h_1.jpg"},
         );
         assert_eq!(
-            settle(&[c.clone()], &docs, &HashMap::new())[0].0,
+            settle(std::slice::from_ref(&c), &docs, &HashMap::new())[0].0,
             RefState::Rewritten
         );
         docs.insert(key, doc! {"_id": "a1", "body": "edited by the app"});
