@@ -510,3 +510,41 @@ async fn rebase_moves_old_bases_and_rolls_back() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(app.raw().await, before, "rollback restores every byte");
 }
+
+/// A figure, not a check run by default: `migrate --strings` over 5,000 strings naming 3 files
+/// (`cargo test --test it strings::throughput -- --ignored --nocapture`).
+#[tokio::test]
+#[ignore]
+async fn throughput() {
+    const N: usize = 5_000;
+    let app = App::seed("str_speed", "").await;
+    let names: Vec<String> = app.files.keys().cloned().collect();
+    let docs: Vec<Document> = (0..N)
+        .map(|i| {
+            let n = &names[i % names.len()];
+            doc! {"_id": format!("t{i:05}"), "body": format!("<p>{i} <img src=\"{}\"></p>", legacy(n))}
+        })
+        .collect();
+    app.db
+        .collection::<Document>("Post")
+        .insert_many(docs)
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    let out = app.run(&["migrate", "--strings", "--yes", "--output", "jsonl"]);
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let s = summary(&out.jsonl()).clone();
+    assert_eq!(s["references"]["rewritten"], N as u64 + 7, "{s}");
+    eprintln!(
+        "strings throughput: {N} strings rewritten in {secs:.2} s ({:.0}/s)",
+        N as f64 / secs
+    );
+    let t = std::time::Instant::now();
+    let out = app.run(&["rollback", "--yes"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    eprintln!(
+        "strings throughput: rollback of {N} strings in {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+}
