@@ -162,6 +162,10 @@ async fn strings_serve_the_original_bytes_after_migrate_and_rebase() {
     assert_eq!(got["title"], Value::from("no urls"));
     eprintln!("strings_parse_server: {served} URLs in strings served byte-identical");
     assert_eq!(served, 4);
+    // `rebase --check`: nothing left to move, and every current URL answers 200 here.
+    let (code, stderr) = run(&["rebase", "--yes", "--check", "--output", "jsonl"]);
+    assert_eq!(code, Some(0), "rebase --check: {stderr}");
+    assert!(stderr.contains("unreachable=0"), "{stderr}");
     server.stop(&app);
     drop(db);
 }
