@@ -177,6 +177,31 @@ mod tests {
     use mongodb::bson::Bson;
 
     #[test]
+    fn a_reversed_string_gets_the_key_back_on_both_sides() {
+        // One URL moved, one (a missing file) left: both strings hold the key.
+        let before =
+            "a http://files.parsetfss.com/K/tfss-1 b http://files.parsetfss.com/K/tfss-gone";
+        let after = "a https://api/files/app/h_1 b http://files.parsetfss.com/K/tfss-gone";
+        let recorded = RefChange {
+            class: "A".into(),
+            id: Bson::String("x".into()),
+            path: "body".into(),
+            file: "tfss-1".into(),
+            old: RefValue::text("tfss-1", before, Some("K")).unwrap(),
+            new: RefValue::text("tfss-1", after, Some("K")).unwrap(),
+            loc: None,
+        };
+        // As read back from the ledger: the exact strings are gone.
+        let mut read = recorded.clone();
+        read.old.raw_text = None;
+        read.new.raw_text = None;
+        let back = reverse(read.clone(), Some("K")).unwrap();
+        assert_eq!(back.old.raw_text.as_deref(), Some(after));
+        assert_eq!(back.new.raw_text.as_deref(), Some(before));
+        assert!(reverse(read, None).unwrap_err().contains("parse.file_key"));
+    }
+
+    #[test]
     fn a_reversed_change_gets_the_file_key_back_or_refuses() {
         let recorded = RefChange {
             class: "A".into(),
