@@ -120,6 +120,9 @@ impl Pass<'_> {
                 .collection::<RawDocumentBuf>(&t.collection)
                 .find(doc! {})
                 .projection(projection)
+                // One cursor in `_id` order (as the walk): a string rewritten meanwhile, and so
+                // grown, is never met twice or skipped.
+                .sort(doc! {"_id": 1})
                 .batch_size(self.plan.page_size)
                 .await?;
             let mut batch: Vec<(Bson, Text)> = Vec::new();
