@@ -11,7 +11,7 @@
 //!
 //! [`check`] then HEAD-requests each current URL found and reports those that do not answer 200.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use mongodb::Database;
@@ -159,24 +159,25 @@ fn tally(state: &RunState, changes: &[RefChange], states: super::cas::Settled) {
     }
 }
 
-/// A current URL that did not answer 200, and why.
-pub type Unreachable = BTreeMap<String, String>;
+/// Distinct URLs `check` remembers so as not to ask twice (then it forgets them all: memory stays
+/// bounded, at worst a URL is asked again).
+const CHECK_MEMORY: usize = 10_000;
 
-/// `rebase --check`: HEAD-request each distinct URL of the current base found in nested File
-/// urls and strings (`current` looks for the current base only), up to `concurrency` at once;
-/// returns those that did not answer 200. Memory: the URLs checked (one entry each).
+/// `rebase --check`: HEAD-request each current URL found in nested File urls and strings
+/// (`current` looks for the current base only), up to `concurrency` at once, a page at a time;
+/// logs each that does not answer 200 and returns how many did not.
 pub async fn check(
     targets: &[Target],
     walker: Walkers<'_>,
     current: &Matcher,
     concurrency: usize,
-) -> anyhow::Result<Unreachable> {
+) -> anyhow::Result<u64> {
     use futures::StreamExt;
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .build()?;
     let mut seen = HashSet::new();
-    let mut bad = Unreachable::new();
+    let mut bad = 0u64;
     for t in targets {
         let mut w = walker(t);
         while let Some(page) = w.next_page().await? {
@@ -186,12 +187,15 @@ pub async fn check(
                     continue;
                 };
                 for f in current.find(url) {
+                    if seen.len() >= CHECK_MEMORY {
+                        seen.clear();
+                    }
                     if f.origin == Origin::Current && seen.insert(f.url(url).to_string()) {
                         urls.push(f.url(url).to_string());
                     }
                 }
             }
-            let results: Vec<(String, Result<u16, String>)> = futures::stream::iter(urls)
+            let mut answers = futures::stream::iter(urls)
                 .map(|u| {
                     let client = client.clone();
                     async move {
@@ -199,19 +203,15 @@ pub async fn check(
                         (u, r.map(|r| r.status().as_u16()).map_err(|e| e.to_string()))
                     }
                 })
-                .buffer_unordered(concurrency.max(1))
-                .collect()
-                .await;
-            for (u, r) in results {
-                match r {
-                    Ok(200) => {}
-                    Ok(code) => {
-                        bad.insert(u, format!("HTTP {code}"));
-                    }
-                    Err(e) => {
-                        bad.insert(u, e);
-                    }
-                }
+                .buffer_unordered(concurrency.max(1));
+            while let Some((u, r)) = answers.next().await {
+                let why = match r {
+                    Ok(200) => continue,
+                    Ok(code) => format!("HTTP {code}"),
+                    Err(e) => e,
+                };
+                bad += 1;
+                tracing::warn!(url = ?u, "does not answer 200: {why}");
             }
         }
     }
