@@ -5,6 +5,10 @@
 //! and apply the precedence flag > `PFM_*` env > config file > default in one place. clap itself
 //! handles flag > env.
 
+mod rebase;
+use rebase::REBASE_EXAMPLES;
+pub use rebase::RebaseArgs;
+
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
@@ -174,7 +178,7 @@ Examples:
   # Restore every rewritten reference, then delete the copies the migration made
   parse-files-migrate -c migrate.toml rollback --yes --delete-copies";
 
-const AUDIT_EXAMPLES: &str = "\
+const AUDIT_EXAMPLES: &str = "\"
 Examples:
   # Orphans, dangling references and a summary for the destination store
   parse-files-migrate -c migrate.toml audit
@@ -211,6 +215,9 @@ pub enum Command {
     /// (read-only)
     #[command(after_long_help = AUDIT_EXAMPLES)]
     Audit(AuditArgs),
+    /// Move file URLs from old bases (`[rebase] from`) to the current one; copies no bytes
+    #[command(after_long_help = REBASE_EXAMPLES)]
+    Rebase(RebaseArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     #[command(after_long_help = COMPLETIONS_EXAMPLES)]
     Completions(CompletionsArgs),
@@ -247,6 +254,11 @@ pub struct Filters {
     /// Do not search Object/Array fields and Parse Config for nested Files
     #[arg(long)]
     pub no_nested: bool,
+
+    /// Also search String fields, and the strings inside Object/Array fields and Parse Config,
+    /// for file URLs (README "URLs in strings"; `[scan] strings`)
+    #[arg(long)]
+    pub strings: bool,
 }
 
 #[derive(Debug, Args)]

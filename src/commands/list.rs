@@ -18,6 +18,7 @@ pub(super) async fn run(settings: &Settings, args: &ListArgs) -> anyhow::Result<
     let fail_on: HashSet<NameKind> = args.fail_on.iter().map(|k| (*k).into()).collect();
     let rename = args.rename.map(Into::into).unwrap_or(settings.run.rename);
     let sources = Sources::open(settings).await;
+    let key = settings.parse.file_key.as_ref().map(|k| k.expose());
 
     let format = ListFormat::choose(args.output);
     let mut writer = ListWriter::new(format, std::io::stdout().lock())?;
@@ -41,6 +42,11 @@ pub(super) async fn run(settings: &Settings, args: &ListArgs) -> anyhow::Result<
                 source: sources.location(r),
                 target_name: target_name(&r.name, rename).into_owned(),
                 status: "pending",
+                in_string: r.in_string(),
+                url: r
+                    .in_string()
+                    .then(|| redact(r.url.as_deref(), key))
+                    .flatten(),
             })?;
             Ok(())
         })
@@ -62,6 +68,15 @@ pub(super) async fn run(settings: &Settings, args: &ListArgs) -> anyhow::Result<
         return Ok(INCOMPLETE);
     }
     Ok(OK)
+}
+
+/// A URL with the fileKey (a secret) shown as `{file_key}`.
+fn redact(url: Option<&str>, key: Option<&str>) -> Option<String> {
+    let url = url?;
+    Some(match key.filter(|k| !k.is_empty()) {
+        Some(k) => url.replace(k, crate::ledger::KEY_PLACEHOLDER),
+        None => url.to_string(),
+    })
 }
 
 /// The configured sources, to show where each reference's bytes would be read from.

@@ -86,7 +86,8 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
         } else {
             None
         };
-        let result = engine::run(plan, effects.clone(), &ledger, &d.db, &d.targets, state).await;
+        let result =
+            engine::strings::run(plan, effects.clone(), &ledger, &d.db, &d.targets, state).await;
         signals.abort();
         if let Some(m) = metrics {
             m.finish(result.as_ref().map_err(crate::exit::code_of));

@@ -6,6 +6,7 @@ mod docs;
 mod estimate;
 mod list;
 mod migrate;
+mod rebase;
 mod rollback;
 mod schema;
 mod status;
@@ -43,6 +44,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Status(args)) => status::run(&settings, &args).await,
         Some(Command::Rollback(args)) => rollback::run(&settings, &args).await,
         Some(Command::Audit(args)) => audit::run(&settings, &args).await,
+        Some(Command::Rebase(args)) => rebase::run(&settings, &args).await,
         Some(Command::Completions(args)) => docs::completions(&args),
         Some(Command::Man(args)) => docs::man(&args),
     }

@@ -28,6 +28,14 @@ pub type Settled = Vec<(RefState, Option<String>)>;
 
 /// The compare-and-swap update of one change: the filter holds the old name at the exact path.
 pub fn statement(r: &RefChange) -> (Document, Document) {
+    if r.is_text() {
+        // The whole string: the filter holds it byte for byte, so any edit since is a conflict.
+        let text = |v: &RefValue| v.raw_text.clone().map_or(Bson::Null, Bson::String);
+        return (
+            doc! {"_id": r.id.clone(), &r.path: text(&r.old)},
+            doc! {"$set": {&r.path: text(&r.new)}},
+        );
+    }
     if r.is_bare_name() {
         return (
             doc! {"_id": r.id.clone(), &r.path: &r.old.name},
@@ -46,10 +54,12 @@ pub fn statement(r: &RefChange) -> (Document, Document) {
         }
     }
     u.insert("$set", set);
-    (
-        doc! {"_id": r.id.clone(), format!("{}.name", r.path): &r.old.name},
-        u,
-    )
+    let mut q = doc! {"_id": r.id.clone(), format!("{}.name", r.path): &r.old.name};
+    // The old url too when it is known exactly: a url the app changed is not overwritten.
+    if let Some(url) = r.old.url.as_ref().filter(|_| !r.old.key_redacted) {
+        q.insert(format!("{}.url", r.path), url);
+    }
+    (q, u)
 }
 
 /// Run the compare-and-swap updates of `changes` in one collection: one round trip when every
@@ -59,6 +69,9 @@ pub async fn apply(
     collection: &str,
     changes: &[RefChange],
 ) -> anyhow::Result<Settled> {
+    if changes.iter().any(RefChange::is_text) {
+        return apply_texts(db, collection, changes).await;
+    }
     let stmts = changes
         .iter()
         .map(|c| {
@@ -75,6 +88,52 @@ pub async fn apply(
     Ok(settle(changes, &docs, &errors))
 }
 
+/// Whole strings are written one statement per command ([`TEXT_WRITES`] at once): a string
+/// the app edits right after our write no longer equals what we wrote, so a read-back could not
+/// tell that from an edit before it; a command's own match count can. Other changes in the same
+/// call go as one batch.
+async fn apply_texts(
+    db: &Database,
+    collection: &str,
+    changes: &[RefChange],
+) -> anyhow::Result<Settled> {
+    use futures::StreamExt;
+    let (texts, others): (Vec<usize>, Vec<usize>) =
+        (0..changes.len()).partition(|i| changes[*i].is_text());
+    let mut out: Settled = vec![(RefState::Failed, None); changes.len()];
+    if !others.is_empty() {
+        let batch: Vec<RefChange> = others.iter().map(|i| changes[*i].clone()).collect();
+        let states = Box::pin(apply(db, collection, &batch)).await?;
+        for (i, s) in others.into_iter().zip(states) {
+            out[i] = s;
+        }
+    }
+    let results: Vec<(usize, anyhow::Result<crate::db::UpdateOutcome>)> =
+        futures::stream::iter(texts)
+            .map(|i| async move {
+                let (q, u) = statement(&changes[i]);
+                (
+                    i,
+                    update_batch(db, collection, vec![update_stmt(q, u, false)]).await,
+                )
+            })
+            .buffer_unordered(TEXT_WRITES)
+            .collect()
+            .await;
+    for (i, r) in results {
+        let r = r?;
+        out[i] = match (r.errors.into_iter().next(), r.matched) {
+            (Some((_, e)), _) => (RefState::Failed, Some(e)),
+            (None, 1..) => (RefState::Rewritten, None),
+            (None, 0) => (RefState::Conflict, None),
+        };
+    }
+    Ok(out)
+}
+
+/// Whole-string writes in flight at once.
+const TEXT_WRITES: usize = 16;
+
 /// Tell, per change, whether its document now holds the new value. `docs` are the documents by
 /// `_id` key ([`id_key`]); `errors` the server's refusals by statement index.
 pub fn settle(
@@ -89,7 +148,7 @@ pub fn settle(
             if let Some(e) = errors.get(&i) {
                 return (RefState::Failed, Some(e.clone()));
             }
-            if holds(current(docs, r), &r.new.name, r.is_bare_name()) {
+            if holds_change(current(docs, r), r, &r.new) {
                 (RefState::Rewritten, None)
             } else {
                 (RefState::Conflict, None)
@@ -101,6 +160,15 @@ pub fn settle(
 /// The value at a change's path in its read-back document.
 fn current<'a>(docs: &'a HashMap<String, Document>, r: &RefChange) -> Option<&'a Bson> {
     docs.get(&id_key(&r.id)).and_then(|d| get_path(d, &r.path))
+}
+
+/// Whether the stored value at a change's path is `value` as far as the change can tell: the
+/// exact string of a text change, else the File's name.
+fn holds_change(v: Option<&Bson>, r: &RefChange, value: &RefValue) -> bool {
+    if r.is_text() {
+        return matches!((v, &value.raw_text), (Some(Bson::String(s)), Some(t)) if s == t);
+    }
+    holds_value(v, value, r.is_bare_name())
 }
 
 /// Whether a stored File value names `name`: the string itself for a bare name, the `name` of a
@@ -203,9 +271,14 @@ pub async fn settle_pending(db: &Database, ledger: &Ledger, prefix: &str) -> any
                 let now = current(&docs, &c);
                 // The new value first: a url-only rewrite (an adapter move rebasing nested
                 // urls) keeps the name, so the old name alone does not say it was not applied.
-                if holds_value(now, &c.new, c.is_bare_name()) {
+                let text = c.is_text();
+                if (text && holds_change(now, &c, &c.new))
+                    || (!text && holds_value(now, &c.new, c.is_bare_name()))
+                {
                     all.push((c, SettledRef::State(RefState::Rewritten)));
-                } else if holds(now, &c.old.name, true) {
+                } else if (text && holds_change(now, &c, &c.old))
+                    || (!text && holds(now, &c.old.name, true))
+                {
                     not_applied.push(c);
                 } else {
                     all.push((c, SettledRef::State(s)));
@@ -284,7 +357,17 @@ mod tests {
             RefValue::file("my pic.jpg", Some("https://new/my%20pic.jpg"), None),
         );
         let (q, u) = statement(&c);
-        assert_eq!(q, doc! {"_id": "a1", "gallery.2.file.name": "my pic.jpg"});
+        assert_eq!(
+            q,
+            doc! {"_id": "a1", "gallery.2.file.name": "my pic.jpg", "gallery.2.file.url": "http://old/x"}
+        );
+        // A url recorded without the fileKey cannot be compared: the name alone.
+        let redacted = change(
+            "f",
+            RefValue::file("n", Some("http://files.parsetfss.com/K/n"), Some("K")),
+            RefValue::file("n", Some("https://new/n"), None),
+        );
+        assert_eq!(statement(&redacted).0, doc! {"_id": "a1", "f.name": "n"});
         assert_eq!(
             u,
             doc! {"$set": {"gallery.2.file.name": "my pic.jpg",
@@ -331,6 +414,45 @@ mod tests {
         );
         assert_eq!(
             settle(&[nested], &docs, &HashMap::new())[0].0,
+            RefState::Conflict
+        );
+    }
+
+    #[test]
+    fn a_string_is_swapped_whole_and_settled_on_its_exact_text() {
+        let c = change(
+            "body",
+            RefValue::text(
+                "tfss-1.jpg",
+                "see http://files.parsetfss.com/K/tfss-1.jpg",
+                None,
+            )
+            .unwrap(),
+            RefValue::text("tfss-1.jpg", "see https://new/files/app/h_1.jpg", None).unwrap(),
+        );
+        assert!(c.is_text() && !c.is_bare_name());
+        let (q, u) = statement(&c);
+        assert_eq!(
+            q,
+            doc! {"_id": "a1", "body": "see http://files.parsetfss.com/K/tfss-1.jpg"}
+        );
+        assert_eq!(
+            u,
+            doc! {"$set": {"body": "see https://new/files/app/h_1.jpg"}}
+        );
+        let mut docs = HashMap::new();
+        let key = id_key(&Bson::String("a1".into()));
+        docs.insert(
+            key.clone(),
+            doc! {"_id": "a1", "body": "see https://new/files/app/h_1.jpg"},
+        );
+        assert_eq!(
+            settle(std::slice::from_ref(&c), &docs, &HashMap::new())[0].0,
+            RefState::Rewritten
+        );
+        docs.insert(key, doc! {"_id": "a1", "body": "edited by the app"});
+        assert_eq!(
+            settle(&[c], &docs, &HashMap::new())[0].0,
             RefState::Conflict
         );
     }

@@ -123,6 +123,10 @@ pub fn digest(plan: &Plan, targets: &[Target]) -> String {
             "|{}:{:?}:{:?}",
             t.collection, t.class.file_fields, t.class.container_fields
         ));
+        // `--strings` walks more (unchanged digests without it).
+        if let Some(s) = &t.strings {
+            what.push_str(&format!(":strings{:?}", s.fields));
+        }
     }
     let d = Sha256::digest(what.as_bytes());
     d[..8].iter().map(|b| format!("{b:02x}")).collect()

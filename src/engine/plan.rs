@@ -77,6 +77,9 @@ impl Planner<'_> {
                     nested: true,
                 },
             );
+            if let Some(s) = &target.strings {
+                walker = walker.with_strings(&s.fields, s.matcher.clone());
+            }
             if let Some(at) = start.start_of(&target.collection) {
                 if at.is_end() {
                     tracing::debug!(class = %target.class.name, "walked to the end earlier in this pass");

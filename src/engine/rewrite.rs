@@ -116,6 +116,8 @@ async fn flush(
                 ..
             } => (name, target, outcome, refs),
         };
+        // URLs in strings are rewritten a whole string at a time, after the copies.
+        let refs: Vec<FileRef> = refs.into_iter().filter(|r| !r.in_string()).collect();
         if !outcome.usable() || plan.mode == Mode::CopyOnly {
             Counters::add(&c.refs_left, refs.len() as u64);
             continue;
@@ -225,6 +227,8 @@ pub fn change_for(
             }
             (RefValue::name(&r.name), RefValue::name(target))
         }
+        // Rewritten as whole strings after the copies (`engine::strings`), never one URL alone.
+        Shape::InString => return Ok(None),
         Shape::TopLevelObject | Shape::Nested => {
             let url = match urls.url(target) {
                 Ok(u) => u,

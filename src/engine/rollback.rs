@@ -146,8 +146,17 @@ fn tally(counts: &mut Counts, change: &RefChange, state: RefState, err: Option<S
 /// The change that puts a recorded reference back: from the value written to the old one, with
 /// the fileKey put back into a url it was taken out of.
 fn reverse(recorded: RefChange, key: Option<&str>) -> Result<RefChange, String> {
-    let (old, mut new) = (recorded.new, recorded.old);
-    if new.key_redacted {
+    let (mut old, mut new) = (recorded.new, recorded.old);
+    // Strings: both sides may have had the key taken out (a URL left as it was keeps it).
+    for v in [&mut old, &mut new] {
+        if v.is_text() && v.raw_text.is_none() {
+            let k = key.ok_or(
+                "the string embedded the fileKey; set parse.file_key (or --file-key) to restore it",
+            )?;
+            v.raw_text = v.text.as_ref().map(|t| t.replace(KEY_PLACEHOLDER, k));
+        }
+    }
+    if new.key_redacted && !new.is_text() {
         let k = key.ok_or(
             "the old url embedded the fileKey; set parse.file_key (or --file-key) to restore it",
         )?;
@@ -166,6 +175,31 @@ mod tests {
     use super::*;
     use crate::ledger::RefValue;
     use mongodb::bson::Bson;
+
+    #[test]
+    fn a_reversed_string_gets_the_key_back_on_both_sides() {
+        // One URL moved, one (a missing file) left: both strings hold the key.
+        let before =
+            "a http://files.parsetfss.com/K/tfss-1 b http://files.parsetfss.com/K/tfss-gone";
+        let after = "a https://api/files/app/h_1 b http://files.parsetfss.com/K/tfss-gone";
+        let recorded = RefChange {
+            class: "A".into(),
+            id: Bson::String("x".into()),
+            path: "body".into(),
+            file: "tfss-1".into(),
+            old: RefValue::text("tfss-1", before, Some("K")).unwrap(),
+            new: RefValue::text("tfss-1", after, Some("K")).unwrap(),
+            loc: None,
+        };
+        // As read back from the ledger: the exact strings are gone.
+        let mut read = recorded.clone();
+        read.old.raw_text = None;
+        read.new.raw_text = None;
+        let back = reverse(read.clone(), Some("K")).unwrap();
+        assert_eq!(back.old.raw_text.as_deref(), Some(after));
+        assert_eq!(back.new.raw_text.as_deref(), Some(before));
+        assert!(reverse(read, None).unwrap_err().contains("parse.file_key"));
+    }
 
     #[test]
     fn a_reversed_change_gets_the_file_key_back_or_refuses() {

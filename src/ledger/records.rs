@@ -143,6 +143,14 @@ pub struct RefValue {
     pub url: Option<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub key_redacted: bool,
+    /// A whole string holding file URLs (`--strings`, `rebase`), as recorded: the fileKey
+    /// replaced by `{file_key}` when `key_redacted`. `name` then lists the files it names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The exact string, byte for byte (in memory only; `None` for a recorded string whose key
+    /// was taken out, until a rollback puts it back).
+    #[serde(skip)]
+    pub raw_text: Option<String>,
 }
 
 /// What stands for the `fileKey` in recorded urls.
@@ -155,7 +163,41 @@ impl RefValue {
             name: name.into(),
             url: None,
             key_redacted: false,
+            text: None,
+            raw_text: None,
         }
+    }
+
+    /// A whole string's value, with `secret` (the fileKey) taken out of the recorded form.
+    /// `Err` when the string already holds the text `{file_key}` besides the key (the key could
+    /// not be put back byte for byte).
+    pub fn text(
+        names: impl Into<String>,
+        text: &str,
+        secret: Option<&str>,
+    ) -> Result<RefValue, String> {
+        let secret = secret.filter(|s| !s.is_empty() && text.contains(*s));
+        let (recorded, key_redacted) = match secret {
+            Some(_) if text.contains(KEY_PLACEHOLDER) => {
+                return Err(format!(
+                    "the string holds both the fileKey and the text {KEY_PLACEHOLDER}; left alone"
+                ));
+            }
+            Some(k) => (text.replace(k, KEY_PLACEHOLDER), true),
+            None => (text.to_string(), false),
+        };
+        Ok(RefValue {
+            name: names.into(),
+            url: None,
+            key_redacted,
+            text: Some(recorded),
+            raw_text: Some(text.to_string()),
+        })
+    }
+
+    /// Whether this is a whole string's value.
+    pub fn is_text(&self) -> bool {
+        self.text.is_some()
     }
 
     /// A File object's values, with `secret` (the fileKey) taken out of the url.
@@ -169,6 +211,8 @@ impl RefValue {
             name: name.into(),
             url,
             key_redacted,
+            text: None,
+            raw_text: None,
         }
     }
 
@@ -180,18 +224,25 @@ impl RefValue {
         if self.key_redacted {
             d.insert("key_redacted", true);
         }
+        if let Some(t) = &self.text {
+            d.insert("text", t);
+        }
         d
     }
 
     pub(super) fn from_bson(d: &Document, key: &str) -> Result<RefValue, String> {
         let v = d.get_document(key).map_err(|_| format!("no {key} value"))?;
+        let key_redacted = v.get_bool("key_redacted").unwrap_or(false);
+        let text = v.get_str("text").ok();
         Ok(RefValue {
             name: v
                 .get_str("name")
                 .map_err(|_| format!("no {key} name"))?
                 .to_string(),
             url: v.get_str("url").ok().map(str::to_string),
-            key_redacted: v.get_bool("key_redacted").unwrap_or(false),
+            key_redacted,
+            text: text.map(str::to_string),
+            raw_text: text.filter(|_| !key_redacted).map(str::to_string),
         })
     }
 }
@@ -227,7 +278,12 @@ impl RefChange {
     /// Whether the value at the path is a bare name (a top-level File field) rather than a File
     /// object: recorded changes of bare names carry no url on either side.
     pub fn is_bare_name(&self) -> bool {
-        self.old.url.is_none() && self.new.url.is_none()
+        self.old.url.is_none() && self.new.url.is_none() && !self.is_text()
+    }
+
+    /// Whether the value at the path is a whole string holding file URLs (`--strings`).
+    pub fn is_text(&self) -> bool {
+        self.old.is_text() || self.new.is_text()
     }
 }
 
@@ -251,6 +307,29 @@ pub struct BadRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn texts_take_the_key_out_and_refuse_an_ambiguous_string() {
+        let t = "a http://files.parsetfss.com/K3y/tfss-1.jpg b";
+        let v = RefValue::text("tfss-1.jpg", t, Some("K3y")).unwrap();
+        assert!(v.key_redacted);
+        assert_eq!(
+            v.text.as_deref(),
+            Some("a http://files.parsetfss.com/{file_key}/tfss-1.jpg b")
+        );
+        assert_eq!(v.raw_text.as_deref(), Some(t));
+        let back = RefValue::from_bson(&doc! {"old": v.to_bson()}, "old").unwrap();
+        assert_eq!(back.text, v.text);
+        assert_eq!(
+            back.raw_text, None,
+            "the key must come back from the settings"
+        );
+        let plain = RefValue::text("x", "no key here", Some("K3y")).unwrap();
+        assert!(!plain.key_redacted);
+        let plain = RefValue::from_bson(&doc! {"o": plain.to_bson()}, "o").unwrap();
+        assert_eq!(plain.raw_text.as_deref(), Some("no key here"));
+        assert!(RefValue::text("x", "K3y and {file_key}", Some("K3y")).is_err());
+    }
 
     #[test]
     fn states_round_trip() {

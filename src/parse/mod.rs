@@ -5,3 +5,4 @@
 
 pub mod names;
 pub mod schema;
+pub mod urls;

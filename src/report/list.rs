@@ -20,6 +20,10 @@ pub struct ListRow {
     pub source: Option<String>,
     pub target_name: String,
     pub status: &'static str,
+    /// The reference is a URL inside a string (`--strings`); `url` is that URL, with a
+    /// `fileKey` in it shown as `{file_key}`.
+    pub in_string: bool,
+    pub url: Option<String>,
 }
 
 /// Output formats of `list`.
@@ -153,6 +157,8 @@ mod tests {
             source: None,
             target_name: "abc_x.jpg".into(),
             status: "pending",
+            in_string: false,
+            url: None,
         }
     }
 

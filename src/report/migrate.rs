@@ -91,6 +91,18 @@ impl PlanSink for PlanWriter {
     fn update(&mut self, u: &PlannedUpdate) -> std::io::Result<()> {
         match self.format {
             MigrateFormat::Jsonl => self.json("update", u),
+            MigrateFormat::Text if u.old.is_text() || u.new.is_text() => {
+                let (before, after) = excerpt(
+                    u.old.text.as_deref().unwrap_or(""),
+                    u.new.text.as_deref().unwrap_or(""),
+                );
+                self.line(format!(
+                    "update  {} {} {} (string):\n  - {before}\n  + {after}",
+                    u.class,
+                    printable(&u.object_id),
+                    printable(u.path),
+                ))
+            }
             MigrateFormat::Text => {
                 let mut line = format!(
                     "update  {} {} {}: {:?} -> {:?}",
@@ -117,6 +129,48 @@ impl PlanSink for PlanWriter {
             MigrateFormat::Text => self.line(format!("delete  {location}")),
         }
     }
+}
+
+/// Context kept on each side of a string change in the dry-run plan.
+const EXCERPT_CONTEXT: usize = 30;
+
+/// The part of a string that changes, before and after, with a little context either side
+/// (`…` where cut) and every control character escaped for the terminal.
+pub fn excerpt(old: &str, new: &str) -> (String, String) {
+    let prefix = old
+        .char_indices()
+        .zip(new.chars())
+        .find(|((_, a), b)| a != b)
+        .map_or(old.len().min(new.len()), |((i, _), _)| i);
+    let suffix = old[prefix..]
+        .chars()
+        .rev()
+        .zip(new[prefix..].chars().rev())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a.len_utf8())
+        .sum::<usize>();
+    let cut = |s: &str| {
+        let end = s.len() - suffix;
+        let from = s[..prefix]
+            .char_indices()
+            .rev()
+            .nth(EXCERPT_CONTEXT - 1)
+            .map_or(0, |(i, _)| i);
+        let to = s[end..]
+            .char_indices()
+            .nth(EXCERPT_CONTEXT)
+            .map_or(s.len(), |(i, _)| end + i);
+        let mut out = String::new();
+        if from > 0 {
+            out.push('…');
+        }
+        out.push_str(&printable(&s[from..to]));
+        if to < s.len() {
+            out.push('…');
+        }
+        out
+    };
+    (cut(old), cut(new))
 }
 
 /// Print the summary (JSON on stdout, or text on stderr) and write `--report FILE`.
@@ -309,6 +363,27 @@ pub fn human_bytes(n: u64) -> String {
 mod tests {
     use super::*;
     use crate::ledger::RefValue;
+
+    #[test]
+    fn a_string_change_shows_its_changed_part_escaped() {
+        let old = format!(
+            "{}\nsrc=\"http://files.parsetfss.com/K/tfss-a.jpg\" end\x1b[2J",
+            "x".repeat(80)
+        );
+        let new = old.replace(
+            "http://files.parsetfss.com/K/tfss-a.jpg",
+            "https://n/files/a/h_a.jpg",
+        );
+        let (b, a) = excerpt(&old, &new);
+        assert!(
+            b.starts_with('…') && !b.contains('\n') && !b.contains('\x1b'),
+            "{b}"
+        );
+        assert!(b.contains("files.parsetfss.com/K/tfss-a.jpg"), "{b}");
+        assert!(a.contains("https://n/files/a/h_a.jpg\" end"), "{a}");
+        assert!(a.contains("\\u{1b}"), "{a}");
+        assert_eq!(excerpt("same", "same"), ("same".into(), "same".into()));
+    }
 
     #[test]
     fn bytes_read_well() {

@@ -10,10 +10,11 @@
 //! becomes a [`ScanIssue`] for that one value; a page never fails because of one document.
 
 pub mod nested;
+pub mod strings;
 pub mod targets;
 mod walk;
 
-pub use targets::{Filter, Target, targets};
+pub use targets::{Filter, Strings, Target, add_strings, targets};
 pub use walk::{ClassWalker, Page, WalkOptions, WalkPosition};
 
 use mongodb::bson::Bson;
@@ -38,6 +39,9 @@ pub enum Shape {
     TopLevelObject,
     /// A `{__type: "File", name, url}` object inside an Object/Array field or Parse Config.
     Nested,
+    /// A file URL inside a string (`--strings`): `url` is the URL as written, `path` the
+    /// string's. Rewritten as a whole string, never alone ([`strings`]).
+    InString,
 }
 
 /// One place in one document that names a file.
@@ -84,6 +88,10 @@ impl FileRef {
             field = format!("params.{param}");
         }
         format!("{}.{field}", self.class)
+    }
+
+    pub fn in_string(&self) -> bool {
+        self.shape == Shape::InString
     }
 }
 

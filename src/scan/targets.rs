@@ -9,6 +9,17 @@ pub struct Target {
     pub class: ClassSchema,
     /// `prefix + className`.
     pub collection: String,
+    /// `--strings`: the String fields to search for file URLs, and the matcher (`None`
+    /// otherwise).
+    pub strings: Option<Strings>,
+}
+
+/// What `--strings` searches in one class.
+#[derive(Debug, Clone)]
+pub struct Strings {
+    /// Top-level String fields (the strings of the container fields are searched too).
+    pub fields: Vec<String>,
+    pub matcher: std::sync::Arc<crate::parse::urls::Matcher>,
 }
 
 /// Narrowing from the command line.
@@ -70,6 +81,7 @@ pub fn targets(
         .map(|class| Target {
             collection: collection_name(prefix, &class.name),
             class,
+            strings: None,
         })
         .collect();
     if config_exists
@@ -84,9 +96,58 @@ pub fn targets(
                 container_fields: vec!["params".to_string()],
             },
             collection: collection_name(prefix, GLOBAL_CONFIG),
+            strings: None,
         });
     }
     out
+}
+
+/// `--strings`: search every target's strings with `matcher`, and add the String fields (by
+/// class, from [`super::strings::string_fields`]) that pass the filter to their class's target,
+/// or as a target of their own.
+pub fn add_strings(
+    targets: &mut Vec<Target>,
+    fields: &std::collections::BTreeMap<String, Vec<String>>,
+    prefix: &str,
+    filter: &Filter,
+    matcher: std::sync::Arc<crate::parse::urls::Matcher>,
+) {
+    let none = |matcher: &std::sync::Arc<_>| Strings {
+        fields: vec![],
+        matcher: std::sync::Arc::clone(matcher),
+    };
+    for t in targets.iter_mut() {
+        t.strings = Some(none(&matcher));
+    }
+    for (class, fields) in fields {
+        if !filter.class_ok(class) {
+            continue;
+        }
+        let fields: Vec<String> = fields
+            .iter()
+            .filter(|f| filter.field_ok(class, f))
+            .cloned()
+            .collect();
+        if fields.is_empty() {
+            continue;
+        }
+        let strings = Some(Strings {
+            fields,
+            matcher: matcher.clone(),
+        });
+        match targets.iter_mut().find(|t| &t.class.name == class) {
+            Some(t) => t.strings = strings,
+            None => targets.push(Target {
+                class: ClassSchema {
+                    name: class.clone(),
+                    file_fields: vec![],
+                    container_fields: vec![],
+                },
+                collection: collection_name(prefix, class),
+                strings,
+            }),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use mongodb::{Collection, Cursor};
 use super::nested::{Fields, extract};
 use super::{FileRef, ScanIssue};
 use crate::parse::schema::ClassSchema;
+use crate::parse::urls::Matcher;
 
 /// `_id` type brackets in BSON comparison order (arrays, regexes and undefined cannot be `_id`s).
 const BRACKETS: &[&[&str]] = &[
@@ -122,6 +123,9 @@ pub struct ClassWalker {
     last: Option<Bson>,
     /// The open cursor over the current bracket, after `last`.
     cursor: Option<Cursor<RawDocumentBuf>>,
+    /// `--strings`: the String fields to search for file URLs (and the container fields'
+    /// strings), with the matcher.
+    strings: Option<(Vec<String>, std::sync::Arc<Matcher>)>,
 }
 
 impl ClassWalker {
@@ -144,7 +148,21 @@ impl ClassWalker {
             bracket: 0,
             last: None,
             cursor: None,
+            strings: None,
         }
+    }
+
+    /// Also find file URLs in the String fields `fields` and in every string of the container
+    /// fields ([`super::strings`]). Nothing changes when `matcher` looks for nothing.
+    pub fn with_strings(mut self, fields: &[String], matcher: std::sync::Arc<Matcher>) -> Self {
+        if matcher.is_empty() {
+            return self;
+        }
+        for f in fields.iter().chain(&self.class.container_fields) {
+            self.projection.insert(f.clone(), 1);
+        }
+        self.strings = Some((fields.to_vec(), matcher));
+        self
     }
 
     pub fn class(&self) -> &ClassSchema {
@@ -208,6 +226,12 @@ impl ClassWalker {
                     _ => Bson::Null,
                 };
                 extract(raw, &id, &fields, &mut page.refs, &mut page.issues);
+                if let Some((strings, matcher)) = &self.strings {
+                    let fields = (strings.as_slice(), self.class.container_fields.as_slice());
+                    let (refs, issues) = (&mut page.refs, &mut page.issues);
+                    let class = &self.class.name;
+                    super::strings::extract(raw, &id, class, fields, matcher, refs, issues);
+                }
                 page.last_id = Some(id);
             }
             if exhausted {

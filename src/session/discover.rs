@@ -59,7 +59,14 @@ pub(crate) async fn discover_with(
             tracing::warn!("--class {c}: no such class in {}", schema.schema_collection);
         }
     }
-    let targets = scan::targets(&schema, prefix, &filter, config_exists);
+    let mut targets = scan::targets(&schema, prefix, &filter, config_exists);
+    if filters.strings || settings.scan.strings {
+        let fields = scan::strings::string_fields(&db, prefix)
+            .await
+            .with_context(|| format!("reading {}", collection_name(prefix, "_SCHEMA")))?;
+        let matcher = std::sync::Arc::new(settings.url_matcher(true, true)?);
+        scan::add_strings(&mut targets, &fields, prefix, &filter, matcher);
+    }
     Ok(Discovery {
         db,
         database: database.to_string(),
@@ -83,14 +90,18 @@ impl Discovery {
 
     /// A walker over one target, with the configured page size.
     pub(crate) fn walker(&self, target: &Target, settings: &Settings) -> ClassWalker {
-        ClassWalker::new(
+        let w = ClassWalker::new(
             self.db.collection(&target.collection),
             target.class.clone(),
             WalkOptions {
                 page_size: settings.mongo.page_size,
                 nested: true,
             },
-        )
+        );
+        match &target.strings {
+            Some(s) => w.with_strings(&s.fields, s.matcher.clone()),
+            None => w,
+        }
     }
 }
 

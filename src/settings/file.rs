@@ -28,6 +28,27 @@ pub struct ConfigFile {
     pub run: RunFile,
     #[serde(default)]
     pub output: OutputFile,
+    #[serde(default)]
+    pub scan: ScanFile,
+    #[serde(default)]
+    pub rebase: RebaseFile,
+}
+
+/// `[scan]`: what discovery searches besides File fields.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanFile {
+    /// Search String fields (and strings in Object/Array fields) for file URLs.
+    pub strings: Option<bool>,
+}
+
+/// `[rebase]`: old URL bases of the app's files.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RebaseFile {
+    /// Old server URLs (`<from>/files/<app_id>/<name>`) or old templates with `{name}`.
+    #[serde(default)]
+    pub from: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -44,6 +44,21 @@ pub struct Settings {
     pub ledger: LedgerSettings,
     pub run: RunSettings,
     pub output: OutputSettings,
+    pub scan: ScanSettings,
+    pub rebase: RebaseSettings,
+}
+
+/// `[scan]` (see [`file::ScanFile`]).
+#[derive(Debug, Serialize)]
+pub struct ScanSettings {
+    /// Search strings for file URLs (`--strings`, `[scan] strings`).
+    pub strings: bool,
+}
+
+/// `[rebase]` (see [`file::RebaseFile`]).
+#[derive(Debug, Serialize)]
+pub struct RebaseSettings {
+    pub from: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -309,7 +324,46 @@ impl Settings {
                     .unwrap_or(ProgressMode::Auto),
                 verbosity,
             },
+            scan: ScanSettings {
+                strings: file.scan.strings.unwrap_or(false),
+            },
+            rebase: RebaseSettings {
+                from: file.rebase.from,
+            },
         })
+    }
+
+    /// The file URLs to look for in strings: the hosted-Parse hosts (when `hosted`), the current
+    /// base (`public_server_url` with `app_id`, and `file_url_template`) and, when `old`, every
+    /// `[rebase] from` base (a server URL, or a template with `{name}`). A base that is not a URL
+    /// is an error.
+    pub fn url_matcher(
+        &self,
+        hosted: bool,
+        old: bool,
+    ) -> anyhow::Result<crate::parse::urls::Matcher> {
+        use crate::parse::urls::{Matcher, Origin};
+        let p = &self.parse;
+        let mut m = Matcher::new(hosted);
+        let app = p.app_id.as_deref();
+        if let (Some(url), Some(app)) = (&p.public_server_url, app) {
+            m = m.server(url, app, Origin::Current).map_err(usage)?;
+        }
+        if let Some(t) = &p.file_url_template {
+            m = m.template(t, Origin::Current).map_err(usage)?;
+        }
+        for (i, from) in self.rebase.from.iter().enumerate().filter(|_| old) {
+            m = if from.contains("{name}") {
+                m.template(from, Origin::Old(i))
+            } else {
+                let app = app.ok_or_else(|| {
+                    usage("[rebase] from lists a server URL: parse.app_id is needed to match it")
+                })?;
+                m.server(from, app, Origin::Old(i))
+            }
+            .map_err(|e| usage(format!("[rebase] from: {e}")))?;
+        }
+        Ok(m)
     }
 
     /// The MongoDB URI and database, or a usage error saying how to give them.

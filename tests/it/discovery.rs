@@ -377,7 +377,7 @@ async fn list_filters_fail_on_and_formats() {
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),
-        Some("class,object_id,path,name,kind,nested,source,target_name,status")
+        Some("class,object_id,path,name,kind,nested,source,target_name,status,in_string,url")
     );
     assert!(lines.next().unwrap().starts_with("_User,u1,avatar,tfss-"));
     assert_eq!(lines.next(), None);

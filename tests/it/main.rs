@@ -47,6 +47,8 @@ mod storage_gcs;
 mod storage_gridfs;
 mod storage_http;
 mod storage_s3;
+mod strings;
+mod strings_parse_server;
 mod terminal;
 mod transfer;
 mod vanish;

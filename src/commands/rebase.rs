@@ -1,0 +1,130 @@
+//! `rebase`: move nested File `url`s and URLs in strings from the old bases (`[rebase] from`) to
+//! the current one ([`engine::rebase`]), copying no bytes; the same lease, ledger, dry-run gate,
+//! summary and `rollback` as `migrate`. `--check` then HEAD-requests the current URLs.
+
+use std::sync::Arc;
+
+use crate::cli::RebaseArgs;
+use crate::engine::{self, Effects, Limits, Mode, Plan, RunState, Stores, UrlBase};
+use crate::exit::{INCOMPLETE, usage};
+use crate::parse::names::{RenamePolicy, Selection};
+use crate::report::migrate::{MigrateFormat, PlanWriter, print_summary};
+use crate::session::{self, discover};
+use crate::settings::Settings;
+
+pub(super) async fn run(settings: &Settings, args: &RebaseArgs) -> anyhow::Result<i32> {
+    if settings.rebase.from.is_empty() {
+        return Err(usage(
+            "rebase needs the old bases: [rebase] from = [\"https://old-api.example.com/parse\"]",
+        ));
+    }
+    let urls = settings.url_base();
+    if let UrlBase::None { why } = &urls {
+        return Err(usage(format!("rebase has no current base: {why}")));
+    }
+    let max_duration = match &args.max_duration {
+        Some(d) => {
+            Some(humantime::parse_duration(d).map_err(|e| usage(format!("--max-duration: {e}")))?)
+        }
+        None => settings.run.max_duration,
+    };
+    // The run's description only: a rebase reads and writes no store.
+    let store_cfg = settings
+        .destination
+        .as_ref()
+        .or(settings.source.server.as_ref())
+        .ok_or_else(|| {
+            usage("rebase needs [destination] or [source.server] (the current store)")
+        })?;
+    let store = session::open_checked(settings, store_cfg, "current store").await?;
+    let mut filters = args.filters.clone();
+    filters.strings = !args.no_strings;
+    let d = discover(settings, &filters).await?;
+    let ledger = session::open_ledger(settings, &d.db).await?;
+    let format = MigrateFormat::choose(args.output);
+    let stores = Stores {
+        hosted: None,
+        server: None,
+        destination: store,
+    };
+    let plan = Plan {
+        select: Selection::All,
+        rename: RenamePolicy::Keep,
+        concurrency: settings.run.concurrency,
+        shard: None,
+        mode: Mode::RewriteOnly,
+        retry_missing: false,
+        limits: Limits {
+            max_duration,
+            max_errors: settings.run.max_errors,
+            ..Limits::default()
+        },
+        urls,
+        collection_prefix: settings.mongo.collection_prefix.clone(),
+        page_size: settings.mongo.page_size,
+        file_key: settings.parse.file_key.clone(),
+        destination: stores.destination.describe(),
+        scope: "all".into(),
+        rescan: true,
+    };
+    let breaking = session::leases_to_break(&ledger, None, args.break_lease, args.dry_run).await?;
+    let effects: Arc<dyn Effects> = if args.dry_run {
+        let out = PlanWriter::new(format, Box::new(std::io::stdout()), plan.file_key.clone());
+        Arc::new(engine::dry::DryRun::new(stores, Box::new(out)))
+    } else {
+        session::consent(args.yes, "rebase rewrites documents", || {
+            format!(
+                "About to rewrite every file URL of {:?} in database {:?} to the current base{}",
+                settings.rebase.from,
+                d.database,
+                session::breaking_text(&breaking)
+            )
+        })?;
+        Arc::new(
+            engine::live::Live::new(
+                stores,
+                ledger.clone(),
+                d.db.clone(),
+                plan.scope.clone(),
+                session::hostname(),
+                settings.mongo.collection_prefix.clone(),
+                settings.run.retry,
+            )
+            .exclusive()
+            .breaking(breaking),
+        )
+    };
+    let walker = |t: &crate::scan::Target| d.walker(t, settings);
+    let info = session::run_info(settings, &plan.scope, &plan.destination)?;
+    let (summary, mut code) = session::recorded(&effects, info, async {
+        let state = RunState::new();
+        let signals = session::on_signals(state.clone());
+        let result = engine::rebase::run(
+            &plan,
+            effects.clone(),
+            &ledger,
+            &d.db,
+            &d.targets,
+            &walker,
+            state,
+        )
+        .await;
+        signals.abort();
+        let summary = result?;
+        let code = summary.exit_code();
+        let recorded = mongodb::bson::to_document(&summary)?;
+        Ok((summary, recorded, code))
+    })
+    .await?;
+    print_summary(format, &summary, None)?;
+    if args.check {
+        let current = settings.url_matcher(false, false)?;
+        let concurrency = settings.run.concurrency;
+        let bad = engine::rebase::check(&d.targets, &walker, &current, concurrency).await?;
+        tracing::info!(unreachable = bad, "checked the current URLs");
+        if bad > 0 && code == 0 {
+            code = INCOMPLETE;
+        }
+    }
+    Ok(code)
+}
