@@ -55,6 +55,7 @@ mod batch;
 mod files;
 mod holder;
 mod lease;
+mod quarantine;
 pub mod records;
 mod refs;
 mod runs;
@@ -69,6 +70,7 @@ use crate::db::{update_batch, update_stmt};
 pub use files::FilePage;
 pub use holder::Holder;
 pub use lease::{LeaseHeld, Taken};
+pub use quarantine::{QuarantineIntent, QuarantineRecord, QuarantineState};
 pub use records::{
     BadRecord, FileRecord, FileResult, FileState, Intent, KEY_PLACEHOLDER, Loc, RefChange,
     RefRecord, RefState, RefValue,

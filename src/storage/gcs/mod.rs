@@ -249,6 +249,7 @@ impl ObjectStore for GcsStore {
             range_reads: true,
             reports_md5: true,
             atomic_create: true,
+            quarantine: true,
         }
     }
 

@@ -302,6 +302,7 @@ impl ObjectStore for S3Store {
             range_reads: true,
             reports_md5: true,
             atomic_create: true,
+            quarantine: true,
         }
     }
 
