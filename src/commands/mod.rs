@@ -2,6 +2,8 @@
 //! [`crate::report`]. [`run`] is the whole program after argument parsing.
 
 mod audit;
+mod audit_clean;
+mod audit_quarantine;
 mod docs;
 mod list;
 mod migrate;

@@ -315,6 +315,14 @@ impl Effects for Live {
         Ok(removed)
     }
 
+    async fn relocate(
+        &self,
+        store: &dyn crate::storage::ObjectStore,
+        step: &super::quarantine::Step,
+    ) -> anyhow::Result<super::quarantine::Outcome> {
+        super::quarantine::live(&self.ledger, store, step).await
+    }
+
     async fn checkpoint(&self, checkpoint: Option<&Checkpoint>) -> anyhow::Result<()> {
         self.ledger
             .save_checkpoint(&self.scope, checkpoint.map(Checkpoint::to_document))

@@ -26,6 +26,10 @@ pub enum QuarantineState {
     Restored,
     Purging,
     Purged,
+    /// Neither place held the object any more.
+    Gone,
+    /// The store refused (the quarantine held other bytes; the newest revision).
+    Refused,
 }
 
 impl QuarantineState {
@@ -37,14 +41,25 @@ impl QuarantineState {
             QuarantineState::Restored => "restored",
             QuarantineState::Purging => "purging",
             QuarantineState::Purged => "purged",
+            QuarantineState::Gone => "gone",
+            QuarantineState::Refused => "refused",
         }
     }
 
     fn parse(s: &str) -> Option<QuarantineState> {
         use QuarantineState::*;
-        [Moving, Quarantined, Restoring, Restored, Purging, Purged]
-            .into_iter()
-            .find(|x| x.as_str() == s)
+        [
+            Moving,
+            Quarantined,
+            Restoring,
+            Restored,
+            Purging,
+            Purged,
+            Gone,
+            Refused,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
     }
 }
 
@@ -110,14 +125,24 @@ impl Ledger {
     }
 
     /// Set a record's state (and, on `quarantined`, the time the move finished).
-    pub async fn quarantine_mark(&self, id: ObjectId, state: QuarantineState) -> anyhow::Result<()> {
+    pub async fn quarantine_mark(
+        &self,
+        id: ObjectId,
+        state: QuarantineState,
+    ) -> anyhow::Result<()> {
         let now = DateTime::now();
-        let mut set = doc! {"state": state.as_str(), "at": now, "last_run": self.run};
+        let set = doc! {"state": state.as_str(), "at": now, "last_run": self.run};
+        let coll = self.quarantine_coll();
         if state == QuarantineState::Quarantined {
-            set.insert("quarantined_at", now);
+            // The move's end time, once: a refused restore puts the record back unchanged.
+            coll.update_one(
+                doc! {"_id": id, "quarantined_at": {"$exists": false}},
+                doc! {"$set": {"quarantined_at": now}},
+            )
+            .await
+            .context("writing the ledger's quarantine records")?;
         }
-        self.quarantine_coll()
-            .update_one(doc! {"_id": id}, doc! {"$set": set})
+        coll.update_one(doc! {"_id": id}, doc! {"$set": set})
             .await
             .context("writing the ledger's quarantine records")?;
         Ok(())
@@ -151,7 +176,8 @@ impl Ledger {
 }
 
 fn record(d: &Document) -> anyhow::Result<QuarantineRecord> {
-    super::batch::check_version(d).map_err(|why| anyhow::anyhow!("a quarantine record was {why}"))?;
+    super::batch::check_version(d)
+        .map_err(|why| anyhow::anyhow!("a quarantine record was {why}"))?;
     let text = |k: &str| d.get_str(k).map(str::to_string);
     let time = |k: &str| match d.get(k) {
         Some(Bson::DateTime(t)) => Some(t.to_system_time()),

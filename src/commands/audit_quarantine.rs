@@ -1,0 +1,145 @@
+//! Which orphans `audit --quarantine` moves: those of the store's listing that the walk after it
+//! found no reference to, last modified at least `--min-age` ago, and that a *second* walk,
+//! started after the first one ended, still finds no reference to; that second join is done
+//! right before the moves, in bounded memory like the audit itself (both sides sorted on disk).
+//! Also `--purge --superseded`: the superseded GridFS revisions the listing reports.
+
+use std::time::{Duration, SystemTime};
+
+use futures::TryStreamExt;
+
+use crate::audit::{Audit, Finding, Options, join, sort::Sorter};
+use crate::engine::Effects;
+use crate::engine::quarantine::{self as q, Action, Outcome, Step};
+use crate::ledger::Ledger;
+use crate::session::discover::Discovery;
+use crate::settings::Settings;
+use crate::storage::{ListOptions, ObjectStore};
+
+type Report<'r> = dyn FnMut(&Step, &Outcome) -> anyhow::Result<()> + 'r;
+
+pub(super) struct Quarantine<'a> {
+    pub settings: &'a Settings,
+    pub d: &'a Discovery,
+    pub effects: &'a dyn Effects,
+    pub ledger: &'a Ledger,
+    pub store: &'a dyn ObjectStore,
+    pub min_age: Duration,
+    pub run_bytes: usize,
+}
+
+impl Quarantine<'_> {
+    /// Finish interrupted moves, then move every confirmed orphan. Returns how many orphans the
+    /// second walk found referenced again (kept).
+    pub(super) async fn run(&self, report: &mut Report<'_>) -> anyhow::Result<u64> {
+        q::continue_unfinished(self.effects, self.ledger, self.store, report).await?;
+        let opts = Options {
+            run_bytes: self.run_bytes,
+            ..Options::default()
+        };
+        let cutoff = SystemTime::now()
+            .checked_sub(self.min_age)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut first = Audit::new(&opts);
+        let mut recheck = Audit::new(&opts);
+        tracing::info!("listing {}", self.store.describe());
+        first.list(self.store, &mut |_| Ok(())).await?;
+        self.d
+            .for_each_ref(self.settings, |r| Ok(first.add_ref(r)?))
+            .await?;
+        let mut young = 0u64;
+        first.finish(&mut |f| match f {
+            // An unknown age is never old enough.
+            Finding::Orphan {
+                name,
+                size,
+                modified,
+            } if modified.is_some_and(|m| m <= cutoff) => {
+                recheck.add_stored(name, *size, *modified)
+            }
+            Finding::Orphan { .. } => {
+                young += 1;
+                Ok(())
+            }
+            _ => Ok(()),
+        })?;
+        let (candidates, _, _) = recheck.counts();
+        tracing::info!(
+            "{candidates} orphans older than {}, {young} younger (left alone); walking again",
+            humantime::format_duration(self.min_age)
+        );
+        pause_for_tests().await;
+        self.d
+            .for_each_ref(self.settings, |r| Ok(recheck.add_ref(r)?))
+            .await?;
+        let mut confirmed = Sorter::new(&opts.temp_dir, self.run_bytes);
+        recheck.finish(&mut |f| match f {
+            Finding::Orphan {
+                name,
+                size,
+                modified,
+            } => confirmed.push(name, &join::stored_payload(*size, *modified)),
+            _ => Ok(()),
+        })?;
+        let kept = candidates - confirmed.len();
+        for rec in confirmed.finish()? {
+            let rec = rec?;
+            let (size, modified) = join::decode_stored(&rec.payload)?;
+            let step = Step {
+                action: Action::Quarantine,
+                name: rec.key,
+                size,
+                modified,
+                version: None,
+                record: None,
+            };
+            let outcome = self.effects.relocate(self.store, &step).await?;
+            report(&step, &outcome)?;
+        }
+        Ok(kept)
+    }
+}
+
+/// `--purge --superseded`: every superseded revision the listing reports (never the newest: the
+/// store refuses that, whatever the listing said).
+pub(super) async fn purge_superseded(
+    effects: &dyn Effects,
+    store: &dyn ObjectStore,
+    report: &mut Report<'_>,
+) -> anyhow::Result<()> {
+    let mut pages = store.list(ListOptions::default());
+    while let Some(page) = pages.try_next().await? {
+        for o in page.into_iter().filter(|o| o.superseded) {
+            let step = Step {
+                action: Action::PurgeSuperseded,
+                name: o.name,
+                size: o.size,
+                modified: o.modified,
+                version: o.version,
+                record: None,
+            };
+            let outcome = effects.relocate(store, &step).await?;
+            report(&step, &outcome)?;
+        }
+    }
+    Ok(())
+}
+
+/// For tests only: with `PFM_TEST_PAUSE_BEFORE_RECHECK=<path>`, create `<path>.ready` once the
+/// orphans are chosen and wait (at most a minute) for `<path>` to exist before the re-check walk,
+/// so a test can add a reference exactly between the listing and the move.
+async fn pause_for_tests() {
+    let Some(path) = std::env::var_os("PFM_TEST_PAUSE_BEFORE_RECHECK") else {
+        return;
+    };
+    let go = std::path::PathBuf::from(path);
+    let mut ready = go.clone().into_os_string();
+    ready.push(".ready");
+    let _ = std::fs::write(&ready, b"");
+    for _ in 0..600 {
+        if go.exists() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,281 @@
+//! The steps of `audit --quarantine / --restore / --purge` on one store: move an orphan into the
+//! store's quarantine, move it back, delete it for good, or delete a superseded GridFS revision.
+//! Each goes through the run's [`Effects`] like every other write (the one dry-run gate): a dry
+//! run prints it, a live run records it in the ledger *before* it touches the store and again
+//! after ([`crate::ledger::QuarantineRecord`]), under the run's lease. The store's moves are
+//! idempotent, so a step a crash interrupted is finished by doing it again
+//! ([`continue_unfinished`] and the paging in [`restore_all`] / [`purge_all`]).
+//!
+//! Which orphans may move is decided by the caller (the listing, a walk, and a second walk
+//! started after it); this module only carries out steps.
+
+use std::time::{Duration, SystemTime};
+
+use mongodb::bson::oid::ObjectId;
+use serde::Serialize;
+
+use super::Effects;
+use crate::ledger::{Ledger, QuarantineIntent, QuarantineState as S};
+use crate::storage::{ObjectStore, StorageError};
+
+/// What a step does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Quarantine,
+    Restore,
+    Purge,
+    PurgeSuperseded,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Quarantine => "quarantine",
+            Action::Restore => "restore",
+            Action::Purge => "purge",
+            Action::PurgeSuperseded => "purge-superseded",
+        }
+    }
+}
+
+/// One step on one object.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub action: Action,
+    pub name: String,
+    /// Stored bytes, as listed (or recorded).
+    pub size: u64,
+    pub modified: Option<SystemTime>,
+    /// The superseded revision to delete ([`Action::PurgeSuperseded`]).
+    pub version: Option<String>,
+    /// The ledger record this step continues (restore, purge, a move a crash interrupted).
+    pub record: Option<ObjectId>,
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", content = "reason", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Done (recorded).
+    Done,
+    /// A dry run printed it.
+    Planned,
+    /// Left as it was, and why (the name holds another object; the newest revision…).
+    Refused(String),
+    /// Neither place holds the object any more.
+    Gone(String),
+    /// The store failed; a re-run repeats the step.
+    Failed(String),
+}
+
+/// Counts of a clean-up run, by outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub done: u64,
+    pub bytes: u64,
+    pub planned: u64,
+    /// Orphans a walk started after the listing found referenced again: not moved.
+    pub kept: u64,
+    pub refused: u64,
+    pub gone: u64,
+    pub failed: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, step: &Step, outcome: &Outcome) {
+        match outcome {
+            Outcome::Done => {
+                self.done += 1;
+                self.bytes += step.size;
+            }
+            Outcome::Planned => self.planned += 1,
+            Outcome::Refused(_) => self.refused += 1,
+            Outcome::Gone(_) => self.gone += 1,
+            Outcome::Failed(_) => self.failed += 1,
+        }
+    }
+
+    /// Whether something was left undone that a re-run or the operator should look at.
+    pub fn incomplete(&self) -> bool {
+        self.refused + self.failed > 0
+    }
+}
+
+/// A live step: record, act, record (see the module documentation).
+pub(super) async fn live(
+    ledger: &Ledger,
+    store: &dyn ObjectStore,
+    step: &Step,
+) -> anyhow::Result<Outcome> {
+    let name = step.name.as_str();
+    let id = match step.record {
+        Some(id) => id,
+        None => {
+            let location = store.quarantine_location(name).unwrap_or_default();
+            let version = step.version.as_deref();
+            ledger
+                .quarantine_intent(&QuarantineIntent {
+                    store: &store.describe(),
+                    name,
+                    location: &location,
+                    size: step.size,
+                    modified: step.modified,
+                    version,
+                })
+                .await?
+        }
+    };
+    let (during, after) = match step.action {
+        Action::Quarantine => (S::Moving, S::Quarantined),
+        Action::Restore => (S::Restoring, S::Restored),
+        Action::Purge | Action::PurgeSuperseded => (S::Purging, S::Purged),
+    };
+    if step.record.is_some() {
+        ledger.quarantine_mark(id, during).await?;
+    }
+    let result = match step.action {
+        Action::Quarantine => store.quarantine(name).await,
+        Action::Restore => store.unquarantine(name).await,
+        Action::Purge => store.purge_quarantined(name).await,
+        Action::PurgeSuperseded => {
+            store
+                .delete_superseded(name, step.version.as_deref().unwrap_or_default())
+                .await
+        }
+    };
+    let (state, outcome) = match result {
+        Ok(()) => (after, Outcome::Done),
+        Err(e @ StorageError::AlreadyExists { .. }) => {
+            (refused_state(step.action), Outcome::Refused(e.to_string()))
+        }
+        Err(e @ StorageError::InvalidName { .. }) => {
+            (refused_state(step.action), Outcome::Refused(e.to_string()))
+        }
+        Err(e) if e.is_not_found() => (S::Gone, Outcome::Gone(e.to_string())),
+        // Left in its in-flight state: the next run of this direction repeats it.
+        Err(e) => return Ok(Outcome::Failed(e.to_string())),
+    };
+    ledger.quarantine_mark(id, state).await?;
+    Ok(outcome)
+}
+
+/// Where a refused step leaves its record: where it was before the step.
+fn refused_state(action: Action) -> S {
+    match action {
+        Action::Quarantine => S::Refused,
+        Action::Restore | Action::Purge => S::Quarantined,
+        Action::PurgeSuperseded => S::Refused,
+    }
+}
+
+/// Records of `store` per page.
+const PAGE: i64 = 256;
+
+/// Run `step` for each record of `store` in `states` (and `keep`), reporting each outcome.
+async fn for_records(
+    effects: &dyn Effects,
+    ledger: &Ledger,
+    store: &dyn ObjectStore,
+    states: &[S],
+    action: Action,
+    keep: &dyn Fn(&crate::ledger::QuarantineRecord) -> bool,
+    report: &mut dyn FnMut(&Step, &Outcome) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let describe = store.describe();
+    let mut after = None;
+    loop {
+        let page = ledger
+            .quarantine_records(&describe, states, after, PAGE)
+            .await?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = Some(last.id);
+        for r in page.iter().filter(|r| keep(r)) {
+            let action = if r.version.is_some() {
+                Action::PurgeSuperseded
+            } else {
+                action
+            };
+            let step = Step {
+                action,
+                name: r.name.clone(),
+                size: r.size,
+                modified: r.modified,
+                version: r.version.clone(),
+                record: Some(r.id),
+            };
+            let outcome = effects.relocate(store, &step).await?;
+            report(&step, &outcome)?;
+        }
+    }
+}
+
+/// Finish the moves into quarantine a crash interrupted (records left `moving`).
+pub async fn continue_unfinished(
+    effects: &dyn Effects,
+    ledger: &Ledger,
+    store: &dyn ObjectStore,
+    report: &mut dyn FnMut(&Step, &Outcome) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    for_records(
+        effects,
+        ledger,
+        store,
+        &[S::Moving],
+        Action::Quarantine,
+        &|_| true,
+        report,
+    )
+    .await
+}
+
+/// `--restore`: put every quarantined object of `store` back (and finish interrupted moves
+/// either way: a `moving` record is taken back too).
+pub async fn restore_all(
+    effects: &dyn Effects,
+    ledger: &Ledger,
+    store: &dyn ObjectStore,
+    report: &mut dyn FnMut(&Step, &Outcome) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let states = [S::Moving, S::Quarantined, S::Restoring];
+    for_records(
+        effects,
+        ledger,
+        store,
+        &states,
+        Action::Restore,
+        &|_| true,
+        report,
+    )
+    .await
+}
+
+/// `--purge`: delete for good what was quarantined at least `older_than` ago (and finish
+/// interrupted purges).
+pub async fn purge_all(
+    effects: &dyn Effects,
+    ledger: &Ledger,
+    store: &dyn ObjectStore,
+    older_than: Duration,
+    report: &mut dyn FnMut(&Step, &Outcome) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let cutoff = SystemTime::now()
+        .checked_sub(older_than)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let old_enough = move |r: &crate::ledger::QuarantineRecord| {
+        r.state == S::Purging || r.quarantined_at.is_some_and(|t| t <= cutoff)
+    };
+    let states = [S::Quarantined, S::Purging];
+    for_records(
+        effects,
+        ledger,
+        store,
+        &states,
+        Action::Purge,
+        &old_enough,
+        report,
+    )
+    .await
+}
