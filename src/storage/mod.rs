@@ -64,7 +64,9 @@
 //!   [`StorageError::NotFound`]. Neither
 //!   direction ever replaces other bytes: a quarantine already holding other bytes under the name
 //!   (or, for `unquarantine`, a name holding an object again) is [`StorageError::AlreadyExists`],
-//!   and nothing changes. Quarantined objects never appear in [`ObjectStore::list`].
+//!   and nothing changes (GridFS keeps revisions instead: quarantining a name twice keeps both,
+//!   and a restore brings the newest back as the served one). Moves verify before they delete:
+//!   S3 and GCS copy server-side, compare size and ETag/MD5, then delete the original. Quarantined objects never appear in [`ObjectStore::list`].
 //!   [`ObjectStore::delete_superseded`] removes one superseded GridFS revision (never the newest).
 //! * **Encryption.** Stores that support Parse's AES-256-GCM format ([`crypto`]) encrypt on `put`
 //!   when configured with a key, and on `get` try the key first and fall back to the plaintext
