@@ -57,6 +57,9 @@ impl FsStore {
             move_no_replace(&from, &to)
         })
         .await?;
+        if !to_quarantine {
+            self.drop_empty_quarantine().await;
+        }
         let location = self.quarantine_path(name)?.display().to_string();
         match moved {
             Moved::Done => Ok(()),
@@ -79,10 +82,17 @@ impl FsStore {
     pub(super) async fn purge_quarantine(&self, name: &str) -> Result<(), StorageError> {
         let path = self.quarantine_path(name)?;
         match tokio::fs::remove_file(&path).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_error(name, e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(name, e)),
         }
+        self.drop_empty_quarantine().await;
+        Ok(())
+    }
+
+    /// Remove the quarantine directory once it is empty (it fails harmlessly while it is not).
+    async fn drop_empty_quarantine(&self) {
+        let _ = tokio::fs::remove_dir(self.dir.join(QUARANTINE_DIR)).await;
     }
 }
 
