@@ -34,6 +34,7 @@ mod migrate;
 mod mongo_tls;
 mod no_harm;
 mod parse_server;
+mod quarantine;
 mod readme;
 mod resume;
 mod scan_memory;
