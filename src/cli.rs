@@ -179,7 +179,12 @@ Examples:
   # Orphans, dangling references and a summary for the destination store
   parse-files-migrate -c migrate.toml audit
   # The app's current store ([source.server]), as JSON lines; exit 6 if anything was found
-  parse-files-migrate -c migrate.toml audit --store server --output jsonl > audit.jsonl";
+  parse-files-migrate -c migrate.toml audit --store server --output jsonl > audit.jsonl
+  # Move orphans older than 7 days out of Parse Server's reach (see --dry-run first); undo
+  parse-files-migrate -c migrate.toml audit --store server --quarantine --yes
+  parse-files-migrate -c migrate.toml audit --store server --restore --yes
+  # Delete for good what has been in quarantine for 30 days
+  parse-files-migrate -c migrate.toml audit --store server --purge --older-than 30d --yes";
 
 const COMPLETIONS_EXAMPLES: &str = "\
 Examples:
@@ -208,7 +213,7 @@ pub enum Command {
     #[command(after_long_help = ROLLBACK_EXAMPLES)]
     Rollback(RollbackArgs),
     /// Stored files nothing references, references to absent files, superseded GridFS versions
-    /// (read-only)
+    /// (read-only; --quarantine / --restore / --purge clean up, reversibly)
     #[command(after_long_help = AUDIT_EXAMPLES)]
     Audit(AuditArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)

@@ -135,6 +135,21 @@ impl Effects for DryRun {
         Ok(vec![true; files.len()])
     }
 
+    async fn checkpoint(&self, _checkpoint: Option<&Checkpoint>) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    async fn finish(&self, _summary: Document, _exit_code: i32) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn dry_run(&self) -> bool {
+        true
+    }
+}
+
+#[async_trait]
+impl super::quarantine::Relocate for DryRun {
     async fn relocate(
         &self,
         store: &dyn crate::storage::ObjectStore,
@@ -159,17 +174,5 @@ impl Effects for DryRun {
             size: step.size,
         })?;
         Ok(super::quarantine::Outcome::Planned)
-    }
-
-    async fn checkpoint(&self, _checkpoint: Option<&Checkpoint>) -> anyhow::Result<()> {
-        Ok(())
-    }
-
-    async fn finish(&self, _summary: Document, _exit_code: i32) -> anyhow::Result<()> {
-        Ok(())
-    }
-
-    fn dry_run(&self) -> bool {
-        true
     }
 }

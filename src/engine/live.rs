@@ -315,14 +315,6 @@ impl Effects for Live {
         Ok(removed)
     }
 
-    async fn relocate(
-        &self,
-        store: &dyn crate::storage::ObjectStore,
-        step: &super::quarantine::Step,
-    ) -> anyhow::Result<super::quarantine::Outcome> {
-        super::quarantine::live(&self.ledger, store, step).await
-    }
-
     async fn checkpoint(&self, checkpoint: Option<&Checkpoint>) -> anyhow::Result<()> {
         self.ledger
             .save_checkpoint(&self.scope, checkpoint.map(Checkpoint::to_document))
@@ -352,5 +344,16 @@ fn missing(e: &StorageError) -> String {
     match e {
         StorageError::NotFound { location, .. } => format!("not found at {location}"),
         other => other.to_string(),
+    }
+}
+
+#[async_trait]
+impl super::quarantine::Relocate for Live {
+    async fn relocate(
+        &self,
+        store: &dyn crate::storage::ObjectStore,
+        step: &super::quarantine::Step,
+    ) -> anyhow::Result<super::quarantine::Outcome> {
+        super::quarantine::live(&self.ledger, store, step).await
     }
 }

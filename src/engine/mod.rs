@@ -260,7 +260,7 @@ impl Outcome {
 
 /// The destructive side of a run, chosen once (see the module documentation).
 #[async_trait]
-pub trait Effects: Send + Sync {
+pub trait Effects: Send + Sync + quarantine::Relocate {
     /// Record the start of the run.
     async fn begin(&self, info: Document) -> anyhow::Result<()>;
     /// Record the intent to copy these files.
@@ -279,13 +279,6 @@ pub trait Effects: Send + Sync {
     /// if, right before, no reference is recorded as pointing at it; records them `deleted`.
     /// Returns, per file, whether it was (or would be) deleted.
     async fn remove_copies(&self, files: &[FileRecord]) -> anyhow::Result<Vec<bool>>;
-    /// One step of `audit --quarantine / --restore / --purge` on an object of `store`
-    /// ([`quarantine`]): recorded in the ledger before and after it touches the store.
-    async fn relocate(
-        &self,
-        store: &dyn ObjectStore,
-        step: &quarantine::Step,
-    ) -> anyhow::Result<quarantine::Outcome>;
     /// Write the walk checkpoint (`None`: the pass is over; see [`checkpoint`]).
     async fn checkpoint(&self, checkpoint: Option<&Checkpoint>) -> anyhow::Result<()>;
     /// Record the end of the run.

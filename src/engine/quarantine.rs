@@ -102,6 +102,22 @@ impl Counts {
     }
 }
 
+/// The clean-up side of [`Effects`] (every `Effects` is one): a step on an object of `store`.
+/// [`super::live::Live`] records it in the ledger before and after it touches the store;
+/// [`super::dry::DryRun`] prints it. Other effects (none run a clean-up) keep the default, which
+/// refuses.
+#[async_trait::async_trait]
+pub trait Relocate {
+    async fn relocate(&self, store: &dyn ObjectStore, step: &Step) -> anyhow::Result<Outcome> {
+        let _ = store;
+        anyhow::bail!(
+            "{} {:?}: not possible in this kind of run",
+            step.action.as_str(),
+            step.name
+        )
+    }
+}
+
 /// A live step: record, act, record (see the module documentation).
 pub(super) async fn live(
     ledger: &Ledger,
