@@ -180,10 +180,10 @@ Examples:
   parse-files-migrate -c migrate.toml audit
   # The app's current store ([source.server]), as JSON lines; exit 6 if anything was found
   parse-files-migrate -c migrate.toml audit --store server --output jsonl > audit.jsonl
-  # Move orphans older than 7 days out of Parse Server's reach (see --dry-run first); undo
+  # Move orphans older than 7 days out of Parse Server's reach (--dry-run first); undo it;
+  # delete for good what has been in quarantine for 30 days
   parse-files-migrate -c migrate.toml audit --store server --quarantine --yes
   parse-files-migrate -c migrate.toml audit --store server --restore --yes
-  # Delete for good what has been in quarantine for 30 days
   parse-files-migrate -c migrate.toml audit --store server --purge --older-than 30d --yes";
 
 const COMPLETIONS_EXAMPLES: &str = "\
@@ -307,9 +307,7 @@ pub struct AuditArgs {
     #[arg(long, value_name = "SIZE")]
     pub sort_run_bytes: Option<String>,
 
-    /// Move orphans older than --min-age into the store's quarantine (Parse Server no longer
-    /// serves them; --restore puts them back), each only if a walk started after the listing
-    /// still finds no reference to it
+    /// Move orphans older than --min-age (still unreferenced on a re-check) into quarantine
     #[arg(long, group = "clean")]
     pub quarantine: bool,
 
@@ -448,6 +446,10 @@ pub struct MigrateArgs {
     /// Walk every class from the start, ignoring where an unfinished pass stopped
     #[arg(long)]
     pub rescan: bool,
+
+    /// Also copy every file of [source.server] no reference names (a complete copy, orphans too)
+    #[arg(long)]
+    pub include_unreferenced: bool,
 
     /// Copy and verify, but do not rewrite references
     #[arg(long, conflicts_with = "rewrite_only")]

@@ -104,6 +104,7 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
         } else {
             None
         };
+        super::unreferenced::copy(settings, args, &effects, &state, &ledger, &stores).await?;
         let result = engine::run(plan, effects.clone(), &ledger, &d.db, &d.targets, state).await;
         signals.abort();
         if let Some(m) = metrics {

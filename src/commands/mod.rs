@@ -10,6 +10,7 @@ mod migrate;
 mod rollback;
 mod schema;
 mod status;
+mod unreferenced;
 mod verify;
 
 use crate::cli::{Cli, Command};

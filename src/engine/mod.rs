@@ -34,6 +34,7 @@ pub mod rewrite;
 pub mod rollback;
 pub mod summary;
 pub mod transfer;
+pub mod unreferenced;
 pub mod verify;
 
 use std::sync::Arc;

@@ -47,3 +47,4 @@ mod storage_http;
 mod storage_s3;
 mod terminal;
 mod transfer;
+mod unreferenced;
