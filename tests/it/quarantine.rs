@@ -472,3 +472,95 @@ async fn purge_superseded_deletes_only_older_gridfs_revisions() {
     assert_eq!(read_all(&*store, KEPT[0]).await.unwrap(), b"newest");
     db.drop().await.unwrap();
 }
+
+#[tokio::test]
+async fn moves_a_crash_interrupted_are_finished() {
+    let client = support::mongo_client().await;
+    let db_name = support::unique("pfm_q_crash");
+    let db = client.database(&db_name);
+    seed_app(&db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    let table = format!(
+        "type = \"fs\"\npath = \"{}\"\nencryption = \"none\"\n",
+        files.display()
+    );
+    let cfg: StoreConfig = toml::from_str(&table).unwrap();
+    let store = storage::open(&cfg, &StoreContext::default()).await.unwrap();
+    // A move killed between the link into the quarantine and the unlink of the original: both
+    // names on one inode, the ledger record still `moving`.
+    let name = OLD[1];
+    store
+        .put(name, body(&data(name), 100), &PutOptions::default())
+        .await
+        .unwrap();
+    let encoded = parse_files_migrate::parse::names::encode_uri_component(name);
+    std::fs::create_dir_all(files.join(".pfm-quarantine+")).unwrap();
+    std::fs::hard_link(
+        files.join(&encoded),
+        files.join(".pfm-quarantine+").join(&encoded),
+    )
+    .unwrap();
+    let records = db.collection::<Document>("_FileMigration.quarantine");
+    records
+        .insert_one(doc! {"v": 2, "store": store.describe(), "name": name,
+        "location": store.quarantine_location(name).unwrap(), "size": 3000i64,
+        "state": "moving", "at": DateTime::now()})
+        .await
+        .unwrap();
+    let config = dir.path().join("q.toml");
+    std::fs::write(
+        &config,
+        format!("{}\n[destination]\n{table}", base_tables(&db_name, KEY)),
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let out = app::run([
+        "-c",
+        c,
+        "audit",
+        "--quarantine",
+        "--yes",
+        "--output",
+        "jsonl",
+    ]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        named(&out.jsonl(), "quarantine", Some("done")),
+        set(&[name])
+    );
+    assert!(
+        !served(&*store, name).await,
+        "the interrupted move was not finished"
+    );
+    let state = |records: mongodb::Collection<Document>| async move {
+        let r = records
+            .find_one(doc! {"name": name})
+            .await
+            .unwrap()
+            .unwrap();
+        r.get_str("state").unwrap().to_string()
+    };
+    assert_eq!(state(records.clone()).await, "quarantined");
+
+    // A restore killed the same way the other direction: `--restore` finishes it.
+    std::fs::hard_link(
+        files.join(".pfm-quarantine+").join(&encoded),
+        files.join(&encoded),
+    )
+    .unwrap();
+    records
+        .update_one(doc! {"name": name}, doc! {"$set": {"state": "restoring"}})
+        .await
+        .unwrap();
+    let out = app::run(["-c", c, "audit", "--restore", "--yes", "--output", "jsonl"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(named(&out.jsonl(), "restore", Some("done")), set(&[name]));
+    assert!(read_all(&*store, name).await.unwrap() == data(name));
+    assert!(
+        !files.join(".pfm-quarantine+").exists(),
+        "quarantine left behind"
+    );
+    assert_eq!(state(records).await, "restored");
+    db.drop().await.unwrap();
+}
