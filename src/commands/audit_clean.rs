@@ -122,7 +122,7 @@ pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result
             _ => {
                 q::purge_all(e, &ledger, s, older_than, &mut report).await?;
                 if args.superseded {
-                    super::audit_quarantine::purge_superseded(e, s, &mut report).await?;
+                    q::purge_superseded(e, s, &mut report).await?;
                 }
             }
         }

@@ -2,19 +2,22 @@
 //! found no reference to, last modified at least `--min-age` ago, and that a *second* walk,
 //! started after the first one ended, still finds no reference to; that second join is done
 //! right before the moves, in bounded memory like the audit itself (both sides sorted on disk).
-//! Also `--purge --superseded`: the superseded GridFS revisions the listing reports.
+//! Right before each batch of moves the database is asked whether a top-level File field names
+//! one of them now ([`referenced_top_level`]).
 
 use std::time::{Duration, SystemTime};
-
-use futures::TryStreamExt;
 
 use crate::audit::{Audit, Finding, Options, join, sort::Sorter};
 use crate::engine::Effects;
 use crate::engine::quarantine::{self as q, Action, Outcome, Step};
 use crate::ledger::Ledger;
+use crate::scan::lookup::referenced_top_level;
 use crate::session::discover::Discovery;
 use crate::settings::Settings;
-use crate::storage::{ListOptions, ObjectStore};
+use crate::storage::ObjectStore;
+
+/// Confirmed orphans per database check and batch of moves.
+const BATCH: usize = 256;
 
 type Report<'r> = dyn FnMut(&Step, &Outcome) -> anyhow::Result<()> + 'r;
 
@@ -68,7 +71,7 @@ impl Quarantine<'_> {
             "{candidates} orphans older than {}, {young} younger (left alone); walking again",
             humantime::format_duration(self.min_age)
         );
-        pause_for_tests().await;
+        pause_for_tests("PFM_TEST_PAUSE_BEFORE_RECHECK").await;
         self.d
             .for_each_ref(self.settings, |r| Ok(recheck.add_ref(r)?))
             .await?;
@@ -81,9 +84,33 @@ impl Quarantine<'_> {
             } => confirmed.push(name, &join::stored_payload(*size, *modified)),
             _ => Ok(()),
         })?;
-        let kept = candidates - confirmed.len();
+        let mut kept = candidates - confirmed.len();
+        pause_for_tests("PFM_TEST_PAUSE_BEFORE_MOVES").await;
+        let mut batch = Vec::with_capacity(BATCH);
         for rec in confirmed.finish()? {
-            let rec = rec?;
+            batch.push(rec?);
+            if batch.len() == BATCH {
+                kept += self.move_batch(&mut batch, report).await?;
+            }
+        }
+        kept += self.move_batch(&mut batch, report).await?;
+        Ok(kept)
+    }
+
+    /// Move a batch of confirmed orphans, asking the database right before whether a top-level
+    /// File field names one of them now (those are kept). Returns how many were kept.
+    async fn move_batch(
+        &self,
+        batch: &mut Vec<crate::audit::sort::Record>,
+        report: &mut Report<'_>,
+    ) -> anyhow::Result<u64> {
+        let names: Vec<&str> = batch.iter().map(|r| r.key.as_str()).collect();
+        let taken = referenced_top_level(&self.d.db, &self.d.targets, &names).await?;
+        for rec in batch.drain(..) {
+            if taken.contains(&rec.key) {
+                tracing::info!(file = %rec.key, "referenced again right before the move: kept");
+                continue;
+            }
             let (size, modified) = join::decode_stored(&rec.payload)?;
             let step = Step {
                 action: Action::Quarantine,
@@ -96,40 +123,16 @@ impl Quarantine<'_> {
             let outcome = self.effects.relocate(self.store, &step).await?;
             report(&step, &outcome)?;
         }
-        Ok(kept)
+        Ok(taken.len() as u64)
     }
 }
 
-/// `--purge --superseded`: every superseded revision the listing reports (never the newest: the
-/// store refuses that, whatever the listing said).
-pub(super) async fn purge_superseded(
-    effects: &dyn Effects,
-    store: &dyn ObjectStore,
-    report: &mut Report<'_>,
-) -> anyhow::Result<()> {
-    let mut pages = store.list(ListOptions::default());
-    while let Some(page) = pages.try_next().await? {
-        for o in page.into_iter().filter(|o| o.superseded) {
-            let step = Step {
-                action: Action::PurgeSuperseded,
-                name: o.name,
-                size: o.size,
-                modified: o.modified,
-                version: o.version,
-                record: None,
-            };
-            let outcome = effects.relocate(store, &step).await?;
-            report(&step, &outcome)?;
-        }
-    }
-    Ok(())
-}
-
-/// For tests only: with `PFM_TEST_PAUSE_BEFORE_RECHECK=<path>`, create `<path>.ready` once the
-/// orphans are chosen and wait (at most a minute) for `<path>` to exist before the re-check walk,
-/// so a test can add a reference exactly between the listing and the move.
-async fn pause_for_tests() {
-    let Some(path) = std::env::var_os("PFM_TEST_PAUSE_BEFORE_RECHECK") else {
+/// For tests only: with `<var>=<path>` (`PFM_TEST_PAUSE_BEFORE_RECHECK`: the orphans are chosen,
+/// the re-check walk not started; `PFM_TEST_PAUSE_BEFORE_MOVES`: walked again, nothing moved),
+/// create `<path>.ready` and wait (at most a minute) for `<path>` to exist, so a test can add a
+/// reference exactly between the listing and the move.
+async fn pause_for_tests(var: &str) {
+    let Some(path) = std::env::var_os(var) else {
         return;
     };
     let go = std::path::PathBuf::from(path);

@@ -11,12 +11,13 @@
 
 use std::time::{Duration, SystemTime};
 
+use futures::TryStreamExt;
 use mongodb::bson::oid::ObjectId;
 use serde::Serialize;
 
 use super::Effects;
 use crate::ledger::{Ledger, QuarantineIntent, QuarantineState as S};
-use crate::storage::{ObjectStore, StorageError};
+use crate::storage::{ListOptions, ObjectStore, StorageError};
 
 /// What a step does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -294,4 +295,29 @@ pub async fn purge_all(
         report,
     )
     .await
+}
+
+/// `--purge --superseded`: every superseded revision the listing reports (never the newest: the
+/// store refuses that, whatever the listing said).
+pub async fn purge_superseded(
+    effects: &dyn Effects,
+    store: &dyn ObjectStore,
+    report: &mut dyn FnMut(&Step, &Outcome) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut pages = store.list(ListOptions::default());
+    while let Some(page) = pages.try_next().await? {
+        for o in page.into_iter().filter(|o| o.superseded) {
+            let step = Step {
+                action: Action::PurgeSuperseded,
+                name: o.name,
+                size: o.size,
+                modified: o.modified,
+                version: o.version,
+                record: None,
+            };
+            let outcome = effects.relocate(store, &step).await?;
+            report(&step, &outcome)?;
+        }
+    }
+    Ok(())
 }

@@ -28,8 +28,10 @@ const KEPT: &[&str] = &[
 ];
 /// Orphans old enough to move.
 const OLD: &[&str] = &["old orphan.jpg", "orphans/ünï %2F+.bin"];
-/// An old orphan that gets a reference between the listing and the move.
+/// An old orphan that gets a reference between the listing and the move: before the re-check
+/// walk (in a nested File), and after it, right before the moves (top level).
 const LATE: &str = "late.jpg";
+const LATER: &str = "later.jpg";
 /// An orphan younger than `--min-age` (only where the test can age the others).
 const YOUNG: &str = "young.jpg";
 
@@ -122,11 +124,11 @@ async fn served(store: &dyn ObjectStore, name: &str) -> bool {
     }
 }
 
-/// Run `audit --quarantine --yes` and add a reference to [`LATE`] while the tool waits right
-/// before its re-check walk (after it listed the store and chose the orphans).
-fn quarantine_with_late_reference(c: &str, aging: &Aging, db_name: &str) -> app::Out {
+/// Run `audit --quarantine --yes`; while the tool waits right before its re-check walk (it has
+/// listed the store and chosen the orphans), add a nested reference to [`LATE`]; while it waits
+/// right before the moves (walked again), a top-level one to [`LATER`].
+fn quarantine_with_late_references(c: &str, aging: &Aging, db_name: &str) -> app::Out {
     let dir = tempfile::tempdir().unwrap();
-    let go = dir.path().join("go");
     let mut args = vec![
         "-c",
         c,
@@ -137,38 +139,54 @@ fn quarantine_with_late_reference(c: &str, aging: &Aging, db_name: &str) -> app:
         "jsonl",
     ];
     args.extend(aging.min_age());
-    let child = app::command()
-        .args(&args)
-        .env("PFM_TEST_PAUSE_BEFORE_RECHECK", &go)
+    let stages = [
+        (
+            "PFM_TEST_PAUSE_BEFORE_RECHECK",
+            "recheck",
+            doc! {"_id": "p9", "meta": {"x": file(LATE, None)}},
+        ),
+        (
+            "PFM_TEST_PAUSE_BEFORE_MOVES",
+            "moves",
+            doc! {"_id": "p10", "image": LATER},
+        ),
+    ];
+    let mut cmd = app::command();
+    cmd.args(&args)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let ready = dir.path().join("go.ready");
-    let start = std::time::Instant::now();
-    while !ready.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "the tool never got to the re-check"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+        .stderr(std::process::Stdio::piped());
+    for (var, stage, _) in &stages {
+        cmd.env(var, dir.path().join(stage));
     }
-    // A real write to the app's database, as Parse Server would make it.
-    let db_name = db_name.to_string();
-    std::thread::spawn(move || {
-        tokio::runtime::Runtime::new().unwrap().block_on(async {
-            let client = support::mongo_client().await;
-            client
-                .database(&db_name)
-                .collection::<Document>("Photo")
-                .insert_one(doc! {"_id": "p9", "image": LATE})
-                .await
-                .unwrap();
+    let child = cmd.spawn().unwrap();
+    for (_, stage, photo) in stages {
+        let go = dir.path().join(stage);
+        let ready = dir.path().join(format!("{stage}.ready"));
+        let start = std::time::Instant::now();
+        while !ready.exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "the tool never paused at {stage}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // A real write to the app's database, as Parse Server would make it.
+        let db_name = db_name.to_string();
+        std::thread::spawn(move || {
+            tokio::runtime::Runtime::new().unwrap().block_on(async {
+                let client = support::mongo_client().await;
+                client
+                    .database(&db_name)
+                    .collection::<Document>("Photo")
+                    .insert_one(photo)
+                    .await
+                    .unwrap();
+            })
         })
-    })
-    .join()
-    .unwrap();
-    std::fs::write(&go, b"").unwrap();
+        .join()
+        .unwrap();
+        std::fs::write(&go, b"").unwrap();
+    }
     app::Out::from(child.wait_with_output().unwrap())
 }
 
@@ -186,7 +204,7 @@ async fn scenario(tag: &str, table: &str, aging: Aging) {
     let store = storage::open(&cfg, &ctx).await.unwrap();
     let young = !matches!(aging, Aging::MinAgeZero);
     let mut all: Vec<&str> = KEPT.iter().chain(OLD).copied().collect();
-    all.push(LATE);
+    all.extend([LATE, LATER]);
     if young {
         all.push(YOUNG);
     }
@@ -196,7 +214,7 @@ async fn scenario(tag: &str, table: &str, aging: Aging) {
             .await
             .unwrap();
     }
-    for name in OLD.iter().chain([&LATE]) {
+    for name in OLD.iter().chain([&LATE, &LATER]) {
         aging.age(name).await;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -230,14 +248,14 @@ async fn scenario(tag: &str, table: &str, aging: Aging) {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let lines = out.jsonl();
     let mut would = set(OLD);
-    would.insert(LATE.into());
+    would.extend([LATE.into(), LATER.into()]);
     assert_eq!(named(&lines, "quarantine", None), would, "{}", out.stdout);
     for name in &all {
         assert!(served(&*store, name).await, "{name} moved by a dry run");
     }
 
-    // The real run: LATE gets a reference after the listing, so it stays.
-    let out = quarantine_with_late_reference(c, &aging, &db_name);
+    // The real run: LATE and LATER get a reference after the listing, so they stay.
+    let out = quarantine_with_late_references(c, &aging, &db_name);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let lines = out.jsonl();
     assert_eq!(
@@ -249,7 +267,7 @@ async fn scenario(tag: &str, table: &str, aging: Aging) {
     let n = counts(&lines);
     assert_eq!(
         (n["done"].as_u64(), n["kept"].as_u64()),
-        (Some(2), Some(1)),
+        (Some(2), Some(2)),
         "{n}"
     );
     for name in OLD {
@@ -353,7 +371,7 @@ async fn scenario(tag: &str, table: &str, aging: Aging) {
     }
     let out = app::run(args(&["--restore", "--yes"]));
     assert_eq!(counts(&out.jsonl())["done"], 0, "{}", out.stdout);
-    for name in KEPT.iter().chain([&LATE]) {
+    for name in KEPT.iter().chain([&LATE, &LATER]) {
         assert!(
             read_all(&*store, name).await.unwrap() == data(name),
             "{name} changed"
