@@ -32,10 +32,10 @@ pub(super) struct Quarantine<'a> {
 }
 
 impl Quarantine<'_> {
-    /// Finish interrupted moves, then move every confirmed orphan. Returns how many orphans the
+    /// Take back interrupted moves, then move every confirmed orphan. Returns how many orphans the
     /// second walk found referenced again (kept).
     pub(super) async fn run(&self, report: &mut Report<'_>) -> anyhow::Result<u64> {
-        q::continue_unfinished(self.effects, self.ledger, self.store, report).await?;
+        q::take_back_unfinished(self.effects, self.ledger, self.store, report).await?;
         let opts = Options {
             run_bytes: self.run_bytes,
             ..Options::default()

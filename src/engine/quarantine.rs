@@ -3,8 +3,9 @@
 //! Each goes through the run's [`Effects`] like every other write (the one dry-run gate): a dry
 //! run prints it, a live run records it in the ledger *before* it touches the store and again
 //! after ([`crate::ledger::QuarantineRecord`]), under the run's lease. The store's moves are
-//! idempotent, so a step a crash interrupted is finished by doing it again
-//! ([`continue_unfinished`] and the paging in [`restore_all`] / [`purge_all`]).
+//! idempotent, so a step a crash interrupted is finished by doing it again (the paging in
+//! [`restore_all`] / [`purge_all`]), or, for a move into quarantine, undone
+//! ([`take_back_unfinished`]) and judged again.
 //!
 //! Which orphans may move is decided by the caller (the listing, a walk, and a second walk
 //! started after it); this module only carries out steps.
@@ -229,8 +230,11 @@ async fn for_records(
     }
 }
 
-/// Finish the moves into quarantine a crash interrupted (records left `moving`).
-pub async fn continue_unfinished(
+/// Take back the moves into quarantine a crash (or a store failure) interrupted: records left
+/// `moving`. Undoing is always safe (the store's moves are idempotent and never replace), and the
+/// files are then judged afresh (still unreferenced after both walks, old enough) like any other.
+/// Finishing them instead would move a file whose re-check is as old as the interrupted run.
+pub async fn take_back_unfinished(
     effects: &dyn Effects,
     ledger: &Ledger,
     store: &dyn ObjectStore,
@@ -241,7 +245,7 @@ pub async fn continue_unfinished(
         ledger,
         store,
         &[S::Moving],
-        Action::Quarantine,
+        Action::Restore,
         &|_| true,
         report,
     )

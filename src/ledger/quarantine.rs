@@ -5,9 +5,10 @@
 //! quarantined bytes are, the size and modification time the listing reported.
 //!
 //! States: `moving` → `quarantined` → (`restoring` → `restored`) | (`purging` → `purged`); a
-//! superseded GridFS revision: `purging` → `purged` with its `version`. A record left `moving`,
-//! `restoring` or `purging` by a crash is finished by the next run of the same direction (the
-//! store's moves are idempotent); `--restore` also takes `moving` records back. Moves are rare
+//! superseded GridFS revision: `purging` → `purged` with its `version`. A record left `restoring`
+//! or `purging` by a crash is finished by the next run of the same direction (the store's moves
+//! are idempotent); one left `moving` is taken back (`restoring` → `restored`) by the next
+//! `--quarantine` or `--restore`, and its file judged afresh. Moves are rare
 //! next to copies, so each is one small document rather than an entry of a batch document.
 
 use anyhow::Context;

@@ -492,7 +492,7 @@ async fn purge_superseded_deletes_only_older_gridfs_revisions() {
 }
 
 #[tokio::test]
-async fn moves_a_crash_interrupted_are_finished() {
+async fn moves_a_crash_interrupted_are_taken_back_or_finished() {
     let client = support::mongo_client().await;
     let db_name = support::unique("pfm_q_crash");
     let db = client.database(&db_name);
@@ -533,33 +533,39 @@ async fn moves_a_crash_interrupted_are_finished() {
     )
     .unwrap();
     let c = config.to_str().unwrap();
+    // The next --quarantine takes the move back, then judges the file afresh (still an orphan;
+    // `--min-age 0s`): quarantined again, under a new record.
     let out = app::run([
         "-c",
         c,
         "audit",
         "--quarantine",
+        "--min-age",
+        "0s",
         "--yes",
         "--output",
         "jsonl",
     ]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    assert_eq!(
-        named(&out.jsonl(), "quarantine", Some("done")),
-        set(&[name])
-    );
-    assert!(
-        !served(&*store, name).await,
-        "the interrupted move was not finished"
-    );
-    let state = |records: mongodb::Collection<Document>| async move {
-        let r = records
-            .find_one(doc! {"name": name})
-            .await
-            .unwrap()
-            .unwrap();
-        r.get_str("state").unwrap().to_string()
+    let lines = out.jsonl();
+    assert_eq!(named(&lines, "restore", Some("done")), set(&[name]));
+    assert_eq!(named(&lines, "quarantine", Some("done")), set(&[name]));
+    assert!(!served(&*store, name).await, "not quarantined again");
+    let states = |records: mongodb::Collection<Document>| async move {
+        let all: Vec<Document> = futures::TryStreamExt::try_collect(
+            records
+                .find(doc! {"name": name})
+                .sort(doc! {"_id": 1})
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        all.iter()
+            .map(|r| r.get_str("state").unwrap().to_string())
+            .collect::<Vec<_>>()
     };
-    assert_eq!(state(records.clone()).await, "quarantined");
+    assert_eq!(states(records.clone()).await, ["restored", "quarantined"]);
 
     // A restore killed the same way the other direction: `--restore` finishes it.
     std::fs::hard_link(
@@ -568,7 +574,10 @@ async fn moves_a_crash_interrupted_are_finished() {
     )
     .unwrap();
     records
-        .update_one(doc! {"name": name}, doc! {"$set": {"state": "restoring"}})
+        .update_one(
+            doc! {"name": name, "state": "quarantined"},
+            doc! {"$set": {"state": "restoring"}},
+        )
         .await
         .unwrap();
     let out = app::run(["-c", c, "audit", "--restore", "--yes", "--output", "jsonl"]);
@@ -579,6 +588,6 @@ async fn moves_a_crash_interrupted_are_finished() {
         !files.join(".pfm-quarantine+").exists(),
         "quarantine left behind"
     );
-    assert_eq!(state(records).await, "restored");
+    assert_eq!(states(records).await, ["restored", "restored"]);
     db.drop().await.unwrap();
 }
