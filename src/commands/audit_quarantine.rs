@@ -106,23 +106,23 @@ impl Quarantine<'_> {
     ) -> anyhow::Result<u64> {
         let names: Vec<&str> = batch.iter().map(|r| r.key.as_str()).collect();
         let taken = referenced_top_level(&self.d.db, &self.d.targets, &names).await?;
+        let mut steps = Vec::with_capacity(batch.len());
         for rec in batch.drain(..) {
             if taken.contains(&rec.key) {
                 tracing::info!(file = %rec.key, "referenced again right before the move: kept");
                 continue;
             }
             let (size, modified) = join::decode_stored(&rec.payload)?;
-            let step = Step {
+            steps.push(Step {
                 action: Action::Quarantine,
                 name: rec.key,
                 size,
                 modified,
                 version: None,
                 record: None,
-            };
-            let outcome = self.effects.relocate(self.store, &step).await?;
-            report(&step, &outcome)?;
+            });
         }
+        q::run_steps(self.effects, self.store, &steps, report).await?;
         Ok(taken.len() as u64)
     }
 }

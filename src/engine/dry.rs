@@ -153,26 +153,29 @@ impl super::quarantine::Relocate for DryRun {
     async fn relocate(
         &self,
         store: &dyn crate::storage::ObjectStore,
-        step: &super::quarantine::Step,
-    ) -> anyhow::Result<super::quarantine::Outcome> {
+        steps: &[super::quarantine::Step],
+    ) -> anyhow::Result<Vec<super::quarantine::Outcome>> {
         use super::quarantine::Action;
-        let served = store
-            .location(&step.name)
-            .unwrap_or_else(|_| step.name.clone());
-        let quarantined = store.quarantine_location(&step.name)?;
-        let (from, to) = match step.action {
-            Action::Quarantine => (served.as_str(), Some(quarantined.as_str())),
-            Action::Restore => (quarantined.as_str(), Some(served.as_str())),
-            Action::Purge => (quarantined.as_str(), None),
-            Action::PurgeSuperseded => (served.as_str(), None),
-        };
-        self.out().relocate(&PlannedMove {
-            action: step.action.as_str(),
-            name: &step.name,
-            from,
-            to,
-            size: step.size,
-        })?;
-        Ok(super::quarantine::Outcome::Planned)
+        let mut out = self.out();
+        for step in steps {
+            let served = store
+                .location(&step.name)
+                .unwrap_or_else(|_| step.name.clone());
+            let quarantined = store.quarantine_location(&step.name)?;
+            let (from, to) = match step.action {
+                Action::Quarantine => (served.as_str(), Some(quarantined.as_str())),
+                Action::Restore => (quarantined.as_str(), Some(served.as_str())),
+                Action::Purge => (quarantined.as_str(), None),
+                Action::PurgeSuperseded => (served.as_str(), None),
+            };
+            out.relocate(&PlannedMove {
+                action: step.action.as_str(),
+                name: &step.name,
+                from,
+                to,
+                size: step.size,
+            })?;
+        }
+        Ok(vec![super::quarantine::Outcome::Planned; steps.len()])
     }
 }

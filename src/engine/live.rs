@@ -352,8 +352,8 @@ impl super::quarantine::Relocate for Live {
     async fn relocate(
         &self,
         store: &dyn crate::storage::ObjectStore,
-        step: &super::quarantine::Step,
-    ) -> anyhow::Result<super::quarantine::Outcome> {
-        super::quarantine::live(&self.ledger, store, step).await
+        steps: &[super::quarantine::Step],
+    ) -> anyhow::Result<Vec<super::quarantine::Outcome>> {
+        super::quarantine::live(&self.ledger, store, steps).await
     }
 }

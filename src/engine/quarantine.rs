@@ -104,78 +104,114 @@ impl Counts {
     }
 }
 
-/// The clean-up side of [`Effects`] (every `Effects` is one): a step on an object of `store`.
-/// [`super::live::Live`] records it in the ledger before and after it touches the store;
-/// [`super::dry::DryRun`] prints it. Other effects (none run a clean-up) keep the default, which
-/// refuses.
+/// The clean-up side of [`Effects`] (every `Effects` is one): a batch of steps on objects of
+/// `store`, an outcome per step in order. [`super::live::Live`] records them in the ledger
+/// before (one round trip) and after (one more) it touches the store; [`super::dry::DryRun`]
+/// prints them. Other effects (none run a clean-up) keep the default, which refuses.
 #[async_trait::async_trait]
 pub trait Relocate {
-    async fn relocate(&self, store: &dyn ObjectStore, step: &Step) -> anyhow::Result<Outcome> {
-        let _ = store;
-        anyhow::bail!(
-            "{} {:?}: not possible in this kind of run",
-            step.action.as_str(),
-            step.name
-        )
+    async fn relocate(
+        &self,
+        store: &dyn ObjectStore,
+        steps: &[Step],
+    ) -> anyhow::Result<Vec<Outcome>> {
+        let _ = (store, steps);
+        anyhow::bail!("moving files is not possible in this kind of run")
     }
 }
 
-/// A live step: record, act, record (see the module documentation).
+/// Store operations of a batch at once.
+const AT_ONCE: usize = 16;
+
+/// Live steps: record, act, make durable, record (see the module documentation).
 pub(super) async fn live(
     ledger: &Ledger,
     store: &dyn ObjectStore,
-    step: &Step,
-) -> anyhow::Result<Outcome> {
-    let name = step.name.as_str();
-    let id = match step.record {
-        Some(id) => id,
-        None => {
-            let location = store.quarantine_location(name).unwrap_or_default();
-            let version = step.version.as_deref();
-            ledger
-                .quarantine_intent(&QuarantineIntent {
-                    store: &store.describe(),
-                    name,
-                    location: &location,
-                    size: step.size,
-                    modified: step.modified,
-                    version,
-                })
-                .await?
-        }
-    };
-    let (during, after) = match step.action {
+    steps: &[Step],
+) -> anyhow::Result<Vec<Outcome>> {
+    let describe = store.describe();
+    let locations: Vec<String> = steps
+        .iter()
+        .map(|s| store.quarantine_location(&s.name).unwrap_or_default())
+        .collect();
+    let intents: Vec<QuarantineIntent> = steps
+        .iter()
+        .zip(&locations)
+        .filter(|(s, _)| s.record.is_none())
+        .map(|(s, location)| QuarantineIntent {
+            store: &describe,
+            name: &s.name,
+            location,
+            size: s.size,
+            modified: s.modified,
+            version: s.version.as_deref(),
+        })
+        .collect();
+    let mut new_ids = ledger.quarantine_intents(&intents).await?.into_iter();
+    let ids: Vec<ObjectId> = steps
+        .iter()
+        .map(|s| s.record.or_else(|| new_ids.next()))
+        .collect::<Option<_>>()
+        .ok_or_else(|| anyhow::anyhow!("the ledger returned fewer ids than intents"))?;
+    let during: Vec<_> = steps
+        .iter()
+        .zip(&ids)
+        .filter(|(s, _)| s.record.is_some())
+        .map(|(s, id)| (*id, states_of(s.action).0))
+        .collect();
+    ledger.quarantine_marks(&during).await?;
+    let mut results: Vec<Result<(), StorageError>> = Vec::with_capacity(steps.len());
+    for chunk in steps.chunks(AT_ONCE) {
+        let acts: Vec<_> = chunk.iter().map(|s| act(store, s)).collect();
+        results.extend(futures::future::join_all(acts).await);
+    }
+    // Nothing is recorded as moved before the store holds the moves durably (fs: one syncfs).
+    if results.iter().any(Result::is_ok) {
+        store.sync().await?;
+    }
+    let mut marks = Vec::with_capacity(steps.len());
+    let mut outcomes = Vec::with_capacity(steps.len());
+    for ((step, id), result) in steps.iter().zip(&ids).zip(results) {
+        let (state, outcome) = match result {
+            Ok(()) => (states_of(step.action).1, Outcome::Done),
+            Err(e @ (StorageError::AlreadyExists { .. } | StorageError::InvalidName { .. })) => {
+                (refused_state(step.action), Outcome::Refused(e.to_string()))
+            }
+            Err(e) if e.is_not_found() => (S::Gone, Outcome::Gone(e.to_string())),
+            // Left in its in-flight state: the next run repeats it (or takes a move back).
+            Err(e) => {
+                outcomes.push(Outcome::Failed(e.to_string()));
+                continue;
+            }
+        };
+        marks.push((*id, state));
+        outcomes.push(outcome);
+    }
+    ledger.quarantine_marks(&marks).await?;
+    Ok(outcomes)
+}
+
+/// A step's record state while it runs, and after it succeeded.
+fn states_of(action: Action) -> (S, S) {
+    match action {
         Action::Quarantine => (S::Moving, S::Quarantined),
         Action::Restore => (S::Restoring, S::Restored),
         Action::Purge | Action::PurgeSuperseded => (S::Purging, S::Purged),
-    };
-    if step.record.is_some() {
-        ledger.quarantine_mark(id, during).await?;
     }
-    let result = match step.action {
+}
+
+/// One step's store operation.
+async fn act(store: &dyn ObjectStore, step: &Step) -> Result<(), StorageError> {
+    let name = step.name.as_str();
+    match step.action {
         Action::Quarantine => store.quarantine(name).await,
         Action::Restore => store.unquarantine(name).await,
         Action::Purge => store.purge_quarantined(name).await,
         Action::PurgeSuperseded => {
-            store
-                .delete_superseded(name, step.version.as_deref().unwrap_or_default())
-                .await
+            let version = step.version.as_deref().unwrap_or_default();
+            store.delete_superseded(name, version).await
         }
-    };
-    let (state, outcome) = match result {
-        Ok(()) => (after, Outcome::Done),
-        Err(e @ StorageError::AlreadyExists { .. }) => {
-            (refused_state(step.action), Outcome::Refused(e.to_string()))
-        }
-        Err(e @ StorageError::InvalidName { .. }) => {
-            (refused_state(step.action), Outcome::Refused(e.to_string()))
-        }
-        Err(e) if e.is_not_found() => (S::Gone, Outcome::Gone(e.to_string())),
-        // Left in its in-flight state: the next run of this direction repeats it.
-        Err(e) => return Ok(Outcome::Failed(e.to_string())),
-    };
-    ledger.quarantine_mark(id, state).await?;
-    Ok(outcome)
+    }
 }
 
 /// Where a refused step leaves its record: where it was before the step.
@@ -210,24 +246,41 @@ async fn for_records(
             return Ok(());
         };
         after = Some(last.id);
-        for r in page.iter().filter(|r| keep(r)) {
-            let action = if r.version.is_some() {
-                Action::PurgeSuperseded
-            } else {
-                action
-            };
-            let step = Step {
-                action,
+        let steps: Vec<Step> = page
+            .iter()
+            .filter(|r| keep(r))
+            .map(|r| Step {
+                action: if r.version.is_some() {
+                    Action::PurgeSuperseded
+                } else {
+                    action
+                },
                 name: r.name.clone(),
                 size: r.size,
                 modified: r.modified,
                 version: r.version.clone(),
                 record: Some(r.id),
-            };
-            let outcome = effects.relocate(store, &step).await?;
-            report(&step, &outcome)?;
-        }
+            })
+            .collect();
+        run_steps(effects, store, &steps, report).await?;
     }
+}
+
+/// Hand `steps` to the gate as one batch and report each outcome.
+pub async fn run_steps(
+    effects: &dyn Effects,
+    store: &dyn ObjectStore,
+    steps: &[Step],
+    report: &mut dyn FnMut(&Step, &Outcome) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let outcomes = effects.relocate(store, steps).await?;
+    for (step, outcome) in steps.iter().zip(&outcomes) {
+        report(step, outcome)?;
+    }
+    Ok(())
 }
 
 /// Take back the moves into quarantine a crash (or a store failure) interrupted: records left
@@ -310,18 +363,19 @@ pub async fn purge_superseded(
 ) -> anyhow::Result<()> {
     let mut pages = store.list(ListOptions::default());
     while let Some(page) = pages.try_next().await? {
-        for o in page.into_iter().filter(|o| o.superseded) {
-            let step = Step {
+        let steps: Vec<Step> = page
+            .into_iter()
+            .filter(|o| o.superseded)
+            .map(|o| Step {
                 action: Action::PurgeSuperseded,
                 name: o.name,
                 size: o.size,
                 modified: o.modified,
                 version: o.version,
                 record: None,
-            };
-            let outcome = effects.relocate(store, &step).await?;
-            report(&step, &outcome)?;
-        }
+            })
+            .collect();
+        run_steps(effects, store, &steps, report).await?;
     }
     Ok(())
 }

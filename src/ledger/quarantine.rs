@@ -17,6 +17,7 @@ use mongodb::bson::{Bson, DateTime, Document, doc, oid::ObjectId};
 use std::time::SystemTime;
 
 use super::{Ledger, VERSION};
+use crate::db::update_stmt;
 
 /// Where one quarantined object stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,55 +99,72 @@ impl Ledger {
         self.coll(&format!("{}.quarantine", self.files))
     }
 
-    /// Record a move (or a superseded revision's deletion) before it happens; returns the
-    /// record's id.
-    pub async fn quarantine_intent(&self, i: &QuarantineIntent<'_>) -> anyhow::Result<ObjectId> {
-        let id = ObjectId::new();
-        let state = if i.version.is_some() {
-            QuarantineState::Purging
-        } else {
-            QuarantineState::Moving
-        };
-        let mut d = doc! {
-            "_id": id, "v": VERSION, "run": self.run, "store": i.store, "name": i.name,
-            "location": i.location, "size": i.size as i64, "state": state.as_str(),
-            "at": DateTime::now(),
-        };
-        if let Some(m) = i.modified {
-            d.insert("modified", DateTime::from_system_time(m));
+    /// Record moves (or superseded revisions' deletions) before they happen, in one round trip;
+    /// returns the records' ids, in order.
+    pub async fn quarantine_intents(
+        &self,
+        intents: &[QuarantineIntent<'_>],
+    ) -> anyhow::Result<Vec<ObjectId>> {
+        if intents.is_empty() {
+            return Ok(Vec::new());
         }
-        if let Some(v) = i.version {
-            d.insert("version", v);
-        }
+        let now = DateTime::now();
+        let mut ids = Vec::with_capacity(intents.len());
+        let docs: Vec<Document> = intents
+            .iter()
+            .map(|i| {
+                let id = ObjectId::new();
+                ids.push(id);
+                let state = if i.version.is_some() {
+                    QuarantineState::Purging
+                } else {
+                    QuarantineState::Moving
+                };
+                let mut d = doc! {
+                    "_id": id, "v": VERSION, "run": self.run, "store": i.store, "name": i.name,
+                    "location": i.location, "size": i.size as i64, "state": state.as_str(),
+                    "at": now,
+                };
+                if let Some(m) = i.modified {
+                    d.insert("modified", DateTime::from_system_time(m));
+                }
+                if let Some(v) = i.version {
+                    d.insert("version", v);
+                }
+                d
+            })
+            .collect();
         self.quarantine_coll()
-            .insert_one(d)
+            .insert_many(docs)
             .await
             .context("writing the ledger's quarantine records")?;
-        Ok(id)
+        Ok(ids)
     }
 
-    /// Set a record's state (and, on `quarantined`, the time the move finished).
-    pub async fn quarantine_mark(
+    /// Set records' states in one round trip (and, on `quarantined`, the time the move finished,
+    /// once: a refused restore puts a record back unchanged).
+    pub async fn quarantine_marks(
         &self,
-        id: ObjectId,
-        state: QuarantineState,
+        marks: &[(ObjectId, QuarantineState)],
     ) -> anyhow::Result<()> {
         let now = DateTime::now();
-        let set = doc! {"state": state.as_str(), "at": now, "last_run": self.run};
-        let coll = self.quarantine_coll();
-        if state == QuarantineState::Quarantined {
-            // The move's end time, once: a refused restore puts the record back unchanged.
-            coll.update_one(
-                doc! {"_id": id, "quarantined_at": {"$exists": false}},
-                doc! {"$set": {"quarantined_at": now}},
-            )
-            .await
-            .context("writing the ledger's quarantine records")?;
+        let mut stmts = Vec::with_capacity(marks.len() * 2);
+        for (id, state) in marks {
+            if *state == QuarantineState::Quarantined {
+                stmts.push(update_stmt(
+                    doc! {"_id": id, "quarantined_at": {"$exists": false}},
+                    doc! {"$set": {"quarantined_at": now}},
+                    false,
+                ));
+            }
+            stmts.push(update_stmt(
+                doc! {"_id": id},
+                doc! {"$set": {"state": state.as_str(), "at": now, "last_run": self.run}},
+                false,
+            ));
         }
-        coll.update_one(doc! {"_id": id}, doc! {"$set": set})
+        self.write(&format!("{}.quarantine", self.files), stmts)
             .await
-            .context("writing the ledger's quarantine records")?;
-        Ok(())
     }
 
     /// Up to `limit` records of `store` in one of `states`, in `_id` order after `after`.

@@ -6,7 +6,8 @@
 //! files never appear in it.
 //!
 //! Moves never replace: a hard link to the new place (which fails when it exists), then the old
-//! name is unlinked, then both directories are synced. A crash between the link and the unlink
+//! name is unlinked; the directories are made durable by the store's `sync` (one `syncfs` for a
+//! batch of moves, which the caller runs before it records them done). A crash between the link and the unlink
 //! leaves both names on one inode; repeating the move sees the same inode and finishes it.
 
 use std::io;
@@ -50,13 +51,19 @@ impl FsStore {
         } else {
             (quarantined, served)
         };
+        let sync_dirs = !super::BATCHED_SYNC;
         let moved = blocking(name, move || {
             if let Some(parent) = to.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            move_no_replace(&from, &to)
+            move_no_replace(&from, &to, sync_dirs)
         })
         .await?;
+        if super::BATCHED_SYNC {
+            // Made durable by the next `sync` (one `syncfs` for a batch of moves).
+            self.unsynced
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         if !to_quarantine {
             self.drop_empty_quarantine().await;
         }
@@ -96,8 +103,9 @@ impl FsStore {
     }
 }
 
-/// Move `from` to `to` without ever replacing `to` (see the module documentation).
-fn move_no_replace(from: &Path, to: &Path) -> io::Result<Moved> {
+/// Move `from` to `to` without ever replacing `to` (see the module documentation); with
+/// `sync_dirs`, sync both directories (else the store's `sync` does, for a whole batch).
+fn move_no_replace(from: &Path, to: &Path, sync_dirs: bool) -> io::Result<Moved> {
     match std::fs::hard_link(from, to) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -127,8 +135,10 @@ fn move_no_replace(from: &Path, to: &Path) -> io::Result<Moved> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    for dir in [from.parent(), to.parent()].into_iter().flatten() {
-        std::fs::File::open(dir)?.sync_all()?;
+    if sync_dirs {
+        for dir in [from.parent(), to.parent()].into_iter().flatten() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
     }
     Ok(Moved::Done)
 }
