@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::audit::{Audit, DEFAULT_RUN_BYTES, Finding, Options, sort::Sorter};
 use crate::cli::{Filters, MigrateArgs};
+use crate::engine::plan::in_shard;
 use crate::engine::{Effects, RunState, Stores, unreferenced};
 use crate::exit::usage;
 use crate::ledger::Ledger;
@@ -21,7 +22,7 @@ pub(super) async fn copy(
     ledger: &Ledger,
     stores: &Stores,
 ) -> anyhow::Result<()> {
-    if !args.include_unreferenced {
+    if !args.include_unreferenced || args.rewrite_only {
         return Ok(());
     }
     let server = stores.server.as_ref().filter(|s| s.capabilities().list);
@@ -36,8 +37,10 @@ pub(super) async fn copy(
     audit.list(&**server, &mut |_| Ok(())).await?;
     d.for_each_ref(settings, |r| Ok(audit.add_ref(r)?)).await?;
     let mut orphans = Sorter::new(&std::env::temp_dir(), DEFAULT_RUN_BYTES);
+    // With `--shard K/N`, this shard's names only (the same split as the referenced files).
+    let shard = settings.run.shard;
     audit.finish(&mut |f| match f {
-        Finding::Orphan { name, .. } => orphans.push(name, &[]),
+        Finding::Orphan { name, .. } if in_shard(name, shard) => orphans.push(name, &[]),
         _ => Ok(()),
     })?;
     tracing::info!(

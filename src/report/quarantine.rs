@@ -1,6 +1,6 @@
 //! What `audit --quarantine / --restore / --purge` prints on stdout: one line per step carried
-//! out or left undone, and one per orphan a later walk found referenced again (`kept`); then a
-//! summary. A dry run's planned steps are printed by the dry-run gate itself
+//! out or left undone; then a summary (with the orphans found referenced again, `kept`). A dry
+//! run's planned steps are printed by the dry-run gate itself
 //! ([`crate::report::migrate::PlanWriter`]), in the same shapes. JSONL lines carry `"action"`.
 
 use std::io::Write;
@@ -57,22 +57,6 @@ impl CleanWriter {
                 }
                 writeln!(self.out, "{line}")
             }
-        }
-    }
-
-    /// An orphan of the listing that the walk started after it found referenced: not moved.
-    pub fn kept(&mut self, name: &str) -> std::io::Result<()> {
-        match self.format {
-            MigrateFormat::Jsonl => writeln!(
-                self.out,
-                "{}",
-                json!({"action": "kept", "name": name, "reason": "referenced again (re-check)"})
-            ),
-            MigrateFormat::Text => writeln!(
-                self.out,
-                "kept             {}: referenced again (re-check)",
-                printable(name)
-            ),
         }
     }
 
