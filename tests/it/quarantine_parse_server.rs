@@ -1,5 +1,5 @@
 //! `audit --quarantine` and `--restore` end to end through a stock Parse Server, on its default
-//! (encrypted GridFS) adapter and on the FS adapter: files uploaded through the REST API, real
+//! (encrypted GridFS) adapter, the FS adapter and the S3 adapter (with a bucket prefix): files uploaded through the REST API, real
 //! orphans made the way apps make them (a File field overwritten, an object deleted, an upload
 //! never saved). After `--quarantine` Parse Server still serves every referenced file
 //! byte-identical and no longer serves the quarantined ones (not under their name, and on the FS
@@ -155,4 +155,18 @@ async fn fs_adapter() {
         root.path().join("files/qapp").display()
     );
     scenario("pfm_q_ps_fs", files, destination).await;
+}
+
+#[tokio::test]
+async fn s3_adapter_with_a_bucket_prefix() {
+    let bucket = support::s3::fresh_bucket("pfm-q-ps").await;
+    let files = Files::S3 {
+        bucket: bucket.clone(),
+        prefix: "parse/".into(),
+    };
+    let destination = format!(
+        "[destination]\n{}prefix = \"parse/\"\n",
+        support::s3::table(&bucket, &support::s3::endpoint())
+    );
+    scenario("pfm_q_ps_s3", files, destination).await;
 }
