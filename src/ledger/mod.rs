@@ -1,7 +1,7 @@
 //! The ledger: what every run did, kept in MongoDB next to the app data, so passes are
 //! resumable, auditable and reversible.
 //!
-//! Five collections (names derive from `[ledger] collection`, default `_FileMigration`), each
+//! Six collections (names derive from `[ledger] collection`, default `_FileMigration`), each
 //! owned by one file of this folder:
 //!
 //! * `<collection>` ([`files`](self::files)): the **file records**, one per source file: target
@@ -18,6 +18,9 @@
 //!   others (`[ledger] lease_secs`).
 //! * `<collection>.walk` ([`runs`](self::runs)): one walk checkpoint per shard: where the next
 //!   run of an unfinished pass resumes (see [`crate::engine::checkpoint`]).
+//! * `<collection>.quarantine` ([`quarantine`](self::quarantine)): one record per file `audit
+//!   --quarantine` moved (or `--purge --superseded` deleted), written before the store is
+//!   touched: enough to finish or undo it.
 //!
 //! # Batch documents (format 2)
 //!
