@@ -122,7 +122,7 @@ impl PlanSink for PlanWriter {
         match self.format {
             MigrateFormat::Jsonl => self.json(m.action, m),
             MigrateFormat::Text => {
-                let mut line = format!("{:<8}{}", m.action, printable(m.from));
+                let mut line = format!("{} {}", m.action, printable(m.from));
                 if let Some(to) = m.to {
                     line.push_str(&format!(" -> {}", printable(to)));
                 }

@@ -253,6 +253,25 @@ async fn scenario(tag: &str, table: &str, aging: Aging) {
     for name in &all {
         assert!(served(&*store, name).await, "{name} moved by a dry run");
     }
+    let mut text = vec![
+        "-c",
+        c,
+        "audit",
+        "--quarantine",
+        "--dry-run",
+        "--output",
+        "table",
+    ];
+    text.extend(aging.min_age());
+    let out = app::run(text);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let planned = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("quarantine "))
+        .count();
+    assert_eq!(planned, 4, "{}", out.stdout);
+    assert!(out.stderr.contains("(dry run)"), "{}", out.stderr);
 
     // The real run: LATE and LATER get a reference after the listing, so they stay.
     let out = quarantine_with_late_references(c, &aging, &db_name);
