@@ -2,8 +2,10 @@
 //! root (see that constant for what Parse Server can still reach). A move is a server-side
 //! `CopyObject`, a check that the copy holds the same bytes (size, then ETag, else the MD5 of
 //! both read back), then `DeleteObject` of the original: a crash leaves the original, or both
-//! (identical: a repeat sees that and deletes the original), never neither. `CopyObject` takes
-//! objects up to 5 GiB; a bigger one fails the move and stays where it is.
+//! (identical: a repeat sees that and deletes the original), never neither. The copy is
+//! create-only (`If-None-Match: *`, like a create-only `put`), so it never replaces an object
+//! that appeared since the check. `CopyObject` takes objects up to 5 GiB; a bigger one fails the
+//! move and stays where it is.
 
 use aws_sdk_s3::primitives::ByteStream;
 use md5::Digest;
@@ -148,17 +150,29 @@ impl S3Store {
             self.bucket,
             percent_encoding::utf8_percent_encode(&from, KEY_SET)
         );
-        self.client
+        // Create-only (`If-None-Match: *`): a key taken since the check above is refused (412).
+        let copied = self
+            .client
             .copy_object()
             .bucket(&self.bucket)
             .key(&to)
             .copy_source(source)
+            .if_none_match("*")
             .set_server_side_encryption(self.sse.clone())
             .set_ssekms_key_id(self.sse_kms_key_id.clone())
             .set_storage_class(self.storage_class.clone())
             .send()
-            .await
-            .map_err(|e| self.fail("CopyObject", name, &from, classify(e)))?;
+            .await;
+        match copied.map_err(classify) {
+            Ok(_) => {}
+            Err(f) if f.status == Some(412) => {
+                return Err(StorageError::AlreadyExists {
+                    name: name.to_string(),
+                    location: self.url(&to),
+                });
+            }
+            Err(f) => return Err(self.fail("CopyObject", name, &from, f)),
+        }
         let copied = self.head(name, &to).await?;
         let verified = match &copied {
             Some(c) => self.same(name, (&from, &src), (&to, c)).await?,
