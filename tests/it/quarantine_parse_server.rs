@@ -17,7 +17,9 @@ fn url_of(file: &Value) -> String {
     file["url"].as_str().expect("File url").to_string()
 }
 
-async fn scenario(tag: &str, files: Files, destination: String) {
+/// `table`: the store's table (`[destination]`, or `[source.server]` with `--store server` in
+/// `store`).
+async fn scenario(tag: &str, files: Files, table: String, store: &[&str]) {
     let tag = support::unique(tag);
     let app = App {
         app_id: "quarantineApp".into(),
@@ -67,15 +69,13 @@ async fn scenario(tag: &str, files: Files, destination: String) {
     let config = dir.path().join("q.toml");
     std::fs::write(
         &config,
-        format!(
-            "{}\n{destination}",
-            base_tables(&app.database, &app.file_key)
-        ),
+        format!("{}\n{table}", base_tables(&app.database, &app.file_key)),
     )
     .unwrap();
     let c_path = config.to_str().unwrap();
     let run = |what: &[&str]| {
         let mut args = vec!["-c", c_path, "audit", "--yes", "--output", "jsonl"];
+        args.extend(store);
         args.extend(what);
         app::run(args)
     };
@@ -137,7 +137,8 @@ async fn default_gridfs_adapter() {
     scenario(
         "pfm_q_ps_gfs",
         Files::Default,
-        "[destination]\ntype = \"gridfs\"\n".into(),
+        "[source.server]\ntype = \"gridfs\"\n".into(),
+        &["--store", "server"],
     )
     .await;
 }
@@ -154,7 +155,7 @@ async fn fs_adapter() {
         "[destination]\ntype = \"fs\"\npath = \"{}\"\nencryption = \"none\"\n",
         root.path().join("files/qapp").display()
     );
-    scenario("pfm_q_ps_fs", files, destination).await;
+    scenario("pfm_q_ps_fs", files, destination, &[]).await;
 }
 
 #[tokio::test]
@@ -168,5 +169,5 @@ async fn s3_adapter_with_a_bucket_prefix() {
         "[destination]\n{}prefix = \"parse/\"\n",
         support::s3::table(&bucket, &support::s3::endpoint())
     );
-    scenario("pfm_q_ps_s3", files, destination).await;
+    scenario("pfm_q_ps_s3", files, destination, &[]).await;
 }
