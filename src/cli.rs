@@ -5,6 +5,9 @@
 //! and apply the precedence flag > `PFM_*` env > config file > default in one place. clap itself
 //! handles flag > env.
 
+mod clean;
+pub use clean::CleanArgs;
+
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
@@ -307,37 +310,8 @@ pub struct AuditArgs {
     #[arg(long, value_name = "SIZE")]
     pub sort_run_bytes: Option<String>,
 
-    /// Move orphans older than --min-age (still unreferenced on a re-check) into quarantine
-    #[arg(long, group = "clean")]
-    pub quarantine: bool,
-
-    /// With --quarantine: only orphans last modified at least this long ago (default 7d)
-    #[arg(long, value_name = "DURATION", requires = "quarantine")]
-    pub min_age: Option<String>,
-
-    /// Put every quarantined file of the store back under its name (never over another file)
-    #[arg(long, group = "clean")]
-    pub restore: bool,
-
-    /// Delete for good the files quarantined at least --older-than ago
-    #[arg(long, group = "clean")]
-    pub purge: bool,
-
-    /// With --purge: only files quarantined at least this long ago (default 30d)
-    #[arg(long, value_name = "DURATION", requires = "purge")]
-    pub older_than: Option<String>,
-
-    /// With --purge: also delete superseded GridFS revisions (never the newest of a name)
-    #[arg(long, requires = "purge")]
-    pub superseded: bool,
-
-    /// With --quarantine, --restore or --purge: print every move and delete, change nothing
-    #[arg(long)]
-    pub dry_run: bool,
-
-    /// Do not ask for confirmation (required to write when stdin is not a terminal)
-    #[arg(long, short = 'y')]
-    pub yes: bool,
+    #[command(flatten)]
+    pub clean: CleanArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -48,7 +48,7 @@ pub(super) fn run_bytes(args: &AuditArgs) -> anyhow::Result<usize> {
 }
 
 pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result<i32> {
-    if args.quarantine || args.restore || args.purge {
+    if args.clean.quarantine || args.clean.restore || args.clean.purge {
         return super::audit_clean::run(settings, args).await;
     }
     let run_bytes = run_bytes(args)?;

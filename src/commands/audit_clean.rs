@@ -38,13 +38,13 @@ fn duration(given: Option<&str>, default: &str, flag: &str) -> anyhow::Result<Du
 }
 
 pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result<i32> {
-    let (action, verb) = match (args.quarantine, args.restore) {
+    let (action, verb) = match (args.clean.quarantine, args.clean.restore) {
         (true, _) => ("quarantine", "audit --quarantine moves orphaned files"),
         (_, true) => ("restore", "audit --restore moves quarantined files back"),
         _ => ("purge", "audit --purge deletes quarantined files for good"),
     };
-    let min_age = duration(args.min_age.as_deref(), "7d", "--min-age")?;
-    let older_than = duration(args.older_than.as_deref(), "30d", "--older-than")?;
+    let min_age = duration(args.clean.min_age.as_deref(), "7d", "--min-age")?;
+    let older_than = duration(args.clean.older_than.as_deref(), "30d", "--older-than")?;
     let run_bytes = super::audit::run_bytes(args)?;
     let store = super::audit::open_store(settings, args).await?;
     if !store.capabilities().quarantine {
@@ -61,11 +61,11 @@ pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result
         server: None,
         destination: store.clone(),
     };
-    let effects: Arc<dyn Effects> = if args.dry_run {
+    let effects: Arc<dyn Effects> = if args.clean.dry_run {
         let out = PlanWriter::new(format, Box::new(std::io::stdout()), None);
         Arc::new(DryRun::new(stores, Box::new(out)))
     } else {
-        session::consent(args.yes, verb, || {
+        session::consent(args.clean.yes, verb, || {
             let what = match action {
                 "quarantine" => format!(
                     "move every orphan older than {} into the quarantine of",
@@ -75,7 +75,7 @@ pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result
                 _ => format!(
                     "delete for good every file quarantined more than {} ago{} in",
                     humantime::format_duration(older_than),
-                    if args.superseded {
+                    if args.clean.superseded {
                         ", and every superseded revision,"
                     } else {
                         ""
@@ -121,7 +121,7 @@ pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result
             "restore" => q::restore_all(e, &ledger, s, &mut report).await?,
             _ => {
                 q::purge_all(e, &ledger, s, older_than, &mut report).await?;
-                if args.superseded {
+                if args.clean.superseded {
                     q::purge_superseded(e, s, &mut report).await?;
                 }
             }
@@ -135,6 +135,8 @@ pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result
         Ok(((), mongodb::bson::doc! {action: recorded}, code))
     })
     .await?;
-    tally.writer.summary(action, args.dry_run, &tally.counts)?;
+    tally
+        .writer
+        .summary(action, args.clean.dry_run, &tally.counts)?;
     Ok(code)
 }
