@@ -8,6 +8,8 @@
 mod rebase;
 use rebase::REBASE_EXAMPLES;
 pub use rebase::RebaseArgs;
+mod clean;
+pub use clean::CleanArgs;
 
 use std::path::PathBuf;
 
@@ -183,7 +185,12 @@ Examples:
   # Orphans, dangling references and a summary for the destination store
   parse-files-migrate -c migrate.toml audit
   # The app's current store ([source.server]), as JSON lines; exit 6 if anything was found
-  parse-files-migrate -c migrate.toml audit --store server --output jsonl > audit.jsonl";
+  parse-files-migrate -c migrate.toml audit --store server --output jsonl > audit.jsonl
+  # Move orphans older than 7 days out of Parse Server's reach (--dry-run first); undo it;
+  # delete for good what has been in quarantine for 30 days
+  parse-files-migrate -c migrate.toml audit --store server --quarantine --yes
+  parse-files-migrate -c migrate.toml audit --store server --restore --yes
+  parse-files-migrate -c migrate.toml audit --store server --purge --older-than 30d --yes";
 
 const COMPLETIONS_EXAMPLES: &str = "\
 Examples:
@@ -212,7 +219,7 @@ pub enum Command {
     #[command(after_long_help = ROLLBACK_EXAMPLES)]
     Rollback(RollbackArgs),
     /// Stored files nothing references, references to absent files, superseded GridFS versions
-    /// (read-only)
+    /// (read-only; --quarantine / --restore / --purge clean up, reversibly)
     #[command(after_long_help = AUDIT_EXAMPLES)]
     Audit(AuditArgs),
     /// Move file URLs from old bases (`[rebase] from`) to the current one; copies no bytes
@@ -313,6 +320,9 @@ pub struct AuditArgs {
     /// (default 8MiB; files go to TMPDIR)
     #[arg(long, value_name = "SIZE")]
     pub sort_run_bytes: Option<String>,
+
+    #[command(flatten)]
+    pub clean: CleanArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -422,6 +432,10 @@ pub struct MigrateArgs {
     #[arg(long)]
     pub rescan: bool,
 
+    /// Also copy every file of [source.server] no reference names (a complete copy, orphans too)
+    #[arg(long)]
+    pub include_unreferenced: bool,
+
     /// Copy and verify, but do not rewrite references
     #[arg(long, conflicts_with = "rewrite_only")]
     pub copy_only: bool,
@@ -459,10 +473,9 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<std::path::PathBuf>,
 
-    /// Size the work before committing to a window (implies --dry-run; nothing is written):
-    /// probe every planned file at its source, measure the source's rate, and print files and
-    /// bytes per class field and kind, the largest files, files already missing, the projected
-    /// duration and the memory the run will need at --concurrency
+    /// Size the work (implies --dry-run): probe every planned file at its source, measure the
+    /// source's rate; print files and bytes per class field and kind, the largest files, files
+    /// missing already, the projected duration and memory at --concurrency
     #[arg(long)]
     pub estimate: bool,
 

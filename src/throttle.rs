@@ -223,6 +223,30 @@ impl ObjectStore for Throttled {
         self.inner.list(opts)
     }
 
+    fn quarantine_location(&self, name: &str) -> Result<String, StorageError> {
+        self.inner.quarantine_location(name)
+    }
+
+    async fn quarantine(&self, name: &str) -> Result<(), StorageError> {
+        self.inner.quarantine(name).await
+    }
+
+    async fn unquarantine(&self, name: &str) -> Result<(), StorageError> {
+        self.inner.unquarantine(name).await
+    }
+
+    async fn purge_quarantined(&self, name: &str) -> Result<(), StorageError> {
+        self.inner.purge_quarantined(name).await
+    }
+
+    async fn delete_superseded(&self, name: &str, version: &str) -> Result<(), StorageError> {
+        self.inner.delete_superseded(name, version).await
+    }
+
+    fn unsupported(&self, operation: &'static str) -> StorageError {
+        self.inner.unsupported(operation)
+    }
+
     async fn delete(&self, name: &str) -> Result<(), StorageError> {
         self.inner.delete(name).await
     }

@@ -24,7 +24,7 @@ pub(crate) fn stored_payload(size: u64, modified: Option<SystemTime>) -> Vec<u8>
     p
 }
 
-fn decode_stored(p: &[u8]) -> io::Result<(u64, Option<SystemTime>)> {
+pub(crate) fn decode_stored(p: &[u8]) -> io::Result<(u64, Option<SystemTime>)> {
     let bad = || io::Error::new(io::ErrorKind::InvalidData, "bad stored record");
     let size = u64::from_le_bytes(p.get(..8).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
     let ms = i64::from_le_bytes(

@@ -10,15 +10,11 @@ use crate::report::list::ListFormat;
 use crate::session::{destination_config, discover_with, open_checked};
 use crate::settings::{Settings, parse_size};
 
-pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result<i32> {
-    let run_bytes = match &args.sort_run_bytes {
-        Some(s) => parse_size(s)
-            .ok()
-            .and_then(|n| usize::try_from(n).ok())
-            .filter(|n| *n > 0)
-            .ok_or_else(|| usage(format!("--sort-run-bytes {s:?}: not a size such as 64MiB")))?,
-        None => DEFAULT_RUN_BYTES,
-    };
+/// The audited store (`--store`), opened, checked, and refused when it cannot be listed.
+pub(super) async fn open_store(
+    settings: &Settings,
+    args: &AuditArgs,
+) -> anyhow::Result<std::sync::Arc<dyn crate::storage::ObjectStore>> {
     let (cfg, role) = match args.store {
         AuditStore::Destination => (destination_config(settings, "audit")?, "destination"),
         AuditStore::Server => (
@@ -36,6 +32,27 @@ pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result
             cfg.type_name()
         )));
     }
+    Ok(store)
+}
+
+/// `--sort-run-bytes`, or the default.
+pub(super) fn run_bytes(args: &AuditArgs) -> anyhow::Result<usize> {
+    Ok(match &args.sort_run_bytes {
+        Some(s) => parse_size(s)
+            .ok()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| *n > 0)
+            .ok_or_else(|| usage(format!("--sort-run-bytes {s:?}: not a size such as 64MiB")))?,
+        None => DEFAULT_RUN_BYTES,
+    })
+}
+
+pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result<i32> {
+    if args.clean.quarantine || args.clean.restore || args.clean.purge {
+        return super::audit_clean::run(settings, args).await;
+    }
+    let run_bytes = run_bytes(args)?;
+    let store = open_store(settings, args).await?;
     // Every reference counts, whatever `[run] nested` says: a reference left out would make its
     // file look orphaned.
     let d = discover_with(settings, &Filters::default(), true).await?;

@@ -86,6 +86,7 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
         } else {
             None
         };
+        super::unreferenced::copy(settings, args, &effects, &state, &ledger, &stores).await?;
         let result =
             engine::strings::run(plan, effects.clone(), &ledger, &d.db, &d.targets, state).await;
         signals.abort();

@@ -2,6 +2,8 @@
 //! [`crate::report`]. [`run`] is the whole program after argument parsing.
 
 mod audit;
+mod audit_clean;
+mod audit_quarantine;
 mod docs;
 mod estimate;
 mod list;
@@ -10,6 +12,7 @@ mod rebase;
 mod rollback;
 mod schema;
 mod status;
+mod unreferenced;
 mod verify;
 
 use crate::cli::{Cli, Command};

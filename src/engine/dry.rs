@@ -32,12 +32,27 @@ pub struct PlannedUpdate<'a> {
     pub new: &'a RefValue,
 }
 
+/// A move or purge the dry run would make (`audit --quarantine / --restore / --purge`).
+#[derive(Debug, Serialize)]
+pub struct PlannedMove<'a> {
+    /// The JSONL line's `action` tag.
+    #[serde(skip)]
+    pub action: &'a str,
+    pub name: &'a str,
+    pub from: &'a str,
+    pub to: Option<&'a str>,
+    pub size: u64,
+}
+
 /// Where a dry run reports what it would do, one action at a time, in the order decided.
 pub trait PlanSink: Send {
     fn copy(&mut self, copy: &PlannedCopy) -> std::io::Result<()>;
     fn update(&mut self, update: &PlannedUpdate) -> std::io::Result<()>;
     /// A stored object that would be deleted, by its location.
     fn delete(&mut self, location: &str) -> std::io::Result<()>;
+    /// An object that would be moved within its store (`audit --quarantine / --restore`), or
+    /// deleted from its quarantine (`--purge`: no `to`).
+    fn relocate(&mut self, step: &PlannedMove) -> std::io::Result<()>;
 }
 
 pub struct DryRun {
@@ -130,5 +145,37 @@ impl Effects for DryRun {
 
     fn dry_run(&self) -> bool {
         true
+    }
+}
+
+#[async_trait]
+impl super::quarantine::Relocate for DryRun {
+    async fn relocate(
+        &self,
+        store: &dyn crate::storage::ObjectStore,
+        steps: &[super::quarantine::Step],
+    ) -> anyhow::Result<Vec<super::quarantine::Outcome>> {
+        use super::quarantine::Action;
+        let mut out = self.out();
+        for step in steps {
+            let served = store
+                .location(&step.name)
+                .unwrap_or_else(|_| step.name.clone());
+            let quarantined = store.quarantine_location(&step.name)?;
+            let (from, to) = match step.action {
+                Action::Quarantine => (served.as_str(), Some(quarantined.as_str())),
+                Action::Restore => (quarantined.as_str(), Some(served.as_str())),
+                Action::Purge => (quarantined.as_str(), None),
+                Action::PurgeSuperseded => (served.as_str(), None),
+            };
+            out.relocate(&PlannedMove {
+                action: step.action.as_str(),
+                name: &step.name,
+                from,
+                to,
+                size: step.size,
+            })?;
+        }
+        Ok(vec![super::quarantine::Outcome::Planned; steps.len()])
     }
 }

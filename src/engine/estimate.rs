@@ -372,6 +372,9 @@ fn resident_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
+/// An estimate moves no file (the default refuses).
+impl super::quarantine::Relocate for Estimator {}
+
 #[async_trait]
 impl Effects for Estimator {
     async fn begin(&self, _info: Document) -> anyhow::Result<()> {

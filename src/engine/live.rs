@@ -359,3 +359,14 @@ fn missing(e: &StorageError) -> String {
         other => other.to_string(),
     }
 }
+
+#[async_trait]
+impl super::quarantine::Relocate for Live {
+    async fn relocate(
+        &self,
+        store: &dyn crate::storage::ObjectStore,
+        steps: &[super::quarantine::Step],
+    ) -> anyhow::Result<Vec<super::quarantine::Outcome>> {
+        super::quarantine::live(&self.ledger, store, steps).await
+    }
+}

@@ -31,12 +31,14 @@ pub mod dry;
 pub mod estimate;
 pub mod live;
 pub mod plan;
+pub mod quarantine;
 pub mod rebase;
 pub mod rewrite;
 pub mod rollback;
 pub mod strings;
 pub mod summary;
 pub mod transfer;
+pub mod unreferenced;
 pub mod verify;
 
 use std::sync::Arc;
@@ -266,7 +268,7 @@ impl Outcome {
 
 /// The destructive side of a run, chosen once (see the module documentation).
 #[async_trait]
-pub trait Effects: Send + Sync {
+pub trait Effects: Send + Sync + quarantine::Relocate {
     /// Record the start of the run.
     async fn begin(&self, info: Document) -> anyhow::Result<()>;
     /// Record the intent to copy these files.

@@ -35,7 +35,7 @@ pub fn shard_of(name: &str, count: u32) -> u32 {
     (v % count as u64) as u32
 }
 
-fn in_shard(name: &str, shard: Option<Shard>) -> bool {
+pub(crate) fn in_shard(name: &str, shard: Option<Shard>) -> bool {
     shard.is_none_or(|s| shard_of(name, s.count) == s.index)
 }
 

@@ -179,7 +179,7 @@ fn unrecorded(r: &Record) -> Option<(&str, &Outcome)> {
     }
 }
 
-fn file_result<'a>(name: &'a str, outcome: &'a Outcome) -> Option<FileResult<'a>> {
+pub(crate) fn file_result<'a>(name: &'a str, outcome: &'a Outcome) -> Option<FileResult<'a>> {
     let (state, size, md5, hash_checked, error) = match outcome {
         Outcome::Verified {
             size,

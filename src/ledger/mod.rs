@@ -1,7 +1,7 @@
 //! The ledger: what every run did, kept in MongoDB next to the app data, so passes are
 //! resumable, auditable and reversible.
 //!
-//! Five collections (names derive from `[ledger] collection`, default `_FileMigration`), each
+//! Six collections (names derive from `[ledger] collection`, default `_FileMigration`), each
 //! owned by one file of this folder:
 //!
 //! * `<collection>` ([`files`](self::files)): the **file records**, one per source file: target
@@ -18,6 +18,9 @@
 //!   others (`[ledger] lease_secs`).
 //! * `<collection>.walk` ([`runs`](self::runs)): one walk checkpoint per shard: where the next
 //!   run of an unfinished pass resumes (see [`crate::engine::checkpoint`]).
+//! * `<collection>.quarantine` ([`quarantine`](self::quarantine)): one record per file `audit
+//!   --quarantine` moved (or `--purge --superseded` deleted), written before the store is
+//!   touched: enough to finish or undo it.
 //!
 //! # Batch documents (format 2)
 //!
@@ -55,6 +58,7 @@ mod batch;
 mod files;
 mod holder;
 mod lease;
+mod quarantine;
 pub mod records;
 mod refs;
 mod runs;
@@ -69,6 +73,7 @@ use crate::db::{update_batch, update_stmt};
 pub use files::FilePage;
 pub use holder::Holder;
 pub use lease::{LeaseHeld, Taken};
+pub use quarantine::{QuarantineIntent, QuarantineRecord, QuarantineState};
 pub use records::{
     BadRecord, FileRecord, FileResult, FileState, Intent, KEY_PLACEHOLDER, Loc, RefChange,
     RefRecord, RefState, RefValue,

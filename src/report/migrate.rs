@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::printable;
 use crate::cli::MigrateOutput;
 use crate::engine::Summary;
-use crate::engine::dry::{PlanSink, PlannedCopy, PlannedUpdate};
+use crate::engine::dry::{PlanSink, PlannedCopy, PlannedMove, PlannedUpdate};
 use crate::engine::rollback::Counts;
 use crate::ledger::KEY_PLACEHOLDER;
 use crate::secret::Secret;
@@ -127,6 +127,19 @@ impl PlanSink for PlanWriter {
         match self.format {
             MigrateFormat::Jsonl => self.json("delete", &serde_json::json!({"location": location})),
             MigrateFormat::Text => self.line(format!("delete  {location}")),
+        }
+    }
+
+    fn relocate(&mut self, m: &PlannedMove) -> std::io::Result<()> {
+        match self.format {
+            MigrateFormat::Jsonl => self.json(m.action, m),
+            MigrateFormat::Text => {
+                let mut line = format!("{} {}", m.action, printable(m.from));
+                if let Some(to) = m.to {
+                    line.push_str(&format!(" -> {}", printable(to)));
+                }
+                self.line(line)
+            }
         }
     }
 }

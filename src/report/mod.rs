@@ -11,6 +11,7 @@ pub mod logging;
 pub mod metrics;
 pub mod migrate;
 pub mod progress;
+pub mod quarantine;
 pub mod schema;
 pub mod status;
 pub mod verify;

@@ -9,6 +9,7 @@
 //! Memory is O(page): nothing here keeps references beyond the page it returns. Malformed data
 //! becomes a [`ScanIssue`] for that one value; a page never fails because of one document.
 
+pub mod lookup;
 pub mod nested;
 pub mod strings;
 pub mod targets;

@@ -31,6 +31,7 @@ use super::{
 use crate::parse::names::encode_uri_component;
 
 mod list;
+mod quarantine;
 mod write;
 
 use write::blocking;
@@ -270,6 +271,7 @@ impl ObjectStore for FsStore {
             range_reads: true,
             reports_md5: false,
             atomic_create: true,
+            quarantine: true,
         }
     }
 
@@ -361,6 +363,22 @@ impl ObjectStore for FsStore {
 
     fn list(&self, opts: ListOptions) -> ListStream<'_> {
         list::list(self.dir.clone(), opts)
+    }
+
+    fn quarantine_location(&self, name: &str) -> Result<String, StorageError> {
+        Ok(self.quarantine_path(name)?.display().to_string())
+    }
+
+    async fn quarantine(&self, name: &str) -> Result<(), StorageError> {
+        self.move_quarantine(name, true).await
+    }
+
+    async fn unquarantine(&self, name: &str) -> Result<(), StorageError> {
+        self.move_quarantine(name, false).await
+    }
+
+    async fn purge_quarantined(&self, name: &str) -> Result<(), StorageError> {
+        self.purge_quarantine(name).await
     }
 
     async fn delete(&self, name: &str) -> Result<(), StorageError> {

@@ -122,6 +122,10 @@ pub(super) async fn list_page(
         .items
         .into_iter()
         .filter_map(|o| {
+            // Quarantined objects are not the store's (with an empty prefix they would list).
+            if o.name.starts_with(crate::storage::QUARANTINE_ROOT) {
+                return None;
+            }
             let name = o.name.strip_prefix(&store.prefix)?.to_string();
             if name.is_empty() {
                 return None;
@@ -328,6 +332,33 @@ async fn check_status(
 /// 408, 429 and 5xx are worth retrying (GCS "Retry strategy" docs); other 4xx are not.
 pub(super) fn retryable_status(status: u16) -> bool {
     status == 408 || status == 429 || status >= 500
+}
+
+/// Copy `from` to `to` in the bucket, server-side, only if `to` does not exist
+/// (`ifGenerationMatch=0`: [`StorageError::AlreadyExists`] when it does).
+pub(super) async fn copy_new(
+    store: &GcsStore,
+    name: &str,
+    from: &str,
+    to: &str,
+) -> Result<(), StorageError> {
+    let what = format!("copy {} to {}", store.url(from), store.url(to));
+    let bucket = utf8_percent_encode(&store.bucket, SEGMENT).to_string();
+    let url = format!(
+        "{}/copyTo/b/{bucket}/o/{}?ifGenerationMatch=0",
+        object_url(store, from),
+        utf8_percent_encode(to, SEGMENT)
+    );
+    let body = Some(serde_json::json!({}));
+    let resp = send_with(store, name, &what, Method::POST, &url, body).await?;
+    match resp.status() {
+        StatusCode::NOT_FOUND => Err(not_found(store, name, from)),
+        StatusCode::PRECONDITION_FAILED => Err(StorageError::AlreadyExists {
+            name: name.to_string(),
+            location: store.url(to),
+        }),
+        _ => check_status(name, &what, resp).await.map(drop),
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 //! attempts per request instead of its default of retrying for 300 s.
 
 mod json;
+mod quarantine;
 mod upload;
 
 use std::path::PathBuf;
@@ -256,6 +257,7 @@ impl ObjectStore for GcsStore {
             range_reads: true,
             reports_md5: true,
             atomic_create: true,
+            quarantine: true,
         }
     }
 
@@ -343,6 +345,22 @@ impl ObjectStore for GcsStore {
             }
         })
         .boxed()
+    }
+
+    fn quarantine_location(&self, name: &str) -> Result<String, StorageError> {
+        Ok(self.url(&self.quarantine_key(name)?))
+    }
+
+    async fn quarantine(&self, name: &str) -> Result<(), StorageError> {
+        self.move_quarantine(name, true).await
+    }
+
+    async fn unquarantine(&self, name: &str) -> Result<(), StorageError> {
+        self.move_quarantine(name, false).await
+    }
+
+    async fn purge_quarantined(&self, name: &str) -> Result<(), StorageError> {
+        self.purge_quarantine(name).await
     }
 
     async fn delete(&self, name: &str) -> Result<(), StorageError> {

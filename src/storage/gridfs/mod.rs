@@ -25,6 +25,7 @@ use super::{
 };
 
 mod list;
+mod quarantine;
 
 /// The `type = "gridfs"` store table.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -402,6 +403,7 @@ impl ObjectStore for GridFsStore {
             range_reads: true,
             reports_md5: false,
             atomic_create: false,
+            quarantine: true,
         }
     }
 
@@ -483,6 +485,26 @@ impl ObjectStore for GridFsStore {
 
     fn list(&self, opts: ListOptions) -> ListStream<'_> {
         list::list(self, opts)
+    }
+
+    fn quarantine_location(&self, name: &str) -> Result<String, StorageError> {
+        Ok(self.quarantine_location_of(name))
+    }
+
+    async fn quarantine(&self, name: &str) -> Result<(), StorageError> {
+        self.quarantine_revisions(name).await
+    }
+
+    async fn unquarantine(&self, name: &str) -> Result<(), StorageError> {
+        self.restore_revisions(name).await
+    }
+
+    async fn purge_quarantined(&self, name: &str) -> Result<(), StorageError> {
+        self.purge_revisions(name).await
+    }
+
+    async fn delete_superseded(&self, name: &str, version: &str) -> Result<(), StorageError> {
+        self.delete_old_revision(name, version).await
     }
 
     async fn delete(&self, name: &str) -> Result<(), StorageError> {

@@ -445,6 +445,7 @@ impl ObjectStore for HttpStore {
             range_reads: true,
             reports_md5: false,
             atomic_create: false,
+            quarantine: false,
         }
     }
 

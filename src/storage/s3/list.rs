@@ -50,7 +50,13 @@ pub(super) fn list(store: &S3Store, opts: ListOptions) -> ListStream<'_> {
                 .contents()
                 .iter()
                 .filter_map(|o| {
-                    let name = o.key()?.strip_prefix(&store.prefix)?;
+                    let key = o.key()?;
+                    // Quarantined objects are not the store's (with an empty prefix they would
+                    // list as names).
+                    if key.starts_with(crate::storage::QUARANTINE_ROOT) {
+                        return None;
+                    }
+                    let name = key.strip_prefix(&store.prefix)?;
                     if name.is_empty() {
                         return None;
                     }

@@ -12,6 +12,7 @@
 mod errors;
 mod list;
 mod provider;
+mod quarantine;
 mod upload;
 
 pub use provider::Provider;
@@ -314,6 +315,7 @@ impl ObjectStore for S3Store {
             range_reads: true,
             reports_md5: true,
             atomic_create: true,
+            quarantine: true,
         }
     }
 
@@ -400,6 +402,22 @@ impl ObjectStore for S3Store {
 
     fn list(&self, opts: ListOptions) -> ListStream<'_> {
         list::list(self, opts)
+    }
+
+    fn quarantine_location(&self, name: &str) -> Result<String, StorageError> {
+        Ok(self.url(&self.quarantine_key(name)?))
+    }
+
+    async fn quarantine(&self, name: &str) -> Result<(), StorageError> {
+        self.move_quarantine(name, true).await
+    }
+
+    async fn unquarantine(&self, name: &str) -> Result<(), StorageError> {
+        self.move_quarantine(name, false).await
+    }
+
+    async fn purge_quarantined(&self, name: &str) -> Result<(), StorageError> {
+        self.purge_quarantine(name).await
     }
 
     async fn delete(&self, name: &str) -> Result<(), StorageError> {

@@ -379,6 +379,10 @@ pub async fn run(store: &dyn ObjectStore) {
         store.delete("range.bin").await.expect("delete");
     }
 
+    if caps.quarantine {
+        quarantine(store).await;
+    }
+
     // Clean up and check deletes took.
     for name in NAMES
         .iter()
@@ -484,4 +488,81 @@ pub async fn run_read_only(store: &dyn ObjectStore, seed: &dyn Fn(&str, &[u8])) 
         matches!(err, StorageError::Unsupported { .. }),
         "delete: {err}"
     );
+}
+
+/// The quarantine part of the contract: a move hides the object from reads and listings, is
+/// idempotent, never replaces (a restore onto a name that holds an object again is refused and
+/// changes nothing), restores byte-identical, and a purge removes it for good.
+pub async fn quarantine(store: &dyn ObjectStore) {
+    let name = "quarantine/ünï %2F+.bin";
+    let a = super::bytes(70_000, 5);
+    let b = super::bytes(10, 6);
+    let listed = |store| async move {
+        let (objects, _) = list_all(store, None, 1000).await;
+        names_of(&objects)
+    };
+    let before = listed(store).await;
+    store
+        .put(name, body(&a, 4096), &PutOptions::default())
+        .await
+        .expect("put");
+    assert_ne!(
+        store.quarantine_location(name).unwrap(),
+        store.location(name).unwrap(),
+        "the quarantine is elsewhere"
+    );
+    store.quarantine(name).await.expect("quarantine");
+    let err = store.stat(name).await.expect_err("quarantined: not served");
+    assert!(err.is_not_found(), "{err}");
+    assert!(read_all(store, name).await.unwrap_err().is_not_found());
+    assert_eq!(
+        listed(store).await,
+        before,
+        "quarantined objects are not listed"
+    );
+    store
+        .quarantine(name)
+        .await
+        .expect("quarantine again: already done");
+
+    // The name holds another object meanwhile: the restore is refused, nothing changes.
+    store
+        .put(name, body(&b, 3), &PutOptions::default())
+        .await
+        .expect("put");
+    let err = store
+        .unquarantine(name)
+        .await
+        .expect_err("restore onto a taken name");
+    assert!(err.is_already_exists(), "{err}");
+    assert_eq!(
+        read_all(store, name).await.unwrap(),
+        b,
+        "the newer object stays"
+    );
+    store.delete(name).await.expect("delete");
+    store.unquarantine(name).await.expect("restore");
+    assert!(
+        read_all(store, name).await.unwrap() == a,
+        "restored byte-identical"
+    );
+    store
+        .unquarantine(name)
+        .await
+        .expect("restore again: already done");
+    let err = store
+        .quarantine("never stored.bin")
+        .await
+        .expect_err("nothing to move");
+    assert!(err.is_not_found(), "{err}");
+
+    store.quarantine(name).await.expect("quarantine");
+    store.purge_quarantined(name).await.expect("purge");
+    store.purge_quarantined(name).await.expect("purge again");
+    let err = store
+        .unquarantine(name)
+        .await
+        .expect_err("purged: nothing to restore");
+    assert!(err.is_not_found(), "{err}");
+    assert_eq!(listed(store).await, before);
 }

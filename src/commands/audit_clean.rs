@@ -1,0 +1,142 @@
+//! `audit --quarantine / --restore / --purge`: reversible clean-up of one store's orphans,
+//! under the run's lease (exclusive: no migration or rollback runs meanwhile), through the same
+//! dry-run gate and consent rule as `migrate`, every step recorded in the ledger before it
+//! happens ([`crate::engine::quarantine`]). Which orphans may move: [`super::audit_quarantine`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cli::{AuditArgs, ListOutput, MigrateOutput};
+use crate::engine::quarantine::{self as q, Counts, Outcome, Step};
+use crate::engine::{Effects, Stores, dry::DryRun, live::Live};
+use crate::exit::{INCOMPLETE, OK, usage};
+use crate::report::migrate::{MigrateFormat, PlanWriter};
+use crate::report::quarantine::CleanWriter;
+use crate::session::{self, discover_with};
+use crate::settings::Settings;
+
+/// What was done, and the writer of its lines.
+struct Tally {
+    counts: Counts,
+    writer: CleanWriter,
+}
+
+impl Tally {
+    fn report(&mut self, step: &Step, outcome: &Outcome) -> anyhow::Result<()> {
+        self.counts.add(step, outcome);
+        Ok(self.writer.step(step, outcome)?)
+    }
+
+    fn kept(&mut self, n: u64) {
+        self.counts.kept += n;
+    }
+}
+
+fn duration(given: Option<&str>, default: &str, flag: &str) -> anyhow::Result<Duration> {
+    let s = given.unwrap_or(default);
+    humantime::parse_duration(s).map_err(|e| usage(format!("{flag} {s:?}: {e} (e.g. 7d, 12h)")))
+}
+
+pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result<i32> {
+    let (action, verb) = match (args.clean.quarantine, args.clean.restore) {
+        (true, _) => ("quarantine", "audit --quarantine moves orphaned files"),
+        (_, true) => ("restore", "audit --restore moves quarantined files back"),
+        _ => ("purge", "audit --purge deletes quarantined files for good"),
+    };
+    let min_age = duration(args.clean.min_age.as_deref(), "7d", "--min-age")?;
+    let older_than = duration(args.clean.older_than.as_deref(), "30d", "--older-than")?;
+    let run_bytes = super::audit::run_bytes(args)?;
+    let store = super::audit::open_store(settings, args).await?;
+    if !store.capabilities().quarantine {
+        return Err(usage(format!("{} has no quarantine", store.describe())));
+    }
+    let d = discover_with(settings, &crate::cli::Filters::default(), true).await?;
+    let ledger = session::open_ledger(settings, &d.db).await?;
+    let format = MigrateFormat::choose(args.output.map(|o| match o {
+        ListOutput::Jsonl => MigrateOutput::Jsonl,
+        ListOutput::Table | ListOutput::Csv => MigrateOutput::Text,
+    }));
+    let stores = Stores {
+        hosted: None,
+        server: None,
+        destination: store.clone(),
+    };
+    let effects: Arc<dyn Effects> = if args.clean.dry_run {
+        let out = PlanWriter::new(format, Box::new(std::io::stdout()), None);
+        Arc::new(DryRun::new(stores, Box::new(out)))
+    } else {
+        session::consent(args.clean.yes, verb, || {
+            let what = match action {
+                "quarantine" => format!(
+                    "move every orphan older than {} into the quarantine of",
+                    humantime::format_duration(min_age)
+                ),
+                "restore" => "move every quarantined file back into".to_string(),
+                _ => format!(
+                    "delete for good every file quarantined more than {} ago{} in",
+                    humantime::format_duration(older_than),
+                    if args.clean.superseded {
+                        ", and every superseded revision,"
+                    } else {
+                        ""
+                    }
+                ),
+            };
+            format!("About to {what} {}", store.describe())
+        })?;
+        let live = Live::new(
+            stores,
+            ledger.clone(),
+            d.db.clone(),
+            "all".into(),
+            session::hostname(),
+            settings.mongo.collection_prefix.clone(),
+            settings.run.retry,
+        );
+        Arc::new(live.exclusive())
+    };
+    let mut tally = Tally {
+        counts: Counts::default(),
+        writer: CleanWriter::new(format, Box::new(std::io::stdout())),
+    };
+    let mut info = session::run_info(settings, "all", &store.describe())?;
+    info.insert("audit", action);
+    let (_, code) = session::recorded(&effects, info, async {
+        let (e, s) = (&*effects, &*store);
+        let mut report = |step: &Step, o: &Outcome| tally.report(step, o);
+        match action {
+            "quarantine" => {
+                let qa = super::audit_quarantine::Quarantine {
+                    settings,
+                    d: &d,
+                    effects: e,
+                    ledger: &ledger,
+                    store: s,
+                    min_age,
+                    run_bytes,
+                };
+                let kept = qa.run(&mut report).await?;
+                tally.kept(kept);
+            }
+            "restore" => q::restore_all(e, &ledger, s, &mut report).await?,
+            _ => {
+                q::purge_all(e, &ledger, s, older_than, &mut report).await?;
+                if args.clean.superseded {
+                    q::purge_superseded(e, s, &mut report).await?;
+                }
+            }
+        }
+        let code = if tally.counts.incomplete() {
+            INCOMPLETE
+        } else {
+            OK
+        };
+        let recorded = mongodb::bson::to_document(&tally.counts)?;
+        Ok(((), mongodb::bson::doc! {action: recorded}, code))
+    })
+    .await?;
+    tally
+        .writer
+        .summary(action, args.clean.dry_run, &tally.counts)?;
+    Ok(code)
+}

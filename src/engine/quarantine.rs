@@ -1,0 +1,381 @@
+//! The steps of `audit --quarantine / --restore / --purge` on one store: move an orphan into the
+//! store's quarantine, move it back, delete it for good, or delete a superseded GridFS revision.
+//! Each goes through the run's [`Effects`] like every other write (the one dry-run gate): a dry
+//! run prints it, a live run records it in the ledger *before* it touches the store and again
+//! after ([`crate::ledger::QuarantineRecord`]), under the run's lease. The store's moves are
+//! idempotent, so a step a crash interrupted is finished by doing it again (the paging in
+//! [`restore_all`] / [`purge_all`]), or, for a move into quarantine, undone
+//! ([`take_back_unfinished`]) and judged again.
+//!
+//! Which orphans may move is decided by the caller (the listing, a walk, and a second walk
+//! started after it); this module only carries out steps.
+
+use std::time::{Duration, SystemTime};
+
+use futures::TryStreamExt;
+use mongodb::bson::oid::ObjectId;
+use serde::Serialize;
+
+use super::Effects;
+use crate::ledger::{Ledger, QuarantineIntent, QuarantineState as S};
+use crate::storage::{ListOptions, ObjectStore, StorageError};
+
+/// What a step does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Quarantine,
+    Restore,
+    Purge,
+    PurgeSuperseded,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Quarantine => "quarantine",
+            Action::Restore => "restore",
+            Action::Purge => "purge",
+            Action::PurgeSuperseded => "purge-superseded",
+        }
+    }
+}
+
+/// One step on one object.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub action: Action,
+    pub name: String,
+    /// Stored bytes, as listed (or recorded).
+    pub size: u64,
+    pub modified: Option<SystemTime>,
+    /// The superseded revision to delete ([`Action::PurgeSuperseded`]).
+    pub version: Option<String>,
+    /// The ledger record this step continues (restore, purge, a move a crash interrupted).
+    pub record: Option<ObjectId>,
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", content = "reason", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Done (recorded).
+    Done,
+    /// A dry run printed it.
+    Planned,
+    /// Left as it was, and why (the name holds another object; the newest revision…).
+    Refused(String),
+    /// Neither place holds the object any more.
+    Gone(String),
+    /// The store failed; a re-run repeats the step.
+    Failed(String),
+}
+
+/// Counts of a clean-up run, by outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub done: u64,
+    pub bytes: u64,
+    pub planned: u64,
+    /// Orphans a walk started after the listing found referenced again: not moved.
+    pub kept: u64,
+    pub refused: u64,
+    pub gone: u64,
+    pub failed: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, step: &Step, outcome: &Outcome) {
+        match outcome {
+            Outcome::Done => {
+                self.done += 1;
+                self.bytes += step.size;
+            }
+            Outcome::Planned => self.planned += 1,
+            Outcome::Refused(_) => self.refused += 1,
+            Outcome::Gone(_) => self.gone += 1,
+            Outcome::Failed(_) => self.failed += 1,
+        }
+    }
+
+    /// Whether something was left undone that a re-run or the operator should look at.
+    pub fn incomplete(&self) -> bool {
+        self.refused + self.failed > 0
+    }
+}
+
+/// The clean-up side of [`Effects`] (every `Effects` is one): a batch of steps on objects of
+/// `store`, an outcome per step in order. [`super::live::Live`] records them in the ledger
+/// before (one round trip) and after (one more) it touches the store; [`super::dry::DryRun`]
+/// prints them. Other effects (none run a clean-up) keep the default, which refuses.
+#[async_trait::async_trait]
+pub trait Relocate {
+    async fn relocate(
+        &self,
+        store: &dyn ObjectStore,
+        steps: &[Step],
+    ) -> anyhow::Result<Vec<Outcome>> {
+        let _ = (store, steps);
+        anyhow::bail!("moving files is not possible in this kind of run")
+    }
+}
+
+/// Store operations of a batch at once.
+const AT_ONCE: usize = 16;
+
+/// Live steps: record, act, make durable, record (see the module documentation).
+pub(super) async fn live(
+    ledger: &Ledger,
+    store: &dyn ObjectStore,
+    steps: &[Step],
+) -> anyhow::Result<Vec<Outcome>> {
+    let describe = store.describe();
+    let locations: Vec<String> = steps
+        .iter()
+        .map(|s| store.quarantine_location(&s.name).unwrap_or_default())
+        .collect();
+    let intents: Vec<QuarantineIntent> = steps
+        .iter()
+        .zip(&locations)
+        .filter(|(s, _)| s.record.is_none())
+        .map(|(s, location)| QuarantineIntent {
+            store: &describe,
+            name: &s.name,
+            location,
+            size: s.size,
+            modified: s.modified,
+            version: s.version.as_deref(),
+        })
+        .collect();
+    let mut new_ids = ledger.quarantine_intents(&intents).await?.into_iter();
+    let ids: Vec<ObjectId> = steps
+        .iter()
+        .map(|s| s.record.or_else(|| new_ids.next()))
+        .collect::<Option<_>>()
+        .ok_or_else(|| anyhow::anyhow!("the ledger returned fewer ids than intents"))?;
+    let during: Vec<_> = steps
+        .iter()
+        .zip(&ids)
+        .filter(|(s, _)| s.record.is_some())
+        .map(|(s, id)| (*id, states_of(s.action).0))
+        .collect();
+    ledger.quarantine_marks(&during).await?;
+    let mut results: Vec<Result<(), StorageError>> = Vec::with_capacity(steps.len());
+    for chunk in steps.chunks(AT_ONCE) {
+        let acts: Vec<_> = chunk.iter().map(|s| act(store, s)).collect();
+        results.extend(futures::future::join_all(acts).await);
+    }
+    // Nothing is recorded as moved before the store holds the moves durably (fs: one syncfs).
+    if results.iter().any(Result::is_ok) {
+        store.sync().await?;
+    }
+    let mut marks = Vec::with_capacity(steps.len());
+    let mut outcomes = Vec::with_capacity(steps.len());
+    for ((step, id), result) in steps.iter().zip(&ids).zip(results) {
+        let (state, outcome) = match result {
+            Ok(()) => (states_of(step.action).1, Outcome::Done),
+            Err(e @ (StorageError::AlreadyExists { .. } | StorageError::InvalidName { .. })) => {
+                (refused_state(step.action), Outcome::Refused(e.to_string()))
+            }
+            Err(e) if e.is_not_found() => (S::Gone, Outcome::Gone(e.to_string())),
+            // Left in its in-flight state: the next run repeats it (or takes a move back).
+            Err(e) => {
+                outcomes.push(Outcome::Failed(e.to_string()));
+                continue;
+            }
+        };
+        marks.push((*id, state));
+        outcomes.push(outcome);
+    }
+    ledger.quarantine_marks(&marks).await?;
+    Ok(outcomes)
+}
+
+/// A step's record state while it runs, and after it succeeded.
+fn states_of(action: Action) -> (S, S) {
+    match action {
+        Action::Quarantine => (S::Moving, S::Quarantined),
+        Action::Restore => (S::Restoring, S::Restored),
+        Action::Purge | Action::PurgeSuperseded => (S::Purging, S::Purged),
+    }
+}
+
+/// One step's store operation.
+async fn act(store: &dyn ObjectStore, step: &Step) -> Result<(), StorageError> {
+    let name = step.name.as_str();
+    match step.action {
+        Action::Quarantine => store.quarantine(name).await,
+        Action::Restore => store.unquarantine(name).await,
+        Action::Purge => store.purge_quarantined(name).await,
+        Action::PurgeSuperseded => {
+            let version = step.version.as_deref().unwrap_or_default();
+            store.delete_superseded(name, version).await
+        }
+    }
+}
+
+/// Where a refused step leaves its record: where it was before the step.
+fn refused_state(action: Action) -> S {
+    match action {
+        Action::Quarantine => S::Refused,
+        Action::Restore | Action::Purge => S::Quarantined,
+        Action::PurgeSuperseded => S::Refused,
+    }
+}
+
+/// Records of `store` per page.
+const PAGE: i64 = 256;
+
+/// Run `step` for each record of `store` in `states` (and `keep`), reporting each outcome.
+async fn for_records(
+    effects: &dyn Effects,
+    ledger: &Ledger,
+    store: &dyn ObjectStore,
+    states: &[S],
+    action: Action,
+    keep: &dyn Fn(&crate::ledger::QuarantineRecord) -> bool,
+    report: &mut dyn FnMut(&Step, &Outcome) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let describe = store.describe();
+    let mut after = None;
+    loop {
+        let page = ledger
+            .quarantine_records(&describe, states, after, PAGE)
+            .await?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = Some(last.id);
+        let steps: Vec<Step> = page
+            .iter()
+            .filter(|r| keep(r))
+            .map(|r| Step {
+                action: if r.version.is_some() {
+                    Action::PurgeSuperseded
+                } else {
+                    action
+                },
+                name: r.name.clone(),
+                size: r.size,
+                modified: r.modified,
+                version: r.version.clone(),
+                record: Some(r.id),
+            })
+            .collect();
+        run_steps(effects, store, &steps, report).await?;
+    }
+}
+
+/// Hand `steps` to the gate as one batch and report each outcome.
+pub async fn run_steps(
+    effects: &dyn Effects,
+    store: &dyn ObjectStore,
+    steps: &[Step],
+    report: &mut dyn FnMut(&Step, &Outcome) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let outcomes = effects.relocate(store, steps).await?;
+    for (step, outcome) in steps.iter().zip(&outcomes) {
+        report(step, outcome)?;
+    }
+    Ok(())
+}
+
+/// Take back the moves into quarantine a crash (or a store failure) interrupted: records left
+/// `moving`. Undoing is always safe (the store's moves are idempotent and never replace), and the
+/// files are then judged afresh (still unreferenced after both walks, old enough) like any other.
+/// Finishing them instead would move a file whose re-check is as old as the interrupted run.
+pub async fn take_back_unfinished(
+    effects: &dyn Effects,
+    ledger: &Ledger,
+    store: &dyn ObjectStore,
+    report: &mut dyn FnMut(&Step, &Outcome) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    for_records(
+        effects,
+        ledger,
+        store,
+        &[S::Moving],
+        Action::Restore,
+        &|_| true,
+        report,
+    )
+    .await
+}
+
+/// `--restore`: put every quarantined object of `store` back (and finish interrupted moves
+/// either way: a `moving` record is taken back too).
+pub async fn restore_all(
+    effects: &dyn Effects,
+    ledger: &Ledger,
+    store: &dyn ObjectStore,
+    report: &mut dyn FnMut(&Step, &Outcome) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let states = [S::Moving, S::Quarantined, S::Restoring];
+    for_records(
+        effects,
+        ledger,
+        store,
+        &states,
+        Action::Restore,
+        &|_| true,
+        report,
+    )
+    .await
+}
+
+/// `--purge`: delete for good what was quarantined at least `older_than` ago (and finish
+/// interrupted purges).
+pub async fn purge_all(
+    effects: &dyn Effects,
+    ledger: &Ledger,
+    store: &dyn ObjectStore,
+    older_than: Duration,
+    report: &mut dyn FnMut(&Step, &Outcome) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let cutoff = SystemTime::now()
+        .checked_sub(older_than)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let old_enough = move |r: &crate::ledger::QuarantineRecord| {
+        r.state == S::Purging || r.quarantined_at.is_some_and(|t| t <= cutoff)
+    };
+    let states = [S::Quarantined, S::Purging];
+    for_records(
+        effects,
+        ledger,
+        store,
+        &states,
+        Action::Purge,
+        &old_enough,
+        report,
+    )
+    .await
+}
+
+/// `--purge --superseded`: every superseded revision the listing reports (never the newest: the
+/// store refuses that, whatever the listing said).
+pub async fn purge_superseded(
+    effects: &dyn Effects,
+    store: &dyn ObjectStore,
+    report: &mut dyn FnMut(&Step, &Outcome) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut pages = store.list(ListOptions::default());
+    while let Some(page) = pages.try_next().await? {
+        let steps: Vec<Step> = page
+            .into_iter()
+            .filter(|o| o.superseded)
+            .map(|o| Step {
+                action: Action::PurgeSuperseded,
+                name: o.name,
+                size: o.size,
+                modified: o.modified,
+                version: o.version,
+                record: None,
+            })
+            .collect();
+        run_steps(effects, store, &steps, report).await?;
+    }
+    Ok(())
+}

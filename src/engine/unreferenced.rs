@@ -1,0 +1,139 @@
+//! `migrate --include-unreferenced`: copy files that no reference names (the caller finds them:
+//! the listing of `[source.server]` joined with every reference) to the destination under their
+//! own name, through the run's [`Effects`] like every copy: intents recorded before the copies,
+//! outcomes after, counted in the run's summary (files copied, skipped, missing, failed,
+//! collisions). There are no references to rewrite. A file the ledger already records as
+//! verified at this destination is not copied again. Memory: one batch of names at a time.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+
+use super::summary::FileItem;
+use super::{Counters, Effects, FileJob, Outcome, RunState};
+use crate::ledger::{FileState, Intent, Ledger};
+use crate::parse::names::NameKind;
+
+/// Names per ledger round trip.
+const BATCH: usize = 256;
+
+/// Copy every name of `names` (see the module documentation).
+pub async fn copy_all(
+    effects: &Arc<dyn Effects>,
+    state: &Arc<RunState>,
+    ledger: &Ledger,
+    destination: &str,
+    names: impl Iterator<Item = std::io::Result<String>>,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let mut batch = Vec::with_capacity(BATCH);
+    for name in names {
+        batch.push(name?);
+        if batch.len() == BATCH {
+            copy_batch(effects, state, ledger, destination, &batch, concurrency).await?;
+            batch.clear();
+        }
+        if state.is_interrupted() {
+            return Ok(());
+        }
+    }
+    copy_batch(effects, state, ledger, destination, &batch, concurrency).await
+}
+
+async fn copy_batch(
+    effects: &Arc<dyn Effects>,
+    state: &Arc<RunState>,
+    ledger: &Ledger,
+    destination: &str,
+    names: &[String],
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let c = &state.counters;
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let known = ledger.lookup(&refs).await?;
+    let mut jobs = Vec::new();
+    for name in names {
+        let record = known.get(name);
+        if record.is_some_and(|r| {
+            r.state == FileState::Verified && r.destination.as_deref() == Some(destination)
+        }) {
+            Counters::add(&c.files_skipped, 1);
+            continue;
+        }
+        let kind = NameKind::of(name);
+        if kind.is_hosted() {
+            // Its bytes would be looked for at the hosted-Parse hosts, not in this store.
+            tracing::warn!(file = %name, "unreferenced file with a hosted-Parse name: not copied");
+            continue;
+        }
+        jobs.push(FileJob {
+            name: name.clone(),
+            target: name.clone(),
+            kind,
+            url_hint: None,
+            field: "(unreferenced)".into(),
+            attempts: record.map_or(0, |r| r.attempts),
+        });
+    }
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    Counters::add(&c.files_planned, jobs.len() as u64);
+    let intents: Vec<Intent> = jobs
+        .iter()
+        .map(|j| Intent {
+            name: &j.name,
+            target: &j.target,
+            kind: j.kind.as_str(),
+            destination,
+            attempts: j.attempts,
+        })
+        .collect();
+    effects.plan(&intents).await?;
+    let outcomes: Vec<(FileJob, Outcome)> = futures::stream::iter(jobs)
+        .map(|job| async move {
+            let outcome = effects.copy(&job, c).await;
+            (job, outcome)
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    for (job, outcome) in &outcomes {
+        let item = |reason: &String| FileItem {
+            name: job.name.clone(),
+            reason: reason.clone(),
+            references: 0,
+        };
+        match outcome {
+            Outcome::Verified {
+                size,
+                skipped: false,
+                ..
+            } => {
+                Counters::add(&c.files_copied, 1);
+                Counters::add(&c.bytes_copied, *size);
+            }
+            Outcome::Verified { skipped: true, .. } => Counters::add(&c.files_skipped, 1),
+            Outcome::Missing { reason } => {
+                Counters::add(&c.files_missing, 1);
+                c.missing(item(reason));
+            }
+            Outcome::Failed { reason } | Outcome::Stopped { reason, .. } => {
+                tracing::error!(file = %job.name, "copy failed: {reason}");
+                Counters::add(&c.files_failed, 1);
+                c.failed(item(reason));
+            }
+            Outcome::Collision { reason } => {
+                tracing::error!(file = %job.name, "{reason}");
+                Counters::add(&c.files_collisions, 1);
+                c.collision(item(reason));
+            }
+            Outcome::Planned | Outcome::NotStarted => {}
+        }
+    }
+    let results: Vec<_> = outcomes
+        .iter()
+        .filter_map(|(job, o)| super::rewrite::file_result(&job.name, o))
+        .collect();
+    effects.record_files(&results).await
+}

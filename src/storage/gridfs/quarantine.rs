@@ -1,0 +1,132 @@
+//! The GridFS store's quarantine: each files document of the name has its `filename` field
+//! renamed to [`QUARANTINED`] (one atomic update per document, no chunk copied). Parse Server
+//! finds a file by `{filename: <name>}` (`openDownloadStreamByName`), which never matches a
+//! document without `filename`, whatever name is asked for; the listing skips such documents.
+//! Every revision moves, or an older one would be served in the newest one's place.
+//!
+//! Restoring renames the field back, refused while a document of that name exists (checked just
+//! before the update, like a create-only `put` on GridFS: an upload racing it in that window
+//! becomes the newest revision and is served, nothing is lost).
+
+use mongodb::bson::{Bson, Document, doc};
+
+use super::{GridFsStore, id_text, mongo_error};
+use crate::storage::StorageError;
+
+/// The field that holds a quarantined revision's name instead of `filename`.
+pub(super) const QUARANTINED: &str = "pfmQuarantinedFilename";
+/// When it was quarantined.
+const QUARANTINED_AT: &str = "pfmQuarantinedAt";
+
+impl GridFsStore {
+    pub(super) fn quarantine_location_of(&self, name: &str) -> String {
+        format!(
+            "gridfs://{}/{}.files?{QUARANTINED}={name}",
+            self.db.name(),
+            self.bucket_name
+        )
+    }
+
+    async fn exists(&self, filter: Document, name: &str) -> Result<bool, StorageError> {
+        Ok(self
+            .files
+            .find_one(filter)
+            .projection(doc! {"_id": 1})
+            .await
+            .map_err(|e| mongo_error(name, e))?
+            .is_some())
+    }
+
+    fn not_found(&self, name: &str) -> StorageError {
+        StorageError::NotFound {
+            name: name.to_string(),
+            location: self.quarantine_location_of(name),
+        }
+    }
+
+    pub(super) async fn quarantine_revisions(&self, name: &str) -> Result<(), StorageError> {
+        let _ = crate::storage::validate_name(name)?;
+        let moved = self
+            .files
+            .update_many(
+                doc! {"filename": name},
+                doc! {
+                    "$rename": {"filename": QUARANTINED},
+                    "$set": {QUARANTINED_AT: mongodb::bson::DateTime::now()},
+                },
+            )
+            .await
+            .map_err(|e| mongo_error(name, e))?;
+        if moved.modified_count > 0 || self.exists(doc! {QUARANTINED: name}, name).await? {
+            Ok(())
+        } else {
+            Err(self.not_found(name))
+        }
+    }
+
+    pub(super) async fn restore_revisions(&self, name: &str) -> Result<(), StorageError> {
+        let _ = crate::storage::validate_name(name)?;
+        let quarantined = self.exists(doc! {QUARANTINED: name}, name).await?;
+        if self.exists(doc! {"filename": name}, name).await? {
+            return if quarantined {
+                Err(StorageError::AlreadyExists {
+                    name: name.to_string(),
+                    location: self.location_of(name),
+                })
+            } else {
+                Ok(())
+            };
+        }
+        if !quarantined {
+            return Err(self.not_found(name));
+        }
+        self.files
+            .update_many(
+                doc! {QUARANTINED: name},
+                doc! {"$rename": {QUARANTINED: "filename"}, "$unset": {QUARANTINED_AT: ""}},
+            )
+            .await
+            .map_err(|e| mongo_error(name, e))?;
+        Ok(())
+    }
+
+    pub(super) async fn purge_revisions(&self, name: &str) -> Result<(), StorageError> {
+        use futures::TryStreamExt;
+        let ids: Vec<Document> = self
+            .files
+            .find(doc! {QUARANTINED: name})
+            .projection(doc! {"_id": 1})
+            .await
+            .map_err(|e| mongo_error(name, e))?
+            .try_collect()
+            .await
+            .map_err(|e| mongo_error(name, e))?;
+        for id in ids.iter().filter_map(|d| d.get("_id")) {
+            self.delete_revision(name, id).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn delete_old_revision(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<(), StorageError> {
+        let newest = match self.newest(name).await {
+            Ok(r) => r.id,
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if id_text(&newest) == version {
+            return Err(StorageError::InvalidName {
+                name: name.to_string(),
+                reason: format!("revision {version} is the newest (served) one; not deleted"),
+            });
+        }
+        let old: Vec<Bson> = self.revisions_except(name, Some(&newest)).await?;
+        for id in old.iter().filter(|id| id_text(id) == version) {
+            self.delete_revision(name, id).await?;
+        }
+        Ok(())
+    }
+}
