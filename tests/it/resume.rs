@@ -403,7 +403,13 @@ async fn sigterm_stops_cleanly_with_130_and_a_rerun_continues() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Signal once copies are under way (a fixed delay raced the start-up on a loaded machine:
+    // a signal before the run installs its handler ends the process the default way).
+    let started = std::time::Instant::now();
+    while std::fs::read_dir(&f.dest).map_or(0, |d| d.count()) < 2 {
+        assert!(started.elapsed() < Duration::from_secs(60), "no copy began");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let pid = child.id().to_string();
     let status = std::process::Command::new("kill")
         .args(["-TERM", &pid])
