@@ -5,6 +5,7 @@ mod audit;
 mod docs;
 mod list;
 mod migrate;
+mod rekey;
 mod rollback;
 mod schema;
 mod status;
@@ -42,6 +43,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Status(args)) => status::run(&settings, &args).await,
         Some(Command::Rollback(args)) => rollback::run(&settings, &args).await,
         Some(Command::Audit(args)) => audit::run(&settings, &args).await,
+        Some(Command::Rekey(args)) => rekey::run(&settings, &args).await,
         Some(Command::Completions(args)) => docs::completions(&args),
         Some(Command::Man(args)) => docs::man(&args),
     }

@@ -29,6 +29,7 @@ pub mod dedup;
 pub mod dry;
 pub mod live;
 pub mod plan;
+pub mod rekey;
 pub mod rewrite;
 pub mod rollback;
 pub mod summary;

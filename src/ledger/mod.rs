@@ -57,6 +57,7 @@ mod holder;
 mod lease;
 pub mod records;
 mod refs;
+mod rekey;
 mod runs;
 mod status;
 mod upgrade;
@@ -74,6 +75,7 @@ pub use records::{
     RefRecord, RefState, RefValue,
 };
 pub use refs::{RefPage, Settled};
+pub use rekey::RekeyRecord;
 pub use status::{FileCount, Problem, RefCount, Status, UnfinishedPass};
 
 /// The ledger's base collection name (`[ledger] collection`).

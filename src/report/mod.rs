@@ -10,6 +10,7 @@ pub mod logging;
 pub mod metrics;
 pub mod migrate;
 pub mod progress;
+pub mod rekey;
 pub mod schema;
 pub mod status;
 pub mod verify;

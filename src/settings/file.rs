@@ -28,6 +28,15 @@ pub struct ConfigFile {
     pub run: RunFile,
     #[serde(default)]
     pub output: OutputFile,
+    #[serde(default)]
+    pub rekey: RekeyFile,
+}
+
+/// `[rekey]`: the key `rekey` rotates to (the environment's `PFM_NEW_FILE_KEY` wins).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RekeyFile {
+    pub new_key: Option<Secret>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -44,7 +44,18 @@ pub struct Settings {
     pub ledger: LedgerSettings,
     pub run: RunSettings,
     pub output: OutputSettings,
+    pub rekey: RekeySettings,
 }
+
+/// `rekey`'s new key: from `PFM_NEW_FILE_KEY`, else `[rekey] new_key`; never a flag (it would
+/// show in `ps` and the shell history).
+#[derive(Debug, Serialize)]
+pub struct RekeySettings {
+    pub new_key: Option<Secret>,
+}
+
+/// The environment variable `rekey` reads its new key from.
+pub const NEW_KEY_ENV: &str = "PFM_NEW_FILE_KEY";
 
 #[derive(Debug, Serialize)]
 pub struct MongoSettings {
@@ -307,6 +318,13 @@ impl Settings {
                     .or(file.output.progress)
                     .unwrap_or(ProgressMode::Auto),
                 verbosity,
+            },
+            rekey: RekeySettings {
+                new_key: std::env::var(NEW_KEY_ENV)
+                    .ok()
+                    .filter(|k| !k.is_empty())
+                    .map(Secret::new)
+                    .or(file.rekey.new_key),
             },
         })
     }

@@ -31,6 +31,7 @@ use super::{
 use crate::parse::names::encode_uri_component;
 
 mod list;
+mod rekey;
 mod write;
 
 use write::blocking;

@@ -25,6 +25,7 @@ use super::{
 };
 
 mod list;
+mod rekey;
 
 /// The `type = "gridfs"` store table.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
