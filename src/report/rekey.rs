@@ -55,8 +55,12 @@ pub fn print_rekey(
     };
     out += &format!("  {verb}        {}\n", t(&s.rewritten));
     out += &format!(
-        "  superseded (left):    {:>8}   failed: {}   settled from earlier runs: {}\n",
-        s.superseded, s.failed, s.settled
+        "  superseded (left):    {:>8}   stale versions {}: {}   failed: {}   settled from earlier runs: {}\n",
+        s.superseded,
+        if s.dry_run { "found" } else { "removed" },
+        s.stale_versions,
+        s.failed,
+        s.settled
     );
     for f in &s.failures {
         out += &format!(

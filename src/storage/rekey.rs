@@ -81,6 +81,13 @@ pub trait Versioned: Send + Sync + fmt::Debug {
     /// Remove version `id` of `name` and anything a broken `stage` of it left (no error when
     /// there is nothing).
     async fn discard(&self, name: &str, id: &str) -> Result<(), StorageError>;
+
+    /// Versions of `v.name` older than `v` (GridFS revisions readers no longer see: old forms of
+    /// the file, maybe under an old key); removed when `remove`. How many there are.
+    async fn stale(&self, v: &Version, remove: bool) -> Result<u64, StorageError> {
+        let _ = (v, remove);
+        Ok(0)
+    }
 }
 
 /// Open the store of `cfg` for `rekey`: GridFS and FS only.

@@ -35,6 +35,7 @@ mod mongo_tls;
 mod no_harm;
 mod parse_server;
 mod readme;
+mod rekey;
 mod resume;
 mod scan_memory;
 mod secrets;

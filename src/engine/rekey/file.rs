@@ -66,6 +66,12 @@ pub(super) async fn one(rk: &Rekey, name: String) -> anyhow::Result<()> {
             return Ok(());
         }
     };
+    // Older versions nobody sees (Parse's own rotateEncryptionKey leaves them): old forms of
+    // the file, so a rotation removes them too; a dry run counts them.
+    match rk.store.stale(&v, !rk.plan.dry_run).await {
+        Ok(n) => rk.summary().stale_versions += n,
+        Err(e) => fail(rk, &name, format!("removing older versions: {e}")),
+    }
     let (target, source) = (rk.plan.target(), rk.plan.source());
     {
         let mut s = rk.summary();

@@ -168,6 +168,8 @@ pub struct RekeySummary {
     pub rewritten: Tally,
     /// A newer version appeared while the file was rewritten (Parse Server uploaded it): left.
     pub superseded: u64,
+    /// Older versions nobody is served (GridFS revisions): removed (a dry run: found).
+    pub stale_versions: u64,
     pub failed: u64,
     /// Unfinished rewrites of earlier runs settled at the start.
     pub settled: u64,
@@ -191,6 +193,7 @@ impl RekeySummary {
             already_done: Tally::default(),
             rewritten: Tally::default(),
             superseded: 0,
+            stale_versions: 0,
             failed: 0,
             settled: 0,
             failures: Vec::new(),

@@ -268,31 +268,40 @@ impl Versioned for GridFsStore {
 
     async fn commit(&self, old: &Version, new: &Version) -> Result<Outcome, StorageError> {
         let name = &old.name;
-        // Revisions older than the one that was served were never seen by a reader: stale.
-        if let Some(d) = self.files_doc(name, &old.id).await?
-            && let Ok(date) = d.get_datetime("uploadDate")
-        {
-            let stale: Vec<Document> = self
-                .files
-                .find(doc! {"filename": name, "uploadDate": {"$lt": *date},
-                "_id": {"$ne": id_bson(&new.id)}})
-                .projection(doc! {"_id": 1})
-                .await
-                .map_err(|e| mongo_error(name, e))?
-                .try_collect()
-                .await
-                .map_err(|e| mongo_error(name, e))?;
-            for s in stale {
-                if let Some(id) = s.get("_id") {
-                    self.delete_revision(name, id).await?;
-                }
-            }
-        }
+        Versioned::stale(self, old, true).await?;
         self.delete_revision(name, &id_bson(&old.id)).await?;
         Ok(Outcome::Done(new.clone()))
     }
 
     async fn discard(&self, name: &str, id: &str) -> Result<(), StorageError> {
         self.delete_revision(name, &id_bson(id)).await
+    }
+
+    async fn stale(&self, v: &Version, remove: bool) -> Result<u64, StorageError> {
+        let name = &v.name;
+        let Some(d) = self.files_doc(name, &v.id).await? else {
+            return Ok(0);
+        };
+        let Ok(date) = d.get_datetime("uploadDate") else {
+            return Ok(0);
+        };
+        // Older than the revision readers see: never served again, only an old form of the file.
+        let stale: Vec<Document> = self
+            .files
+            .find(doc! {"filename": name, "uploadDate": {"$lt": *date}})
+            .projection(doc! {"_id": 1})
+            .await
+            .map_err(|e| mongo_error(name, e))?
+            .try_collect()
+            .await
+            .map_err(|e| mongo_error(name, e))?;
+        if remove {
+            for s in &stale {
+                if let Some(id) = s.get("_id") {
+                    self.delete_revision(name, id).await?;
+                }
+            }
+        }
+        Ok(stale.len() as u64)
     }
 }

@@ -1,0 +1,329 @@
+//! `rekey` (issue #18) against the real MongoDB-wire test server and a real directory: a mixed
+//! GridFS bucket (plaintext files as an old Parse Server wrote them, files encrypted with key A,
+//! a stale superseded revision) is encrypted with A, rotated A → B and decrypted, each step
+//! checked byte for byte and for leftovers (no stale revision, no orphan chunk, no unsettled
+//! record), each re-run a no-op; `kill -9` at spread instants of a rotation, each followed by a
+//! re-run, ends with every file in the new key exactly once; a newer version Parse Server
+//! uploads meanwhile is never replaced; the FS store the same; and neither key shows anywhere.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use futures::io::AsyncWriteExt;
+use mongodb::Database;
+use mongodb::bson::{Document, doc};
+use parse_files_migrate::secret::Secret;
+use parse_files_migrate::storage::ObjectStore;
+use parse_files_migrate::storage::crypto::{self, FileKey};
+use parse_files_migrate::storage::gridfs::{GridFsConfig, GridFsStore};
+use parse_files_migrate::storage::rekey::{Outcome, Versioned};
+use serde_json::Value;
+
+use crate::support::{self, app};
+
+const KEY_A: &str = "rekeyKeyAlpha-7f3c";
+const KEY_B: &str = "rekeyKeyBravo-91d2";
+
+/// Upload raw stored bytes with the driver, as Parse Server does.
+async fn raw_upload(db: &Database, name: &str, data: &[u8]) {
+    let bucket = db.gridfs_bucket(None);
+    let mut up = bucket.open_upload_stream(name).await.unwrap();
+    up.write_all(data).await.unwrap();
+    up.close().await.unwrap();
+}
+
+async fn all(db: &Database, coll: &str) -> Vec<Document> {
+    db.collection::<Document>(coll)
+        .find(doc! {})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+fn config(tag: &str, db: &str, destination: &str) -> PathBuf {
+    let path = support::temp_path(tag).with_extension("toml");
+    let text = format!(
+        "[mongo]\nuri = \"{}\"\ndatabase = \"{db}\"\n\n[parse]\napp_id = \"rekeyApp\"\n\
+         file_key = \"{KEY_A}\"\n\n[destination]\n{destination}\n",
+        support::mongo_uri()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `-c CONFIG [extra] rekey ARGS --json`, the new key in the environment when given; checks
+/// that neither key shows in the output and returns the summary.
+fn rekey(config: &PathBuf, new_key: Option<&str>, args: &[&str]) -> (i32, Value) {
+    let mut cmd = app::command();
+    cmd.args(["-c", config.to_str().unwrap(), "rekey", "--json"])
+        .args(args);
+    if let Some(k) = new_key {
+        cmd.env("PFM_NEW_FILE_KEY", k);
+    }
+    let out = app::Out::from(cmd.output().unwrap());
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    out.assert_hides("key A", KEY_A);
+    out.assert_hides("key B", KEY_B);
+    // A refused run prints no summary: its error is on stderr.
+    let summary = serde_json::from_str(out.stdout.trim()).unwrap_or_else(|_| {
+        assert!(
+            out.code != 0,
+            "no JSON summary:\n{}\n{}",
+            out.stdout,
+            out.stderr
+        );
+        Value::String(out.stderr.clone())
+    });
+    (out.code, summary)
+}
+
+/// Every file's newest revision, decrypted with `key` (or taken as is), must equal `want`; one
+/// revision per name, every chunk belonging to one, no unsettled rekey record.
+async fn check_bucket(db: &Database, key: Option<&str>, want: &BTreeMap<String, Vec<u8>>) {
+    let files = all(db, "fs.files").await;
+    assert_eq!(files.len(), want.len(), "one revision per name");
+    let store = gridfs(db.name(), None).await;
+    let key = key.map(FileKey::derive);
+    for (name, data) in want {
+        let v = Versioned::current(&store, name).await.unwrap().expect(name);
+        let stored = crypto::recode::md5_of(store.open(&v, 0).await.unwrap());
+        let stored_md5 = stored.await.unwrap();
+        let mut bytes = Vec::new();
+        let mut s = store.open(&v, 0).await.unwrap();
+        while let Some(c) = s.try_next().await.unwrap() {
+            bytes.extend_from_slice(&c);
+        }
+        assert_eq!(stored_md5.0, bytes.len() as u64);
+        let plain = match &key {
+            Some(k) => crypto::open(k, &bytes).unwrap_or_else(|| panic!("{name}: not encrypted")),
+            None => bytes,
+        };
+        assert!(&plain == data, "{name}: bytes differ");
+    }
+    let ids: std::collections::HashSet<String> = files
+        .iter()
+        .map(|f| f.get_object_id("_id").unwrap().to_hex())
+        .collect();
+    for c in all(db, "fs.chunks").await {
+        let owner = c.get_object_id("files_id").unwrap().to_hex();
+        assert!(ids.contains(&owner), "orphan chunk of {owner}");
+    }
+    let staged = db
+        .collection::<Document>("_FileMigration.rekey")
+        .count_documents(doc! {"state": "staged"})
+        .await
+        .unwrap();
+    assert_eq!(staged, 0, "unsettled rekey records");
+}
+
+async fn gridfs(db: &str, key: Option<&str>) -> GridFsStore {
+    let cfg = GridFsConfig {
+        uri: Some(Secret::new(support::mongo_uri())),
+        database: Some(db.to_string()),
+        encryption_key: key.map(Into::into),
+        ..Default::default()
+    };
+    GridFsStore::new(&cfg, &Default::default()).await.unwrap()
+}
+
+/// Neither key anywhere in the database (ledger records, run records with their settings).
+async fn assert_db_hides_keys(db: &Database) {
+    for coll in db.list_collection_names().await.unwrap() {
+        for d in all(db, &coll).await {
+            let text = format!("{d:?}");
+            assert!(
+                !text.contains(KEY_A) && !text.contains(KEY_B),
+                "{coll}: {text}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn gridfs_encrypt_rotate_decrypt() {
+    let client = support::mongo_client().await;
+    let name = support::unique("pfm_rekey");
+    let db = client.database(&name);
+    let a = FileKey::derive(KEY_A);
+    let mut want = BTreeMap::new();
+    for (i, len) in [0usize, 1, 31, 32, 33, 1000, 261_120, 261_121, 700_000]
+        .into_iter()
+        .enumerate()
+    {
+        let plain = support::bytes(len, i as u64);
+        let n = format!("{i:02}abcdef_plain {len}.bin");
+        raw_upload(&db, &n, &plain).await;
+        want.insert(n, plain);
+        let enc = support::bytes(len + 7, 100 + i as u64);
+        let n = format!("{i:02}abcdef_enc {len}.bin");
+        raw_upload(&db, &n, &crypto::seal(&a, &enc)).await;
+        want.insert(n, enc);
+    }
+    // A stale revision under a name (never served: the newer one is).
+    let stale = "99_stale.txt".to_string();
+    raw_upload(&db, &stale, b"old revision").await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    raw_upload(&db, &stale, &crypto::seal(&a, b"served revision")).await;
+    want.insert(stale, b"served revision".to_vec());
+    let cfg = config(&name, &name, "type = \"gridfs\"");
+
+    let (code, s) = rekey(&cfg, None, &["--encrypt", "--dry-run"]);
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(s["files_checked"], 19);
+    assert_eq!(s["plaintext"]["files"], 9);
+    assert_eq!(s["current_key"]["files"], 10);
+    assert_eq!(s["rewritten"]["files"], 9);
+    assert_eq!(
+        all(&db, "fs.files").await.len(),
+        20,
+        "a dry run changes nothing"
+    );
+
+    let (code, s) = rekey(&cfg, None, &["--encrypt"]);
+    assert_eq!(code, 2, "writing without a terminal needs --yes: {s}");
+    let (code, s) = rekey(&cfg, None, &["--encrypt", "--yes"]);
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(s["rewritten"]["files"], 9);
+    assert_eq!(s["already_done"]["files"], 10);
+    check_bucket(&db, Some(KEY_A), &want).await;
+    let (code, s) = rekey(&cfg, None, &["--encrypt", "--yes"]);
+    assert_eq!(
+        (code, s["rewritten"]["files"].clone()),
+        (0, 0.into()),
+        "{s}"
+    );
+
+    // Rotation without a new key is refused; with B every file ends in B.
+    let (code, _) = rekey(&cfg, None, &["--yes"]);
+    assert_eq!(code, 2);
+    let (code, s) = rekey(&cfg, Some(KEY_B), &["--dry-run"]);
+    assert_eq!(
+        (code, s["current_key"]["files"].clone()),
+        (0, 19.into()),
+        "{s}"
+    );
+    let (code, s) = rekey(&cfg, Some(KEY_B), &["--yes", "--concurrency", "3"]);
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(s["rewritten"]["files"], 19);
+    check_bucket(&db, Some(KEY_B), &want).await;
+
+    // A file only A opens after the rotation is undecryptable for a rotation to B: left, exit 3.
+    raw_upload(&db, "zz_late.bin", &crypto::seal(&a, b"late upload")).await;
+    let cfg_b = support::temp_path(&format!("{name}_b")).with_extension("toml");
+    std::fs::write(
+        &cfg_b,
+        std::fs::read_to_string(&cfg).unwrap().replace(KEY_A, KEY_B),
+    )
+    .unwrap();
+    let (code, s) = rekey(&cfg_b, Some("yet-another-key"), &["--dry-run"]);
+    assert_eq!((code, s["undecryptable"]["files"].clone()), (0, 1.into()));
+    ObjectStore::delete(&gridfs(&name, None).await, "zz_late.bin")
+        .await
+        .unwrap();
+
+    let (code, s) = rekey(&cfg_b, None, &["--decrypt", "--yes"]);
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(s["rewritten"]["files"], 19);
+    check_bucket(&db, None, &want).await;
+    let states = parse_files_migrate::ledger::Ledger::new(db.clone(), "_FileMigration")
+        .rekey_states()
+        .await
+        .unwrap();
+    assert_eq!(states.get("done"), Some(&(9 + 19 + 19)), "{states:?}");
+    assert_db_hides_keys(&db).await;
+    db.drop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_newer_upload_is_never_replaced() {
+    let client = support::mongo_client().await;
+    let name = support::unique("pfm_rekey_live");
+    let db = client.database(&name);
+    raw_upload(&db, "live.txt", b"first").await;
+    let store = gridfs(&name, Some(KEY_A)).await;
+    let v = Versioned::current(&store, "live.txt")
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Parse Server uploads under the same name while the rekey reads the old version.
+    raw_upload(&db, "live.txt", b"second").await;
+    let id = store.new_id();
+    let body = support::conformance::body(b"first, rewritten", 4);
+    let got = store.stage(&v, &id, body).await.unwrap();
+    assert_eq!(got, Outcome::Superseded);
+    let files = all(&db, "fs.files").await;
+    assert_eq!(files.len(), 2, "ours removed, theirs and the old one left");
+    assert!(
+        files
+            .iter()
+            .all(|f| f.get_object_id("_id").unwrap().to_hex() != id)
+    );
+    let newest = Versioned::current(&store, "live.txt")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(newest.id, v.id, "the newer upload is what readers see");
+    let chunks = all(&db, "fs.chunks").await;
+    assert_eq!(chunks.len(), 2, "no chunk of ours left");
+    db.drop().await.unwrap();
+}
+
+#[tokio::test]
+async fn fs_rotate_and_decrypt() {
+    let dir = support::temp_path("rekey_fs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let a = FileKey::derive(KEY_A);
+    let mut want = BTreeMap::new();
+    for (i, len) in [0usize, 5, 40, 300_000].into_iter().enumerate() {
+        let data = support::bytes(len, 7 + i as u64);
+        let name = format!("f{i} x/é.bin");
+        let path = dir.join(parse_files_migrate::parse::names::encode_uri_component(
+            &name,
+        ));
+        std::fs::write(path, crypto::seal(&a, &data)).unwrap();
+        want.insert(name, data);
+    }
+    let db = support::unique("pfm_rekey_fs");
+    let dest = format!(
+        "type = \"fs\"\npath = \"{}\"\nencryption_key = \"{KEY_A}\"",
+        dir.display()
+    );
+    let cfg = config(&db, &db, &dest);
+    let (code, s) = rekey(&cfg, Some(KEY_B), &["--yes"]);
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(s["rewritten"]["files"], 4);
+    let b = FileKey::derive(KEY_B);
+    let read = |name: &str| {
+        std::fs::read(
+            dir.join(parse_files_migrate::parse::names::encode_uri_component(
+                name,
+            )),
+        )
+        .unwrap()
+    };
+    for (name, data) in &want {
+        assert_eq!(&crypto::open(&b, &read(name)).expect(name), data);
+    }
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 4, "no temp left");
+    let (code, s) = rekey(&cfg, Some(KEY_B), &["--yes"]);
+    assert_eq!((code, s["rewritten"]["files"].clone()), (0, 0.into()));
+    let dest_b = dest.replace(KEY_A, KEY_B);
+    let cfg_b = config(&format!("{db}_b"), &db, &dest_b);
+    let (code, s) = rekey(&cfg_b, None, &["--decrypt", "--yes"]);
+    assert_eq!(
+        (code, s["rewritten"]["files"].clone()),
+        (0, 4.into()),
+        "{s}"
+    );
+    for (name, data) in &want {
+        assert_eq!(&read(name), data);
+    }
+    let client = support::mongo_client().await;
+    assert_db_hides_keys(&client.database(&db)).await;
+    client.database(&db).drop().await.unwrap();
+}
