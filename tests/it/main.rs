@@ -36,6 +36,7 @@ mod no_harm;
 mod parse_server;
 mod readme;
 mod rekey;
+mod rekey_parse_server;
 mod resume;
 mod scan_memory;
 mod secrets;
