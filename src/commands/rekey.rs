@@ -49,13 +49,13 @@ pub(super) async fn run(settings: &Settings, args: &RekeyArgs) -> anyhow::Result
         .as_ref()
         .map(|k| FileKey::derive(k.expose()));
     if mode == RekeyMode::Rotate {
-        let Some(n) = &settings.rekey.new_key else {
+        let Some(n) = &new else {
             return Err(usage(format!(
                 "rotating needs the new key in the environment ({NEW_KEY_ENV}) or the config file \
                  ([rekey] new_key), never on the command line; or pass --encrypt / --decrypt"
             )));
         };
-        if FileKey::derive(n.expose()).same_as(&current) {
+        if n.same_as(&current) {
             return Err(usage(
                 "the new key is the store's current key: nothing to rotate",
             ));
@@ -118,11 +118,7 @@ pub(super) async fn run(settings: &Settings, args: &RekeyArgs) -> anyhow::Result
             format!(
                 "About to {} every file of {} (each rewritten as a new version, read back, then \
                  the old one removed){}",
-                match mode {
-                    RekeyMode::Encrypt => "encrypt with the store's current key",
-                    RekeyMode::Rotate => "re-encrypt from the current key to the new key",
-                    RekeyMode::Decrypt => "decrypt (write back as plaintext)",
-                },
+                mode.describe(),
                 store.describe(),
                 session::breaking_text(&breaking)
             )

@@ -7,7 +7,7 @@
 //! uploads meanwhile is never replaced; the FS store the same; and neither key shows anywhere.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::TryStreamExt;
@@ -57,7 +57,7 @@ fn config(tag: &str, db: &str, destination: &str) -> PathBuf {
 
 /// `-c CONFIG [extra] rekey ARGS --json`, the new key in the environment when given; checks
 /// that neither key shows in the output and returns the summary.
-fn rekey(config: &PathBuf, new_key: Option<&str>, args: &[&str]) -> (i32, Value) {
+fn rekey(config: &Path, new_key: Option<&str>, args: &[&str]) -> (i32, Value) {
     let mut cmd = app::command();
     cmd.args(["-c", config.to_str().unwrap(), "rekey", "--json"])
         .args(args);

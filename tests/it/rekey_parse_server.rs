@@ -8,7 +8,7 @@
 //! `served byte-identical` counts on stderr (`-- --nocapture`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use futures::TryStreamExt;
 use mongodb::bson::{Document, doc};
@@ -39,7 +39,7 @@ fn config(db: &str, file_key: &str) -> PathBuf {
     path
 }
 
-fn rekey(config: &PathBuf, new_key: Option<&str>, args: &[&str]) -> Value {
+fn rekey(config: &Path, new_key: Option<&str>, args: &[&str]) -> Value {
     let mut cmd = app::command();
     cmd.args(["-c", config.to_str().unwrap(), "rekey", "--json", "--yes"])
         .args(args);

@@ -83,7 +83,7 @@ pub(super) async fn one(rk: &Rekey, name: String) -> anyhow::Result<()> {
                     s.undecryptable_names.push(name.clone());
                 }
                 tracing::warn!(
-                    file = %crate::report::printable(&name),
+                    file = ?name,
                     "neither key decrypts it (plaintext, another key, or corrupt): left as is"
                 );
             }
@@ -118,7 +118,7 @@ pub(super) async fn one(rk: &Rekey, name: String) -> anyhow::Result<()> {
 }
 
 fn fail(rk: &Rekey, name: &str, error: String) {
-    tracing::warn!(file = %crate::report::printable(name), "{error}");
+    tracing::warn!(file = ?name, "{error}");
     Counters::add(&rk.counters().files_failed, 1);
     rk.summary().fail(name, error);
 }
@@ -154,7 +154,7 @@ async fn rewrite(rk: &Rekey, v: Version, from: Form) -> anyhow::Result<()> {
         Ok(None) => {
             rk.ledger.rekey_outcome(rec, "superseded", doc! {}).await?;
             tracing::info!(
-                file = %crate::report::printable(&v.name),
+                file = ?v.name,
                 "a newer version appeared while it was rewritten (Parse Server uploaded it): left it"
             );
             rk.summary().superseded += 1;
@@ -255,7 +255,7 @@ pub(super) async fn settle(rk: &Rekey, r: &RekeyRecord) -> anyhow::Result<()> {
     match found {
         Ok(what) => {
             tracing::info!(
-                file = %crate::report::printable(&r.name),
+                file = ?r.name,
                 "settled an unfinished rewrite of an earlier run: {what}"
             );
             rk.ledger

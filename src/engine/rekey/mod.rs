@@ -56,6 +56,15 @@ impl RekeyMode {
             RekeyMode::Decrypt => "decrypt",
         }
     }
+
+    /// What the mode does, for the consent question.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RekeyMode::Encrypt => "encrypt with the store's current key",
+            RekeyMode::Rotate => "re-encrypt from the current key to the new key",
+            RekeyMode::Decrypt => "decrypt (write back as plaintext)",
+        }
+    }
 }
 
 /// What a stored file is, relative to the run's keys.
