@@ -5,7 +5,9 @@
 //! one; Parse Server's own `GridFSBucketAdapter.rotateEncryptionKey` then rotates B → C (leaving
 //! its old revisions behind), the tool reads those files and `--decrypt`s them (removing the old
 //! revisions) → a server with an unencrypted GridFS adapter serves every one. Each step prints
-//! `served byte-identical` counts on stderr (`-- --nocapture`).
+//! `served byte-identical` counts on stderr (`-- --nocapture`). The same for the FS adapter
+//! (`@parse/fs-files-adapter`) with its `encryptionKey`: plain and A uploads → `--encrypt` → A
+//! serves all; rotate → B serves all; `--decrypt` → an adapter without a key serves all.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,10 +31,14 @@ fn app_with(base: &App, file_key: &str) -> App {
 }
 
 fn config(db: &str, file_key: &str) -> PathBuf {
+    config_with(db, file_key, "type = \"gridfs\"")
+}
+
+fn config_with(db: &str, file_key: &str, destination: &str) -> PathBuf {
     let path = support::temp_path("rekey_ps").with_extension("toml");
     let text = format!(
         "[mongo]\nuri = \"{}\"\ndatabase = \"{db}\"\n\n[parse]\napp_id = \"rekeyProof\"\n\
-         file_key = \"{file_key}\"\n\n[destination]\ntype = \"gridfs\"\n",
+         file_key = \"{file_key}\"\n\n[destination]\n{destination}\n",
         support::mongo_uri()
     );
     std::fs::write(&path, text).unwrap();
@@ -211,4 +217,82 @@ async fn gridfs_encrypt_rotate_decrypt_served_by_parse_server() {
         chunks.len()
     );
     db.drop().await.unwrap();
+}
+
+#[tokio::test]
+async fn fs_encrypt_rotate_decrypt_served_by_parse_server() {
+    let database = support::unique("pfm_rekey_psfs");
+    let root = support::temp_path("rekey_psfs");
+    std::fs::create_dir_all(&root).unwrap();
+    let fs = |encrypted| Files::Fs {
+        root: root.clone(),
+        subdir: "app".into(),
+        encrypted,
+    };
+    let dir = root.join("files").join("app");
+    let base = App {
+        app_id: "rekeyProof".into(),
+        master_key: "mk-rekeyfs-SECRET".into(),
+        file_key: KEY_A.into(),
+        database: database.clone(),
+        collection_prefix: String::new(),
+        port: free_port(),
+    };
+    let mut want: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for (encrypted, label) in [(false, "rekeyfs-upload-plain"), (true, "rekeyfs-upload-a")] {
+        let server = ParseServer::start(&base, &fs(encrypted), label);
+        let rest = Rest::new(&base);
+        for (i, len) in [3usize, 4000, 300_000].into_iter().enumerate() {
+            let data = support::bytes(len, i as u64 + if encrypted { 10 } else { 0 });
+            let name = format!("{label} {i}.bin");
+            let f = rest.upload(&name, "application/octet-stream", &data).await;
+            want.insert(f["name"].as_str().unwrap().to_string(), data);
+        }
+        server.stop(&base);
+    }
+    let n = want.len();
+    let dest = |key: &str| {
+        format!(
+            "type = \"fs\"\npath = \"{}\"\nencryption_key = \"{key}\"",
+            dir.display()
+        )
+    };
+    let s = rekey(
+        &config_with(&database, KEY_A, &dest(KEY_A)),
+        None,
+        &["--encrypt"],
+    );
+    assert_eq!(s["rewritten"]["files"], 3, "{s}");
+    assert_eq!(
+        served(&base, &fs(true), "rekeyfs-encrypted-a", &want).await,
+        n
+    );
+    let s = rekey(
+        &config_with(&database, KEY_A, &dest(KEY_A)),
+        Some(KEY_B),
+        &[],
+    );
+    assert_eq!(s["rewritten"]["files"], n, "{s}");
+    let app_b = app_with(&base, KEY_B);
+    assert_eq!(
+        served(&app_b, &fs(true), "rekeyfs-rotated-b", &want).await,
+        n
+    );
+    let s = rekey(
+        &config_with(&database, KEY_B, &dest(KEY_B)),
+        None,
+        &["--decrypt"],
+    );
+    assert_eq!(s["rewritten"]["files"], n, "{s}");
+    assert_eq!(
+        served(&app_b, &fs(false), "rekeyfs-decrypted", &want).await,
+        n
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        n,
+        "no temp file left"
+    );
+    let client = support::mongo_client().await;
+    client.database(&database).drop().await.unwrap();
 }
