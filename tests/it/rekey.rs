@@ -390,3 +390,66 @@ async fn kill_9_during_rotation_then_rerun() {
     assert_db_hides_keys(&db).await;
     db.drop().await.unwrap();
 }
+
+/// Seeds a GridFS bucket for the `rekey` benchmark (README "Benchmarks"), and measures the raw
+/// store write and read rates beside it: `PFM_REKEY_BENCH_DB` (database), `_COUNT` × `_SIZE`
+/// bytes plus one file of `_HUGE` bytes, all encrypted with key A through the store's own
+/// streaming `put`. Run by hand:
+/// `PFM_REKEY_BENCH_DB=bench_rekey cargo test --release --test it rekey::seed_bench -- --ignored --nocapture`
+#[tokio::test]
+#[ignore]
+async fn seed_bench() {
+    use parse_files_migrate::storage::PutOptions;
+    let var = |k: &str, d: u64| {
+        std::env::var(format!("PFM_REKEY_BENCH_{k}"))
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let db = std::env::var("PFM_REKEY_BENCH_DB").expect("PFM_REKEY_BENCH_DB");
+    let (count, size, huge) = (var("COUNT", 1000), var("SIZE", 65536), var("HUGE", 1 << 30));
+    let client = support::mongo_client().await;
+    client.database(&db).drop().await.unwrap();
+    let store = gridfs(&db, Some(KEY_A)).await;
+    let body = |len: u64, seed: u64| {
+        let piece = bytes::Bytes::from(support::bytes(1 << 20, seed));
+        let parts = (0..len.div_ceil(1 << 20)).map(move |i| {
+            let end = ((len - i * (1 << 20)) as usize).min(1 << 20);
+            Ok(piece.slice(..end))
+        });
+        futures::StreamExt::boxed(futures::stream::iter(parts.collect::<Vec<_>>()))
+    };
+    let t = std::time::Instant::now();
+    for i in 0..count {
+        let name = format!("{i:07}_bench.bin");
+        store
+            .put(&name, body(size, i), &PutOptions::default())
+            .await
+            .unwrap();
+    }
+    eprintln!(
+        "seed: {count} × {size} B written in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    if huge > 0 {
+        let t = std::time::Instant::now();
+        store
+            .put("huge_bench.bin", body(huge, 99), &PutOptions::default())
+            .await
+            .unwrap();
+        let w = t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        let opts = Default::default();
+        let got = ObjectStore::get(&store, "huge_bench.bin", &opts)
+            .await
+            .unwrap();
+        let n = crypto::recode::md5_of(got.stream).await.unwrap();
+        let r = t.elapsed().as_secs_f64();
+        assert_eq!(n.0, huge);
+        eprintln!(
+            "seed: raw store write {huge} B in {w:.1} s ({:.1} MiB/s), read + decrypt in {r:.1} s ({:.1} MiB/s)",
+            huge as f64 / w / 1048576.0,
+            huge as f64 / r / 1048576.0
+        );
+    }
+}
