@@ -453,3 +453,119 @@ async fn seed_bench() {
         );
     }
 }
+
+/// The three places a rewrite can be killed, made exactly: during the new version's chunks (no
+/// files document), after the new version is complete but before the old one is removed, and
+/// after the old files document is removed but not its chunks. The next run settles each from
+/// its `staged` record, then rotates what is left: every file in B once, nothing orphaned.
+#[tokio::test]
+async fn every_crash_point_is_settled() {
+    use parse_files_migrate::ledger::Ledger;
+    let client = support::mongo_client().await;
+    let name = support::unique("pfm_rekey_settle");
+    let db = client.database(&name);
+    let (a, b) = (FileKey::derive(KEY_A), FileKey::derive(KEY_B));
+    let mut want = BTreeMap::new();
+    for n in ["x_partial", "y_complete", "z_committed", "w_untouched"] {
+        let data = support::bytes(300_000, n.len() as u64 + n.as_bytes()[0] as u64);
+        raw_upload(&db, n, &crypto::seal(&a, &data)).await;
+        want.insert(n.to_string(), data);
+    }
+    let store = gridfs(&name, Some(KEY_A)).await;
+    let killed = Ledger::new(db.clone(), "_FileMigration");
+    let mut stage = |n: &'static str| {
+        let (store, killed, want, b) = (&store, &killed, &want, b.clone());
+        async move {
+            let v = Versioned::current(store, n).await.unwrap().unwrap();
+            let id = store.new_id();
+            killed
+                .rekey_intent(n, &v.id, &id, "rotate", "current", "new")
+                .await
+                .unwrap();
+            let sealed = crypto::seal(&b, &want[n]);
+            (v, id, sealed)
+        }
+    };
+    // x: killed while writing chunks — one chunk of the new version, no files document.
+    let (_, id, sealed) = stage("x_partial").await;
+    db.collection::<Document>("fs.chunks")
+        .insert_one(
+            doc! {"files_id": mongodb::bson::oid::ObjectId::parse_str(&id).unwrap(),
+            "n": 0, "data": mongodb::bson::Binary {
+                subtype: mongodb::bson::spec::BinarySubtype::Generic,
+                bytes: sealed[..261_120].to_vec() }},
+        )
+        .await
+        .unwrap();
+    // y: the new version complete (readers see it), the old one not yet removed.
+    let (v, id, sealed) = stage("y_complete").await;
+    let got = store
+        .stage(&v, &id, support::conformance::body(&sealed, 65536))
+        .await
+        .unwrap();
+    assert!(matches!(got, Outcome::Done(_)));
+    // z: complete, and the old files document removed, but not its chunks.
+    let (v, id, sealed) = stage("z_committed").await;
+    store
+        .stage(&v, &id, support::conformance::body(&sealed, 65536))
+        .await
+        .unwrap();
+    let old = mongodb::bson::oid::ObjectId::parse_str(&v.id).unwrap();
+    db.collection::<Document>("fs.files")
+        .delete_one(doc! {"_id": old})
+        .await
+        .unwrap();
+    let cfg = config(&name, &name, "type = \"gridfs\"");
+    let (code, s) = rekey(&cfg, Some(KEY_B), &["--yes"]);
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(s["settled"], 3, "{s}");
+    // x and w rotated now; y and z were finished by settling.
+    assert_eq!(s["rewritten"]["files"], 2, "{s}");
+    assert_eq!(s["new_key"]["files"], 2, "{s}");
+    check_bucket(&db, Some(KEY_B), &want).await;
+    let settled: Vec<String> = all(&db, "_FileMigration.rekey")
+        .await
+        .iter()
+        .filter_map(|d| d.get_str("found").ok().map(str::to_string))
+        .collect();
+    assert_eq!(settled.len(), 3, "{settled:?}");
+    db.drop().await.unwrap();
+}
+
+/// The new key from `[rekey] new_key`: used, and redacted by `--show-settings`.
+#[tokio::test]
+async fn new_key_from_the_config_file_is_never_shown() {
+    let client = support::mongo_client().await;
+    let name = support::unique("pfm_rekey_cfgkey");
+    let db = client.database(&name);
+    let data = support::bytes(1000, 3);
+    raw_upload(
+        &db,
+        "one.bin",
+        &crypto::seal(&FileKey::derive(KEY_A), &data),
+    )
+    .await;
+    let cfg = config(&name, &name, "type = \"gridfs\"");
+    let text =
+        std::fs::read_to_string(&cfg).unwrap() + &format!("\n[rekey]\nnew_key = \"{KEY_B}\"\n");
+    std::fs::write(&cfg, text).unwrap();
+    let out = app::run(["-c", cfg.to_str().unwrap(), "--show-settings", "rekey"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("[rekey]"), "{}", out.stdout);
+    out.assert_hides("new key", KEY_B);
+    out.assert_hides("file key", KEY_A);
+    let (code, s) = rekey(&cfg, None, &["--yes"]);
+    assert_eq!(
+        (code, s["rewritten"]["files"].clone()),
+        (0, 1.into()),
+        "{s}"
+    );
+    check_bucket(
+        &db,
+        Some(KEY_B),
+        &BTreeMap::from([("one.bin".into(), data)]),
+    )
+    .await;
+    assert_db_hides_keys(&db).await;
+    db.drop().await.unwrap();
+}
