@@ -29,6 +29,10 @@ pub struct Version {
     pub id: String,
     /// Stored bytes (ciphertext and trailer when encrypted).
     pub size: u64,
+    /// GridFS: the revision's `chunkSize` (0 elsewhere, or when not read yet).
+    pub chunk_size: u64,
+    /// GridFS: the revision's `uploadDate` in ms (`None` elsewhere, or when not read yet).
+    pub uploaded_ms: Option<i64>,
 }
 
 /// What a `stage` or `commit` did.
@@ -81,6 +85,12 @@ pub trait Versioned: Send + Sync + fmt::Debug {
     /// Remove version `id` of `name` and anything a broken `stage` of it left (no error when
     /// there is nothing).
     async fn discard(&self, name: &str, id: &str) -> Result<(), StorageError>;
+
+    /// Before the first write: what the store needs to find versions fast (GridFS: the
+    /// standard indexes every driver creates before its first upload, if missing).
+    async fn prepare(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
 
     /// Versions of `v.name` older than `v` (GridFS revisions readers no longer see: old forms of
     /// the file, maybe under an old key); removed when `remove`. How many there are.

@@ -393,8 +393,8 @@ async fn kill_9_during_rotation_then_rerun() {
 
 /// Seeds a GridFS bucket for the `rekey` benchmark (README "Benchmarks"), and measures the raw
 /// store write and read rates beside it: `PFM_REKEY_BENCH_DB` (database), `_COUNT` × `_SIZE`
-/// bytes plus one file of `_HUGE` bytes, all encrypted with key A through the store's own
-/// streaming `put`. Run by hand:
+/// bytes plus one file of `_HUGE` bytes, plaintext (as an old Parse Server wrote them), through
+/// the store's own streaming `put`. Run by hand:
 /// `PFM_REKEY_BENCH_DB=bench_rekey cargo test --release --test it rekey::seed_bench -- --ignored --nocapture`
 #[tokio::test]
 #[ignore]
@@ -410,7 +410,7 @@ async fn seed_bench() {
     let (count, size, huge) = (var("COUNT", 1000), var("SIZE", 65536), var("HUGE", 1 << 30));
     let client = support::mongo_client().await;
     client.database(&db).drop().await.unwrap();
-    let store = gridfs(&db, Some(KEY_A)).await;
+    let store = gridfs(&db, None).await;
     let body = |len: u64, seed: u64| {
         let piece = bytes::Bytes::from(support::bytes(1 << 20, seed));
         let parts = (0..len.div_ceil(1 << 20)).map(move |i| {
@@ -447,7 +447,7 @@ async fn seed_bench() {
         let r = t.elapsed().as_secs_f64();
         assert_eq!(n.0, huge);
         eprintln!(
-            "seed: raw store write {huge} B in {w:.1} s ({:.1} MiB/s), read + decrypt in {r:.1} s ({:.1} MiB/s)",
+            "seed: raw store write {huge} B in {w:.1} s ({:.1} MiB/s), read in {r:.1} s ({:.1} MiB/s)",
             huge as f64 / w / 1048576.0,
             huge as f64 / r / 1048576.0
         );

@@ -289,6 +289,10 @@ impl Rekey {
     pub async fn run(&self) -> anyhow::Result<RekeySummary> {
         if !self.plan.dry_run {
             self.ledger.rekey_index().await?;
+            self.store
+                .prepare()
+                .await
+                .map_err(|e| anyhow::anyhow!("preparing {}: {e}", self.store.describe()))?;
             for r in self.ledger.rekey_unfinished().await? {
                 file::settle(self, &r).await?;
                 self.summary().settled += 1;

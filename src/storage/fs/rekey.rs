@@ -109,6 +109,8 @@ impl Versioned for FsStore {
             name: name.to_string(),
             id: ident(&m),
             size: m.len(),
+            chunk_size: 0,
+            uploaded_ms: None,
         }))
     }
 
@@ -119,6 +121,8 @@ impl Versioned for FsStore {
                 name: name.to_string(),
                 id: id.to_string(),
                 size: m.len(),
+                chunk_size: 0,
+                uploaded_ms: None,
             }));
         }
         Ok(self.current(name).await?.filter(|v| v.id == id))
@@ -175,6 +179,8 @@ impl Versioned for FsStore {
                 name: name.clone(),
                 id: id.to_string(),
                 size,
+                chunk_size: 0,
+                uploaded_ms: None,
             })),
             Err(e) => {
                 let _ = tokio::fs::remove_file(&path).await;
@@ -203,6 +209,8 @@ impl Versioned for FsStore {
             name: old.name.clone(),
             id: m.as_ref().map(ident).unwrap_or_default(),
             size: new.size,
+            chunk_size: 0,
+            uploaded_ms: None,
         }))
     }
 

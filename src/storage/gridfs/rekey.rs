@@ -52,6 +52,11 @@ impl GridFsStore {
             name: name.to_string(),
             id: id_text(d.get("_id").unwrap_or(&Bson::Null)),
             size: length,
+            chunk_size: chunk_size_of(d).unwrap_or(0),
+            uploaded_ms: d
+                .get_datetime("uploadDate")
+                .ok()
+                .map(|t| t.timestamp_millis()),
         })
     }
 
@@ -168,15 +173,14 @@ impl Versioned for GridFsStore {
     }
 
     async fn current(&self, name: &str) -> Result<Option<Version>, StorageError> {
-        match self.newest(name).await {
-            Ok(rev) => Ok(Some(Version {
-                name: name.to_string(),
-                id: id_text(&rev.id),
-                size: rev.length,
-            })),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
+        let found = self
+            .files
+            .find_one(doc! {"filename": name})
+            .sort(super::newest_first())
+            .projection(doc! {"_id": 1, "length": 1, "chunkSize": 1, "uploadDate": 1})
+            .await
+            .map_err(|e| mongo_error(name, e))?;
+        found.map(|d| self.version_of(name, &d)).transpose()
     }
 
     async fn find(&self, name: &str, id: &str) -> Result<Option<Version>, StorageError> {
@@ -187,19 +191,24 @@ impl Versioned for GridFsStore {
     }
 
     async fn open(&self, v: &Version, offset: u64) -> Result<ByteStream, StorageError> {
-        let d = self
-            .files_doc(&v.name, &v.id)
-            .await?
-            .ok_or_else(|| StorageError::NotFound {
-                name: v.name.clone(),
-                location: format!("{} (version {})", self.location_of(&v.name), v.id),
-            })?;
+        let chunk_size = match v.chunk_size {
+            0 => {
+                let d = self.files_doc(&v.name, &v.id).await?.ok_or_else(|| {
+                    StorageError::NotFound {
+                        name: v.name.clone(),
+                        location: format!("{} (version {})", self.location_of(&v.name), v.id),
+                    }
+                })?;
+                chunk_size_of(&d).ok_or_else(|| {
+                    StorageError::message(&v.name, false, "files document has no valid `chunkSize`")
+                })?
+            }
+            n => n,
+        };
         let rev = Revision {
             id: id_bson(&v.id),
             length: v.size,
-            chunk_size: chunk_size_of(&d).ok_or_else(|| {
-                StorageError::message(&v.name, false, "files document has no valid `chunkSize`")
-            })?,
+            chunk_size,
             md5: None,
         };
         self.open_at(&v.name, &rev, offset).await
@@ -263,6 +272,8 @@ impl Versioned for GridFsStore {
             name: name.clone(),
             id: id.to_string(),
             size: length,
+            chunk_size: PARSE_CHUNK_SIZE as u64,
+            uploaded_ms: Some(date.timestamp_millis()),
         }))
     }
 
@@ -277,18 +288,56 @@ impl Versioned for GridFsStore {
         self.delete_revision(name, &id_bson(id)).await
     }
 
+    async fn prepare(&self) -> Result<(), StorageError> {
+        // The GridFS spec's indexes: `{filename, uploadDate}` (newest revision of a name) and
+        // `{files_id, n}` (a file's chunks in order). A bucket written by Parse Server has them;
+        // one written otherwise may not, and every lookup is then a collection scan. An index
+        // that exists with other options is left as it is.
+        let what = ObjectStore::describe(self);
+        for (coll, keys, unique) in [
+            (&self.files, doc! {"filename": 1, "uploadDate": 1}, false),
+            (&self.chunks, doc! {"files_id": 1, "n": 1}, true),
+        ] {
+            let names = coll
+                .list_indexes()
+                .await
+                .map_err(|e| mongo_error(&what, e))?
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(|e| mongo_error(&what, e))?;
+            if names.iter().any(|i| i.keys == keys) {
+                continue;
+            }
+            let options = mongodb::options::IndexOptions::builder()
+                .unique(unique)
+                .build();
+            let model = mongodb::IndexModel::builder()
+                .keys(keys)
+                .options(options)
+                .build();
+            if let Err(e) = coll.create_index(model).await {
+                tracing::warn!("{what}: could not create a GridFS index: {e}");
+            }
+        }
+        Ok(())
+    }
+
     async fn stale(&self, v: &Version, remove: bool) -> Result<u64, StorageError> {
         let name = &v.name;
-        let Some(d) = self.files_doc(name, &v.id).await? else {
-            return Ok(0);
-        };
-        let Ok(date) = d.get_datetime("uploadDate") else {
-            return Ok(0);
+        let date = match v.uploaded_ms {
+            Some(ms) => DateTime::from_millis(ms),
+            None => match self.files_doc(name, &v.id).await? {
+                Some(d) => match d.get_datetime("uploadDate") {
+                    Ok(t) => *t,
+                    Err(_) => return Ok(0),
+                },
+                None => return Ok(0),
+            },
         };
         // Older than the revision readers see: never served again, only an old form of the file.
         let stale: Vec<Document> = self
             .files
-            .find(doc! {"filename": name, "uploadDate": {"$lt": *date}})
+            .find(doc! {"filename": name, "uploadDate": {"$lt": date}})
             .projection(doc! {"_id": 1})
             .await
             .map_err(|e| mongo_error(name, e))?
