@@ -473,7 +473,7 @@ async fn every_crash_point_is_settled() {
     }
     let store = gridfs(&name, Some(KEY_A)).await;
     let killed = Ledger::new(db.clone(), "_FileMigration");
-    let mut stage = |n: &'static str| {
+    let stage = |n: &'static str| {
         let (store, killed, want, b) = (&store, &killed, &want, b.clone());
         async move {
             let v = Versioned::current(store, n).await.unwrap().unwrap();
