@@ -225,9 +225,19 @@ async fn gridfs_encrypt_rotate_decrypt() {
         .await
         .unwrap();
 
-    let (code, s) = rekey(&cfg_b, None, &["--decrypt", "--yes"]);
+    let report = support::temp_path("rekey_report").with_extension("json");
+    let report_arg = report.to_str().unwrap();
+    let (code, s) = rekey(
+        &cfg_b,
+        None,
+        &["--decrypt", "--yes", "--report", report_arg],
+    );
     assert_eq!(code, 0, "{s}");
     assert_eq!(s["rewritten"]["files"], 19);
+    let written = std::fs::read_to_string(&report).unwrap();
+    assert!(!written.contains(KEY_A) && !written.contains(KEY_B));
+    let from_file: Value = serde_json::from_str(&written).unwrap();
+    assert_eq!(from_file["rewritten"], s["rewritten"]);
     check_bucket(&db, None, &want).await;
     let states = parse_files_migrate::ledger::Ledger::new(db.clone(), "_FileMigration")
         .rekey_states()
