@@ -85,6 +85,7 @@ pub(super) async fn run(settings: &Settings, args: &RekeyArgs) -> anyhow::Result
             max_errors: args.max_errors.or(run.max_errors).filter(|n| *n > 0),
         },
         dry_run: args.dry_run,
+        retry: run.retry,
     };
     let (db, ledger) = session::app_and_ledger(settings).await?;
     let state = RunState::new();

@@ -159,7 +159,16 @@ async fn rewrite(rk: &Rekey, v: Version, from: Form) -> anyhow::Result<()> {
             );
             rk.summary().superseded += 1;
         }
-        Err(e) => {
+        Err(Failed::Commit(e)) => {
+            // The new version is verified and may already be the only one: never discard it.
+            // The record stays `staged`; the next run settles it (commit, or find it done).
+            fail(
+                rk,
+                &v.name,
+                format!("replacing the old version: {e} (the next run finishes it)"),
+            );
+        }
+        Err(Failed::Before(e)) => {
             if let Err(d) = rk.store.discard(&v.name, &new_id).await {
                 tracing::warn!("removing the unfinished new version of {}: {d}", v.name);
             }
@@ -173,14 +182,46 @@ async fn rewrite(rk: &Rekey, v: Version, from: Form) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Stream `v` into a new version `new_id` in the target form, read it back, and commit it.
-/// `None` when a newer version appeared meanwhile (nothing of ours is left then).
+/// How a rewrite failed: before its new version was verified (nothing of it counts: it is
+/// removed), or while the old version was being removed (the new one is verified and stays).
+enum Failed {
+    Before(StorageError),
+    Commit(StorageError),
+}
+
+/// Stream `v` into a new version `new_id` in the target form and read it back (retried as a
+/// copy is, each attempt from the first byte), then commit it. `None` when a newer version
+/// appeared meanwhile (nothing of ours is left then).
 async fn write_verify_commit(
     rk: &Rekey,
     v: &Version,
     from: Form,
     new_id: &str,
-) -> Result<Option<(u64, String)>, StorageError> {
+) -> Result<Option<(u64, String)>, Failed> {
+    let staged = rk
+        .plan
+        .retry
+        .run(&v.name, &rk.counters().retries, || {
+            write_verify(rk, v, from, new_id)
+        })
+        .await
+        .map_err(|g| Failed::Before(g.error))?;
+    let Some((staged, size, md5)) = staged else {
+        return Ok(None);
+    };
+    match rk.store.commit(v, &staged).await.map_err(Failed::Commit)? {
+        Outcome::Done(_) => Ok(Some((size, md5))),
+        Outcome::Superseded => Ok(None),
+    }
+}
+
+/// One attempt: the new version written and read back; on any failure nothing of it is left.
+async fn write_verify(
+    rk: &Rekey,
+    v: &Version,
+    from: Form,
+    new_id: &str,
+) -> Result<Option<(Version, u64, String)>, StorageError> {
     let target = rk.plan.target();
     let (hashing, state) = HashingStream::new(plaintext(rk, v, from).await?);
     let stored = match rk.plan.key_of(target) {
@@ -195,22 +236,25 @@ async fn write_verify_commit(
         let st = state.lock().unwrap_or_else(|e| e.into_inner());
         (st.size, st.md5_hex())
     };
-    let back = recode::md5_of(plaintext(rk, &staged, target).await?).await?;
-    if back != (size, md5.clone()) {
+    let back = match plaintext(rk, &staged, target).await {
+        Ok(stream) => recode::md5_of(stream).await,
+        Err(e) => Err(e),
+    };
+    if back.as_ref().ok() != Some(&(size, md5.clone())) {
         rk.store.discard(&v.name, new_id).await?;
-        return Err(StorageError::Integrity {
-            name: v.name.clone(),
-            reason: format!(
-                "the new version reads back as {} bytes, MD5 {}; the original is {size} bytes, \
-                 MD5 {md5}",
-                back.0, back.1
-            ),
+        return Err(match back {
+            Err(e) => e,
+            Ok(back) => StorageError::Integrity {
+                name: v.name.clone(),
+                reason: format!(
+                    "the new version reads back as {} bytes, MD5 {}; the original is {size} \
+                     bytes, MD5 {md5}",
+                    back.0, back.1
+                ),
+            },
         });
     }
-    match rk.store.commit(v, &staged).await? {
-        Outcome::Done(_) => Ok(Some((size, md5))),
-        Outcome::Superseded => Ok(None),
-    }
+    Ok(Some((staged, size, md5)))
 }
 
 /// Settle a rewrite an earlier run began and never recorded the end of: a new version that was

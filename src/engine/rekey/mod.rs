@@ -96,6 +96,8 @@ pub struct RekeyPlan {
     pub concurrency: usize,
     pub limits: Limits,
     pub dry_run: bool,
+    /// How a failed rewrite is retried (`[run] retries`…), each attempt from the first byte.
+    pub retry: crate::retry::RetryPolicy,
 }
 
 impl RekeyPlan {
