@@ -5,11 +5,15 @@
 //! and apply the precedence flag > `PFM_*` env > config file > default in one place. clap itself
 //! handles flag > env.
 
-mod rebase;
-use rebase::REBASE_EXAMPLES;
-pub use rebase::RebaseArgs;
 mod clean;
+mod rebase;
+mod rekey;
+mod sizing;
 pub use clean::CleanArgs;
+pub use rebase::RebaseArgs;
+pub use rekey::RekeyArgs;
+pub use sizing::SizingArgs;
+use {rebase::REBASE_EXAMPLES, rekey::REKEY_EXAMPLES};
 
 use std::path::PathBuf;
 
@@ -225,6 +229,10 @@ pub enum Command {
     /// Move file URLs from old bases (`[rebase] from`) to the current one; copies no bytes
     #[command(after_long_help = REBASE_EXAMPLES)]
     Rebase(RebaseArgs),
+    /// Encrypt, rotate the key of, or decrypt every file of a GridFS or FS store in place
+    /// (streaming, verified, resumable); --dry-run classifies them
+    #[command(after_long_help = REKEY_EXAMPLES)]
+    Rekey(RekeyArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     #[command(after_long_help = COMPLETIONS_EXAMPLES)]
     Completions(CompletionsArgs),
@@ -473,20 +481,8 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<std::path::PathBuf>,
 
-    /// Size the work (implies --dry-run): probe every planned file at its source, measure the
-    /// source's rate; print files and bytes per class field and kind, the largest files, files
-    /// missing already, the projected duration and memory at --concurrency
-    #[arg(long)]
-    pub estimate: bool,
-
-    /// With --estimate: probe only a uniform random sample of N files and project the totals
-    #[arg(long, value_name = "N", requires = "estimate", value_parser = clap::value_parser!(u64).range(1..))]
-    pub sample: Option<u64>,
-
-    /// With --estimate: project the duration at this rate instead of measuring one: files per
-    /// second (`150`), bytes per second (`40MiB`), or both (`150,40MiB`; the slower one decides)
-    #[arg(long, value_name = "RATE", requires = "estimate")]
-    pub assume_rate: Option<String>,
+    #[command(flatten)]
+    pub sizing: SizingArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -15,6 +15,7 @@ use crate::settings::{Settings, parse_size};
 
 pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32> {
     let assume = args
+        .sizing
         .assume_rate
         .as_deref()
         .map(parse_rate)
@@ -28,6 +29,7 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
     let plan = super::migrate::plan_of(settings, args, &stores);
     let opts = EstimateOptions {
         sample: args
+            .sizing
             .sample
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
         assume,

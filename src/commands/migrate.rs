@@ -32,7 +32,7 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
         )
         .into());
     }
-    if args.estimate {
+    if args.sizing.estimate {
         return super::estimate::run(settings, args).await;
     }
     let destination = session::destination_config(settings, "migrate")?;

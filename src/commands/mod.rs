@@ -9,6 +9,7 @@ mod estimate;
 mod list;
 mod migrate;
 mod rebase;
+mod rekey;
 mod rollback;
 mod schema;
 mod status;
@@ -48,6 +49,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Rollback(args)) => rollback::run(&settings, &args).await,
         Some(Command::Audit(args)) => audit::run(&settings, &args).await,
         Some(Command::Rebase(args)) => rebase::run(&settings, &args).await,
+        Some(Command::Rekey(args)) => rekey::run(&settings, &args).await,
         Some(Command::Completions(args)) => docs::completions(&args),
         Some(Command::Man(args)) => docs::man(&args),
     }

@@ -33,6 +33,7 @@ pub mod live;
 pub mod plan;
 pub mod quarantine;
 pub mod rebase;
+pub mod rekey;
 pub mod rewrite;
 pub mod rollback;
 pub mod strings;

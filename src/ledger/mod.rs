@@ -61,6 +61,7 @@ mod lease;
 mod quarantine;
 pub mod records;
 mod refs;
+mod rekey;
 mod runs;
 mod status;
 mod upgrade;
@@ -79,6 +80,7 @@ pub use records::{
     RefRecord, RefState, RefValue,
 };
 pub use refs::{RefPage, Settled};
+pub use rekey::RekeyRecord;
 pub use status::{FileCount, Problem, RefCount, Status, UnfinishedPass};
 
 /// The ledger's base collection name (`[ledger] collection`).

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod progress;
 pub mod quarantine;
+pub mod rekey;
 pub mod schema;
 pub mod status;
 pub mod verify;

@@ -32,6 +32,8 @@ pub struct ConfigFile {
     pub scan: ScanFile,
     #[serde(default)]
     pub rebase: RebaseFile,
+    #[serde(default)]
+    pub rekey: RekeyFile,
 }
 
 /// `[scan]`: what discovery searches besides File fields.
@@ -49,6 +51,13 @@ pub struct RebaseFile {
     /// Old server URLs (`<from>/files/<app_id>/<name>`) or old templates with `{name}`.
     #[serde(default)]
     pub from: Vec<String>,
+}
+
+/// `[rekey]`: the key `rekey` rotates to (the environment's `PFM_NEW_FILE_KEY` wins).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RekeyFile {
+    pub new_key: Option<Secret>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -46,6 +46,7 @@ pub struct Settings {
     pub output: OutputSettings,
     pub scan: ScanSettings,
     pub rebase: RebaseSettings,
+    pub rekey: RekeySettings,
 }
 
 /// `[scan]` (see [`file::ScanFile`]).
@@ -60,6 +61,16 @@ pub struct ScanSettings {
 pub struct RebaseSettings {
     pub from: Vec<String>,
 }
+
+/// `rekey`'s new key: from `PFM_NEW_FILE_KEY`, else `[rekey] new_key`; never a flag (it would
+/// show in `ps` and the shell history).
+#[derive(Debug, Serialize)]
+pub struct RekeySettings {
+    pub new_key: Option<Secret>,
+}
+
+/// The environment variable `rekey` reads its new key from.
+pub const NEW_KEY_ENV: &str = "PFM_NEW_FILE_KEY";
 
 #[derive(Debug, Serialize)]
 pub struct MongoSettings {
@@ -329,6 +340,13 @@ impl Settings {
             },
             rebase: RebaseSettings {
                 from: file.rebase.from,
+            },
+            rekey: RekeySettings {
+                new_key: std::env::var(NEW_KEY_ENV)
+                    .ok()
+                    .filter(|k| !k.is_empty())
+                    .map(Secret::new)
+                    .or(file.rekey.new_key),
             },
         })
     }

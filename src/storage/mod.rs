@@ -81,6 +81,7 @@ pub mod gcs;
 pub mod gridfs;
 pub mod http;
 pub mod parts;
+pub mod rekey;
 pub mod s3;
 
 use std::fmt;

@@ -41,6 +41,8 @@ mod providers;
 mod quarantine;
 mod quarantine_parse_server;
 mod readme;
+mod rekey;
+mod rekey_parse_server;
 mod resume;
 mod scan_memory;
 mod secrets;

@@ -16,6 +16,7 @@
 //! `tag = GHASH_H(C padded ‖ [0]_64 ‖ [len(C)·8]_64) ⊕ E_K(J0)`. The unit tests cross-check this
 //! against `aes_gcm::AesGcm<Aes256, U16>` and a vector produced by Node's `crypto`.
 
+pub mod recode;
 pub mod stream;
 
 use aes::Aes256;
@@ -59,6 +60,15 @@ impl FileKey {
         // A base64 SHA-256 is always 44 ASCII characters, so the first 32 bytes always exist.
         out.copy_from_slice(&b64.as_bytes()[..32]);
         FileKey(out)
+    }
+
+    /// Whether two keys are the same (constant time).
+    pub fn same_as(&self, other: &FileKey) -> bool {
+        self.0
+            .iter()
+            .zip(other.0)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
     }
 
     fn cipher(&self) -> Aes256 {

@@ -114,7 +114,7 @@ impl Listing {
 /// The Parse name stored under file name `stored`: its `decodeURIComponent`. A file name the FS
 /// adapter would never write (not percent-decodable, or not re-encoding to itself, e.g. a literal
 /// space) is reported under the file name itself: no reference resolves to it either way.
-fn parse_name(stored: &str) -> String {
+pub(super) fn parse_name(stored: &str) -> String {
     match percent_encoding::percent_decode_str(stored).decode_utf8() {
         Ok(name) if encode_uri_component(&name) == stored => name.into_owned(),
         _ => stored.to_string(),

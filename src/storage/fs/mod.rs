@@ -32,6 +32,7 @@ use crate::parse::names::encode_uri_component;
 
 mod list;
 mod quarantine;
+mod rekey;
 mod write;
 
 use write::blocking;

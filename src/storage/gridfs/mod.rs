@@ -26,6 +26,7 @@ use super::{
 
 mod list;
 mod quarantine;
+mod rekey;
 
 /// The `type = "gridfs"` store table.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -1,0 +1,148 @@
+//! `rekey`: resolve the mode and keys (the new key only from the environment or the config
+//! file), open the GridFS/FS store, pass the write gate and take the lease, run the engine's
+//! [`Rekey`] pass, report, and pick the exit code.
+
+use std::sync::Arc;
+
+use crate::cli::{AuditStore, RekeyArgs};
+use crate::engine::rekey::{Rekey, RekeyMode, RekeyPlan};
+use crate::engine::{Effects, Limits, RunState, Stores, live::Live};
+use crate::exit::usage;
+use crate::report::rekey::{print_rekey, spawn_progress};
+use crate::session;
+use crate::settings::{NEW_KEY_ENV, Settings, parse_size};
+use crate::storage::crypto::FileKey;
+use crate::storage::rekey::open_versioned;
+
+/// Files rewritten at once unless `--concurrency` says otherwise: each holds about a chunk
+/// (255 KiB) being written and 1 MiB being read.
+const DEFAULT_CONCURRENCY: usize = 4;
+
+pub(super) async fn run(settings: &Settings, args: &RekeyArgs) -> anyhow::Result<i32> {
+    let (cfg, role) = match args.store {
+        AuditStore::Destination => (session::destination_config(settings, "rekey")?, "destination"),
+        AuditStore::Server => (
+            settings.source.server.as_ref().ok_or_else(|| {
+                usage("rekey --store server needs a [source.server] table (the store Parse Server uses)")
+            })?,
+            "source.server",
+        ),
+    };
+    let mode = match (args.encrypt, args.decrypt) {
+        (true, _) => RekeyMode::Encrypt,
+        (_, true) => RekeyMode::Decrypt,
+        _ => RekeyMode::Rotate,
+    };
+    let store = open_versioned(cfg, &settings.store_context())
+        .await
+        .map_err(|e| usage(format!("[{role}]: {e}")))?;
+    let current = store.key().cloned().ok_or_else(|| {
+        usage(format!(
+            "rekey {}: the {role} store has no key (set its encryption_key, or parse.file_key, \
+             and not encryption = \"none\")",
+            mode.as_str()
+        ))
+    })?;
+    let new = settings
+        .rekey
+        .new_key
+        .as_ref()
+        .map(|k| FileKey::derive(k.expose()));
+    if mode == RekeyMode::Rotate {
+        let Some(n) = &new else {
+            return Err(usage(format!(
+                "rotating needs the new key in the environment ({NEW_KEY_ENV}) or the config file \
+                 ([rekey] new_key), never on the command line; or pass --encrypt / --decrypt"
+            )));
+        };
+        if n.same_as(&current) {
+            return Err(usage(
+                "the new key is the store's current key: nothing to rotate",
+            ));
+        }
+    }
+    let run = &settings.run;
+    let max_bytes = match args.max_bytes.as_deref() {
+        Some(s) => Some(parse_size(s).map_err(|e| usage(format!("--max-bytes {s:?}: {e}")))?),
+        None => run.max_bytes,
+    };
+    let max_duration = match args.max_duration.as_deref() {
+        Some(s) => Some(
+            humantime::parse_duration(s)
+                .map_err(|e| usage(format!("--max-duration {s:?}: {e} (e.g. 45m)")))?,
+        ),
+        None => run.max_duration,
+    };
+    let plan = RekeyPlan {
+        mode,
+        current,
+        new,
+        concurrency: args.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1),
+        limits: Limits {
+            max_files: args.max_files.or(run.max_files),
+            max_bytes,
+            max_duration,
+            max_errors: args.max_errors.or(run.max_errors).filter(|n| *n > 0),
+        },
+        dry_run: args.dry_run,
+        retry: run.retry,
+    };
+    let (db, ledger) = session::app_and_ledger(settings).await?;
+    let state = RunState::new();
+    let rekey = Rekey::new(plan, store.clone(), ledger.clone(), state.clone());
+    let work = async {
+        let signals = session::on_signals(state.clone());
+        let progress = if crate::report::logging::progress_enabled(&settings.output) {
+            Some(spawn_progress(state.clone(), store.estimate().await))
+        } else {
+            None
+        };
+        let result = rekey.run().await;
+        signals.abort();
+        if let Some(p) = progress {
+            p.abort();
+            let _ = p.await;
+            eprintln!();
+        }
+        let summary = result?;
+        let code = summary.exit_code();
+        let recorded = mongodb::bson::to_document(&summary)?;
+        Ok((summary, mongodb::bson::doc! {"rekey": recorded}, code))
+    };
+    let (summary, code) = if args.dry_run {
+        let (s, _, code) = work.await?;
+        (s, code)
+    } else {
+        let breaking = session::leases_to_break(&ledger, None, args.break_lease, false).await?;
+        let checked = session::open_checked(settings, cfg, role).await?;
+        session::consent(args.yes, "rekey rewrites every file of the store", || {
+            format!(
+                "About to {} every file of {} (each rewritten as a new version, read back, then \
+                 the old one removed){}",
+                mode.describe(),
+                store.describe(),
+                session::breaking_text(&breaking)
+            )
+        })?;
+        let stores = Stores {
+            hosted: None,
+            server: None,
+            destination: checked,
+        };
+        // Every file of the store: no other run may write it meanwhile.
+        let live = Live::new(
+            stores,
+            ledger.clone(),
+            db.clone(),
+            "all".into(),
+            session::hostname(),
+            settings.mongo.collection_prefix.clone(),
+            run.retry,
+        );
+        let effects: Arc<dyn Effects> = Arc::new(live.exclusive().breaking(breaking));
+        let info = session::run_info(settings, "all", &store.describe())?;
+        session::recorded(&effects, info, work).await?
+    };
+    print_rekey(&summary, args.json, args.report.as_deref())?;
+    Ok(code)
+}
