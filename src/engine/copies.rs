@@ -101,57 +101,8 @@ pub(super) async fn copy_stage(
             let records = records.clone();
             let state = state.clone();
             async move {
-                let c = &state.counters;
                 let (outcome, refs) = state.dedup.finish(&job.name, outcome);
-                match &*outcome {
-                    Outcome::Verified {
-                        size,
-                        skipped: false,
-                        ..
-                    } => {
-                        Counters::add(&c.files_copied, 1);
-                        Counters::add(&c.bytes_copied, *size);
-                    }
-                    Outcome::Verified { skipped: true, .. } => Counters::add(&c.files_skipped, 1),
-                    Outcome::Missing { reason } => {
-                        tracing::warn!(file = %job.name, "missing at the source: {reason}");
-                        Counters::add(&c.files_missing, 1);
-                        c.missing(FileItem {
-                            name: job.name.clone(),
-                            reason: reason.clone(),
-                            references: refs.len() as u64,
-                        });
-                    }
-                    Outcome::Failed { reason } => {
-                        tracing::error!(file = %job.name, "copy failed: {reason}");
-                        Counters::add(&c.files_failed, 1);
-                        c.failed(FileItem {
-                            name: job.name.clone(),
-                            reason: reason.clone(),
-                            references: refs.len() as u64,
-                        });
-                    }
-                    Outcome::Stopped { reason, why } => {
-                        tracing::error!(file = %job.name, "copy failed, stopping the run: {reason}");
-                        Counters::add(&c.files_failed, 1);
-                        let _ = state.fatal.set(format!("{why}: {reason}"));
-                        c.failed(FileItem {
-                            name: job.name.clone(),
-                            reason: reason.clone(),
-                            references: refs.len() as u64,
-                        });
-                    }
-                    Outcome::Collision { reason } => {
-                        tracing::error!(file = %job.name, "{reason}");
-                        Counters::add(&c.files_collisions, 1);
-                        c.collision(FileItem {
-                            name: job.name.clone(),
-                            reason: reason.clone(),
-                            references: refs.len() as u64,
-                        });
-                    }
-                    Outcome::Planned | Outcome::NotStarted => {}
-                }
+                count(&state, &job.name, &outcome, refs.len() as u64);
                 records
                     .send(Record::Copied { job, outcome, refs })
                     .await
@@ -159,4 +110,48 @@ pub(super) async fn copy_stage(
             }
         })
         .await
+}
+
+/// Count a copy's outcome in the run's counters, log it, and keep the item an operator must look
+/// at (missing, failed, collision); a failure that stops the run ([`Outcome::Stopped`]) stops it.
+pub(super) fn count(state: &RunState, name: &str, outcome: &Outcome, references: u64) {
+    let c = &state.counters;
+    let item = |reason: &String| FileItem {
+        name: name.to_string(),
+        reason: reason.clone(),
+        references,
+    };
+    match outcome {
+        Outcome::Verified {
+            size,
+            skipped: false,
+            ..
+        } => {
+            Counters::add(&c.files_copied, 1);
+            Counters::add(&c.bytes_copied, *size);
+        }
+        Outcome::Verified { skipped: true, .. } => Counters::add(&c.files_skipped, 1),
+        Outcome::Missing { reason } => {
+            tracing::warn!(file = %name, "missing at the source: {reason}");
+            Counters::add(&c.files_missing, 1);
+            c.missing(item(reason));
+        }
+        Outcome::Failed { reason } => {
+            tracing::error!(file = %name, "copy failed: {reason}");
+            Counters::add(&c.files_failed, 1);
+            c.failed(item(reason));
+        }
+        Outcome::Stopped { reason, why } => {
+            tracing::error!(file = %name, "copy failed, stopping the run: {reason}");
+            Counters::add(&c.files_failed, 1);
+            let _ = state.fatal.set(format!("{why}: {reason}"));
+            c.failed(item(reason));
+        }
+        Outcome::Collision { reason } => {
+            tracing::error!(file = %name, "{reason}");
+            Counters::add(&c.files_collisions, 1);
+            c.collision(item(reason));
+        }
+        Outcome::Planned | Outcome::NotStarted => {}
+    }
 }

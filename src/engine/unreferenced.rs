@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 
-use super::summary::FileItem;
 use super::{Counters, Effects, FileJob, Outcome, RunState};
 use crate::ledger::{FileState, Intent, Ledger};
 use crate::parse::names::NameKind;
@@ -99,37 +98,7 @@ async fn copy_batch(
         .collect()
         .await;
     for (job, outcome) in &outcomes {
-        let item = |reason: &String| FileItem {
-            name: job.name.clone(),
-            reason: reason.clone(),
-            references: 0,
-        };
-        match outcome {
-            Outcome::Verified {
-                size,
-                skipped: false,
-                ..
-            } => {
-                Counters::add(&c.files_copied, 1);
-                Counters::add(&c.bytes_copied, *size);
-            }
-            Outcome::Verified { skipped: true, .. } => Counters::add(&c.files_skipped, 1),
-            Outcome::Missing { reason } => {
-                Counters::add(&c.files_missing, 1);
-                c.missing(item(reason));
-            }
-            Outcome::Failed { reason } | Outcome::Stopped { reason, .. } => {
-                tracing::error!(file = %job.name, "copy failed: {reason}");
-                Counters::add(&c.files_failed, 1);
-                c.failed(item(reason));
-            }
-            Outcome::Collision { reason } => {
-                tracing::error!(file = %job.name, "{reason}");
-                Counters::add(&c.files_collisions, 1);
-                c.collision(item(reason));
-            }
-            Outcome::Planned | Outcome::NotStarted => {}
-        }
+        super::copies::count(state, &job.name, outcome, 0);
     }
     let results: Vec<_> = outcomes
         .iter()

@@ -8,7 +8,7 @@
 //! ledger on its own connection (`[ledger] uri`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use parse_files_migrate::parse::names::parse_server_name;
@@ -72,30 +72,12 @@ async fn fixture(tag: &str) -> Fixture {
 }
 
 fn spawn(config: &Path) -> Child {
-    app::command()
-        .args([
-            "-c",
-            config.to_str().unwrap(),
-            "migrate",
-            "--yes",
-            "--output",
-            "jsonl",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    app::spawn_migrate(config, &[])
 }
 
 async fn finish(child: Child) -> (i32, String, String) {
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let out = app::wait(child).await;
+    (out.code, out.stdout, out.stderr)
 }
 
 /// Files at the destination so far.

@@ -5,7 +5,7 @@
 //! every file byte-identical, every reference rewritten.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use parse_files_migrate::parse::names::parse_server_name;
@@ -63,41 +63,18 @@ async fn fixture(tag: &str) -> Fixture {
 }
 
 fn spawn(config: &Path) -> Child {
-    spawn_args(config, &[])
-}
-
-fn spawn_args(config: &Path, args: &[&str]) -> Child {
-    app::command()
-        .args([
-            "-c",
-            config.to_str().unwrap(),
-            "migrate",
-            "--yes",
-            "--output",
-            "jsonl",
-        ])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    app::spawn_migrate(config, &[])
 }
 
 async fn finish(child: Child) -> (i32, Value, String) {
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let summary = stdout
+    let out = app::wait(child).await;
+    let summary = out
+        .stdout
         .lines()
         .last()
         .and_then(|l| serde_json::from_str(l).ok())
         .unwrap_or(Value::Null);
-    (
-        out.status.code().unwrap_or(-1),
-        summary,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.code, summary, out.stderr)
 }
 
 /// Objects in the bucket so far (with the keys the server accepts now).
@@ -385,7 +362,7 @@ async fn source_bucket_vanishes(
     } else {
         &[]
     };
-    let (code, summary, stderr) = finish(spawn_args(&config, retry)).await;
+    let (code, summary, stderr) = finish(app::spawn_migrate(&config, retry)).await;
     assert_eq!(code, 0, "{tag}: {stderr}\n{summary}");
     assert_eq!(summary["files"]["missing"], 0, "{tag}: {summary}");
     for (n, data) in &files {

@@ -137,6 +137,33 @@ pub fn migrate(config: &Path, args: &[&str]) -> Out {
     run(all)
 }
 
+/// `-c CONFIG migrate --yes --output jsonl ARGS…` started in the background (stdout and stderr
+/// captured), for a test that acts on the run while it lasts.
+pub fn spawn_migrate(config: &Path, args: &[&str]) -> std::process::Child {
+    command()
+        .args([
+            "-c",
+            config.to_str().unwrap(),
+            "migrate",
+            "--yes",
+            "--output",
+            "jsonl",
+        ])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Wait for a child started by [`spawn_migrate`] without blocking the test's runtime.
+pub async fn wait(child: std::process::Child) -> Out {
+    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap()
+        .into()
+}
+
 /// Every collection of `db`, each sorted by `_id`.
 pub async fn snapshot(db: &Database) -> BTreeMap<String, Vec<Document>> {
     let mut out = BTreeMap::new();
