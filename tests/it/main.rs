@@ -33,6 +33,7 @@ mod estimate;
 mod faults;
 mod image;
 mod limits;
+mod live_app;
 mod migrate;
 mod mongo_tls;
 mod no_harm;
