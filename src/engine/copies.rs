@@ -52,16 +52,7 @@ pub(super) async fn copy_stage(
             let effects = effects.clone();
             let destination = destination.clone();
             async move {
-                let intents: Vec<Intent> = jobs
-                    .iter()
-                    .map(|j| Intent {
-                        name: &j.name,
-                        target: &j.target,
-                        kind: j.kind.as_str(),
-                        destination: &destination,
-                        attempts: j.attempts,
-                    })
-                    .collect();
+                let intents: Vec<Intent> = jobs.iter().map(|j| j.intent(&destination)).collect();
                 effects.plan(&intents).await?;
                 Ok::<_, anyhow::Error>(futures::stream::iter(jobs.into_iter().map(Ok)))
             }

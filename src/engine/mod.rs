@@ -231,6 +231,19 @@ pub struct FileJob {
     pub attempts: u32,
 }
 
+impl FileJob {
+    /// The intent to copy it to `destination`, as the ledger records it before the copy.
+    pub fn intent<'a>(&'a self, destination: &'a str) -> Intent<'a> {
+        Intent {
+            name: &self.name,
+            target: &self.target,
+            kind: self.kind.as_str(),
+            destination,
+            attempts: self.attempts,
+        }
+    }
+}
+
 /// How a file ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {

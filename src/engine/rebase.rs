@@ -19,7 +19,7 @@ use mongodb::Database;
 use super::strings::{Pass, Resolve};
 use super::summary::RefItem;
 use super::{Counters, Effects, Plan, RunState, Summary};
-use crate::ledger::{Ledger, RefChange, RefState, RefValue};
+use crate::ledger::{Ledger, RefChange, RefValue};
 use crate::parse::urls::{Matcher, Origin};
 use crate::scan::{ClassWalker, FileRef, Shape, Target};
 
@@ -50,7 +50,7 @@ pub async fn run(
                     Some(Ok(change)) => changes.push(change),
                     Some(Err(why)) => {
                         Counters::add(&c.refs_failed, 1);
-                        c.failed_reference(item(r, why));
+                        c.failed_reference(RefItem::of_ref(r, why));
                     }
                     None => Counters::add(&c.refs_unchanged, 1),
                 }
@@ -119,43 +119,10 @@ fn rebased(
     }))
 }
 
-fn item(r: &FileRef, reason: String) -> RefItem {
-    RefItem {
-        class: r.class.clone(),
-        object_id: r.object_id(),
-        path: r.path.clone(),
-        name: r.name.clone(),
-        reason,
-    }
-}
-
 fn tally(state: &RunState, changes: &[RefChange], states: super::cas::Settled) {
-    let c = &state.counters;
     for (change, (s, error)) in changes.iter().zip(states) {
-        let item = RefItem {
-            class: change.class.clone(),
-            object_id: crate::scan::id_string(&change.id),
-            path: change.path.clone(),
-            name: change.old.name.clone(),
-            reason: String::new(),
-        };
-        match s {
-            RefState::Conflict => {
-                Counters::add(&c.refs_conflict, 1);
-                c.conflict(RefItem {
-                    reason: "changed since it was read (by the app); left alone".into(),
-                    ..item
-                });
-            }
-            RefState::Failed => {
-                Counters::add(&c.refs_failed, 1);
-                c.failed_reference(RefItem {
-                    reason: error.unwrap_or_else(|| "update refused".into()),
-                    ..item
-                });
-            }
-            _ => Counters::add(&c.refs_rewritten, 1),
-        }
+        let conflict = "changed since it was read (by the app); left alone";
+        state.counters.settled(change, s, error, conflict);
     }
 }
 

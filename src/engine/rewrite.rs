@@ -22,7 +22,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::summary::RefItem;
 use super::{Counters, Effects, FileJob, Mode, Outcome, Plan, RunState, UrlBase};
-use crate::ledger::{FileResult, FileState, RefChange, RefState, RefValue};
+use crate::ledger::{FileResult, FileState, RefChange, RefValue};
 use crate::parse::schema::collection_name;
 use crate::scan::{FileRef, Shape};
 
@@ -131,7 +131,7 @@ async fn flush(
                 Ok(None) => Counters::add(&c.refs_unchanged, 1),
                 Err(reason) => {
                     Counters::add(&c.refs_failed, 1);
-                    c.failed_reference(ref_item(&r, reason));
+                    c.failed_reference(RefItem::of_ref(&r, reason));
                 }
             }
         }
@@ -139,26 +139,12 @@ async fn flush(
     for (collection, changes) in by_collection {
         let states = effects.rewrite(&collection, &changes).await?;
         for (change, (state, error)) in changes.iter().zip(states) {
-            match state {
-                RefState::Rewritten | RefState::Pending | RefState::RolledBack => {
-                    Counters::add(&c.refs_rewritten, 1)
-                }
-                RefState::Conflict => {
-                    Counters::add(&c.refs_conflict, 1);
-                    c.conflict(change_item(
-                        change,
-                        "the document no longer holds the old value (changed by the app); left alone"
-                            .into(),
-                    ));
-                }
-                RefState::Failed => {
-                    Counters::add(&c.refs_failed, 1);
-                    c.failed_reference(change_item(
-                        change,
-                        error.unwrap_or_else(|| "update refused".into()),
-                    ));
-                }
-            }
+            c.settled(
+                change,
+                state,
+                error,
+                "the document no longer holds the old value (changed by the app); left alone",
+            );
         }
     }
     state.walk.settled(pages);
@@ -254,26 +240,6 @@ pub fn change_for(
         new,
         loc: None,
     }))
-}
-
-fn ref_item(r: &FileRef, reason: String) -> RefItem {
-    RefItem {
-        class: r.class.clone(),
-        object_id: r.object_id(),
-        path: r.path.clone(),
-        name: r.name.clone(),
-        reason,
-    }
-}
-
-fn change_item(c: &RefChange, reason: String) -> RefItem {
-    RefItem {
-        class: c.class.clone(),
-        object_id: crate::scan::id_string(&c.id),
-        path: c.path.clone(),
-        name: c.old.name.clone(),
-        reason,
-    }
 }
 
 #[cfg(test)]

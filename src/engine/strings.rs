@@ -22,7 +22,7 @@ use mongodb::bson::{Bson, RawDocumentBuf, doc};
 
 use super::summary::RefItem;
 use super::{Counters, Effects, Plan, RunState};
-use crate::ledger::{FileRecord, FileState, Ledger, RefChange, RefState, RefValue};
+use crate::ledger::{FileRecord, FileState, Ledger, RefChange, RefValue};
 use crate::parse::names::{NameKind, target_name};
 use crate::parse::urls::{Found, Origin};
 use crate::scan::Target;
@@ -220,35 +220,9 @@ impl Pass<'_> {
             return Ok(());
         }
         let states = effects.rewrite(&target.collection, &changes).await?;
+        let conflict = "the string changed since it was read (edited by the app); left alone";
         for (change, (state, error)) in changes.iter().zip(states) {
-            let item = RefItem {
-                class: change.class.clone(),
-                object_id: crate::scan::id_string(&change.id),
-                path: change.path.clone(),
-                name: change.old.name.clone(),
-                reason: String::new(),
-            };
-            match state {
-                RefState::Rewritten | RefState::Pending | RefState::RolledBack => {
-                    Counters::add(&c.refs_rewritten, 1)
-                }
-                RefState::Conflict => {
-                    Counters::add(&c.refs_conflict, 1);
-                    c.conflict(RefItem {
-                        reason:
-                            "the string changed since it was read (edited by the app); left alone"
-                                .into(),
-                        ..item
-                    });
-                }
-                RefState::Failed => {
-                    Counters::add(&c.refs_failed, 1);
-                    c.failed_reference(RefItem {
-                        reason: error.unwrap_or_else(|| "update refused".into()),
-                        ..item
-                    });
-                }
-            }
+            c.settled(change, state, error, conflict);
         }
         Ok(())
     }

@@ -68,6 +68,30 @@ pub struct RefItem {
     pub reason: String,
 }
 
+impl RefItem {
+    /// A reference as the walk found it.
+    pub fn of_ref(r: &crate::scan::FileRef, reason: String) -> RefItem {
+        RefItem {
+            class: r.class.clone(),
+            object_id: r.object_id(),
+            path: r.path.clone(),
+            name: r.name.clone(),
+            reason,
+        }
+    }
+
+    /// A reference change, by its old value.
+    pub fn of_change(c: &crate::ledger::RefChange, reason: String) -> RefItem {
+        RefItem {
+            class: c.class.clone(),
+            object_id: crate::scan::id_string(&c.id),
+            path: c.path.clone(),
+            name: c.old.name.clone(),
+            reason,
+        }
+    }
+}
+
 fn push<T>(v: &mut Vec<T>, truncated: &mut u64, item: T) {
     if v.len() < MAX_ITEMS {
         v.push(item);
@@ -133,6 +157,32 @@ impl Counters {
             ..
         } = &mut *i;
         push(failed_references, truncated, item);
+    }
+
+    /// Count how a reference change settled, keeping the conflict (with `conflict`, the pass's
+    /// words for it) or the failure for the report.
+    pub fn settled(
+        &self,
+        change: &crate::ledger::RefChange,
+        state: crate::ledger::RefState,
+        error: Option<String>,
+        conflict: &str,
+    ) {
+        use crate::ledger::RefState;
+        match state {
+            RefState::Rewritten | RefState::Pending | RefState::RolledBack => {
+                Self::add(&self.refs_rewritten, 1)
+            }
+            RefState::Conflict => {
+                Self::add(&self.refs_conflict, 1);
+                self.conflict(RefItem::of_change(change, conflict.to_string()));
+            }
+            RefState::Failed => {
+                Self::add(&self.refs_failed, 1);
+                let reason = error.unwrap_or_else(|| "update refused".into());
+                self.failed_reference(RefItem::of_change(change, reason));
+            }
+        }
     }
 
     /// The summary of the run so far.

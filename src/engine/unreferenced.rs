@@ -78,16 +78,7 @@ async fn copy_batch(
         return Ok(());
     }
     Counters::add(&c.files_planned, jobs.len() as u64);
-    let intents: Vec<Intent> = jobs
-        .iter()
-        .map(|j| Intent {
-            name: &j.name,
-            target: &j.target,
-            kind: j.kind.as_str(),
-            destination,
-            attempts: j.attempts,
-        })
-        .collect();
+    let intents: Vec<Intent> = jobs.iter().map(|j| j.intent(destination)).collect();
     effects.plan(&intents).await?;
     let outcomes: Vec<(FileJob, Outcome)> = futures::stream::iter(jobs)
         .map(|job| async move {

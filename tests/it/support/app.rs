@@ -369,31 +369,44 @@ impl Hosted {
     /// Checks every reference in `db`: a present file's references name `target(name)`, a
     /// missing file's keep their name. Returns how many references were rewritten.
     pub async fn check_references(&self, db: &Database, target: impl Fn(&str) -> String) -> usize {
-        let mut rewritten = 0;
-        for r in &self.refs {
+        let want = |r: &Ref| match self.files.contains_key(&r.name) {
+            true => target(&r.name),
+            false => r.name.clone(),
+        };
+        self.check_where(db, |_| true, want).await;
+        self.refs
+            .iter()
+            .filter(|r| self.files.contains_key(&r.name))
+            .count()
+    }
+
+    /// Checks that each reference `keep` selects names `want(reference)` in `db`; returns how
+    /// many were checked.
+    pub async fn check_where(
+        &self,
+        db: &Database,
+        keep: impl Fn(&Ref) -> bool,
+        want: impl Fn(&Ref) -> String,
+    ) -> usize {
+        let mut checked = 0;
+        for r in self.refs.iter().filter(|r| keep(r)) {
             let id: Bson = if r.class == "_GlobalConfig" {
                 Bson::Int32(1)
             } else {
                 Bson::String(r.id.clone())
             };
             let d = find(db, r.class, id).await;
-            let got = name_at(&d, &r.path);
-            let want = if self.files.contains_key(&r.name) {
-                rewritten += 1;
-                target(&r.name)
-            } else {
-                r.name.clone()
-            };
             assert_eq!(
-                got.as_deref(),
-                Some(want.as_str()),
+                name_at(&d, &r.path).as_deref(),
+                Some(want(r).as_str()),
                 "{} {} {}",
                 r.class,
                 r.id,
                 r.path
             );
+            checked += 1;
         }
-        rewritten
+        checked
     }
 
     /// Checks that every present file is byte-identical in an fs destination (plaintext) under
