@@ -76,8 +76,9 @@ pub struct Group {
     pub missing: u64,
 }
 
+/// A file by size (largest-files list): ordered by size, then name.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Sized {
+pub struct LargeFile {
     pub size: u64,
     pub name: String,
     pub field: String,
@@ -99,7 +100,7 @@ struct Tally {
     by_field: BTreeMap<String, Group>,
     by_kind: BTreeMap<&'static str, Group>,
     /// Min-heap (by `Reverse`) of the largest files seen.
-    largest: BinaryHeap<std::cmp::Reverse<Sized>>,
+    largest: BinaryHeap<std::cmp::Reverse<LargeFile>>,
     /// `--sample`: the reservoir of jobs still to probe.
     sample: Vec<FileJob>,
     /// Found files a rate measurement may read (a reservoir too).
@@ -127,7 +128,7 @@ pub struct Estimate {
     pub probe_errors: u64,
     pub by_field: BTreeMap<String, Group>,
     pub by_kind: BTreeMap<&'static str, Group>,
-    pub largest: Vec<Sized>,
+    pub largest: Vec<LargeFile>,
     /// The rate used: measured or stated.
     pub rate: Option<Rate>,
     pub rate_measured: Option<Measured>,
@@ -227,7 +228,7 @@ impl Estimator {
             }
         }
         let Some(size) = size else { return };
-        t.largest.push(std::cmp::Reverse(Sized {
+        t.largest.push(std::cmp::Reverse(LargeFile {
             size,
             name: job.name.clone(),
             field: job.field.clone(),
@@ -277,7 +278,7 @@ impl Estimator {
             Some(_) => (scale(probed_bytes), scale(missing)),
             None => (probed_bytes, missing),
         };
-        let mut largest: Vec<Sized> = t.largest.iter().map(|r| r.0.clone()).collect();
+        let mut largest: Vec<LargeFile> = t.largest.iter().map(|r| r.0.clone()).collect();
         largest.sort_by(|a, b| b.cmp(a));
         let transfers_bytes = largest
             .iter()
