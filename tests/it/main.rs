@@ -58,3 +58,4 @@ mod terminal;
 mod transfer;
 mod unreferenced;
 mod vanish;
+mod verify_parse_server;

@@ -5,6 +5,10 @@
 //! Parse Server, restarted with the destination's files adapter, must serve every reference —
 //! top-level, nested in Object/Array fields, and in Parse Config — byte-identical to the original.
 //!
+//! After the migration, `verify --via-server` must download every migrated file through that
+//! Parse Server byte-identical (and, for the encrypted FS adapter, catch a server without the key:
+//! `verify_parse_server`).
+//!
 //! One test per destination: GridFS plain, GridFS encrypted with `fileKey` (Parse Server's
 //! default adapter), the FS adapter (encrypted), S3, and the FS adapter (plain) under a
 //! `collectionPrefix`. Each prints `files checked / served byte-identical` on stderr
@@ -21,6 +25,7 @@ use serde_json::{Value, json};
 
 use crate::support::app::bin;
 use crate::support::{self, free_port, uri_for};
+use crate::verify_parse_server::{assert_all_mismatched, assert_all_served, verify_via};
 
 /// JavaScript's `encodeURIComponent`: everything but `A-Z a-z 0-9 - _ . ! ~ * ' ( )`. Written
 /// here rather than taken from the crate, so the test is an independent oracle.
@@ -563,6 +568,8 @@ struct Tally {
     checked: usize,
     identical: usize,
     files: BTreeSet<String>,
+    /// The distinct names served for hosted-era references (the ones every scenario migrates).
+    hosted_files: BTreeSet<String>,
     failures: Vec<String>,
 }
 
@@ -670,6 +677,9 @@ async fn check_served(rest: &Rest, app: &App, seeded: &Seeded, phase: Phase) -> 
             Ok(got) if got == *want => {
                 t.identical += 1;
                 t.files.insert(name.to_string());
+                if r.hosted {
+                    t.hosted_files.insert(name.to_string());
+                }
             }
             Ok(got) => t.failures.push(format!(
                 "{}: {url} served {} bytes that differ from the original {} bytes",
@@ -907,6 +917,8 @@ async fn run(sc: Scenario) {
     // c. Parse Server with the destination's adapter serves every reference.
     let server = ParseServer::start(&app, &dest_files, &format!("{label}-destination"));
     let after = check_served(&rest, &app, &seeded, Phase::After).await;
+    // `verify --via-server` downloads every migrated file through that same server.
+    let via = verify_via(&cfg, &app.server_url());
     server.stop(&app);
     eprintln!(
         "parse_server: {label}: after migrate: {} references checked, {} served byte-identical \
@@ -923,6 +935,41 @@ async fn run(sc: Scenario) {
         seeded.refs.len(),
         after.failures.join("\n")
     );
+    let migrated = if sc.select_all {
+        after.files.len()
+    } else {
+        after.hosted_files.len()
+    };
+    assert_all_served(label, &via, migrated);
+    eprintln!(
+        "parse_server: {label}: verify --via-server: {} files downloaded through Parse Server, \
+         0 problems",
+        via.counts["served_checked"]
+    );
+    // A Parse Server whose FS adapter lacks the key the files were written with serves
+    // ciphertext with status 200: `verify --via-server` must catch every file.
+    if let Files::Fs {
+        root,
+        subdir,
+        encrypted: true,
+    } = &dest_files
+    {
+        let keyless = Files::Fs {
+            root: root.clone(),
+            subdir: subdir.clone(),
+            encrypted: false,
+        };
+        let server = ParseServer::start(&app, &keyless, &format!("{label}-keyless"));
+        let via = verify_via(&cfg, &app.server_url());
+        server.stop(&app);
+        assert_all_mismatched(label, &via, migrated);
+        eprintln!(
+            "parse_server: {label}: verify --via-server through a keyless FS adapter: {} \
+             served-mismatch findings, exit {:?}",
+            via.findings.len(),
+            via.code
+        );
+    }
 
     // A re-run finds nothing left to do: exit 0 and not one document changed.
     let snapshot = || async {
