@@ -5,7 +5,8 @@
 //! and says the connection was lost — never exit 1, never "a stage stopped" instead of the
 //! cause; then a clean re-run completes: every file byte-identical, every reference rewritten to
 //! its copy, no conflict (nothing rewritten twice to a different value). The same with the
-//! ledger on its own connection (`[ledger] uri`).
+//! ledger on its own connection (`[ledger] uri`). And the real thing: a MongoDB server of its
+//! own, killed (`SIGKILL`) mid-run and started again on its data (`a_killed_server_restarted`).
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -36,12 +37,16 @@ struct Fixture {
 }
 
 async fn fixture(tag: &str) -> Fixture {
+    fixture_on(tag, support::mongo_client().await, &support::mongo_hosts()).await
+}
+
+/// The fixture on the MongoDB server at `upstream` (`host:port`), reached by `client`.
+async fn fixture_on(tag: &str, client: mongodb::Client, upstream: &str) -> Fixture {
     let db_name = support::unique(tag);
-    let db = support::mongo_client().await.database(&db_name);
+    let db = client.database(&db_name);
     let h = Hosted::seed(&db, FILES, 0, FILE_KEY).await;
     let server = FaultyServer::slow(h.files.clone(), Duration::from_millis(20));
-    let upstream = support::mongo_hosts();
-    let (app, ledger) = (Tap::start(&upstream).await, Tap::start(&upstream).await);
+    let (app, ledger) = (Tap::start(upstream).await, Tap::start(upstream).await);
     app.stop_recording();
     ledger.stop_recording();
     let uri = |t: &Tap| format!("mongodb://{}/?directConnection=true", t.host_port());
@@ -204,4 +209,102 @@ async fn the_ledger_connection_reset_again_and_again() {
     eprintln!("ledger resets: {resets}");
     assert!(resets > 0, "the faults must hit open connections");
     assert_rerun_completes(&f, "after the ledger resets").await;
+}
+
+/// A MongoDB-wire server of this test's own (the test services' `secantusd-py`, on a free port
+/// and its own data directory), so it can be killed and started again; killed on drop.
+struct OwnServer {
+    child: Option<Child>,
+    port: u16,
+    data: tempfile::TempDir,
+}
+
+impl OwnServer {
+    fn start() -> OwnServer {
+        let mut s = OwnServer {
+            child: None,
+            port: support::free_port(),
+            data: tempfile::tempdir().unwrap(),
+        };
+        s.launch();
+        s
+    }
+
+    fn launch(&mut self) {
+        let bin =
+            PathBuf::from(support::env("PFM_TEST_SERVICES_DIR")).join("venv/bin/secantusd-py");
+        // An empty --config: no auto-discovered secantusd.toml may change the port or storage.
+        let config = self.data.path().join("secantusd.toml");
+        std::fs::write(&config, "").unwrap();
+        let child = std::process::Command::new(&bin)
+            .arg("--config")
+            .arg(&config)
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .arg("--storage-path")
+            .arg(self.data.path().join("db"))
+            .args(["--log-level", "WARNING"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        self.child = Some(child);
+    }
+
+    fn hosts(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// A client once the server answers `ping` (at most 60 s).
+    async fn ready(&self) -> mongodb::Client {
+        let uri = format!(
+            "mongodb://{}/?directConnection=true&serverSelectionTimeoutMS=1000",
+            self.hosts()
+        );
+        let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+        let db = client.database("admin");
+        until("the server's own MongoDB answers ping", || async {
+            db.run_command(mongodb::bson::doc! {"ping": 1})
+                .await
+                .is_ok()
+        })
+        .await;
+        client
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_server_restarted() {
+    let mut server = OwnServer::start();
+    let client = server.ready().await;
+    let f = fixture_on("dbf_kill", client, &server.hosts()).await;
+    let mut child = spawn(&f.config);
+    until("5 files copied", || async { copied(&f.dest) >= 5 }).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run must still be going when the server dies"
+    );
+    let killed = copied(&f.dest);
+    // The server process dies (SIGKILL: no shutdown, WiredTiger recovers from its journal), is
+    // down for 2 s, and starts again on the same data and port.
+    server.kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.launch();
+    let faulty = finish(child).await;
+    eprintln!("server killed after {killed} of {FILES} files copied");
+    assert_stopped_well("server killed and restarted", &faulty);
+    server.ready().await;
+    assert_rerun_completes(&f, "after the restart").await;
 }
