@@ -285,67 +285,106 @@ class Bench:
         discard(dest)
         self.client.drop_database("bench_small")
 
+    def store(self, kind, tag):
+        """A fresh, empty store of `kind` for one run: (the tool's destination spec, the raw
+        client's TARGET argument). GridFS: the tool writes the app database's bucket, the raw
+        client its own database."""
+        if kind == "fs":
+            d = os.path.join(self.out, f"dest-{tag}")
+            fresh_dir(d)
+            return ("fs", d), None
+        bucket = f"bench-{tag}"
+        if kind == "s3":
+            drop_bucket(bucket)
+            self.s3_bucket(bucket)
+            return ("s3", bucket), f"s3:{S3}:{bucket}"
+        if kind == "gcs":
+            self.drop_gcs_bucket(bucket)
+            self.gcs_bucket(bucket)
+            return ("gcs", bucket), f"gcs:{GCS}:{bucket}"
+        raw_db = f"bench_{tag.replace('-', '_')}_raw"
+        self.client.drop_database(raw_db)
+        return ("gridfs",), f"gridfs:{db_uri(raw_db)}:{raw_db}"
+
+    def drop_store(self, kind, tag):
+        if kind == "fs":
+            discard(os.path.join(self.out, f"dest-{tag}"))
+        elif kind == "s3":
+            drop_bucket(f"bench-{tag}")
+        elif kind == "gcs":
+            self.drop_gcs_bucket(f"bench-{tag}")
+        else:
+            self.client.drop_database(f"bench_{tag.replace('-', '_')}_raw")
+
+    def raw_put(self, target, set_, names, concurrency):
+        """The raw client (examples/raw_put.rs): the same files from the same HTTP server into
+        the same store, same concurrency and part size, nothing else (no MD5, no verification,
+        no ledger)."""
+        ENV.setdefault("AWS_ACCESS_KEY_ID", "test")
+        ENV.setdefault("AWS_SECRET_ACCESS_KEY", "testsecret")
+        wall, rss, out = self.run(
+            [os.path.join(self.examples, "raw_put"), target, str(concurrency),
+             f"{HTTP_URL}/bench/{set_}/tfss/{FILE_KEY}/", names], stdout=subprocess.PIPE)
+        moved = json.loads(out.splitlines()[-1])
+        return dict(wall=wall, rss_kib=rss, cpu=self.last_cpu, srv_cpu=self.last_srv_cpu,
+                    load=self.last_load, bytes=moved["bytes"])
+
+    def copies(self, set_, database, names, count, kind, tag, conc, rep):
+        """One rep of the tool and of its baseline into a fresh store of `kind`, one after the
+        other: (tool run, baseline run). The baseline is curl to disk for fs, else raw_put."""
+        if kind == "fs":
+            base = self.record(set_, "curl", rep=rep, **self.curl(
+                set_, names, conc, os.path.join(self.out, f"curl-{set_}")))
+            discard(os.path.join(self.out, f"curl-{set_}"))
+        else:
+            _, target = self.store(kind, tag)
+            base = self.record(set_, f"raw-{kind}", rep=rep,
+                               **self.raw_put(target, set_, names, conc))
+        spec, _ = self.store(kind, tag)
+        if kind == "gridfs":
+            for c in ("fs.files", "fs.chunks"):
+                self.client[database].drop_collection(c)
+        subprocess.run([sys.executable, seed.__file__, "docs", MONGO, database, names, "0"],
+                       check=True)
+        cfg = self.config(f"{tag}-{kind}", database, spec, set_, conc)
+        tool = self.record(set_, kind, rep=rep, **self.migrate(cfg, copied=count))
+        return tool, base
+
     def large(self):
+        """count × size (20 × 20 MiB) into each of a.large_dests: the tool against curl (fs:
+        the download-only limit) or the raw SDK client to the same server (s3, gcs, gridfs)."""
         a = self.a
         count, size, conc = a.large_count, a.large_size, a.concurrency
         names = self.files("large", count, size)
-        curl = []
-        runs = {"fs": [], "s3": []}
-        dest = os.path.join(self.out, "dest-large")
-        self.s3_bucket("bench-large")
-        cfgs = {"fs": self.config("large-fs", "bench_large", ("fs", dest), "large", conc),
-                "s3": self.config("large-s3", "bench_large", ("s3", "bench-large"), "large",
-                                  conc)}
-        for rep in range(a.reps):
-            curl.append(self.record("large", "curl", rep=rep, **self.curl(
-                "large", names, conc, os.path.join(self.out, "curl-large"))))
-            for d in ("fs", "s3"):
-                subprocess.run([sys.executable, seed.__file__, "docs", MONGO, "bench_large",
-                                names, "0"], check=True)
-                fresh_dir(dest)
-                runs[d].append(self.record("large", d, rep=rep, **self.migrate(
-                    cfgs[d], copied=count, rewritten=count)))
-        for d in ("fs", "s3"):
-            self.row(f"{count} × {human(size)} legacy → {d}", "migrate (full)", runs[d], count,
-                     count * size, curl, "curl", rate="bytes", goal=0.80)
-        discard(os.path.join(self.out, "curl-large"))
-        discard(dest)
+        for d in a.large_dests:
+            runs, base = [], []
+            for rep in range(a.reps):
+                t, b = self.copies("large", "bench_large", names, count, d, "large", conc, rep)
+                runs.append(t)
+                base.append(b)
+            self.row(f"{count} × {human(size)} legacy → {d}", "migrate (full)", runs, count,
+                     count * size, base, "curl" if d == "fs" else f"raw {d} client",
+                     rate="bytes", goal=0.80)
+            self.drop_store(d, "large")
         self.drop_files("large")
-        drop_bucket("bench-large")
         self.client.drop_database("bench_large")
 
     def huge(self):
+        """One file of a.huge_size (1 GiB) into each of a.huge_dests: the goal is peak RSS; the
+        rate is compared with curl (fs) or the raw client (s3, gcs, gridfs)."""
         a = self.a
         size = a.huge_size
         names = self.files("huge", 1, size)
-        dest = os.path.join(self.out, "dest-huge")
-        self.s3_bucket("bench-huge")
-        self.gcs_bucket("bench-huge")
-        curl = [self.record("huge", "curl", rep=rep, **self.curl(
-            "huge", names, 1, os.path.join(self.out, "curl-huge"))) for rep in range(a.reps)]
-        discard(os.path.join(self.out, "curl-huge"))
-        specs = {"fs": ("fs", dest), "gridfs": ("gridfs",), "s3": ("s3", "bench-huge"),
-                 "gcs": ("gcs", "bench-huge")}
         for d in a.huge_dests:
-            spec = specs[d]
-            cfg = self.config(f"huge-{d}", "bench_huge", spec, "huge", a.concurrency)
-            runs = []
+            runs, base = [], []
             for rep in range(a.huge_reps or a.reps):
-                subprocess.run([sys.executable, seed.__file__, "docs", MONGO, "bench_huge",
-                                names, "0"], check=True)
-                fresh_dir(dest)
-                runs.append(self.record("huge", d, rep=rep, **self.migrate(cfg, copied=1)))
-                if d == "gcs":
-                    self.drop_gcs_bucket("bench-huge")
-                    self.gcs_bucket("bench-huge")
-                elif d == "gridfs":
-                    self.client.drop_database("bench_huge")
-            self.row(f"1 × {human(size)} legacy → {d}", "migrate (full)", runs, 1, size, curl,
-                     "curl", rate="rss", goal=64.0)
-            discard(dest)
+                t, b = self.copies("huge", "bench_huge", names, 1, d, "huge", a.concurrency, rep)
+                runs.append(t)
+                base.append(b)
+            self.row(f"1 × {human(size)} legacy → {d}", "migrate (full)", runs, 1, size, base,
+                     "curl" if d == "fs" else f"raw {d} client", rate="rss", goal=64.0)
+            self.drop_store(d, "huge")
         self.client.drop_database("bench_huge")
-        drop_bucket("bench-huge")
-        self.drop_gcs_bucket("bench-huge")
         self.drop_files("huge")
 
     def scan(self):
@@ -672,7 +711,7 @@ def fmt_row(r):
 # Rows each scenario adds to the table, given the arguments.
 SCENARIOS = {
     "small": lambda a: len([m for m in ("copy-only", "full") if m in a.small_modes]),
-    "large": lambda a: 2,
+    "large": lambda a: len(a.large_dests),
     "huge": lambda a: len(a.huge_dests),
     "scan": lambda a: 2 * len(a.page_sizes),
     "rewrite": lambda a: 2,
@@ -696,6 +735,7 @@ def main():
     p.add_argument("--small-modes", default="copy-only,full")
     p.add_argument("--large-count", type=int, default=20)
     p.add_argument("--large-size", type=int, default=20 << 20)
+    p.add_argument("--large-dests", default="fs,s3,gcs,gridfs")
     p.add_argument("--huge-size", type=int, default=1 << 30)
     p.add_argument("--huge-dests", default="fs,gridfs,s3,gcs")
     p.add_argument("--huge-reps", type=int, default=0,
@@ -729,8 +769,10 @@ def main():
         a.curve_counts, a.curve_sizes, a.curve_scan = "50,200", "4096", "1000,4000"
     a.page_sizes = [int(x) for x in a.page_sizes.split(",")]
     a.huge_dests = a.huge_dests.split(",")
-    if not set(a.huge_dests) <= {"fs", "gridfs", "s3", "gcs"}:
-        p.error("--huge-dests: fs, gridfs, s3, gcs")
+    a.large_dests = a.large_dests.split(",")
+    for flag, dests in (("--huge-dests", a.huge_dests), ("--large-dests", a.large_dests)):
+        if not set(dests) <= {"fs", "gridfs", "s3", "gcs"}:
+            p.error(f"{flag}: fs, gridfs, s3, gcs")
     a.sweep_concurrency = [int(x) for x in a.sweep_concurrency.split(",")]
     a.curve_counts = [int(x) for x in a.curve_counts.split(",")]
     a.curve_sizes = [int(x) for x in a.curve_sizes.split(",")]
