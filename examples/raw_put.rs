@@ -89,7 +89,9 @@ async fn main() -> anyhow::Result<()> {
 async fn open(target: &str) -> anyhow::Result<Target> {
     let (kind, rest) = target.split_once(':').context("TARGET is kind:…")?;
     // The endpoint contains ':' itself: the bucket / database is after the last one.
-    let (endpoint, last) = rest.rsplit_once(':').context("TARGET is kind:ENDPOINT:NAME")?;
+    let (endpoint, last) = rest
+        .rsplit_once(':')
+        .context("TARGET is kind:ENDPOINT:NAME")?;
     Ok(match kind {
         "s3" => {
             let shared = aws_config::from_env()
@@ -119,7 +121,9 @@ async fn open(target: &str) -> anyhow::Result<Target> {
             }
         }
         "gridfs" => {
-            let db = mongodb::Client::with_uri_str(endpoint).await?.database(last);
+            let db = mongodb::Client::with_uri_str(endpoint)
+                .await?
+                .database(last);
             Target::Gridfs(
                 db.gridfs_bucket(
                     mongodb::options::GridFsBucketOptions::builder()
@@ -134,7 +138,12 @@ async fn open(target: &str) -> anyhow::Result<Target> {
 
 type Body = futures::stream::BoxStream<'static, anyhow::Result<Bytes>>;
 
-async fn put(target: &Target, name: &str, size: Option<u64>, mut body: Body) -> anyhow::Result<u64> {
+async fn put(
+    target: &Target,
+    name: &str,
+    size: Option<u64>,
+    mut body: Body,
+) -> anyhow::Result<u64> {
     match target {
         Target::S3 { client, bucket } => s3_put(client, bucket, name, body).await,
         Target::Gcs { client, bucket } => {
