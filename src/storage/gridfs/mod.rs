@@ -26,6 +26,7 @@ use super::{
 
 mod list;
 mod quarantine;
+mod refusal;
 mod rekey;
 
 /// The `type = "gridfs"` store table.
@@ -316,17 +317,18 @@ impl GridFsStore {
             .await
             .map_err(|e| mongo_error(name, e))?;
         let id = up.id().clone();
+        let here = self.describe();
         let written: Result<(), StorageError> = async {
             while let Some(chunk) = body.next().await {
                 up.write_all(&chunk?)
                     .await
-                    .map_err(|e| StorageError::backend(name, true, e))?;
+                    .map_err(|e| refusal::upload_error(name, &here, e))?;
             }
             // close() writes the last chunk and then the files document: only now the revision
             // becomes visible, complete. On failure the driver removes the chunks itself.
             up.close()
                 .await
-                .map_err(|e| StorageError::backend(name, true, e))
+                .map_err(|e| refusal::upload_error(name, &here, e))
         }
         .await;
         if let Err(e) = written {
