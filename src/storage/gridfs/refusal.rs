@@ -1,9 +1,9 @@
 //! MongoDB answers to a GridFS write that every later write would get too, so the run stops
 //! instead of failing file after file (the fs store's `ENOSPC`, S3's revoked keys):
 //!
-//! * **no space** ([`StorageError::NoSpace`], exit 7): `OutOfDiskSpace` (14031, a server past
-//!   its disk-space threshold), `QuotaExceeded`-style answers (12501), and Atlas's shared tiers
-//!   over their storage quota (`AtlasError` 8000, "you are over your space quota");
+//! * **no space** ([`StorageError::NoSpace`], exit 7): `OutOfDiskSpace` (14031 in MongoDB's
+//!   `error_codes.yml`), and Atlas's shared tiers over their storage quota (`AtlasError` 8000,
+//!   "you are over your space quota");
 //! * **refused** ([`StorageError::Refused`], exit 4): `Unauthorized` (13: the URI's user may not
 //!   write this database) and `AuthenticationFailed` (18).
 //!
@@ -24,7 +24,7 @@ enum Refusal {
 /// Judge a server's error `code` and `message` (pure, so it is unit-tested).
 fn judge(code: i32, message: &str) -> Option<Refusal> {
     match code {
-        14031 | 12501 => Some(Refusal::NoSpace),
+        14031 => Some(Refusal::NoSpace),
         8000 if message.to_ascii_lowercase().contains("space quota") => Some(Refusal::NoSpace),
         13 => Some(Refusal::Permission),
         18 => Some(Refusal::Credentials),
@@ -96,7 +96,6 @@ mod tests {
     #[test]
     fn full_disks_and_quotas_are_no_space() {
         assert_eq!(judge(14031, "Out of disk space"), Some(Refusal::NoSpace));
-        assert_eq!(judge(12501, "quota exceeded"), Some(Refusal::NoSpace));
         assert_eq!(
             judge(
                 8000,
