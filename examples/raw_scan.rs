@@ -1,10 +1,13 @@
 //! Baseline for `bench/run`: the fastest a plain driver program walks a class — the same
 //! collection, the same projection, nothing else (no reference extraction, no output).
 //!
-//!     raw_scan URI DATABASE COLLECTION FIELD[,FIELD…] cursor|keyset [PAGE_SIZE]
+//!     raw_scan URI DATABASE COLLECTION FIELD[,FIELD…] cursor|sorted|keyset [PAGE_SIZE]
 //!
 //! * `cursor`: one `find` cursor over the whole collection, `batch_size` = PAGE_SIZE (what a
 //!   throwaway script would do).
+//! * `sorted`: the same cursor sorted by `_id` — the tool's query exactly (its walk must be in
+//!   `_id` order to resume), so the difference to the tool is the tool's own work. On MongoDB
+//!   the `_id` index gives the order for free; a server without one sorts the whole collection.
 //! * `keyset`: the same `_id` keyset pages the tool uses (`{_id: {$gt: last}}`, sort, limit), one
 //!   `find` per page, so the difference to the tool is the tool's own work, not the query shape.
 //!
@@ -22,7 +25,7 @@ async fn main() -> anyhow::Result<()> {
     let [uri, db, coll, fields, mode] = match &args[..] {
         [a, b, c, d, e, ..] => [a, b, c, d, e],
         _ => anyhow::bail!(
-            "usage: raw_scan URI DATABASE COLLECTION FIELD[,FIELD…] cursor|keyset [PAGE_SIZE]"
+            "usage: raw_scan URI DATABASE COLLECTION FIELD[,FIELD…] cursor|sorted|keyset [PAGE_SIZE]"
         ),
     };
     let page: u32 = match args.get(5) {
@@ -40,12 +43,12 @@ async fn main() -> anyhow::Result<()> {
     let start = Instant::now();
     let mut docs = 0u64;
     match mode.as_str() {
-        "cursor" => {
-            let mut cursor = coll
-                .find(doc! {})
-                .projection(projection)
-                .batch_size(page)
-                .await?;
+        "cursor" | "sorted" => {
+            let mut find = coll.find(doc! {}).projection(projection).batch_size(page);
+            if mode == "sorted" {
+                find = find.sort(doc! {"_id": 1});
+            }
+            let mut cursor = find.await?;
             while cursor.try_next().await?.is_some() {
                 docs += 1;
             }
@@ -76,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        other => anyhow::bail!("unknown mode {other:?}: cursor or keyset"),
+        other => anyhow::bail!("unknown mode {other:?}: cursor, sorted or keyset"),
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
