@@ -90,8 +90,11 @@ class Bench:
 
     def db_cpu(self):
         """CPU seconds the MongoDB server has used so far. Tells how much of a run the test
-        server itself was busy (with everything else that uses it meanwhile)."""
-        return service_cpu("mongo")
+        server itself was busy (with everything else that uses it meanwhile).
+        PFM_BENCH_MONGO_PID names the server's process when it is not the test services' own
+        (a second server measured beside them)."""
+        pid = ENV.get("PFM_BENCH_MONGO_PID")
+        return proc_cpu(pid) if pid else service_cpu("mongo")
 
     def servers_cpu(self):
         """CPU seconds the other test servers (S3, GCS, nginx and its workers) have used."""
