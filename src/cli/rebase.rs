@@ -44,4 +44,9 @@ pub struct RebaseArgs {
     /// otherwise)
     #[arg(long, value_enum)]
     pub output: Option<MigrateOutput>,
+
+    /// Also write the summary and every conflicting or failed reference to FILE (JSON), whole or
+    /// not at all
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<std::path::PathBuf>,
 }

@@ -22,6 +22,7 @@ pub(super) async fn run(settings: &Settings, args: &RebaseArgs) -> anyhow::Resul
     if let UrlBase::None { why } = &urls {
         return Err(usage(format!("rebase has no current base: {why}")));
     }
+    let format = MigrateFormat::choose(args.output, "rebase")?;
     let max_duration = match &args.max_duration {
         Some(d) => {
             Some(humantime::parse_duration(d).map_err(|e| usage(format!("--max-duration: {e}")))?)
@@ -41,7 +42,6 @@ pub(super) async fn run(settings: &Settings, args: &RebaseArgs) -> anyhow::Resul
     filters.strings = !args.no_strings;
     let d = discover(settings, &filters).await?;
     let ledger = session::open_ledger(settings, &d.db).await?;
-    let format = MigrateFormat::choose(args.output);
     let stores = Stores {
         hosted: None,
         server: None,
@@ -116,7 +116,7 @@ pub(super) async fn run(settings: &Settings, args: &RebaseArgs) -> anyhow::Resul
         Ok((summary, recorded, code))
     })
     .await?;
-    print_summary(format, &summary, None)?;
+    print_summary(format, &summary, args.report.as_deref())?;
     if args.check {
         let current = settings.url_matcher(false, false)?;
         let concurrency = settings.run.concurrency;
