@@ -37,6 +37,8 @@ Examples:
   # Print the resolved settings (secrets redacted) and exit
   parse-files-migrate -c migrate.toml --show-settings migrate
 
+Output: every command takes --output text|jsonl (csv: list, audit) and --report FILE; by default
+text on a terminal, JSON lines otherwise.
 Environment: every global option has a PFM_* variable (PFM_CONFIG, PFM_MONGO_URI, PFM_FILE_KEY, ...).
 Precedence: flag > environment > config file > default.";
 
@@ -174,7 +176,9 @@ const VERIFY_EXAMPLES: &str = "\
 Examples:
   parse-files-migrate -c migrate.toml verify
   # Also download every file through Parse Server
-  parse-files-migrate -c migrate.toml verify --via-server https://api.example.com/parse";
+  parse-files-migrate -c migrate.toml verify --via-server https://api.example.com/parse
+  # For a cron job: findings as JSON lines, the summary also in a file
+  parse-files-migrate -c migrate.toml verify --output jsonl --report verify.json";
 
 const STATUS_EXAMPLES: &str = "\
 Examples:
