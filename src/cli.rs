@@ -11,9 +11,7 @@ mod rebase;
 mod rekey;
 mod sizing;
 pub use clean::CleanArgs;
-pub use output::{
-    ListOutput, MigrateOutput, OutputArgs, OutputFormat, RowsOutputArgs, SchemaOutput,
-};
+pub use output::*;
 pub use rebase::RebaseArgs;
 pub use rekey::RekeyArgs;
 pub use sizing::SizingArgs;
@@ -323,6 +321,9 @@ pub struct AuditArgs {
     #[command(flatten)]
     pub out: RowsOutputArgs,
 
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+
     /// Memory for each side's sort before it spills a sorted run to a temporary file, e.g. 64MiB
     /// (default 8MiB; files go to TMPDIR)
     #[arg(long, value_name = "SIZE")]
@@ -487,7 +488,7 @@ pub struct VerifyArgs {
     pub via_server: Option<String>,
 
     #[command(flatten)]
-    pub out: OutputArgs,
+    pub out: RunOutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -516,7 +517,7 @@ pub struct RollbackArgs {
     pub break_lease: bool,
 
     #[command(flatten)]
-    pub out: OutputArgs,
+    pub out: RunOutputArgs,
 }
 
 impl From<SelectArg> for crate::parse::names::Selection {

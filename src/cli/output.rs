@@ -1,7 +1,8 @@
 //! The one output vocabulary every command shares: `--output text|jsonl|csv` (the older
 //! spellings `table` and `json` kept as aliases) and `--report FILE`. Which format applies when
 //! `--output` is not given, and which commands have a CSV form, is decided in one place:
-//! `report::output::resolve`.
+//! `report::output::resolve`. `--metrics-file` (`report::metrics`) joins them for the commands a
+//! cron job runs.
 
 use std::path::PathBuf;
 
@@ -53,4 +54,32 @@ pub struct RowsOutputArgs {
     /// Also write the command's summary to FILE as JSON, whole or not at all
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+}
+
+/// `--metrics-file`, for the commands a cron job or a Kubernetes Job runs besides `migrate`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct MetricsArgs {
+    /// Write the run's exit code, duration and last success to FILE in the Prometheus text
+    /// format (node_exporter's textfile collector), labelled with the command
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+}
+
+/// `--output`, `--report` and `--metrics-file`, for `verify` and `rollback`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RunOutputArgs {
+    /// Output on stdout: text (alias table) or jsonl (alias json); default: text on a terminal,
+    /// jsonl otherwise
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub output: Option<OutputFormat>,
+
+    /// Also write the command's summary to FILE as JSON (the object its last `--output jsonl`
+    /// line carries), whole or not at all
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
+    /// Write the run's exit code, duration and last success to FILE in the Prometheus text
+    /// format (node_exporter's textfile collector), labelled with the command
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
 }

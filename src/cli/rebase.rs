@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::{Filters, MigrateOutput};
+use super::{Filters, MetricsArgs, MigrateOutput};
 
 pub(super) const REBASE_EXAMPLES: &str = "\
 Examples:
@@ -49,4 +49,7 @@ pub struct RebaseArgs {
     /// not at all
     #[arg(long, value_name = "FILE")]
     pub report: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{AuditStore, OutputFormat};
+use super::{AuditStore, MetricsArgs, OutputFormat};
 
 pub(super) const REKEY_EXAMPLES: &str = "\
 Examples:
@@ -77,4 +77,7 @@ pub struct RekeyArgs {
     /// Break another run's lease first (after confirmation): only when it is certainly gone
     #[arg(long)]
     pub break_lease: bool,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }

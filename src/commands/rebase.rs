@@ -99,6 +99,8 @@ pub(super) async fn run(settings: &Settings, args: &RebaseArgs) -> anyhow::Resul
     let (summary, mut code) = session::recorded(&effects, info, async {
         let state = RunState::new();
         let signals = session::on_signals(state.clone());
+        let metrics_file = args.metrics.metrics_file.as_deref();
+        let metrics = crate::report::metrics::start(metrics_file, "rebase", "all", &state);
         let result = engine::rebase::run(
             &plan,
             effects.clone(),
@@ -110,6 +112,9 @@ pub(super) async fn run(settings: &Settings, args: &RebaseArgs) -> anyhow::Resul
         )
         .await;
         signals.abort();
+        if let Some(m) = metrics {
+            m.finish(result.as_ref().map_err(crate::exit::code_of));
+        }
         let summary = result?;
         let code = summary.exit_code();
         let recorded = mongodb::bson::to_document(&summary)?;

@@ -477,3 +477,84 @@ async fn a_terminal_gets_the_human_form_by_default() {
         );
     }
 }
+
+/// The samples of a Prometheus text-format file as `prometheus_client`'s own parser reads them
+/// (the test venv's): `name{label=value,…}` (labels sorted, `shard` left out) → value.
+fn prometheus_samples(path: &Path) -> std::collections::BTreeMap<String, f64> {
+    let python = PathBuf::from(support::env("PFM_TEST_SERVICES_DIR")).join("venv/bin/python");
+    let script = "import json, sys\n\
+        from prometheus_client.parser import text_string_to_metric_families as parse\n\
+        out = {}\n\
+        for fam in parse(open(sys.argv[1]).read()):\n\
+        \x20   for s in fam.samples:\n\
+        \x20       assert s.labels['shard'] == 'all', s\n\
+        \x20       labels = ','.join(f'{k}={v}' for k, v in sorted(s.labels.items()) if k != 'shard')\n\
+        \x20       out[s.name + '{' + labels + '}'] = s.value\n\
+        print(json.dumps(out))\n";
+    let out = std::process::Command::new(python)
+        .args(["-c", script])
+        .arg(path)
+        .output()
+        .expect("the test venv's python");
+    assert!(
+        out.status.success(),
+        "prometheus_client refused {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `--metrics-file` for the other commands a cron job runs: Prometheus text (read by the
+/// reference client's parser), labelled with the command, with the exit code, the duration and
+/// — for a pass that changed or checked something and ended with 0 — the last success; `rebase`
+/// with its reference counters, as `migrate`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_other_cron_commands_write_metrics_files() {
+    let f = Fixture::new("out_metrics").await;
+    let out = f.run(&["migrate", "--yes", "--output", "jsonl"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let rekey: &[&str] = &["rekey", "--store", "server", "--encrypt", "--dry-run"];
+    for (command, args, code, success) in [
+        ("verify", &["verify"][..], 5, false),
+        ("audit", &["audit"], 0, true),
+        ("rekey", rekey, 0, false),
+        ("rebase", &["rebase", "--dry-run"], 0, false),
+        ("rollback", &["rollback", "--yes"], 0, true),
+    ] {
+        let prom = f.dir.path().join(format!("{command}.prom"));
+        let p = prom.to_str().unwrap();
+        let out = f.run(&[args, &["--output", "jsonl", "--metrics-file", p]].concat());
+        assert_eq!(out.code, code, "{command}: {}", out.stderr);
+        let m = prometheus_samples(&prom);
+        let at = |name: &str| m.get(&format!("{name}{{command={command}}}")).copied();
+        assert_eq!(
+            at("pfm_exit_code"),
+            Some(f64::from(code)),
+            "{command}: {m:?}"
+        );
+        assert_eq!(at("pfm_run_running"), Some(0.0), "{command}: {m:?}");
+        assert!(at("pfm_run_duration_seconds").is_some(), "{m:?}");
+        assert_eq!(
+            at("pfm_last_success_timestamp_seconds").is_some(),
+            success,
+            "{command}: {m:?}"
+        );
+        if command == "rebase" {
+            let found = "pfm_references_total{command=rebase,outcome=unchanged}";
+            assert_eq!(m.get(found), Some(&8.0), "{m:?}");
+        }
+    }
+    // A usage error is a run that ended too: exit 2 in the file.
+    let prom = f.dir.path().join("bad.prom");
+    let out = f.run(&[
+        "verify",
+        "--output",
+        "csv",
+        "--metrics-file",
+        prom.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let m = prometheus_samples(&prom);
+    assert_eq!(m.get("pfm_exit_code{command=verify}"), Some(&2.0), "{m:?}");
+}
