@@ -14,6 +14,7 @@ use crate::session::{discover, explain_empty, next_page};
 use crate::settings::Settings;
 
 pub(super) async fn run(settings: &Settings, args: &SchemaArgs) -> anyhow::Result<i32> {
+    let json = output::jsonl(args.out.output, "schema")?;
     let d = discover(settings, &args.filters).await?;
     let prefix = &settings.mongo.collection_prefix;
     let mut report = SchemaReport {
@@ -73,7 +74,6 @@ pub(super) async fn run(settings: &Settings, args: &SchemaArgs) -> anyhow::Resul
     if report.total_references == 0 {
         report.explanation = Some(explain_empty(&d, prefix));
     }
-    let json = output::jsonl(args.out.output, "schema")?;
     output::write_report(args.out.report.as_deref(), &report)?;
     let mut out = std::io::stdout().lock();
     if json {
