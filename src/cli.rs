@@ -6,10 +6,12 @@
 //! handles flag > env.
 
 mod clean;
+mod output;
 mod rebase;
 mod rekey;
 mod sizing;
 pub use clean::CleanArgs;
+pub use output::*;
 pub use rebase::RebaseArgs;
 pub use rekey::RekeyArgs;
 pub use sizing::SizingArgs;
@@ -33,6 +35,8 @@ Examples:
   # Print the resolved settings (secrets redacted) and exit
   parse-files-migrate -c migrate.toml --show-settings migrate
 
+Output: every command takes --output text|jsonl (csv: list, audit) and --report FILE; by default
+text on a terminal, JSON lines otherwise.
 Environment: every global option has a PFM_* variable (PFM_CONFIG, PFM_MONGO_URI, PFM_FILE_KEY, ...).
 Precedence: flag > environment > config file > default.";
 
@@ -170,7 +174,9 @@ const VERIFY_EXAMPLES: &str = "\
 Examples:
   parse-files-migrate -c migrate.toml verify
   # Also download every file through Parse Server
-  parse-files-migrate -c migrate.toml verify --via-server https://api.example.com/parse";
+  parse-files-migrate -c migrate.toml verify --via-server https://api.example.com/parse
+  # For a cron job: findings as JSON lines, the summary also in a file
+  parse-files-migrate -c migrate.toml verify --output jsonl --report verify.json";
 
 const STATUS_EXAMPLES: &str = "\
 Examples:
@@ -278,25 +284,17 @@ pub struct Filters {
 
 #[derive(Debug, Args)]
 pub struct SchemaArgs {
-    /// Output format (default: table on a terminal, json otherwise)
-    #[arg(long, value_enum)]
-    pub output: Option<SchemaOutput>,
+    #[command(flatten)]
+    pub out: OutputArgs,
 
     #[command(flatten)]
     pub filters: Filters,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SchemaOutput {
-    Table,
-    Json,
-}
-
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Output format (default: table on a terminal, jsonl otherwise)
-    #[arg(long, value_enum)]
-    pub output: Option<ListOutput>,
+    #[command(flatten)]
+    pub out: RowsOutputArgs,
 
     #[command(flatten)]
     pub filters: Filters,
@@ -320,9 +318,11 @@ pub struct AuditArgs {
     #[arg(long, value_enum, default_value = "destination")]
     pub store: AuditStore,
 
-    /// Output format (default: table on a terminal, jsonl otherwise)
-    #[arg(long, value_enum)]
-    pub output: Option<ListOutput>,
+    #[command(flatten)]
+    pub out: RowsOutputArgs,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 
     /// Memory for each side's sort before it spills a sorted run to a temporary file, e.g. 64MiB
     /// (default 8MiB; files go to TMPDIR)
@@ -339,13 +339,6 @@ pub enum AuditStore {
     Destination,
     /// The `[source.server]` table (the store Parse Server uses today)
     Server,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ListOutput {
-    Table,
-    Jsonl,
-    Csv,
 }
 
 /// Name kinds, as on the command line (see `parse::names::NameKind`).
@@ -485,14 +478,6 @@ pub struct MigrateArgs {
     pub sizing: SizingArgs,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum MigrateOutput {
-    /// Plan lines on stdout; the summary on stderr
-    Text,
-    /// One JSON object per line on stdout (plan actions, then the summary)
-    Jsonl,
-}
-
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     #[command(flatten)]
@@ -501,13 +486,15 @@ pub struct VerifyArgs {
     /// Also download each file through this Parse Server URL
     #[arg(long, value_name = "URL")]
     pub via_server: Option<String>,
+
+    #[command(flatten)]
+    pub out: RunOutputArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Output format
-    #[arg(long, value_enum)]
-    pub output: Option<SchemaOutput>,
+    #[command(flatten)]
+    pub out: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -528,6 +515,9 @@ pub struct RollbackArgs {
     /// when you know those runs are gone
     #[arg(long)]
     pub break_lease: bool,
+
+    #[command(flatten)]
+    pub out: RunOutputArgs,
 }
 
 impl From<SelectArg> for crate::parse::names::Selection {

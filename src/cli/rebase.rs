@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::{Filters, MigrateOutput};
+use super::{Filters, MetricsArgs, MigrateOutput};
 
 pub(super) const REBASE_EXAMPLES: &str = "\
 Examples:
@@ -44,4 +44,12 @@ pub struct RebaseArgs {
     /// otherwise)
     #[arg(long, value_enum)]
     pub output: Option<MigrateOutput>,
+
+    /// Also write the summary and every conflicting or failed reference to FILE (JSON), whole or
+    /// not at all
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::AuditStore;
+use super::{AuditStore, MetricsArgs, OutputFormat};
 
 pub(super) const REKEY_EXAMPLES: &str = "\
 Examples:
@@ -61,15 +61,23 @@ pub struct RekeyArgs {
     #[arg(long, value_name = "N")]
     pub max_errors: Option<u64>,
 
-    /// Write the summary as JSON to this file
+    /// Write the summary as JSON to this file, whole or not at all
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
 
-    /// Print the summary as JSON on stdout instead of text
-    #[arg(long)]
+    /// Output on stdout: text (alias table) or jsonl (alias json); default: text on a terminal,
+    /// jsonl otherwise. The text summary goes to stderr
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub output: Option<OutputFormat>,
+
+    /// The same as --output jsonl (kept for scripts)
+    #[arg(long, conflicts_with = "output")]
     pub json: bool,
 
     /// Break another run's lease first (after confirmation): only when it is certainly gone
     #[arg(long)]
     pub break_lease: bool,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }

@@ -5,7 +5,7 @@
 use crate::audit::{Audit, DEFAULT_RUN_BYTES, Options};
 use crate::cli::{AuditArgs, AuditStore, Filters};
 use crate::exit::{AUDIT_FINDINGS, OK, usage};
-use crate::report::audit::AuditWriter;
+use crate::report::audit::{AuditWriter, summary_json};
 use crate::report::list::ListFormat;
 use crate::session::{destination_config, discover_with, open_checked};
 use crate::settings::{Settings, parse_size};
@@ -51,13 +51,13 @@ pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result
     if args.clean.quarantine || args.clean.restore || args.clean.purge {
         return super::audit_clean::run(settings, args).await;
     }
+    let format = ListFormat::choose(args.out.output, "audit")?;
     let run_bytes = run_bytes(args)?;
     let store = open_store(settings, args).await?;
     // Every reference counts, whatever `[run] nested` says: a reference left out would make its
     // file look orphaned.
     let d = discover_with(settings, &Filters::default(), true).await?;
 
-    let format = ListFormat::choose(args.output);
     let mut writer = AuditWriter::new(format, std::io::stdout().lock())?;
     let mut audit = Audit::new(&Options {
         run_bytes,
@@ -77,6 +77,8 @@ pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result
     let summary = audit.finish(&mut |f| writer.write(f))?;
     writer.summary(&store.describe(), &summary)?;
     writer.finish()?;
+    let report = args.out.report.as_deref();
+    crate::report::output::write_report(report, &summary_json(&store.describe(), &summary))?;
     Ok(if summary.is_clean() {
         OK
     } else {

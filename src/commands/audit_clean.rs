@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cli::{AuditArgs, ListOutput, MigrateOutput};
+use crate::cli::AuditArgs;
 use crate::engine::quarantine::{self as q, Counts, Outcome, Step};
 use crate::engine::{Effects, Stores, dry::DryRun, live::Live};
 use crate::exit::{INCOMPLETE, OK, usage};
@@ -38,6 +38,7 @@ fn duration(given: Option<&str>, default: &str, flag: &str) -> anyhow::Result<Du
 }
 
 pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result<i32> {
+    let format = MigrateFormat::choose(args.out.output, "audit --quarantine/--restore/--purge")?;
     let (action, verb) = match (args.clean.quarantine, args.clean.restore) {
         (true, _) => ("quarantine", "audit --quarantine moves orphaned files"),
         (_, true) => ("restore", "audit --restore moves quarantined files back"),
@@ -52,10 +53,6 @@ pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result
     }
     let d = discover_with(settings, &crate::cli::Filters::default(), true).await?;
     let ledger = session::open_ledger(settings, &d.db).await?;
-    let format = MigrateFormat::choose(args.output.map(|o| match o {
-        ListOutput::Jsonl => MigrateOutput::Jsonl,
-        ListOutput::Table | ListOutput::Csv => MigrateOutput::Text,
-    }));
     let stores = Stores {
         hosted: None,
         server: None,
@@ -135,8 +132,7 @@ pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result
         Ok(((), mongodb::bson::doc! {action: recorded}, code))
     })
     .await?;
-    tally
-        .writer
-        .summary(action, args.clean.dry_run, &tally.counts)?;
+    let (dry, report) = (args.clean.dry_run, args.out.report.as_deref());
+    tally.writer.summary(action, dry, &tally.counts, report)?;
     Ok(code)
 }

@@ -22,7 +22,7 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
         .transpose()
         .map_err(|e| Coded::new(USAGE, format!("--assume-rate: {e}")))?;
     let destination = session::destination_config(settings, "migrate")?;
-    let format = MigrateFormat::choose(args.output);
+    let format = MigrateFormat::choose(args.output, "migrate --estimate")?;
     let d = discover(settings, &args.filters).await?;
     let ledger = session::open_ledger(settings, &d.db).await?;
     let stores = session::migrate_stores(settings, destination).await?;

@@ -1,6 +1,6 @@
 //! `list`: every file reference, one row each, streamed as it is found. Read-only.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use crate::cli::ListArgs;
@@ -13,6 +13,7 @@ use crate::settings::Settings;
 use crate::storage::ObjectStore;
 
 pub(super) async fn run(settings: &Settings, args: &ListArgs) -> anyhow::Result<i32> {
+    let format = ListFormat::choose(args.out.output, "list")?;
     let d = discover(settings, &args.filters).await?;
     let kinds: HashSet<NameKind> = args.kinds.iter().map(|k| (*k).into()).collect();
     let fail_on: HashSet<NameKind> = args.fail_on.iter().map(|k| (*k).into()).collect();
@@ -20,9 +21,9 @@ pub(super) async fn run(settings: &Settings, args: &ListArgs) -> anyhow::Result<
     let sources = Sources::open(settings).await;
     let key = settings.parse.file_key.as_ref().map(|k| k.expose());
 
-    let format = ListFormat::choose(args.output);
     let mut writer = ListWriter::new(format, std::io::stdout().lock())?;
     let mut matched_fail_on = 0u64;
+    let mut by_kind = BTreeMap::<&str, u64>::new();
     let issues = d
         .for_each_ref(settings, |r| {
             let kind = r.kind();
@@ -32,6 +33,7 @@ pub(super) async fn run(settings: &Settings, args: &ListArgs) -> anyhow::Result<
             if fail_on.contains(&kind) {
                 matched_fail_on += 1;
             }
+            *by_kind.entry(kind.as_str()).or_default() += 1;
             writer.write(&ListRow {
                 class: r.class.clone(),
                 object_id: r.object_id(),
@@ -63,6 +65,9 @@ pub(super) async fn run(settings: &Settings, args: &ListArgs) -> anyhow::Result<
         malformed = issues,
         "listed {rows} references"
     );
+    let summary = serde_json::json!({"action": "summary", "references": rows,
+        "malformed": issues, "kinds": by_kind, "fail_on_matched": matched_fail_on});
+    crate::report::output::write_report(args.out.report.as_deref(), &summary)?;
     if matched_fail_on > 0 {
         tracing::warn!("{matched_fail_on} references match --fail-on");
         return Ok(INCOMPLETE);

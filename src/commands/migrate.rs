@@ -36,7 +36,7 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
         return super::estimate::run(settings, args).await;
     }
     let destination = session::destination_config(settings, "migrate")?;
-    let format = MigrateFormat::choose(args.output);
+    let format = MigrateFormat::choose(args.output, "migrate")?;
     let d = discover(settings, &args.filters).await?;
     let ledger = session::open_ledger(settings, &d.db).await?;
     let stores = session::migrate_stores(settings, destination).await?;

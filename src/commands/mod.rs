@@ -39,7 +39,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         return Ok(OK);
     }
     report::logging::init(&settings.output);
-    match command {
+    let started = std::time::Instant::now();
+    let metrics = command.as_ref().and_then(metrics_of);
+    let result = match command {
         None => Err(usage("no command given; see --help")),
         Some(Command::Schema(args)) => schema::run(&settings, &args).await,
         Some(Command::List(args)) => list::run(&settings, &args).await,
@@ -52,5 +54,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Rekey(args)) => rekey::run(&settings, &args).await,
         Some(Command::Completions(args)) => docs::completions(&args),
         Some(Command::Man(args)) => docs::man(&args),
+    };
+    if let Some((path, name, dry_run)) = metrics {
+        let code = result.as_ref().map_or_else(crate::exit::code_of, |c| *c);
+        let success = code == OK && !dry_run;
+        let end = report::metrics::End { code, success };
+        report::metrics::write_final(&path, name, started.elapsed(), end);
     }
+    result
+}
+
+/// `--metrics-file` of the commands whose file is written once at the end (`migrate` and `rebase`
+/// refresh theirs during the run): the path, the command, and whether it is a dry run (which
+/// is no successful pass).
+fn metrics_of(command: &Command) -> Option<(std::path::PathBuf, &'static str, bool)> {
+    let (path, name, dry_run) = match command {
+        Command::Verify(a) => (&a.out.metrics_file, "verify", false),
+        Command::Rollback(a) => (&a.out.metrics_file, "rollback", a.dry_run),
+        Command::Audit(a) => (&a.metrics.metrics_file, "audit", a.clean.dry_run),
+        Command::Rekey(a) => (&a.metrics.metrics_file, "rekey", a.dry_run),
+        _ => return None,
+    };
+    Some((path.clone()?, name, dry_run))
 }

@@ -22,6 +22,7 @@ pub(super) async fn run(settings: &Settings, args: &RebaseArgs) -> anyhow::Resul
     if let UrlBase::None { why } = &urls {
         return Err(usage(format!("rebase has no current base: {why}")));
     }
+    let format = MigrateFormat::choose(args.output, "rebase")?;
     let max_duration = match &args.max_duration {
         Some(d) => {
             Some(humantime::parse_duration(d).map_err(|e| usage(format!("--max-duration: {e}")))?)
@@ -41,7 +42,6 @@ pub(super) async fn run(settings: &Settings, args: &RebaseArgs) -> anyhow::Resul
     filters.strings = !args.no_strings;
     let d = discover(settings, &filters).await?;
     let ledger = session::open_ledger(settings, &d.db).await?;
-    let format = MigrateFormat::choose(args.output);
     let stores = Stores {
         hosted: None,
         server: None,
@@ -99,6 +99,8 @@ pub(super) async fn run(settings: &Settings, args: &RebaseArgs) -> anyhow::Resul
     let (summary, mut code) = session::recorded(&effects, info, async {
         let state = RunState::new();
         let signals = session::on_signals(state.clone());
+        let metrics_file = args.metrics.metrics_file.as_deref();
+        let metrics = crate::report::metrics::start(metrics_file, "rebase", "all", &state);
         let result = engine::rebase::run(
             &plan,
             effects.clone(),
@@ -110,13 +112,16 @@ pub(super) async fn run(settings: &Settings, args: &RebaseArgs) -> anyhow::Resul
         )
         .await;
         signals.abort();
+        if let Some(m) = metrics {
+            m.finish(result.as_ref().map_err(crate::exit::code_of));
+        }
         let summary = result?;
         let code = summary.exit_code();
         let recorded = mongodb::bson::to_document(&summary)?;
         Ok((summary, recorded, code))
     })
     .await?;
-    print_summary(format, &summary, None)?;
+    print_summary(format, &summary, args.report.as_deref())?;
     if args.check {
         let current = settings.url_matcher(false, false)?;
         let concurrency = settings.run.concurrency;

@@ -19,6 +19,7 @@ use crate::storage::rekey::open_versioned;
 const DEFAULT_CONCURRENCY: usize = 4;
 
 pub(super) async fn run(settings: &Settings, args: &RekeyArgs) -> anyhow::Result<i32> {
+    let json = args.json || crate::report::output::jsonl(args.output, "rekey")?;
     let (cfg, role) = match args.store {
         AuditStore::Destination => (session::destination_config(settings, "rekey")?, "destination"),
         AuditStore::Server => (
@@ -143,6 +144,6 @@ pub(super) async fn run(settings: &Settings, args: &RekeyArgs) -> anyhow::Result
         let info = session::run_info(settings, "all", &store.describe())?;
         session::recorded(&effects, info, work).await?
     };
-    print_rekey(&summary, args.json, args.report.as_deref())?;
+    print_rekey(&summary, json, args.report.as_deref())?;
     Ok(code)
 }

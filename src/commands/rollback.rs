@@ -13,11 +13,11 @@ use crate::session;
 use crate::settings::Settings;
 
 pub(super) async fn run(settings: &Settings, args: &RollbackArgs) -> anyhow::Result<i32> {
+    let format = MigrateFormat::choose(args.out.output, "rollback")?;
     let destination = session::destination_config(settings, "rollback")?;
     let (db, ledger) = session::app_and_ledger(settings).await?;
     let destination = session::open_checked(settings, destination, "destination").await?;
     let server = session::source(settings).await?;
-    let format = MigrateFormat::choose(None);
     let stores = Stores {
         hosted: None,
         server: server.clone(),
@@ -80,6 +80,6 @@ pub(super) async fn run(settings: &Settings, args: &RollbackArgs) -> anyhow::Res
         Ok((counts, mongodb::bson::doc! {"rollback": recorded}, code))
     })
     .await?;
-    print_rollback(format, args.dry_run, &counts);
+    print_rollback(format, args.dry_run, &counts, args.out.report.as_deref())?;
     Ok(code)
 }

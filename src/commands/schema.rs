@@ -4,16 +4,17 @@ use std::io::Write;
 
 use mongodb::bson::RawDocumentBuf;
 
-use crate::cli::{SchemaArgs, SchemaOutput};
+use crate::cli::SchemaArgs;
 use crate::exit::OK;
 use crate::parse::schema::collection_name;
+use crate::report::output;
 use crate::report::schema::{ClassReport, SchemaReport};
-use crate::report::stdout_is_terminal;
 use crate::scan::log_issues;
 use crate::session::{discover, explain_empty, next_page};
 use crate::settings::Settings;
 
 pub(super) async fn run(settings: &Settings, args: &SchemaArgs) -> anyhow::Result<i32> {
+    let json = output::jsonl(args.out.output, "schema")?;
     let d = discover(settings, &args.filters).await?;
     let prefix = &settings.mongo.collection_prefix;
     let mut report = SchemaReport {
@@ -73,15 +74,12 @@ pub(super) async fn run(settings: &Settings, args: &SchemaArgs) -> anyhow::Resul
     if report.total_references == 0 {
         report.explanation = Some(explain_empty(&d, prefix));
     }
-    let format = args.output.unwrap_or(if stdout_is_terminal() {
-        SchemaOutput::Table
-    } else {
-        SchemaOutput::Json
-    });
+    output::write_report(args.out.report.as_deref(), &report)?;
     let mut out = std::io::stdout().lock();
-    match format {
-        SchemaOutput::Table => report.write_table(&mut out)?,
-        SchemaOutput::Json => report.write_json(&mut out)?,
+    if json {
+        report.write_json(&mut out)?;
+    } else {
+        report.write_table(&mut out)?;
     }
     out.flush()?;
     Ok(OK)

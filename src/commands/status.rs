@@ -1,8 +1,8 @@
 //! `status`: where the migration stands, from the ledger. Read-only.
 
-use crate::cli::{SchemaOutput, StatusArgs};
+use crate::cli::StatusArgs;
 use crate::exit::OK;
-use crate::report::stdout_is_terminal;
+use crate::report::output;
 use crate::session;
 use crate::settings::Settings;
 
@@ -10,13 +10,10 @@ use crate::settings::Settings;
 const RUNS: i64 = 5;
 
 pub(super) async fn run(settings: &Settings, args: &StatusArgs) -> anyhow::Result<i32> {
+    let json = output::jsonl(args.out.output, "status")?;
     let (_db, ledger) = session::app_and_ledger(settings).await?;
     let status = ledger.status(RUNS).await?;
-    let json = match args.output {
-        Some(SchemaOutput::Json) => true,
-        Some(SchemaOutput::Table) => false,
-        None => !stdout_is_terminal(),
-    };
+    output::write_report(args.out.report.as_deref(), &status)?;
     if json {
         println!("{}", crate::report::status::json(&status)?);
     } else {

@@ -5,13 +5,14 @@
 use crate::cli::VerifyArgs;
 use crate::engine::verify::Verify;
 use crate::exit::{OK, VERIFY_MISMATCH, usage};
-use crate::report::stdout_is_terminal;
+use crate::report::output;
 use crate::report::verify::{print_finding, print_summary};
 use crate::session::{self, discover};
 use crate::settings::Settings;
 use crate::storage::http::{HttpConfig, HttpStore};
 
 pub(super) async fn run(settings: &Settings, args: &VerifyArgs) -> anyhow::Result<i32> {
+    let json = output::jsonl(args.out.output, "verify")?;
     let destination = session::destination_config(settings, "verify")?;
     let d = discover(settings, &args.filters).await?;
     let ledger = session::open_ledger(settings, &d.db).await?;
@@ -44,7 +45,6 @@ pub(super) async fn run(settings: &Settings, args: &VerifyArgs) -> anyhow::Resul
         concurrency: settings.run.concurrency,
         page_size: settings.mongo.page_size,
     };
-    let json = !stdout_is_terminal();
     let counts = verify
         .run(&d.db, &d.targets, &mut |f| print_finding(json, f))
         .await?;
@@ -53,7 +53,8 @@ pub(super) async fn run(settings: &Settings, args: &VerifyArgs) -> anyhow::Resul
         &counts,
         &destination.describe(),
         args.via_server.is_some(),
-    );
+        args.out.report.as_deref(),
+    )?;
     Ok(if counts.problems > 0 {
         VERIFY_MISMATCH
     } else {

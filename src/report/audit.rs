@@ -135,32 +135,7 @@ impl<W: Write> AuditWriter<W> {
     pub fn summary(&mut self, store: &str, s: &Summary) -> std::io::Result<()> {
         match &mut self.out {
             Out::Jsonl(w) => {
-                let fields: Vec<_> = s
-                    .fields
-                    .iter()
-                    .map(|((class, field), b)| {
-                        json!({"class": class, "field": field, "references": b.references,
-                               "bytes": b.bytes})
-                    })
-                    .collect();
-                let v = json!({
-                    "finding": "summary",
-                    "store": store,
-                    "stored_files": s.stored_files,
-                    "stored_bytes": s.stored_bytes,
-                    "referenced_files": s.referenced_files,
-                    "references": s.references,
-                    "orphans": s.orphans,
-                    "orphan_bytes": s.orphan_bytes,
-                    "dangling_references": s.dangling_references,
-                    "superseded_versions": s.superseded_versions,
-                    "superseded_bytes": s.superseded_bytes,
-                    "legacy_references": s.legacy_references,
-                    "legacy_unresolved": s.legacy_unresolved,
-                    "shared_files": s.shared_files,
-                    "fields": fields,
-                });
-                serde_json::to_writer(&mut *w, &v)?;
+                serde_json::to_writer(&mut *w, &summary_json(store, s))?;
                 w.write_all(b"\n")
             }
             Out::Table(w) => summary_text(w, store, s),
@@ -174,6 +149,34 @@ impl<W: Write> AuditWriter<W> {
             Out::Csv(mut c) => c.flush(),
         }
     }
+}
+
+/// The summary as the last JSON line carries it (`"finding": "summary"`; also `--report`).
+pub fn summary_json(store: &str, s: &Summary) -> serde_json::Value {
+    let fields: Vec<_> = s
+        .fields
+        .iter()
+        .map(|((class, field), b)| {
+            json!({"class": class, "field": field, "references": b.references, "bytes": b.bytes})
+        })
+        .collect();
+    json!({
+        "finding": "summary",
+        "store": store,
+        "stored_files": s.stored_files,
+        "stored_bytes": s.stored_bytes,
+        "referenced_files": s.referenced_files,
+        "references": s.references,
+        "orphans": s.orphans,
+        "orphan_bytes": s.orphan_bytes,
+        "dangling_references": s.dangling_references,
+        "superseded_versions": s.superseded_versions,
+        "superseded_bytes": s.superseded_bytes,
+        "legacy_references": s.legacy_references,
+        "legacy_unresolved": s.legacy_unresolved,
+        "shared_files": s.shared_files,
+        "fields": fields,
+    })
 }
 
 fn summary_text(w: &mut impl Write, store: &str, s: &Summary) -> std::io::Result<()> {

@@ -35,16 +35,17 @@ pub enum ListFormat {
 }
 
 impl ListFormat {
-    /// The format asked for, else table on a terminal and JSON lines otherwise (`list`, `audit`).
-    pub fn choose(output: Option<crate::cli::ListOutput>) -> ListFormat {
-        use crate::cli::ListOutput;
-        match output {
-            Some(ListOutput::Table) => ListFormat::Table,
-            Some(ListOutput::Jsonl) => ListFormat::Jsonl,
-            Some(ListOutput::Csv) => ListFormat::Csv,
-            None if super::stdout_is_terminal() => ListFormat::Table,
-            None => ListFormat::Jsonl,
-        }
+    /// `--output` of `command` (`list`, `audit`: [`super::output::resolve`]).
+    pub fn choose(
+        output: Option<crate::cli::ListOutput>,
+        command: &str,
+    ) -> anyhow::Result<ListFormat> {
+        use super::output::{Format, Forms, resolve};
+        Ok(match resolve(output, command, Forms::WithCsv)? {
+            Format::Text => ListFormat::Table,
+            Format::Jsonl => ListFormat::Jsonl,
+            Format::Csv => ListFormat::Csv,
+        })
     }
 }
 

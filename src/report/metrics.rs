@@ -75,6 +75,15 @@ impl Refreshing {
     }
 }
 
+/// Write `path` once, at the end of a run of `command` that counts no files or references
+/// (`verify`, `audit`, `rollback`, `rekey`): its exit code, duration and last success.
+pub fn write_final(path: &Path, command: &str, elapsed: Duration, end: End) {
+    let file = MetricsFile::new(path, command, "all");
+    if let Err(e) = file.write_counts(None, elapsed, Some(end)) {
+        tracing::warn!("writing the metrics file {}: {e}", path.display());
+    }
+}
+
 /// Where the metrics go, and the labels every sample carries.
 #[derive(Debug, Clone)]
 pub struct MetricsFile {
@@ -97,16 +106,18 @@ impl MetricsFile {
 
     /// Write the counters; `end` once the run has ended (`None`: running).
     pub fn write(&self, c: &Counters, elapsed: Duration, end: Option<End>) -> std::io::Result<()> {
+        self.write_counts(Some(c), elapsed, end)
+    }
+
+    /// [`Self::write`], the file and reference counters only when given.
+    fn write_counts(
+        &self,
+        c: Option<&Counters>,
+        elapsed: Duration,
+        end: Option<End>,
+    ) -> std::io::Result<()> {
         let text = self.render(c, elapsed, end, now_secs(), self.previous_success());
-        let tmp = self.path.with_file_name(format!(
-            ".{}.tmp",
-            self.path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        ));
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, &self.path)
+        super::output::write_atomic(&self.path, text.as_bytes())
     }
 
     /// The last success recorded in the file this one replaces, if any.
@@ -120,7 +131,7 @@ impl MetricsFile {
 
     fn render(
         &self,
-        c: &Counters,
+        c: Option<&Counters>,
         elapsed: Duration,
         end: Option<End>,
         now: f64,
@@ -148,50 +159,52 @@ impl MetricsFile {
                 .collect();
             samples
         };
-        family(
-            "pfm_files_total",
-            "counter",
-            "Files of this run by outcome (planned: copies started).",
-            &by_outcome(&[
-                ("planned", &c.files_planned),
-                ("copied", &c.files_copied),
-                ("skipped", &c.files_skipped),
-                ("missing", &c.files_missing),
-                ("failed", &c.files_failed),
-                ("collision", &c.files_collisions),
-            ]),
-        );
-        family(
-            "pfm_references_total",
-            "counter",
-            "File references of this run by outcome.",
-            &by_outcome(&[
-                ("rewritten", &c.refs_rewritten),
-                ("unchanged", &c.refs_unchanged),
-                ("conflict", &c.refs_conflict),
-                ("failed", &c.refs_failed),
-                ("left_untouched", &c.refs_left),
-                ("not_selected", &c.refs_not_selected),
-            ]),
-        );
-        for (name, help, v) in [
-            (
-                "pfm_objects_scanned_total",
-                "Objects the walk read.",
-                g(&c.objects),
-            ),
-            (
-                "pfm_bytes_copied_total",
-                "Bytes copied and verified.",
-                g(&c.bytes_copied),
-            ),
-            (
-                "pfm_retries_total",
-                "Copy attempts made again.",
-                g(&c.retries),
-            ),
-        ] {
-            family(name, "counter", help, &[(None, v as f64)]);
+        if let Some(c) = c {
+            family(
+                "pfm_files_total",
+                "counter",
+                "Files of this run by outcome (planned: copies started).",
+                &by_outcome(&[
+                    ("planned", &c.files_planned),
+                    ("copied", &c.files_copied),
+                    ("skipped", &c.files_skipped),
+                    ("missing", &c.files_missing),
+                    ("failed", &c.files_failed),
+                    ("collision", &c.files_collisions),
+                ]),
+            );
+            family(
+                "pfm_references_total",
+                "counter",
+                "File references of this run by outcome.",
+                &by_outcome(&[
+                    ("rewritten", &c.refs_rewritten),
+                    ("unchanged", &c.refs_unchanged),
+                    ("conflict", &c.refs_conflict),
+                    ("failed", &c.refs_failed),
+                    ("left_untouched", &c.refs_left),
+                    ("not_selected", &c.refs_not_selected),
+                ]),
+            );
+            for (name, help, v) in [
+                (
+                    "pfm_objects_scanned_total",
+                    "Objects the walk read.",
+                    g(&c.objects),
+                ),
+                (
+                    "pfm_bytes_copied_total",
+                    "Bytes copied and verified.",
+                    g(&c.bytes_copied),
+                ),
+                (
+                    "pfm_retries_total",
+                    "Copy attempts made again.",
+                    g(&c.retries),
+                ),
+            ] {
+                family(name, "counter", help, &[(None, v as f64)]);
+            }
         }
         family(
             "pfm_run_duration_seconds",

@@ -24,22 +24,22 @@ pub enum MigrateFormat {
 }
 
 impl MigrateFormat {
-    /// `--output`, or by default text on a terminal and JSON lines otherwise.
-    pub fn choose(output: Option<MigrateOutput>) -> MigrateFormat {
-        match output {
-            Some(MigrateOutput::Text) => MigrateFormat::Text,
-            Some(MigrateOutput::Jsonl) => MigrateFormat::Jsonl,
-            None if super::stdout_is_terminal() => MigrateFormat::Text,
-            None => MigrateFormat::Jsonl,
-        }
+    /// `--output` of `command` (text or JSON lines: [`super::output::resolve`]).
+    pub fn choose(output: Option<MigrateOutput>, command: &str) -> anyhow::Result<MigrateFormat> {
+        Ok(if super::output::jsonl(output, command)? {
+            MigrateFormat::Jsonl
+        } else {
+            MigrateFormat::Text
+        })
     }
 }
 
+/// A summary or plan line: `{"action": …, …item}`.
 #[derive(Serialize)]
-struct Tagged<'a, T: Serialize> {
-    action: &'a str,
+pub(super) struct Tagged<'a, T: Serialize> {
+    pub action: &'a str,
     #[serde(flatten)]
-    item: &'a T,
+    pub item: &'a T,
 }
 
 /// Streams the plan of a dry run. Every line is scrubbed of the secret it is given (the fileKey,
@@ -192,26 +192,32 @@ pub fn print_summary(
     summary: &Summary,
     report: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    use anyhow::Context;
     match format {
         MigrateFormat::Jsonl => println!("{}", summary_json(summary)?),
         MigrateFormat::Text => eprint!("{}", summary_text(summary)),
     }
-    if let Some(path) = report {
-        let json = serde_json::to_vec_pretty(summary)?;
-        std::fs::write(path, json)
-            .with_context(|| format!("writing the report {}", path.display()))?;
-    }
+    super::output::write_report(
+        report,
+        &Tagged {
+            action: "summary",
+            item: summary,
+        },
+    )?;
     Ok(())
 }
 
-/// Print what `rollback` did: one JSON line on stdout, or a sentence on stderr.
-pub fn print_rollback(format: MigrateFormat, dry_run: bool, counts: &Counts) {
+/// Print what `rollback` did (one JSON line on stdout, or a sentence on stderr); write
+/// `--report FILE`.
+pub fn print_rollback(
+    format: MigrateFormat,
+    dry_run: bool,
+    counts: &Counts,
+    report: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let json = serde_json::json!({"action": "summary", "dry_run": dry_run, "rollback": counts});
+    super::output::write_report(report, &json)?;
     match format {
-        MigrateFormat::Jsonl => println!(
-            "{}",
-            serde_json::json!({"action": "summary", "dry_run": dry_run, "rollback": counts})
-        ),
+        MigrateFormat::Jsonl => println!("{json}"),
         MigrateFormat::Text => eprintln!(
             "rollback{}: {} references restored, {} conflicts (changed since; left alone), {} \
              failed; {} copies deleted, {} kept",
@@ -223,6 +229,7 @@ pub fn print_rollback(format: MigrateFormat, dry_run: bool, counts: &Counts) {
             counts.copies_kept
         ),
     }
+    Ok(())
 }
 
 /// The summary as one JSON line (`{"action":"summary",…}`), for `--output jsonl`.

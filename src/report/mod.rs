@@ -10,6 +10,7 @@ pub mod list;
 pub mod logging;
 pub mod metrics;
 pub mod migrate;
+pub mod output;
 pub mod progress;
 pub mod quarantine;
 pub mod rekey;
@@ -52,7 +53,7 @@ pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
         .into()
 }
 
-/// Whether stdout is a terminal (chooses table vs machine formats by default).
+/// Whether stdout is a terminal (chooses text vs JSON lines by default: [`output::resolve`]).
 pub fn stdout_is_terminal() -> bool {
     std::io::stdout().is_terminal()
 }

@@ -60,14 +60,20 @@ impl CleanWriter {
         }
     }
 
-    /// The counts, last (JSONL on stdout; text on stderr, like `migrate`'s summary).
-    pub fn summary(&mut self, action: &str, dry_run: bool, counts: &Counts) -> std::io::Result<()> {
+    /// The counts, last (JSONL on stdout; text on stderr, like `migrate`'s summary); and
+    /// `--report FILE`.
+    pub fn summary(
+        &mut self,
+        action: &str,
+        dry_run: bool,
+        counts: &Counts,
+        report: Option<&std::path::Path>,
+    ) -> anyhow::Result<()> {
+        let line =
+            json!({"action": "summary", "clean": action, "dry_run": dry_run, "counts": counts});
+        super::output::write_report(report, &line)?;
         match self.format {
-            MigrateFormat::Jsonl => writeln!(
-                self.out,
-                "{}",
-                json!({"action": "summary", "clean": action, "dry_run": dry_run, "counts": counts})
-            ),
+            MigrateFormat::Jsonl => Ok(writeln!(self.out, "{line}")?),
             MigrateFormat::Text => {
                 self.out.flush()?;
                 let c = counts;

@@ -5,8 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-
 use super::migrate::human_bytes;
 use super::printable;
 use crate::engine::rekey::{RekeyMode, RekeySummary, Tally};
@@ -18,13 +16,13 @@ pub fn print_rekey(
     json: bool,
     report: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    if let Some(path) = report {
-        let text = serde_json::to_string_pretty(s)?;
-        std::fs::write(path, text + "\n")
-            .with_context(|| format!("writing the report {}", path.display()))?;
-    }
+    let tagged = super::migrate::Tagged {
+        action: "summary",
+        item: s,
+    };
+    super::output::write_report(report, &tagged)?;
     if json {
-        println!("{}", serde_json::to_string(s)?);
+        println!("{}", serde_json::to_string(&tagged)?);
         return Ok(());
     }
     let t = |t: &Tally| format!("{:>8} files {:>10}", t.files, human_bytes(t.bytes));

@@ -71,7 +71,7 @@ pub fn fold_indexes(path: &str) -> String {
 
 impl SchemaReport {
     pub fn write_json(&self, out: &mut impl Write) -> std::io::Result<()> {
-        serde_json::to_writer_pretty(&mut *out, self)?;
+        serde_json::to_writer(&mut *out, self)?;
         writeln!(out)
     }
 

@@ -1,11 +1,11 @@
-//! How `status` looks: a few short tables for people, or one JSON document.
+//! How `status` looks: a few short tables for people, or one JSON document on one line.
 
 use super::migrate::human_bytes;
 use crate::ledger::Status;
 
-/// The status as one JSON document (its shape is [`Status`]'s).
+/// The status as one JSON document on one line (its shape is [`Status`]'s).
 pub fn json(s: &Status) -> serde_json::Result<String> {
-    serde_json::to_string_pretty(s)
+    serde_json::to_string(s)
 }
 
 pub fn text(s: &Status) -> String {

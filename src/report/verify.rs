@@ -21,14 +21,19 @@ pub fn print_finding(json: bool, f: &Finding) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The end of a `verify` run.
-pub fn print_summary(json: bool, counts: &Counts, destination: &str, via_server: bool) {
+/// The end of a `verify` run; and `--report FILE`.
+pub fn print_summary(
+    json: bool,
+    counts: &Counts,
+    destination: &str,
+    via_server: bool,
+    report: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let line = serde_json::json!({"action": "summary", "verify": counts});
+    super::output::write_report(report, &line)?;
     if json {
-        println!(
-            "{}",
-            serde_json::json!({"action": "summary", "verify": counts})
-        );
-        return;
+        println!("{line}");
+        return Ok(());
     }
     eprintln!(
         "verify: {} references, {} checked at {}: {} ok, {} problems; {} not covered by --select{}",
@@ -47,4 +52,5 @@ pub fn print_summary(json: bool, counts: &Counts, destination: &str, via_server:
             String::new()
         }
     );
+    Ok(())
 }

@@ -37,6 +37,7 @@ mod live_app;
 mod migrate;
 mod mongo_tls;
 mod no_harm;
+mod output;
 mod parse_server;
 mod providers;
 mod quarantine;
