@@ -73,6 +73,12 @@ async fn the_presets_checksum_policy_is_what_goes_over_the_wire() {
             "`other` must not send {header}"
         );
     }
+    // Its one transit checksum is Content-MD5, on every upload request.
+    assert!(
+        tap.lines_starting("content-md5").len() >= puts,
+        "`other` sends Content-MD5 with each of its {puts} PUTs: {:?}",
+        tap.lines_starting("content-md5")
+    );
 
     // `minio` (like aws): flexible checksums on uploads, validation asked for on reads.
     let tap = round_trip(Provider::Minio, "prov-minio").await;
@@ -89,6 +95,13 @@ async fn the_presets_checksum_policy_is_what_goes_over_the_wire() {
     assert!(
         !tap.lines_starting("x-amz-checksum-mode").is_empty(),
         "`minio` reads ask for checksum validation"
+    );
+    // CRC32 is its transit checksum: no Content-MD5 beside it (R2 rejects the two together,
+    // and hashing every part twice doubled the tool's CPU).
+    assert_eq!(
+        tap.lines_starting("content-md5"),
+        Vec::<String>::new(),
+        "`minio` must not send Content-MD5 beside CRC32"
     );
 }
 
