@@ -51,6 +51,11 @@ fn draw(span: &Span, state: &RunState) {
         (false, false) => "scanning, copying, rewriting",
         (false, true) => "scan done; finishing copies and rewrites",
     };
+    let throttled = state.db.status();
+    let phase = match &throttled {
+        Some(t) => format!("{phase} · {t}"),
+        None => phase.to_string(),
+    };
     span.pb_set_message(&format!(
         "{phase}\n  files: {} copied ({}, {}/s), {} in flight, {} done before, {} missing, {} failed · references: {} rewritten, {} conflicts",
         g(&c.files_copied),
