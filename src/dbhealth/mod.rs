@@ -16,14 +16,17 @@
 //!
 //! **How (latency): pacing with multiplicative increase and decrease.** While the latency is
 //! within the limit nothing waits (`admit` is one atomic load with no limit set, one lock
-//! otherwise). The first write batch slower than the limit sets a *gap* between round trips:
-//! twice the mean interval at which they were admitted so far (half the rate); each later slow
-//! batch that *started after* that change doubles the gap again (so the batches already in
-//! flight count once, as TCP halves its window once per round trip), up to [`MAX_GAP`]; each
-//! batch within the limit shrinks it by a tenth, and below [`MIN_GAP`] the pacing ends. The
-//! paced batch itself is the periodic probe: while throttled one round trip still goes out per
-//! gap (at least one per [`MAX_GAP`]), and its latency says whether the server recovered.
-//! When no write was timed for a while (a walk over work already done), the gap decays.
+//! otherwise). The signal is the median latency of the last [`WINDOW`] write round trips, not
+//! each one: a batch of hundreds of updates may be slow on its own on a quiet server, and one
+//! such batch is no sign of load. The first time that median exceeds the limit, a *gap* is set
+//! between round trips: twice the mean interval at which they were admitted so far (half the
+//! rate); each later slow reading from a round trip that *started after* that change doubles
+//! the gap again (so the batches already in flight count once, as TCP halves its window once
+//! per round trip), up to [`MAX_GAP`]; each reading within the limit shrinks it by a tenth, and
+//! below [`MIN_GAP`] the pacing ends. The paced round trip itself is the periodic probe: while
+//! throttled one still goes out per gap (at least one per [`MAX_GAP`]), and its latency says
+//! whether the server recovered. When no write was timed for a while (a walk over work already
+//! done), the gap decays.
 //!
 //! **How (lag): pause and probe.** Lag does not follow from this run's own round trips (the
 //! secondaries apply what everyone wrote), so while the last probe read a lag above the limit,
@@ -55,6 +58,8 @@ pub const MIN_GAP: Duration = Duration::from_millis(2);
 pub const LAG_PROBE: Duration = Duration::from_secs(1);
 /// With no write timed for this long (or 4 gaps), the gap shrinks as after a fast batch.
 const STALE: Duration = Duration::from_secs(2);
+/// Write latencies the signal is the median of.
+pub const WINDOW: usize = 8;
 
 /// The limits (`None`: not set).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -103,6 +108,20 @@ struct Pace {
     since: Instant,
     /// When a write was last timed.
     observed: Instant,
+    /// The last [`WINDOW`] write latencies (µs), whose median is the signal.
+    recent: [u64; WINDOW],
+    seen: usize,
+}
+
+impl Pace {
+    /// Add a latency; the median of the recent ones.
+    fn median(&mut self, latency: Duration) -> Duration {
+        self.recent[self.seen % WINDOW] = latency.as_micros() as u64;
+        self.seen += 1;
+        let mut r: Vec<u64> = self.recent[..self.seen.min(WINDOW)].to_vec();
+        r.sort_unstable();
+        Duration::from_micros(r[r.len() / 2])
+    }
 }
 
 /// The run's database guard: shared by every stage (see the module documentation).
@@ -110,7 +129,7 @@ struct Pace {
 pub struct Guard {
     limits: Limits,
     pace: Mutex<Pace>,
-    /// Latency of the last timed write, in microseconds.
+    /// The signal: median latency of the recent writes, in microseconds.
     last_us: AtomicU64,
     /// Last replication lag read, in milliseconds, and whether it is above the limit.
     lag_ms: AtomicU64,
@@ -146,6 +165,8 @@ impl Guard {
                 admitted: 0,
                 since: now,
                 observed: now,
+                recent: [0; WINDOW],
+                seen: 0,
             }),
             last_us: AtomicU64::new(0),
             lag_ms: AtomicU64::new(0),
@@ -268,12 +289,13 @@ impl Guard {
         let now = Instant::now();
         let latency = now.duration_since(started);
         self.latencies.record(latency);
-        self.last_us.store(latency.as_micros() as u64, Relaxed);
         let Some(max) = self.limits.max_db_latency else {
             return;
         };
         let mut p = self.pace.lock().unwrap_or_else(|e| e.into_inner());
         p.observed = now;
+        let latency = p.median(latency);
+        self.last_us.store(latency.as_micros() as u64, Relaxed);
         if started < p.grown {
             // In flight before the last change: not evidence about the current pace.
             return;

@@ -7,10 +7,16 @@
 //! every open connection (TCP RST, as a crashed peer or a NAT timeout does), [`Tap::stall`] holds
 //! every byte in both directions until released (a hung link), and [`Tap::refuse`] resets new
 //! connections as soon as they are accepted (a server that is down).
+//!
+//! And a loaded server: [`Tap::load_latency`] holds every chunk a client sends for a delay that
+//! grows with the load — a base plus a cost per MiB the clients sent in the last second — so a
+//! client that writes faster meets a slower server, as a database at capacity does.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -26,6 +32,39 @@ struct State {
     resets: AtomicU64,
     /// Whether to keep what clients send (off for long runs through a database proxy).
     record: AtomicBool,
+    /// `(base, per MiB/s)` of [`Tap::load_latency`], and the chunks clients sent in the last
+    /// second (when, bytes).
+    load: Mutex<Option<(Duration, Duration)>>,
+    window: Mutex<VecDeque<(Instant, usize)>>,
+    /// Bytes clients sent, and the delays added (count, total µs).
+    forwarded: AtomicU64,
+    delays: AtomicU64,
+    delayed_us: AtomicU64,
+}
+
+impl State {
+    /// The delay a chunk of `n` bytes from a client meets now (see [`Tap::load_latency`]).
+    fn delay(&self, n: usize) -> Duration {
+        self.forwarded.fetch_add(n as u64, Ordering::SeqCst);
+        let Some((base, per_mib)) = *self.load.lock().unwrap() else {
+            return Duration::ZERO;
+        };
+        let now = Instant::now();
+        let mut w = self.window.lock().unwrap();
+        w.push_back((now, n));
+        while w
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(1))
+        {
+            w.pop_front();
+        }
+        let bytes: usize = w.iter().map(|(_, n)| n).sum();
+        let d = base + per_mib.mul_f64(bytes as f64 / (1024.0 * 1024.0));
+        self.delays.fetch_add(1, Ordering::SeqCst);
+        self.delayed_us
+            .fetch_add(d.as_micros() as u64, Ordering::SeqCst);
+        d
+    }
 }
 
 /// A running tap; stops accepting when dropped.
@@ -60,6 +99,12 @@ async fn pump(
         // A stall holds the bytes already read until it is released.
         if stalled.wait_for(|s| !*s).await.is_err() {
             break;
+        }
+        if let Some(s) = &log {
+            let delay = s.delay(n);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
         }
         if let Some(s) = log.as_ref().filter(|s| s.record.load(Ordering::SeqCst)) {
             s.sent.lock().unwrap().extend_from_slice(&buf[..n]);
@@ -146,6 +191,24 @@ impl Tap {
     /// Reset new connections as soon as they are accepted (`true`), as a server that is down.
     pub fn refuse(&self, on: bool) {
         self.state.refuse.store(on, Ordering::SeqCst);
+    }
+
+    /// Make the upstream a loaded server: every chunk a client sends waits `base` plus `per_mib`
+    /// for each MiB the clients sent in the last second before it is forwarded (`None`: off).
+    pub fn load_latency(&self, load: Option<(Duration, Duration)>) {
+        *self.state.load.lock().unwrap() = load;
+    }
+
+    /// Bytes the clients sent so far.
+    pub fn forwarded(&self) -> u64 {
+        self.state.forwarded.load(Ordering::SeqCst)
+    }
+
+    /// Delays added by [`Tap::load_latency`] so far: how many, and their mean.
+    pub fn delays(&self) -> (u64, Duration) {
+        let n = self.state.delays.load(Ordering::SeqCst);
+        let us = self.state.delayed_us.load(Ordering::SeqCst);
+        (n, Duration::from_micros(us.checked_div(n).unwrap_or(0)))
     }
 
     /// Connections accepted so far, and connections reset by `cut`/`refuse`.
