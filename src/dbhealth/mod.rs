@@ -14,19 +14,20 @@
 //! of bytes are not database work and go on, until the bounded queues fill and backpressure
 //! holds them too.
 //!
-//! **How (latency): pacing with multiplicative increase and decrease.** While the latency is
-//! within the limit nothing waits (`admit` is one atomic load with no limit set, one lock
-//! otherwise). The signal is the median latency of the last [`WINDOW`] write round trips, not
-//! each one: a batch of hundreds of updates may be slow on its own on a quiet server, and one
-//! such batch is no sign of load. The first time that median exceeds the limit, a *gap* is set
-//! between round trips: twice the mean interval at which they were admitted so far (half the
-//! rate); each later slow reading from a round trip that *started after* that change doubles
-//! the gap again (so the batches already in flight count once, as TCP halves its window once
-//! per round trip), up to [`MAX_GAP`]; each reading within the limit shrinks it by a tenth, and
-//! below [`MIN_GAP`] the pacing ends. The paced round trip itself is the periodic probe: while
-//! throttled one still goes out per gap (at least one per [`MAX_GAP`]), and its latency says
-//! whether the server recovered. When no write was timed for a while (a walk over work already
-//! done), the gap decays.
+//! **How (latency): pacing, proportional and multiplicative.** While the latency is within
+//! the limit nothing waits (`admit` is one atomic load with no limit set, one lock otherwise).
+//! The signal is the median latency of the last [`WINDOW`] write round trips, not each one: a
+//! batch of hundreds of updates may be slow on its own on a quiet server, and one such batch is
+//! no sign of load. The first time that median exceeds the limit, a *gap* is set between round
+//! trips: twice the mean interval at which they were admitted so far (half the rate). From then
+//! on, each reading from a round trip that *started after* the last change (so the round trips
+//! already in flight count once, as TCP halves its window once per round trip) multiplies the
+//! gap by `median / limit`, bounded to ×½…×2: slower than the limit, fewer round trips; faster,
+//! more; near it, about as many — the latency settles near the limit. The gap stays below
+//! [`MAX_GAP`], and below [`MIN_GAP`] the pacing ends. The paced round trip itself is the
+//! periodic probe: while throttled one still goes out per gap (at least one per [`MAX_GAP`]),
+//! and its latency says whether the server recovered. When no write was timed for a while (a
+//! walk over work already done), the gap halves.
 //!
 //! **How (lag): pause and probe.** Lag does not follow from this run's own round trips (the
 //! secondaries apply what everyone wrote), so while the last probe read a lag above the limit,
@@ -51,7 +52,7 @@ use serde::Serialize;
 pub use stats::{Clock, Latencies, Report};
 
 /// Largest gap between paced round trips (also how often, at least, a throttled run probes).
-pub const MAX_GAP: Duration = Duration::from_secs(5);
+pub const MAX_GAP: Duration = Duration::from_secs(1);
 /// Below this gap the pacing ends.
 pub const MIN_GAP: Duration = Duration::from_millis(2);
 /// How often the replication lag is read.
@@ -102,7 +103,7 @@ struct Pace {
     /// When the next round trip may go.
     next: Instant,
     /// When the gap last grew: batches started before are not new evidence.
-    grown: Instant,
+    changed: Instant,
     /// Round trips admitted since `since` (the rate before throttling).
     admitted: u64,
     since: Instant,
@@ -161,7 +162,7 @@ impl Guard {
             pace: Mutex::new(Pace {
                 gap: Duration::ZERO,
                 next: now,
-                grown: now,
+                changed: now,
                 admitted: 0,
                 since: now,
                 observed: now,
@@ -273,7 +274,7 @@ impl Guard {
             }
             if now.duration_since(p.observed) > STALE.max(p.gap * 4) {
                 p.observed = now;
-                self.shrink(&mut p);
+                self.shrink(&mut p, 0.5);
             }
             let wait = p.next.saturating_duration_since(now);
             p.next = p.next.max(now) + p.gap;
@@ -296,10 +297,12 @@ impl Guard {
         p.observed = now;
         let latency = p.median(latency);
         self.last_us.store(latency.as_micros() as u64, Relaxed);
-        if started < p.grown {
+        if started < p.changed {
             // In flight before the last change: not evidence about the current pace.
             return;
         }
+        // How far off the limit, at most a factor of two a step.
+        let ratio = (latency.as_secs_f64() / max.as_secs_f64()).clamp(0.5, 2.0);
         if latency > max {
             let gap = if p.gap.is_zero() {
                 // Half the rate at which round trips went out so far.
@@ -307,17 +310,19 @@ impl Guard {
                 self.clock.set(Reason::DbLatency, true);
                 Duration::from_secs_f64(interval * 2.0).max(MIN_GAP * 2)
             } else {
-                p.gap * 2
+                p.gap.mul_f64(ratio)
             };
             p.gap = gap.min(MAX_GAP);
-            p.grown = now;
+            p.changed = now;
         } else if !p.gap.is_zero() {
-            self.shrink(&mut p);
+            self.shrink(&mut p, ratio);
+            p.changed = now;
         }
     }
 
-    fn shrink(&self, p: &mut Pace) {
-        p.gap = p.gap.mul_f64(0.9);
+    /// Shrink the gap by `ratio` (< 1); end the pacing below [`MIN_GAP`].
+    fn shrink(&self, p: &mut Pace, ratio: f64) {
+        p.gap = p.gap.mul_f64(ratio);
         if p.gap < MIN_GAP {
             p.gap = Duration::ZERO;
             p.admitted = 0;

@@ -48,7 +48,10 @@ async fn a_slow_batch_paces_round_trips_and_fast_ones_end_it() {
     let gap = g.pace.lock().unwrap().gap;
     assert!(gap >= Duration::from_millis(20), "{gap:?}");
     let status = g.status().unwrap();
-    assert!(status.starts_with("throttled: db latency 300ms > 100ms"), "{status}");
+    assert!(
+        status.starts_with("throttled: db latency 300ms > 100ms"),
+        "{status}"
+    );
     // Still slow: the gap doubles per round trip started after the change.
     write(&g, 300).await;
     assert_eq!(g.pace.lock().unwrap().gap, gap * 2);

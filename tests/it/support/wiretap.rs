@@ -8,15 +8,15 @@
 //! every byte in both directions until released (a hung link), and [`Tap::refuse`] resets new
 //! connections as soon as they are accepted (a server that is down).
 //!
-//! And a loaded server: [`Tap::load_latency`] holds every chunk a client sends for a delay that
-//! grows with the load — a base plus a cost per MiB the clients sent in the last second — so a
-//! client that writes faster meets a slower server, as a database at capacity does.
+//! And a loaded server: [`Tap::load_latency`] holds every request a client sends for a delay
+//! that grows with the load — a base plus a cost per request already in flight (sent, not yet
+//! answered, on any connection) — so a client that sends more at once meets a slower server,
+//! as a database at capacity does (a queue).
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -32,10 +32,10 @@ struct State {
     resets: AtomicU64,
     /// Whether to keep what clients send (off for long runs through a database proxy).
     record: AtomicBool,
-    /// `(base, per MiB/s)` of [`Tap::load_latency`], and the chunks clients sent in the last
-    /// second (when, bytes).
+    /// `(base, per request in flight)` of [`Tap::load_latency`].
     load: Mutex<Option<(Duration, Duration)>>,
-    window: Mutex<VecDeque<(Instant, usize)>>,
+    /// Requests sent and not yet answered (connections waiting for their answer).
+    in_flight: AtomicU64,
     /// Bytes clients sent, and the delays added (count, total µs).
     forwarded: AtomicU64,
     delays: AtomicU64,
@@ -43,28 +43,38 @@ struct State {
 }
 
 impl State {
-    /// The delay a chunk of `n` bytes from a client meets now (see [`Tap::load_latency`]).
-    fn delay(&self, n: usize) -> Duration {
+    /// A client sent `n` bytes on a connection: the delay they meet (see [`Tap::load_latency`]).
+    /// Only the first chunk of a request waits (`busy`: the connection awaits an answer).
+    fn sent(&self, n: usize, busy: &AtomicBool) -> Duration {
         self.forwarded.fetch_add(n as u64, Ordering::SeqCst);
-        let Some((base, per_mib)) = *self.load.lock().unwrap() else {
+        if busy.swap(true, Ordering::SeqCst) {
+            return Duration::ZERO;
+        }
+        let others = self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let Some((base, per_request)) = *self.load.lock().unwrap() else {
             return Duration::ZERO;
         };
-        let now = Instant::now();
-        let mut w = self.window.lock().unwrap();
-        w.push_back((now, n));
-        while w
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(1))
-        {
-            w.pop_front();
-        }
-        let bytes: usize = w.iter().map(|(_, n)| n).sum();
-        let d = base + per_mib.mul_f64(bytes as f64 / (1024.0 * 1024.0));
+        let d = base + per_request * others as u32;
         self.delays.fetch_add(1, Ordering::SeqCst);
         self.delayed_us
             .fetch_add(d.as_micros() as u64, Ordering::SeqCst);
         d
     }
+
+    /// The server answered on a connection.
+    fn answered(&self, busy: &AtomicBool) {
+        if busy.swap(false, Ordering::SeqCst) {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Which way a pump copies, and the connection's state.
+struct Side {
+    state: Arc<State>,
+    /// From the client (else from the server).
+    client: bool,
+    busy: Arc<AtomicBool>,
 }
 
 /// A running tap; stops accepting when dropped.
@@ -90,6 +100,7 @@ async fn pump(
     mut to: impl AsyncWrite + Unpin,
     mut stalled: watch::Receiver<bool>,
     log: Option<Arc<State>>,
+    side: Side,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     while let Ok(n) = from.read(&mut buf).await {
@@ -100,11 +111,13 @@ async fn pump(
         if stalled.wait_for(|s| !*s).await.is_err() {
             break;
         }
-        if let Some(s) = &log {
-            let delay = s.delay(n);
+        if side.client {
+            let delay = side.state.sent(n, &side.busy);
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
+        } else {
+            side.state.answered(&side.busy);
         }
         if let Some(s) = log.as_ref().filter(|s| s.record.load(Ordering::SeqCst)) {
             s.sent.lock().unwrap().extend_from_slice(&buf[..n]);
@@ -142,7 +155,23 @@ impl Tap {
                     };
                     let (cr, cw) = client.into_split();
                     let (sr, sw) = server.into_split();
-                    tokio::join!(pump(cr, sw, rx.clone(), Some(log)), pump(sr, cw, rx, None));
+                    let busy = Arc::new(AtomicBool::new(false));
+                    let (up, down) = (
+                        Side {
+                            state: log.clone(),
+                            client: true,
+                            busy: busy.clone(),
+                        },
+                        Side {
+                            state: log.clone(),
+                            client: false,
+                            busy,
+                        },
+                    );
+                    tokio::join!(
+                        pump(cr, sw, rx.clone(), Some(log), up),
+                        pump(sr, cw, rx, None, down)
+                    );
                 });
                 let mut conns = st.conns.lock().unwrap();
                 conns.retain(|c| !c.is_finished());
@@ -193,8 +222,8 @@ impl Tap {
         self.state.refuse.store(on, Ordering::SeqCst);
     }
 
-    /// Make the upstream a loaded server: every chunk a client sends waits `base` plus `per_mib`
-    /// for each MiB the clients sent in the last second before it is forwarded (`None`: off).
+    /// Make the upstream a loaded server: every request a client sends waits `base` plus
+    /// `per_request` for each other request in flight before it is forwarded (`None`: off).
     pub fn load_latency(&self, load: Option<(Duration, Duration)>) {
         *self.state.load.lock().unwrap() = load;
     }
