@@ -6,6 +6,7 @@
 //! handles flag > env.
 
 mod clean;
+pub mod health;
 mod rebase;
 mod rekey;
 mod sizing;
@@ -428,15 +429,8 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "RATE")]
     pub bwlimit: Option<String>,
 
-    /// Slow the database work (write batches and scans) down while write batches take longer
-    /// than this, e.g. 200ms
-    #[arg(long, value_name = "DURATION")]
-    pub max_db_latency: Option<String>,
-
-    /// Pause the database work while the replica set's secondaries lag the primary by more than
-    /// this, e.g. 2s (read from replSetGetStatus)
-    #[arg(long, value_name = "DURATION")]
-    pub max_repl_lag: Option<String>,
+    #[command(flatten)]
+    pub health: health::DbHealthArgs,
 
     /// Take only shard K of N (by a stable hash of the file name), e.g. 0/4
     #[arg(long, value_name = "K/N")]

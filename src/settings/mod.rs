@@ -260,12 +260,13 @@ impl Settings {
         let db = crate::dbhealth::Limits {
             max_db_latency: duration_limit(
                 "--max-db-latency",
-                m.and_then(|m| m.max_db_latency.clone())
+                m.and_then(|m| m.health.max_db_latency.clone())
                     .or(run.max_db_latency),
             )?,
             max_repl_lag: duration_limit(
                 "--max-repl-lag",
-                m.and_then(|m| m.max_repl_lag.clone()).or(run.max_repl_lag),
+                m.and_then(|m| m.health.max_repl_lag.clone())
+                    .or(run.max_repl_lag),
             )?,
         };
         if retry.base > retry.max {
