@@ -88,7 +88,10 @@ async fn migrate(tag: &str, args: &[&str]) -> (Figures, Value, String, String) {
         throttled: d["throttled_secs"]["db_latency"].as_f64().unwrap(),
         tap_mean_delay: tap.delays().1,
     };
-    eprintln!("{tag}: {figures:?}");
+    eprintln!(
+        "{tag}: {} references rewritten; {figures:?}",
+        summary["references"]["rewritten"]
+    );
     let prom = std::fs::read_to_string(&metrics).unwrap();
     (figures, summary.clone(), out.stderr, prom)
 }
