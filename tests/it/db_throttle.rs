@@ -9,6 +9,9 @@
 //! The limited run also sets `--max-repl-lag`: the test server is a one-node replica set
 //! (`secantus`), which reports its members through `replSetGetStatus` with no secondary to lag;
 //! the run says so at start-up and is never held for lag.
+//!
+//! In a terminal (a tmux pane), the progress display says why the run is slowed down
+//! ("throttled: db latency 125ms > 50ms, …") and the text summary gives the throttled time.
 
 use std::time::Duration;
 
