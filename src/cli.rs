@@ -6,6 +6,7 @@
 //! handles flag > env.
 
 mod clean;
+pub mod health;
 mod output;
 mod rebase;
 mod rekey;
@@ -420,6 +421,9 @@ pub struct MigrateArgs {
     /// At most this many bytes per second read from the sources, e.g. 10MiB
     #[arg(long, value_name = "RATE")]
     pub bwlimit: Option<String>,
+
+    #[command(flatten)]
+    pub health: health::DbHealthArgs,
 
     /// Take only shard K of N (by a stable hash of the file name), e.g. 0/4
     #[arg(long, value_name = "K/N")]

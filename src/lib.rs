@@ -15,6 +15,7 @@ pub mod audit;
 pub mod cli;
 mod commands;
 pub mod db;
+pub mod dbhealth;
 pub mod engine;
 pub mod exit;
 pub mod ledger;

@@ -45,6 +45,7 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
         tracing::warn!("{why}; nested File references to renamed files will not be rewritten");
     }
 
+    let guard = session::db_guard(settings, &d.db).await;
     let breaking =
         session::leases_to_break(&ledger, Some(&plan.scope), args.break_lease, args.dry_run)
             .await?;
@@ -71,13 +72,14 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
                 run.retry,
             )
             .breaking(breaking)
-            .overwrite(args.overwrite),
+            .overwrite(args.overwrite)
+            .guard(guard.clone()),
         )
     };
 
     let info = session::run_info(settings, &plan.scope, &plan.destination)?;
     let (summary, code) = session::recorded(&effects, info, async {
-        let state = RunState::new();
+        let state = RunState::guarded(guard);
         let signals = session::on_signals(state.clone());
         let metrics = metrics::start(args.metrics_file.as_deref(), "migrate", &plan.scope, &state);
         let progress = if crate::report::logging::progress_enabled(&settings.output) {

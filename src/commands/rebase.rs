@@ -67,6 +67,7 @@ pub(super) async fn run(settings: &Settings, args: &RebaseArgs) -> anyhow::Resul
         scope: "all".into(),
         rescan: true,
     };
+    let guard = session::db_guard(settings, &d.db).await;
     let breaking = session::leases_to_break(&ledger, None, args.break_lease, args.dry_run).await?;
     let effects: Arc<dyn Effects> = if args.dry_run {
         let out = PlanWriter::new(format, Box::new(std::io::stdout()), plan.file_key.clone());
@@ -91,13 +92,14 @@ pub(super) async fn run(settings: &Settings, args: &RebaseArgs) -> anyhow::Resul
                 settings.run.retry,
             )
             .exclusive()
-            .breaking(breaking),
+            .breaking(breaking)
+            .guard(guard.clone()),
         )
     };
     let walker = |t: &crate::scan::Target| d.walker(t, settings);
     let info = session::run_info(settings, &plan.scope, &plan.destination)?;
     let (summary, mut code) = session::recorded(&effects, info, async {
-        let state = RunState::new();
+        let state = RunState::guarded(guard);
         let signals = session::on_signals(state.clone());
         let metrics_file = args.metrics.metrics_file.as_deref();
         let metrics = crate::report::metrics::start(metrics_file, "rebase", "all", &state);

@@ -57,7 +57,8 @@ pub(super) async fn run(settings: &Settings, args: &RollbackArgs) -> anyhow::Res
             settings.mongo.collection_prefix.clone(),
             settings.run.retry,
         );
-        Arc::new(live.exclusive().breaking(breaking))
+        let guard = session::db_guard(settings, &db).await;
+        Arc::new(live.exclusive().breaking(breaking).guard(guard))
     };
     let is_original = |name: &str, target: &str| {
         name == target

@@ -40,6 +40,8 @@ pub struct Live {
     breaking: Vec<Holder>,
     /// See [`Live::overwrite`].
     overwrite: bool,
+    /// See [`Live::guard`].
+    guard: std::sync::Arc<crate::dbhealth::Guard>,
 }
 
 impl Live {
@@ -65,7 +67,15 @@ impl Live {
             exclusive: false,
             breaking: Vec::new(),
             overwrite: false,
+            guard: Default::default(),
         }
+    }
+
+    /// Time every bulk write round trip (document updates, ledger batches, checkpoints) and
+    /// hold it back while the database is unhealthy ([`crate::dbhealth`]).
+    pub fn guard(mut self, guard: std::sync::Arc<crate::dbhealth::Guard>) -> Live {
+        self.guard = guard;
+        self
     }
 
     /// Replace what the destination already holds under a target name (`--overwrite`); by
@@ -168,7 +178,7 @@ impl Effects for Live {
     }
 
     async fn plan(&self, intents: &[Intent<'_>]) -> anyhow::Result<()> {
-        self.ledger.plan(intents).await
+        self.guard.write(self.ledger.plan(intents)).await
     }
 
     async fn copy(&self, job: &FileJob, counters: &Counters) -> Outcome {
@@ -269,18 +279,19 @@ impl Effects for Live {
                 .await
                 .with_context(|| format!("making the copies at {} durable", dest.describe()))?;
         }
-        self.ledger.record_files(results).await
+        self.guard.write(self.ledger.record_files(results)).await
     }
 
     async fn rewrite(&self, collection: &str, changes: &[RefChange]) -> anyhow::Result<Settled> {
-        self.ledger.record_pending(changes).await?;
-        let states = cas::apply(&self.db, collection, changes).await?;
+        let g = &self.guard;
+        g.write(self.ledger.record_pending(changes)).await?;
+        let states = g.write(cas::apply(&self.db, collection, changes)).await?;
         let outcomes: Vec<_> = changes
             .iter()
             .zip(&states)
             .map(|(c, (s, e))| (c, *s, e.as_deref()))
             .collect();
-        self.ledger.record_refs(&outcomes).await?;
+        g.write(self.ledger.record_refs(&outcomes)).await?;
         Ok(states)
     }
 
@@ -289,7 +300,9 @@ impl Effects for Live {
         self.walks_forgotten
             .get_or_try_init(|| self.ledger.forget_walks())
             .await?;
-        let states: Settled = cas::apply(&self.db, collection, changes)
+        let states: Settled = self
+            .guard
+            .write(cas::apply(&self.db, collection, changes))
             .await?
             .into_iter()
             .map(|(s, e)| match s {
@@ -303,7 +316,7 @@ impl Effects for Live {
             .filter(|(_, (s, _))| *s == RefState::RolledBack)
             .map(|(c, (s, _))| (c, *s))
             .collect();
-        self.ledger.mark_refs(&marks).await?;
+        self.guard.write(self.ledger.mark_refs(&marks)).await?;
         Ok(states)
     }
 
@@ -329,8 +342,9 @@ impl Effects for Live {
     }
 
     async fn checkpoint(&self, checkpoint: Option<&Checkpoint>) -> anyhow::Result<()> {
-        self.ledger
-            .save_checkpoint(&self.scope, checkpoint.map(Checkpoint::to_document))
+        let doc = checkpoint.map(Checkpoint::to_document);
+        self.guard
+            .write(self.ledger.save_checkpoint(&self.scope, doc))
             .await
     }
 

@@ -325,11 +325,19 @@ pub struct RunState {
     stopped_copies: std::sync::OnceLock<String>,
     /// A failure that stops the run ([`Outcome::Stopped`]), as `stopped_by` says it.
     pub fatal: std::sync::OnceLock<String>,
+    /// Throttles the walk (and, through [`live::Live`], the writes) by the database's health.
+    pub db: Arc<crate::dbhealth::Guard>,
 }
 
 impl RunState {
     pub fn new() -> Arc<RunState> {
+        Self::guarded(Default::default())
+    }
+
+    /// A run whose database work `db` throttles (`--max-db-latency`, `--max-repl-lag`).
+    pub fn guarded(db: Arc<crate::dbhealth::Guard>) -> Arc<RunState> {
         Arc::new(RunState {
+            db,
             counters: Counters::default(),
             started: Instant::now(),
             dedup: dedup::Dedup::new(dedup::WINDOW),
@@ -383,6 +391,17 @@ impl RunState {
             ));
         }
         None
+    }
+}
+
+impl RunState {
+    /// The summary of the run so far, with what the database guard measured.
+    pub fn summary(&self, dry_run: bool, stopped_by: Option<String>) -> Summary {
+        let mut s = self
+            .counters
+            .summary(self.started.elapsed(), dry_run, stopped_by);
+        s.database = self.db.report();
+        s
     }
 }
 
@@ -454,9 +473,7 @@ pub async fn run(
             return Err(e);
         }
     };
-    Ok(state
-        .counters
-        .summary(state.started.elapsed(), effects.dry_run(), stopped_by))
+    Ok(state.summary(effects.dry_run(), stopped_by))
 }
 
 /// A stage could not hand work on because the next one stopped (its own error is the cause).

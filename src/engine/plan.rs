@@ -88,6 +88,8 @@ impl Planner<'_> {
                 walker.resume(&at);
             }
             loop {
+                // A page of the walk is database work too: held back while it is unhealthy.
+                self.state.db.admit().await;
                 let page = walker
                     .next_page()
                     .await

@@ -40,7 +40,10 @@ pub async fn run(
     let mut stopped = None;
     'targets: for t in targets {
         let mut w = walker(t);
-        while let Some(page) = w.next_page().await? {
+        while let Some(page) = {
+            state.db.admit().await;
+            w.next_page().await?
+        } {
             let c = &state.counters;
             Counters::add(&c.objects, page.objects);
             let mut changes = Vec::new();
@@ -76,8 +79,7 @@ pub async fn run(
         pass.run(&*effects, targets).await?;
         stopped = state.stop(&plan.limits);
     }
-    let elapsed = state.started.elapsed();
-    Ok(state.counters.summary(elapsed, effects.dry_run(), stopped))
+    Ok(state.summary(effects.dry_run(), stopped))
 }
 
 /// The matcher of the old bases (no hosted hosts, no current base), from the targets' own.

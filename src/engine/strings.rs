@@ -61,14 +61,11 @@ pub async fn run(
         },
     };
     pass.run(&*effects, targets).await?;
-    let elapsed = state.started.elapsed();
     let interrupted = state
         .is_interrupted()
         .then(|| super::INTERRUPTED.to_string());
     let stopped_by = summary.stopped_by.or(interrupted);
-    Ok(state
-        .counters
-        .summary(elapsed, effects.dry_run(), stopped_by))
+    Ok(state.summary(effects.dry_run(), stopped_by))
 }
 
 /// Strings rewritten per round trip.

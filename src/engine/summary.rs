@@ -225,6 +225,7 @@ impl Counters {
             files_per_sec: per_sec(copied),
             bytes_per_sec: per_sec(bytes),
             stopped_by,
+            database: Default::default(),
             items: self.items().clone(),
         }
     }
@@ -245,6 +246,9 @@ pub struct Summary {
     pub bytes_per_sec: f64,
     /// The cutoff that stopped the run early, if any.
     pub stopped_by: Option<String>,
+    /// Write round trips timed, their latency, and the time throttled by the database's health
+    /// (`--max-db-latency`, `--max-repl-lag`).
+    pub database: crate::dbhealth::Report,
     #[serde(flatten)]
     pub items: Items,
 }

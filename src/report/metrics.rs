@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::dbhealth::Report;
 use crate::engine::RunState;
 use crate::engine::summary::Counters;
 
@@ -40,7 +41,7 @@ pub fn start(
     let (f, s) = (file.clone(), state.clone());
     let task = tokio::spawn(async move {
         loop {
-            if let Err(e) = f.write(&s.counters, s.started.elapsed(), None) {
+            if let Err(e) = f.write(&s.counters, s.started.elapsed(), None, &s.db.report()) {
                 tracing::warn!("writing the metrics file {}: {e}", f.path.display());
             }
             tokio::time::sleep(REFRESH).await;
@@ -69,7 +70,8 @@ impl Refreshing {
         let success = code == crate::exit::OK && result.is_ok_and(|s| !s.dry_run);
         let end = End { code, success };
         let (c, elapsed) = (&self.state.counters, self.state.started.elapsed());
-        if let Err(e) = self.file.write(c, elapsed, Some(end)) {
+        let db = self.state.db.report();
+        if let Err(e) = self.file.write(c, elapsed, Some(end), &db) {
             tracing::warn!("writing the metrics file {}: {e}", self.file.path.display());
         }
     }
@@ -79,7 +81,7 @@ impl Refreshing {
 /// (`verify`, `audit`, `rollback`, `rekey`): its exit code, duration and last success.
 pub fn write_final(path: &Path, command: &str, elapsed: Duration, end: End) {
     let file = MetricsFile::new(path, command, "all");
-    if let Err(e) = file.write_counts(None, elapsed, Some(end)) {
+    if let Err(e) = file.write_counts(None, elapsed, Some(end), None) {
         tracing::warn!("writing the metrics file {}: {e}", path.display());
     }
 }
@@ -105,18 +107,29 @@ impl MetricsFile {
     }
 
     /// Write the counters; `end` once the run has ended (`None`: running).
-    pub fn write(&self, c: &Counters, elapsed: Duration, end: Option<End>) -> std::io::Result<()> {
-        self.write_counts(Some(c), elapsed, end)
+    pub fn write(
+        &self,
+        c: &Counters,
+        elapsed: Duration,
+        end: Option<End>,
+        db: &Report,
+    ) -> std::io::Result<()> {
+        self.write_counts(Some(c), elapsed, end, Some(db))
     }
 
-    /// [`Self::write`], the file and reference counters only when given.
+    /// [`Self::write`], the file and reference counters and the database's figures only when
+    /// given.
     fn write_counts(
         &self,
         c: Option<&Counters>,
         elapsed: Duration,
         end: Option<End>,
+        db: Option<&Report>,
     ) -> std::io::Result<()> {
-        let text = self.render(c, elapsed, end, now_secs(), self.previous_success());
+        let mut text = self.render(c, elapsed, end, now_secs(), self.previous_success());
+        if let Some(db) = db {
+            text.push_str(&self.render_db(db));
+        }
         super::output::write_atomic(&self.path, text.as_bytes())
     }
 
@@ -249,6 +262,34 @@ impl MetricsFile {
     }
 }
 
+impl MetricsFile {
+    /// The database guard's figures ([`crate::dbhealth`]).
+    fn render_db(&self, db: &Report) -> String {
+        let l = &self.labels;
+        let t = &db.throttled_secs;
+        format!(
+            "# HELP pfm_db_throttled_seconds_total Time the run slowed its database work down, by reason.\n\
+             # TYPE pfm_db_throttled_seconds_total counter\n\
+             pfm_db_throttled_seconds_total{{{l},reason=\"db_latency\"}} {}\n\
+             pfm_db_throttled_seconds_total{{{l},reason=\"repl_lag\"}} {}\n\
+             # HELP pfm_db_write_batches_total Write round trips timed (updates, ledger batches).\n\
+             # TYPE pfm_db_write_batches_total counter\n\
+             pfm_db_write_batches_total{{{l}}} {}\n\
+             # HELP pfm_db_write_latency_seconds Write round-trip latency (quantiles within 25 %).\n\
+             # TYPE pfm_db_write_latency_seconds gauge\n\
+             pfm_db_write_latency_seconds{{{l},quantile=\"0.5\"}} {}\n\
+             pfm_db_write_latency_seconds{{{l},quantile=\"0.9\"}} {}\n\
+             pfm_db_write_latency_seconds{{{l},quantile=\"1\"}} {}\n",
+            t.db_latency,
+            t.repl_lag,
+            db.write_batches,
+            db.latency_ms_p50 / 1000.0,
+            db.latency_ms_p90 / 1000.0,
+            db.latency_ms_max / 1000.0,
+        )
+    }
+}
+
 fn now_secs() -> f64 {
     let t = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -280,13 +321,17 @@ mod tests {
                 success: code == 0,
             })
         };
-        m.write(&c, Duration::from_secs(3), end(0)).unwrap();
+        let mut db = Report::default();
+        db.throttled_secs.db_latency = 1.5;
+        m.write(&c, Duration::from_secs(3), end(0), &db).unwrap();
         let ok = std::fs::read_to_string(&path).unwrap();
+        let throttled = "pfm_db_throttled_seconds_total{command=\"migrate\",shard=\"0/\\\"2\\\"\",reason=\"db_latency\"} 1.5";
+        assert!(ok.contains(throttled), "{ok}");
         let copied =
             "pfm_files_total{command=\"migrate\",shard=\"0/\\\"2\\\"\",outcome=\"copied\"} 7";
         assert!(ok.contains(copied), "{ok}");
         let success = m.previous_success().expect("recorded");
-        m.write(&c, Duration::from_secs(3), end(3)).unwrap();
+        m.write(&c, Duration::from_secs(3), end(3), &db).unwrap();
         let failed = std::fs::read_to_string(&path).unwrap();
         assert!(failed.contains("pfm_exit_code{command=\"migrate\",shard=\"0/\\\"2\\\"\"} 3"));
         assert_eq!(m.previous_success(), Some(success), "{failed}");
@@ -295,7 +340,7 @@ mod tests {
             code: 0,
             success: false,
         });
-        m.write(&c, Duration::from_secs(1), dry).unwrap();
+        m.write(&c, Duration::from_secs(1), dry, &db).unwrap();
         assert_eq!(
             m.previous_success(),
             Some(success),

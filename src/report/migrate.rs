@@ -286,6 +286,18 @@ pub fn summary_text(s: &Summary) -> String {
         "  references: {} {}rewritten, {} already right, {} conflicts, {} failed, {} left untouched, {} not selected\n",
         r.rewritten, would, r.unchanged, r.conflicts, r.failed, r.left_untouched, r.not_selected
     ));
+    let db = &s.database;
+    if db.write_batches > 0 || db.throttled() {
+        t.push_str(&format!(
+            "  database:   {} write batches, latency p50 {} ms, p90 {} ms, max {} ms; throttled {:.1} s (db latency), {:.1} s (replication lag)\n",
+            db.write_batches,
+            db.latency_ms_p50,
+            db.latency_ms_p90,
+            db.latency_ms_max,
+            db.throttled_secs.db_latency,
+            db.throttled_secs.repl_lag
+        ));
+    }
     if s.malformed_values > 0 {
         t.push_str(&format!(
             "  malformed:  {} values could not be read as files (logged above)\n",

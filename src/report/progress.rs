@@ -1,7 +1,8 @@
 //! The progress display of `migrate` on a terminal: the phase, one bar for the walk (objects scanned of the
 //! estimated total, with an ETA) and a line of counts — files copied, bytes and rate, in flight,
-//! references rewritten, missing, failed, conflicts. It reads the engine's live counters; the
-//! engine knows nothing of it.
+//! references rewritten, missing, failed, conflicts — and, while the database guard holds the
+//! run back, why ("throttled: db latency 340ms > 200ms"). It reads the engine's live counters;
+//! the engine knows nothing of it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +51,12 @@ fn draw(span: &Span, state: &RunState) {
         (true, _) => "stopping: finishing what is in flight",
         (false, false) => "scanning, copying, rewriting",
         (false, true) => "scan done; finishing copies and rewrites",
+    };
+    let throttled = state.db.status();
+    // On a line of its own: it can be long.
+    let phase = match &throttled {
+        Some(t) => format!("{phase}\n  {t}"),
+        None => phase.to_string(),
     };
     span.pb_set_message(&format!(
         "{phase}\n  files: {} copied ({}, {}/s), {} in flight, {} done before, {} missing, {} failed · references: {} rewritten, {} conflicts",

@@ -18,6 +18,7 @@ pub(crate) use stores::{
     destination_config, migrate_consent, migrate_stores, open_checked, open_lenient, source,
 };
 
+use crate::dbhealth::Guard;
 use crate::engine::{Effects, RunState};
 use crate::exit::{INTERRUPTED, usage};
 use crate::ledger::Ledger;
@@ -189,4 +190,10 @@ pub(crate) fn on_signals(state: Arc<RunState>) -> tokio::task::JoinHandle<()> {
             }
         }
     })
+}
+
+/// The run's database guard (`--max-db-latency`, `--max-repl-lag`): it reads the replication lag
+/// from `db`'s server when asked to, and says at start-up how (or that it cannot).
+pub(crate) async fn db_guard(settings: &Settings, db: &mongodb::Database) -> Arc<Guard> {
+    Guard::start(settings.run.db, db).await
 }

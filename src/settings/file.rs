@@ -112,6 +112,8 @@ pub struct RunFile {
     pub file_timeout_secs: Option<u64>,
     pub tps_limit: Option<f64>,
     pub bwlimit: Option<String>,
+    pub max_db_latency: Option<String>,
+    pub max_repl_lag: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -124,6 +124,9 @@ pub struct RunSettings {
     /// Source request and byte rates (`tps_limit`, `bwlimit`).
     #[serde(flatten)]
     pub throttle: crate::throttle::Limits,
+    /// The database's health limits (`max_db_latency`, `max_repl_lag`).
+    #[serde(flatten)]
+    pub db: crate::dbhealth::Limits,
 }
 
 #[derive(Debug, Serialize)]
@@ -254,6 +257,18 @@ impl Settings {
             None => None,
         };
         let throttle = crate::throttle::Limits { tps, bytes_per_sec };
+        let db = crate::dbhealth::Limits {
+            max_db_latency: duration_limit(
+                "--max-db-latency",
+                m.and_then(|m| m.health.max_db_latency.clone())
+                    .or(run.max_db_latency),
+            )?,
+            max_repl_lag: duration_limit(
+                "--max-repl-lag",
+                m.and_then(|m| m.health.max_repl_lag.clone())
+                    .or(run.max_repl_lag),
+            )?,
+        };
         if retry.base > retry.max {
             return Err(usage(format!(
                 "[run] retry_base_ms ({}) must not exceed retry_max_ms ({})",
@@ -323,6 +338,7 @@ impl Settings {
                 shard,
                 retry,
                 throttle,
+                db,
             },
             output: OutputSettings {
                 log_format: global
@@ -504,3 +520,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests;
+
+/// A positive duration limit (`200ms`, `2s`), or none.
+fn duration_limit(flag: &str, s: Option<String>) -> anyhow::Result<Option<Duration>> {
+    let Some(s) = s else { return Ok(None) };
+    let d = humantime::parse_duration(&s)
+        .map_err(|e| usage(format!("{flag} {s:?}: {e} (examples: 200ms, 2s)")))?;
+    if d.is_zero() {
+        return Err(usage(format!("{flag} must be more than 0")));
+    }
+    Ok(Some(d))
+}

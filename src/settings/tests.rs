@@ -179,3 +179,20 @@ fn sizes_durations_shards() {
     );
     assert_eq!(database_from_uri("mongodb://h"), None);
 }
+
+#[test]
+fn database_health_limits_are_durations_above_zero() {
+    let none = Settings::from_parts(&GlobalArgs::default(), None, ConfigFile::default()).unwrap();
+    assert_eq!(none.run.db, crate::dbhealth::Limits::default());
+    let f = file("[run]\nmax_db_latency = \"200ms\"\nmax_repl_lag = \"2s\"").unwrap();
+    let s = Settings::from_parts(&GlobalArgs::default(), None, f).unwrap();
+    assert_eq!(s.run.db.max_db_latency, Some(Duration::from_millis(200)));
+    assert_eq!(s.run.db.max_repl_lag, Some(Duration::from_secs(2)));
+    let out = s.to_toml().unwrap();
+    assert!(out.contains("max_db_latency = \"200ms\""), "{out}");
+    for bad in ["0s", "fast"] {
+        let f = file(&format!("[run]\nmax_db_latency = \"{bad}\"")).unwrap();
+        let e = Settings::from_parts(&GlobalArgs::default(), None, f).unwrap_err();
+        assert!(e.to_string().contains("--max-db-latency"), "{e}");
+    }
+}

@@ -7,10 +7,16 @@
 //! every open connection (TCP RST, as a crashed peer or a NAT timeout does), [`Tap::stall`] holds
 //! every byte in both directions until released (a hung link), and [`Tap::refuse`] resets new
 //! connections as soon as they are accepted (a server that is down).
+//!
+//! And a loaded server: [`Tap::load_latency`] holds every request a client sends for a delay
+//! that grows with the load — a base plus a cost per request already in flight (sent, not yet
+//! answered, on any connection) — so a client that sends more at once meets a slower server,
+//! as a database at capacity does (a queue).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -26,6 +32,49 @@ struct State {
     resets: AtomicU64,
     /// Whether to keep what clients send (off for long runs through a database proxy).
     record: AtomicBool,
+    /// `(base, per request in flight)` of [`Tap::load_latency`].
+    load: Mutex<Option<(Duration, Duration)>>,
+    /// Requests sent and not yet answered (connections waiting for their answer).
+    in_flight: AtomicU64,
+    /// Bytes clients sent, and the delays added (count, total µs).
+    forwarded: AtomicU64,
+    delays: AtomicU64,
+    delayed_us: AtomicU64,
+}
+
+impl State {
+    /// A client sent `n` bytes on a connection: the delay they meet (see [`Tap::load_latency`]).
+    /// Only the first chunk of a request waits (`busy`: the connection awaits an answer).
+    fn sent(&self, n: usize, busy: &AtomicBool) -> Duration {
+        self.forwarded.fetch_add(n as u64, Ordering::SeqCst);
+        if busy.swap(true, Ordering::SeqCst) {
+            return Duration::ZERO;
+        }
+        let others = self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let Some((base, per_request)) = *self.load.lock().unwrap() else {
+            return Duration::ZERO;
+        };
+        let d = base + per_request * others as u32;
+        self.delays.fetch_add(1, Ordering::SeqCst);
+        self.delayed_us
+            .fetch_add(d.as_micros() as u64, Ordering::SeqCst);
+        d
+    }
+
+    /// The server answered on a connection.
+    fn answered(&self, busy: &AtomicBool) {
+        if busy.swap(false, Ordering::SeqCst) {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Which way a pump copies, and the connection's state.
+struct Side {
+    state: Arc<State>,
+    /// From the client (else from the server).
+    client: bool,
+    busy: Arc<AtomicBool>,
 }
 
 /// A running tap; stops accepting when dropped.
@@ -51,6 +100,7 @@ async fn pump(
     mut to: impl AsyncWrite + Unpin,
     mut stalled: watch::Receiver<bool>,
     log: Option<Arc<State>>,
+    side: Side,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     while let Ok(n) = from.read(&mut buf).await {
@@ -60,6 +110,14 @@ async fn pump(
         // A stall holds the bytes already read until it is released.
         if stalled.wait_for(|s| !*s).await.is_err() {
             break;
+        }
+        if side.client {
+            let delay = side.state.sent(n, &side.busy);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+        } else {
+            side.state.answered(&side.busy);
         }
         if let Some(s) = log.as_ref().filter(|s| s.record.load(Ordering::SeqCst)) {
             s.sent.lock().unwrap().extend_from_slice(&buf[..n]);
@@ -97,7 +155,23 @@ impl Tap {
                     };
                     let (cr, cw) = client.into_split();
                     let (sr, sw) = server.into_split();
-                    tokio::join!(pump(cr, sw, rx.clone(), Some(log)), pump(sr, cw, rx, None));
+                    let busy = Arc::new(AtomicBool::new(false));
+                    let (up, down) = (
+                        Side {
+                            state: log.clone(),
+                            client: true,
+                            busy: busy.clone(),
+                        },
+                        Side {
+                            state: log.clone(),
+                            client: false,
+                            busy,
+                        },
+                    );
+                    tokio::join!(
+                        pump(cr, sw, rx.clone(), Some(log), up),
+                        pump(sr, cw, rx, None, down)
+                    );
                 });
                 let mut conns = st.conns.lock().unwrap();
                 conns.retain(|c| !c.is_finished());
@@ -146,6 +220,24 @@ impl Tap {
     /// Reset new connections as soon as they are accepted (`true`), as a server that is down.
     pub fn refuse(&self, on: bool) {
         self.state.refuse.store(on, Ordering::SeqCst);
+    }
+
+    /// Make the upstream a loaded server: every request a client sends waits `base` plus
+    /// `per_request` for each other request in flight before it is forwarded (`None`: off).
+    pub fn load_latency(&self, load: Option<(Duration, Duration)>) {
+        *self.state.load.lock().unwrap() = load;
+    }
+
+    /// Bytes the clients sent so far.
+    pub fn forwarded(&self) -> u64 {
+        self.state.forwarded.load(Ordering::SeqCst)
+    }
+
+    /// Delays added by [`Tap::load_latency`] so far: how many, and their mean.
+    pub fn delays(&self) -> (u64, Duration) {
+        let n = self.state.delays.load(Ordering::SeqCst);
+        let us = self.state.delayed_us.load(Ordering::SeqCst);
+        (n, Duration::from_micros(us.checked_div(n).unwrap_or(0)))
     }
 
     /// Connections accepted so far, and connections reset by `cut`/`refuse`.
