@@ -289,14 +289,18 @@ pub fn summary_text(s: &Summary) -> String {
     let db = &s.database;
     if db.write_batches > 0 || db.throttled() {
         t.push_str(&format!(
-            "  database:   {} write batches, latency p50 {} ms, p90 {} ms, max {} ms; throttled {:.1} s (db latency), {:.1} s (replication lag)\n",
-            db.write_batches,
-            db.latency_ms_p50,
-            db.latency_ms_p90,
-            db.latency_ms_max,
-            db.throttled_secs.db_latency,
-            db.throttled_secs.repl_lag
+            "  database:   {} write batches, latency p50 {} ms, p90 {} ms, max {} ms",
+            db.write_batches, db.latency_ms_p50, db.latency_ms_p90, db.latency_ms_max,
         ));
+        // The throttled time where a limit could have throttled (or did).
+        let limited = db.limits.max_db_latency.is_some() || db.limits.max_repl_lag.is_some();
+        if limited || db.throttled() {
+            t.push_str(&format!(
+                "; throttled {:.1} s (db latency), {:.1} s (replication lag)",
+                db.throttled_secs.db_latency, db.throttled_secs.repl_lag
+            ));
+        }
+        t.push('\n');
     }
     if s.malformed_values > 0 {
         t.push_str(&format!(
