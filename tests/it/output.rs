@@ -503,33 +503,6 @@ async fn a_terminal_gets_the_human_form_by_default() {
     }
 }
 
-/// The samples of a Prometheus text-format file as `prometheus_client`'s own parser reads them
-/// (the test venv's): `name{label=value,…}` (labels sorted, `shard` left out) → value.
-fn prometheus_samples(path: &Path) -> std::collections::BTreeMap<String, f64> {
-    let python = PathBuf::from(support::env("PFM_TEST_SERVICES_DIR")).join("venv/bin/python");
-    let script = "import json, sys\n\
-        from prometheus_client.parser import text_string_to_metric_families as parse\n\
-        out = {}\n\
-        for fam in parse(open(sys.argv[1]).read()):\n\
-        \x20   for s in fam.samples:\n\
-        \x20       assert s.labels['shard'] == 'all', s\n\
-        \x20       labels = ','.join(f'{k}={v}' for k, v in sorted(s.labels.items()) if k != 'shard')\n\
-        \x20       out[s.name + '{' + labels + '}'] = s.value\n\
-        print(json.dumps(out))\n";
-    let out = std::process::Command::new(python)
-        .args(["-c", script])
-        .arg(path)
-        .output()
-        .expect("the test venv's python");
-    assert!(
-        out.status.success(),
-        "prometheus_client refused {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// `--metrics-file` for the other commands a cron job runs: Prometheus text (read by the
 /// reference client's parser), labelled with the command, with the exit code, the duration and
 /// — for a pass that changed or checked something and ended with 0 — the last success; `rebase`
@@ -551,7 +524,7 @@ async fn the_other_cron_commands_write_metrics_files() {
         let p = prom.to_str().unwrap();
         let out = f.run(&[args, &["--output", "jsonl", "--metrics-file", p]].concat());
         assert_eq!(out.code, code, "{command}: {}", out.stderr);
-        let m = prometheus_samples(&prom);
+        let m = support::prometheus_samples(&prom, &[("shard", "all")]);
         let at = |name: &str| m.get(&format!("{name}{{command={command}}}")).copied();
         assert_eq!(
             at("pfm_exit_code"),
@@ -580,6 +553,6 @@ async fn the_other_cron_commands_write_metrics_files() {
         prom.to_str().unwrap(),
     ]);
     assert_eq!(out.code, 2, "{}", out.stderr);
-    let m = prometheus_samples(&prom);
+    let m = support::prometheus_samples(&prom, &[("shard", "all")]);
     assert_eq!(m.get("pfm_exit_code{command=verify}"), Some(&2.0), "{m:?}");
 }

@@ -533,33 +533,6 @@ async fn a_cut_pass_resumes_its_walk_and_the_next_pass_walks_everything() {
     f.assert_complete().await;
 }
 
-/// The samples of a Prometheus text-format file, as `prometheus_client`'s own parser reads them
-/// (the test venv's, pinned by scripts/services/tools.sh): `name{labels}` → value.
-fn prometheus_samples(path: &Path) -> BTreeMap<String, f64> {
-    let python = PathBuf::from(support::env("PFM_TEST_SERVICES_DIR")).join("venv/bin/python");
-    let script = "import json, sys\n\
-        from prometheus_client.parser import text_string_to_metric_families as parse\n\
-        out = {}\n\
-        for fam in parse(open(sys.argv[1]).read()):\n\
-        \x20   for s in fam.samples:\n\
-        \x20       extra = ','.join(f'{k}={v}' for k, v in sorted(s.labels.items())\n\
-        \x20                        if k not in ('command', 'shard'))\n\
-        \x20       assert s.labels['command'] == 'migrate' and s.labels['shard'] == 'all', s\n\
-        \x20       out[s.name + '{' + extra + '}'] = s.value\n\
-        print(json.dumps(out))\n";
-    let out = std::process::Command::new(python)
-        .args(["-c", script])
-        .arg(path)
-        .output()
-        .expect("the test venv's python");
-    assert!(
-        out.status.success(),
-        "prometheus_client refused the file: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// `--metrics-file` is valid Prometheus text format (parsed by the reference client library's
 /// parser, not compared as a string): counts by outcome, the exit code, and a last-success time
 /// that a failing run later keeps.
@@ -570,7 +543,7 @@ async fn the_metrics_file_is_prometheus_text_and_keeps_the_last_success() {
     let p = prom.to_str().unwrap();
     let (code, _, stderr) = migrate(&f.config, &["--metrics-file", p]);
     assert_eq!(code, 0, "{stderr}");
-    let m = prometheus_samples(&prom);
+    let m = support::prometheus_samples(&prom, &[("command", "migrate"), ("shard", "all")]);
     assert_eq!(m["pfm_files_total{outcome=copied}"], 3.0, "{m:?}");
     assert_eq!(m["pfm_references_total{outcome=rewritten}"], 6.0, "{m:?}");
     assert_eq!(m["pfm_exit_code{}"], 0.0);
@@ -588,7 +561,7 @@ async fn the_metrics_file_is_prometheus_text_and_keeps_the_last_success() {
         .unwrap();
     let (code, _, stderr) = migrate(&f.config, &["--metrics-file", p]);
     assert_eq!(code, 3, "{stderr}");
-    let m = prometheus_samples(&prom);
+    let m = support::prometheus_samples(&prom, &[("command", "migrate"), ("shard", "all")]);
     assert_eq!(m["pfm_exit_code{}"], 3.0, "{m:?}");
     assert_eq!(m["pfm_files_total{outcome=missing}"], 1.0, "{m:?}");
     assert_eq!(m["pfm_last_success_timestamp_seconds{}"], success, "{m:?}");

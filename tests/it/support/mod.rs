@@ -134,3 +134,39 @@ pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+/// The samples of a Prometheus text-format file as `prometheus_client`'s own parser reads them
+/// (the test venv's, pinned by scripts/services/tools.sh): `name{label=value,…}` (labels sorted)
+/// → value. Every sample must carry each of `fixed`'s labels with its value; those labels are
+/// left out of the keys.
+pub fn prometheus_samples(
+    path: &std::path::Path,
+    fixed: &[(&str, &str)],
+) -> std::collections::BTreeMap<String, f64> {
+    let python = PathBuf::from(env("PFM_TEST_SERVICES_DIR")).join("venv/bin/python");
+    let script = "import json, sys\n\
+        from prometheus_client.parser import text_string_to_metric_families as parse\n\
+        fixed = json.loads(sys.argv[2])\n\
+        out = {}\n\
+        for fam in parse(open(sys.argv[1]).read()):\n\
+        \x20   for s in fam.samples:\n\
+        \x20       for k, v in fixed.items():\n\
+        \x20           assert s.labels.get(k) == v, (k, v, s)\n\
+        \x20       extra = ','.join(f'{k}={v}' for k, v in sorted(s.labels.items()) if k not in fixed)\n\
+        \x20       out[s.name + '{' + extra + '}'] = s.value\n\
+        print(json.dumps(out))\n";
+    let fixed: std::collections::BTreeMap<&str, &str> = fixed.iter().copied().collect();
+    let out = std::process::Command::new(python)
+        .args(["-c", script])
+        .arg(path)
+        .arg(serde_json::to_string(&fixed).unwrap())
+        .output()
+        .expect("the test venv's python");
+    assert!(
+        out.status.success(),
+        "prometheus_client refused {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
