@@ -27,6 +27,7 @@ mod bad_input;
 mod cli;
 mod crash;
 mod db_faults;
+mod debris;
 mod discovery;
 mod disk_full;
 mod estimate;

@@ -24,6 +24,7 @@ use super::{
     ObjectMeta, ObjectStore, PutMode, PutOptions, PutResult, StorageError, StoreContext,
 };
 
+mod debris;
 mod list;
 mod quarantine;
 mod rekey;
@@ -309,9 +310,11 @@ impl GridFsStore {
 
     /// Upload `body` as a new revision; on any failure abort it so no chunks stay behind.
     async fn upload(&self, name: &str, mut body: ByteStream) -> Result<Bson, StorageError> {
+        // Made here, by this process: its bytes 4..9 say which run wrote it (`debris`).
         let mut up = self
             .bucket
             .open_upload_stream(name)
+            .id(Bson::ObjectId(mongodb::bson::oid::ObjectId::new()))
             .metadata(doc! {})
             .await
             .map_err(|e| mongo_error(name, e))?;
@@ -405,6 +408,7 @@ impl ObjectStore for GridFsStore {
             reports_md5: false,
             atomic_create: false,
             quarantine: true,
+            debris: true,
         }
     }
 
@@ -494,6 +498,14 @@ impl ObjectStore for GridFsStore {
 
     async fn quarantine(&self, name: &str) -> Result<(), StorageError> {
         self.quarantine_revisions(name).await
+    }
+
+    async fn clean_debris(
+        &self,
+        owner: &crate::storage::debris::Owner,
+        dry_run: bool,
+    ) -> Result<crate::storage::debris::Swept, StorageError> {
+        self.sweep(owner, dry_run).await
     }
 
     async fn unquarantine(&self, name: &str) -> Result<(), StorageError> {
