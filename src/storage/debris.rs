@@ -99,3 +99,20 @@ pub fn process_bytes(id: &ObjectId) -> [u8; 5] {
     let b = id.bytes();
     [b[4], b[5], b[6], b[7], b[8]]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What GridFS's attribution rests on: two ids made by one process share bytes 4..9, and
+    /// an id of another time carries them too (bson's `ObjectId::new`: time, process, counter).
+    #[test]
+    fn ids_of_one_process_share_their_process_bytes() {
+        let run = ObjectId::new();
+        let upload = ObjectId::new();
+        assert_eq!(process_bytes(&run), process_bytes(&upload));
+        assert_ne!(run, upload);
+        let foreign = ObjectId::from_bytes([0, 0, 0, 1, 9, 9, 9, 9, 9, 0, 0, 1]);
+        assert_ne!(process_bytes(&run), process_bytes(&foreign));
+    }
+}
