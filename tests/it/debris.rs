@@ -373,3 +373,37 @@ async fn kill_9_mid_s3_multipart_upload_the_next_run_aborts_it_only() {
         "debris: S3: 1 killed multipart upload ({parts} server files) aborted; the other writer's kept"
     );
 }
+
+/// A run in progress is not gone: while it is in the middle of a GridFS upload (chunks, no files
+/// document yet) and holds its lease, neither `migrate --dry-run` nor `status` takes its chunks
+/// for debris; it finishes with every file complete and no orphan chunk.
+#[tokio::test]
+async fn a_running_runs_upload_is_not_debris() {
+    let s = Scenario::new(
+        "debris_live",
+        "type = \"gridfs\"\nbucket = \"dest\"\nencryption = \"none\"\n",
+    )
+    .await;
+    let chunks = s.db.collection::<Document>("dest.chunks");
+    let mut args = s.args();
+    args.extend(["--bwlimit", BWLIMIT]);
+    let child = app::spawn_migrate(&s.config, &args);
+    let started = Instant::now();
+    while chunks.count_documents(doc! {}).await.unwrap() < 8 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no upload within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let in_flight = orphans(&s.db, "dest").await;
+    assert!(!in_flight.is_empty(), "an upload is under way");
+    let dry = s.dry_run();
+    assert!(!dry.contains("unfinished uploads"), "{dry}");
+    assert_eq!(s.status_debris()["runs_unswept"], 0);
+    let out = app::wait(child).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(orphans(&s.db, "dest").await.is_empty(), "no orphan chunk");
+    s.assert_complete().await;
+    check_gridfs_bytes(&s).await;
+}
