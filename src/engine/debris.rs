@@ -16,7 +16,23 @@ use crate::storage::{ObjectStore, StorageError};
 /// Remove (or, `dry_run`, count) the debris gone runs left in `store`. A store without
 /// [`crate::storage::Capabilities::debris`] has nothing to sweep (the fs store removes its dead
 /// processes' temp files in its own check).
-pub async fn sweep(
+///
+/// Debris costs space, not correctness: a sweep that fails (the store or the ledger refuses) is
+/// logged, and the run goes on; the next run tries again.
+pub async fn sweep(ledger: &Ledger, store: &dyn ObjectStore, dry_run: bool) -> Swept {
+    match try_sweep(ledger, store, dry_run).await {
+        Ok(swept) => swept,
+        Err(e) => {
+            tracing::warn!(
+                "removing what killed runs left in {}: {e:#}",
+                store.describe()
+            );
+            Swept::default()
+        }
+    }
+}
+
+async fn try_sweep(
     ledger: &Ledger,
     store: &dyn ObjectStore,
     dry_run: bool,

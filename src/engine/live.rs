@@ -164,7 +164,7 @@ impl Effects for Live {
         if settled > 0 {
             tracing::info!("settled {settled} reference records an interrupted run left pending");
         }
-        super::debris::sweep(&self.ledger, &*self.stores.destination, false).await?;
+        super::debris::sweep(&self.ledger, &*self.stores.destination, false).await;
         Ok(())
     }
 
