@@ -38,10 +38,16 @@ async fn try_sweep(
     dry_run: bool,
 ) -> anyhow::Result<Swept> {
     let mut total = Swept::default();
+    let describe = store.describe();
     if !store.capabilities().debris {
+        // Nothing to sweep here: marked so that `status` does not wait for a sweep.
+        if !dry_run {
+            for gone in ledger.gone_runs(&describe).await? {
+                ledger.mark_swept(gone.run, 0, 0, false).await?;
+            }
+        }
         return Ok(total);
     }
-    let describe = store.describe();
     for gone in ledger.gone_runs(&describe).await? {
         // A recorded upload whose file is verified was completed: nothing of it is left
         // (`by_target` returns verified records only).
@@ -74,7 +80,7 @@ async fn try_sweep(
         };
         if !dry_run {
             ledger
-                .mark_swept(gone.run, swept.uploads, swept.chunks)
+                .mark_swept(gone.run, swept.uploads, swept.chunks, true)
                 .await?;
         }
         total.add(swept);

@@ -33,6 +33,9 @@ pub struct DebrisStatus {
     /// Runs that never finished, hold no lease, and were not swept yet (the next writing run
     /// to the same destination sweeps them).
     pub runs_unswept: u64,
+    /// Killed runs whose destination has nothing the tool sweeps (fs: it removes its dead
+    /// processes' temp files by itself; GCS: an unfinished resumable upload expires in a week).
+    pub runs_not_sweepable: u64,
 }
 
 impl Ledger {
@@ -124,10 +127,21 @@ impl Ledger {
         Ok(gone)
     }
 
-    /// Record that this run swept the debris of the gone run `run`, and forget its uploads.
-    pub async fn mark_swept(&self, run: ObjectId, uploads: u64, chunks: u64) -> anyhow::Result<()> {
-        let mark = doc! {"by": self.run, "at": DateTime::now(), "uploads": uploads as i64,
+    /// Record that this run swept the debris of the gone run `run` (`sweepable`: false when its
+    /// destination has nothing the tool sweeps, so there is nothing to wait for), and forget its
+    /// uploads.
+    pub async fn mark_swept(
+        &self,
+        run: ObjectId,
+        uploads: u64,
+        chunks: u64,
+        sweepable: bool,
+    ) -> anyhow::Result<()> {
+        let mut mark = doc! {"by": self.run, "at": DateTime::now(), "uploads": uploads as i64,
         "chunks": chunks as i64};
+        if !sweepable {
+            mark.insert("sweepable", false);
+        }
         self.coll(&self.runs)
             .update_one(doc! {"_id": run}, doc! {"$set": {"debris": mark}})
             .await
@@ -152,6 +166,10 @@ impl Ledger {
             let Ok(mark) = d.get_document("debris") else {
                 continue;
             };
+            if mark.get_bool("sweepable") == Ok(false) {
+                st.runs_not_sweepable += 1;
+                continue;
+            }
             st.runs_swept += 1;
             st.uploads_removed += count(mark, "uploads");
             st.chunks_removed += count(mark, "chunks");

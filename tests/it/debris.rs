@@ -407,3 +407,39 @@ async fn a_running_runs_upload_is_not_debris() {
     s.assert_complete().await;
     check_gridfs_bytes(&s).await;
 }
+
+/// A killed run whose destination has nothing to sweep (fs: the store removes its dead
+/// processes' temp files itself) is marked by the next run, so `status` does not report it as
+/// waiting for a sweep.
+#[tokio::test]
+async fn a_killed_run_to_fs_is_not_left_waiting_for_a_sweep() {
+    let dir = support::temp_path("debris-fs");
+    let table = format!(
+        "type = \"fs\"\npath = \"{}\"\nencryption = \"none\"\n",
+        dir.display()
+    );
+    let s = Scenario::new("debris_fs", &table).await;
+    let started = Instant::now();
+    s.kill_mid_upload("copy to fs", async || {
+        started.elapsed() > Duration::from_millis(1500)
+    })
+    .await;
+    assert_eq!(s.status_debris()["runs_unswept"], 1);
+    let log = s.finish();
+    assert!(!log.contains("unfinished uploads"), "{log}");
+    let debris = s.status_debris();
+    assert_eq!(debris["runs_unswept"], 0, "{debris}");
+    assert_eq!(debris["runs_not_sweepable"], 1, "{debris}");
+    assert_eq!(debris["runs_swept"], 0, "{debris}");
+    s.assert_complete().await;
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        left.len(),
+        FILES,
+        "the files and nothing else (no temp file): {left:?}"
+    );
+}
