@@ -243,6 +243,14 @@ impl ObjectStore for Throttled {
         self.inner.delete_superseded(name, version).await
     }
 
+    async fn clean_debris(
+        &self,
+        owner: &crate::storage::debris::Owner,
+        dry_run: bool,
+    ) -> Result<crate::storage::debris::Swept, StorageError> {
+        self.inner.clean_debris(owner, dry_run).await
+    }
+
     fn unsupported(&self, operation: &'static str) -> StorageError {
         self.inner.unsupported(operation)
     }

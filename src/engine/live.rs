@@ -6,7 +6,7 @@ use mongodb::Database;
 use mongodb::bson::Document;
 
 use super::cas::{self, Settled};
-use super::transfer::{Found, compare_existing, copy_verified, store_gone};
+use super::transfer::{Found, compare_existing, copy_logged, store_gone};
 use super::{Checkpoint, Counters, Effects, FileJob, Outcome, Stores};
 use crate::exit::{Coded, USAGE};
 use crate::ledger::{
@@ -174,6 +174,7 @@ impl Effects for Live {
         if settled > 0 {
             tracing::info!("settled {settled} reference records an interrupted run left pending");
         }
+        super::debris::sweep(&self.ledger, &*self.stores.destination, false).await;
         Ok(())
     }
 
@@ -222,7 +223,8 @@ impl Effects for Live {
         } else {
             PutMode::Create
         };
-        let copy = || copy_verified(source, dest, &job.name, &job.target, &get, mode);
+        let uploads = super::debris::upload_log(&self.ledger, dest);
+        let copy = || copy_logged(source, dest, &job.name, &job.target, &get, mode, &uploads);
         match self.retry.run(&job.name, &counters.retries, copy).await {
             Ok(v) => Outcome::Verified {
                 size: v.size,
@@ -350,6 +352,7 @@ impl Effects for Live {
 
     async fn finish(&self, summary: Document, exit_code: i32) -> anyhow::Result<()> {
         self.ledger.finish_run(summary, exit_code).await?;
+        self.ledger.forget_uploads().await?;
         if let Some(r) = self
             .renewer
             .lock()

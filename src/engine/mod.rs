@@ -26,6 +26,7 @@
 pub mod cas;
 pub mod checkpoint;
 pub mod copies;
+pub mod debris;
 pub mod dedup;
 pub mod dry;
 pub mod estimate;

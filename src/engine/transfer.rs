@@ -81,6 +81,20 @@ pub async fn copy_verified(
     get: &GetOptions,
     mode: PutMode,
 ) -> Result<Verified, StorageError> {
+    let uploads = Default::default();
+    copy_logged(source, dest, name, target, get, mode, &uploads).await
+}
+
+/// [`copy_verified`], telling `uploads` of an upload a kill could leave unfinished.
+pub async fn copy_logged(
+    source: &Arc<dyn ObjectStore>,
+    dest: &dyn ObjectStore,
+    name: &str,
+    target: &str,
+    get: &GetOptions,
+    mode: PutMode,
+    uploads: &crate::storage::debris::UploadLogRef,
+) -> Result<Verified, StorageError> {
     let got = source.get(name, get).await?;
     let content_type = got
         .content_type
@@ -101,6 +115,7 @@ pub async fn copy_verified(
                 cache_control: None,
                 size_hint: expected_size,
                 mode,
+                uploads: uploads.clone(),
             },
         )
         .await

@@ -55,6 +55,7 @@
 //! never a stored document.
 
 mod batch;
+mod debris;
 mod files;
 mod holder;
 mod lease;
@@ -71,6 +72,7 @@ use mongodb::bson::{Document, doc, oid::ObjectId};
 use mongodb::{Collection, Database};
 
 use crate::db::{update_batch, update_stmt};
+pub use debris::{DebrisStatus, GoneRun};
 pub use files::FilePage;
 pub use holder::Holder;
 pub use lease::{LeaseHeld, Taken};

@@ -30,6 +30,8 @@ pub struct Status {
     pub runs: Vec<serde_json::Value>,
     /// Passes a cutoff or an interrupt left unfinished.
     pub unfinished_passes: Vec<UnfinishedPass>,
+    /// Unfinished uploads of killed runs: removed, and runs still to sweep.
+    pub debris: super::DebrisStatus,
 }
 
 #[derive(Debug, Serialize)]
@@ -150,6 +152,7 @@ impl Ledger {
                 objects_walked: count(&d, "objects"),
             });
         }
+        st.debris = self.debris_status().await?;
         Ok(st)
     }
 

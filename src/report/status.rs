@@ -51,6 +51,28 @@ pub fn text(s: &Status) -> String {
             ));
         }
     }
+    let d = &s.debris;
+    if d.runs_swept > 0 || d.runs_unswept > 0 || d.runs_not_sweepable > 0 {
+        t.push_str("DEBRIS OF KILLED RUNS (unfinished uploads a kill -9 left)\n");
+        t.push_str(&format!(
+            "  removed {} uploads ({} GridFS chunks) left by {} killed runs\n",
+            d.uploads_removed, d.chunks_removed, d.runs_swept
+        ));
+        if d.runs_not_sweepable > 0 {
+            t.push_str(&format!(
+                "  {} killed runs wrote where nothing is swept (fs: temp files of dead \
+                 processes are removed at start; GCS: an unfinished upload expires in a week)\n",
+                d.runs_not_sweepable
+            ));
+        }
+        if d.runs_unswept > 0 {
+            t.push_str(&format!(
+                "  {} killed runs not swept yet: the next writing run to the same destination \
+                 removes what they left (migrate --dry-run counts it)\n",
+                d.runs_unswept
+            ));
+        }
+    }
     t.push_str("RECENT RUNS\n");
     for r in &s.runs {
         let date = |k: &str| {

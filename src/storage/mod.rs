@@ -68,6 +68,12 @@
 //!   and a restore brings the newest back as the served one). Moves verify before they delete:
 //!   S3 and GCS copy server-side, compare size and ETag/MD5, then delete the original. Quarantined objects never appear in [`ObjectStore::list`].
 //!   [`ObjectStore::delete_superseded`] removes one superseded GridFS revision (never the newest).
+//! * **Debris** ([`ObjectStore::clean_debris`], when [`Capabilities::debris`]): a `put` cut
+//!   short by a kill (no abort ran) may leave an unfinished upload (S3: a multipart upload,
+//!   GridFS: chunks without a files document). A later run asks the store to remove those of a
+//!   run that is gone ([`debris::Owner`]); a store removes only what it can prove that run wrote
+//!   ([`debris`] says how per backend) and never another writer's upload in flight. Idempotent:
+//!   what is already gone is not counted.
 //! * **Encryption.** Stores that support Parse's AES-256-GCM format ([`crypto`]) encrypt on `put`
 //!   when configured with a key, and on `get` try the key first and fall back to the plaintext
 //!   bytes when the data is not valid ciphertext for that key (files uploaded before the key was
@@ -76,6 +82,7 @@
 pub mod client;
 mod config;
 pub mod crypto;
+pub mod debris;
 pub mod fs;
 pub mod gcs;
 pub mod gridfs;
@@ -115,6 +122,8 @@ pub struct Capabilities {
     pub atomic_create: bool,
     /// [`ObjectStore::quarantine`] and its companions are supported (see the contract).
     pub quarantine: bool,
+    /// [`ObjectStore::clean_debris`] is supported (see the contract).
+    pub debris: bool,
 }
 
 /// Where the object stores (S3, GCS) keep quarantined objects: the key
@@ -155,6 +164,8 @@ pub struct PutOptions {
     pub size_hint: Option<u64>,
     /// Replace an existing object, or refuse to (see the contract).
     pub mode: PutMode,
+    /// Told of an upload a kill could leave unfinished, before it starts ([`debris`]).
+    pub uploads: debris::UploadLogRef,
 }
 
 /// What a store knows about one object.
@@ -481,6 +492,17 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     async fn delete_superseded(&self, name: &str, version: &str) -> Result<(), StorageError> {
         let _ = (name, version);
         Err(self.unsupported("deleting superseded revisions"))
+    }
+
+    /// Remove what the gone run `owner` left unfinished in this store (or, `dry_run`, only count
+    /// it); see the contract.
+    async fn clean_debris(
+        &self,
+        owner: &debris::Owner,
+        dry_run: bool,
+    ) -> Result<debris::Swept, StorageError> {
+        let _ = (owner, dry_run);
+        Err(self.unsupported("cleaning debris"))
     }
 
     /// [`StorageError::Unsupported`] for `operation` on this store.

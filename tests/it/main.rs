@@ -28,6 +28,7 @@ mod cli;
 mod crash;
 mod db_faults;
 mod db_throttle;
+mod debris;
 mod discovery;
 mod disk_full;
 mod estimate;

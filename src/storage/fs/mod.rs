@@ -273,6 +273,7 @@ impl ObjectStore for FsStore {
             reports_md5: false,
             atomic_create: true,
             quarantine: true,
+            debris: false,
         }
     }
 

@@ -258,6 +258,7 @@ impl ObjectStore for GcsStore {
             reports_md5: true,
             atomic_create: true,
             quarantine: true,
+            debris: false,
         }
     }
 

@@ -24,6 +24,7 @@ use super::{
     ObjectMeta, ObjectStore, PutMode, PutOptions, PutResult, StorageError, StoreContext,
 };
 
+mod debris;
 mod list;
 mod quarantine;
 mod refusal;
@@ -310,9 +311,11 @@ impl GridFsStore {
 
     /// Upload `body` as a new revision; on any failure abort it so no chunks stay behind.
     async fn upload(&self, name: &str, mut body: ByteStream) -> Result<Bson, StorageError> {
+        // Made here, by this process: its bytes 4..9 say which run wrote it (`debris`).
         let mut up = self
             .bucket
             .open_upload_stream(name)
+            .id(Bson::ObjectId(mongodb::bson::oid::ObjectId::new()))
             .metadata(doc! {})
             .await
             .map_err(|e| mongo_error(name, e))?;
@@ -407,6 +410,7 @@ impl ObjectStore for GridFsStore {
             reports_md5: false,
             atomic_create: false,
             quarantine: true,
+            debris: true,
         }
     }
 
@@ -496,6 +500,14 @@ impl ObjectStore for GridFsStore {
 
     async fn quarantine(&self, name: &str) -> Result<(), StorageError> {
         self.quarantine_revisions(name).await
+    }
+
+    async fn clean_debris(
+        &self,
+        owner: &crate::storage::debris::Owner,
+        dry_run: bool,
+    ) -> Result<crate::storage::debris::Swept, StorageError> {
+        self.sweep(owner, dry_run).await
     }
 
     async fn unquarantine(&self, name: &str) -> Result<(), StorageError> {

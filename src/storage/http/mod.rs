@@ -446,6 +446,7 @@ impl ObjectStore for HttpStore {
             reports_md5: false,
             atomic_create: false,
             quarantine: false,
+            debris: false,
         }
     }
 

@@ -9,6 +9,7 @@
 //! attempts per request (enough to ride out a dropped keep-alive connection), and every error
 //! says whether retrying can help ([`StorageError::is_retryable`]).
 
+mod debris;
 mod errors;
 mod list;
 mod provider;
@@ -316,6 +317,7 @@ impl ObjectStore for S3Store {
             reports_md5: true,
             atomic_create: true,
             quarantine: true,
+            debris: true,
         }
     }
 
@@ -418,6 +420,14 @@ impl ObjectStore for S3Store {
 
     async fn purge_quarantined(&self, name: &str) -> Result<(), StorageError> {
         self.purge_quarantine(name).await
+    }
+
+    async fn clean_debris(
+        &self,
+        owner: &crate::storage::debris::Owner,
+        dry_run: bool,
+    ) -> Result<crate::storage::debris::Swept, StorageError> {
+        self.sweep(owner, dry_run).await
     }
 
     async fn delete(&self, name: &str) -> Result<(), StorageError> {

@@ -180,6 +180,12 @@ async fn put_multipart(
         key: key.to_string(),
         upload_id: Some(upload_id.clone()),
     };
+    // Recorded before the first part: a kill from here on leaves an upload a later run can prove
+    // is ours (`debris`). Failing to record it fails the put (and aborts the upload).
+    if let Err(e) = opts.uploads.started(name, &upload_id).await {
+        guard.abort().await;
+        return Err(e);
+    }
     let result = match upload_parts(store, name, key, &upload_id, first, reader, part_size).await {
         Ok(parts) => complete(store, name, key, &upload_id, parts, opts).await,
         Err(e) => Err(e),

@@ -383,6 +383,8 @@ pub async fn run(store: &dyn ObjectStore) {
         quarantine(store).await;
     }
 
+    debris(store, caps.debris).await;
+
     // Clean up and check deletes took.
     for name in NAMES
         .iter()
@@ -565,4 +567,37 @@ pub async fn quarantine(store: &dyn ObjectStore) {
         .expect_err("purged: nothing to restore");
     assert!(err.is_not_found(), "{err}");
     assert_eq!(listed(store).await, before);
+}
+
+/// The debris part of the contract: sweeping for a run of *this* process — which wrote every
+/// object of the suite, so its GridFS upload ids carry this process's bytes — removes nothing
+/// complete (every object still reads back), and an announced upload that does not exist (never
+/// started, or completed) is not counted. Without the capability: [`StorageError::Unsupported`].
+pub async fn debris(store: &dyn ObjectStore, capable: bool) {
+    use parse_files_migrate::storage::debris::{Owner, Swept, Upload};
+    let owner = Owner {
+        run: mongodb::bson::oid::ObjectId::new(),
+        uploads: vec![Upload {
+            name: NAMES[0].to_string(),
+            id: "no-such-upload".to_string(),
+        }],
+    };
+    let before: Vec<Vec<u8>> = futures::future::join_all(NAMES.iter().map(|n| read_all(store, n)))
+        .await
+        .into_iter()
+        .map(|r| r.expect("read before the sweep"))
+        .collect();
+    let swept = store.clean_debris(&owner, false).await;
+    if !capable {
+        let err = swept.expect_err("no debris capability: unsupported");
+        assert!(matches!(err, StorageError::Unsupported { .. }), "{err}");
+        return;
+    }
+    assert_eq!(swept.expect("sweep"), Swept::default(), "nothing to remove");
+    for (n, data) in NAMES.iter().zip(before) {
+        assert!(
+            read_all(store, n).await.expect("read after the sweep") == data,
+            "{n}"
+        );
+    }
 }
