@@ -37,10 +37,10 @@ enum Target {
         bucket: String,
     },
     Gcs {
-        client: Storage,
+        client: Box<Storage>,
         bucket: String,
     },
-    Gridfs(mongodb::gridfs::GridFsBucket),
+    Gridfs(Box<mongodb::gridfs::GridFsBucket>),
 }
 
 #[tokio::main]
@@ -70,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
                 let body = resp.bytes_stream().map_err(anyhow::Error::from).boxed();
                 put(&target, name, size, body)
                     .await
-                    .with_context(|| format!("{name}"))
+                    .with_context(|| name.to_string())
             }
         })
         .buffer_unordered(concurrency)
@@ -116,7 +116,7 @@ async fn open(target: &str) -> anyhow::Result<Target> {
                 .build()
                 .await?;
             Target::Gcs {
-                client,
+                client: Box::new(client),
                 bucket: format!("projects/_/buckets/{last}"),
             }
         }
@@ -124,13 +124,13 @@ async fn open(target: &str) -> anyhow::Result<Target> {
             let db = mongodb::Client::with_uri_str(endpoint)
                 .await?
                 .database(last);
-            Target::Gridfs(
+            Target::Gridfs(Box::new(
                 db.gridfs_bucket(
                     mongodb::options::GridFsBucketOptions::builder()
                         .chunk_size_bytes(GRIDFS_CHUNK)
                         .build(),
                 ),
-            )
+            ))
         }
         other => anyhow::bail!("unknown target kind {other}"),
     })
