@@ -491,6 +491,14 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "URL")]
     pub via_server: Option<String>,
 
+    /// Which kinds of names must be migrated (as `migrate --select`; default `[run] select`)
+    #[arg(long, value_enum)]
+    pub select: Option<SelectArg>,
+
+    /// The rename policy the migration used (as `migrate --rename`)
+    #[arg(long, value_enum)]
+    pub rename: Option<RenameArg>,
+
     #[command(flatten)]
     pub out: RunOutputArgs,
 }

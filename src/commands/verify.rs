@@ -40,8 +40,8 @@ pub(super) async fn run(settings: &Settings, args: &VerifyArgs) -> anyhow::Resul
         ledger: &ledger,
         destination: destination.clone(),
         via,
-        select: settings.run.select,
-        rename: settings.run.rename,
+        select: args.select.map(Into::into).unwrap_or(settings.run.select),
+        rename: args.rename.map(Into::into).unwrap_or(settings.run.rename),
         concurrency: settings.run.concurrency,
         page_size: settings.mongo.page_size,
     };

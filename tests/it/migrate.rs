@@ -398,6 +398,20 @@ async fn verify_proves_completeness_and_finds_dangling_references() {
     assert_eq!(code, 0, "{stderr}");
     let (code, lines) = verify(&config);
     assert_eq!(code, 0, "{lines:?}");
+    // `--select all` asks more: the Parse Server name p4.image was never moved (the migration
+    // selected hosted names), so it is not at the destination.
+    let out = app::run(["-c", config.to_str().unwrap(), "verify", "--select", "all"]);
+    let lines = out.jsonl();
+    assert_eq!(out.code, 5, "{lines:?}");
+    let problems: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l.get("problem").is_some())
+        .collect();
+    assert!(
+        problems.len() == 1 && problems[0]["problem"] == "dangling",
+        "{problems:?}"
+    );
+    assert_eq!(lines.last().unwrap()["verify"]["not_covered"], 0);
 
     // A copy lost at the destination: every reference to it is dangling.
     let shared = dir.join(encode_uri_component(&target(&app.shared)));
