@@ -6,12 +6,14 @@
 //! handles flag > env.
 
 mod clean;
+mod cutoff;
 pub mod health;
 mod output;
 mod rebase;
 mod rekey;
 mod sizing;
 pub use clean::CleanArgs;
+pub use cutoff::CutoffArgs;
 pub use output::*;
 pub use rebase::RebaseArgs;
 pub use rekey::RekeyArgs;
@@ -397,17 +399,8 @@ pub struct MigrateArgs {
     #[command(flatten)]
     pub filters: Filters,
 
-    /// Stop after this many files (exit 8; a re-run continues)
-    #[arg(long, value_name = "N")]
-    pub max_files: Option<u64>,
-
-    /// Stop after this many bytes, e.g. 10GiB (exit 8; a re-run continues)
-    #[arg(long, value_name = "SIZE")]
-    pub max_bytes: Option<String>,
-
-    /// Stop after this long, e.g. 45m (exit 8; a re-run continues)
-    #[arg(long, value_name = "DURATION")]
-    pub max_duration: Option<String>,
+    #[command(flatten)]
+    pub cutoff: CutoffArgs,
 
     /// Stop starting copies once N files or reference updates have failed for good (exit 3);
     /// missing files and conflicts do not count

@@ -45,17 +45,8 @@ pub struct RekeyArgs {
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
 
-    /// Stop after rewriting this many files (exit 8; a re-run continues)
-    #[arg(long, value_name = "N")]
-    pub max_files: Option<u64>,
-
-    /// Stop after rewriting this many stored bytes, e.g. 10GiB (exit 8; a re-run continues)
-    #[arg(long, value_name = "SIZE")]
-    pub max_bytes: Option<String>,
-
-    /// Stop after this long, e.g. 45m (exit 8; a re-run continues)
-    #[arg(long, value_name = "DURATION")]
-    pub max_duration: Option<String>,
+    #[command(flatten)]
+    pub cutoff: super::CutoffArgs,
 
     /// Stop once N files have failed (exit 3)
     #[arg(long, value_name = "N")]

@@ -24,9 +24,7 @@ pub(super) async fn run(settings: &Settings, args: &RebaseArgs) -> anyhow::Resul
     }
     let format = MigrateFormat::choose(args.output, "rebase")?;
     let max_duration = match &args.max_duration {
-        Some(d) => {
-            Some(humantime::parse_duration(d).map_err(|e| usage(format!("--max-duration: {e}")))?)
-        }
+        Some(d) => Some(crate::settings::parse_max_duration(d)?),
         None => settings.run.max_duration,
     };
     // The run's description only: a rebase reads and writes no store.

@@ -10,7 +10,7 @@ use crate::engine::{Effects, Limits, RunState, Stores, live::Live};
 use crate::exit::usage;
 use crate::report::rekey::{print_rekey, spawn_progress};
 use crate::session;
-use crate::settings::{NEW_KEY_ENV, Settings, parse_size};
+use crate::settings::{NEW_KEY_ENV, Settings};
 use crate::storage::crypto::FileKey;
 use crate::storage::rekey::open_versioned;
 
@@ -63,24 +63,14 @@ pub(super) async fn run(settings: &Settings, args: &RekeyArgs) -> anyhow::Result
         }
     }
     let run = &settings.run;
-    let max_bytes = match args.max_bytes.as_deref() {
-        Some(s) => Some(parse_size(s).map_err(|e| usage(format!("--max-bytes {s:?}: {e}")))?),
-        None => run.max_bytes,
-    };
-    let max_duration = match args.max_duration.as_deref() {
-        Some(s) => Some(
-            humantime::parse_duration(s)
-                .map_err(|e| usage(format!("--max-duration {s:?}: {e} (e.g. 45m)")))?,
-        ),
-        None => run.max_duration,
-    };
+    let (max_files, max_bytes, max_duration) = crate::settings::cutoffs(&args.cutoff, run)?;
     let plan = RekeyPlan {
         mode,
         current,
         new,
         concurrency: args.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1),
         limits: Limits {
-            max_files: args.max_files.or(run.max_files),
+            max_files,
             max_bytes,
             max_duration,
             max_errors: args.max_errors.or(run.max_errors).filter(|n| *n > 0),

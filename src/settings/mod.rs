@@ -197,18 +197,17 @@ impl Settings {
         if concurrency == 0 {
             return Err(usage("concurrency must be at least 1"));
         }
-        let max_bytes = match m.and_then(|m| m.max_bytes.clone()).or(run.max_bytes) {
-            Some(s) => Some(parse_size(&s).map_err(|e| usage(format!("--max-bytes {s:?}: {e}")))?),
-            None => None,
-        };
-        let max_duration = match m.and_then(|m| m.max_duration.clone()).or(run.max_duration) {
-            Some(s) => Some(humantime::parse_duration(&s).map_err(|e| {
-                usage(format!(
-                    "--max-duration {s:?}: {e} (examples: 90s, 45m, 2h)"
-                ))
-            })?),
-            None => None,
-        };
+        let flags = m.map(|m| &m.cutoff);
+        let max_bytes = flags
+            .and_then(|c| c.max_bytes.clone())
+            .or(run.max_bytes)
+            .map(|s| parse_max_bytes(&s))
+            .transpose()?;
+        let max_duration = flags
+            .and_then(|c| c.max_duration.clone())
+            .or(run.max_duration)
+            .map(|s| parse_max_duration(&s))
+            .transpose()?;
         let max_errors = m.and_then(|m| m.max_errors).or(run.max_errors);
         if max_errors == Some(0) {
             return Err(usage(
@@ -331,7 +330,7 @@ impl Settings {
                     .or(run.rename)
                     .unwrap_or(RenamePolicy::Auto),
                 nested: !m.is_some_and(|m| m.filters.no_nested) && run.nested.unwrap_or(true),
-                max_files: m.and_then(|m| m.max_files).or(run.max_files),
+                max_files: flags.and_then(|c| c.max_files).or(run.max_files),
                 max_bytes,
                 max_duration,
                 max_errors,
@@ -486,6 +485,39 @@ pub fn database_from_uri(uri: &str) -> Option<String> {
 }
 
 /// `10GiB`, `500MB`, `1.5G`, `1024`: bytes. Binary (`KiB`, `K`) and decimal (`KB`) units.
+/// The cutoffs of a run: a command's own `--max-files/--max-bytes/--max-duration` over the
+/// `[run]` keys already resolved in `run`.
+pub fn cutoffs(
+    flags: &crate::cli::CutoffArgs,
+    run: &RunSettings,
+) -> anyhow::Result<(Option<u64>, Option<u64>, Option<Duration>)> {
+    Ok((
+        flags.max_files.or(run.max_files),
+        match &flags.max_bytes {
+            Some(s) => Some(parse_max_bytes(s)?),
+            None => run.max_bytes,
+        },
+        match &flags.max_duration {
+            Some(s) => Some(parse_max_duration(s)?),
+            None => run.max_duration,
+        },
+    ))
+}
+
+/// `--max-bytes` / `[run] max_bytes`, e.g. `10GiB`.
+pub fn parse_max_bytes(s: &str) -> anyhow::Result<u64> {
+    parse_size(s).map_err(|e| usage(format!("--max-bytes {s:?}: {e}")))
+}
+
+/// `--max-duration` / `[run] max_duration`, e.g. `45m`.
+pub fn parse_max_duration(s: &str) -> anyhow::Result<Duration> {
+    humantime::parse_duration(s).map_err(|e| {
+        usage(format!(
+            "--max-duration {s:?}: {e} (examples: 90s, 45m, 2h)"
+        ))
+    })
+}
+
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s
