@@ -87,6 +87,7 @@ pub mod fs;
 pub mod gcs;
 pub mod gridfs;
 pub mod http;
+mod keymove;
 pub mod parts;
 pub mod rekey;
 pub mod s3;

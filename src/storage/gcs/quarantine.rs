@@ -1,10 +1,14 @@
 //! The GCS store's quarantine: the object [`QUARANTINE_ROOT`]` + prefix + name`, at the bucket's
 //! root (see that constant for what Parse Server can still reach). A move is a server-side copy
 //! that never replaces (`ifGenerationMatch=0`), a check that the copy holds the same bytes (size
-//! and MD5), then the delete of the original: a crash leaves the original, or both (identical:
-//! a repeat sees that and deletes the original), never neither.
+//! and MD5), then the delete of the original (`storage::keymove`, shared with S3): a crash
+//! leaves the original, or both (identical: a repeat sees that and deletes the original), never
+//! neither.
+
+use async_trait::async_trait;
 
 use super::{GcsStore, json};
+use crate::storage::keymove::{KeyStore, move_key};
 use crate::storage::{ObjectMeta, QUARANTINE_ROOT, StorageError};
 
 impl GcsStore {
@@ -19,14 +23,6 @@ impl GcsStore {
         Ok(key)
     }
 
-    async fn meta(&self, name: &str, key: &str) -> Result<Option<ObjectMeta>, StorageError> {
-        match json::stat(self, name, key).await {
-            Ok(m) => Ok(Some(m)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
     /// Move `name` between its object and its quarantine object.
     pub(super) async fn move_quarantine(
         &self,
@@ -35,40 +31,11 @@ impl GcsStore {
     ) -> Result<(), StorageError> {
         let (served, quarantined) = (self.key(name)?, self.quarantine_key(name)?);
         let (from, to) = if to_quarantine {
-            (served, quarantined)
+            (&served, &quarantined)
         } else {
-            (quarantined, served)
+            (&quarantined, &served)
         };
-        let src = self.meta(name, &from).await?;
-        let dst = self.meta(name, &to).await?;
-        let src = match (src, dst) {
-            (None, Some(_)) => return Ok(()),
-            (None, None) => {
-                return Err(StorageError::NotFound {
-                    name: name.to_string(),
-                    location: self.url(&self.quarantine_key(name)?),
-                });
-            }
-            (Some(s), Some(d)) if same(&s, &d) => return json::delete(self, name, &from).await,
-            (Some(_), Some(_)) => {
-                return Err(StorageError::AlreadyExists {
-                    name: name.to_string(),
-                    location: self.url(&to),
-                });
-            }
-            (Some(s), None) => s,
-        };
-        json::copy_new(self, name, &from, &to).await?;
-        match self.meta(name, &to).await? {
-            Some(copied) if same(&src, &copied) => json::delete(self, name, &from).await,
-            _ => Err(StorageError::Integrity {
-                name: name.to_string(),
-                reason: format!(
-                    "the copy at {} does not match; original kept",
-                    self.url(&to)
-                ),
-            }),
-        }
+        move_key(self, name, from, to, &quarantined).await
     }
 
     pub(super) async fn purge_quarantine(&self, name: &str) -> Result<(), StorageError> {
@@ -76,7 +43,37 @@ impl GcsStore {
     }
 }
 
-/// Same size, and the same MD5 where GCS keeps one (composite objects have none).
-fn same(a: &ObjectMeta, b: &ObjectMeta) -> bool {
-    a.size == b.size && (a.md5.is_none() || b.md5.is_none() || a.md5 == b.md5)
+#[async_trait]
+impl KeyStore for GcsStore {
+    type Meta = ObjectMeta;
+
+    async fn head_key(&self, name: &str, key: &str) -> Result<Option<ObjectMeta>, StorageError> {
+        match json::stat(self, name, key).await {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Same size, and the same MD5 where GCS keeps one (composite objects have none).
+    async fn same_bytes(
+        &self,
+        _name: &str,
+        (_, a): (&str, &ObjectMeta),
+        (_, b): (&str, &ObjectMeta),
+    ) -> Result<bool, StorageError> {
+        Ok(a.size == b.size && (a.md5.is_none() || b.md5.is_none() || a.md5 == b.md5))
+    }
+
+    async fn copy_key_new(&self, name: &str, from: &str, to: &str) -> Result<(), StorageError> {
+        json::copy_new(self, name, from, to).await
+    }
+
+    async fn remove_key(&self, name: &str, key: &str) -> Result<(), StorageError> {
+        json::delete(self, name, key).await
+    }
+
+    fn key_url(&self, key: &str) -> String {
+        self.url(key)
+    }
 }

@@ -1,22 +1,24 @@
 //! The S3 store's quarantine: the key [`QUARANTINE_ROOT`]` + prefix + name`, at the bucket's
 //! root (see that constant for what Parse Server can still reach). A move is a server-side
 //! `CopyObject`, a check that the copy holds the same bytes (size, then ETag, else the MD5 of
-//! both read back), then `DeleteObject` of the original: a crash leaves the original, or both
+//! both read back), then `DeleteObject` of the original (`storage::keymove`, shared with GCS): a crash leaves the original, or both
 //! (identical: a repeat sees that and deletes the original), never neither. The copy is
 //! create-only (`If-None-Match: *`, like a create-only `put`), so it never replaces an object
 //! that appeared since the check. `CopyObject` takes objects up to 5 GiB; a bigger one fails the
 //! move and stays where it is.
 
+use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
 use md5::Digest;
 
 use super::S3Store;
 use super::errors::classify;
+use crate::storage::keymove::{KeyStore, move_key};
 use crate::storage::{QUARANTINE_ROOT, StorageError};
 
 /// What `HeadObject` says of one key.
 #[derive(Debug, PartialEq)]
-struct Head {
+pub(crate) struct Head {
     size: i64,
     etag: Option<String>,
 }
@@ -120,42 +122,47 @@ impl S3Store {
     ) -> Result<(), StorageError> {
         let (served, quarantined) = (self.key(name)?, self.quarantine_key(name)?);
         let (from, to) = if to_quarantine {
-            (served, quarantined)
+            (&served, &quarantined)
         } else {
-            (quarantined, served)
+            (&quarantined, &served)
         };
-        let src = self.head(name, &from).await?;
-        let dst = self.head(name, &to).await?;
-        let src = match (src, dst) {
-            (None, Some(_)) => return Ok(()),
-            (None, None) => {
-                return Err(StorageError::NotFound {
-                    name: name.to_string(),
-                    location: self.url(&self.quarantine_key(name)?),
-                });
-            }
-            (Some(s), Some(d)) => {
-                if !self.same(name, (&from, &s), (&to, &d)).await? {
-                    return Err(StorageError::AlreadyExists {
-                        name: name.to_string(),
-                        location: self.url(&to),
-                    });
-                }
-                return self.delete_key(name, &from).await;
-            }
-            (Some(s), None) => s,
-        };
+        move_key(self, name, from, to, &quarantined).await
+    }
+
+    pub(super) async fn purge_quarantine(&self, name: &str) -> Result<(), StorageError> {
+        self.delete_key(name, &self.quarantine_key(name)?).await
+    }
+}
+
+#[async_trait]
+impl KeyStore for S3Store {
+    type Meta = Head;
+
+    async fn head_key(&self, name: &str, key: &str) -> Result<Option<Head>, StorageError> {
+        self.head(name, key).await
+    }
+
+    async fn same_bytes(
+        &self,
+        name: &str,
+        a: (&str, &Head),
+        b: (&str, &Head),
+    ) -> Result<bool, StorageError> {
+        self.same(name, a, b).await
+    }
+
+    /// `CopyObject`, create-only (`If-None-Match: *`: a key taken since the look is refused, 412).
+    async fn copy_key_new(&self, name: &str, from: &str, to: &str) -> Result<(), StorageError> {
         let source = format!(
             "{}/{}",
             self.bucket,
-            percent_encoding::utf8_percent_encode(&from, KEY_SET)
+            percent_encoding::utf8_percent_encode(from, KEY_SET)
         );
-        // Create-only (`If-None-Match: *`): a key taken since the check above is refused (412).
         let copied = self
             .client
             .copy_object()
             .bucket(&self.bucket)
-            .key(&to)
+            .key(to)
             .copy_source(source)
             .if_none_match("*")
             .set_server_side_encryption(self.sse.clone())
@@ -164,34 +171,20 @@ impl S3Store {
             .send()
             .await;
         match copied.map_err(classify) {
-            Ok(_) => {}
-            Err(f) if f.status == Some(412) => {
-                return Err(StorageError::AlreadyExists {
-                    name: name.to_string(),
-                    location: self.url(&to),
-                });
-            }
-            Err(f) => return Err(self.fail("CopyObject", name, &from, f)),
-        }
-        let copied = self.head(name, &to).await?;
-        let verified = match &copied {
-            Some(c) => self.same(name, (&from, &src), (&to, c)).await?,
-            None => false,
-        };
-        if !verified {
-            self.delete_key(name, &to).await?;
-            return Err(StorageError::Integrity {
+            Ok(_) => Ok(()),
+            Err(f) if f.status == Some(412) => Err(StorageError::AlreadyExists {
                 name: name.to_string(),
-                reason: format!(
-                    "the copy at {} does not match; original kept",
-                    self.url(&to)
-                ),
-            });
+                location: self.url(to),
+            }),
+            Err(f) => Err(self.fail("CopyObject", name, from, f)),
         }
-        self.delete_key(name, &from).await
     }
 
-    pub(super) async fn purge_quarantine(&self, name: &str) -> Result<(), StorageError> {
-        self.delete_key(name, &self.quarantine_key(name)?).await
+    async fn remove_key(&self, name: &str, key: &str) -> Result<(), StorageError> {
+        self.delete_key(name, key).await
+    }
+
+    fn key_url(&self, key: &str) -> String {
+        self.url(key)
     }
 }
