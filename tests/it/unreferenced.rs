@@ -12,6 +12,15 @@ use crate::support::conformance::{body, read_all};
 
 const REFERENCED: &str = "0123456789abcdef0123456789abcdef_ref.jpg";
 const ORPHANS: &[&str] = &["orphan.bin", "dir/ünï %2F+.bin"];
+/// A real run that also copies the server's unreferenced files.
+const WITH_UNREFERENCED: &[&str] = &[
+    "--include-unreferenced",
+    "--select",
+    "server",
+    "--yes",
+    "--output",
+    "jsonl",
+];
 
 async fn scenario(tag: &str, source: &str, destination: &str) {
     let client = support::mongo_client().await;
@@ -76,17 +85,7 @@ async fn scenario(tag: &str, source: &str, destination: &str) {
     all.insert(REFERENCED.into());
     assert_eq!(copies, all, "{}", out.stdout);
 
-    let out = app::migrate(
-        &config,
-        &[
-            "--include-unreferenced",
-            "--select",
-            "server",
-            "--yes",
-            "--output",
-            "jsonl",
-        ],
-    );
+    let out = app::migrate(&config, WITH_UNREFERENCED);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let s = out.summary();
     assert_eq!(s["files"]["copied"], 3, "{s}");
@@ -99,17 +98,7 @@ async fn scenario(tag: &str, source: &str, destination: &str) {
         let rec = ledger.count_documents(doc! {"n": n}).await.unwrap();
         assert_eq!(rec, 1, "{n} recorded in the ledger");
     }
-    let out = app::migrate(
-        &config,
-        &[
-            "--include-unreferenced",
-            "--select",
-            "server",
-            "--yes",
-            "--output",
-            "jsonl",
-        ],
-    );
+    let out = app::migrate(&config, WITH_UNREFERENCED);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.summary()["files"]["copied"], 0, "{}", out.stdout);
     db.drop().await.unwrap();
