@@ -294,6 +294,11 @@ impl GridFsStore {
         if let Some(keep) = keep {
             filter.insert("_id", doc! { "$ne": keep.clone() });
         }
+        self.revision_ids(name, filter).await
+    }
+
+    /// The `_id`s of the files documents (revisions) `filter` matches; `name` for errors.
+    async fn revision_ids(&self, name: &str, filter: Document) -> Result<Vec<Bson>, StorageError> {
         let docs: Vec<Document> = self
             .files
             .find(filter)

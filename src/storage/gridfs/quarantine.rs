@@ -91,18 +91,8 @@ impl GridFsStore {
     }
 
     pub(super) async fn purge_revisions(&self, name: &str) -> Result<(), StorageError> {
-        use futures::TryStreamExt;
-        let ids: Vec<Document> = self
-            .files
-            .find(doc! {QUARANTINED: name})
-            .projection(doc! {"_id": 1})
-            .await
-            .map_err(|e| mongo_error(name, e))?
-            .try_collect()
-            .await
-            .map_err(|e| mongo_error(name, e))?;
-        for id in ids.iter().filter_map(|d| d.get("_id")) {
-            self.delete_revision(name, id).await?;
+        for id in self.revision_ids(name, doc! {QUARANTINED: name}).await? {
+            self.delete_revision(name, &id).await?;
         }
         Ok(())
     }

@@ -335,20 +335,12 @@ impl Versioned for GridFsStore {
             },
         };
         // Older than the revision readers see: never served again, only an old form of the file.
-        let stale: Vec<Document> = self
-            .files
-            .find(doc! {"filename": name, "uploadDate": {"$lt": date}})
-            .projection(doc! {"_id": 1})
-            .await
-            .map_err(|e| mongo_error(name, e))?
-            .try_collect()
-            .await
-            .map_err(|e| mongo_error(name, e))?;
+        let stale = self
+            .revision_ids(name, doc! {"filename": name, "uploadDate": {"$lt": date}})
+            .await?;
         if remove {
-            for s in &stale {
-                if let Some(id) = s.get("_id") {
-                    self.delete_revision(name, id).await?;
-                }
+            for id in &stale {
+                self.delete_revision(name, id).await?;
             }
         }
         Ok(stale.len() as u64)
