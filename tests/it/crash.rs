@@ -366,16 +366,7 @@ async fn gridfs_to_s3(tag: &str) -> (Scenario, String) {
     let gridfs: StoreConfig = toml::from_str("type = \"gridfs\"").unwrap();
     let source_store = storage::open(&gridfs, &ctx).await.unwrap();
     let files = files(60, |i| format!("{:032x}_photo {i}.jpg", i as u128 * 7919));
-    for (n, data) in &files {
-        source_store
-            .put(
-                n,
-                support::conformance::body(data, 65536),
-                &Default::default(),
-            )
-            .await
-            .unwrap();
-    }
+    support::conformance::put_all(&*source_store, &files).await;
     let names: Vec<String> = files.keys().cloned().collect();
     let refs = 8000;
     seed_objects(&db, &names, refs, true).await;

@@ -47,16 +47,7 @@ impl Scenario {
                 (name, support::bytes(SIZE + 1000 * i, i as u64 + 3))
             })
             .collect();
-        for (n, data) in &files {
-            source
-                .put(
-                    n,
-                    support::conformance::body(data, 65536),
-                    &Default::default(),
-                )
-                .await
-                .unwrap();
-        }
+        support::conformance::put_all(&*source, &files).await;
         let names: Vec<String> = files.keys().cloned().collect();
         app::seed_items(&db, &names).await;
         let config = app::write_config(

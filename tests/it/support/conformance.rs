@@ -37,6 +37,16 @@ pub fn body(data: &[u8], chunk: usize) -> ByteStream {
     stream::iter(chunks).boxed()
 }
 
+/// Store every file of `files` (name → bytes) in `store`, streamed in 64 KiB chunks.
+pub async fn put_all(store: &dyn ObjectStore, files: &std::collections::BTreeMap<String, Vec<u8>>) {
+    for (n, data) in files {
+        store
+            .put(n, body(data, 65536), &Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("put {n}: {e}"));
+    }
+}
+
 /// A stream that yields `good` bytes and then fails, to simulate a source that breaks midway.
 pub fn failing_body(good: usize) -> ByteStream {
     let data = super::bytes(good, 99);
