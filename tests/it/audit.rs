@@ -118,11 +118,7 @@ async fn audit_scenario(tag: &str, table: &str, put: bool) -> Vec<Value> {
     }
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("audit.toml");
-    std::fs::write(
-        &config,
-        format!("{}\n[destination]\n{table}", base_tables(&db_name, KEY)),
-    )
-    .unwrap();
+    app::write_destination_config(&config, &db_name, KEY, table);
     let c = config.to_str().unwrap();
 
     // Small sort runs: the join goes through temp files even here.

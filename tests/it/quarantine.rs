@@ -16,7 +16,7 @@ use parse_files_migrate::storage::{self, ObjectStore, PutOptions, StoreConfig, S
 use serde_json::Value;
 
 use crate::support;
-use crate::support::app::{self, base_tables, file};
+use crate::support::app::{self, file};
 use crate::support::conformance::{body, read_all};
 
 const KEY: &str = "quarantineFileKey";
@@ -219,11 +219,7 @@ async fn scenario(tag: &str, table: &str, aging: Aging) {
     }
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("q.toml");
-    std::fs::write(
-        &config,
-        format!("{}\n[destination]\n{table}", base_tables(&db_name, KEY)),
-    )
-    .unwrap();
+    app::write_destination_config(&config, &db_name, KEY, table);
     let c = config.to_str().unwrap();
     let min_age = aging.min_age();
     let args = |extra: &[&'static str]| -> Vec<String> {
@@ -466,11 +462,7 @@ async fn purge_superseded_deletes_only_older_gridfs_revisions() {
     );
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("q.toml");
-    std::fs::write(
-        &config,
-        format!("{}\n[destination]\n{table}", base_tables(&db_name, KEY)),
-    )
-    .unwrap();
+    app::write_destination_config(&config, &db_name, KEY, &table);
     let c = config.to_str().unwrap();
     let out = app::run([
         "-c",
@@ -546,11 +538,7 @@ async fn moves_a_crash_interrupted_are_taken_back_or_finished() {
         .await
         .unwrap();
     let config = dir.path().join("q.toml");
-    std::fs::write(
-        &config,
-        format!("{}\n[destination]\n{table}", base_tables(&db_name, KEY)),
-    )
-    .unwrap();
+    app::write_destination_config(&config, &db_name, KEY, &table);
     let c = config.to_str().unwrap();
     // The next --quarantine takes the move back, then judges the file afresh (still an orphan;
     // `--min-age 0s`): quarantined again, under a new record.

@@ -480,6 +480,19 @@ public_server_url = "{SERVER_URL}"
     path
 }
 
+/// Write `path`: [`base_tables`] of database `db_name` with `file_key`, and `[destination]`
+/// with the body `destination`.
+pub fn write_destination_config(path: &Path, db_name: &str, file_key: &str, destination: &str) {
+    std::fs::write(
+        path,
+        format!(
+            "{}\n[destination]\n{destination}",
+            base_tables(db_name, file_key)
+        ),
+    )
+    .unwrap();
+}
+
 /// The `[mongo]` and `[parse]` tables for `db_name` on the test server.
 pub fn base_tables(db_name: &str, file_key: &str) -> String {
     format!(
