@@ -334,7 +334,9 @@ impl ObjectStore for FsStore {
         // The sealed body is the plaintext followed by the IV and the tag.
         let small = opts
             .size_hint
-            .is_some_and(|n| n + crypto::TRAILER_LEN as u64 <= SMALL_PUT as u64);
+            .map(|n| n + crypto::TRAILER_LEN as u64)
+            .filter(|&n| n <= SMALL_PUT as u64)
+            .map(|n| n as usize);
         self.write_temp(name, &tmp, body, Some((path.clone(), opts.mode)), small)
             .await
             .map_err(|e| self.put_error(name, &path, opts.size_hint, e))?;
@@ -405,7 +407,7 @@ impl ObjectStore for FsStore {
             hex::encode(rand::random::<[u8; 6]>())
         ));
         let result = self
-            .write_temp(&what, &probe, futures::stream::empty().boxed(), None, false)
+            .write_temp(&what, &probe, futures::stream::empty().boxed(), None, None)
             .await;
         let _ = tokio::fs::remove_file(&probe).await;
         result?;
