@@ -107,8 +107,9 @@ class Bench:
 
     def oplog_ts(self):
         """The newest entry of the server's oplog (SecantusDB keeps one, as a replica set's
-        primary does), or None."""
-        last = self.client.local["oplog.rs"].find_one({}, {"ts": 1}, sort=[("$natural", -1)])
+        primary does), or None. Sorted by `ts`, not `$natural`: secantusd-rs ignores a `$natural`
+        sort and answers the oldest entry, which counted earlier runs' writes as this one's."""
+        last = self.client.local["oplog.rs"].find_one({}, {"ts": 1}, sort=[("ts", -1)])
         return last and last["ts"]
 
     def record(self, scenario, variant, **kv):
@@ -587,7 +588,7 @@ class OplogCounter:
 
     def __exit__(self, *exc):
         oplog = self.client.local["oplog.rs"]
-        oldest = oplog.find_one({}, {"ts": 1}, sort=[("$natural", 1)])
+        oldest = oplog.find_one({}, {"ts": 1}, sort=[("ts", 1)])
         self.reads = 2
         if self.since is not None and oldest and oldest["ts"] > self.since:
             return  # entries of the run were dropped from the capped oplog
