@@ -195,6 +195,71 @@ async fn failed_put_leaves_no_temp_file() {
     assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
 }
 
+/// A create-only write in progress has no name in the directory where the filesystem has
+/// `O_TMPFILE` (one directory change per file: the final link); elsewhere its named temp file.
+/// Either way the finished file is whole and nothing else is left. A streamed body that waits
+/// half-way lets the test look at the directory mid-write.
+#[tokio::test]
+async fn a_write_in_progress_has_no_name_where_the_filesystem_allows() {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path(), None);
+    let data = support::bytes(600 << 10, 9); // above the gathered size: streamed
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, StorageError>>(1);
+    let body = tokio_stream::wrappers::ReceiverStream::new(rx).boxed();
+    let opts = PutOptions {
+        mode: parse_files_migrate::storage::PutMode::Create,
+        ..Default::default()
+    };
+    let put = tokio::spawn({
+        let s = std::sync::Arc::new(s);
+        let s2 = s.clone();
+        async move { (s2.put("big.bin", body, &opts).await, s) }
+    });
+    tx.send(Ok(bytes::Bytes::copy_from_slice(&data[..300 << 10])))
+        .await
+        .unwrap();
+    // The first half is written once the next send is accepted (the channel holds one).
+    tx.send(Ok(bytes::Bytes::copy_from_slice(&data[300 << 10..400 << 10])))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mid = entries(dir.path());
+    if unnamed_files_allowed(dir.path()) {
+        assert!(mid.is_empty(), "no name while writing: {mid:?}");
+    } else {
+        assert_eq!(mid.len(), 1, "one named temp file: {mid:?}");
+        assert!(mid[0].starts_with(".pfm-tmp+"), "{mid:?}");
+    }
+    tx.send(Ok(bytes::Bytes::copy_from_slice(&data[400 << 10..])))
+        .await
+        .unwrap();
+    drop(tx);
+    let (put, _s) = put.await.unwrap();
+    assert_eq!(put.unwrap().size, data.len() as u64);
+    assert_eq!(entries(dir.path()), ["big.bin"]);
+    assert_eq!(std::fs::read(dir.path().join("big.bin")).unwrap(), data);
+}
+
+/// Whether `dir`'s filesystem makes unnamed files (Linux `O_TMPFILE`).
+fn unnamed_files_allowed(dir: &std::path::Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_TMPFILE)
+            .open(dir)
+            .is_ok()
+            && std::path::Path::new("/proc/self/fd").is_dir()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        false
+    }
+}
+
 /// `sync` reports a failure instead of swallowing it, and a failed sync is tried again by the
 /// next one (the writes it covered are still not known to be durable). With nothing written
 /// since the last sync it does nothing, not even look at the directory.
