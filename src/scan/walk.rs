@@ -121,8 +121,9 @@ pub struct ClassWalker {
     opts: WalkOptions,
     bracket: usize,
     last: Option<Bson>,
-    /// The open cursor over the current bracket, after `last`.
-    cursor: Option<Cursor<RawDocumentBuf>>,
+    /// The next page of the open cursor over the current bracket after `last`, being read while
+    /// the caller works on this one (the cursor is in there).
+    ahead: Option<Ahead>,
     /// `--strings`: the String fields to search for file URLs (and the container fields'
     /// strings), with the matcher.
     strings: Option<(Vec<String>, std::sync::Arc<Matcher>)>,
@@ -147,7 +148,7 @@ impl ClassWalker {
             opts,
             bracket: 0,
             last: None,
-            cursor: None,
+            ahead: None,
             strings: None,
         }
     }
@@ -180,7 +181,7 @@ impl ClassWalker {
     /// Continue from a position taken by [`position`](Self::position) (maybe by another
     /// process). An unknown bracket name starts from the beginning.
     pub fn resume(&mut self, at: &WalkPosition) {
-        self.cursor = None;
+        self.ahead = None;
         match at.bracket {
             None => {
                 self.bracket = BRACKETS.len();
@@ -249,36 +250,36 @@ impl ClassWalker {
     fn end(&mut self) {
         self.bracket = BRACKETS.len();
         self.last = None;
-        self.cursor = None;
+        self.ahead = None;
     }
 
     /// Up to a page of documents of the current bracket after `last`, and whether the bracket
     /// has no more. A cursor that fails before the page's first document is reopened once from
     /// `last`; one that fails later ends the page there (the next page reopens it).
+    ///
+    /// After a full page the next one is read ahead, in a task of its own that holds the cursor,
+    /// while the caller works on this one: the server's `getMore` and the tool's work on a page
+    /// overlap instead of taking turns (a walk of 1,000,000 objects paid both in full).
     async fn read_page(&mut self) -> mongodb::error::Result<(Vec<RawDocumentBuf>, bool)> {
         let size = self.opts.page_size as usize;
-        let mut docs = Vec::with_capacity(size.min(4096));
         let mut reopened = false;
         loop {
-            if self.cursor.is_none() {
-                self.cursor = Some(self.open().await?);
-            }
-            let Some(cursor) = self.cursor.as_mut() else {
-                continue;
+            let filled = match self.ahead.take() {
+                Some(mut ahead) => match (&mut ahead.0).await {
+                    Ok(filled) => filled,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    // Not reached (only dropping `ahead` cancels it): read again from `last`.
+                    Err(_) => continue,
+                },
+                None => fill(self.open().await?, size).await,
             };
-            match cursor.try_next().await {
-                Ok(Some(d)) => {
-                    docs.push(d);
-                    if docs.len() == size {
-                        return Ok((docs, false));
-                    }
+            match filled {
+                Filled::Page(cursor, docs) => {
+                    self.ahead = Some(Ahead(tokio::spawn(fill(*cursor, size))));
+                    return Ok((docs, false));
                 }
-                Ok(None) => {
-                    self.cursor = None;
-                    return Ok((docs, true));
-                }
-                Err(e) => {
-                    self.cursor = None;
+                Filled::End(docs) => return Ok((docs, true)),
+                Filled::Broken(docs, e) => {
                     if !docs.is_empty() {
                         tracing::debug!("the cursor over {} broke mid-page: {e}", self.class.name);
                         return Ok((docs, false));
@@ -322,5 +323,40 @@ impl ClassWalker {
             .sort(doc! {"_id": 1})
             .batch_size(self.opts.page_size)
             .await
+    }
+}
+
+/// What reading a page from a cursor gave: a full page (and the cursor, to read on), the last
+/// documents (the cursor ended), or the documents read before the cursor failed.
+enum Filled {
+    Page(Box<Cursor<RawDocumentBuf>>, Vec<RawDocumentBuf>),
+    End(Vec<RawDocumentBuf>),
+    Broken(Vec<RawDocumentBuf>, mongodb::error::Error),
+}
+
+/// Read up to `size` documents from `cursor`.
+async fn fill(mut cursor: Cursor<RawDocumentBuf>, size: usize) -> Filled {
+    let mut docs = Vec::with_capacity(size.min(4096));
+    loop {
+        match cursor.try_next().await {
+            Ok(Some(d)) => {
+                docs.push(d);
+                if docs.len() == size {
+                    return Filled::Page(Box::new(cursor), docs);
+                }
+            }
+            Ok(None) => return Filled::End(docs),
+            Err(e) => return Filled::Broken(docs, e),
+        }
+    }
+}
+
+/// A page read ahead; dropping it (the walk ended, resumed elsewhere, or was dropped) cancels
+/// the read and closes its cursor.
+struct Ahead(tokio::task::JoinHandle<Filled>);
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -220,9 +220,11 @@ async fn a_write_in_progress_has_no_name_where_the_filesystem_allows() {
         .await
         .unwrap();
     // The first half is written once the next send is accepted (the channel holds one).
-    tx.send(Ok(bytes::Bytes::copy_from_slice(&data[300 << 10..400 << 10])))
-        .await
-        .unwrap();
+    tx.send(Ok(bytes::Bytes::copy_from_slice(
+        &data[300 << 10..400 << 10],
+    )))
+    .await
+    .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let mid = entries(dir.path());
     if unnamed_files_allowed(dir.path()) {
