@@ -45,6 +45,9 @@ struct Scenario {
     /// References the run rewrites (ledger `rewritten` at the end).
     rewrites: u64,
     args: Vec<&'static str>,
+    /// The fs destination's directory, to check after each kill that nothing is stored without
+    /// an intent in the ledger (None: the destination is a bucket).
+    dest: Option<PathBuf>,
 }
 
 impl Scenario {
@@ -57,6 +60,39 @@ impl Scenario {
             Phase::Rewrite
         } else {
             Phase::Done
+        }
+    }
+
+    /// Intent before copy: every file the killed run left at the destination has its record in
+    /// the ledger (whatever its state), so a re-run knows it and nothing is orphaned.
+    async fn assert_intents_before_copies(&self) {
+        let Some(dir) = &self.dest else { return };
+        let target_of: BTreeMap<String, String> = self
+            .files
+            .keys()
+            .map(|n| {
+                let t = parse_server_name(n);
+                (encode_uri_component(&t), t)
+            })
+            .collect();
+        let stored: Vec<String> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| !n.starts_with('.')) // a named temp file (filesystems without O_TMPFILE)
+                .map(|n| target_of.get(&n).cloned().unwrap_or(n))
+                .collect(),
+            Err(_) => Vec::new(), // nothing stored yet
+        };
+        let names: Vec<&str> = stored.iter().map(String::as_str).collect();
+        let recorded = support::ledger::of(&self.db)
+            .by_target(&names)
+            .await
+            .unwrap();
+        for t in &names {
+            assert!(
+                recorded.contains_key(*t),
+                "{t} is at the destination with no intent in the ledger"
+            );
         }
     }
 
@@ -122,7 +158,10 @@ impl Scenario {
             );
             takeovers += stderr.matches("took over the lease").count();
             match exited {
-                None => phases.push(self.phase().await),
+                None => {
+                    self.assert_intents_before_copies().await;
+                    phases.push(self.phase().await)
+                }
                 Some(_) if status.success() => break,
                 Some(_) => panic!("run {runs} failed ({status}):\n{stderr}"),
             }
@@ -292,6 +331,7 @@ async fn legacy_to_fs(tag: &str) -> (Scenario, PathBuf) {
         files,
         rewrites: (names.len() + refs) as u64,
         args: vec!["--bwlimit", "200KiB", "--concurrency", "4"],
+        dest: Some(dest.clone()),
     };
     (s, dest)
 }
@@ -390,6 +430,7 @@ async fn gridfs_to_s3(tag: &str) -> (Scenario, String) {
             "--concurrency",
             "4",
         ],
+        dest: None,
     };
     (s, bucket)
 }
