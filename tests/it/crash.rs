@@ -64,36 +64,39 @@ impl Scenario {
     }
 
     /// Intent before copy: every file the killed run left at the destination has its record in
-    /// the ledger (whatever its state), so a re-run knows it and nothing is orphaned.
-    async fn assert_intents_before_copies(&self) {
-        let Some(dir) = &self.dest else { return };
-        let target_of: BTreeMap<String, String> = self
+    /// the ledger (in whatever state: planned if the kill came before its outcome was recorded),
+    /// so a re-run knows it and nothing is orphaned. Returns how many stored files it checked.
+    async fn assert_intents_before_copies(&self) -> usize {
+        let Some(dir) = &self.dest else { return 0 };
+        // The stored (encoded, renamed) name of each source file → its source name.
+        let source_of: BTreeMap<String, &str> = self
             .files
             .keys()
-            .map(|n| {
-                let t = parse_server_name(n);
-                (encode_uri_component(&t), t)
-            })
+            .map(|n| (encode_uri_component(&parse_server_name(n)), n.as_str()))
             .collect();
         let stored: Vec<String> = match std::fs::read_dir(dir) {
             Ok(entries) => entries
                 .map(|e| e.unwrap().file_name().into_string().unwrap())
                 .filter(|n| !n.starts_with('.')) // a named temp file (filesystems without O_TMPFILE)
-                .map(|n| target_of.get(&n).cloned().unwrap_or(n))
                 .collect(),
             Err(_) => Vec::new(), // nothing stored yet
         };
-        let names: Vec<&str> = stored.iter().map(String::as_str).collect();
-        let recorded = support::ledger::of(&self.db)
-            .by_target(&names)
-            .await
-            .unwrap();
-        for t in &names {
+        let names: Vec<&str> = stored
+            .iter()
+            .map(|n| {
+                *source_of
+                    .get(n)
+                    .unwrap_or_else(|| panic!("{n} at the destination is no file of this app"))
+            })
+            .collect();
+        let recorded = support::ledger::of(&self.db).lookup(&names).await.unwrap();
+        for n in &names {
             assert!(
-                recorded.contains_key(*t),
-                "{t} is at the destination with no intent in the ledger"
+                recorded.contains_key(*n),
+                "{n} is at the destination with no intent in the ledger"
             );
         }
+        names.len()
     }
 
     fn spawn(&self, log: &Path) -> std::process::Child {
@@ -128,6 +131,7 @@ impl Scenario {
         };
         let log = support::temp_path(tag).with_extension("log");
         let (mut phases, mut takeovers, mut runs) = (Vec::new(), 0, 0);
+        let mut stored_checked = 0;
         while phases.len() < KILLS {
             runs += 1;
             assert!(runs < KILLS * 3, "runs kept finishing before the kill");
@@ -159,7 +163,7 @@ impl Scenario {
             takeovers += stderr.matches("took over the lease").count();
             match exited {
                 None => {
-                    self.assert_intents_before_copies().await;
+                    stored_checked += self.assert_intents_before_copies().await;
                     phases.push(self.phase().await)
                 }
                 Some(_) if status.success() => break,
@@ -183,6 +187,10 @@ impl Scenario {
             count(Phase::Done)
         );
         assert_eq!(phases.len(), KILLS, "every kill landed mid-run");
+        if self.dest.is_some() {
+            eprintln!("{tag}: {stored_checked} stored files had their intent after the kills");
+            assert!(stored_checked > 0, "the kills left files to check");
+        }
         assert!(
             count(Phase::Copy) >= 2,
             "kills in the copy phase: {phases:?}"
