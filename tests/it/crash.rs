@@ -65,9 +65,12 @@ impl Scenario {
 
     /// Intent before copy: every file the killed run left at the destination has its record in
     /// the ledger (in whatever state: planned if the kill came before its outcome was recorded),
-    /// so a re-run knows it and nothing is orphaned. Returns how many stored files it checked.
-    async fn assert_intents_before_copies(&self) -> usize {
-        let Some(dir) = &self.dest else { return 0 };
+    /// so a re-run knows it and nothing is orphaned; and verification before rewrite. Returns how
+    /// many stored files and rewritten files it checked.
+    async fn assert_write_order(&self) -> (usize, usize) {
+        let Some(dir) = &self.dest else {
+            return (0, 0);
+        };
         // The stored (encoded, renamed) name of each source file → its source name.
         let source_of: BTreeMap<String, &str> = self
             .files
@@ -94,6 +97,38 @@ impl Scenario {
             assert!(
                 recorded.contains_key(*n),
                 "{n} is at the destination with no intent in the ledger"
+            );
+        }
+        (
+            names.len(),
+            self.assert_rewrites_follow_verification().await,
+        )
+    }
+
+    /// Verification before rewrite: every reference the killed run already rewrote (it names a
+    /// renamed target) is to a file the ledger records verified. Returns how many such files.
+    async fn assert_rewrites_follow_verification(&self) -> usize {
+        let source_of: BTreeMap<String, &str> = self
+            .files
+            .keys()
+            .map(|n| (parse_server_name(n), n.as_str()))
+            .collect();
+        let mut rewritten: BTreeSet<&str> = BTreeSet::new();
+        for class in ["Item", "Post"] {
+            for d in app::find_all(&self.db, class).await {
+                if let Some(source) = d.get_str("file").ok().and_then(|f| source_of.get(f)) {
+                    rewritten.insert(source);
+                }
+            }
+        }
+        let names: Vec<&str> = rewritten.into_iter().collect();
+        let recorded = support::ledger::of(&self.db).lookup(&names).await.unwrap();
+        for n in &names {
+            let state = recorded.get(*n).map(|r| r.state);
+            assert_eq!(
+                state,
+                Some(parse_files_migrate::ledger::FileState::Verified),
+                "a reference to {n} was rewritten before its copy was recorded verified"
             );
         }
         names.len()
@@ -131,7 +166,7 @@ impl Scenario {
         };
         let log = support::temp_path(tag).with_extension("log");
         let (mut phases, mut takeovers, mut runs) = (Vec::new(), 0, 0);
-        let mut stored_checked = 0;
+        let (mut stored_checked, mut rewritten_checked) = (0, 0);
         while phases.len() < KILLS {
             runs += 1;
             assert!(runs < KILLS * 3, "runs kept finishing before the kill");
@@ -163,7 +198,9 @@ impl Scenario {
             takeovers += stderr.matches("took over the lease").count();
             match exited {
                 None => {
-                    stored_checked += self.assert_intents_before_copies().await;
+                    let (stored, rewritten) = self.assert_write_order().await;
+                    stored_checked += stored;
+                    rewritten_checked += rewritten;
                     phases.push(self.phase().await)
                 }
                 Some(_) if status.success() => break,
@@ -188,8 +225,12 @@ impl Scenario {
         );
         assert_eq!(phases.len(), KILLS, "every kill landed mid-run");
         if self.dest.is_some() {
-            eprintln!("{tag}: {stored_checked} stored files had their intent after the kills");
+            eprintln!(
+                "{tag}: after the kills, {stored_checked} stored files had their intent and \
+                 {rewritten_checked} files with rewritten references were verified"
+            );
             assert!(stored_checked > 0, "the kills left files to check");
+            assert!(rewritten_checked > 0, "the kills left rewrites to check");
         }
         assert!(
             count(Phase::Copy) >= 2,
