@@ -50,7 +50,7 @@ impl FsStore {
             if head.len() <= SMALL_PUT {
                 let closed = blocking(name, move || {
                     let mut file = create_temp(&dir, &tmp_buf, anonymous)?;
-                    let written = std::io::Write::write_all(&mut file, &head);
+                    let written = std::io::Write::write_all(&mut file.file, &head);
                     written.and_then(|()| {
                         close_temp(
                             file,
@@ -155,18 +155,9 @@ fn create_temp(dir: &Path, tmp: &Path, anonymous: bool) -> io::Result<Temp> {
 }
 
 /// A write's temp file: named `tmp`, or (`unnamed`) with no name until it is linked into place.
-pub(super) struct Temp {
+struct Temp {
     file: std::fs::File,
     unnamed: bool,
-}
-
-impl std::io::Write for Temp {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
 }
 
 /// Whether this system can link an unnamed file into place: Linux with `/proc` mounted (the
