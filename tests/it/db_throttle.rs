@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use crate::support::app::{self, Hosted};
 use crate::support::faulty::FaultyServer;
+use crate::support::tmux::Pane;
 use crate::support::wiretap::Tap;
 use crate::support::{self};
 
@@ -150,17 +151,6 @@ async fn a_loaded_database_slows_the_run_down_to_its_latency_limit() {
     assert_eq!(summary["database"]["throttled_secs"]["repl_lag"], 0.0);
 }
 
-/// `tmux -L socket ARGS…` (scripts/test-services installs tmux; `terminal.rs` needs it too).
-fn tmux(socket: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new("tmux")
-        .arg("-L")
-        .arg(socket)
-        .args(args)
-        .env_remove("TMUX")
-        .output()
-        .unwrap_or_else(|e| panic!("tmux is needed for this test ({e})"))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_progress_display_says_why_the_run_is_throttled() {
     let db_name = support::unique("thr_tty");
@@ -183,55 +173,16 @@ async fn the_progress_display_says_why_the_run_is_throttled() {
         ),
     )
     .unwrap();
-    let script = dir.path().join("run.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nunset NO_COLOR\n'{}' -c '{}' migrate --yes\necho \"EXIT=$?\"\nsleep 60\n",
-            app::bin_path().display(),
-            config.display()
-        ),
-    )
-    .unwrap();
-    let socket = support::unique("pfm-tmux-thr");
-    let out = tmux(
-        &socket,
-        &[
-            "new-session",
-            "-d",
-            "-x",
-            "200",
-            "-y",
-            "40",
-            "-e",
-            "TERM=xterm-256color",
-            "sh",
-            script.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let started = std::time::Instant::now();
+    let pane = Pane::migrate("pfm-tmux-thr", dir.path(), &config, 200);
     let mut throttled = None;
-    let last = loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the run did not end"
-        );
-        let pane =
-            String::from_utf8_lossy(&tmux(&socket, &["capture-pane", "-p"]).stdout).into_owned();
-        if let Some(l) = pane.lines().find(|l| l.contains("throttled: db latency")) {
-            throttled = Some(l.trim().to_string());
-        }
-        if pane.contains("EXIT=") {
-            break pane;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    tmux(&socket, &["kill-server"]);
+    let last = pane
+        .watch(Duration::from_secs(120), |screen| {
+            if let Some(l) = screen.lines().find(|l| l.contains("throttled: db latency")) {
+                throttled = Some(l.trim().to_string());
+            }
+        })
+        .await;
+    drop(pane);
     let line = throttled.unwrap_or_else(|| panic!("never said it was throttled:\n{last}"));
     eprintln!("{line}");
     assert!(line.contains("> 50ms") || line.contains("≤ 50ms"), "{line}");

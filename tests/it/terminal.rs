@@ -4,12 +4,12 @@
 //! installs it); without it the test fails and says so.
 
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support;
 use crate::support::app::{self, Hosted};
 use crate::support::faulty::FaultyServer;
+use crate::support::tmux::Pane;
 
 const FILE_KEY: &str = "termKey";
 
@@ -34,77 +34,27 @@ async fn app(tag: &str, dir: &Path) -> (std::path::PathBuf, FaultyServer) {
     (config, server)
 }
 
-fn tmux(socket: &str, args: &[&str]) -> std::process::Output {
-    Command::new("tmux")
-        .arg("-L")
-        .arg(socket)
-        .args(args)
-        .env_remove("TMUX")
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("tmux is needed for this test ({e}); scripts/test-services install installs it")
-        })
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_terminal_shows_progress_and_a_clean_summary_and_a_file_gets_plain_text() {
     let dir = tempfile::tempdir().unwrap();
-    let bin = app::bin_path();
 
     // 1. In a terminal: 160×40 tmux pane, TERM as a real terminal would set it.
     let (config, _server) = app("term_tty", dir.path()).await;
-    let socket = support::unique("pfm-tmux");
-    let script = dir.path().join("run.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nunset NO_COLOR\n'{}' -c '{}' migrate --yes\necho \"EXIT=$?\"\nsleep 60\n",
-            bin.display(),
-            config.display()
-        ),
-    )
-    .unwrap();
-    let out = tmux(
-        &socket,
-        &[
-            "new-session",
-            "-d",
-            "-x",
-            "160",
-            "-y",
-            "40",
-            "-e",
-            "TERM=xterm-256color",
-            "sh",
-            script.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "tmux: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let started = Instant::now();
+    let pane = Pane::migrate("pfm-tmux", dir.path(), &config, 160);
     let mut frames_with_bar = 0;
     let mut bar_example = String::new();
-    let last = loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the run did not end in 60 s"
-        );
-        let pane =
-            String::from_utf8_lossy(&tmux(&socket, &["capture-pane", "-p"]).stdout).into_owned();
-        if pane.contains("objects · ETA") && pane.contains("files: ") && pane.contains("in flight")
-        {
-            frames_with_bar += 1;
-            bar_example = pane.clone();
-        }
-        if pane.contains("EXIT=") {
-            break pane;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    tmux(&socket, &["kill-server"]);
+    let last = pane
+        .watch(Duration::from_secs(60), |screen| {
+            if screen.contains("objects · ETA")
+                && screen.contains("files: ")
+                && screen.contains("in flight")
+            {
+                frames_with_bar += 1;
+                bar_example = screen.to_string();
+            }
+        })
+        .await;
+    drop(pane);
     eprintln!("a frame of the progress display:\n{bar_example}\nthe end:\n{last}");
     assert!(
         frames_with_bar >= 2,

@@ -12,6 +12,7 @@ pub mod gcs;
 pub mod ledger;
 pub mod s3;
 pub mod tls;
+pub mod tmux;
 pub mod wiretap;
 
 use std::collections::BTreeSet;
