@@ -39,16 +39,17 @@ async fn try_sweep(
 ) -> anyhow::Result<Swept> {
     let mut total = Swept::default();
     let describe = store.describe();
+    let gone_runs = ledger.gone_runs(&describe).await?;
     if !store.capabilities().debris {
         // Nothing to sweep here: marked so that `status` does not wait for a sweep.
         if !dry_run {
-            for gone in ledger.gone_runs(&describe).await? {
+            for gone in gone_runs {
                 ledger.mark_swept(gone.run, 0, 0, false).await?;
             }
         }
         return Ok(total);
     }
-    for gone in ledger.gone_runs(&describe).await? {
+    for gone in gone_runs {
         // A recorded upload whose file is verified was completed: nothing of it is left
         // (`by_target` returns verified records only).
         let names: Vec<&str> = gone.uploads.iter().map(|(n, _)| n.as_str()).collect();
@@ -66,8 +67,7 @@ async fn try_sweep(
             run: gone.run,
             uploads,
         };
-        // Debris costs space, not correctness: a sweep that fails is retried by the next run,
-        // and this one goes on with its work.
+        // A store that fails here is tried again by the next run (see `sweep`).
         let swept = match store.clean_debris(&owner, dry_run).await {
             Ok(s) => s,
             Err(e) => {
