@@ -223,36 +223,17 @@ impl ObjectStore for Throttled {
         self.inner.list(opts)
     }
 
-    fn quarantine_location(&self, name: &str) -> Result<String, StorageError> {
-        self.inner.quarantine_location(name)
+    fn quarantine(&self) -> Option<&dyn crate::storage::Quarantine> {
+        self.inner.quarantine()
     }
 
-    async fn quarantine(&self, name: &str) -> Result<(), StorageError> {
-        self.inner.quarantine(name).await
+    fn debris(&self) -> Option<&dyn crate::storage::debris::Debris> {
+        self.inner.debris()
     }
 
-    async fn unquarantine(&self, name: &str) -> Result<(), StorageError> {
-        self.inner.unquarantine(name).await
-    }
-
-    async fn purge_quarantined(&self, name: &str) -> Result<(), StorageError> {
-        self.inner.purge_quarantined(name).await
-    }
-
-    async fn delete_superseded(&self, name: &str, version: &str) -> Result<(), StorageError> {
-        self.inner.delete_superseded(name, version).await
-    }
-
-    async fn clean_debris(
-        &self,
-        owner: &crate::storage::debris::Owner,
-        dry_run: bool,
-    ) -> Result<crate::storage::debris::Swept, StorageError> {
-        self.inner.clean_debris(owner, dry_run).await
-    }
-
-    fn unsupported(&self, operation: &'static str) -> StorageError {
-        self.inner.unsupported(operation)
+    // Version-level access (rekey) bypasses the read throttle, as every write does.
+    fn versioned(self: Arc<Self>) -> Option<Arc<dyn crate::storage::rekey::Versioned>> {
+        self.inner.clone().versioned()
     }
 
     async fn delete(&self, name: &str) -> Result<(), StorageError> {

@@ -48,7 +48,7 @@ pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result
     let older_than = duration(args.clean.older_than.as_deref(), "30d", "--older-than")?;
     let run_bytes = super::audit::run_bytes(args)?;
     let store = super::audit::open_store(settings, args).await?;
-    if !store.capabilities().quarantine {
+    if store.quarantine().is_none() {
         return Err(usage(format!("{} has no quarantine", store.describe())));
     }
     let d = discover_with(settings, &crate::cli::Filters::default(), true).await?;

@@ -50,7 +50,7 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
         session::leases_to_break(&ledger, Some(&plan.scope), args.break_lease, args.dry_run)
             .await?;
     let effects: Arc<dyn Effects> = if args.dry_run {
-        engine::debris::sweep(&ledger, &*stores.destination, true).await;
+        engine::debris::survey(&ledger, &*stores.destination).await;
         let out = PlanWriter::new(format, Box::new(std::io::stdout()), plan.file_key.clone());
         Arc::new(engine::dry::DryRun::new(stores.clone(), Box::new(out)))
     } else {

@@ -12,7 +12,6 @@ use crate::report::rekey::{print_rekey, spawn_progress};
 use crate::session;
 use crate::settings::{NEW_KEY_ENV, Settings};
 use crate::storage::crypto::FileKey;
-use crate::storage::rekey::open_versioned;
 
 /// Files rewritten at once unless `--concurrency` says otherwise: each holds about a chunk
 /// (255 KiB) being written and 1 MiB being read.
@@ -34,9 +33,17 @@ pub(super) async fn run(settings: &Settings, args: &RekeyArgs) -> anyhow::Result
         (_, true) => RekeyMode::Decrypt,
         _ => RekeyMode::Rotate,
     };
-    let store = open_versioned(cfg, &settings.store_context())
+    let store = crate::storage::open(cfg, &settings.store_context())
         .await
-        .map_err(|e| usage(format!("[{role}]: {e}")))?;
+        .map_err(|e| usage(format!("[{role}]: {e}")))?
+        .versioned()
+        .ok_or_else(|| {
+            usage(format!(
+                "[{role}]: rekey (re-encrypting files in place) is not supported by a store of \
+                 type {:?} (only gridfs and fs stores hold Parse-encrypted files)",
+                cfg.type_name()
+            ))
+        })?;
     let current = store.key().cloned().ok_or_else(|| {
         usage(format!(
             "rekey {}: the {role} store has no key (set its encryption_key, or parse.file_key, \

@@ -161,7 +161,10 @@ impl super::quarantine::Relocate for DryRun {
             let served = store
                 .location(&step.name)
                 .unwrap_or_else(|_| step.name.clone());
-            let quarantined = store.quarantine_location(&step.name)?;
+            let quarantined = store
+                .quarantine()
+                .ok_or_else(|| crate::storage::unsupported(store, "quarantine"))?
+                .location(&step.name)?;
             let (from, to) = match step.action {
                 Action::Quarantine => (served.as_str(), Some(quarantined.as_str())),
                 Action::Restore => (quarantined.as_str(), Some(served.as_str())),

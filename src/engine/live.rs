@@ -174,7 +174,7 @@ impl Effects for Live {
         if settled > 0 {
             tracing::info!("settled {settled} reference records an interrupted run left pending");
         }
-        super::debris::sweep(&self.ledger, &*self.stores.destination, false).await;
+        super::debris::sweep(&self.ledger, &*self.stores.destination).await;
         Ok(())
     }
 
@@ -323,24 +323,8 @@ impl Effects for Live {
     }
 
     async fn remove_copies(&self, files: &[FileRecord]) -> anyhow::Result<Vec<bool>> {
-        let mut removed = Vec::with_capacity(files.len());
-        let mut deleted = Vec::new();
-        for f in files {
-            // Re-checked right before the delete: a copy something points at stays.
-            if self.ledger.still_referenced(&f.name).await? {
-                removed.push(false);
-                continue;
-            }
-            match self.stores.destination.delete(&f.target).await {
-                Ok(()) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e.into()),
-            }
-            removed.push(true);
-            deleted.push(f);
-        }
-        self.ledger.mark_files(&deleted, FileState::Deleted).await?;
-        Ok(removed)
+        let destination = &*self.stores.destination;
+        super::removal::delete_copies(&self.ledger, destination, files).await
     }
 
     async fn checkpoint(&self, checkpoint: Option<&Checkpoint>) -> anyhow::Result<()> {
@@ -384,6 +368,6 @@ impl super::quarantine::Relocate for Live {
         store: &dyn crate::storage::ObjectStore,
         steps: &[super::quarantine::Step],
     ) -> anyhow::Result<Vec<super::quarantine::Outcome>> {
-        super::quarantine::live(&self.ledger, store, steps).await
+        super::removal::relocate(&self.ledger, store, steps).await
     }
 }

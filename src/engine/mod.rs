@@ -35,6 +35,7 @@ pub mod plan;
 pub mod quarantine;
 pub mod rebase;
 pub mod rekey;
+pub mod removal;
 pub mod rewrite;
 pub mod rollback;
 pub mod strings;

@@ -17,8 +17,8 @@ use mongodb::bson::oid::ObjectId;
 use serde::Serialize;
 
 use super::Effects;
-use crate::ledger::{Ledger, QuarantineIntent, QuarantineState as S};
-use crate::storage::{ListOptions, ObjectStore, StorageError};
+use crate::ledger::{Ledger, QuarantineState as S};
+use crate::storage::{ListOptions, ObjectStore};
 
 /// What a step does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -117,109 +117,6 @@ pub trait Relocate {
     ) -> anyhow::Result<Vec<Outcome>> {
         let _ = (store, steps);
         anyhow::bail!("moving files is not possible in this kind of run")
-    }
-}
-
-/// Store operations of a batch at once.
-const AT_ONCE: usize = 16;
-
-/// Live steps: record, act, make durable, record (see the module documentation).
-pub(super) async fn live(
-    ledger: &Ledger,
-    store: &dyn ObjectStore,
-    steps: &[Step],
-) -> anyhow::Result<Vec<Outcome>> {
-    let describe = store.describe();
-    let locations: Vec<String> = steps
-        .iter()
-        .map(|s| store.quarantine_location(&s.name).unwrap_or_default())
-        .collect();
-    let intents: Vec<QuarantineIntent> = steps
-        .iter()
-        .zip(&locations)
-        .filter(|(s, _)| s.record.is_none())
-        .map(|(s, location)| QuarantineIntent {
-            store: &describe,
-            name: &s.name,
-            location,
-            size: s.size,
-            modified: s.modified,
-            version: s.version.as_deref(),
-        })
-        .collect();
-    let mut new_ids = ledger.quarantine_intents(&intents).await?.into_iter();
-    let ids: Vec<ObjectId> = steps
-        .iter()
-        .map(|s| s.record.or_else(|| new_ids.next()))
-        .collect::<Option<_>>()
-        .ok_or_else(|| anyhow::anyhow!("the ledger returned fewer ids than intents"))?;
-    let during: Vec<_> = steps
-        .iter()
-        .zip(&ids)
-        .filter(|(s, _)| s.record.is_some())
-        .map(|(s, id)| (*id, states_of(s.action).0))
-        .collect();
-    ledger.quarantine_marks(&during).await?;
-    let mut results: Vec<Result<(), StorageError>> = Vec::with_capacity(steps.len());
-    for chunk in steps.chunks(AT_ONCE) {
-        let acts: Vec<_> = chunk.iter().map(|s| act(store, s)).collect();
-        results.extend(futures::future::join_all(acts).await);
-    }
-    // Nothing is recorded as moved before the store holds the moves durably (fs: one syncfs).
-    if results.iter().any(Result::is_ok) {
-        store.sync().await?;
-    }
-    let mut marks = Vec::with_capacity(steps.len());
-    let mut outcomes = Vec::with_capacity(steps.len());
-    for ((step, id), result) in steps.iter().zip(&ids).zip(results) {
-        let (state, outcome) = match result {
-            Ok(()) => (states_of(step.action).1, Outcome::Done),
-            Err(e @ (StorageError::AlreadyExists { .. } | StorageError::InvalidName { .. })) => {
-                (refused_state(step.action), Outcome::Refused(e.to_string()))
-            }
-            Err(e) if e.is_not_found() => (S::Gone, Outcome::Gone(e.to_string())),
-            // Left in its in-flight state: the next run repeats it (or takes a move back).
-            Err(e) => {
-                outcomes.push(Outcome::Failed(e.to_string()));
-                continue;
-            }
-        };
-        marks.push((*id, state));
-        outcomes.push(outcome);
-    }
-    ledger.quarantine_marks(&marks).await?;
-    Ok(outcomes)
-}
-
-/// A step's record state while it runs, and after it succeeded.
-fn states_of(action: Action) -> (S, S) {
-    match action {
-        Action::Quarantine => (S::Moving, S::Quarantined),
-        Action::Restore => (S::Restoring, S::Restored),
-        Action::Purge | Action::PurgeSuperseded => (S::Purging, S::Purged),
-    }
-}
-
-/// One step's store operation.
-async fn act(store: &dyn ObjectStore, step: &Step) -> Result<(), StorageError> {
-    let name = step.name.as_str();
-    match step.action {
-        Action::Quarantine => store.quarantine(name).await,
-        Action::Restore => store.unquarantine(name).await,
-        Action::Purge => store.purge_quarantined(name).await,
-        Action::PurgeSuperseded => {
-            let version = step.version.as_deref().unwrap_or_default();
-            store.delete_superseded(name, version).await
-        }
-    }
-}
-
-/// Where a refused step leaves its record: where it was before the step.
-fn refused_state(action: Action) -> S {
-    match action {
-        Action::Quarantine => S::Refused,
-        Action::Restore | Action::Purge => S::Quarantined,
-        Action::PurgeSuperseded => S::Refused,
     }
 }
 

@@ -1,6 +1,11 @@
 //! Debris of killed writers: what a `put` cut short by a `kill -9` leaves in a store that its
 //! own failure handling (abort on error, on drop) never got to remove, and how a later run finds
-//! it and removes it ([`ObjectStore::clean_debris`](super::ObjectStore::clean_debris)).
+//! it and removes it: the [`Debris`] capability, reached through
+//! [`ObjectStore::debris`](super::ObjectStore::debris) on the stores that have it.
+//!
+//! The capability has no dry-run switch: [`Debris::find`] and [`Debris::measure`] only read, and
+//! [`Debris::remove`] removes. Which of the two a run calls is the engine's gate's business (a dry
+//! run measures, a live run removes through the engine's removal door).
 //!
 //! A store only ever removes debris it can prove is the tool's own, of a run that is gone (the
 //! caller decides *which* runs are gone: those that hold no unexpired lease and never finished,
@@ -21,10 +26,40 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::stream::BoxStream;
 use mongodb::bson::oid::ObjectId;
 use serde::Serialize;
 
 use super::StorageError;
+
+/// A store's debris of killed writers (see the module documentation).
+///
+/// # Contract
+///
+/// A store removes only what it can prove the gone run `owner` wrote, never another writer's
+/// upload in flight. [`Debris::find`] yields what it found a page at a time (memory bounded by
+/// the page, whatever the run left); [`Debris::measure`] counts a batch without changing
+/// anything; [`Debris::remove`] removes it. Idempotent: what is already gone is not counted.
+#[async_trait]
+pub trait Debris: Send + Sync {
+    /// What the gone run `owner` left unfinished here, a batch at a time.
+    fn find<'a>(&'a self, owner: &'a Owner) -> BoxStream<'a, Result<Batch, StorageError>>;
+
+    /// What removing `batch` would remove (what a dry run reports).
+    async fn measure(&self, batch: &Batch) -> Result<Swept, StorageError>;
+
+    /// Remove `batch`.
+    async fn remove(&self, batch: &Batch) -> Result<Swept, StorageError>;
+}
+
+/// Unfinished uploads of one gone run that a store found ([`Debris::find`]): each with the name
+/// it was writing where the store knows it (S3), and the store's id of the upload (S3: the
+/// multipart upload id; GridFS: the `files_id` of the chunks, as hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub run: ObjectId,
+    pub uploads: Vec<Upload>,
+}
 
 /// A run that is gone, and what it recorded of its unfinished uploads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +77,7 @@ pub struct Upload {
     pub id: String,
 }
 
-/// What [`ObjectStore::clean_debris`](super::ObjectStore::clean_debris) removed (or, dry, found).
+/// What [`Debris::remove`] removed (or [`Debris::measure`] found).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Swept {
     /// Unfinished uploads: S3 multipart uploads aborted, GridFS uploads whose chunks went.

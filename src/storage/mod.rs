@@ -52,28 +52,12 @@
 //!   longer than its plaintext). GridFS also lists the older revisions of a name, flagged
 //!   [`ListedObject::superseded`] (Parse Server serves only the newest). Stores that cannot list
 //!   (the HTTP source) yield one [`StorageError::Unsupported`].
-//! * **Quarantine** ([`ObjectStore::quarantine`], [`ObjectStore::unquarantine`],
-//!   [`ObjectStore::purge_quarantined`], when [`Capabilities::quarantine`]): a reversible move of
-//!   the object served under a name to a place in the *same* store that Parse Server does not
-//!   serve under any name it resolves through this store's layout where the layout allows it (fs:
-//!   a sub-directory, which no encoded name can reach; GridFS: the `filename` field renamed, so no
-//!   query by name matches; S3/GCS: a key outside the store's prefix, see
-//!   [`QUARANTINE_ROOT`]). Each step is idempotent, so a crash mid-move is finished by repeating
-//!   it: `quarantine` succeeds when the quarantine already holds the name and the name is gone
-//!   (`unquarantine` the other way round); an object absent from both places is
-//!   [`StorageError::NotFound`]. Neither
-//!   direction ever replaces other bytes: a quarantine already holding other bytes under the name
-//!   (or, for `unquarantine`, a name holding an object again) is [`StorageError::AlreadyExists`],
-//!   and nothing changes (GridFS keeps revisions instead: quarantining a name twice keeps both,
-//!   and a restore brings the newest back as the served one). Moves verify before they delete:
-//!   S3 and GCS copy server-side, compare size and ETag/MD5, then delete the original. Quarantined objects never appear in [`ObjectStore::list`].
-//!   [`ObjectStore::delete_superseded`] removes one superseded GridFS revision (never the newest).
-//! * **Debris** ([`ObjectStore::clean_debris`], when [`Capabilities::debris`]): a `put` cut
-//!   short by a kill (no abort ran) may leave an unfinished upload (S3: a multipart upload,
-//!   GridFS: chunks without a files document). A later run asks the store to remove those of a
-//!   run that is gone ([`debris::Owner`]); a store removes only what it can prove that run wrote
-//!   ([`debris`] says how per backend) and never another writer's upload in flight. Idempotent:
-//!   what is already gone is not counted.
+//! * **Optional capabilities** are doors of their own, reached through an accessor that answers
+//!   `None` on the stores without them: [`ObjectStore::quarantine`] (a reversible move out of
+//!   Parse Server's sight, [`quarantine`]), [`ObjectStore::debris`] (what killed writers left,
+//!   [`debris`]) and [`ObjectStore::versioned`] (version-level access for `rekey`, [`rekey`]).
+//!   Wrappers forward the accessors; no flag restates them. None of them, nor any method here,
+//!   takes a dry-run switch: the engine's gate decides what runs.
 //! * **Encryption.** Stores that support Parse's AES-256-GCM format ([`crypto`]) encrypt on `put`
 //!   when configured with a key, and on `get` try the key first and fall back to the plaintext
 //!   bytes when the data is not valid ciphertext for that key (files uploaded before the key was
@@ -89,6 +73,7 @@ pub mod gridfs;
 pub mod http;
 mod keymove;
 pub mod parts;
+pub mod quarantine;
 pub mod rekey;
 pub mod s3;
 
@@ -101,6 +86,7 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 pub use config::{Encryption, StoreConfig, StoreContext, open};
+pub use quarantine::{QUARANTINE_ROOT, Quarantine};
 
 /// A stream of byte chunks, as read from or written to a store.
 pub type ByteStream = BoxStream<'static, Result<Bytes, StorageError>>;
@@ -121,18 +107,7 @@ pub struct Capabilities {
     /// [`PutMode::Create`] is decided by the server atomically with the write (see the
     /// contract); without it, by a check just before the write becomes visible.
     pub atomic_create: bool,
-    /// [`ObjectStore::quarantine`] and its companions are supported (see the contract).
-    pub quarantine: bool,
-    /// [`ObjectStore::clean_debris`] is supported (see the contract).
-    pub debris: bool,
 }
-
-/// Where the object stores (S3, GCS) keep quarantined objects: the key
-/// `QUARANTINE_ROOT + prefix + name`, at the bucket's root, so outside a non-empty store prefix
-/// (Parse Server resolves every name to `prefix + name`, and so can never reach it). With an
-/// empty prefix every key of the bucket is some name's key: the quarantined object is then not
-/// served under its *original* name, but still under the name `QUARANTINE_ROOT + name`.
-pub const QUARANTINE_ROOT: &str = ".parse-files-quarantine/";
 
 /// What [`ObjectStore::put`] does when the name already holds an object.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -460,58 +435,21 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// buffer; GridFS: one chunk; FS: the small-write buffer; 0 where nothing is written).
     /// Projects a run's memory (`migrate --estimate`).
     fn put_buffer(&self) -> u64;
-    /// Where `name` is (or would be) kept in quarantine, for plans, reports and the ledger. No I/O.
-    fn quarantine_location(&self, name: &str) -> Result<String, StorageError> {
-        let _ = name;
-        Err(self.unsupported("quarantine"))
+
+    /// The store's quarantine, if it has one ([`quarantine`]).
+    fn quarantine(&self) -> Option<&dyn Quarantine> {
+        None
     }
 
-    /// Move the object served under `name` (GridFS: every revision) into quarantine (see the
-    /// contract: idempotent, never replaces other quarantined bytes).
-    async fn quarantine(&self, name: &str) -> Result<(), StorageError> {
-        let _ = name;
-        Err(self.unsupported("quarantine"))
+    /// The store's debris of killed writers, if it can find any ([`debris`]).
+    fn debris(&self) -> Option<&dyn debris::Debris> {
+        None
     }
 
-    /// Move the quarantined object of `name` back under `name`: [`StorageError::AlreadyExists`]
-    /// (nothing changed) when the name holds another object meanwhile, [`StorageError::NotFound`]
-    /// when neither place holds it.
-    async fn unquarantine(&self, name: &str) -> Result<(), StorageError> {
-        let _ = name;
-        Err(self.unsupported("quarantine"))
-    }
-
-    /// Delete the quarantined object of `name` for good. A missing one is not an error.
-    async fn purge_quarantined(&self, name: &str) -> Result<(), StorageError> {
-        let _ = name;
-        Err(self.unsupported("quarantine"))
-    }
-
-    /// Delete the superseded revision `version` ([`ListedObject::version`]) of `name` (GridFS).
-    /// Refused with [`StorageError::InvalidName`] when it is the newest revision (the one Parse
-    /// Server serves); a missing one is not an error.
-    async fn delete_superseded(&self, name: &str, version: &str) -> Result<(), StorageError> {
-        let _ = (name, version);
-        Err(self.unsupported("deleting superseded revisions"))
-    }
-
-    /// Remove what the gone run `owner` left unfinished in this store (or, `dry_run`, only count
-    /// it); see the contract.
-    async fn clean_debris(
-        &self,
-        owner: &debris::Owner,
-        dry_run: bool,
-    ) -> Result<debris::Swept, StorageError> {
-        let _ = (owner, dry_run);
-        Err(self.unsupported("cleaning debris"))
-    }
-
-    /// [`StorageError::Unsupported`] for `operation` on this store.
-    fn unsupported(&self, operation: &'static str) -> StorageError {
-        StorageError::Unsupported {
-            operation,
-            store: self.describe(),
-        }
+    /// Version-level access for `rekey` ([`rekey`]), on the stores that keep Parse-encrypted
+    /// files. Takes the `Arc` because the rekey pass's tasks hold the store.
+    fn versioned(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn rekey::Versioned>> {
+        None
     }
 
     /// Remove `name`. Removing a missing object is not an error.
@@ -520,6 +458,14 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Check at start-up that the store is reachable and usable (bucket exists, directory
     /// writable…), so a broken destination fails before any work is done.
     async fn check(&self) -> Result<(), StorageError>;
+}
+
+/// [`StorageError::Unsupported`] for `operation` on `store`.
+pub fn unsupported(store: &dyn ObjectStore, operation: &'static str) -> StorageError {
+    StorageError::Unsupported {
+        operation,
+        store: store.describe(),
+    }
 }
 
 /// Wraps a stream so that its bytes are counted and hashed as they pass (the hash the engine

@@ -14,12 +14,11 @@
 //! replaced: `stage`/`commit` answer [`Outcome::Superseded`] and leave it.
 
 use std::fmt;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use super::crypto::FileKey;
-use super::{ByteStream, StorageError, StoreConfig, StoreContext};
+use super::{ByteStream, StorageError};
 
 /// One stored version of a name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,28 +91,16 @@ pub trait Versioned: Send + Sync + fmt::Debug {
         Ok(())
     }
 
-    /// Versions of `v.name` older than `v` (GridFS revisions readers no longer see: old forms of
-    /// the file, maybe under an old key); removed when `remove`. How many there are.
-    async fn stale(&self, v: &Version, remove: bool) -> Result<u64, StorageError> {
-        let _ = (v, remove);
+    /// How many versions of `v.name` are older than `v` (GridFS revisions readers no longer see:
+    /// old forms of the file, maybe under an old key).
+    async fn stale(&self, v: &Version) -> Result<u64, StorageError> {
+        let _ = v;
         Ok(0)
     }
-}
 
-/// Open the store of `cfg` for `rekey`: GridFS and FS only.
-pub async fn open_versioned(
-    cfg: &StoreConfig,
-    ctx: &StoreContext,
-) -> Result<Arc<dyn Versioned>, StorageError> {
-    match cfg {
-        StoreConfig::Gridfs(c) => Ok(Arc::new(super::gridfs::GridFsStore::new(c, ctx).await?)),
-        StoreConfig::Fs(c) => Ok(Arc::new(super::fs::FsStore::new(c, ctx)?)),
-        other => Err(StorageError::Unsupported {
-            operation: "rekey (re-encrypting files in place)",
-            store: format!(
-                "a store of type {:?} (only gridfs and fs stores hold Parse-encrypted files)",
-                other.type_name()
-            ),
-        }),
+    /// Remove the versions [`Versioned::stale`] counts; how many went.
+    async fn remove_stale(&self, v: &Version) -> Result<u64, StorageError> {
+        let _ = v;
+        Ok(0)
     }
 }

@@ -793,6 +793,7 @@ struct SyncProbe {
     seen: std::sync::Mutex<Vec<u64>>,
 }
 
+#[deny(clippy::missing_trait_methods)]
 #[async_trait::async_trait]
 impl ObjectStore for SyncProbe {
     fn describe(&self) -> String {
@@ -829,6 +830,18 @@ impl ObjectStore for SyncProbe {
         let verified = support::ledger::files_in(&self.db, "verified").await;
         self.seen.lock().unwrap().push(verified);
         self.inner.sync().await
+    }
+    fn list(&self, opts: storage::ListOptions) -> storage::ListStream<'_> {
+        self.inner.list(opts)
+    }
+    fn quarantine(&self) -> Option<&dyn storage::Quarantine> {
+        self.inner.quarantine()
+    }
+    fn debris(&self) -> Option<&dyn storage::debris::Debris> {
+        self.inner.debris()
+    }
+    fn versioned(self: Arc<Self>) -> Option<Arc<dyn storage::rekey::Versioned>> {
+        self.inner.clone().versioned()
     }
     async fn delete(&self, name: &str) -> Result<(), storage::StorageError> {
         self.inner.delete(name).await

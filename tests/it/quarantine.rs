@@ -381,7 +381,12 @@ async fn scenario(tag: &str, table: &str, aging: Aging) {
         out.stdout
     );
     for name in OLD {
-        let err = store.unquarantine(name).await.expect_err("purged");
+        let err = store
+            .quarantine()
+            .unwrap()
+            .unquarantine(name)
+            .await
+            .expect_err("purged");
         assert!(err.is_not_found(), "{err}");
     }
     let out = app::run(args(&["--restore", "--yes"]));
@@ -496,7 +501,12 @@ async fn purge_superseded_deletes_only_older_gridfs_revisions() {
         .unwrap()
         .unwrap();
     let id = newest.get_object_id("_id").unwrap().to_hex();
-    let err = store.delete_superseded(KEPT[0], &id).await.unwrap_err();
+    let err = store
+        .quarantine()
+        .unwrap()
+        .delete_superseded(KEPT[0], &id)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("newest"), "{err}");
     assert_eq!(read_all(&*store, KEPT[0]).await.unwrap(), b"newest");
     db.drop().await.unwrap();
@@ -533,7 +543,7 @@ async fn moves_a_crash_interrupted_are_taken_back_or_finished() {
     let records = db.collection::<Document>("_FileMigration.quarantine");
     records
         .insert_one(doc! {"v": 2, "store": store.describe(), "name": name,
-        "location": store.quarantine_location(name).unwrap(), "size": 3000i64,
+        "location": store.quarantine().unwrap().location(name).unwrap(), "size": 3000i64,
         "state": "moving", "at": DateTime::now()})
         .await
         .unwrap();

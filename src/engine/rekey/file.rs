@@ -6,7 +6,7 @@ use futures::StreamExt;
 use mongodb::bson::doc;
 
 use super::{Form, Rekey};
-use crate::engine::Counters;
+use crate::engine::{Counters, removal};
 use crate::ledger::RekeyRecord;
 use crate::storage::crypto::{TRAILER_LEN, recode, seal_stream};
 use crate::storage::rekey::{Outcome, Version};
@@ -68,7 +68,12 @@ pub(super) async fn one(rk: &Rekey, name: String) -> anyhow::Result<()> {
     };
     // Older versions nobody sees (Parse's own rotateEncryptionKey leaves them): old forms of
     // the file, so a rotation removes them too; a dry run counts them.
-    match rk.store.stale(&v, !rk.plan.dry_run).await {
+    let stale = if rk.plan.dry_run {
+        rk.store.stale(&v).await
+    } else {
+        removal::remove_stale_versions(&*rk.store, &v).await
+    };
+    match stale {
         Ok(n) => rk.summary().stale_versions += n,
         Err(e) => fail(rk, &name, format!("removing older versions: {e}")),
     }
@@ -169,7 +174,7 @@ async fn rewrite(rk: &Rekey, v: Version, from: Form) -> anyhow::Result<()> {
             );
         }
         Err(Failed::Before(e)) => {
-            if let Err(d) = rk.store.discard(&v.name, &new_id).await {
+            if let Err(d) = removal::discard_version(&*rk.store, &v.name, &new_id).await {
                 tracing::warn!("removing the unfinished new version of {}: {d}", v.name);
             }
             let error = e.to_string();
@@ -209,7 +214,10 @@ async fn write_verify_commit(
     let Some((staged, size, md5)) = staged else {
         return Ok(None);
     };
-    match rk.store.commit(v, &staged).await.map_err(Failed::Commit)? {
+    match removal::commit_version(&*rk.store, v, &staged)
+        .await
+        .map_err(Failed::Commit)?
+    {
         Outcome::Done(_) => Ok(Some((size, md5))),
         Outcome::Superseded => Ok(None),
     }
@@ -241,7 +249,7 @@ async fn write_verify(
         Err(e) => Err(e),
     };
     if back.as_ref().ok() != Some(&(size, md5.clone())) {
-        rk.store.discard(&v.name, new_id).await?;
+        removal::discard_version(&*rk.store, &v.name, new_id).await?;
         return Err(match back {
             Err(e) => e,
             Ok(back) => StorageError::Integrity {
@@ -267,17 +275,17 @@ pub(super) async fn settle(rk: &Rekey, r: &RekeyRecord) -> anyhow::Result<()> {
         let new = store.find(&r.name, &r.new).await?;
         let what = match (old, new) {
             (_, None) => {
-                store.discard(&r.name, &r.new).await?;
+                removal::discard_version(&**store, &r.name, &r.new).await?;
                 "the new version was never completed: removed what was written of it"
             }
             (Some(old), Some(new)) => {
                 if plain_md5(rk, &old).await? == plain_md5(rk, &new).await? {
-                    match store.commit(&old, &new).await? {
+                    match removal::commit_version(&**store, &old, &new).await? {
                         Outcome::Done(_) => "the new version was verified: committed it",
                         Outcome::Superseded => "a newer version appeared: removed ours",
                     }
                 } else {
-                    store.discard(&r.name, &r.new).await?;
+                    removal::discard_version(&**store, &r.name, &r.new).await?;
                     "the new version differs from the old one: removed it"
                 }
             }
@@ -285,10 +293,10 @@ pub(super) async fn settle(rk: &Rekey, r: &RekeyRecord) -> anyhow::Result<()> {
                 let current = store.current(&r.name).await?;
                 if current.is_some_and(|c| c.id == new.id) {
                     // What removing the old version may have left (GridFS: its chunks).
-                    store.discard(&r.name, &r.old).await?;
+                    removal::discard_version(&**store, &r.name, &r.old).await?;
                     "the rewrite had finished"
                 } else {
-                    store.discard(&r.name, &r.new).await?;
+                    removal::discard_version(&**store, &r.name, &r.new).await?;
                     "a newer version replaced the old one: removed ours"
                 }
             }

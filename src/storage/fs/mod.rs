@@ -272,8 +272,6 @@ impl ObjectStore for FsStore {
             range_reads: true,
             reports_md5: false,
             atomic_create: true,
-            quarantine: true,
-            debris: false,
         }
     }
 
@@ -369,20 +367,14 @@ impl ObjectStore for FsStore {
         list::list(self.dir.clone(), opts)
     }
 
-    fn quarantine_location(&self, name: &str) -> Result<String, StorageError> {
-        Ok(self.quarantine_path(name)?.display().to_string())
+    fn quarantine(&self) -> Option<&dyn crate::storage::Quarantine> {
+        Some(self)
     }
 
-    async fn quarantine(&self, name: &str) -> Result<(), StorageError> {
-        self.move_quarantine(name, true).await
-    }
-
-    async fn unquarantine(&self, name: &str) -> Result<(), StorageError> {
-        self.move_quarantine(name, false).await
-    }
-
-    async fn purge_quarantined(&self, name: &str) -> Result<(), StorageError> {
-        self.purge_quarantine(name).await
+    fn versioned(
+        self: std::sync::Arc<Self>,
+    ) -> Option<std::sync::Arc<dyn crate::storage::rekey::Versioned>> {
+        Some(self)
     }
 
     async fn delete(&self, name: &str) -> Result<(), StorageError> {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use super::write::blocking;
 use super::{FsStore, io_error};
-use crate::storage::StorageError;
+use crate::storage::{Quarantine, StorageError};
 
 /// The quarantine directory inside the store's directory.
 pub(super) const QUARANTINE_DIR: &str = ".pfm-quarantine+";
@@ -141,4 +141,23 @@ fn move_no_replace(from: &Path, to: &Path, sync_dirs: bool) -> io::Result<Moved>
         }
     }
     Ok(Moved::Done)
+}
+
+#[async_trait::async_trait]
+impl Quarantine for FsStore {
+    fn location(&self, name: &str) -> Result<String, StorageError> {
+        Ok(self.quarantine_path(name)?.display().to_string())
+    }
+
+    async fn quarantine(&self, name: &str) -> Result<(), StorageError> {
+        self.move_quarantine(name, true).await
+    }
+
+    async fn unquarantine(&self, name: &str) -> Result<(), StorageError> {
+        self.move_quarantine(name, false).await
+    }
+
+    async fn purge(&self, name: &str) -> Result<(), StorageError> {
+        self.purge_quarantine(name).await
+    }
 }

@@ -257,8 +257,6 @@ impl ObjectStore for GcsStore {
             range_reads: true,
             reports_md5: true,
             atomic_create: true,
-            quarantine: true,
-            debris: false,
         }
     }
 
@@ -348,20 +346,8 @@ impl ObjectStore for GcsStore {
         .boxed()
     }
 
-    fn quarantine_location(&self, name: &str) -> Result<String, StorageError> {
-        Ok(self.url(&self.quarantine_key(name)?))
-    }
-
-    async fn quarantine(&self, name: &str) -> Result<(), StorageError> {
-        self.move_quarantine(name, true).await
-    }
-
-    async fn unquarantine(&self, name: &str) -> Result<(), StorageError> {
-        self.move_quarantine(name, false).await
-    }
-
-    async fn purge_quarantined(&self, name: &str) -> Result<(), StorageError> {
-        self.purge_quarantine(name).await
+    fn quarantine(&self) -> Option<&dyn crate::storage::Quarantine> {
+        Some(self)
     }
 
     async fn delete(&self, name: &str) -> Result<(), StorageError> {

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::{GcsStore, json};
 use crate::storage::keymove::{KeyStore, move_key};
-use crate::storage::{ObjectMeta, QUARANTINE_ROOT, StorageError};
+use crate::storage::{ObjectMeta, QUARANTINE_ROOT, Quarantine, StorageError};
 
 impl GcsStore {
     pub(super) fn quarantine_key(&self, name: &str) -> Result<String, StorageError> {
@@ -75,5 +75,24 @@ impl KeyStore for GcsStore {
 
     fn key_url(&self, key: &str) -> String {
         self.url(key)
+    }
+}
+
+#[async_trait]
+impl Quarantine for GcsStore {
+    fn location(&self, name: &str) -> Result<String, StorageError> {
+        Ok(self.url(&self.quarantine_key(name)?))
+    }
+
+    async fn quarantine(&self, name: &str) -> Result<(), StorageError> {
+        self.move_quarantine(name, true).await
+    }
+
+    async fn unquarantine(&self, name: &str) -> Result<(), StorageError> {
+        self.move_quarantine(name, false).await
+    }
+
+    async fn purge(&self, name: &str) -> Result<(), StorageError> {
+        self.purge_quarantine(name).await
     }
 }

@@ -8,91 +8,121 @@
 //! bytes and no files document are the killed uploads, and all their chunks go. One index range
 //! read per gone run, once: the caller records the run as swept.
 
-use futures::TryStreamExt;
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use mongodb::bson::oid::ObjectId;
-use mongodb::bson::{Bson, doc};
+use mongodb::bson::{Bson, Document, doc};
 
 use super::{GridFsStore, mongo_error};
 use crate::storage::StorageError;
-use crate::storage::debris::{Owner, Swept, process_bytes};
+use crate::storage::debris::{Batch, Debris, Owner, Swept, Upload, process_bytes};
 
 /// First chunks checked against the files collection per query.
 const PAGE: usize = 500;
 
-impl GridFsStore {
-    pub(super) async fn sweep(&self, owner: &Owner, dry_run: bool) -> Result<Swept, StorageError> {
+const WHAT: &str = "GridFS debris";
+
+#[async_trait]
+impl Debris for GridFsStore {
+    fn find<'a>(&'a self, owner: &'a Owner) -> BoxStream<'a, Result<Batch, StorageError>> {
         let what = format!("debris of run {}", owner.run);
-        let err = |e| mongo_error(&what, e);
         let mine = process_bytes(&owner.run);
         let start = (owner.run.timestamp().timestamp_millis() / 1000) as u32;
         let mut lo = [0_u8; 12];
         lo[..4].copy_from_slice(&start.to_be_bytes());
-        let mut first = self
-            .chunks
-            .find(doc! {"files_id": {"$gte": ObjectId::from_bytes(lo)}, "n": 0})
-            .projection(doc! {"_id": 0, "files_id": 1})
-            .await
-            .map_err(err)?;
-        let mut swept = Swept::default();
-        let mut page = Vec::with_capacity(PAGE);
-        loop {
-            let next = first.try_next().await.map_err(err)?;
-            let done = next.is_none();
-            if let Some(Ok(id)) = next.as_ref().map(|d| d.get_object_id("files_id"))
-                && process_bytes(&id) == mine
-            {
-                page.push(id);
-            }
-            if page.len() >= PAGE || (done && !page.is_empty()) {
-                swept.add(
-                    self.remove_orphans(std::mem::take(&mut page), dry_run)
-                        .await?,
-                );
-            }
-            if done {
-                return Ok(swept);
-            }
-        }
+        let first_chunks = async move {
+            self.chunks
+                .find(doc! {"files_id": {"$gte": ObjectId::from_bytes(lo)}, "n": 0})
+                .projection(doc! {"_id": 0, "files_id": 1})
+                .await
+                .map_err(|e| mongo_error(&what, e))
+        };
+        futures::stream::once(first_chunks)
+            .map_ok(move |cursor| {
+                cursor
+                    .map_err(|e| mongo_error(WHAT, e))
+                    .try_filter_map(move |d| async move {
+                        Ok(d.get_object_id("files_id")
+                            .ok()
+                            .filter(|id| process_bytes(id) == mine))
+                    })
+                    .try_chunks(PAGE)
+                    .map_err(|e| e.1)
+            })
+            .try_flatten()
+            .and_then(move |ids| self.without_files(owner.run, ids))
+            .try_filter(|b| futures::future::ready(!b.uploads.is_empty()))
+            .boxed()
     }
 
-    /// Of these upload ids, the ones no files document has: count their chunks and (unless dry)
-    /// delete them.
-    async fn remove_orphans(
+    async fn measure(&self, batch: &Batch) -> Result<Swept, StorageError> {
+        let chunks = self
+            .chunks
+            .count_documents(chunks_of(batch))
+            .await
+            .map_err(|e| mongo_error(WHAT, e))?;
+        Ok(swept(batch, chunks))
+    }
+
+    async fn remove(&self, batch: &Batch) -> Result<Swept, StorageError> {
+        let chunks = self
+            .chunks
+            .delete_many(chunks_of(batch))
+            .await
+            .map_err(|e| mongo_error(WHAT, e))?
+            .deleted_count;
+        Ok(swept(batch, chunks))
+    }
+}
+
+impl GridFsStore {
+    /// Of these upload ids, the ones no files document has (the killed uploads).
+    async fn without_files(
         &self,
+        run: ObjectId,
         ids: Vec<ObjectId>,
-        dry_run: bool,
-    ) -> Result<Swept, StorageError> {
-        let what = "GridFS debris";
+    ) -> Result<Batch, StorageError> {
         let ids: Vec<Bson> = ids.into_iter().map(Bson::ObjectId).collect();
         let complete: Vec<Bson> = self
             .files
             .find(doc! {"_id": {"$in": &ids}})
             .projection(doc! {"_id": 1})
             .await
-            .map_err(|e| mongo_error(what, e))?
+            .map_err(|e| mongo_error(WHAT, e))?
             .try_collect::<Vec<_>>()
             .await
-            .map_err(|e| mongo_error(what, e))?
+            .map_err(|e| mongo_error(WHAT, e))?
             .into_iter()
             .filter_map(|d| d.get("_id").cloned())
             .collect();
-        let orphans: Vec<Bson> = ids.into_iter().filter(|i| !complete.contains(i)).collect();
-        if orphans.is_empty() {
-            return Ok(Swept::default());
-        }
-        let filter = doc! {"files_id": {"$in": &orphans}};
-        let chunks = if dry_run {
-            self.chunks.count_documents(filter).await
-        } else {
-            self.chunks
-                .delete_many(filter)
-                .await
-                .map(|r| r.deleted_count)
-        }
-        .map_err(|e| mongo_error(what, e))?;
-        Ok(Swept {
-            uploads: orphans.len() as u64,
-            chunks,
-        })
+        let uploads = ids
+            .into_iter()
+            .filter(|i| !complete.contains(i))
+            .filter_map(|i| i.as_object_id())
+            .map(|id| Upload {
+                name: String::new(),
+                id: id.to_hex(),
+            })
+            .collect();
+        Ok(Batch { run, uploads })
+    }
+}
+
+/// The chunks of a batch's uploads.
+fn chunks_of(batch: &Batch) -> Document {
+    let ids: Vec<Bson> = batch
+        .uploads
+        .iter()
+        .filter_map(|u| ObjectId::parse_str(&u.id).ok())
+        .map(Bson::ObjectId)
+        .collect();
+    doc! {"files_id": {"$in": ids}}
+}
+
+fn swept(batch: &Batch, chunks: u64) -> Swept {
+    Swept {
+        uploads: batch.uploads.len() as u64,
+        chunks,
     }
 }

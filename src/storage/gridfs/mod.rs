@@ -414,8 +414,6 @@ impl ObjectStore for GridFsStore {
             range_reads: true,
             reports_md5: false,
             atomic_create: false,
-            quarantine: true,
-            debris: true,
         }
     }
 
@@ -499,32 +497,18 @@ impl ObjectStore for GridFsStore {
         list::list(self, opts)
     }
 
-    fn quarantine_location(&self, name: &str) -> Result<String, StorageError> {
-        Ok(self.quarantine_location_of(name))
+    fn quarantine(&self) -> Option<&dyn crate::storage::Quarantine> {
+        Some(self)
     }
 
-    async fn quarantine(&self, name: &str) -> Result<(), StorageError> {
-        self.quarantine_revisions(name).await
+    fn debris(&self) -> Option<&dyn crate::storage::debris::Debris> {
+        Some(self)
     }
 
-    async fn clean_debris(
-        &self,
-        owner: &crate::storage::debris::Owner,
-        dry_run: bool,
-    ) -> Result<crate::storage::debris::Swept, StorageError> {
-        self.sweep(owner, dry_run).await
-    }
-
-    async fn unquarantine(&self, name: &str) -> Result<(), StorageError> {
-        self.restore_revisions(name).await
-    }
-
-    async fn purge_quarantined(&self, name: &str) -> Result<(), StorageError> {
-        self.purge_revisions(name).await
-    }
-
-    async fn delete_superseded(&self, name: &str, version: &str) -> Result<(), StorageError> {
-        self.delete_old_revision(name, version).await
+    fn versioned(
+        self: std::sync::Arc<Self>,
+    ) -> Option<std::sync::Arc<dyn crate::storage::rekey::Versioned>> {
+        Some(self)
     }
 
     async fn delete(&self, name: &str) -> Result<(), StorageError> {

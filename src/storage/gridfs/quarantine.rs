@@ -11,7 +11,7 @@
 use mongodb::bson::{Bson, Document, doc};
 
 use super::{GridFsStore, id_text, mongo_error};
-use crate::storage::StorageError;
+use crate::storage::{Quarantine, StorageError};
 
 /// The field that holds a quarantined revision's name instead of `filename`.
 pub(super) const QUARANTINED: &str = "pfmQuarantinedFilename";
@@ -118,5 +118,28 @@ impl GridFsStore {
             self.delete_revision(name, id).await?;
         }
         Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Quarantine for GridFsStore {
+    fn location(&self, name: &str) -> Result<String, StorageError> {
+        Ok(self.quarantine_location_of(name))
+    }
+
+    async fn quarantine(&self, name: &str) -> Result<(), StorageError> {
+        self.quarantine_revisions(name).await
+    }
+
+    async fn unquarantine(&self, name: &str) -> Result<(), StorageError> {
+        self.restore_revisions(name).await
+    }
+
+    async fn purge(&self, name: &str) -> Result<(), StorageError> {
+        self.purge_revisions(name).await
+    }
+
+    async fn delete_superseded(&self, name: &str, version: &str) -> Result<(), StorageError> {
+        self.delete_old_revision(name, version).await
     }
 }

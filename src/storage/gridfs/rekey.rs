@@ -279,7 +279,7 @@ impl Versioned for GridFsStore {
 
     async fn commit(&self, old: &Version, new: &Version) -> Result<Outcome, StorageError> {
         let name = &old.name;
-        Versioned::stale(self, old, true).await?;
+        Versioned::remove_stale(self, old).await?;
         self.delete_revision(name, &id_bson(&old.id)).await?;
         Ok(Outcome::Done(new.clone()))
     }
@@ -322,27 +322,35 @@ impl Versioned for GridFsStore {
         Ok(())
     }
 
-    async fn stale(&self, v: &Version, remove: bool) -> Result<u64, StorageError> {
+    async fn stale(&self, v: &Version) -> Result<u64, StorageError> {
+        Ok(self.stale_ids(v).await?.len() as u64)
+    }
+
+    async fn remove_stale(&self, v: &Version) -> Result<u64, StorageError> {
+        let stale = self.stale_ids(v).await?;
+        for id in &stale {
+            self.delete_revision(&v.name, id).await?;
+        }
+        Ok(stale.len() as u64)
+    }
+}
+
+impl GridFsStore {
+    /// The revisions of `v.name` older than `v`.
+    async fn stale_ids(&self, v: &Version) -> Result<Vec<Bson>, StorageError> {
         let name = &v.name;
         let date = match v.uploaded_ms {
             Some(ms) => DateTime::from_millis(ms),
             None => match self.files_doc(name, &v.id).await? {
                 Some(d) => match d.get_datetime("uploadDate") {
                     Ok(t) => *t,
-                    Err(_) => return Ok(0),
+                    Err(_) => return Ok(Vec::new()),
                 },
-                None => return Ok(0),
+                None => return Ok(Vec::new()),
             },
         };
         // Older than the revision readers see: never served again, only an old form of the file.
-        let stale = self
-            .revision_ids(name, doc! {"filename": name, "uploadDate": {"$lt": date}})
-            .await?;
-        if remove {
-            for id in &stale {
-                self.delete_revision(name, id).await?;
-            }
-        }
-        Ok(stale.len() as u64)
+        self.revision_ids(name, doc! {"filename": name, "uploadDate": {"$lt": date}})
+            .await
     }
 }

@@ -445,8 +445,6 @@ impl ObjectStore for HttpStore {
             range_reads: true,
             reports_md5: false,
             atomic_create: false,
-            quarantine: false,
-            debris: false,
         }
     }
 

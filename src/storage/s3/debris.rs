@@ -4,21 +4,39 @@
 //! the tool did not start. An upload already completed or aborted answers `NoSuchUpload` and is
 //! not counted; a dry run counts the recorded ones without asking the server.
 
+use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
 use super::S3Store;
 use super::errors::classify;
 use crate::storage::StorageError;
-use crate::storage::debris::{Owner, Swept};
+use crate::storage::debris::{Batch, Debris, Owner, Swept};
 
-impl S3Store {
-    pub(super) async fn sweep(&self, owner: &Owner, dry_run: bool) -> Result<Swept, StorageError> {
+#[async_trait]
+impl Debris for S3Store {
+    /// The recorded uploads, as one batch (they are already in memory, read from the ledger).
+    fn find<'a>(&'a self, owner: &'a Owner) -> BoxStream<'a, Result<Batch, StorageError>> {
+        let batch = Batch {
+            run: owner.run,
+            uploads: owner.uploads.clone(),
+        };
+        futures::stream::iter((!batch.uploads.is_empty()).then_some(Ok(batch))).boxed()
+    }
+
+    /// The recorded uploads, counted without asking the server.
+    async fn measure(&self, batch: &Batch) -> Result<Swept, StorageError> {
+        Ok(Swept {
+            uploads: batch.uploads.len() as u64,
+            chunks: 0,
+        })
+    }
+
+    async fn remove(&self, batch: &Batch) -> Result<Swept, StorageError> {
         let mut swept = Swept::default();
-        if dry_run {
-            swept.uploads = owner.uploads.len() as u64;
-            return Ok(swept);
-        }
         let mut refused = 0_u64;
         let mut last = None;
-        for up in &owner.uploads {
+        for up in &batch.uploads {
             let key = self.key(&up.name)?;
             let res = self
                 .client
@@ -51,7 +69,7 @@ impl S3Store {
             tracing::warn!(
                 "{refused} multipart uploads of the killed run {} could not be aborted (already \
                  gone, or not allowed): {err}",
-                owner.run
+                batch.run
             );
         }
         Ok(swept)

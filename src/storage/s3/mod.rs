@@ -316,8 +316,6 @@ impl ObjectStore for S3Store {
             range_reads: true,
             reports_md5: true,
             atomic_create: true,
-            quarantine: true,
-            debris: true,
         }
     }
 
@@ -406,28 +404,12 @@ impl ObjectStore for S3Store {
         list::list(self, opts)
     }
 
-    fn quarantine_location(&self, name: &str) -> Result<String, StorageError> {
-        Ok(self.url(&self.quarantine_key(name)?))
+    fn quarantine(&self) -> Option<&dyn crate::storage::Quarantine> {
+        Some(self)
     }
 
-    async fn quarantine(&self, name: &str) -> Result<(), StorageError> {
-        self.move_quarantine(name, true).await
-    }
-
-    async fn unquarantine(&self, name: &str) -> Result<(), StorageError> {
-        self.move_quarantine(name, false).await
-    }
-
-    async fn purge_quarantined(&self, name: &str) -> Result<(), StorageError> {
-        self.purge_quarantine(name).await
-    }
-
-    async fn clean_debris(
-        &self,
-        owner: &crate::storage::debris::Owner,
-        dry_run: bool,
-    ) -> Result<crate::storage::debris::Swept, StorageError> {
-        self.sweep(owner, dry_run).await
+    fn debris(&self) -> Option<&dyn crate::storage::debris::Debris> {
+        Some(self)
     }
 
     async fn delete(&self, name: &str) -> Result<(), StorageError> {

@@ -14,7 +14,7 @@ use md5::Digest;
 use super::S3Store;
 use super::errors::classify;
 use crate::storage::keymove::{KeyStore, move_key};
-use crate::storage::{QUARANTINE_ROOT, StorageError};
+use crate::storage::{QUARANTINE_ROOT, Quarantine, StorageError};
 
 /// What `HeadObject` says of one key.
 #[derive(Debug, PartialEq)]
@@ -186,5 +186,24 @@ impl KeyStore for S3Store {
 
     fn key_url(&self, key: &str) -> String {
         self.url(key)
+    }
+}
+
+#[async_trait]
+impl Quarantine for S3Store {
+    fn location(&self, name: &str) -> Result<String, StorageError> {
+        Ok(self.url(&self.quarantine_key(name)?))
+    }
+
+    async fn quarantine(&self, name: &str) -> Result<(), StorageError> {
+        self.move_quarantine(name, true).await
+    }
+
+    async fn unquarantine(&self, name: &str) -> Result<(), StorageError> {
+        self.move_quarantine(name, false).await
+    }
+
+    async fn purge(&self, name: &str) -> Result<(), StorageError> {
+        self.purge_quarantine(name).await
     }
 }

@@ -389,11 +389,11 @@ pub async fn run(store: &dyn ObjectStore) {
         store.delete("range.bin").await.expect("delete");
     }
 
-    if caps.quarantine {
+    if store.quarantine().is_some() {
         quarantine(store).await;
     }
 
-    debris(store, caps.debris).await;
+    debris(store).await;
 
     // Clean up and check deletes took.
     for name in NAMES
@@ -519,11 +519,16 @@ pub async fn quarantine(store: &dyn ObjectStore) {
         .await
         .expect("put");
     assert_ne!(
-        store.quarantine_location(name).unwrap(),
+        store.quarantine().unwrap().location(name).unwrap(),
         store.location(name).unwrap(),
         "the quarantine is elsewhere"
     );
-    store.quarantine(name).await.expect("quarantine");
+    store
+        .quarantine()
+        .unwrap()
+        .quarantine(name)
+        .await
+        .expect("quarantine");
     let err = store.stat(name).await.expect_err("quarantined: not served");
     assert!(err.is_not_found(), "{err}");
     assert!(read_all(store, name).await.unwrap_err().is_not_found());
@@ -533,6 +538,8 @@ pub async fn quarantine(store: &dyn ObjectStore) {
         "quarantined objects are not listed"
     );
     store
+        .quarantine()
+        .unwrap()
         .quarantine(name)
         .await
         .expect("quarantine again: already done");
@@ -543,6 +550,8 @@ pub async fn quarantine(store: &dyn ObjectStore) {
         .await
         .expect("put");
     let err = store
+        .quarantine()
+        .unwrap()
         .unquarantine(name)
         .await
         .expect_err("restore onto a taken name");
@@ -553,25 +562,51 @@ pub async fn quarantine(store: &dyn ObjectStore) {
         "the newer object stays"
     );
     store.delete(name).await.expect("delete");
-    store.unquarantine(name).await.expect("restore");
+    store
+        .quarantine()
+        .unwrap()
+        .unquarantine(name)
+        .await
+        .expect("restore");
     assert!(
         read_all(store, name).await.unwrap() == a,
         "restored byte-identical"
     );
     store
+        .quarantine()
+        .unwrap()
         .unquarantine(name)
         .await
         .expect("restore again: already done");
     let err = store
+        .quarantine()
+        .unwrap()
         .quarantine("never stored.bin")
         .await
         .expect_err("nothing to move");
     assert!(err.is_not_found(), "{err}");
 
-    store.quarantine(name).await.expect("quarantine");
-    store.purge_quarantined(name).await.expect("purge");
-    store.purge_quarantined(name).await.expect("purge again");
+    store
+        .quarantine()
+        .unwrap()
+        .quarantine(name)
+        .await
+        .expect("quarantine");
+    store
+        .quarantine()
+        .unwrap()
+        .purge(name)
+        .await
+        .expect("purge");
+    store
+        .quarantine()
+        .unwrap()
+        .purge(name)
+        .await
+        .expect("purge again");
     let err = store
+        .quarantine()
+        .unwrap()
         .unquarantine(name)
         .await
         .expect_err("purged: nothing to restore");
@@ -583,7 +618,7 @@ pub async fn quarantine(store: &dyn ObjectStore) {
 /// object of the suite, so its GridFS upload ids carry this process's bytes — removes nothing
 /// complete (every object still reads back), and an announced upload that does not exist (never
 /// started, or completed) is not counted. Without the capability: [`StorageError::Unsupported`].
-pub async fn debris(store: &dyn ObjectStore, capable: bool) {
+pub async fn debris(store: &dyn ObjectStore) {
     use parse_files_migrate::storage::debris::{Owner, Swept, Upload};
     let owner = Owner {
         run: mongodb::bson::oid::ObjectId::new(),
@@ -597,11 +632,20 @@ pub async fn debris(store: &dyn ObjectStore, capable: bool) {
         .into_iter()
         .map(|r| r.expect("read before the sweep"))
         .collect();
-    let swept = store.clean_debris(&owner, false).await;
-    if !capable {
-        let err = swept.expect_err("no debris capability: unsupported");
-        assert!(matches!(err, StorageError::Unsupported { .. }), "{err}");
+    // Stores without the capability have no accessor: nothing to sweep, nothing to check.
+    let Some(d) = store.debris() else {
         return;
+    };
+    let mut swept = Ok(Swept::default());
+    let mut batches = d.find(&owner);
+    while let Some(batch) = batches.next().await {
+        match batch {
+            Ok(b) => match d.remove(&b).await {
+                Ok(s) => swept.as_mut().unwrap().add(s),
+                Err(e) => swept = Err(e),
+            },
+            Err(e) => swept = Err(e),
+        }
     }
     assert_eq!(swept.expect("sweep"), Swept::default(), "nothing to remove");
     for (n, data) in NAMES.iter().zip(before) {
