@@ -319,7 +319,7 @@ pub struct ListArgs {
 pub struct AuditArgs {
     /// Which store to audit: `[destination]` or `[source.server]`
     #[arg(long, value_enum, default_value = "destination")]
-    pub store: AuditStore,
+    pub store: StoreRole,
 
     #[command(flatten)]
     pub out: RowsOutputArgs,
@@ -337,7 +337,7 @@ pub struct AuditArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AuditStore {
+pub enum StoreRole {
     /// The `[destination]` table
     Destination,
     /// The `[source.server]` table (the store Parse Server uses today)

@@ -39,3 +39,11 @@ pub struct CleanArgs {
     #[arg(long, short = 'y')]
     pub yes: bool,
 }
+
+impl CleanArgs {
+    /// Whether any clean-up is asked for (`--quarantine`, `--restore` or `--purge`), which turns
+    /// `audit` from a report into a writing command.
+    pub fn any(&self) -> bool {
+        self.quarantine || self.restore || self.purge
+    }
+}

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{AuditStore, MetricsArgs, OutputFormat};
+use super::{MetricsArgs, OutputFormat, StoreRole};
 
 pub(super) const REKEY_EXAMPLES: &str = "\
 Examples:
@@ -21,7 +21,7 @@ Examples:
 pub struct RekeyArgs {
     /// Which store to rewrite: `[destination]` or `[source.server]`
     #[arg(long, value_enum, default_value = "destination")]
-    pub store: AuditStore,
+    pub store: StoreRole,
 
     /// Encrypt every plaintext file with the store's current key (default mode: rotate to the
     /// new key from PFM_NEW_FILE_KEY or [rekey] new_key)

@@ -1,7 +1,7 @@
 //! `audit --quarantine / --restore / --purge`: reversible clean-up of one store's orphans,
 //! under the run's lease (exclusive: no migration or rollback runs meanwhile), through the same
 //! dry-run gate and consent rule as `migrate`, every step recorded in the ledger before it
-//! happens ([`crate::engine::quarantine`]). Which orphans may move: [`super::audit_quarantine`].
+//! happens ([`crate::engine::quarantine`]). Which orphans may move: [`crate::engine::quarantine::orphans`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,8 +46,8 @@ pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result
     };
     let min_age = duration(args.clean.min_age.as_deref(), "7d", "--min-age")?;
     let older_than = duration(args.clean.older_than.as_deref(), "30d", "--older-than")?;
-    let run_bytes = super::audit::run_bytes(args)?;
-    let store = super::audit::open_store(settings, args).await?;
+    let run_bytes = crate::settings::sort_run_bytes(args.sort_run_bytes.as_deref())?;
+    let store = session::open_listed(settings, args.store, "audit").await?;
     if store.quarantine().is_none() {
         return Err(usage(format!("{} has no quarantine", store.describe())));
     }
@@ -103,16 +103,17 @@ pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result
         let mut report = |step: &Step, o: &Outcome| tally.report(step, o);
         match action {
             "quarantine" => {
-                let qa = super::audit_quarantine::Quarantine {
-                    settings,
-                    d: &d,
+                let orphans = q::orphans::Orphans {
+                    db: &d.db,
+                    targets: &d.targets,
+                    page_size: settings.mongo.page_size,
                     effects: e,
                     ledger: &ledger,
                     store: s,
                     min_age,
                     run_bytes,
                 };
-                let kept = qa.run(&mut report).await?;
+                let kept = orphans.quarantine(&mut report).await?;
                 tally.kept(kept);
             }
             "restore" => q::restore_all(e, &ledger, s, &mut report).await?,

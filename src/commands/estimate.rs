@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::cli::MigrateArgs;
-use crate::engine::estimate::{EstimateOptions, Estimator, Rate};
+use crate::engine::pipeline::estimate::{EstimateOptions, Estimator, Rate};
 use crate::engine::{self, Effects, RunState};
 use crate::exit::{Coded, USAGE};
 use crate::report::estimate;
@@ -14,6 +14,7 @@ use crate::session::{self, discover};
 use crate::settings::{Settings, parse_size};
 
 pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32> {
+    settings.check_migrate(args)?;
     let assume = args
         .sizing
         .assume_rate
@@ -26,7 +27,7 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
     let d = discover(settings, &args.filters).await?;
     let ledger = session::open_ledger(settings, &d.db).await?;
     let stores = session::migrate_stores(settings, destination).await?;
-    let plan = super::migrate::plan_of(settings, args, &stores);
+    let plan = settings.run_config(args, &stores.destination.describe());
     let opts = EstimateOptions {
         sample: args
             .sizing
@@ -40,7 +41,7 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
 
     let state = RunState::new();
     let signals = session::on_signals(state.clone());
-    let result = engine::run(plan, effects, &ledger, &d.db, &d.targets, state).await;
+    let result = engine::pipeline::files(plan, effects, &ledger, &d.db, &d.targets, state).await;
     signals.abort();
     let summary = result?;
     let found = estimator

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use mongodb::bson;
 
 use crate::cli::MigrateArgs;
-use crate::engine::{self, Effects, Limits, Mode, Plan, RunState, Stores, UrlBase};
-use crate::exit::{Coded, USAGE};
-use crate::parse::names::{RenamePolicy, Selection};
+use crate::engine::pipeline::unreferenced::{self, Unreferenced};
+use crate::engine::{self, Effects, RunState, Stores, UrlBase};
+use crate::exit::usage;
 use crate::report::metrics;
 use crate::report::migrate::{MigrateFormat, PlanWriter, print_summary};
 use crate::session::{self, discover, explain_empty};
@@ -16,31 +16,13 @@ use crate::settings::Settings;
 
 pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32> {
     let run = &settings.run;
-    if run.rename == RenamePolicy::Keep
-        && run.select != Selection::Server
-        && !args.confirm_file_key_removed
-    {
-        return Err(Coded::new(
-            USAGE,
-            "refusing --rename keep for hosted-Parse names (tfss-…, <uuid>-…): Parse Server sends \
-             clients to the dead hosted-Parse hosts for such names for as long as its `fileKey` \
-             option is set",
-        )
-        .hint(
-            "keep the default --rename auto; or remove `fileKey` from the Parse Server \
-             configuration, then add --confirm-file-key-removed",
-        )
-        .into());
-    }
-    if args.sizing.estimate {
-        return super::estimate::run(settings, args).await;
-    }
+    settings.check_migrate(args)?;
     let destination = session::destination_config(settings, "migrate")?;
     let format = MigrateFormat::choose(args.output, "migrate")?;
     let d = discover(settings, &args.filters).await?;
     let ledger = session::open_ledger(settings, &d.db).await?;
     let stores = session::migrate_stores(settings, destination).await?;
-    let plan = plan_of(settings, args, &stores);
+    let plan = settings.run_config(args, &stores.destination.describe());
     if let UrlBase::None { why } = &plan.urls {
         tracing::warn!("{why}; nested File references to renamed files will not be rewritten");
     }
@@ -89,9 +71,9 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
         } else {
             None
         };
-        super::unreferenced::copy(settings, args, &effects, &state, &ledger, &stores).await?;
+        copy_unreferenced(settings, args, &effects, &state, &ledger, &stores).await?;
         let result =
-            engine::strings::run(plan, effects.clone(), &ledger, &d.db, &d.targets, state).await;
+            engine::pipeline::run(plan, effects.clone(), &ledger, &d.db, &d.targets, state).await;
         signals.abort();
         if let Some(m) = metrics {
             m.finish(result.as_ref().map_err(crate::exit::code_of));
@@ -115,32 +97,35 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
     Ok(code)
 }
 
-/// What `migrate` (and `--estimate`) will do, from the settings and the flags.
-pub(super) fn plan_of(settings: &Settings, args: &MigrateArgs, stores: &Stores) -> Plan {
-    let run = &settings.run;
-    Plan {
-        select: run.select,
-        rename: run.rename,
-        concurrency: run.concurrency,
-        shard: run.shard,
-        mode: match (args.copy_only, args.rewrite_only) {
-            (true, _) => Mode::CopyOnly,
-            (_, true) => Mode::RewriteOnly,
-            _ => Mode::Full,
-        },
-        retry_missing: args.retry_failed,
-        limits: Limits {
-            max_files: run.max_files,
-            max_bytes: run.max_bytes,
-            max_duration: run.max_duration,
-            max_errors: run.max_errors,
-        },
-        urls: settings.url_base(),
-        collection_prefix: settings.mongo.collection_prefix.clone(),
-        page_size: settings.mongo.page_size,
-        file_key: settings.parse.file_key.clone(),
-        destination: stores.destination.describe(),
-        scope: engine::scope_of(run.shard),
-        rescan: args.rescan || args.retry_failed,
+/// `migrate --include-unreferenced`: check the flags, discover every target (whatever the
+/// filters), and let the engine find and copy the unreferenced files.
+async fn copy_unreferenced(
+    settings: &Settings,
+    args: &MigrateArgs,
+    effects: &Arc<dyn Effects>,
+    state: &Arc<RunState>,
+    ledger: &crate::ledger::Ledger,
+    stores: &Stores,
+) -> anyhow::Result<()> {
+    if !args.include_unreferenced || args.rewrite_only {
+        return Ok(());
     }
+    let server = stores.server.as_ref().filter(|s| s.capabilities().list);
+    let Some(server) = server else {
+        return Err(usage(
+            "--include-unreferenced copies from [source.server]: it needs --select server or all, \
+             and a [source.server] store that can be listed (fs, gridfs, s3, gcs)",
+        ));
+    };
+    let d = session::discover_with(settings, &crate::cli::Filters::default(), true).await?;
+    let u = Unreferenced {
+        server: &**server,
+        db: &d.db,
+        targets: &d.targets,
+        page_size: settings.mongo.page_size,
+        shard: settings.run.shard,
+        concurrency: settings.run.concurrency,
+    };
+    let destination = stores.destination.describe();
+    unreferenced::find_and_copy(&u, effects, state, ledger, &destination).await
 }

@@ -1,9 +1,10 @@
-//! One function per command: resolve what it needs, run the pipeline, hand results to
-//! [`crate::report`]. [`run`] is the whole program after argument parsing.
+//! One recipe per command (a file each, or two where a command has two modes: `migrate` and
+//! `migrate --estimate`, `audit` and its clean-up): resolve what it needs, pass the gate, run the
+//! engine, hand results to [`crate::report`]. [`run`] is the whole program after argument
+//! parsing, and the one place that dispatches: no command calls another.
 
 mod audit;
 mod audit_clean;
-mod audit_quarantine;
 mod docs;
 mod estimate;
 mod list;
@@ -13,7 +14,6 @@ mod rekey;
 mod rollback;
 mod schema;
 mod status;
-mod unreferenced;
 mod verify;
 
 use crate::cli::{Cli, Command};
@@ -45,10 +45,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         None => Err(usage("no command given; see --help")),
         Some(Command::Schema(args)) => schema::run(&settings, &args).await,
         Some(Command::List(args)) => list::run(&settings, &args).await,
+        Some(Command::Migrate(args)) if args.sizing.estimate => {
+            estimate::run(&settings, &args).await
+        }
         Some(Command::Migrate(args)) => migrate::run(&settings, &args).await,
         Some(Command::Verify(args)) => verify::run(&settings, &args).await,
         Some(Command::Status(args)) => status::run(&settings, &args).await,
         Some(Command::Rollback(args)) => rollback::run(&settings, &args).await,
+        Some(Command::Audit(args)) if args.clean.any() => audit_clean::run(&settings, &args).await,
         Some(Command::Audit(args)) => audit::run(&settings, &args).await,
         Some(Command::Rebase(args)) => rebase::run(&settings, &args).await,
         Some(Command::Rekey(args)) => rekey::run(&settings, &args).await,

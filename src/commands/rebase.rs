@@ -101,7 +101,7 @@ pub(super) async fn run(settings: &Settings, args: &RebaseArgs) -> anyhow::Resul
         let signals = session::on_signals(state.clone());
         let metrics_file = args.metrics.metrics_file.as_deref();
         let metrics = crate::report::metrics::start(metrics_file, "rebase", "all", &state);
-        let result = engine::rebase::run(
+        let result = engine::pipeline::rebase::run(
             &plan,
             effects.clone(),
             &ledger,
@@ -125,7 +125,8 @@ pub(super) async fn run(settings: &Settings, args: &RebaseArgs) -> anyhow::Resul
     if args.check {
         let current = settings.url_matcher(false, false)?;
         let concurrency = settings.run.concurrency;
-        let bad = engine::rebase::check(&d.targets, &walker, &current, concurrency).await?;
+        let bad =
+            engine::pipeline::rebase::check(&d.targets, &walker, &current, concurrency).await?;
         tracing::info!(unreachable = bad, "checked the current URLs");
         if bad > 0 && code == 0 {
             code = INCOMPLETE;

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::cli::{AuditStore, RekeyArgs};
+use crate::cli::RekeyArgs;
 use crate::engine::rekey::{Rekey, RekeyMode, RekeyPlan};
 use crate::engine::{Effects, Limits, RunState, Stores, live::Live};
 use crate::exit::usage;
@@ -19,15 +19,7 @@ const DEFAULT_CONCURRENCY: usize = 4;
 
 pub(super) async fn run(settings: &Settings, args: &RekeyArgs) -> anyhow::Result<i32> {
     let json = args.json || crate::report::output::jsonl(args.output, "rekey")?;
-    let (cfg, role) = match args.store {
-        AuditStore::Destination => (session::destination_config(settings, "rekey")?, "destination"),
-        AuditStore::Server => (
-            settings.source.server.as_ref().ok_or_else(|| {
-                usage("rekey --store server needs a [source.server] table (the store Parse Server uses)")
-            })?,
-            "source.server",
-        ),
-    };
+    let (cfg, role) = session::store_by_role(settings, args.store, "rekey")?;
     let mode = match (args.encrypt, args.decrypt) {
         (true, _) => RekeyMode::Encrypt,
         (_, true) => RekeyMode::Decrypt,

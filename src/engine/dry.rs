@@ -9,7 +9,8 @@ use mongodb::bson::Document;
 use serde::Serialize;
 
 use super::cas::Settled;
-use super::{Checkpoint, Counters, Effects, FileJob, Outcome, Stores};
+use super::pipeline::checkpoint::Checkpoint;
+use super::{Counters, Effects, FileJob, Outcome, Stores};
 use crate::ledger::{FileRecord, FileResult, Intent, RefChange, RefState, RefValue};
 
 /// A copy the dry run would make.

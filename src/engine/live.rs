@@ -6,8 +6,9 @@ use mongodb::Database;
 use mongodb::bson::Document;
 
 use super::cas::{self, Settled};
+use super::pipeline::checkpoint::Checkpoint;
 use super::transfer::{Found, compare_existing, copy_logged, store_gone};
-use super::{Checkpoint, Counters, Effects, FileJob, Outcome, Stores};
+use super::{Counters, Effects, FileJob, Outcome, Stores};
 use crate::exit::{Coded, USAGE};
 use crate::ledger::{
     FileRecord, FileResult, FileState, Holder, Intent, LeaseHeld, Ledger, RefChange, RefState,

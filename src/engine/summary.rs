@@ -332,3 +332,17 @@ impl Summary {
             || self.references.failed > 0
     }
 }
+
+/// How `stopped_by` starts when the error budget (`--max-errors`) stopped the run.
+pub const MAX_ERRORS: &str = "--max-errors";
+
+/// How `stopped_by` starts when the destination ran out of space.
+pub const NO_SPACE: &str = "destination full";
+
+/// How `stopped_by` starts when a store refused every request (credentials, a deleted bucket).
+pub const REFUSED: &str = "store refused";
+
+/// Whether a `stopped_by` value means the error budget stopped the run (not a cutoff).
+pub fn stopped_by_errors(stop: &str) -> bool {
+    stop.starts_with(MAX_ERRORS)
+}

@@ -17,7 +17,7 @@
 //!   over at once by a run on the same machine ([`holder`](self::holder)), and expires for
 //!   others (`[ledger] lease_secs`).
 //! * `<collection>.walk` ([`runs`](self::runs)): one walk checkpoint per shard: where the next
-//!   run of an unfinished pass resumes (see [`crate::engine::checkpoint`]).
+//!   run of an unfinished pass resumes (see [`crate::engine::pipeline::checkpoint`]).
 //! * `<collection>.quarantine` ([`quarantine`](self::quarantine)): one record per file `audit
 //!   --quarantine` moved (or `--purge --superseded` deleted), written before the store is
 //!   touched: enough to finish or undo it.

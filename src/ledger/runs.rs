@@ -31,7 +31,7 @@ impl Ledger {
         Ok(())
     }
 
-    /// The walk checkpoint of `scope`, as stored (read-only; [`crate::engine::checkpoint`]
+    /// The walk checkpoint of `scope`, as stored (read-only; [`crate::engine::pipeline::checkpoint`]
     /// reads it).
     pub async fn checkpoint(&self, scope: &str) -> anyhow::Result<Option<Document>> {
         let d = self

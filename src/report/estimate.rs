@@ -6,7 +6,7 @@ use std::io::Write;
 
 use super::migrate::{MigrateFormat, human_bytes};
 use super::printable;
-use crate::engine::estimate::{Estimate, Group};
+use crate::engine::pipeline::estimate::{Estimate, Group};
 
 /// Write the estimate in `format`.
 pub fn write(format: MigrateFormat, e: &Estimate, out: &mut dyn Write) -> std::io::Result<()> {

@@ -11,6 +11,7 @@
 
 pub mod lookup;
 pub mod nested;
+pub mod refs;
 pub mod strings;
 pub mod targets;
 mod walk;

@@ -6,7 +6,7 @@ use mongodb::Database;
 
 use crate::cli::Filters;
 use crate::parse::schema::{self, AppSchema, GLOBAL_CONFIG, collection_name};
-use crate::scan::{self, ClassWalker, Filter, Page, Target, WalkOptions};
+use crate::scan::{self, ClassWalker, Filter, Target};
 use crate::settings::Settings;
 
 pub(crate) struct Discovery {
@@ -90,54 +90,23 @@ impl Discovery {
 
     /// A walker over one target, with the configured page size.
     pub(crate) fn walker(&self, target: &Target, settings: &Settings) -> ClassWalker {
-        let w = ClassWalker::new(
-            self.db.collection(&target.collection),
-            target.class.clone(),
-            WalkOptions {
-                page_size: settings.mongo.page_size,
-                nested: true,
-            },
-        );
-        match &target.strings {
-            Some(s) => w.with_strings(&s.fields, s.matcher.clone()),
-            None => w,
-        }
+        scan::refs::walker(&self.db, target, settings.mongo.page_size)
     }
 }
 
 impl Discovery {
-    /// Walk every target in turn and hand each reference to `each`; malformed values are logged.
+    /// Walk every target in turn and hand each reference to `each` ([`scan::refs::for_each_ref`]).
     /// Returns how many malformed values there were. (`list`, `audit`.)
     pub(crate) async fn for_each_ref(
         &self,
         settings: &Settings,
-        mut each: impl FnMut(&crate::scan::FileRef) -> anyhow::Result<()>,
+        each: impl FnMut(&crate::scan::FileRef) -> anyhow::Result<()>,
     ) -> anyhow::Result<u64> {
-        let mut issues = 0;
-        for target in &self.targets {
-            let mut walker = self.walker(target, settings);
-            while let Some(page) = next_page(&mut walker, target).await? {
-                scan::log_issues(&page.issues);
-                issues += page.issues.len() as u64;
-                for r in &page.refs {
-                    each(r)?;
-                }
-            }
-        }
-        Ok(issues)
+        scan::refs::for_each_ref(&self.db, &self.targets, settings.mongo.page_size, each).await
     }
 }
 
-/// The next page of a walk, with the collection named in any error.
-pub(crate) async fn next_page(
-    walker: &mut ClassWalker,
-    target: &Target,
-) -> anyhow::Result<Option<Page>> {
-    walker
-        .next_page()
-        .await
-        .with_context(|| format!("walking {}", target.collection))
-}
+pub(crate) use scan::refs::next_page;
 
 /// Why nothing was found, with what to try.
 pub(crate) fn explain_empty(d: &Discovery, prefix: &str) -> String {

@@ -15,7 +15,8 @@ use anyhow::Context;
 
 pub(crate) use discover::{discover, discover_with, explain_empty, next_page};
 pub(crate) use stores::{
-    destination_config, migrate_consent, migrate_stores, open_checked, open_lenient, source,
+    destination_config, migrate_consent, migrate_stores, open_checked, open_lenient, open_listed,
+    source, store_by_role,
 };
 
 use crate::dbhealth::Guard;

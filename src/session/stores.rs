@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::cli::StoreRole;
 use crate::engine::Stores;
 use crate::exit::{unreachable, usage};
 use crate::parse::names::Selection;
@@ -26,6 +27,45 @@ pub(crate) async fn open_checked(
             "check the endpoint, bucket or path and the credentials in the configuration",
         )
     })?;
+    Ok(store)
+}
+
+/// The store `--store` names for `command` (`destination` or `server`: the one Parse Server
+/// uses), its configuration and its role name, or a usage error when it is not configured.
+pub(crate) fn store_by_role<'a>(
+    settings: &'a Settings,
+    role: StoreRole,
+    command: &str,
+) -> anyhow::Result<(&'a StoreConfig, &'static str)> {
+    Ok(match role {
+        StoreRole::Destination => (destination_config(settings, command)?, "destination"),
+        StoreRole::Server => (
+            settings.source.server.as_ref().ok_or_else(|| {
+                usage(format!(
+                    "{command} --store server needs a [source.server] table (the store Parse \
+                     Server uses)"
+                ))
+            })?,
+            "source.server",
+        ),
+    })
+}
+
+/// The store `--store` names, opened, checked, and refused when it cannot be listed (`audit`).
+pub(crate) async fn open_listed(
+    settings: &Settings,
+    role: StoreRole,
+    command: &str,
+) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    let (cfg, role) = store_by_role(settings, role, command)?;
+    let store = open_checked(settings, cfg, role).await?;
+    if !store.capabilities().list {
+        return Err(usage(format!(
+            "the {role} {} cannot be listed (type {}), so it cannot be audited",
+            store.describe(),
+            cfg.type_name()
+        )));
+    }
     Ok(store)
 }
 

@@ -12,11 +12,12 @@
 //! [`crate::retry::DEFAULT_RETRIES`] (and the backoff beside it),
 //! [`crate::ledger::DEFAULT_LEASE_SECS`], the S3 part size
 //! ([`crate::storage::s3::DEFAULT_PART_SIZE`]) and the rewrite batch
-//! ([`crate::engine::rewrite::BATCH`]). This module is the only one that reads the environment
+//! ([`crate::engine::pipeline::rewrite::BATCH`]). This module is the only one that reads the environment
 //! or the file, and no module below it imports it: each part gets its own small config from
-//! here (the engine a `Plan`, the ledger its collection and lease, the stores a `StoreConfig`).
+//! here (the engine a `Plan`, resolved in `run.rs`, the ledger its collection and lease, the stores a `StoreConfig`).
 
 mod file;
+mod run;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,6 +26,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 pub use file::{ConfigFile, load_file};
+pub use run::sort_run_bytes;
 
 use crate::cli::{GlobalArgs, LogFormat, MigrateArgs, ProgressMode};
 use crate::exit::usage;

@@ -705,7 +705,7 @@ fn live_on(
 #[tokio::test]
 async fn rewrites_are_compare_and_swap() {
     use parse_files_migrate::engine::UrlBase;
-    use parse_files_migrate::engine::{Effects, rewrite::change_for};
+    use parse_files_migrate::engine::{Effects, pipeline::rewrite::change_for};
     use parse_files_migrate::ledger::RefChange;
     use parse_files_migrate::ledger::RefState;
     use parse_files_migrate::scan::{FileRef, Shape};

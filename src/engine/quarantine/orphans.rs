@@ -7,13 +7,15 @@
 
 use std::time::{Duration, SystemTime};
 
+use mongodb::Database;
+
+use super::{Action, Outcome, Step};
 use crate::audit::{Audit, Finding, Options, join, sort::Sorter};
 use crate::engine::Effects;
-use crate::engine::quarantine::{self as q, Action, Outcome, Step};
 use crate::ledger::Ledger;
+use crate::scan::Target;
 use crate::scan::lookup::referenced_top_level;
-use crate::session::discover::Discovery;
-use crate::settings::Settings;
+use crate::scan::refs::for_each_ref;
 use crate::storage::ObjectStore;
 
 /// Confirmed orphans per database check and batch of moves.
@@ -21,9 +23,12 @@ const BATCH: usize = 256;
 
 type Report<'r> = dyn FnMut(&Step, &Outcome) -> anyhow::Result<()> + 'r;
 
-pub(super) struct Quarantine<'a> {
-    pub settings: &'a Settings,
-    pub d: &'a Discovery,
+/// The orphans of one store, checked against the app's references.
+pub struct Orphans<'a> {
+    pub db: &'a Database,
+    pub targets: &'a [Target],
+    /// Documents per page of the walks.
+    pub page_size: u32,
     pub effects: &'a dyn Effects,
     pub ledger: &'a Ledger,
     pub store: &'a dyn ObjectStore,
@@ -31,11 +36,11 @@ pub(super) struct Quarantine<'a> {
     pub run_bytes: usize,
 }
 
-impl Quarantine<'_> {
+impl Orphans<'_> {
     /// Take back interrupted moves, then move every confirmed orphan. Returns how many orphans the
     /// second walk found referenced again (kept).
-    pub(super) async fn run(&self, report: &mut Report<'_>) -> anyhow::Result<u64> {
-        q::take_back_unfinished(self.effects, self.ledger, self.store, report).await?;
+    pub async fn quarantine(&self, report: &mut Report<'_>) -> anyhow::Result<u64> {
+        super::take_back_unfinished(self.effects, self.ledger, self.store, report).await?;
         let opts = Options {
             run_bytes: self.run_bytes,
             ..Options::default()
@@ -47,9 +52,10 @@ impl Quarantine<'_> {
         let mut recheck = Audit::new(&opts);
         tracing::info!("listing {}", self.store.describe());
         first.list(self.store, &mut |_| Ok(())).await?;
-        self.d
-            .for_each_ref(self.settings, |r| Ok(first.add_ref(r)?))
-            .await?;
+        for_each_ref(self.db, self.targets, self.page_size, |r| {
+            Ok(first.add_ref(r)?)
+        })
+        .await?;
         let mut young = 0u64;
         first.finish(&mut |f| match f {
             // An unknown age is never old enough.
@@ -72,9 +78,10 @@ impl Quarantine<'_> {
             humantime::format_duration(self.min_age)
         );
         pause_for_tests("PFM_TEST_PAUSE_BEFORE_RECHECK").await;
-        self.d
-            .for_each_ref(self.settings, |r| Ok(recheck.add_ref(r)?))
-            .await?;
+        for_each_ref(self.db, self.targets, self.page_size, |r| {
+            Ok(recheck.add_ref(r)?)
+        })
+        .await?;
         let mut confirmed = Sorter::new(&opts.temp_dir, self.run_bytes);
         recheck.finish(&mut |f| match f {
             Finding::Orphan {
@@ -105,7 +112,7 @@ impl Quarantine<'_> {
         report: &mut Report<'_>,
     ) -> anyhow::Result<u64> {
         let names: Vec<&str> = batch.iter().map(|r| r.key.as_str()).collect();
-        let taken = referenced_top_level(&self.d.db, &self.d.targets, &names).await?;
+        let taken = referenced_top_level(self.db, self.targets, &names).await?;
         let mut steps = Vec::with_capacity(batch.len());
         for rec in batch.drain(..) {
             if taken.contains(&rec.key) {
@@ -122,12 +129,13 @@ impl Quarantine<'_> {
                 record: None,
             });
         }
-        q::run_steps(self.effects, self.store, &steps, report).await?;
+        super::run_steps(self.effects, self.store, &steps, report).await?;
         Ok(taken.len() as u64)
     }
 }
 
-/// For tests only: with `<var>=<path>` (`PFM_TEST_PAUSE_BEFORE_RECHECK`: the orphans are chosen,
+/// For tests only, and the one place outside `settings` that reads the environment: with
+/// `<var>=<path>` (`PFM_TEST_PAUSE_BEFORE_RECHECK`: the orphans are chosen,
 /// the re-check walk not started; `PFM_TEST_PAUSE_BEFORE_MOVES`: walked again, nothing moved),
 /// create `<path>.ready` and wait (at most a minute) for `<path>` to exist, so a test can add a
 /// reference exactly between the listing and the move.

@@ -19,9 +19,10 @@ use tokio::sync::mpsc;
 use super::checkpoint::{self, Checkpoint};
 use super::dedup::Seen;
 use super::rewrite::Record;
-use super::{Counters, Effects, FileJob, Mode, Outcome, Plan, RunState};
+use super::{Mode, Plan};
 use crate::engine::Shard;
 use crate::engine::summary::FileItem;
+use crate::engine::{Counters, Effects, FileJob, Outcome, RunState};
 use crate::ledger::{FileState, Ledger};
 use crate::parse::names::{NameKind, target_name};
 use crate::scan::{ClassWalker, FileRef, Target, WalkOptions, log_issues};
@@ -99,7 +100,7 @@ impl Planner<'_> {
                     break;
                 };
                 if self.state.is_interrupted() {
-                    return Ok(Some(super::INTERRUPTED.to_string()));
+                    return Ok(Some(crate::engine::INTERRUPTED.to_string()));
                 }
                 let c = &self.state.counters;
                 Counters::add(&c.objects, page.objects);

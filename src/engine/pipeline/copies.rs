@@ -9,8 +9,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::rewrite::Record;
-use super::summary::FileItem;
-use super::{Counters, Effects, FileJob, Outcome, Plan, RunState, StageStopped};
+use super::{Plan, StageStopped};
+use crate::engine::summary::FileItem;
+use crate::engine::{Counters, Effects, FileJob, Outcome, RunState};
 use crate::ledger::Intent;
 
 /// A spawned task that is aborted when its handle is dropped: a copy stays cancelled with the

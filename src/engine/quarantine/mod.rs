@@ -7,8 +7,11 @@
 //! [`restore_all`] / [`purge_all`]), or, for a move into quarantine, undone
 //! ([`take_back_unfinished`]) and judged again.
 //!
-//! Which orphans may move is decided by the caller (the listing, a walk, and a second walk
-//! started after it); this module only carries out steps.
+//! Which orphans may move is decided by [`orphans`] (the listing, a walk, and a second walk
+//! started after it); this module carries out steps, each through the removal door
+//! ([`crate::engine::removal::relocate`]) on a live run.
+
+pub mod orphans;
 
 use std::time::{Duration, SystemTime};
 

@@ -16,9 +16,10 @@ use std::sync::Arc;
 
 use mongodb::Database;
 
+use super::Plan;
 use super::strings::{Pass, Resolve};
-use super::summary::RefItem;
-use super::{Counters, Effects, Plan, RunState, Summary};
+use crate::engine::summary::RefItem;
+use crate::engine::{Counters, Effects, RunState, Summary};
 use crate::ledger::{Ledger, RefChange, RefValue};
 use crate::parse::urls::{Matcher, Origin};
 use crate::scan::{ClassWalker, FileRef, Shape, Target};
@@ -121,7 +122,7 @@ fn rebased(
     }))
 }
 
-fn tally(state: &RunState, changes: &[RefChange], states: super::cas::Settled) {
+fn tally(state: &RunState, changes: &[RefChange], states: crate::engine::cas::Settled) {
     for (change, (s, error)) in changes.iter().zip(states) {
         let conflict = "changed since it was read (by the app); left alone";
         state.counters.settled(change, s, error, conflict);

@@ -1,6 +1,6 @@
-//! `migrate --include-unreferenced`: copy files that no reference names (the caller finds them:
-//! the listing of `[source.server]` joined with every reference) to the destination under their
-//! own name, through the run's [`Effects`] like every copy: intents recorded before the copies,
+//! `migrate --include-unreferenced`: copy files that no reference names ([`find_and_copy`]: the
+//! listing of `[source.server]` joined with every reference, whatever `--class` / `--field` say,
+//! in bounded memory: [`crate::audit`]) to the destination under their own name, through the run's [`Effects`] like every copy: intents recorded before the copies,
 //! outcomes after, counted in the run's summary (files copied, skipped, missing, failed,
 //! collisions). There are no references to rewrite. A file the ledger already records as
 //! verified at this destination is not copied again. Memory: one batch of names at a time.
@@ -9,9 +9,55 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 
-use super::{Counters, Effects, FileJob, Outcome, RunState};
+use mongodb::Database;
+
+use super::Shard;
+use super::plan::in_shard;
+use crate::audit::{Audit, DEFAULT_RUN_BYTES, Finding, Options, sort::Sorter};
+use crate::engine::{Counters, Effects, FileJob, Outcome, RunState};
 use crate::ledger::{FileState, Intent, Ledger};
 use crate::parse::names::NameKind;
+use crate::scan::Target;
+use crate::scan::refs::for_each_ref;
+use crate::storage::ObjectStore;
+
+/// Where the unreferenced files are looked for, and what they are joined with.
+pub struct Unreferenced<'a> {
+    /// The listed store (`[source.server]`).
+    pub server: &'a dyn ObjectStore,
+    pub db: &'a Database,
+    /// Every target of the app (whatever the filters), nested Files included.
+    pub targets: &'a [Target],
+    pub page_size: u32,
+    /// This shard's names only (the same split as the referenced files).
+    pub shard: Option<Shard>,
+    pub concurrency: usize,
+}
+
+/// Find the files `u.server` holds that no reference names, and copy them.
+pub async fn find_and_copy(
+    u: &Unreferenced<'_>,
+    effects: &Arc<dyn Effects>,
+    state: &Arc<RunState>,
+    ledger: &Ledger,
+    destination: &str,
+) -> anyhow::Result<()> {
+    let mut audit = Audit::new(&Options::default());
+    audit.list(u.server, &mut |_| Ok(())).await?;
+    for_each_ref(u.db, u.targets, u.page_size, |r| Ok(audit.add_ref(r)?)).await?;
+    let mut orphans = Sorter::new(&std::env::temp_dir(), DEFAULT_RUN_BYTES);
+    audit.finish(&mut |f| match f {
+        Finding::Orphan { name, .. } if in_shard(name, u.shard) => orphans.push(name, &[]),
+        _ => Ok(()),
+    })?;
+    tracing::info!(
+        "copying {} unreferenced files of {}",
+        orphans.len(),
+        u.server.describe()
+    );
+    let names = orphans.finish()?.map(|r| r.map(|r| r.key));
+    copy_all(effects, state, ledger, destination, names, u.concurrency).await
+}
 
 /// Names per ledger round trip.
 const BATCH: usize = 256;

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use super::Outcome;
+use crate::engine::Outcome;
 use crate::scan::FileRef;
 
 /// Done entries kept after their ledger record is written (a cache; correctness does not need it).

@@ -28,8 +28,9 @@ use mongodb::bson::Document;
 use rand::Rng;
 use serde::Serialize;
 
-use super::cas::Settled;
-use super::{Checkpoint, Counters, Effects, FileJob, Outcome, Stores};
+use super::checkpoint::Checkpoint;
+use crate::engine::cas::Settled;
+use crate::engine::{Counters, Effects, FileJob, Outcome, Stores};
 use crate::ledger::{FileRecord, FileResult, Intent, RefChange, RefState};
 use crate::storage::{GetOptions, StorageError};
 
@@ -374,7 +375,7 @@ fn resident_bytes() -> Option<u64> {
 }
 
 /// An estimate moves no file (the default refuses).
-impl super::quarantine::Relocate for Estimator {}
+impl crate::engine::quarantine::Relocate for Estimator {}
 
 #[async_trait]
 impl Effects for Estimator {

@@ -5,7 +5,7 @@
 //! strings again and, per string, replaces every URL whose file has a new home by the file's
 //! new URL ([`UrlBase`](super::UrlBase): `<public_server_url>/files/<app_id>/<encoded name>` or
 //! `file_url_template`), leaving every other byte as it was. The string is written with one
-//! compare-and-swap on its whole old value ([`super::cas`]): an app that changed the text
+//! compare-and-swap on its whole old value ([`crate::engine::cas`]): an app that changed the text
 //! meanwhile gets a conflict, never a lost edit. The ledger keeps the old string (the fileKey
 //! taken out, put back by `rollback`), so `rollback` restores it byte for byte.
 //!
@@ -20,53 +20,14 @@ use futures::TryStreamExt;
 use mongodb::Database;
 use mongodb::bson::{Bson, RawDocumentBuf, doc};
 
-use super::summary::RefItem;
-use super::{Counters, Effects, Plan, RunState};
+use super::Plan;
+use crate::engine::summary::RefItem;
+use crate::engine::{Counters, Effects, RunState};
 use crate::ledger::{FileRecord, FileState, Ledger, RefChange, RefValue};
 use crate::parse::names::{NameKind, target_name};
 use crate::parse::urls::{Found, Origin};
 use crate::scan::Target;
 use crate::scan::strings::{Text, texts};
-
-/// [`super::run`], then, when the targets search strings and the mode rewrites, the string
-/// pass (unless interrupted); the summary counts both.
-pub async fn run(
-    plan: Plan,
-    effects: std::sync::Arc<dyn Effects>,
-    ledger: &Ledger,
-    db: &Database,
-    targets: &[Target],
-    state: std::sync::Arc<RunState>,
-) -> anyhow::Result<super::Summary> {
-    let summary = super::run(
-        plan.clone(),
-        effects.clone(),
-        ledger,
-        db,
-        targets,
-        state.clone(),
-    )
-    .await?;
-    let strings = targets.iter().any(|t| t.strings.is_some());
-    if !strings || plan.mode == super::Mode::CopyOnly || state.is_interrupted() {
-        return Ok(summary);
-    }
-    let pass = Pass {
-        plan: &plan,
-        ledger,
-        db,
-        state: &state,
-        resolve: Resolve::Migrate {
-            dry: effects.dry_run(),
-        },
-    };
-    pass.run(&*effects, targets).await?;
-    let interrupted = state
-        .is_interrupted()
-        .then(|| super::INTERRUPTED.to_string());
-    let stopped_by = summary.stopped_by.or(interrupted);
-    Ok(state.summary(effects.dry_run(), stopped_by))
-}
 
 /// Strings rewritten per round trip.
 const BATCH: usize = 256;

@@ -11,7 +11,7 @@
 //! A change is built here from a reference and its file's target: a bare top-level name becomes
 //! the target name; a File object gets the target `name` and a `url` rebuilt by
 //! [`UrlBase`](super::UrlBase). Sending it as a compare-and-swap, and telling a conflict from a
-//! success, is [`super::cas`]'s.
+//! success, is [`crate::engine::cas`]'s.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,8 +20,9 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::summary::RefItem;
-use super::{Counters, Effects, FileJob, Mode, Outcome, Plan, RunState, UrlBase};
+use super::{Mode, Plan, UrlBase};
+use crate::engine::summary::RefItem;
+use crate::engine::{Counters, Effects, FileJob, Outcome, RunState};
 use crate::ledger::{FileResult, FileState, RefChange, RefValue};
 use crate::parse::schema::collection_name;
 use crate::scan::{FileRef, Shape};

@@ -1,0 +1,79 @@
+//! Per-command resolution of a run's options: what the engine gets from the settings and a
+//! command's own flags (uv's `XSettings::resolve`), so commands hand the engine a finished
+//! config instead of assembling it themselves.
+
+use crate::audit::DEFAULT_RUN_BYTES;
+use crate::cli::MigrateArgs;
+use crate::engine::{self, Limits, Mode, Plan};
+use crate::exit::{Coded, USAGE, usage};
+use crate::parse::names::{RenamePolicy, Selection};
+
+use super::{Settings, parse_size};
+
+impl Settings {
+    /// What `migrate` (and `--estimate`) will do, from the settings and the flags, writing to
+    /// the destination `destination` describes.
+    pub fn run_config(&self, args: &MigrateArgs, destination: &str) -> Plan {
+        let settings = self;
+        let run = &settings.run;
+        Plan {
+            select: run.select,
+            rename: run.rename,
+            concurrency: run.concurrency,
+            shard: run.shard,
+            mode: match (args.copy_only, args.rewrite_only) {
+                (true, _) => Mode::CopyOnly,
+                (_, true) => Mode::RewriteOnly,
+                _ => Mode::Full,
+            },
+            retry_missing: args.retry_failed,
+            limits: Limits {
+                max_files: run.max_files,
+                max_bytes: run.max_bytes,
+                max_duration: run.max_duration,
+                max_errors: run.max_errors,
+            },
+            urls: settings.url_base(),
+            collection_prefix: settings.mongo.collection_prefix.clone(),
+            page_size: settings.mongo.page_size,
+            file_key: settings.parse.file_key.clone(),
+            destination: destination.to_string(),
+            scope: engine::scope_of(run.shard),
+            rescan: args.rescan || args.retry_failed,
+        }
+    }
+
+    /// Refuse a `migrate` (or `--estimate`) whose flags cannot be right.
+    pub fn check_migrate(&self, args: &MigrateArgs) -> anyhow::Result<()> {
+        let run = &self.run;
+        if run.rename == RenamePolicy::Keep
+            && run.select != Selection::Server
+            && !args.confirm_file_key_removed
+        {
+            return Err(Coded::new(
+                USAGE,
+                "refusing --rename keep for hosted-Parse names (tfss-…, <uuid>-…): Parse Server sends \
+                 clients to the dead hosted-Parse hosts for such names for as long as its `fileKey` \
+                 option is set",
+            )
+            .hint(
+                "keep the default --rename auto; or remove `fileKey` from the Parse Server \
+                 configuration, then add --confirm-file-key-removed",
+            )
+            .into());
+        }
+        Ok(())
+    }
+}
+
+/// `--sort-run-bytes` (the audit's external sort), or the default.
+pub fn sort_run_bytes(given: Option<&str>) -> anyhow::Result<usize> {
+    Ok(match given {
+        Some(s) => parse_size(s)
+            .ok()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| *n > 0)
+            .ok_or_else(|| usage(format!("--sort-run-bytes {s:?}: not a size such as 64MiB")))?,
+        None => DEFAULT_RUN_BYTES,
+    })
+}
