@@ -258,7 +258,7 @@ pub struct CompletionsArgs {
 
 #[derive(Debug, Args)]
 pub struct ManArgs {
-    /// Write parse-files-migrate.1 and parse-files-migrate-<command>.1 here instead of printing
+    /// Write parse-files-migrate.1 and `parse-files-migrate-<command>.1` here instead of printing
     /// the main page
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,

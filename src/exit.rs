@@ -2,7 +2,7 @@
 //! one through `anyhow` chains.
 //!
 //! Code paths that know *why* they fail wrap the error in [`Coded`] (via [`usage`],
-//! [`unreachable`], or [`Coded::new`]); everything else is an internal error (1). `main` prints the
+//! [`unreachable()`], or [`Coded::new`]); everything else is an internal error (1). `main` prints the
 //! chain and the hint, and exits with [`code_of`].
 
 use std::fmt;

@@ -24,7 +24,7 @@ pub struct RekeyArgs {
     pub store: StoreRole,
 
     /// Encrypt every plaintext file with the store's current key (default mode: rotate to the
-    /// new key from PFM_NEW_FILE_KEY or [rekey] new_key)
+    /// new key from PFM_NEW_FILE_KEY or `[rekey] new_key`)
     #[arg(long, conflicts_with = "decrypt")]
     pub encrypt: bool,
 

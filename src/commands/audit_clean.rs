@@ -3,16 +3,15 @@
 //! dry-run gate and consent rule as `migrate`, every step recorded in the ledger before it
 //! happens ([`crate::engine::quarantine`]). Which orphans may move: [`crate::engine::quarantine::orphans`].
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cli::AuditArgs;
+use crate::engine::Stores;
 use crate::engine::quarantine::{self as q, Counts, Outcome, Step};
-use crate::engine::{Effects, Stores, dry::DryRun, live::Live};
 use crate::exit::{INCOMPLETE, OK, usage};
-use crate::report::migrate::{MigrateFormat, PlanWriter};
+use crate::report::migrate::MigrateFormat;
 use crate::report::quarantine::CleanWriter;
-use crate::session::{self, discover_with};
+use crate::session::{self, discover_with, gate::GateArgs};
 use crate::settings::Settings;
 
 /// What was done, and the writer of its lines.
@@ -58,40 +57,38 @@ pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result
         server: None,
         destination: store.clone(),
     };
-    let effects: Arc<dyn Effects> = if args.clean.dry_run {
-        let out = PlanWriter::new(format, Box::new(std::io::stdout()), None);
-        Arc::new(DryRun::new(stores, Box::new(out)))
-    } else {
-        session::consent(args.clean.yes, verb, || {
-            let what = match action {
-                "quarantine" => format!(
-                    "move every orphan older than {} into the quarantine of",
-                    humantime::format_duration(min_age)
-                ),
-                "restore" => "move every quarantined file back into".to_string(),
-                _ => format!(
-                    "delete for good every file quarantined more than {} ago{} in",
-                    humantime::format_duration(older_than),
-                    if args.clean.superseded {
-                        ", and every superseded revision,"
-                    } else {
-                        ""
-                    }
-                ),
-            };
-            format!("About to {what} {}", store.describe())
-        })?;
-        let live = Live::new(
-            stores,
-            ledger.clone(),
-            d.db.clone(),
-            "all".into(),
-            session::hostname(),
-            settings.mongo.collection_prefix.clone(),
-            settings.run.retry,
-        );
-        Arc::new(live.exclusive())
+    let gate = GateArgs {
+        dry_run: args.clean.dry_run,
+        yes: args.clean.yes,
+        break_lease: false,
+        scope: "all",
+        exclusive: true,
+        overwrite: false,
+        verb,
+        format,
+        file_key: None,
+        guard: None,
     };
+    let effects = session::gate::open(settings, &ledger, &d.db, stores, gate, || {
+        let what = match action {
+            "quarantine" => format!(
+                "move every orphan older than {} into the quarantine of",
+                humantime::format_duration(min_age)
+            ),
+            "restore" => "move every quarantined file back into".to_string(),
+            _ => format!(
+                "delete for good every file quarantined more than {} ago{} in",
+                humantime::format_duration(older_than),
+                if args.clean.superseded {
+                    ", and every superseded revision,"
+                } else {
+                    ""
+                }
+            ),
+        };
+        format!("About to {what} {}", store.describe())
+    })
+    .await?;
     let mut tally = Tally {
         counts: Counts::default(),
         writer: CleanWriter::new(format, Box::new(std::io::stdout())),
@@ -113,7 +110,7 @@ pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result
                     min_age,
                     run_bytes,
                 };
-                let kept = orphans.quarantine(&mut report).await?;
+                let kept = orphans.run(&mut report).await?;
                 tally.kept(kept);
             }
             "restore" => q::restore_all(e, &ledger, s, &mut report).await?,

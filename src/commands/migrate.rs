@@ -10,12 +10,12 @@ use crate::engine::pipeline::unreferenced::{self, Unreferenced};
 use crate::engine::{self, Effects, RunState, Stores, UrlBase};
 use crate::exit::usage;
 use crate::report::metrics;
-use crate::report::migrate::{MigrateFormat, PlanWriter, print_summary};
+use crate::report::migrate::{MigrateFormat, print_summary};
+use crate::session::gate::GateArgs;
 use crate::session::{self, discover, explain_empty};
 use crate::settings::Settings;
 
 pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32> {
-    let run = &settings.run;
     settings.check_migrate(args)?;
     let destination = session::destination_config(settings, "migrate")?;
     let format = MigrateFormat::choose(args.output, "migrate")?;
@@ -28,37 +28,22 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
     }
 
     let guard = session::db_guard(settings, &d.db).await;
-    let breaking =
-        session::leases_to_break(&ledger, Some(&plan.scope), args.break_lease, args.dry_run)
-            .await?;
-    let effects: Arc<dyn Effects> = if args.dry_run {
-        engine::debris::survey(&ledger, &*stores.destination).await;
-        let out = PlanWriter::new(format, Box::new(std::io::stdout()), plan.file_key.clone());
-        Arc::new(engine::dry::DryRun::new(stores.clone(), Box::new(out)))
-    } else {
-        session::consent(
-            args.yes,
-            "migrate writes to the destination and rewrites documents",
-            || {
-                session::migrate_consent(settings, &stores, &d.database)
-                    + &session::breaking_text(&breaking)
-            },
-        )?;
-        Arc::new(
-            engine::live::Live::new(
-                stores.clone(),
-                ledger.clone(),
-                d.db.clone(),
-                plan.scope.clone(),
-                session::hostname(),
-                settings.mongo.collection_prefix.clone(),
-                run.retry,
-            )
-            .breaking(breaking)
-            .overwrite(args.overwrite)
-            .guard(guard.clone()),
-        )
+    let gate = GateArgs {
+        dry_run: args.dry_run,
+        yes: args.yes,
+        break_lease: args.break_lease,
+        scope: &plan.scope,
+        exclusive: false,
+        overwrite: args.overwrite,
+        verb: "migrate writes to the destination and rewrites documents",
+        format,
+        file_key: plan.file_key.clone(),
+        guard: Some(guard.clone()),
     };
+    let effects = session::gate::open(settings, &ledger, &d.db, stores.clone(), gate, || {
+        session::migrate_consent(settings, &stores, &d.database)
+    })
+    .await?;
 
     let info = session::run_info(settings, &plan.scope, &plan.destination)?;
     let (summary, code) = session::recorded(&effects, info, async {

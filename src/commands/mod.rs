@@ -35,7 +35,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     };
     let settings = Settings::resolve(&cli.global, migrate)?;
     if cli.global.show_settings {
-        print!("{}", settings.to_toml()?);
+        report::print_settings(&settings.to_toml()?)?;
         return Ok(OK);
     }
     report::logging::init(&settings.output);

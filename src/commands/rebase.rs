@@ -1,14 +1,13 @@
 //! `rebase`: move nested File `url`s and URLs in strings from the old bases (`[rebase] from`) to
-//! the current one ([`engine::rebase`]), copying no bytes; the same lease, ledger, dry-run gate,
+//! the current one ([`engine::pipeline::rebase`]), copying no bytes; the same lease, ledger, dry-run gate,
 //! summary and `rollback` as `migrate`. `--check` then HEAD-requests the current URLs.
 
-use std::sync::Arc;
-
 use crate::cli::RebaseArgs;
-use crate::engine::{self, Effects, Limits, Mode, Plan, RunState, Stores, UrlBase};
+use crate::engine::{self, Limits, Mode, Plan, RunState, Stores, UrlBase};
 use crate::exit::{INCOMPLETE, usage};
 use crate::parse::names::{RenamePolicy, Selection};
-use crate::report::migrate::{MigrateFormat, PlanWriter, print_summary};
+use crate::report::migrate::{MigrateFormat, print_summary};
+use crate::session::gate::GateArgs;
 use crate::session::{self, discover};
 use crate::settings::Settings;
 
@@ -66,34 +65,25 @@ pub(super) async fn run(settings: &Settings, args: &RebaseArgs) -> anyhow::Resul
         rescan: true,
     };
     let guard = session::db_guard(settings, &d.db).await;
-    let breaking = session::leases_to_break(&ledger, None, args.break_lease, args.dry_run).await?;
-    let effects: Arc<dyn Effects> = if args.dry_run {
-        let out = PlanWriter::new(format, Box::new(std::io::stdout()), plan.file_key.clone());
-        Arc::new(engine::dry::DryRun::new(stores, Box::new(out)))
-    } else {
-        session::consent(args.yes, "rebase rewrites documents", || {
-            format!(
-                "About to rewrite every file URL of {:?} in database {:?} to the current base{}",
-                settings.rebase.from,
-                d.database,
-                session::breaking_text(&breaking)
-            )
-        })?;
-        Arc::new(
-            engine::live::Live::new(
-                stores,
-                ledger.clone(),
-                d.db.clone(),
-                plan.scope.clone(),
-                session::hostname(),
-                settings.mongo.collection_prefix.clone(),
-                settings.run.retry,
-            )
-            .exclusive()
-            .breaking(breaking)
-            .guard(guard.clone()),
-        )
+    let gate = GateArgs {
+        dry_run: args.dry_run,
+        yes: args.yes,
+        break_lease: args.break_lease,
+        scope: &plan.scope,
+        exclusive: true,
+        overwrite: false,
+        verb: "rebase rewrites documents",
+        format,
+        file_key: plan.file_key.clone(),
+        guard: Some(guard.clone()),
     };
+    let effects = session::gate::open(settings, &ledger, &d.db, stores.clone(), gate, || {
+        format!(
+            "About to rewrite every file URL of {:?} in database {:?} to the current base",
+            settings.rebase.from, d.database,
+        )
+    })
+    .await?;
     let walker = |t: &crate::scan::Target| d.walker(t, settings);
     let info = session::run_info(settings, &plan.scope, &plan.destination)?;
     let (summary, mut code) = session::recorded(&effects, info, async {

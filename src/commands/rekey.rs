@@ -2,14 +2,12 @@
 //! file), open the GridFS/FS store, pass the write gate and take the lease, run the engine's
 //! [`Rekey`] pass, report, and pick the exit code.
 
-use std::sync::Arc;
-
 use crate::cli::RekeyArgs;
 use crate::engine::rekey::{Rekey, RekeyMode, RekeyPlan};
-use crate::engine::{Effects, Limits, RunState, Stores, live::Live};
+use crate::engine::{Limits, RunState, Stores};
 use crate::exit::usage;
-use crate::report::rekey::{print_rekey, spawn_progress};
-use crate::session;
+use crate::report::rekey::{end_progress, print_rekey, spawn_progress};
+use crate::session::{self, gate::GateArgs};
 use crate::settings::{NEW_KEY_ENV, Settings};
 use crate::storage::crypto::FileKey;
 
@@ -90,9 +88,7 @@ pub(super) async fn run(settings: &Settings, args: &RekeyArgs) -> anyhow::Result
         let result = rekey.run().await;
         signals.abort();
         if let Some(p) = progress {
-            p.abort();
-            let _ = p.await;
-            eprintln!();
+            end_progress(p).await;
         }
         let summary = result?;
         let code = summary.exit_code();
@@ -103,33 +99,34 @@ pub(super) async fn run(settings: &Settings, args: &RekeyArgs) -> anyhow::Result
         let (s, _, code) = work.await?;
         (s, code)
     } else {
-        let breaking = session::leases_to_break(&ledger, None, args.break_lease, false).await?;
         let checked = session::open_checked(settings, cfg, role).await?;
-        session::consent(args.yes, "rekey rewrites every file of the store", || {
-            format!(
-                "About to {} every file of {} (each rewritten as a new version, read back, then \
-                 the old one removed){}",
-                mode.describe(),
-                store.describe(),
-                session::breaking_text(&breaking)
-            )
-        })?;
         let stores = Stores {
             hosted: None,
             server: None,
             destination: checked,
         };
         // Every file of the store: no other run may write it meanwhile.
-        let live = Live::new(
-            stores,
-            ledger.clone(),
-            db.clone(),
-            "all".into(),
-            session::hostname(),
-            settings.mongo.collection_prefix.clone(),
-            run.retry,
-        );
-        let effects: Arc<dyn Effects> = Arc::new(live.exclusive().breaking(breaking));
+        let gate = GateArgs {
+            dry_run: false,
+            yes: args.yes,
+            break_lease: args.break_lease,
+            scope: "all",
+            exclusive: true,
+            overwrite: false,
+            verb: "rekey rewrites every file of the store",
+            format: crate::report::migrate::MigrateFormat::Text,
+            file_key: None,
+            guard: None,
+        };
+        let effects = session::gate::open(settings, &ledger, &db, stores, gate, || {
+            format!(
+                "About to {} every file of {} (each rewritten as a new version, read back, then \
+                 the old one removed)",
+                mode.describe(),
+                store.describe(),
+            )
+        })
+        .await?;
         let info = session::run_info(settings, "all", &store.describe())?;
         session::recorded(&effects, info, work).await?
     };

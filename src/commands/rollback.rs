@@ -2,14 +2,12 @@
 //! optionally delete the copies it made (the engine's [`Rollback`]), under the run's lease and
 //! through the same dry-run gate as `migrate`.
 
-use std::sync::Arc;
-
 use crate::cli::RollbackArgs;
+use crate::engine::Stores;
 use crate::engine::rollback::Rollback;
-use crate::engine::{Effects, Stores, dry::DryRun, live::Live};
 use crate::exit::{INCOMPLETE, OK};
-use crate::report::migrate::{MigrateFormat, PlanWriter, print_rollback};
-use crate::session;
+use crate::report::migrate::{MigrateFormat, print_rollback};
+use crate::session::{self, gate::GateArgs};
 use crate::settings::Settings;
 
 pub(super) async fn run(settings: &Settings, args: &RollbackArgs) -> anyhow::Result<i32> {
@@ -23,43 +21,35 @@ pub(super) async fn run(settings: &Settings, args: &RollbackArgs) -> anyhow::Res
         server: server.clone(),
         destination: destination.clone(),
     };
-    let breaking = session::leases_to_break(&ledger, None, args.break_lease, args.dry_run).await?;
-    let effects: Arc<dyn Effects> = if args.dry_run {
-        let out = PlanWriter::new(
-            format,
-            Box::new(std::io::stdout()),
-            settings.parse.file_key.clone(),
-        );
-        Arc::new(DryRun::new(stores, Box::new(out)))
-    } else {
-        session::consent(args.yes, "rollback rewrites documents", || {
-            let deletes = if args.delete_copies {
-                format!(
-                    ", then delete the copies made at {}",
-                    destination.describe()
-                )
-            } else {
-                String::new()
-            };
-            format!(
-                "About to restore every reference recorded as rewritten in the ledger of database {:?}{deletes}{}",
-                db.name(),
-                session::breaking_text(&breaking)
-            )
-        })?;
-        // Every shard's references are restored: no other run may be rewriting them meanwhile.
-        let live = Live::new(
-            stores,
-            ledger.clone(),
-            db.clone(),
-            "all".into(),
-            session::hostname(),
-            settings.mongo.collection_prefix.clone(),
-            settings.run.retry,
-        );
-        let guard = session::db_guard(settings, &db).await;
-        Arc::new(live.exclusive().breaking(breaking).guard(guard))
+    // Every shard's references are restored: no other run may be rewriting them meanwhile.
+    let guard = session::db_guard(settings, &db).await;
+    let gate = GateArgs {
+        dry_run: args.dry_run,
+        yes: args.yes,
+        break_lease: args.break_lease,
+        scope: "all",
+        exclusive: true,
+        overwrite: false,
+        verb: "rollback rewrites documents",
+        format,
+        file_key: settings.parse.file_key.clone(),
+        guard: Some(guard),
     };
+    let effects = session::gate::open(settings, &ledger, &db, stores, gate, || {
+        let deletes = if args.delete_copies {
+            format!(
+                ", then delete the copies made at {}",
+                destination.describe()
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "About to restore every reference recorded as rewritten in the ledger of database {:?}{deletes}",
+            db.name(),
+        )
+    })
+    .await?;
     let is_original = |name: &str, target: &str| {
         name == target
             && server

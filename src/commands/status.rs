@@ -14,10 +14,6 @@ pub(super) async fn run(settings: &Settings, args: &StatusArgs) -> anyhow::Resul
     let (_db, ledger) = session::app_and_ledger(settings).await?;
     let status = ledger.status(RUNS).await?;
     output::write_report(args.out.report.as_deref(), &status)?;
-    if json {
-        println!("{}", crate::report::status::json(&status)?);
-    } else {
-        print!("{}", crate::report::status::text(&status));
-    }
+    crate::report::status::print(&status, json)?;
     Ok(OK)
 }

@@ -50,7 +50,7 @@ pub trait PlanSink: Send {
     fn copy(&mut self, copy: &PlannedCopy) -> std::io::Result<()>;
     fn update(&mut self, update: &PlannedUpdate) -> std::io::Result<()>;
     /// A stored object that would be deleted, by its location.
-    fn delete(&mut self, location: &str) -> std::io::Result<()>;
+    fn deletion(&mut self, location: &str) -> std::io::Result<()>;
     /// An object that would be moved within its store (`audit --quarantine / --restore`), or
     /// deleted from its quarantine (`--purge`: no `to`).
     fn relocate(&mut self, step: &PlannedMove) -> std::io::Result<()>;
@@ -59,6 +59,8 @@ pub trait PlanSink: Send {
 pub struct DryRun {
     stores: Stores,
     out: Mutex<Box<dyn PlanSink>>,
+    /// See [`DryRun::surveying`].
+    ledger: Option<crate::ledger::Ledger>,
 }
 
 impl DryRun {
@@ -66,7 +68,15 @@ impl DryRun {
         DryRun {
             stores,
             out: Mutex::new(out),
+            ledger: None,
         }
+    }
+
+    /// Also say, when the run begins, what debris of killed runs the live run would sweep from
+    /// the destination ([`super::debris::survey`]: measured, nothing removed).
+    pub fn surveying(mut self, ledger: crate::ledger::Ledger) -> DryRun {
+        self.ledger = Some(ledger);
+        self
     }
 
     fn out(&self) -> std::sync::MutexGuard<'_, Box<dyn PlanSink>> {
@@ -77,6 +87,9 @@ impl DryRun {
 #[async_trait]
 impl Effects for DryRun {
     async fn begin(&self, _info: Document) -> anyhow::Result<()> {
+        if let Some(ledger) = &self.ledger {
+            super::debris::survey(ledger, &*self.stores.destination).await;
+        }
         Ok(())
     }
 
@@ -131,7 +144,7 @@ impl Effects for DryRun {
         let mut out = self.out();
         for f in files {
             let location = self.stores.destination.location(&f.target).ok();
-            out.delete(location.as_deref().unwrap_or(&f.target))?;
+            out.deletion(location.as_deref().unwrap_or(&f.target))?;
         }
         Ok(vec![true; files.len()])
     }

@@ -32,7 +32,7 @@ pub struct RunState {
     interrupted: std::sync::atomic::AtomicBool,
     /// Why the copy stage left queued copies unstarted ([`RunState::stop`]), if it did.
     pub(crate) stopped_copies: std::sync::OnceLock<String>,
-    /// A failure that stops the run ([`Outcome::Stopped`]), as `stopped_by` says it.
+    /// A failure that stops the run ([`super::Outcome::Stopped`]), as `stopped_by` says it.
     pub fatal: std::sync::OnceLock<String>,
     /// Throttles the walk (and, through [`super::live::Live`], the writes) by the database's health.
     pub db: Arc<crate::dbhealth::Guard>,

@@ -1,26 +1,30 @@
 //! The ledger: what every run did, kept in MongoDB next to the app data, so passes are
 //! resumable, auditable and reversible.
 //!
-//! Six collections (names derive from `[ledger] collection`, default `_FileMigration`), each
+//! Eight collections (names derive from `[ledger] collection`, default `_FileMigration`), each
 //! owned by one file of this folder:
 //!
-//! * `<collection>` ([`files`](self::files)): the **file records**, one per source file: target
+//! * `<collection>` ([`files`]): the **file records**, one per source file: target
 //!   name, kind, state (`planned` → `verified`, or `missing` / `failed` with the reason and
 //!   attempt count), size, MD5, time.
-//! * `<collection>.refs` ([`refs`](self::refs)): the **reference records**, one per reference
+//! * `<collection>.refs` ([`refs`]): the **reference records**, one per reference
 //!   rewritten (key `<class>/<object _id>/<path>`): the old and new values, state `pending` →
 //!   `rewritten` | `conflict` | `failed` (→ `rolled-back`).
-//! * `<collection>.runs` ([`runs`](self::runs)): one record per run: settings (no secrets),
+//! * `<collection>.runs` ([`runs`]): one record per run: settings (no secrets),
 //!   host, start/end, counts, exit code.
-//! * `<collection>.locks` ([`lease`](self::lease)): one lease per shard (`_id` = `all` or
+//! * `<collection>.locks` ([`lease`]): one lease per shard (`_id` = `all` or
 //!   `K/N`), held by a writing run and renewed while it runs; a crashed run's lease is taken
-//!   over at once by a run on the same machine ([`holder`](self::holder)), and expires for
+//!   over at once by a run on the same machine ([`holder`]), and expires for
 //!   others (`[ledger] lease_secs`).
-//! * `<collection>.walk` ([`runs`](self::runs)): one walk checkpoint per shard: where the next
+//! * `<collection>.walk` ([`runs`]): one walk checkpoint per shard: where the next
 //!   run of an unfinished pass resumes (see [`crate::engine::pipeline::checkpoint`]).
-//! * `<collection>.quarantine` ([`quarantine`](self::quarantine)): one record per file `audit
+//! * `<collection>.quarantine` ([`quarantine`]): one record per file `audit
 //!   --quarantine` moved (or `--purge --superseded` deleted), written before the store is
 //!   touched: enough to finish or undo it.
+//! * `<collection>.uploads` ([`debris`]): the multipart uploads a running copy started, so
+//!   that a later run can abort those a kill left unfinished.
+//! * `<collection>.rekey` ([`rekey`]): one record per file `rekey` is rewriting: the old and
+//!   new version ids, written before the new version is staged.
 //!
 //! # Batch documents (format 2)
 //!
@@ -38,7 +42,7 @@
 //!
 //! Every record carries the format [`VERSION`]; a ledger holding records of a newer format is
 //! refused ([`Ledger::check_version`], and record by record in [`records`]); a ledger of the
-//! first format (a document per record) is converted once ([`upgrade`](self::upgrade)).
+//! first format (a document per record) is converted once ([`upgrade`]).
 //!
 //! # Write order (crash safety)
 //!
@@ -50,7 +54,7 @@
 //! copied; never orphaning, never overwriting), a batch left `open` is settled from the documents before the
 //! next run writes anything ([`crate::engine::cas::settle_pending`]).
 //!
-//! The callers (the engine, `status`, `rollback`) see only the typed operations below — record
+//! The callers (the engine: migrate, rollback, audit's clean-up, rekey; and `status`) see only the typed operations below — record
 //! intents, outcomes, pending changes; look records up by name or target; page through them —
 //! never a stored document.
 

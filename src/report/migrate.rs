@@ -123,7 +123,7 @@ impl PlanSink for PlanWriter {
         }
     }
 
-    fn delete(&mut self, location: &str) -> std::io::Result<()> {
+    fn deletion(&mut self, location: &str) -> std::io::Result<()> {
         match self.format {
             MigrateFormat::Jsonl => self.json("delete", &serde_json::json!({"location": location})),
             MigrateFormat::Text => self.line(format!("delete  {location}")),

@@ -23,6 +23,12 @@ use std::io::{IsTerminal, Write};
 use crate::exit::hint_of;
 
 /// Print an error as `error: …`, its causes, and a hint, on stderr.
+/// `--show-settings`: the resolved settings as TOML (secrets already redacted) on stdout.
+pub fn print_settings(toml: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    std::io::stdout().lock().write_all(toml.as_bytes())
+}
+
 pub fn print_error(err: &anyhow::Error) {
     let mut out = std::io::stderr().lock();
     let _ = writeln!(out, "error: {}", printable(&err.to_string()));

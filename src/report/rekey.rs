@@ -79,6 +79,14 @@ pub fn print_rekey(
 }
 
 /// Show progress until the returned task is aborted.
+/// Stop the progress line of [`spawn_progress`] and end it, so what follows starts on a line of
+/// its own.
+pub async fn end_progress(p: tokio::task::JoinHandle<()>) {
+    p.abort();
+    let _ = p.await;
+    eprintln!();
+}
+
 pub fn spawn_progress(state: Arc<RunState>, total: u64) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let g = Counters::get;

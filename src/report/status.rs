@@ -4,6 +4,18 @@ use super::migrate::human_bytes;
 use crate::ledger::Status;
 
 /// The status as one JSON document on one line (its shape is [`Status`]'s).
+/// `status` on stdout: one JSON document, or the text.
+pub fn print(s: &Status, json_output: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if json_output {
+        writeln!(out, "{}", json(s)?)?;
+    } else {
+        write!(out, "{}", text(s))?;
+    }
+    Ok(())
+}
+
 pub fn json(s: &Status) -> serde_json::Result<String> {
     serde_json::to_string(s)
 }

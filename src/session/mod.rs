@@ -1,12 +1,14 @@
 //! What every command sets up before its own work, written once: connect to the app's database
-//! and read what to walk ([`discover`]), open its ledger, open and check the stores, ask for
-//! consent to write, choose the dry-run gate, and stop cleanly on a signal.
+//! and read what to walk ([`mod@discover`]), open its ledger, open and check the stores, ask for
+//! consent to write, assemble the dry-run gate ([`gate`]: the one place that does), and stop
+//! cleanly on a signal.
 //!
 //! Commands read like a recipe on top of this: resolve → open → run the engine → report. This
 //! module decides nothing about files or references (that is the engine's), and prints nothing
 //! but the consent prompt (through [`crate::report`]).
 
 pub(crate) mod discover;
+pub(crate) mod gate;
 mod stores;
 
 use std::sync::Arc;

@@ -1,4 +1,6 @@
-//! The storage contract, and one module per backend (opening a configured one: `config.rs`).
+//! The storage contract, one module per backend (`s3`, `gcs`, `gridfs`, `fs`, `http`), the optional
+//! capabilities' traits (`quarantine`, `debris`, `rekey`), and what backends share (`client`,
+//! `crypto`, `keymove`, `parts`; opening a configured store: `config.rs`).
 //!
 //! Everything that moves bytes goes through [`ObjectStore`]: the engine reads a file from a source
 //! store and writes it to a destination store without knowing which backends they are. Backends

@@ -9,7 +9,7 @@
 //!    decides per file: copy it, rewrite its references to an already verified copy, or leave
 //!    them (missing at the source, outside the shard…). It never writes.
 //! 2. The copy stage records the intent to copy (one ledger round trip per batch), then runs up to
-//!    `concurrency` [`transfer::copy_verified`] calls at once. A file referenced by many objects
+//!    `concurrency` [`crate::engine::transfer::copy_verified`] calls at once. A file referenced by many objects
 //!    is copied once: later references wait in the dedup table for the first copy's outcome.
 //! 3. [`rewrite`] records outcomes and rewrites references in batches of hundreds per round trip,
 //!    each statement a compare-and-swap on the old value.

@@ -10,7 +10,7 @@
 //!
 //! A change is built here from a reference and its file's target: a bare top-level name becomes
 //! the target name; a File object gets the target `name` and a `url` rebuilt by
-//! [`UrlBase`](super::UrlBase). Sending it as a compare-and-swap, and telling a conflict from a
+//! [`UrlBase`]. Sending it as a compare-and-swap, and telling a conflict from a
 //! success, is [`crate::engine::cas`]'s.
 
 use std::collections::BTreeMap;

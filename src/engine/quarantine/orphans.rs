@@ -39,7 +39,7 @@ pub struct Orphans<'a> {
 impl Orphans<'_> {
     /// Take back interrupted moves, then move every confirmed orphan. Returns how many orphans the
     /// second walk found referenced again (kept).
-    pub async fn quarantine(&self, report: &mut Report<'_>) -> anyhow::Result<u64> {
+    pub async fn run(&self, report: &mut Report<'_>) -> anyhow::Result<u64> {
         super::take_back_unfinished(self.effects, self.ledger, self.store, report).await?;
         let opts = Options {
             run_bytes: self.run_bytes,

@@ -5,7 +5,7 @@
 //! The pass walks the store's names a page at a time ([`Versioned::names`]); per name it reads
 //! the version readers see, **classifies** it (one read: which of the run's keys its GCM tag
 //! verifies with, if any), skips it when it is already in the target form, and otherwise
-//! ([`file`]): records the intent in the ledger (the id the new version will have), streams
+//! ([`mod@file`]): records the intent in the ledger (the id the new version will have), streams
 //! old → decrypt → MD5 → encrypt → new version, reads the new version back and compares its
 //! plaintext MD5 and size, and only then makes it replace the old one. A run killed anywhere
 //! leaves a `staged` record; the next run settles it first ([`file::settle`]): the partial

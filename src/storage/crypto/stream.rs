@@ -33,7 +33,7 @@ pub struct Plaintext {
 }
 
 impl Plaintext {
-    /// The read as the contract's [`GetResult`]: the size is what the stream yields from
+    /// The read as the contract's [`GetResult`](crate::storage::GetResult): the size is what the stream yields from
     /// `offset` (already checked to be within the object). GridFS and FS store no content type.
     pub fn into_get_result(self, offset: u64) -> super::super::GetResult {
         super::super::GetResult {

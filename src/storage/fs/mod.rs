@@ -163,7 +163,7 @@ impl FsStore {
 
 impl FsStore {
     /// The contract's errors for a failed `put` of `name` at `path`: the name taken
-    /// ([`PutMode::Create`]), or the filesystem full (`ENOSPC`, `EDQUOT`), with what the write
+    /// ([`crate::storage::PutMode::Create`]), or the filesystem full (`ENOSPC`, `EDQUOT`), with what the write
     /// needed and what is free.
     fn put_error(
         &self,
