@@ -11,7 +11,7 @@ use crate::engine::quarantine::{self as q, Counts, Outcome, Step};
 use crate::exit::{INCOMPLETE, OK, usage};
 use crate::report::migrate::MigrateFormat;
 use crate::report::quarantine::CleanWriter;
-use crate::session::{self, discover_with, gate::GateArgs};
+use crate::session::{self, gate::GateArgs};
 use crate::settings::Settings;
 
 /// What was done, and the writer of its lines.
@@ -50,7 +50,7 @@ pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result
     if store.quarantine().is_none() {
         return Err(usage(format!("{} has no quarantine", store.describe())));
     }
-    let d = discover_with(settings, &crate::cli::Filters::default(), true).await?;
+    let d = session::discover_everything(settings).await?;
     let ledger = session::open_ledger(settings, &d.db).await?;
     let stores = Stores {
         hosted: None,

@@ -13,7 +13,16 @@ use crate::settings::Settings;
 pub(super) async fn run(settings: &Settings, args: &RollbackArgs) -> anyhow::Result<i32> {
     let format = MigrateFormat::choose(args.out.output, "rollback")?;
     let destination = session::destination_config(settings, "rollback")?;
-    let (db, ledger) = session::app_and_ledger(settings).await?;
+    // Copies are deleted only when nothing references them: every reference is walked.
+    let d = if args.delete_copies {
+        Some(session::discover_everything(settings).await?)
+    } else {
+        None
+    };
+    let (db, ledger) = match &d {
+        Some(d) => (d.db.clone(), session::open_ledger(settings, &d.db).await?),
+        None => session::app_and_ledger(settings).await?,
+    };
     let destination = session::open_checked(settings, destination, "destination").await?;
     let server = session::source(settings).await?;
     let stores = Stores {
@@ -62,6 +71,10 @@ pub(super) async fn run(settings: &Settings, args: &RollbackArgs) -> anyhow::Res
         file_key: settings.parse.file_key.as_ref(),
         delete_copies: args.delete_copies,
         is_original: &is_original,
+        destination: &destination.describe(),
+        db: &db,
+        targets: d.as_ref().map_or(&[], |d| &d.targets),
+        page_size: settings.mongo.page_size,
     };
     let info = session::run_info(settings, "all", &destination.describe())?;
     let (counts, code) = session::recorded(&effects, info, async {

@@ -140,7 +140,11 @@ impl Effects for DryRun {
         self.rewrite(collection, changes).await
     }
 
-    async fn remove_copies(&self, files: &[FileRecord]) -> anyhow::Result<Vec<bool>> {
+    async fn remove_copies(
+        &self,
+        files: &[FileRecord],
+        _targets: &[crate::scan::Target],
+    ) -> anyhow::Result<Vec<bool>> {
         let mut out = self.out();
         for f in files {
             let location = self.stores.destination.location(&f.target).ok();

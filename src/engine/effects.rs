@@ -116,9 +116,15 @@ pub trait Effects: Send + Sync + super::quarantine::Relocate {
     /// wrote to the old one, compare-and-swap each; records each reference as `rolled-back`.
     async fn restore(&self, collection: &str, changes: &[RefChange]) -> anyhow::Result<Settled>;
     /// Delete copies this tool made at the destination (`rollback --delete-copies`), each only
-    /// if, right before, no reference is recorded as pointing at it; records them `deleted`.
-    /// Returns, per file, whether it was (or would be) deleted.
-    async fn remove_copies(&self, files: &[FileRecord]) -> anyhow::Result<Vec<bool>>;
+    /// if, right before, nothing points at it (the ledger's records, and the top-level File
+    /// fields of `targets` asked of the database); records each `deleting` before and `deleted`
+    /// after ([`super::removal::delete_copies`]). Returns, per file, whether it was (or would
+    /// be) deleted.
+    async fn remove_copies(
+        &self,
+        files: &[FileRecord],
+        targets: &[crate::scan::Target],
+    ) -> anyhow::Result<Vec<bool>>;
     /// Write the walk checkpoint (`None`: the pass is over; see [`super::pipeline::checkpoint`]).
     async fn checkpoint(&self, checkpoint: Option<&Checkpoint>) -> anyhow::Result<()>;
     /// Record the end of the run.

@@ -323,9 +323,18 @@ impl Effects for Live {
         Ok(states)
     }
 
-    async fn remove_copies(&self, files: &[FileRecord]) -> anyhow::Result<Vec<bool>> {
+    async fn remove_copies(
+        &self,
+        files: &[FileRecord],
+        targets: &[crate::scan::Target],
+    ) -> anyhow::Result<Vec<bool>> {
         let destination = &*self.stores.destination;
-        super::removal::delete_copies(&self.ledger, destination, files).await
+        let app = super::removal::App {
+            db: &self.db,
+            targets,
+            source: self.stores.server.as_deref(),
+        };
+        super::removal::delete_copies(&self.ledger, &app, destination, files).await
     }
 
     async fn checkpoint(&self, checkpoint: Option<&Checkpoint>) -> anyhow::Result<()> {

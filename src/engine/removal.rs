@@ -15,40 +15,98 @@
 //! upload, a temp file of a dead writer of this machine, the older revisions a GridFS `put`
 //! replaces): those are part of the store's atomic `put`, not removals of stored objects.
 
+use mongodb::Database;
 use mongodb::bson::oid::ObjectId;
 
 use super::quarantine::{Action, Outcome, Step};
 use crate::ledger::{FileRecord, FileState, Ledger, QuarantineIntent, QuarantineState as S};
+use crate::scan::Target;
+use crate::scan::lookup::referenced_top_level;
 use crate::storage::debris::{Batch, Debris, Swept};
 use crate::storage::rekey::{Outcome as VersionOutcome, Version, Versioned};
 use crate::storage::{ObjectStore, Quarantine, StorageError, unsupported};
 
-/// `rollback --delete-copies`: delete the copies of `files` from `store` (the destination), each
-/// re-checked right before its delete (a copy something points at stays), and mark the deleted
-/// ones in the ledger. One flag per file: deleted (or already gone), or kept.
+/// The app whose references protect what a removal would remove.
+pub struct App<'a> {
+    pub db: &'a Database,
+    /// What to ask the database about (every class with a File field, `_GlobalConfig`).
+    pub targets: &'a [Target],
+    /// The store the originals are in (`[source.server]`), for copies under unchanged names.
+    pub source: Option<&'a dyn ObjectStore>,
+}
+
+/// `rollback --delete-copies`: delete the copies of `files` from `store` (the destination) that
+/// nothing points at right before the delete: no ledger record of a reference still rewritten to
+/// it, and no top-level File field of the app's database (asked here, one query per class for
+/// the batch; nested Files, Parse Config and strings are checked by the caller's walk, started
+/// after the references were restored). Each file is recorded `deleting` before its delete and
+/// `deleted` after, so a crash or a store error in between never leaves a deleted copy recorded
+/// as verified. One flag per file: deleted (or already gone), or kept.
 pub async fn delete_copies(
     ledger: &Ledger,
+    app: &App<'_>,
     store: &dyn ObjectStore,
     files: &[FileRecord],
 ) -> anyhow::Result<Vec<bool>> {
+    // Renamed copies: the app's references name the copy itself.
+    let names: Vec<&str> = files
+        .iter()
+        .filter(|f| f.name != f.target)
+        .map(|f| f.target.as_str())
+        .collect();
+    let taken = referenced_top_level(app.db, app.targets, &names).await?;
+    let mut doomed = Vec::with_capacity(files.len());
     let mut removed = Vec::with_capacity(files.len());
-    let mut deleted = Vec::new();
     for f in files {
-        // Re-checked right before the delete: a copy something points at stays.
-        if ledger.still_referenced(&f.name).await? {
-            removed.push(false);
-            continue;
+        let keep = if f.name == f.target {
+            // Names unchanged: the references are the original's as much as this copy's, so
+            // the copy goes only while the original is where Parse Server goes back to.
+            !original_is_there(app.source, f).await
+        } else {
+            taken.contains(&f.target) || ledger.still_referenced(&f.name).await?
+        };
+        if keep {
+            tracing::info!(file = %f.target, "referenced right before the delete: kept");
+        } else {
+            doomed.push(f);
         }
+        removed.push(!keep);
+    }
+    ledger.mark_files(&doomed, FileState::Deleting).await?;
+    let mut deleted = Vec::with_capacity(doomed.len());
+    let mut failed = None;
+    for f in doomed {
         match store.delete(&f.target).await {
-            Ok(()) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e.into()),
+            Ok(()) => deleted.push(f),
+            Err(e) if e.is_not_found() => deleted.push(f),
+            // Left `deleting`: the copy may or may not be there; the next migrate copies it
+            // again (create-only: it compares what it finds), and a re-run of the rollback
+            // finds nothing recorded verified to delete.
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
         }
-        removed.push(true);
-        deleted.push(f);
     }
     ledger.mark_files(&deleted, FileState::Deleted).await?;
-    Ok(removed)
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(removed),
+    }
+}
+
+/// Whether the original of a copy under an unchanged name is in `source`, the same size.
+async fn original_is_there(source: Option<&dyn ObjectStore>, f: &FileRecord) -> bool {
+    let Some(source) = source else {
+        return false;
+    };
+    match source.stat(&f.name).await {
+        Ok(meta) => f.size.is_none_or(|size| size == meta.size),
+        Err(e) => {
+            tracing::info!(file = %f.name, "the original is not readable ({e}): its copy is kept");
+            false
+        }
+    }
 }
 
 /// Remove one batch of a gone run's debris ([`Debris::remove`]).

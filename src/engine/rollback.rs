@@ -3,14 +3,26 @@
 //! reference the app changed since is reported and left alone — and optionally delete the copies
 //! the migration made. Every write goes through the run's [`Effects`], so `--dry-run` is the same
 //! gate as for `migrate`.
+//!
+//! A copy is deleted only when this tool wrote it (not found there already, identical), at the
+//! destination configured now, it is not the original itself, and nothing references it: a walk
+//! of every reference (top-level, nested, Parse Config, URLs in strings), started after the
+//! restore, joined with the copies in bounded memory ([`crate::audit`]); then, right before each
+//! batch of deletes, the database and the ledger are asked again
+//! ([`super::removal::delete_copies`]).
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use mongodb::Database;
+
 use super::Effects;
-use crate::ledger::{FileState, KEY_PLACEHOLDER, Ledger, RefChange, RefState};
+use crate::audit::{Audit, Finding, Options, sort::Sorter};
+use crate::ledger::{FileRecord, FileState, KEY_PLACEHOLDER, Ledger, RefChange, RefState};
 use crate::parse::schema::collection_name;
+use crate::scan::Target;
+use crate::scan::refs::for_each_ref;
 use crate::secret::Secret;
 
 /// What a rollback did (or would do).
@@ -41,19 +53,40 @@ pub struct Rollback<'a> {
     pub delete_copies: bool,
     /// Whether a file's copy is its original (same store, same name): never deleted.
     pub is_original: &'a (dyn Fn(&str, &str) -> bool + Sync),
+    /// The destination's description, as the ledger records it: copies recorded elsewhere are
+    /// never deleted here.
+    pub destination: &'a str,
+    /// The app database and every reference target (nested, Parse Config and strings searched),
+    /// whose references protect a copy.
+    pub db: &'a Database,
+    pub targets: &'a [Target],
+    pub page_size: u32,
 }
+
+/// Copies deleted per batch (one ledger and one database check each).
+const BATCH: usize = 256;
 
 impl Rollback<'_> {
     pub async fn run(&self, effects: &dyn Effects) -> anyhow::Result<Counts> {
         let mut counts = Counts::default();
-        self.restore(effects, &mut counts).await?;
+        let opts = Options::default();
+        let mut unrestored = Sorter::new(&opts.temp_dir, opts.run_bytes);
+        self.restore(effects, &mut counts, &mut unrestored).await?;
         if self.delete_copies {
-            self.remove_copies(effects, &mut counts).await?;
+            self.remove_copies(effects, &mut counts, unrestored).await?;
         }
         Ok(counts)
     }
 
-    async fn restore(&self, effects: &dyn Effects, counts: &mut Counts) -> anyhow::Result<()> {
+    /// Restore every recorded reference. The references the gate reports as not restored yet
+    /// (a dry run's "would be restored") go into `unrestored`, keyed as [`ref_key`]: they still
+    /// name the copies, but would not once the rollback ran.
+    async fn restore(
+        &self,
+        effects: &dyn Effects,
+        counts: &mut Counts,
+        unrestored: &mut Sorter,
+    ) -> anyhow::Result<()> {
         let key = self.file_key.map(Secret::expose);
         let mut after = None;
         loop {
@@ -84,6 +117,11 @@ impl Rollback<'_> {
             for (collection, changes) in by_collection {
                 let states = effects.restore(&collection, &changes).await?;
                 for (change, (state, err)) in changes.iter().zip(states) {
+                    if state == RefState::Pending {
+                        let id = crate::scan::id_string(&change.id);
+                        let key = ref_key(&change.old.name, &change.class, &id, &change.path);
+                        unrestored.push(&key, &[])?;
+                    }
                     tally(counts, change, state, err);
                 }
             }
@@ -91,11 +129,23 @@ impl Rollback<'_> {
         Ok(())
     }
 
+    /// Whether the tool may delete `f`'s copy at all (before any reference check).
+    fn deletable(&self, f: &FileRecord) -> bool {
+        f.wrote
+            && f.destination.as_deref() == Some(self.destination)
+            && !(self.is_original)(&f.name, &f.target)
+    }
+
     async fn remove_copies(
         &self,
         effects: &dyn Effects,
         counts: &mut Counts,
+        unrestored: Sorter,
     ) -> anyhow::Result<()> {
+        // 1. The copies this tool wrote at this destination.
+        let opts = Options::default();
+        let mut audit = Audit::new(&opts);
+        let mut same_name = Sorter::new(&opts.temp_dir, opts.run_bytes);
         let mut after = None;
         loop {
             let page = self
@@ -104,22 +154,112 @@ impl Rollback<'_> {
                 .await?;
             let Some(next) = page.next else { break };
             after = Some(next);
-            // Never delete the original.
-            let (originals, copies): (Vec<_>, Vec<_>) = page
-                .records
-                .into_iter()
-                .partition(|f| (self.is_original)(&f.name, &f.target));
-            counts.copies_kept += originals.len() as u64;
-            for removed in effects.remove_copies(&copies).await? {
-                if removed {
-                    counts.copies_deleted += 1;
-                } else {
+            for f in page.records {
+                if !self.deletable(&f) {
                     counts.copies_kept += 1;
+                } else if f.name == f.target {
+                    // Names unchanged: the app's references name the original (in the store
+                    // Parse Server goes back to) as much as this copy. The removal door deletes
+                    // the copy only while the original is there.
+                    same_name.push(&f.target, &[])?;
+                } else {
+                    audit.add_stored(&f.target, f.size.unwrap_or(0), None)?;
                 }
+            }
+        }
+        let mut batch = Vec::with_capacity(BATCH);
+        for rec in same_name.finish()? {
+            batch.push(rec?.key);
+            if batch.len() == BATCH {
+                self.delete_batch(effects, &batch, counts).await?;
+                batch.clear();
+            }
+        }
+        self.delete_batch(effects, &batch, counts).await?;
+        batch.clear();
+        let (candidates, _, _) = audit.counts();
+        if candidates == 0 {
+            return Ok(());
+        }
+        // 2. Those nothing references: every reference, walked now (after the restore), less
+        // those the restore reported as still to be restored (a dry run's).
+        let mut walked = Sorter::new(&opts.temp_dir, opts.run_bytes);
+        for_each_ref(self.db, self.targets, self.page_size, |r| {
+            Ok(walked.push(&ref_key(&r.name, &r.class, &r.object_id(), &r.path), &[])?)
+        })
+        .await?;
+        let mut skip = unrestored.finish()?.peekable();
+        for rec in walked.finish()? {
+            let key = rec?.key;
+            let restored = loop {
+                match skip.peek() {
+                    Some(Ok(s)) if s.key < key => {
+                        skip.next();
+                    }
+                    Some(Ok(s)) => break s.key == key,
+                    Some(Err(_)) => {
+                        if let Some(Err(e)) = skip.next() {
+                            return Err(e.into());
+                        }
+                    }
+                    None => break false,
+                }
+            };
+            if !restored {
+                let mut parts = key.splitn(4, '\0');
+                let mut next = || parts.next().unwrap_or_default();
+                let (name, class, id, path) = (next(), next(), next(), next());
+                audit.add_reference(class, id, path, name)?;
+            }
+        }
+        let mut unreferenced = Sorter::new(&opts.temp_dir, opts.run_bytes);
+        audit.finish(&mut |f| match f {
+            Finding::Orphan { name, .. } => unreferenced.push(name, &[]),
+            _ => Ok(()),
+        })?;
+        counts.copies_kept += candidates - unreferenced.len();
+        // 3. In batches, each re-checked right before its deletes by the removal door.
+        for rec in unreferenced.finish()? {
+            batch.push(rec?.key);
+            if batch.len() == BATCH {
+                self.delete_batch(effects, &batch, counts).await?;
+                batch.clear();
+            }
+        }
+        self.delete_batch(effects, &batch, counts).await
+    }
+
+    async fn delete_batch(
+        &self,
+        effects: &dyn Effects,
+        targets: &[String],
+        counts: &mut Counts,
+    ) -> anyhow::Result<()> {
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = targets.iter().map(String::as_str).collect();
+        let records = self.ledger.by_target(&names).await?;
+        let files: Vec<FileRecord> = records
+            .into_values()
+            .filter(|f| self.deletable(f))
+            .collect();
+        counts.copies_kept += (targets.len() - files.len()) as u64;
+        for removed in effects.remove_copies(&files, self.targets).await? {
+            if removed {
+                counts.copies_deleted += 1;
+            } else {
+                counts.copies_kept += 1;
             }
         }
         Ok(())
     }
+}
+
+/// A reference as both sides of the restore/walk merge key it: the file name first (what the
+/// join with the copies is on), then the reference's place.
+fn ref_key(name: &str, class: &str, object_id: &str, path: &str) -> String {
+    format!("{name}\0{class}\0{object_id}\0{path}")
 }
 
 fn tally(counts: &mut Counts, change: &RefChange, state: RefState, err: Option<String>) {

@@ -51,7 +51,7 @@ pub(super) fn intent_entry(i: &Intent, now: DateTime) -> Document {
 /// value (so an earlier error or size does not survive a later outcome).
 pub(super) fn outcome_change(r: &FileResult, now: DateTime) -> Document {
     let opt = |v: Option<Bson>| v.unwrap_or(Bson::Null);
-    doc! {"s": r.state.as_str(), "hc": r.hash_checked, "at": now,
+    doc! {"s": r.state.as_str(), "hc": r.hash_checked, "w": r.wrote, "at": now,
     "size": opt(r.size.map(|s| Bson::Int64(s as i64))),
     "md5": opt(r.md5.map(|m| Bson::String(m.to_string()))),
     "err": opt(r.error.map(|e| Bson::String(e.to_string())))}
@@ -177,6 +177,7 @@ fn file_entry(
         attempts: int(e.get("a")).unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32,
         error: e.get_str("err").ok().map(str::to_string),
         destination: e.get_str("d").ok().map(str::to_string),
+        wrote: e.get_bool("w").unwrap_or(false),
         loc,
         name,
     })
@@ -327,6 +328,7 @@ mod tests {
             md5: None,
             hash_checked: false,
             error: Some("boom"),
+            wrote: false,
         };
         let mut first = outcome_change(&r, DateTime::now());
         first.insert("i", 0);

@@ -17,16 +17,21 @@ pub enum FileState {
     Missing,
     /// Copy or verification failed; `error` says why.
     Failed,
+    /// `rollback --delete-copies` is about to remove the copy: recorded before the delete, so a
+    /// crash in between leaves no copy recorded as verified that may be gone (the next migrate
+    /// copies it again).
+    Deleting,
     /// `rollback --delete-copies` removed the copy.
     Deleted,
 }
 
 impl FileState {
-    pub const ALL: [FileState; 5] = [
+    pub const ALL: [FileState; 6] = [
         FileState::Planned,
         FileState::Verified,
         FileState::Missing,
         FileState::Failed,
+        FileState::Deleting,
         FileState::Deleted,
     ];
 
@@ -36,6 +41,7 @@ impl FileState {
             FileState::Verified => "verified",
             FileState::Missing => "missing",
             FileState::Failed => "failed",
+            FileState::Deleting => "deleting",
             FileState::Deleted => "deleted",
         }
     }
@@ -97,6 +103,9 @@ pub struct FileRecord {
     pub error: Option<String>,
     /// The destination it was copied to (its description; no secrets).
     pub destination: Option<String>,
+    /// This tool wrote the copy (not found there already, identical: an earlier sync, a restored
+    /// backup, the original itself). Only such copies are ever deleted by `rollback`.
+    pub wrote: bool,
     /// Where the record is stored (its batch document and place in it).
     pub loc: Loc,
 }
@@ -129,6 +138,8 @@ pub struct FileResult<'a> {
     pub md5: Option<&'a str>,
     pub hash_checked: bool,
     pub error: Option<&'a str>,
+    /// This run wrote the bytes (see [`FileRecord::wrote`]).
+    pub wrote: bool,
 }
 
 /// The values of a File reference (the name, and the `url` of File objects).

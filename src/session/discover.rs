@@ -22,6 +22,26 @@ pub(crate) async fn discover(settings: &Settings, filters: &Filters) -> anyhow::
     discover_with(settings, filters, settings.run.nested).await
 }
 
+/// What a destructive step must know about: every class, nested Files, Parse Config and the
+/// URLs inside String fields, whatever the filters and `[scan] strings` say (a reference left
+/// out would make its file look unreferenced). Warns when URLs of the app's own server cannot
+/// be recognised in strings (no `public_server_url` and `app_id`, and no `file_url_template`).
+pub(crate) async fn discover_everything(settings: &Settings) -> anyhow::Result<Discovery> {
+    let p = &settings.parse;
+    if (p.public_server_url.is_none() || p.app_id.is_none()) && p.file_url_template.is_none() {
+        tracing::warn!(
+            "parse.public_server_url and parse.app_id are not set (nor parse.file_url_template): \
+             file URLs of your server inside String fields cannot be recognised, so a file named \
+             only that way counts as unreferenced"
+        );
+    }
+    let everything = Filters {
+        strings: true,
+        ..Filters::default()
+    };
+    discover_with(settings, &everything, true).await
+}
+
 /// [`discover`], searching nested Files when `nested` (whatever `[run] nested` says) unless
 /// `--no-nested`.
 pub(crate) async fn discover_with(

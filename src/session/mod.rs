@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-pub(crate) use discover::{discover, discover_with, explain_empty, next_page};
+pub(crate) use discover::{discover, discover_everything, discover_with, explain_empty, next_page};
 pub(crate) use stores::{
     destination_config, migrate_consent, migrate_stores, open_checked, open_lenient, open_listed,
     source, store_by_role,

@@ -48,6 +48,7 @@ mod readme;
 mod rekey;
 mod rekey_parse_server;
 mod resume;
+mod safety;
 mod scan_memory;
 mod secrets;
 mod storage_fs;

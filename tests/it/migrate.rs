@@ -895,6 +895,7 @@ async fn copies_are_made_durable_before_they_are_recorded_verified() {
             md5,
             hash_checked: true,
             error: None,
+            wrote: true,
         }
     }
     live.record_files(&[result("gone.bin", FileState::Missing, None)])

@@ -420,7 +420,11 @@ impl Effects for Estimator {
         self.rewrite(collection, changes).await
     }
 
-    async fn remove_copies(&self, files: &[FileRecord]) -> anyhow::Result<Vec<bool>> {
+    async fn remove_copies(
+        &self,
+        files: &[FileRecord],
+        _targets: &[crate::scan::Target],
+    ) -> anyhow::Result<Vec<bool>> {
         Ok(vec![true; files.len()])
     }
 

@@ -172,23 +172,26 @@ fn unrecorded(r: &Record) -> Option<(&str, &Outcome)> {
 }
 
 pub(crate) fn file_result<'a>(name: &'a str, outcome: &'a Outcome) -> Option<FileResult<'a>> {
-    let (state, size, md5, hash_checked, error) = match outcome {
+    let (state, size, md5, hash_checked, error, wrote) = match outcome {
         Outcome::Verified {
             size,
             md5,
             hash_checked,
-            ..
+            skipped,
         } => (
             FileState::Verified,
             Some(*size),
             md5.as_deref(),
             *hash_checked,
             None,
+            !*skipped,
         ),
-        Outcome::Missing { reason } => (FileState::Missing, None, None, false, Some(reason)),
+        Outcome::Missing { reason } => (FileState::Missing, None, None, false, Some(reason), false),
         Outcome::Failed { reason }
         | Outcome::Collision { reason }
-        | Outcome::Stopped { reason, .. } => (FileState::Failed, None, None, false, Some(reason)),
+        | Outcome::Stopped { reason, .. } => {
+            (FileState::Failed, None, None, false, Some(reason), false)
+        }
         Outcome::Planned | Outcome::NotStarted => return None,
     };
     Some(FileResult {
@@ -198,6 +201,7 @@ pub(crate) fn file_result<'a>(name: &'a str, outcome: &'a Outcome) -> Option<Fil
         md5,
         hash_checked,
         error: error.map(String::as_str),
+        wrote,
     })
 }
 

@@ -1,0 +1,237 @@
+//! Destructive work that cannot lose what the app still uses: `rollback --delete-copies` removes
+//! only copies this tool wrote, at the destination configured now, that nothing references when
+//! it acts (asked of the database, not only the ledger), recording each delete before it happens.
+//! Each test is a regression of the safety review (its finding number in the name's comment).
+
+use std::path::{Path, PathBuf};
+
+use mongodb::Database;
+use mongodb::bson::{Document, doc};
+use parse_files_migrate::parse::names::parse_server_name;
+
+use crate::support::{self, app};
+
+/// A Parse-Server-style name (what `--rename auto` keeps, and what `--select server` moves).
+const KEPT: &str = "0123456789abcdef0123456789abcdef_a.png";
+
+/// An app whose `Photo.image` (top level) and `Photo.meta` (nested File objects) name files of a
+/// plain fs store `server`, migrated to the plain fs `destination`.
+struct FsApp {
+    db: Database,
+    server: PathBuf,
+    destination: PathBuf,
+    config: PathBuf,
+}
+
+impl FsApp {
+    /// `server_path` and `destination_path` are written into the configuration as given (so a
+    /// test can name one directory twice, differently).
+    async fn new(tag: &str, server_path: &str, destination_path: &str) -> FsApp {
+        let name = support::unique(tag);
+        let db = support::mongo_client().await.database(&name);
+        app::photo_schema(&db).await;
+        let config = support::temp_path(tag).with_extension("toml");
+        std::fs::write(
+            &config,
+            format!(
+                "{}\n[source.server]\ntype = \"fs\"\npath = \"{server_path}\"\nencryption = \
+                 \"none\"\n\n[destination]\ntype = \"fs\"\npath = \"{destination_path}\"\n\
+                 encryption = \"none\"\n",
+                app::base_tables(&name, "unusedKey"),
+            ),
+        )
+        .unwrap();
+        FsApp {
+            db,
+            server: PathBuf::from(server_path.trim_end_matches('/')),
+            destination: PathBuf::from(destination_path.trim_end_matches('/')),
+            config,
+        }
+    }
+
+    /// Store `bytes` as `name` in the server directory.
+    fn store(&self, dir: &Path, name: &str, bytes: &[u8]) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+
+    async fn photo(&self, id: &str, set: Document) {
+        let mut d = doc! {"_id": id};
+        d.extend(set);
+        self.db
+            .collection::<Document>("Photo")
+            .insert_one(d)
+            .await
+            .unwrap();
+    }
+
+    fn run(&self, args: &[&str]) -> app::Out {
+        let mut all = vec!["-c", self.config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        app::run(all)
+    }
+}
+
+fn nested(name: &str) -> Document {
+    app::file(
+        name,
+        Some(&format!("{}/files/{}/{name}", app::SERVER_URL, app::APP_ID)),
+    )
+}
+
+/// Finding 1 (a): the same directory configured twice, described differently (`D` and `D/`).
+/// `migrate` finds every file already there; `rollback --delete-copies` deleted the only copy.
+#[tokio::test]
+async fn the_same_store_described_differently_keeps_its_files() {
+    let dir = support::temp_path("pfm-same");
+    let d = dir.display().to_string();
+    let a = FsApp::new("safety_same", &d, &format!("{d}/")).await;
+    a.store(&a.server, KEPT, b"the only copy");
+    a.photo("p1", doc! {"image": KEPT}).await;
+
+    let out = a.run(&["migrate", "--select", "all", "--yes", "--output", "jsonl"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = a.run(&["rollback", "--yes", "--delete-copies", "--output", "jsonl"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        std::fs::read(a.destination.join(KEPT)).expect("the file is still there"),
+        b"the only copy"
+    );
+    assert!(
+        out.stdout.contains("\"copies_deleted\":0"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// Finding 1 (c): the destination already held identical bytes (an earlier sync, a restored
+/// backup). The run never wrote them, so `rollback --delete-copies` must not delete them.
+#[tokio::test]
+async fn a_copy_found_already_there_is_never_deleted() {
+    let server = support::temp_path("pfm-found-src");
+    let destination = support::temp_path("pfm-found-dst");
+    let a = FsApp::new(
+        "safety_found",
+        &server.display().to_string(),
+        &destination.display().to_string(),
+    )
+    .await;
+    a.store(&a.server, KEPT, b"bytes");
+    a.store(&a.destination, KEPT, b"bytes");
+    a.store(&a.server, "fresh.png", b"fresh");
+    a.photo("p1", doc! {"image": KEPT}).await;
+    a.photo("p2", doc! {"image": "fresh.png"}).await;
+
+    let out = a.run(&[
+        "migrate", "--select", "server", "--yes", "--output", "jsonl",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(a.destination.join("fresh.png").exists());
+    let out = a.run(&["rollback", "--yes", "--delete-copies", "--output", "jsonl"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        std::fs::read(a.destination.join(KEPT)).expect("found there: kept"),
+        b"bytes"
+    );
+    // What the run wrote goes (its original is still at the source, names unchanged).
+    assert!(!a.destination.join("fresh.png").exists(), "{}", out.stdout);
+    assert!(a.server.join("fresh.png").exists());
+}
+
+/// Finding 2: references the ledger does not know — a new object reusing a migrated file (top
+/// level) and a nested File object saved after the migration — protect the copies they name.
+#[tokio::test]
+async fn copies_referenced_after_the_migration_are_kept() {
+    let server = support::temp_path("pfm-newref-src");
+    let destination = support::temp_path("pfm-newref-dst");
+    let a = FsApp::new(
+        "safety_newref",
+        &server.display().to_string(),
+        &destination.display().to_string(),
+    )
+    .await;
+    let names = ["mfp_a.png", "mfp_b.png", "mfp_c.png"];
+    for (i, n) in names.iter().enumerate() {
+        a.store(&a.server, n, format!("file {i}").as_bytes());
+        a.photo(&format!("p{i}"), doc! {"image": *n}).await;
+    }
+    let args = ["--select", "server", "--rename", "parse-server", "--yes"];
+    let out = a.run(&[&["migrate"][..], &args[..], &["--output", "jsonl"]].concat());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let copy = |n: &str| a.destination.join(parse_server_name(n));
+    assert!(names.iter().all(|n| copy(n).exists()));
+
+    // The app reuses two of the migrated files.
+    a.photo("p9", doc! {"image": parse_server_name(names[0])})
+        .await;
+    a.photo(
+        "p10",
+        doc! {"meta": {"pic": nested(&parse_server_name(names[1]))}},
+    )
+    .await;
+    let out = a.run(&["rollback", "--yes", "--delete-copies", "--output", "jsonl"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(copy(names[0]).exists(), "top-level reference: kept");
+    assert!(copy(names[1]).exists(), "nested reference: kept");
+    assert!(!copy(names[2]).exists(), "unreferenced: deleted");
+    assert!(
+        out.stdout.contains("\"copies_deleted\":1"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("\"copies_kept\":2"), "{}", out.stdout);
+}
+
+/// Finding 3: a store error in the middle of the deletes left the copies deleted before it
+/// recorded as verified, and the next `migrate` rewrote references onto them (dangling). Now each
+/// delete is recorded first, and the next `migrate` copies again what is gone.
+#[tokio::test]
+async fn a_failed_delete_leaves_nothing_recorded_verified_that_is_gone() {
+    let server = support::temp_path("pfm-eisdir-src");
+    let destination = support::temp_path("pfm-eisdir-dst");
+    let a = FsApp::new(
+        "safety_eisdir",
+        &server.display().to_string(),
+        &destination.display().to_string(),
+    )
+    .await;
+    let names: Vec<String> = (0..6).map(|i| format!("mfp_{i}.png")).collect();
+    for (i, n) in names.iter().enumerate() {
+        a.store(&a.server, n, format!("file {i}").as_bytes());
+        a.photo(&format!("p{i}"), doc! {"image": n}).await;
+    }
+    let args = ["--select", "server", "--rename", "parse-server", "--yes"];
+    let migrate =
+        |a: &FsApp| a.run(&[&["migrate"][..], &args[..], &["--output", "jsonl"]].concat());
+    let out = migrate(&a);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // One copy becomes a directory the store cannot delete as a file.
+    // The last in the ledger's order, so that the old code had deleted the others first.
+    let broken = a.destination.join(parse_server_name(&names[5]));
+    std::fs::remove_file(&broken).unwrap();
+    std::fs::create_dir_all(broken.join("inside")).unwrap();
+
+    let out = a.run(&["rollback", "--yes", "--delete-copies", "--output", "jsonl"]);
+    assert_ne!(
+        out.code, 0,
+        "the delete of the directory fails: {}",
+        out.stderr
+    );
+    let out = migrate(&a);
+    // Every reference names bytes that exist: a copy, or (not rewritten) the original.
+    for (i, n) in names.iter().enumerate() {
+        let doc = app::find(&a.db, "Photo", format!("p{i}")).await;
+        let now = doc.get_str("image").unwrap();
+        let there = if now == n.as_str() {
+            a.server.join(now)
+        } else {
+            a.destination.join(now)
+        };
+        assert!(
+            there.is_file(),
+            "p{i}.image = {now} names nothing ({}):\n{}",
+            there.display(),
+            out.stderr
+        );
+    }
+}
