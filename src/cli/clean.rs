@@ -31,6 +31,11 @@ pub struct CleanArgs {
     #[arg(long, requires = "purge")]
     pub superseded: bool,
 
+    /// With --quarantine: the store holds this app's files only, although its S3/GCS prefix is
+    /// empty or does not end in `/` (so it also lists other keys: `app` lists `appstaging/…`)
+    #[arg(long, requires = "quarantine")]
+    pub store_is_this_apps_only: bool,
+
     /// With --quarantine, --restore or --purge: print every move and delete, change nothing
     #[arg(long)]
     pub dry_run: bool,

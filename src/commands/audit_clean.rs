@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::cli::AuditArgs;
 use crate::engine::Stores;
 use crate::engine::quarantine::{self as q, Counts, Outcome, Step};
-use crate::exit::{INCOMPLETE, OK, usage};
+use crate::exit::{Coded, INCOMPLETE, OK, USAGE, usage};
 use crate::report::migrate::MigrateFormat;
 use crate::report::quarantine::CleanWriter;
 use crate::session::{self, gate::GateArgs};
@@ -47,6 +47,24 @@ pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result
     let older_than = duration(args.clean.older_than.as_deref(), "30d", "--older-than")?;
     let run_bytes = crate::settings::sort_run_bytes(args.sort_run_bytes.as_deref())?;
     let store = session::open_listed(settings, args.store, "audit").await?;
+    if action == "quarantine" && !args.clean.store_is_this_apps_only {
+        let (cfg, role) = session::store_by_role(settings, args.store, "audit")?;
+        if let Some(why) = cfg.shared_prefix() {
+            return Err(Coded::new(
+                USAGE,
+                format!(
+                    "refusing to quarantine orphans of the {role} {}: {why}, so its listing may \
+                     hold another app's files",
+                    store.describe()
+                ),
+            )
+            .hint(
+                "set the prefix to this app's own folder (ending in /), or pass \
+                 --store-is-this-apps-only if nothing else writes there",
+            )
+            .into());
+        }
+    }
     if store.quarantine().is_none() {
         return Err(usage(format!("{} has no quarantine", store.describe())));
     }
@@ -98,24 +116,25 @@ pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result
     let (_, code) = session::recorded(&effects, info, async {
         let (e, s) = (&*effects, &*store);
         let mut report = |step: &Step, o: &Outcome| tally.report(step, o);
+        let orphans = q::orphans::Orphans {
+            db: &d.db,
+            targets: &d.targets,
+            other_apps: &d.other_apps,
+            page_size: settings.mongo.page_size,
+            effects: e,
+            ledger: &ledger,
+            store: s,
+            min_age,
+            run_bytes,
+        };
         match action {
             "quarantine" => {
-                let orphans = q::orphans::Orphans {
-                    db: &d.db,
-                    targets: &d.targets,
-                    page_size: settings.mongo.page_size,
-                    effects: e,
-                    ledger: &ledger,
-                    store: s,
-                    min_age,
-                    run_bytes,
-                };
                 let kept = orphans.run(&mut report).await?;
                 tally.kept(kept);
             }
             "restore" => q::restore_all(e, &ledger, s, &mut report).await?,
             _ => {
-                q::purge_all(e, &ledger, s, older_than, &mut report).await?;
+                orphans.purge_unreferenced(older_than, &mut report).await?;
                 if args.clean.superseded {
                     q::purge_superseded(e, s, &mut report).await?;
                 }

@@ -15,7 +15,10 @@ pub(super) async fn run(settings: &Settings, args: &RollbackArgs) -> anyhow::Res
     let destination = session::destination_config(settings, "rollback")?;
     // Copies are deleted only when nothing references them: every reference is walked.
     let d = if args.delete_copies {
-        Some(session::discover_everything(settings).await?)
+        let mut d = session::discover_everything(settings).await?;
+        let others = std::mem::take(&mut d.other_apps);
+        d.targets.extend(others);
+        Some(d)
     } else {
         None
     };

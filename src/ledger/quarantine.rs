@@ -194,6 +194,32 @@ impl Ledger {
     }
 }
 
+impl Ledger {
+    /// The records of `store` in `states` whose name is one of `names`.
+    pub async fn quarantine_named(
+        &self,
+        store: &str,
+        states: &[QuarantineState],
+        names: &[&str],
+    ) -> anyhow::Result<Vec<QuarantineRecord>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+        let filter = doc! {"store": store, "state": {"$in": states}, "name": {"$in": names}};
+        let docs: Vec<Document> = self
+            .quarantine_coll()
+            .find(filter)
+            .sort(doc! {"_id": 1})
+            .await
+            .context("reading the ledger's quarantine records")?
+            .try_collect()
+            .await
+            .context("reading the ledger's quarantine records")?;
+        docs.iter().map(record).collect()
+    }
+}
+
 fn record(d: &Document) -> anyhow::Result<QuarantineRecord> {
     super::batch::check_version(d)
         .map_err(|why| anyhow::anyhow!("a quarantine record was {why}"))?;

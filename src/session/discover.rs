@@ -16,6 +16,10 @@ pub(crate) struct Discovery {
     pub targets: Vec<Target>,
     /// Every collection name in the database (for explanations).
     pub collections: Vec<String>,
+    /// The targets of the other Parse apps in this database (other `collectionPrefix`es), found
+    /// only for destructive steps ([`discover_everything`]): their references protect files of a
+    /// store the apps may share.
+    pub other_apps: Vec<Target>,
 }
 
 pub(crate) async fn discover(settings: &Settings, filters: &Filters) -> anyhow::Result<Discovery> {
@@ -39,7 +43,41 @@ pub(crate) async fn discover_everything(settings: &Settings) -> anyhow::Result<D
         strings: true,
         ..Filters::default()
     };
-    discover_with(settings, &everything, true).await
+    let mut d = discover_with(settings, &everything, true).await?;
+    // Other Parse apps in this database (`collectionPrefix`) may share the store (GridFS's `fs`
+    // bucket is never prefixed): their references count too.
+    let own = collection_name(&settings.mongo.collection_prefix, "_SCHEMA");
+    let others: Vec<String> = d
+        .collections
+        .iter()
+        .filter(|c| c.ends_with("_SCHEMA") && **c != own)
+        .map(|c| c.trim_end_matches("_SCHEMA").to_string())
+        .collect();
+    for prefix in &others {
+        let schema = schema::load(&d.db, prefix)
+            .await
+            .with_context(|| format!("reading {}", collection_name(prefix, "_SCHEMA")))?;
+        let config = d
+            .collections
+            .iter()
+            .any(|c| c == &collection_name(prefix, GLOBAL_CONFIG));
+        let filter = Filter {
+            classes: Vec::new(),
+            fields: Vec::new(),
+            nested: true,
+        };
+        let mut targets = scan::targets(&schema, prefix, &filter, config);
+        let fields = scan::strings::string_fields(&d.db, prefix).await?;
+        let matcher = std::sync::Arc::new(settings.url_matcher(true, true)?);
+        scan::add_strings(&mut targets, &fields, prefix, &filter, matcher);
+        tracing::warn!(
+            "the database also holds the Parse app with collection prefix {prefix:?}: its \
+             references count too ({} classes)",
+            targets.len()
+        );
+        d.other_apps.extend(targets);
+    }
+    Ok(d)
 }
 
 /// [`discover`], searching nested Files when `nested` (whatever `[run] nested` says) unless
@@ -93,6 +131,7 @@ pub(crate) async fn discover_with(
         schema,
         targets,
         collections,
+        other_apps: Vec::new(),
     })
 }
 

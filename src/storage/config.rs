@@ -40,6 +40,28 @@ impl StoreConfig {
         })
     }
 
+    /// Why the listing of this store may hold objects that are not this app's, for the object
+    /// stores whose `prefix` is empty or does not end in `/` (`bucketPrefix` is plain
+    /// concatenation: `app` also lists `appstaging/…`); `None` otherwise.
+    pub fn shared_prefix(&self) -> Option<String> {
+        let prefix = match self {
+            StoreConfig::S3(c) => c.prefix.as_deref(),
+            StoreConfig::Gcs(c) => c.prefix.as_deref(),
+            _ => return None,
+        }
+        .unwrap_or("");
+        if prefix.is_empty() {
+            Some("its prefix is empty (the whole bucket)".to_string())
+        } else if !prefix.ends_with('/') {
+            Some(format!(
+                "its prefix {prefix:?} does not end in `/` (it also lists `{prefix}…` keys of \
+                 other folders)"
+            ))
+        } else {
+            None
+        }
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self {
             StoreConfig::Http(_) => "http",
@@ -77,4 +99,27 @@ pub async fn open(
         StoreConfig::S3(c) => Arc::new(s3::S3Store::new(c, ctx).await?),
         StoreConfig::Gcs(c) => Arc::new(gcs::GcsStore::new(c, ctx).await?),
     })
+}
+
+#[cfg(test)]
+mod shared_prefix_tests {
+    use super::StoreConfig;
+
+    fn s3(prefix: Option<&str>) -> StoreConfig {
+        let mut t = String::from("type = \"s3\"\nbucket = \"b\"\n");
+        if let Some(p) = prefix {
+            t.push_str(&format!("prefix = \"{p}\"\n"));
+        }
+        toml::from_str(&t).unwrap()
+    }
+
+    #[test]
+    fn object_store_prefixes_that_may_list_other_apps_files_are_named() {
+        assert!(s3(None).shared_prefix().unwrap().contains("empty"));
+        assert!(s3(Some("")).shared_prefix().unwrap().contains("empty"));
+        assert!(s3(Some("app")).shared_prefix().unwrap().contains("`app…`"));
+        assert_eq!(s3(Some("app/")).shared_prefix(), None);
+        let fs: StoreConfig = toml::from_str("type = \"fs\"\npath = \"/x\"\n").unwrap();
+        assert_eq!(fs.shared_prefix(), None);
+    }
 }

@@ -438,7 +438,7 @@ async fn s3_store_with_a_prefix() {
 async fn gcs_store() {
     let bucket = support::gcs::fresh_bucket("pfm-q").await;
     let table = format!(
-        "type = \"gcs\"\nbucket = \"{bucket}\"\nendpoint = \"{}\"\nanonymous = true\n",
+        "type = \"gcs\"\nbucket = \"{bucket}\"\nprefix = \"app/\"\nendpoint = \"{}\"\nanonymous = true\n",
         support::gcs::endpoint()
     );
     scenario("pfm_q_gcs", &table, Aging::MinAgeZero).await;
@@ -526,6 +526,14 @@ async fn moves_a_crash_interrupted_are_taken_back_or_finished() {
     );
     let cfg: StoreConfig = toml::from_str(&table).unwrap();
     let store = storage::open(&cfg, &StoreContext::default()).await.unwrap();
+    // The app's referenced files are there (else the store looks like another app's, and the
+    // quarantine refuses).
+    for kept in KEPT {
+        store
+            .put(kept, body(&data(kept), 100), &PutOptions::default())
+            .await
+            .unwrap();
+    }
     // A move killed between the link into the quarantine and the unlink of the original: both
     // names on one inode, the ledger record still `moving`.
     let name = OLD[1];

@@ -235,3 +235,179 @@ async fn a_failed_delete_leaves_nothing_recorded_verified_that_is_gone() {
         );
     }
 }
+
+/// `audit --quarantine --min-age 0s --yes ARGS…` on the destination; the JSON lines.
+fn quarantine(a: &FsApp, args: &[&str]) -> app::Out {
+    let base = [
+        "audit",
+        "--quarantine",
+        "--min-age",
+        "0s",
+        "--yes",
+        "--output",
+        "jsonl",
+    ];
+    a.run(&[&base[..], args].concat())
+}
+
+async fn schema(db: &Database, collection: &str, class: Document) {
+    db.collection::<Document>(collection)
+        .insert_one(class)
+        .await
+        .unwrap();
+}
+
+/// Finding 5: a file named only by its URL inside a String field (`avatarUrl`, HTML) is a
+/// reference: the quarantine (default settings: no `[scan] strings`) must keep it.
+#[tokio::test]
+async fn a_file_named_only_in_a_string_is_not_quarantined() {
+    let dir = support::temp_path("pfm-q-str");
+    let d = dir.display().to_string();
+    let a = FsApp::new("safety_qstr", &d, &d).await;
+    schema(
+        &a.db,
+        "_SCHEMA",
+        doc! {"_id": "Post", "avatarUrl": "string"},
+    )
+    .await;
+    let url = format!("{}/files/{}/{KEPT}", app::SERVER_URL, app::APP_ID);
+    a.db.collection::<Document>("Post")
+        .insert_one(doc! {"_id": "x", "avatarUrl": &url})
+        .await
+        .unwrap();
+    a.store(&a.destination, KEPT, b"named in a string");
+    a.store(&a.destination, "orphan.png", b"nobody's");
+    let out = quarantine(&a, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(a.destination.join(KEPT).is_file(), "{}", out.stdout);
+    assert!(!a.destination.join("orphan.png").exists(), "{}", out.stdout);
+}
+
+/// Finding 6: two Parse apps in one database (`collectionPrefix`) share a store; app A's
+/// quarantine must not take app B's referenced files, top-level or nested.
+#[tokio::test]
+async fn another_apps_files_in_a_shared_store_are_not_quarantined() {
+    let dir = support::temp_path("pfm-q-apps");
+    let d = dir.display().to_string();
+    let a = FsApp::new("safety_qapps", &d, &d).await;
+    schema(
+        &a.db,
+        "b__SCHEMA",
+        doc! {"_id": "Photo", "image": "file", "meta": "object"},
+    )
+    .await;
+    a.db.collection::<Document>("b_Photo")
+        .insert_many([
+            doc! {"_id": "1", "image": "fb.png"},
+            doc! {"_id": "2", "meta": {"pic": nested("fb-nested.png")}},
+        ])
+        .await
+        .unwrap();
+    a.photo("p1", doc! {"image": KEPT}).await;
+    for n in [KEPT, "fb.png", "fb-nested.png", "orphan.png"] {
+        a.store(&a.destination, n, n.as_bytes());
+    }
+    let out = quarantine(&a, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for n in [KEPT, "fb.png", "fb-nested.png"] {
+        assert!(a.destination.join(n).is_file(), "{n}: {}", out.stdout);
+    }
+    assert!(!a.destination.join("orphan.png").exists(), "{}", out.stdout);
+}
+
+/// Finding 7: a reference saved while a file sat in quarantine (here a nested one, which the
+/// top-level check before the moves cannot see) makes `--purge` restore it, not delete it.
+#[tokio::test]
+async fn purge_restores_a_file_referenced_since_its_quarantine() {
+    let dir = support::temp_path("pfm-q-purge");
+    let d = dir.display().to_string();
+    let a = FsApp::new("safety_qpurge", &d, &d).await;
+    a.store(&a.destination, "late.png", b"wanted after all");
+    a.store(&a.destination, "gone.png", b"nobody's");
+    let out = quarantine(&a, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!a.destination.join("late.png").exists());
+    a.photo("p1", doc! {"meta": {"pic": nested("late.png")}})
+        .await;
+    let out = a.run(&[
+        "audit",
+        "--purge",
+        "--older-than",
+        "0s",
+        "--yes",
+        "--output",
+        "jsonl",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        std::fs::read(a.destination.join("late.png")).expect("restored"),
+        b"wanted after all",
+        "{}",
+        out.stdout
+    );
+    assert!(!a.destination.join("gone.png").exists());
+}
+
+/// Findings 8 and 4: the copies of a `--copy-only` pass (referenced only once the rewrite runs)
+/// and the originals a rollback would restore are the ledger's references: never quarantined.
+#[tokio::test]
+async fn copies_awaiting_their_rewrite_and_originals_a_rollback_needs_are_kept() {
+    let dir = support::temp_path("pfm-q-copyonly");
+    let d = dir.display().to_string();
+    let a = FsApp::new("safety_qcopy", &d, &d).await;
+    a.store(&a.server, "mfp_a.png", b"a");
+    a.store(&a.server, "mfp_b.png", b"b");
+    a.photo("p1", doc! {"image": "mfp_a.png"}).await;
+    a.photo("p2", doc! {"image": "mfp_b.png"}).await;
+    let migrate = |extra: &[&str]| {
+        let base = [
+            "migrate",
+            "--select",
+            "server",
+            "--rename",
+            "parse-server",
+            "--yes",
+        ];
+        a.run(&[&base[..], extra, &["--output", "jsonl"]].concat())
+    };
+    let out = migrate(&["--copy-only"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = quarantine(&a, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for n in ["mfp_a.png", "mfp_b.png"] {
+        assert!(
+            a.destination.join(parse_server_name(n)).is_file(),
+            "{}",
+            out.stdout
+        );
+    }
+    // The rewrite: now the originals are unreferenced, but a rollback would restore them.
+    let out = migrate(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = quarantine(&a, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for n in ["mfp_a.png", "mfp_b.png"] {
+        assert!(a.destination.join(n).is_file(), "{n}: {}", out.stdout);
+    }
+}
+
+/// When most references name nothing in the store, it is not the app's store (a wrong path,
+/// bucket or prefix): the quarantine refuses instead of taking every file for an orphan.
+#[tokio::test]
+async fn a_store_the_references_do_not_match_is_refused() {
+    let dir = support::temp_path("pfm-q-wrong");
+    let d = dir.display().to_string();
+    let a = FsApp::new("safety_qwrong", &d, &d).await;
+    for i in 0..3 {
+        a.photo(
+            &format!("p{i}"),
+            doc! {"image": format!("elsewhere-{i}.png")},
+        )
+        .await;
+    }
+    a.store(&a.destination, "someone-elses.png", b"x");
+    let out = quarantine(&a, &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("name no object"), "{}", out.stderr);
+    assert!(a.destination.join("someone-elses.png").is_file());
+}

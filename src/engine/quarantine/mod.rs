@@ -4,7 +4,7 @@
 //! run prints it, a live run records it in the ledger *before* it touches the store and again
 //! after ([`crate::ledger::QuarantineRecord`]), under the run's lease. The store's moves are
 //! idempotent, so a step a crash interrupted is finished by doing it again (the paging in
-//! [`restore_all`] / [`purge_all`]), or, for a move into quarantine, undone
+//! [`restore_all`] / [`orphans::Orphans::purge_unreferenced`]), or, for a move into quarantine, undone
 //! ([`take_back_unfinished`]) and judged again.
 //!
 //! Which orphans may move is decided by [`orphans`] (the listing, a walk, and a second walk
@@ -13,7 +13,7 @@
 
 pub mod orphans;
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use futures::TryStreamExt;
 use mongodb::bson::oid::ObjectId;
@@ -221,34 +221,6 @@ pub async fn restore_all(
         &states,
         Action::Restore,
         &|_| true,
-        report,
-    )
-    .await
-}
-
-/// `--purge`: delete for good what was quarantined at least `older_than` ago (and finish
-/// interrupted purges).
-pub async fn purge_all(
-    effects: &dyn Effects,
-    ledger: &Ledger,
-    store: &dyn ObjectStore,
-    older_than: Duration,
-    report: &mut dyn FnMut(&Step, &Outcome) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let cutoff = SystemTime::now()
-        .checked_sub(older_than)
-        .unwrap_or(SystemTime::UNIX_EPOCH);
-    let old_enough = move |r: &crate::ledger::QuarantineRecord| {
-        r.state == S::Purging || r.quarantined_at.is_some_and(|t| t <= cutoff)
-    };
-    let states = [S::Quarantined, S::Purging];
-    for_records(
-        effects,
-        ledger,
-        store,
-        &states,
-        Action::Purge,
-        &old_enough,
         report,
     )
     .await

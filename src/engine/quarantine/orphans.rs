@@ -5,6 +5,7 @@
 //! Right before each batch of moves the database is asked whether a top-level File field names
 //! one of them now ([`referenced_top_level`]).
 
+use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use mongodb::Database;
@@ -12,7 +13,8 @@ use mongodb::Database;
 use super::{Action, Outcome, Step};
 use crate::audit::{Audit, Finding, Options, join, sort::Sorter};
 use crate::engine::Effects;
-use crate::ledger::Ledger;
+use crate::exit::{Coded, USAGE};
+use crate::ledger::{FileState, Ledger, QuarantineRecord, QuarantineState as QState, RefState};
 use crate::scan::Target;
 use crate::scan::lookup::referenced_top_level;
 use crate::scan::refs::for_each_ref;
@@ -27,6 +29,9 @@ type Report<'r> = dyn FnMut(&Step, &Outcome) -> anyhow::Result<()> + 'r;
 pub struct Orphans<'a> {
     pub db: &'a Database,
     pub targets: &'a [Target],
+    /// The other Parse apps' targets in the same database (their references protect files too,
+    /// but do not count in the dangling check: they may use another store).
+    pub other_apps: &'a [Target],
     /// Documents per page of the walks.
     pub page_size: u32,
     pub effects: &'a dyn Effects,
@@ -57,7 +62,7 @@ impl Orphans<'_> {
         })
         .await?;
         let mut young = 0u64;
-        first.finish(&mut |f| match f {
+        let summary = first.finish(&mut |f| match f {
             // An unknown age is never old enough.
             Finding::Orphan {
                 name,
@@ -72,16 +77,14 @@ impl Orphans<'_> {
             }
             _ => Ok(()),
         })?;
+        refuse_when_most_dangle(self.store, &summary)?;
         let (candidates, _, _) = recheck.counts();
         tracing::info!(
             "{candidates} orphans older than {}, {young} younger (left alone); walking again",
             humantime::format_duration(self.min_age)
         );
         pause_for_tests("PFM_TEST_PAUSE_BEFORE_RECHECK").await;
-        for_each_ref(self.db, self.targets, self.page_size, |r| {
-            Ok(recheck.add_ref(r)?)
-        })
-        .await?;
+        self.add_references(&mut recheck).await?;
         let mut confirmed = Sorter::new(&opts.temp_dir, self.run_bytes);
         recheck.finish(&mut |f| match f {
             Finding::Orphan {
@@ -104,6 +107,150 @@ impl Orphans<'_> {
         Ok(kept)
     }
 
+    /// `--purge`: delete for good what was quarantined at least `older_than` ago and nothing
+    /// references now (a walk started after the purge began, then the database asked again right
+    /// before each batch); a quarantined file that something references again is restored
+    /// instead. Interrupted purges are finished the same way, and interrupted deletes of
+    /// superseded revisions (which no reference can name) are finished as they are.
+    pub async fn purge_unreferenced(
+        &self,
+        older_than: Duration,
+        report: &mut Report<'_>,
+    ) -> anyhow::Result<()> {
+        let describe = self.store.describe();
+        let cutoff = SystemTime::now()
+            .checked_sub(older_than)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let opts = Options {
+            run_bytes: self.run_bytes,
+            ..Options::default()
+        };
+        let states = [QState::Quarantined, QState::Purging];
+        let mut audit = Audit::new(&opts);
+        let mut all = Sorter::new(&opts.temp_dir, self.run_bytes);
+        let mut after = None;
+        loop {
+            let page = self
+                .ledger
+                .quarantine_records(&describe, &states, after, 256)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            let mut superseded = Vec::new();
+            for r in page {
+                let due =
+                    r.state == QState::Purging || r.quarantined_at.is_some_and(|t| t <= cutoff);
+                if !due {
+                    continue;
+                }
+                if r.version.is_some() {
+                    superseded.push(step_of(&r, Action::PurgeSuperseded));
+                } else {
+                    audit.add_stored(&r.name, r.size, r.modified)?;
+                    all.push(&r.name, &[])?;
+                }
+            }
+            super::run_steps(self.effects, self.store, &superseded, report).await?;
+        }
+        if audit.counts().0 == 0 {
+            return Ok(());
+        }
+        self.add_references(&mut audit).await?;
+        let mut unreferenced = Sorter::new(&opts.temp_dir, self.run_bytes);
+        audit.finish(&mut |f| match f {
+            Finding::Orphan { name, .. } => unreferenced.push(name, &[]),
+            _ => Ok(()),
+        })?;
+        // Both sorted by name: what is not unreferenced is referenced again.
+        let mut orphans = unreferenced.finish()?.peekable();
+        let mut purge = Vec::with_capacity(BATCH);
+        let mut restore = Vec::with_capacity(BATCH);
+        let mut last: Option<String> = None;
+        for rec in all.finish()? {
+            let name = rec?.key;
+            if last.as_deref() == Some(name.as_str()) {
+                continue;
+            }
+            last = Some(name.clone());
+            let orphan = loop {
+                match orphans.peek() {
+                    Some(Ok(o)) if o.key < name => {
+                        orphans.next();
+                    }
+                    Some(Ok(o)) => break o.key == name,
+                    Some(Err(_)) => {
+                        if let Some(Err(e)) = orphans.next() {
+                            return Err(e.into());
+                        }
+                    }
+                    None => break false,
+                }
+            };
+            let (list, action) = if orphan {
+                (&mut purge, Action::Purge)
+            } else {
+                (&mut restore, Action::Restore)
+            };
+            list.push(name);
+            if list.len() == BATCH {
+                let names = std::mem::take(list);
+                self.purge_batch(&describe, names, action, cutoff, report)
+                    .await?;
+            }
+        }
+        self.purge_batch(&describe, purge, Action::Purge, cutoff, report)
+            .await?;
+        self.purge_batch(&describe, restore, Action::Restore, cutoff, report)
+            .await
+    }
+
+    /// Purge (or restore: referenced again) the due records of `names`; right before a purge,
+    /// the database is asked whether a top-level File field names one of them now (restored).
+    async fn purge_batch(
+        &self,
+        describe: &str,
+        names: Vec<String>,
+        action: Action,
+        cutoff: SystemTime,
+        report: &mut Report<'_>,
+    ) -> anyhow::Result<()> {
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let states = [QState::Quarantined, QState::Purging];
+        let records = self
+            .ledger
+            .quarantine_named(describe, &states, &refs)
+            .await?;
+        let mut taken = HashSet::new();
+        if action == Action::Purge {
+            taken = referenced_top_level(self.db, self.targets, &refs).await?;
+            taken.extend(referenced_top_level(self.db, self.other_apps, &refs).await?);
+        }
+        let steps: Vec<Step> = records
+            .iter()
+            .filter(|r| r.version.is_none())
+            .filter(|r| r.state == QState::Purging || r.quarantined_at.is_some_and(|t| t <= cutoff))
+            .map(|r| {
+                if action == Action::Restore || taken.contains(&r.name) {
+                    tracing::info!(file = %r.name, "referenced again: restored instead of purged");
+                    step_of(r, Action::Restore)
+                } else {
+                    step_of(r, Action::Purge)
+                }
+            })
+            .collect();
+        super::run_steps(self.effects, self.store, &steps, report).await
+    }
+
+    /// Every reference that protects a stored file of this store: the app's (and the other apps'
+    /// in its database: `targets` holds them all), walked now, and the names the ledger still
+    /// needs ([`ledger_references`]).
+    async fn add_references(&self, audit: &mut Audit) -> anyhow::Result<()> {
+        for targets in [self.targets, self.other_apps] {
+            for_each_ref(self.db, targets, self.page_size, |r| Ok(audit.add_ref(r)?)).await?;
+        }
+        ledger_references(self.ledger, &self.store.describe(), audit).await
+    }
+
     /// Move a batch of confirmed orphans, asking the database right before whether a top-level
     /// File field names one of them now (those are kept). Returns how many were kept.
     async fn move_batch(
@@ -112,7 +259,8 @@ impl Orphans<'_> {
         report: &mut Report<'_>,
     ) -> anyhow::Result<u64> {
         let names: Vec<&str> = batch.iter().map(|r| r.key.as_str()).collect();
-        let taken = referenced_top_level(self.db, self.targets, &names).await?;
+        let mut taken = referenced_top_level(self.db, self.targets, &names).await?;
+        taken.extend(referenced_top_level(self.db, self.other_apps, &names).await?);
         let mut steps = Vec::with_capacity(batch.len());
         for rec in batch.drain(..) {
             if taken.contains(&rec.key) {
@@ -132,6 +280,85 @@ impl Orphans<'_> {
         super::run_steps(self.effects, self.store, &steps, report).await?;
         Ok(taken.len() as u64)
     }
+}
+
+/// The step that continues record `r`.
+fn step_of(r: &QuarantineRecord, action: Action) -> Step {
+    Step {
+        action,
+        name: r.name.clone(),
+        size: r.size,
+        modified: r.modified,
+        version: r.version.clone(),
+        record: Some(r.id),
+    }
+}
+
+/// What the ledger says the tool still needs, as references of its own: the copies recorded
+/// verified at `store` (a `--copy-only` pass, or references not rewritten yet, would point at
+/// them later) and the old values that a `rollback` would restore (the originals, which may be
+/// the only bytes once the copies are gone).
+pub async fn ledger_references(
+    ledger: &Ledger,
+    store: &str,
+    audit: &mut Audit,
+) -> anyhow::Result<()> {
+    let mut after = None;
+    loop {
+        let page = ledger
+            .files_page(FileState::Verified, after.as_ref())
+            .await?;
+        let Some(next) = page.next else { break };
+        after = Some(next);
+        for f in page.records {
+            if f.destination.as_deref() == Some(store) {
+                audit.add_reference(LEDGER, "", "a verified copy", &f.target)?;
+            }
+        }
+    }
+    let mut after = None;
+    loop {
+        let states = [RefState::Rewritten, RefState::Pending];
+        let page = ledger.refs_page(&states, after.as_ref(), false).await?;
+        let Some(next) = page.next else { break };
+        after = Some(next);
+        for r in page.records {
+            // A record this version cannot read may protect a file: stop rather than guess.
+            let r = r?;
+            let c = &r.change;
+            let id = crate::scan::id_string(&c.id);
+            audit.add_reference(&c.class, &id, &c.path, &c.old.name)?;
+        }
+    }
+    Ok(())
+}
+
+/// The class name the ledger's own references carry in the join.
+const LEDGER: &str = "(ledger)";
+
+/// Refuse to quarantine when at least as many references name nothing in the store as name
+/// something: the store is most likely not the one the app uses (a wrong bucket or prefix, keys
+/// written by a broken `generateKey`), and every file in it would look orphaned.
+fn refuse_when_most_dangle(
+    store: &dyn ObjectStore,
+    summary: &crate::audit::Summary,
+) -> anyhow::Result<()> {
+    let dangling = summary.dangling_references;
+    let resolved = summary.references.saturating_sub(dangling);
+    if dangling > 0 && dangling >= resolved {
+        return Err(Coded::new(
+            USAGE,
+            format!(
+                "refusing to quarantine anything in {}: {dangling} of {} references name no \
+                 object in it, so it is most likely not the store the app uses",
+                store.describe(),
+                summary.references
+            ),
+        )
+        .hint("check the bucket, prefix or path of the store (run `audit` without --quarantine to see the dangling references)")
+        .into());
+    }
+    Ok(())
 }
 
 /// For tests only, and the one place outside `settings` that reads the environment: with
