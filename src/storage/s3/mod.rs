@@ -88,6 +88,7 @@ pub struct S3Config {
     /// Region; default: from the AWS config chain (`AWS_REGION`, profile), else `us-east-1`.
     pub region: Option<String>,
     /// Custom endpoint URL (MinIO, R2, s3s-fs…); default: AWS (or `AWS_ENDPOINT_URL`).
+    #[serde(serialize_with = "crate::secret::serialize_redacted_url")]
     pub endpoint: Option<String>,
     /// Path-style addressing (`endpoint/bucket/key`); default: true when an endpoint is set.
     pub force_path_style: Option<bool>,
@@ -303,7 +304,13 @@ impl ObjectStore for S3Store {
 
     fn describe(&self) -> String {
         match &self.endpoint {
-            Some(ep) => format!("s3://{}/{} (endpoint {ep})", self.bucket, self.prefix),
+            // An endpoint may carry credentials (`https://key:secret@minio:9000`).
+            Some(ep) => format!(
+                "s3://{}/{} (endpoint {})",
+                self.bucket,
+                self.prefix,
+                crate::secret::redact_url(ep)
+            ),
             None => format!("s3://{}/{}", self.bucket, self.prefix),
         }
     }
