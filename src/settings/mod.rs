@@ -472,11 +472,16 @@ fn default_hosted_source() -> StoreConfig {
 }
 
 /// The database named in a MongoDB URI's path, if any.
+///
+/// Read from the redacted URI: its path is found where [`crate::secret::redact_uri`] finds the
+/// credentials end, so a fragment of a password or token (`…TOKEN:ab@cd/ef`) is never taken
+/// for a database name and shown; a URI that can be read two ways names none.
 pub fn database_from_uri(uri: &str) -> Option<String> {
-    let rest = uri.split_once("://")?.1;
+    let shown = crate::secret::redact_uri(uri);
+    let rest = shown.split_once("://")?.1;
     let after_hosts = &rest[rest.rfind('@').map_or(0, |i| i + 1)..];
-    let path = after_hosts.split_once('/')?.1;
-    let db = path.split('?').next().unwrap_or("");
+    let before_query = after_hosts.split('?').next().unwrap_or("");
+    let db = before_query.split_once('/')?.1;
     (!db.is_empty()).then(|| {
         percent_encoding::percent_decode_str(db)
             .decode_utf8_lossy()

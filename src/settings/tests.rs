@@ -135,6 +135,23 @@ fn show_settings_redacts_secrets() {
     assert!(out.contains("admin:<redacted>@h:27017/app"), "{out}");
 }
 
+/// Review finding 15 (minor leaks): a store's endpoint or base url may carry credentials too.
+#[test]
+fn show_settings_redacts_store_urls() {
+    let f = file(
+        "[destination]\ntype = \"s3\"\nbucket = \"b\"\nendpoint = \"https://AKIA:pw-s3-SECRET@minio:9000\"\n\
+         [source.hosted]\ntype = \"http\"\ntfss_base_url = \"https://m:pw-http-SECRET@mirror/{file_key}/\"\n\
+         server_url = \"https://api.example/parse?token=tk-SECRET\"",
+    )
+    .unwrap();
+    let s = Settings::from_parts(&GlobalArgs::default(), None, f).unwrap();
+    let out = s.to_toml().unwrap();
+    for secret in ["pw-s3-SECRET", "pw-http-SECRET", "tk-SECRET"] {
+        assert!(!out.contains(secret), "{out}");
+    }
+    assert!(out.contains("https://AKIA:<redacted>@minio:9000"), "{out}");
+}
+
 #[test]
 fn tls_uris_are_accepted_and_shown_redacted() {
     let uri = "mongodb://app:pw-tls-SECRET@db1.example:27017,db2.example:27017/parse?\
@@ -178,6 +195,15 @@ fn sizes_durations_shards() {
         None
     );
     assert_eq!(database_from_uri("mongodb://h"), None);
+    assert_eq!(
+        database_from_uri("mongodb://u:se?cret@h/app").as_deref(),
+        Some("app")
+    );
+    // A token's fragment is not a database (it would be shown as one).
+    assert_eq!(
+        database_from_uri("mongodb://h/app?authMechanismProperties=AWS_SESSION_TOKEN:ab@cd/ef"),
+        None
+    );
 }
 
 #[test]
