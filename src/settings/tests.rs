@@ -152,6 +152,31 @@ fn show_settings_redacts_store_urls() {
     assert!(out.contains("https://AKIA:<redacted>@minio:9000"), "{out}");
 }
 
+/// Review findings 11 and 12, in what a writing run records in the ledger (`_FileMigration.runs`):
+/// its settings go through the same redaction.
+#[test]
+fn the_run_record_hides_the_review_repros() {
+    for (uri, secrets) in [
+        ("mongodb://u:se?cret@127.0.0.1:1/db", &["se?cret"][..]),
+        (
+            "mongodb://AKIA:S3cr#t@h/db?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:TOK-SECRET",
+            &["S3cr#t", "TOK-SECRET"][..],
+        ),
+    ] {
+        let g = GlobalArgs {
+            mongo_uri: Some(uri.into()),
+            ..Default::default()
+        };
+        let s = Settings::from_parts(&g, None, ConfigFile::default()).unwrap();
+        let record = crate::session::run_info(&s, "all", "dest").unwrap();
+        let settings = record.get_str("settings").unwrap();
+        for secret in secrets {
+            assert!(!settings.contains(secret), "{settings}");
+        }
+        assert!(settings.contains("<redacted>"), "{settings}");
+    }
+}
+
 #[test]
 fn tls_uris_are_accepted_and_shown_redacted() {
     let uri = "mongodb://app:pw-tls-SECRET@db1.example:27017,db2.example:27017/parse?\
