@@ -3,6 +3,8 @@
 //! command — `--show-settings`, `schema`, `list`, `migrate --dry-run`, a real `migrate` with
 //! `--report`, failures at start-up — at `-vv` and with `RUST_LOG=trace`, as text and JSON logs.
 //! None of them may appear in stdout, stderr, the report file or the ledger collections.
+//! Connection strings whose credentials hold URI syntax (`?#@/:%&=`), session tokens in
+//! `authMechanismProperties`, and endpoints with credentials are not printed either.
 //!
 //! One exception, asserted as such: with `RUST_LOG=trace` (an explicit override that turns on
 //! the SDKs' own tracing; `-v`/`-vv` never do) the AWS SDK logs its credentials provider with
@@ -349,4 +351,30 @@ fn uri_credentials_never_print_whatever_they_hold() {
     );
     assert!(unreachable >= 2 && invalid >= 2, "both error paths ran");
     assert!(found.is_empty(), "secrets leaked: {found:#?}");
+}
+
+/// Review finding 15 (minor leaks): a store whose endpoint or base url carries credentials
+/// does not show them in its description (status, plans, reports, errors) or its `Debug`.
+#[tokio::test]
+async fn store_descriptions_hide_endpoint_credentials() {
+    let mut leaks = Vec::new();
+    for table in [
+        "type = \"s3\"\nbucket = \"b\"\nregion = \"us-east-1\"\n\
+         endpoint = \"http://AKIA:pw-s3-SECRET@127.0.0.1:9100\"",
+        "type = \"gcs\"\nbucket = \"b\"\nanonymous = true\n\
+         endpoint = \"http://u:pw-gcs-SECRET@127.0.0.2\"",
+        "type = \"http\"\ntfss_base_url = \"http://u:pw-http-SECRET@127.0.0.1:9300/{file_key}/\"",
+    ] {
+        let cfg: StoreConfig = toml::from_str(table).unwrap();
+        let ctx = StoreContext {
+            file_key: Some(FILE_KEY.into()),
+            ..Default::default()
+        };
+        let store = storage::open(&cfg, &ctx).await.unwrap();
+        let shown = format!("{}\n{store:?}", store.describe());
+        if shown.contains("SECRET") || !shown.contains("<redacted>@127.0.0.") {
+            leaks.push(shown);
+        }
+    }
+    assert!(leaks.is_empty(), "{leaks:#?}");
 }

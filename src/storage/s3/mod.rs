@@ -143,7 +143,6 @@ fn https_trusting(pem: Vec<u8>) -> Result<aws_sdk_s3::config::SharedHttpClient, 
 }
 
 /// A bucket (and optional key prefix) on S3 or an S3-compatible server.
-#[derive(Debug)]
 pub struct S3Store {
     client: aws_sdk_s3::Client,
     bucket: String,
@@ -157,6 +156,13 @@ pub struct S3Store {
     sse: Option<ServerSideEncryption>,
     sse_kms_key_id: Option<String>,
     cache_control: Option<String>,
+}
+
+impl std::fmt::Debug for S3Store {
+    // By hand: the endpoint may carry credentials, and the client's own Debug shows it raw.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("S3Store").field(&self.describe()).finish()
+    }
 }
 
 impl S3Store {
