@@ -85,7 +85,10 @@ pub struct MongoSettings {
 pub struct ParseSettings {
     pub app_id: Option<String>,
     pub file_key: Option<Secret>,
+    // Shown like the store urls: a url may carry credentials.
+    #[serde(serialize_with = "crate::secret::serialize_redacted_url")]
     pub public_server_url: Option<String>,
+    #[serde(serialize_with = "crate::secret::serialize_redacted_url")]
     pub file_url_template: Option<String>,
 }
 

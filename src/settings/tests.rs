@@ -141,15 +141,25 @@ fn show_settings_redacts_store_urls() {
     let f = file(
         "[destination]\ntype = \"s3\"\nbucket = \"b\"\nendpoint = \"https://AKIA:pw-s3-SECRET@minio:9000\"\n\
          [source.hosted]\ntype = \"http\"\ntfss_base_url = \"https://m:pw-http-SECRET@mirror/{file_key}/\"\n\
-         server_url = \"https://api.example/parse?token=tk-SECRET\"",
+         server_url = \"https://api.example/parse?token=tk-SECRET\"\n\
+         [parse]\npublic_server_url = \"https://u:pw-public-SECRET@api.example/parse\"",
     )
     .unwrap();
     let s = Settings::from_parts(&GlobalArgs::default(), None, f).unwrap();
     let out = s.to_toml().unwrap();
-    for secret in ["pw-s3-SECRET", "pw-http-SECRET", "tk-SECRET"] {
+    for secret in [
+        "pw-s3-SECRET",
+        "pw-http-SECRET",
+        "tk-SECRET",
+        "pw-public-SECRET",
+    ] {
         assert!(!out.contains(secret), "{out}");
     }
     assert!(out.contains("https://AKIA:<redacted>@minio:9000"), "{out}");
+    assert!(
+        out.contains("https://u:<redacted>@api.example/parse"),
+        "{out}"
+    );
 }
 
 /// Review findings 11 and 12, in what a writing run records in the ledger (`_FileMigration.runs`):
