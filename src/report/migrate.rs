@@ -456,6 +456,17 @@ mod tests {
         }
     }
 
+    /// The update of `Photo` `o1`'s `image` from `old` to `new`.
+    fn update_of<'a>(old: &'a RefValue, new: &'a RefValue) -> PlannedUpdate<'a> {
+        PlannedUpdate {
+            class: "Photo",
+            object_id: "o1".into(),
+            path: "image",
+            old,
+            new,
+        }
+    }
+
     /// The plan of `u` and `c` in both formats, written with `key` to scrub.
     fn plan_with_key(u: &PlannedUpdate, c: &PlannedCopy, key: &str) -> String {
         let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -478,13 +489,7 @@ mod tests {
             ..RefValue::name(format!("tfss-{key}.jpg"))
         };
         let new = RefValue::name("h_x.jpg");
-        let u = PlannedUpdate {
-            class: "Photo",
-            object_id: "o1".into(),
-            path: "image",
-            old: &old,
-            new: &new,
-        };
+        let u = update_of(&old, &new);
         let src = format!("http://files.parsetfss.com/{key}/tfss-a.jpg");
         let c = PlannedCopy {
             name: "tfss-a.jpg",
@@ -527,8 +532,14 @@ mod tests {
             };
             let url = format!("http://files.parsetfss.com/{in_url}/tfss-a.jpg");
             let text = format!("{}<img src=\"{url}\">{}", "x".repeat(pad), "y".repeat(pad));
-            let old = RefValue { url: Some(url.clone()), ..RefValue::name("tfss-a.jpg") };
-            let old_text = RefValue { text: Some(text.clone()), ..RefValue::name("tfss-a.jpg") };
+            let old = RefValue {
+                url: Some(url.clone()),
+                ..RefValue::name("tfss-a.jpg")
+            };
+            let old_text = RefValue {
+                text: Some(text.clone()),
+                ..RefValue::name("tfss-a.jpg")
+            };
             let new_text = RefValue {
                 text: Some(text.replace(&url, "https://n/files/a/h_a.jpg")),
                 ..RefValue::name("h_a.jpg")
@@ -542,11 +553,16 @@ mod tests {
                 destination: None,
             };
             for (o, n) in [(&old, &new), (&old_text, &new_text)] {
-                let u = PlannedUpdate { class: "Photo", object_id: "o1".into(), path: "p", old: o, new: n };
-                let out = plan_with_key(&u, &c, &key);
-                prop_assert!(!out.contains('K') && !out.to_ascii_uppercase().contains("%4B"), "{out}");
+                let out = plan_with_key(&update_of(o, n), &c, &key);
+                prop_assert!(
+                    !out.contains('K') && !out.to_ascii_uppercase().contains("%4B"),
+                    "{out}"
+                );
                 for line in out.lines().filter(|l| l.starts_with('{')) {
-                    prop_assert!(serde_json::from_str::<serde_json::Value>(line).is_ok(), "{line}");
+                    prop_assert!(
+                        serde_json::from_str::<serde_json::Value>(line).is_ok(),
+                        "{line}"
+                    );
                 }
             }
         }
@@ -556,13 +572,7 @@ mod tests {
     fn plan_lines_in_both_formats() {
         let old = RefValue::name("tfss-a-x.jpg");
         let new = RefValue::name("h_x.jpg");
-        let u = PlannedUpdate {
-            class: "Photo",
-            object_id: "o1".into(),
-            path: "image",
-            old: &old,
-            new: &new,
-        };
+        let u = update_of(&old, &new);
         let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let mut w = PlanWriter::new(MigrateFormat::Jsonl, Box::new(W(buf.clone())), None);
         w.update(&u).unwrap();
