@@ -415,6 +415,18 @@ struct Form {
     any_case: bool,
 }
 
+impl Form {
+    fn is_at(&self, text: &[u8], at: usize) -> bool {
+        text.get(at..at + self.bytes.len()).is_some_and(|got| {
+            if self.any_case {
+                got.eq_ignore_ascii_case(&self.bytes)
+            } else {
+                got == self.bytes
+            }
+        })
+    }
+}
+
 impl fmt::Debug for Scrubber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Scrubber(")?;
@@ -491,22 +503,17 @@ impl Scrubber {
 
     /// Where a match of the whole secret starting at `start` ends (the longest), if any.
     fn match_at(&self, text: &[u8], start: usize) -> Option<usize> {
+        // Most positions fail on the first character: decide those without allocating (a dry
+        // run scrubs every byte of every plan line).
+        if !self.forms.first()?.iter().any(|f| f.is_at(text, start)) {
+            return None;
+        }
         let mut ends = vec![start];
         for forms in &self.forms {
             let mut next = Vec::new();
             for &at in &ends {
-                for f in forms {
-                    let got = text.get(at..at + f.bytes.len());
-                    let hit = got.is_some_and(|g| {
-                        if f.any_case {
-                            g.eq_ignore_ascii_case(&f.bytes)
-                        } else {
-                            g == f.bytes
-                        }
-                    });
-                    if hit {
-                        next.push(at + f.bytes.len());
-                    }
+                for f in forms.iter().filter(|f| f.is_at(text, at)) {
+                    next.push(at + f.bytes.len());
                 }
             }
             if next.is_empty() {
