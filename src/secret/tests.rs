@@ -149,6 +149,20 @@ fn driver_messages_lose_what_they_quote_of_the_credentials() {
     assert_eq!(redact_echo("got se", "mongodb://h/db"), "got se");
 }
 
+/// The driver (3.9) panics on a `%` followed by a multi-byte character in the credentials (the
+/// property test below found it); `db` refuses such a URI before the driver sees it.
+#[test]
+fn a_percent_before_unicode_is_refused_before_the_driver_sees_it() {
+    let uri = "mongodb://u:%中x@127.0.0.1:1/db";
+    assert!(crate::db::check_escapes(uri).is_err());
+    let driver = std::panic::catch_unwind(|| mongodb::options::ConnectionString::parse(uri));
+    assert!(
+        driver.is_err(),
+        "the driver no longer panics: check_escapes may go"
+    );
+    assert!(crate::db::check_escapes("mongodb://u:p%C3%A9@h/db?appName=100%").is_ok());
+}
+
 #[test]
 fn the_scrubber_finds_every_form_of_the_key() {
     let key = "k\"y\\/?é 1";
@@ -286,7 +300,7 @@ fn by_chance(g: &GeneratedUri, secret: &str) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(1000))]
 
     #[test]
     fn no_secret_survives_redact_uri(g in generated_uri()) {
@@ -304,8 +318,10 @@ proptest! {
     /// Whatever the driver makes of the URI, its message keeps no four characters of a secret.
     #[test]
     fn driver_messages_keep_no_part_of_a_secret(g in generated_uri()) {
-        // (The driver panics on some such strings; `db` refuses them before it sees them.)
-        prop_assume!(crate::db::check_escapes(&g.uri).is_ok());
+        // The driver panics on some such strings; `db` refuses them before it sees them.
+        if crate::db::check_escapes(&g.uri).is_err() {
+            return Ok(());
+        }
         if let Err(e) = mongodb::options::ConnectionString::parse(&g.uri) {
             let shown = redact_echo(&e.kind.to_string(), &g.uri);
             for s in &g.secrets {

@@ -270,6 +270,11 @@ fn uri_credentials_never_print_whatever_they_hold() {
                 .into(),
             vec!["S3cr3t-pw".into(), "TOK-session-SECRET".into()],
         ),
+        // The driver panics on this one: refused before it sees it.
+        (
+            "mongodb://u:%中secret-pw@127.0.0.1:1/db".into(),
+            vec!["%中secret-pw".into()],
+        ),
     ];
     let secret = "[a-zA-Z0-9?#@/:%&=;, é中🔑]{8,14}";
     let generated = (
