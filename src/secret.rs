@@ -92,8 +92,9 @@ pub fn redact_uri(uri: &str) -> String {
 /// [`redact_uri`] for an HTTP(S) URL (an S3 or GCS endpoint, an HTTP source's base URL, a URL
 /// stored in the database): the credentials end at the last `@` before the first `/`, `?`, `#`
 /// or `\` (as browsers and the `url` crate read them), and a secret-looking query or fragment
-/// parameter is hidden. An `@` in the path is common there (`icon@2x.png`), so it is ambiguous
-/// only when what precedes the first `/` is not a plain `host[:port]`.
+/// parameter is hidden. Without credentials there, an `@` further on may still end a password
+/// holding one of those characters: everything after `://` is hidden then, even when it is
+/// only a file name (`icon@2x.png`; errors name the file besides the URL).
 pub fn redact_url(url: &str) -> String {
     redact(url, Flavour::Http).shown
 }
@@ -213,8 +214,9 @@ fn redact(uri: &str, flavour: Flavour) -> Redaction<'_> {
     let (authority, tail) = rest.split_at(end);
     match authority.rsplit_once('@') {
         Some((userinfo, hosts)) => {
-            let hosts_ambiguous = flavour == Flavour::Mongo && hosts.contains(['?', '#']);
-            if (tail.contains('@') && flavour == Flavour::Mongo) || hosts_ambiguous {
+            // A later '@' may be where the credentials really end (a password with a '/', or
+            // for HTTP a '?' or '#'); hosts holding a '?' or '#' may be a query cut short.
+            if tail.contains('@') || hosts.contains(['?', '#']) {
                 return everything();
             }
             let (user, password) = match userinfo.split_once(':') {
@@ -236,11 +238,9 @@ fn redact(uri: &str, flavour: Flavour) -> Redaction<'_> {
             r.shown.push('@');
             r.shown.push_str(hosts);
         }
-        // An '@' after the path began, and an authority that is not a plain host: the '@' may
-        // end a password holding a '/'.
-        None if tail.contains('@') && !(flavour == Flavour::Http && is_host_port(authority)) => {
-            return everything();
-        }
+        // An '@' after the authority may end a password holding a '/', '?' or '#'
+        // (`https://u:12/ab@h` is host `u`, port 12 to a parser, a password to a person).
+        None if tail.contains('@') => return everything(),
         None => r.shown.push_str(authority),
     }
     let params_at = match flavour {
@@ -263,22 +263,9 @@ fn is_scheme(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
-/// `host`, `host:port`, `[v6]:port`: nothing a password could hide in.
-fn is_host_port(authority: &str) -> bool {
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !p.contains(']') => (h, p),
-        _ => (authority, ""),
-    };
-    !host.is_empty()
-        && port.bytes().all(|b| b.is_ascii_digit())
-        && host
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '[' | ']' | ':' | '%'))
-}
-
 /// Hide the values of secret parameters in `params` (what follows `?`). An unencoded `&` in a
-/// secret value cuts it, so what follows a secret parameter is hidden too until a piece that is
-/// plainly a parameter again: for MongoDB a known option, for HTTP any `name=value`.
+/// secret value cuts it, so what follows a secret parameter is hidden too: for MongoDB until a
+/// known option, for HTTP (where any `name=value` could be the rest of a signature) to the end.
 fn redact_params<'a>(params: &'a str, flavour: Flavour, r: &mut Redaction<'a>) {
     let separators: &[char] = match flavour {
         Flavour::Mongo => &['&', ';'],
@@ -299,7 +286,8 @@ fn redact_params<'a>(params: &'a str, flavour: Flavour, r: &mut Redaction<'a>) {
             .decode_utf8_lossy()
             .to_ascii_lowercase();
         let plainly_a_parameter = value.is_some()
-            && (flavour == Flavour::Http || MONGO_OPTIONS.contains(&name_lower.as_str()));
+            && flavour == Flavour::Mongo
+            && MONGO_OPTIONS.contains(&name_lower.as_str());
         if in_secret && !plainly_a_parameter {
             // One hidden span from the secret value on, separators included (the driver splits
             // on '&' only, and may quote the value across a ';').
