@@ -11,7 +11,7 @@ use mongodb::{
 };
 
 use crate::exit::{unreachable, usage};
-use crate::secret::MongoUri;
+use crate::secret::{MongoUri, redact_echo};
 
 /// How long start-up waits for a server when the URI does not say (`serverSelectionTimeoutMS`).
 const SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,12 +49,14 @@ pub async fn shutdown(limit: Duration) {
 
 /// Connect and ping; `database` is the app database.
 pub async fn connect(uri: &MongoUri, database: &str) -> anyhow::Result<(Client, Database)> {
+    check_escapes(uri.expose())
+        .map_err(|why| usage(format!("invalid MongoDB URI {}: {why}", uri.redacted())))?;
     let mut opts = ClientOptions::parse(uri.expose()).await.map_err(|e| {
-        // The driver's parse errors can quote the URI; say what is wrong without echoing it.
+        // The driver's parse errors can quote parts of the URI, a password's among them.
         usage(format!(
             "invalid MongoDB URI {}: {}",
             uri.redacted(),
-            e.kind
+            redact_echo(&e.kind.to_string(), uri.expose())
         ))
     })?;
     if opts.server_selection_timeout.is_none() {
@@ -95,12 +97,30 @@ pub async fn connect(uri: &MongoUri, database: &str) -> anyhow::Result<(Client, 
             format!(
                 "cannot reach MongoDB{over} at {}: {}",
                 uri.redacted(),
-                e.kind
+                redact_echo(&e.kind.to_string(), uri.expose())
             ),
             hint,
         )
     })?;
     Ok((client, db))
+}
+
+/// Refuse a connection string where a `%` is followed, within two bytes, by a non-ASCII
+/// character: the driver (3.9, `validate_and_parse_userinfo`) slices the two bytes after a `%`
+/// of the credentials without looking for a character boundary, and panics.
+pub fn check_escapes(uri: &str) -> Result<(), String> {
+    let b = uri.as_bytes();
+    let bad =
+        (0..b.len()).any(|i| b[i] == b'%' && b[i + 1..].iter().take(2).any(|c| !c.is_ascii()));
+    if bad {
+        Err(
+            "a '%' must be followed by two hexadecimal digits (percent-encode the character \
+             after it as well)"
+                .into(),
+        )
+    } else {
+        Ok(())
+    }
 }
 
 /// Statements per `update` command: hundreds per round trip, far below the server's 100,000

@@ -12,7 +12,7 @@ use crate::engine::Summary;
 use crate::engine::dry::{PlanSink, PlannedCopy, PlannedMove, PlannedUpdate};
 use crate::engine::rollback::Counts;
 use crate::ledger::KEY_PLACEHOLDER;
-use crate::secret::Secret;
+use crate::secret::{Scrubber, Secret};
 
 /// Output format of `migrate` (`--output`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,11 +43,12 @@ pub(super) struct Tagged<'a, T: Serialize> {
 }
 
 /// Streams the plan of a dry run. Every line is scrubbed of the secret it is given (the fileKey,
-/// which hosted-era urls embed) before it is written.
+/// which hosted-era urls embed, raw or percent-encoded) before it is written: each JSON string
+/// decoded, and each text line with the key's escaped forms too ([`Scrubber`]).
 pub struct PlanWriter {
     format: MigrateFormat,
     out: Box<dyn Write + Send>,
-    secret: Option<Secret>,
+    secret: Option<Scrubber>,
 }
 
 impl PlanWriter {
@@ -59,20 +60,32 @@ impl PlanWriter {
         PlanWriter {
             format,
             out,
-            secret: secret.filter(|s| !s.expose().is_empty()),
+            secret: secret.and_then(|s| Scrubber::new(s.expose())),
         }
     }
 
     fn json<T: Serialize>(&mut self, action: &str, item: &T) -> std::io::Result<()> {
-        let line = serde_json::to_string(&Tagged { action, item })?;
-        self.line(line)
-    }
-
-    fn line(&mut self, mut line: String) -> std::io::Result<()> {
+        let mut line = serde_json::to_string(&Tagged { action, item })?;
         if let Some(s) = &self.secret {
-            line = line.replace(s.expose(), KEY_PLACEHOLDER);
+            line = s.scrub_json(&line, KEY_PLACEHOLDER);
         }
         writeln!(self.out, "{line}")
+    }
+
+    fn line(&mut self, line: String) -> std::io::Result<()> {
+        let line = match &self.secret {
+            Some(s) => s.scrub(&line, KEY_PLACEHOLDER),
+            None => line.into(),
+        };
+        writeln!(self.out, "{line}")
+    }
+
+    /// `text` without the key, before it is cut to an excerpt (which could keep part of it).
+    fn scrubbed<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        match &self.secret {
+            Some(s) => s.scrub(text, KEY_PLACEHOLDER),
+            None => text.into(),
+        }
     }
 }
 
@@ -93,8 +106,8 @@ impl PlanSink for PlanWriter {
             MigrateFormat::Jsonl => self.json("update", u),
             MigrateFormat::Text if u.old.is_text() || u.new.is_text() => {
                 let (before, after) = excerpt(
-                    u.old.text.as_deref().unwrap_or(""),
-                    u.new.text.as_deref().unwrap_or(""),
+                    &self.scrubbed(u.old.text.as_deref().unwrap_or("")),
+                    &self.scrubbed(u.new.text.as_deref().unwrap_or("")),
                 );
                 self.line(format!(
                     "update  {} {} {} (string):\n  - {before}\n  + {after}",
@@ -397,6 +410,8 @@ pub fn human_bytes(n: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use crate::ledger::RefValue;
 
@@ -428,28 +443,137 @@ mod tests {
         assert_eq!(human_bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
     }
 
+    /// What a [`PlanWriter`] wrote, shared with the test.
+    struct W(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for W {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The update of `Photo` `o1`'s `image` from `old` to `new`.
+    fn update_of<'a>(old: &'a RefValue, new: &'a RefValue) -> PlannedUpdate<'a> {
+        PlannedUpdate {
+            class: "Photo",
+            object_id: "o1".into(),
+            path: "image",
+            old,
+            new,
+        }
+    }
+
+    /// The plan of `u` and `c` in both formats, written with `key` to scrub.
+    fn plan_with_key(u: &PlannedUpdate, c: &PlannedCopy, key: &str) -> String {
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        for format in [MigrateFormat::Jsonl, MigrateFormat::Text] {
+            let mut w = PlanWriter::new(format, Box::new(W(buf.clone())), Some(key.into()));
+            w.update(u).unwrap();
+            w.copy(c).unwrap();
+        }
+        String::from_utf8(buf.lock().unwrap().clone()).unwrap()
+    }
+
+    /// Review "minor leaks": a key holding `"` or `\` was JSON-escaped in the line, and one
+    /// percent-encoded in a stored url was written as is.
+    #[test]
+    fn the_key_is_scrubbed_escaped_and_encoded() {
+        let key = "k\"e\\y/1";
+        let encoded = crate::parse::names::encode_uri_component(key);
+        let old = RefValue {
+            url: Some(format!("http://files.parsetfss.com/{encoded}/tfss-a.jpg")),
+            ..RefValue::name(format!("tfss-{key}.jpg"))
+        };
+        let new = RefValue::name("h_x.jpg");
+        let u = update_of(&old, &new);
+        let src = format!("http://files.parsetfss.com/{key}/tfss-a.jpg");
+        let c = PlannedCopy {
+            name: "tfss-a.jpg",
+            kind: "tfss",
+            source: Some(&src),
+            target: "h_x.jpg",
+            destination: None,
+        };
+        let out = plan_with_key(&u, &c, key);
+        for leak in [key, &encoded, "k\\\"e", "e\\\\y"] {
+            assert!(!out.contains(leak), "{leak} in {out}");
+        }
+        assert!(out.contains("parsetfss.com/{file_key}/tfss-a.jpg"), "{out}");
+        for line in out.lines().filter(|l| l.starts_with('{')) {
+            serde_json::from_str::<serde_json::Value>(line).unwrap();
+        }
+    }
+
+    proptest::proptest! {
+        /// A key (marked by a `K` nothing else in the plan holds) written raw, percent-encoded
+        /// or in a long string cut to an excerpt, never reaches the plan, in either format, and
+        /// JSON lines stay JSON.
+        #[test]
+        fn no_form_of_the_key_reaches_the_plan(
+            body in proptest::collection::vec(
+                proptest::prop_oneof![
+                    (0x20u8..0x7f).prop_map(char::from),
+                    proptest::sample::select(vec!['é', '中', '🔑', '\u{1b}', '\n', '\u{301}']),
+                ],
+                5..20,
+            ).prop_map(String::from_iter),
+            encode in proptest::bool::ANY,
+            pad in 0..80usize,
+        ) {
+            let key = format!("K{body}");
+            let in_url = if encode {
+                crate::parse::names::encode_uri_component(&key)
+            } else {
+                key.clone()
+            };
+            let url = format!("http://files.parsetfss.com/{in_url}/tfss-a.jpg");
+            let text = format!("{}<img src=\"{url}\">{}", "x".repeat(pad), "y".repeat(pad));
+            let old = RefValue {
+                url: Some(url.clone()),
+                ..RefValue::name("tfss-a.jpg")
+            };
+            let old_text = RefValue {
+                text: Some(text.clone()),
+                ..RefValue::name("tfss-a.jpg")
+            };
+            let new_text = RefValue {
+                text: Some(text.replace(&url, "https://n/files/a/h_a.jpg")),
+                ..RefValue::name("h_a.jpg")
+            };
+            let new = RefValue::name("h_a.jpg");
+            let c = PlannedCopy {
+                name: "tfss-a.jpg",
+                kind: "tfss",
+                source: Some(&url),
+                target: "h_a.jpg",
+                destination: None,
+            };
+            for (o, n) in [(&old, &new), (&old_text, &new_text)] {
+                let out = plan_with_key(&update_of(o, n), &c, &key);
+                prop_assert!(
+                    !out.contains('K') && !out.to_ascii_uppercase().contains("%4B"),
+                    "{out}"
+                );
+                for line in out.lines().filter(|l| l.starts_with('{')) {
+                    prop_assert!(
+                        serde_json::from_str::<serde_json::Value>(line).is_ok(),
+                        "{line}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn plan_lines_in_both_formats() {
         let old = RefValue::name("tfss-a-x.jpg");
         let new = RefValue::name("h_x.jpg");
-        let u = PlannedUpdate {
-            class: "Photo",
-            object_id: "o1".into(),
-            path: "image",
-            old: &old,
-            new: &new,
-        };
+        let u = update_of(&old, &new);
         let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        struct W(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-        impl Write for W {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
         let mut w = PlanWriter::new(MigrateFormat::Jsonl, Box::new(W(buf.clone())), None);
         w.update(&u).unwrap();
         let mut t = PlanWriter::new(MigrateFormat::Text, Box::new(W(buf.clone())), None);

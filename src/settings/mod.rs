@@ -87,7 +87,10 @@ pub struct MongoSettings {
 pub struct ParseSettings {
     pub app_id: Option<String>,
     pub file_key: Option<Secret>,
+    // Shown like the store urls: a url may carry credentials.
+    #[serde(serialize_with = "crate::secret::serialize_redacted_url")]
     pub public_server_url: Option<String>,
+    #[serde(serialize_with = "crate::secret::serialize_redacted_url")]
     pub file_url_template: Option<String>,
 }
 
@@ -474,11 +477,16 @@ fn default_hosted_source() -> StoreConfig {
 }
 
 /// The database named in a MongoDB URI's path, if any.
+///
+/// Read from the redacted URI: its path is found where [`crate::secret::redact_uri`] finds the
+/// credentials end, so a fragment of a password or token (`…TOKEN:ab@cd/ef`) is never taken
+/// for a database name and shown; a URI that can be read two ways names none.
 pub fn database_from_uri(uri: &str) -> Option<String> {
-    let rest = uri.split_once("://")?.1;
+    let shown = crate::secret::redact_uri(uri);
+    let rest = shown.split_once("://")?.1;
     let after_hosts = &rest[rest.rfind('@').map_or(0, |i| i + 1)..];
-    let path = after_hosts.split_once('/')?.1;
-    let db = path.split('?').next().unwrap_or("");
+    let before_query = after_hosts.split('?').next().unwrap_or("");
+    let db = before_query.split_once('/')?.1;
     (!db.is_empty()).then(|| {
         percent_encoding::percent_decode_str(db)
             .decode_utf8_lossy()

@@ -135,6 +135,58 @@ fn show_settings_redacts_secrets() {
     assert!(out.contains("admin:<redacted>@h:27017/app"), "{out}");
 }
 
+/// Review finding 15 (minor leaks): a store's endpoint or base url may carry credentials too.
+#[test]
+fn show_settings_redacts_store_urls() {
+    let f = file(
+        "[destination]\ntype = \"s3\"\nbucket = \"b\"\nendpoint = \"https://AKIA:pw-s3-SECRET@minio:9000\"\n\
+         [source.hosted]\ntype = \"http\"\ntfss_base_url = \"https://m:pw-http-SECRET@mirror/{file_key}/\"\n\
+         server_url = \"https://api.example/parse?token=tk-SECRET\"\n\
+         [parse]\npublic_server_url = \"https://u:pw-public-SECRET@api.example/parse\"",
+    )
+    .unwrap();
+    let s = Settings::from_parts(&GlobalArgs::default(), None, f).unwrap();
+    let out = s.to_toml().unwrap();
+    for secret in [
+        "pw-s3-SECRET",
+        "pw-http-SECRET",
+        "tk-SECRET",
+        "pw-public-SECRET",
+    ] {
+        assert!(!out.contains(secret), "{out}");
+    }
+    assert!(out.contains("https://AKIA:<redacted>@minio:9000"), "{out}");
+    assert!(
+        out.contains("https://u:<redacted>@api.example/parse"),
+        "{out}"
+    );
+}
+
+/// Review findings 11 and 12, in what a writing run records in the ledger (`_FileMigration.runs`):
+/// its settings go through the same redaction.
+#[test]
+fn the_run_record_hides_the_review_repros() {
+    for (uri, secrets) in [
+        ("mongodb://u:se?cret@127.0.0.1:1/db", &["se?cret"][..]),
+        (
+            "mongodb://AKIA:S3cr#t@h/db?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:TOK-SECRET",
+            &["S3cr#t", "TOK-SECRET"][..],
+        ),
+    ] {
+        let g = GlobalArgs {
+            mongo_uri: Some(uri.into()),
+            ..Default::default()
+        };
+        let s = Settings::from_parts(&g, None, ConfigFile::default()).unwrap();
+        let record = crate::session::run_info(&s, "all", "dest").unwrap();
+        let settings = record.get_str("settings").unwrap();
+        for secret in secrets {
+            assert!(!settings.contains(secret), "{settings}");
+        }
+        assert!(settings.contains("<redacted>"), "{settings}");
+    }
+}
+
 #[test]
 fn tls_uris_are_accepted_and_shown_redacted() {
     let uri = "mongodb://app:pw-tls-SECRET@db1.example:27017,db2.example:27017/parse?\
@@ -178,6 +230,15 @@ fn sizes_durations_shards() {
         None
     );
     assert_eq!(database_from_uri("mongodb://h"), None);
+    assert_eq!(
+        database_from_uri("mongodb://u:se?cret@h/app").as_deref(),
+        Some("app")
+    );
+    // A token's fragment is not a database (it would be shown as one).
+    assert_eq!(
+        database_from_uri("mongodb://h/app?authMechanismProperties=AWS_SESSION_TOKEN:ab@cd/ef"),
+        None
+    );
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! command — `--show-settings`, `schema`, `list`, `migrate --dry-run`, a real `migrate` with
 //! `--report`, failures at start-up — at `-vv` and with `RUST_LOG=trace`, as text and JSON logs.
 //! None of them may appear in stdout, stderr, the report file or the ledger collections.
+//! Connection strings whose credentials hold URI syntax (`?#@/:%&=`), session tokens in
+//! `authMechanismProperties`, and endpoints with credentials are not printed either.
 //!
 //! One exception, asserted as such: with `RUST_LOG=trace` (an explicit override that turns on
 //! the SDKs' own tracing; `-v`/`-vv` never do) the AWS SDK logs its credentials provider with
@@ -244,4 +246,140 @@ async fn no_secret_appears_anywhere() {
     );
     let _ = db.run_command(doc! {"dropUser": user}).await;
     assert!(found.is_empty(), "secrets leaked: {found:#?}");
+}
+
+/// Review findings 11 and 12 through the real binary: the review's two repros and generated
+/// URIs (a deterministic seed) whose credentials and session token hold `?#@/:%&=`, spaces and
+/// unicode, written plain or percent-encoded, every one pointed at closed ports. Each goes
+/// through `--show-settings` and through `schema`, which fails to parse the URI or to reach
+/// MongoDB and says so, quoting it. No secret, and no five characters of one, is printed.
+#[test]
+fn uri_credentials_never_print_whatever_they_hold() {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+
+    let mut cases: Vec<(String, Vec<String>)> = vec![
+        (
+            "mongodb://u:se?cret@127.0.0.1:1/db".into(),
+            vec!["se?cret".into()],
+        ),
+        (
+            "mongodb://AKIA:S3cr3t-pw@127.0.0.1:1/db?serverSelectionTimeoutMS=300&\
+             authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:TOK-session-SECRET"
+                .into(),
+            vec!["S3cr3t-pw".into(), "TOK-session-SECRET".into()],
+        ),
+        // The driver panics on this one: refused before it sees it.
+        (
+            "mongodb://u:%中secret-pw@127.0.0.1:1/db".into(),
+            vec!["%中secret-pw".into()],
+        ),
+    ];
+    let secret = "[a-zA-Z0-9?#@/:%&=;, é中🔑]{8,14}";
+    let generated = (
+        ("[a-z?@:%]{1,5}", secret, any::<bool>()),
+        prop::option::of((secret, any::<bool>())),
+        any::<bool>(),
+    );
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    for _ in 0..16 {
+        let ((user, password, encode), token, two_hosts) =
+            generated.new_tree(&mut runner).unwrap().current();
+        let written = |s: &str, encode: bool| {
+            if encode {
+                utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
+            } else {
+                s.to_string()
+            }
+        };
+        let mut secrets = vec![password.clone(), written(&password, encode)];
+        // The timeout first: an unencoded '&' in the token cannot cut it off.
+        let mut query = "serverSelectionTimeoutMS=300".to_string();
+        if let Some((t, enc)) = &token {
+            query.push_str(&format!(
+                "&authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:{}",
+                written(t, *enc)
+            ));
+            secrets.extend([t.clone(), written(t, *enc)]);
+        }
+        let hosts = if two_hosts {
+            "127.0.0.1:1,127.0.0.1:2"
+        } else {
+            "127.0.0.1:1"
+        };
+        let uri = format!(
+            "mongodb://{}:{}@{hosts}/app?{query}",
+            written(&user, encode),
+            written(&password, encode)
+        );
+        cases.push((uri, secrets));
+    }
+
+    let (mut unreachable, mut invalid, mut found) = (0, 0, Vec::new());
+    for (uri, secrets) in &cases {
+        // What a secret's window could match by chance: the URI without its secrets.
+        let mut rest = uri.clone();
+        for s in secrets {
+            rest = rest.replace(s.as_str(), "");
+        }
+        for (what, args) in [
+            (
+                "--show-settings",
+                vec!["--mongo-uri", uri, "--show-settings"],
+            ),
+            ("schema", vec!["--mongo-uri", uri, "-vv", "schema"]),
+        ] {
+            let out = app::run(&args);
+            let expected: &[i32] = if what == "schema" { &[2, 4] } else { &[0] };
+            assert!(expected.contains(&out.code), "{what} {uri}: {}", out.stderr);
+            unreachable += out.stderr.contains("cannot reach MongoDB") as usize;
+            invalid += out.stderr.contains("invalid MongoDB URI") as usize;
+            let printed = format!("{}\n{}", out.stdout, out.stderr);
+            for s in secrets {
+                let chars: Vec<char> = s.chars().collect();
+                let windows = chars.windows(5).map(String::from_iter).filter(|w| {
+                    !w.chars().any(|c| "<>redacted".contains(c)) && !rest.contains(w.as_str())
+                });
+                for leaked in std::iter::once(s.clone())
+                    .chain(windows)
+                    .filter(|w| printed.contains(w.as_str()))
+                {
+                    found.push(format!("{leaked:?} of {s:?} by {what} {uri}:\n{printed}"));
+                }
+            }
+        }
+    }
+    eprintln!(
+        "{} URIs: {unreachable} cannot-reach and {invalid} invalid-URI errors",
+        cases.len()
+    );
+    assert!(unreachable >= 2 && invalid >= 2, "both error paths ran");
+    assert!(found.is_empty(), "secrets leaked: {found:#?}");
+}
+
+/// Review finding 15 (minor leaks): a store whose endpoint or base url carries credentials
+/// does not show them in its description (status, plans, reports, errors) or its `Debug`.
+#[tokio::test]
+async fn store_descriptions_hide_endpoint_credentials() {
+    let mut leaks = Vec::new();
+    for table in [
+        "type = \"s3\"\nbucket = \"b\"\nregion = \"us-east-1\"\n\
+         endpoint = \"http://AKIA:pw-s3-SECRET@127.0.0.1:9100\"",
+        "type = \"gcs\"\nbucket = \"b\"\nanonymous = true\n\
+         endpoint = \"http://u:pw-gcs-SECRET@127.0.0.2\"",
+        "type = \"http\"\ntfss_base_url = \"http://u:pw-http-SECRET@127.0.0.1:9300/{file_key}/\"",
+    ] {
+        let cfg: StoreConfig = toml::from_str(table).unwrap();
+        let ctx = StoreContext {
+            file_key: Some(FILE_KEY.into()),
+            ..Default::default()
+        };
+        let store = storage::open(&cfg, &ctx).await.unwrap();
+        let shown = format!("{}\n{store:?}", store.describe());
+        if shown.contains("SECRET") || !shown.contains("<redacted>@127.0.0.") {
+            leaks.push(shown);
+        }
+    }
+    assert!(leaks.is_empty(), "{leaks:#?}");
 }

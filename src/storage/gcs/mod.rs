@@ -56,6 +56,7 @@ pub struct GcsConfig {
     /// Parse `bucketPrefix`: prepended verbatim to every file name (no `/` is added).
     pub prefix: Option<String>,
     /// API endpoint, e.g. an emulator's `http://127.0.0.2`; default `https://storage.googleapis.com`.
+    #[serde(serialize_with = "crate::secret::serialize_redacted_url")]
     pub endpoint: Option<String>,
     /// Service-account (or `authorized_user`) JSON key file, Parse's `keyFilename`. Default:
     /// Application Default Credentials (`GOOGLE_APPLICATION_CREDENTIALS`, gcloud, metadata server).
@@ -99,7 +100,7 @@ impl std::fmt::Debug for GcsStore {
         f.debug_struct("GcsStore")
             .field("bucket", &self.bucket)
             .field("prefix", &self.prefix)
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &crate::secret::redact_url(&self.endpoint))
             .finish_non_exhaustive()
     }
 }
@@ -241,7 +242,11 @@ impl ObjectStore for GcsStore {
     fn describe(&self) -> String {
         let mut s = format!("gs://{}/{}", self.bucket, self.prefix);
         if self.endpoint != "https://storage.googleapis.com" {
-            s.push_str(&format!(" (endpoint {})", self.endpoint));
+            // An endpoint may carry credentials (a proxy's `https://user:pw@…`).
+            s.push_str(&format!(
+                " (endpoint {})",
+                crate::secret::redact_url(&self.endpoint)
+            ));
         }
         if let Some(p) = &self.project_id {
             s.push_str(&format!(" (project {p})"));

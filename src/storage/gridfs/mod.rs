@@ -117,13 +117,22 @@ impl GridFsStore {
             )
         })?;
         let shown_uri = crate::secret::redact_uri(uri.expose());
+        crate::db::check_escapes(uri.expose()).map_err(|why| {
+            StorageError::message(
+                what,
+                false,
+                format!("invalid MongoDB URI {shown_uri}: {why}"),
+            )
+        })?;
         let client = mongodb::Client::with_uri_str(uri.expose())
             .await
             .map_err(|e| {
+                // The driver's message can quote parts of the URI, a password's among them.
+                let why = crate::secret::redact_echo(&e.kind.to_string(), uri.expose());
                 StorageError::message(
                     what,
                     false,
-                    format!("invalid MongoDB URI {shown_uri}: {}", e.kind),
+                    format!("invalid MongoDB URI {shown_uri}: {why}"),
                 )
             })?;
         crate::db::track(&client);

@@ -23,7 +23,7 @@ use super::{
     PutResult, StorageError, StoreContext,
 };
 use crate::parse::names::encode_uri_component;
-use crate::secret::{REDACTED, Secret};
+use crate::secret::{REDACTED, Scrubber, Secret, redact_url};
 
 /// The `type = "http"` store table.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -31,12 +31,15 @@ use crate::secret::{REDACTED, Secret};
 pub struct HttpConfig {
     /// Base URL for `tfss-…` names; `{file_key}` and `{app_id}` are substituted.
     /// Default `http://files.parsetfss.com/{file_key}/`.
+    #[serde(serialize_with = "crate::secret::serialize_redacted_url")]
     pub tfss_base_url: Option<String>,
     /// Base URL for names starting with a UUID and `-`. Default `http://files.parse.com/{file_key}/`.
+    #[serde(serialize_with = "crate::secret::serialize_redacted_url")]
     pub legacy_base_url: Option<String>,
     /// A Parse Server's public URL (with its mount path, e.g. `https://api.example.com/parse`):
     /// other names are fetched from `<server_url>/files/<app_id>/<name>`. Without it, the URL
     /// stored beside the name is used.
+    #[serde(serialize_with = "crate::secret::serialize_redacted_url")]
     pub server_url: Option<String>,
     /// Give up on a response that sends no data for this long (default 120). Not a limit on the
     /// whole transfer, so large files are fine.
@@ -64,12 +67,14 @@ const DEFAULT_LEGACY: &str = "http://files.parse.com/{file_key}/";
 /// so a source that never sees such a name does not need the key).
 #[derive(Debug)]
 struct Base {
+    /// The template as shown: credentials in it redacted.
     template: String,
     expanded: Result<String, String>,
 }
 
 impl Base {
     fn new(template: &str, ctx: &StoreContext) -> Self {
+        let shown = redact_url(template);
         let mut expanded = Ok(template.to_string());
         for (var, value) in [
             ("{file_key}", ctx.file_key.as_ref().map(Secret::expose)),
@@ -80,12 +85,12 @@ impl Base {
             {
                 expanded = match value {
                     Some(v) => Ok(url.replace(var, v)),
-                    None => Err(format!("{template} needs {var}, which is not set")),
+                    None => Err(format!("{shown} needs {var}, which is not set")),
                 };
             }
         }
         Base {
-            template: template.to_string(),
+            template: shown,
             expanded,
         }
     }
@@ -99,8 +104,9 @@ pub struct HttpStore {
     tfss: Base,
     legacy: Base,
     server: Option<Base>,
-    /// The raw fileKey, only to scrub it from anything shown (URLs from `url_hint` may hold it).
-    file_key: Option<Secret>,
+    /// Finds the fileKey, to scrub it from anything shown (URLs from `url_hint` may hold it,
+    /// percent-encoded or not).
+    file_key: Option<Scrubber>,
     stored_url_hosts: Vec<String>,
 }
 
@@ -193,7 +199,10 @@ impl HttpStore {
                 ctx,
             ),
             server,
-            file_key: ctx.file_key.clone().filter(|k| !k.expose().is_empty()),
+            file_key: ctx
+                .file_key
+                .as_ref()
+                .and_then(|k| Scrubber::new(k.expose())),
             stored_url_hosts: cfg.stored_url_hosts.clone(),
         })
     }
@@ -209,7 +218,7 @@ impl HttpStore {
             server
         } else if let Some(hint) = hint {
             self.allowed(hint).map_err(&fail)?;
-            return Ok((hint.to_string(), self.scrub(hint)));
+            return Ok((hint.to_string(), self.scrub(&redact_url(hint))));
         } else {
             return Err(fail(
                 "no URL: set server_url, or store a url beside the name".into(),
@@ -228,10 +237,10 @@ impl HttpStore {
         host_allowed(&self.stored_url_hosts, stored)
     }
 
-    /// Anything shown to people: the fileKey replaced by `<redacted>`.
+    /// Anything shown to people: the fileKey, in whatever form, replaced by `<redacted>`.
     fn scrub(&self, s: &str) -> String {
         match &self.file_key {
-            Some(k) => s.replace(k.expose(), REDACTED),
+            Some(k) => k.scrub(s, REDACTED).into_owned(),
             None => s.to_string(),
         }
     }

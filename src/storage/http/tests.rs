@@ -156,3 +156,41 @@ fn retry_after_values() {
     assert_eq!(parse_retry_after("soon"), None);
     assert_eq!(parse_retry_after("-1"), None);
 }
+
+/// A key holding characters a URL encodes is found encoded in a stored url too, and the
+/// credentials of a configured base url are not shown (they are still used).
+#[test]
+fn an_encoded_key_and_base_credentials_are_never_shown() {
+    let key = "k/y?#é \"q";
+    let ctx = StoreContext {
+        file_key: Some(key.into()),
+        app_id: Some("a".into()),
+        ..Default::default()
+    };
+    let cfg = HttpConfig {
+        tfss_base_url: Some("https://mirror:pw-SECRET@files.example/{file_key}/".into()),
+        stored_url_hosts: vec!["*".into()],
+        ..Default::default()
+    };
+    let s = HttpStore::new(&cfg, &ctx).unwrap();
+    let encoded = encode_uri_component(key);
+    let hint = format!("http://files.parsetfss.com/{encoded}/other.png");
+    let shown = [
+        s.describe(),
+        format!("{s:?}"),
+        s.location("tfss-x.png").unwrap(),
+        urls(&s, "other.png", Some(&hint)).1,
+        urls(&s, "other.png", Some(&hint.to_lowercase())).1,
+    ];
+    for text in shown {
+        assert!(
+            !text.contains("pw-SECRET") && !text.contains(&encoded) && !text.contains(key),
+            "{text}"
+        );
+        assert!(
+            !text.to_lowercase().contains(&encoded.to_lowercase()),
+            "{text}"
+        );
+    }
+    assert!(urls(&s, "tfss-x.png", None).0.contains("pw-SECRET"));
+}

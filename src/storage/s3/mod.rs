@@ -88,6 +88,7 @@ pub struct S3Config {
     /// Region; default: from the AWS config chain (`AWS_REGION`, profile), else `us-east-1`.
     pub region: Option<String>,
     /// Custom endpoint URL (MinIO, R2, s3s-fs…); default: AWS (or `AWS_ENDPOINT_URL`).
+    #[serde(serialize_with = "crate::secret::serialize_redacted_url")]
     pub endpoint: Option<String>,
     /// Path-style addressing (`endpoint/bucket/key`); default: true when an endpoint is set.
     pub force_path_style: Option<bool>,
@@ -142,7 +143,6 @@ fn https_trusting(pem: Vec<u8>) -> Result<aws_sdk_s3::config::SharedHttpClient, 
 }
 
 /// A bucket (and optional key prefix) on S3 or an S3-compatible server.
-#[derive(Debug)]
 pub struct S3Store {
     client: aws_sdk_s3::Client,
     bucket: String,
@@ -156,6 +156,13 @@ pub struct S3Store {
     sse: Option<ServerSideEncryption>,
     sse_kms_key_id: Option<String>,
     cache_control: Option<String>,
+}
+
+impl std::fmt::Debug for S3Store {
+    // By hand: the endpoint may carry credentials, and the client's own Debug shows it raw.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("S3Store").field(&self.describe()).finish()
+    }
 }
 
 impl S3Store {
@@ -303,7 +310,13 @@ impl ObjectStore for S3Store {
 
     fn describe(&self) -> String {
         match &self.endpoint {
-            Some(ep) => format!("s3://{}/{} (endpoint {ep})", self.bucket, self.prefix),
+            // An endpoint may carry credentials (`https://key:secret@minio:9000`).
+            Some(ep) => format!(
+                "s3://{}/{} (endpoint {})",
+                self.bucket,
+                self.prefix,
+                crate::secret::redact_url(ep)
+            ),
             None => format!("s3://{}/{}", self.bucket, self.prefix),
         }
     }
