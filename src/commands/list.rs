@@ -21,7 +21,7 @@ pub(super) async fn run(settings: &Settings, args: &ListArgs) -> anyhow::Result<
     let sources = Sources::open(settings).await;
     let key = settings.parse.file_key.as_ref().map(|k| k.expose());
 
-    let mut writer = ListWriter::new(format, std::io::stdout().lock())?;
+    let mut writer = ListWriter::new(format, crate::report::stdout::stdout())?;
     let mut matched_fail_on = 0u64;
     let mut by_kind = BTreeMap::<&str, u64>::new();
     let issues = d

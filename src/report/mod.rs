@@ -16,11 +16,17 @@ pub mod quarantine;
 pub mod rekey;
 pub mod schema;
 pub mod status;
+pub mod stdout;
 pub mod verify;
 
 use std::io::{IsTerminal, Write};
 
 use crate::exit::hint_of;
+
+/// `n` and a noun in the number `n` takes: `1 reference`, `2 references`, `0 copies`.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
 
 /// Print an error as `error: …`, its causes, and a hint, on stderr.
 pub fn print_error(err: &anyhow::Error) {

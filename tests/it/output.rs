@@ -556,3 +556,30 @@ async fn the_other_cron_commands_write_metrics_files() {
     let m = support::prometheus_samples(&prom, &[("shard", "all")]);
     assert_eq!(m.get("pfm_exit_code{command=verify}"), Some(&2.0), "{m:?}");
 }
+
+/// A reader that stops reading (`list --output jsonl | head -1`) is not an error: the command
+/// exits with 141 (128 + SIGPIPE, what a shell shows for a writer the signal killed) and prints
+/// nothing on stderr. Here the pipe's read end is closed before the first row is written, so
+/// every run meets the closed pipe, whatever the pipe's buffer holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_pipe_ends_list_quietly() {
+    let f = Fixture::new("out_pipe").await;
+    for format in ["jsonl", "csv", "text"] {
+        let mut child = app::command()
+            .arg("-c")
+            .arg(&f.config)
+            .args(["list", "--output", format])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = Out::from(child.wait_with_output().unwrap());
+        assert_eq!(out.code, 141, "{format}: {}", out.stderr);
+        assert!(
+            !out.stderr.contains("error") && !out.stderr.contains("panicked"),
+            "{format}: {}",
+            out.stderr
+        );
+    }
+}
