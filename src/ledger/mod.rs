@@ -79,7 +79,7 @@ pub use lease::{LeaseHeld, Taken};
 pub use quarantine::{QuarantineIntent, QuarantineRecord, QuarantineState};
 pub use records::{
     BadRecord, FileRecord, FileResult, FileState, Intent, KEY_PLACEHOLDER, Loc, RefChange,
-    RefRecord, RefState, RefValue,
+    RefRecord, RefState, RefValue, ref_key,
 };
 pub use refs::{RefPage, Settled};
 pub use rekey::RekeyRecord;

@@ -7,7 +7,7 @@
 //! A reference recorded again later (after a conflict or a rollback) has its key pulled from the
 //! older batch's `k` when the newer batch is closed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::Context;
 use mongodb::bson::{Bson, DateTime, Document, doc, oid::ObjectId};
@@ -201,6 +201,38 @@ impl Ledger {
         }
         let pull = pull_elsewhere("k", &keys, &page.batches);
         self.write(&self.refs, vec![pull]).await
+    }
+
+    /// The current records of the references `keys` ([`RefChange::key`]), by key, in one round
+    /// trip (the `k` index). Keys without a record are absent. Where two batches both hold a
+    /// current record under one key, the newer batch's wins.
+    pub async fn refs_by_key(&self, keys: &[String]) -> anyhow::Result<HashMap<String, RefRecord>> {
+        use futures::TryStreamExt;
+        let mut out = HashMap::new();
+        if keys.is_empty() {
+            return Ok(out);
+        }
+        let wanted: HashSet<&str> = keys.iter().map(String::as_str).collect();
+        let mut cursor = self
+            .coll(&self.refs)
+            .find(doc! {"k": {"$in": keys}})
+            .sort(doc! {"_id": 1})
+            .await
+            .with_context(|| format!("reading {}", self.refs))?;
+        while let Some(d) = cursor
+            .try_next()
+            .await
+            .with_context(|| format!("reading {}", self.refs))?
+        {
+            for r in ref_records(&self.refs, &d) {
+                let r = r?;
+                let key = r.change.key();
+                if wanted.contains(key.as_str()) {
+                    out.insert(key, r);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Whether any current reference record of `file` is rewritten or pending (points at its

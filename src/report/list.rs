@@ -19,6 +19,8 @@ pub struct ListRow {
     /// Where the bytes are read from (no secrets: a `fileKey` in a URL shows as `{file_key}`).
     pub source: Option<String>,
     pub target_name: String,
+    /// Where the reference stands in the ledger: `pending`, `copied`, `rewritten`, `missing`,
+    /// `failed` or `conflict` (`commands::list`).
     pub status: &'static str,
     /// The reference is a URL inside a string (`--strings`); `url` is that URL, with a
     /// `fileKey` in it shown as `{file_key}`.
@@ -61,7 +63,7 @@ enum Out<W: Write> {
     Csv(Box<csv::Writer<W>>),
 }
 
-const TABLE_WIDTHS: [usize; 5] = [18, 12, 22, 12, 0];
+const TABLE_WIDTHS: [usize; 6] = [18, 12, 22, 12, 9, 0];
 
 impl<W: Write> ListWriter<W> {
     pub fn new(format: ListFormat, out: W) -> std::io::Result<Self> {
@@ -71,7 +73,7 @@ impl<W: Write> ListWriter<W> {
             ListFormat::Csv => Out::Csv(Box::new(csv::Writer::from_writer(out))),
         };
         if let Out::Table(w) = &mut out {
-            table_line(w, &["CLASS", "OBJECT_ID", "PATH", "KIND", "NAME"])?;
+            table_line(w, &["CLASS", "OBJECT_ID", "PATH", "KIND", "STATUS", "NAME"])?;
         }
         Ok(ListWriter { out, rows: 0 })
     }
@@ -90,7 +92,17 @@ impl<W: Write> ListWriter<W> {
                 } else {
                     row.name.clone()
                 };
-                table_line(w, &[&row.class, &row.object_id, &row.path, row.kind, &name])
+                table_line(
+                    w,
+                    &[
+                        &row.class,
+                        &row.object_id,
+                        &row.path,
+                        row.kind,
+                        row.status,
+                        &name,
+                    ],
+                )
             }
         }
     }
@@ -105,7 +117,7 @@ impl<W: Write> ListWriter<W> {
     }
 }
 
-fn table_line(out: &mut impl Write, cols: &[&str; 5]) -> std::io::Result<()> {
+fn table_line(out: &mut impl Write, cols: &[&str; 6]) -> std::io::Result<()> {
     let mut line = String::new();
     for (col, width) in cols.iter().zip(TABLE_WIDTHS) {
         let cell = super::printable(col);

@@ -583,3 +583,58 @@ async fn a_closed_pipe_ends_list_quietly() {
         );
     }
 }
+
+/// `list`'s `status` is where each reference stands in the ledger: all `pending` before any run;
+/// after `migrate --copy-only` the copied files' references `copied` and the missing file's
+/// `missing`; after the full migration `rewritten` (their rows now name the targets) and still
+/// `missing`.
+#[tokio::test(flavor = "multi_thread")]
+async fn list_shows_each_references_status_from_the_ledger() {
+    let f = Fixture::new("out_status").await;
+    let statuses = |stage: &str| {
+        let out = f.run(&["list", "--output", "jsonl"]);
+        assert_eq!(out.code, 0, "{stage}: {}", out.stderr);
+        let mut by_status = std::collections::BTreeMap::<String, Vec<String>>::new();
+        for row in out.jsonl() {
+            if row.get("action").is_some() {
+                continue;
+            }
+            by_status
+                .entry(row["status"].as_str().unwrap_or("?").to_string())
+                .or_default()
+                .push(row["name"].as_str().unwrap_or("?").to_string());
+        }
+        by_status
+    };
+    let count =
+        |m: &std::collections::BTreeMap<String, Vec<String>>, s: &str| m.get(s).map_or(0, Vec::len);
+    let before = statuses("before");
+    assert_eq!(before.keys().collect::<Vec<_>>(), ["pending"], "{before:?}");
+    assert_eq!(count(&before, "pending"), 30);
+
+    let out = f.run(&[
+        "-qq",
+        "migrate",
+        "--yes",
+        "--copy-only",
+        "--output",
+        "jsonl",
+    ]);
+    assert_eq!(out.code, 3, "one file is missing: {}", out.stderr);
+    let copied = statuses("copy-only");
+    assert_eq!(count(&copied, "copied"), 29, "{copied:?}");
+    assert_eq!(count(&copied, "missing"), 1, "{copied:?}");
+    assert!(copied["missing"][0].contains("missing"), "{copied:?}");
+    assert_eq!(copied.len(), 2, "{copied:?}");
+
+    let out = f.run(&["-qq", "migrate", "--yes", "--output", "jsonl"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let done = statuses("migrated");
+    assert_eq!(count(&done, "rewritten"), 29, "{done:?}");
+    assert_eq!(count(&done, "missing"), 1, "{done:?}");
+    assert_eq!(done.len(), 2, "{done:?}");
+    assert!(
+        done["rewritten"].iter().all(|n| !n.starts_with("tfss-")),
+        "rewritten rows name the targets: {done:?}"
+    );
+}
