@@ -85,7 +85,7 @@ impl<W: Write> ListWriter<W> {
                 serde_json::to_writer(&mut *w, row)?;
                 w.write_all(b"\n")
             }
-            Out::Csv(c) => c.serialize(row).map_err(std::io::Error::other),
+            Out::Csv(c) => c.serialize(row).map_err(csv_error),
             Out::Table(w) => {
                 let name = if row.target_name != row.name {
                     format!("{} -> {}", row.name, row.target_name)
@@ -114,6 +114,18 @@ impl<W: Write> ListWriter<W> {
             Out::Csv(mut c) => c.flush()?,
         }
         Ok(self.rows)
+    }
+}
+
+/// A CSV error as an `io::Error`: a failed write stays the `io::Error` it was, so that a closed
+/// stdout is still recognised as one ([`super::stdout::closed`]).
+fn csv_error(e: csv::Error) -> std::io::Error {
+    if !e.is_io_error() {
+        return std::io::Error::other(e);
+    }
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => io,
+        other => std::io::Error::other(format!("{other:?}")),
     }
 }
 
@@ -172,6 +184,32 @@ mod tests {
             status: "pending",
             in_string: false,
             url: None,
+        }
+    }
+
+    /// A pipe whose reader has gone, as [`super::super::stdout`] reports it.
+    struct Closed;
+    impl Write for Closed {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(crate::report::stdout::mark(
+                std::io::ErrorKind::BrokenPipe.into(),
+            ))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_closed_stdout_is_recognised_in_every_format() {
+        for format in [ListFormat::Jsonl, ListFormat::Csv, ListFormat::Table] {
+            // Enough rows to pass any buffer (csv's is 8 KiB), so the error comes from `write`.
+            let err = ListWriter::new(format, Closed).and_then(|mut w| {
+                (0..1000).try_for_each(|_| w.write(&row()))?;
+                w.finish().map(drop)
+            });
+            let err = anyhow::Error::from(err.expect_err("a closed pipe"));
+            assert!(crate::report::stdout::closed(&err), "{format:?}: {err:?}");
         }
     }
 
