@@ -282,7 +282,7 @@ pub struct Filters {
     pub no_nested: bool,
 
     /// Also search String fields, and the strings inside Object/Array fields and Parse Config,
-    /// for file URLs (README "URLs in strings"; `[scan] strings`)
+    /// for file URLs (docs/guide.md "URLs in strings"; `[scan] strings`)
     #[arg(long)]
     pub strings: bool,
 }
