@@ -59,7 +59,7 @@ pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result
         destination: store.clone(),
     };
     let effects: Arc<dyn Effects> = if args.clean.dry_run {
-        let out = PlanWriter::new(format, Box::new(std::io::stdout()), None);
+        let out = PlanWriter::new(format, Box::new(crate::report::stdout::stdout()), None);
         Arc::new(DryRun::new(stores, Box::new(out)))
     } else {
         session::consent(args.clean.yes, verb, || {
@@ -94,7 +94,7 @@ pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result
     };
     let mut tally = Tally {
         counts: Counts::default(),
-        writer: CleanWriter::new(format, Box::new(std::io::stdout())),
+        writer: CleanWriter::new(format, Box::new(crate::report::stdout::stdout())),
     };
     let mut info = session::run_info(settings, "all", &store.describe())?;
     info.insert("audit", action);

@@ -51,7 +51,11 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
             .await?;
     let effects: Arc<dyn Effects> = if args.dry_run {
         engine::debris::sweep(&ledger, &*stores.destination, true).await;
-        let out = PlanWriter::new(format, Box::new(std::io::stdout()), plan.file_key.clone());
+        let out = PlanWriter::new(
+            format,
+            Box::new(crate::report::stdout::stdout()),
+            plan.file_key.clone(),
+        );
         Arc::new(engine::dry::DryRun::new(stores.clone(), Box::new(out)))
     } else {
         session::consent(

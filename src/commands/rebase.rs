@@ -68,7 +68,11 @@ pub(super) async fn run(settings: &Settings, args: &RebaseArgs) -> anyhow::Resul
     let guard = session::db_guard(settings, &d.db).await;
     let breaking = session::leases_to_break(&ledger, None, args.break_lease, args.dry_run).await?;
     let effects: Arc<dyn Effects> = if args.dry_run {
-        let out = PlanWriter::new(format, Box::new(std::io::stdout()), plan.file_key.clone());
+        let out = PlanWriter::new(
+            format,
+            Box::new(crate::report::stdout::stdout()),
+            plan.file_key.clone(),
+        );
         Arc::new(engine::dry::DryRun::new(stores, Box::new(out)))
     } else {
         session::consent(args.yes, "rebase rewrites documents", || {

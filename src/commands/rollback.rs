@@ -27,7 +27,7 @@ pub(super) async fn run(settings: &Settings, args: &RollbackArgs) -> anyhow::Res
     let effects: Arc<dyn Effects> = if args.dry_run {
         let out = PlanWriter::new(
             format,
-            Box::new(std::io::stdout()),
+            Box::new(crate::report::stdout::stdout()),
             settings.parse.file_key.clone(),
         );
         Arc::new(DryRun::new(stores, Box::new(out)))

@@ -14,14 +14,15 @@ use std::io::{self, Write};
 #[error("stdout was closed by its reader")]
 pub struct ClosedPipe;
 
-/// stdout, locked for the life of the value; a write to a closed pipe fails with [`ClosedPipe`]
-/// inside the `io::Error`.
+/// stdout; a write to a closed pipe fails with [`ClosedPipe`] inside the `io::Error`. Not locked
+/// for the life of the value (each write locks, as `println!` does): a plan writer lives while
+/// other tasks print, possibly on other threads.
 pub fn stdout() -> Stdout {
-    Stdout(io::stdout().lock())
+    Stdout(io::stdout())
 }
 
 /// See [`stdout`].
-pub struct Stdout(io::StdoutLock<'static>);
+pub struct Stdout(io::Stdout);
 
 impl Write for Stdout {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {

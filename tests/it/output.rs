@@ -558,17 +558,26 @@ async fn the_other_cron_commands_write_metrics_files() {
 }
 
 /// A reader that stops reading (`list --output jsonl | head -1`) is not an error: the command
-/// exits with 141 (128 + SIGPIPE, what a shell shows for a writer the signal killed) and prints
+/// (`list`, and the others that write data on stdout) exits with 141 (128 + SIGPIPE, what a shell shows for a writer the signal killed) and prints
 /// nothing on stderr. Here the pipe's read end is closed before the first row is written, so
 /// every run meets the closed pipe, whatever the pipe's buffer holds.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_closed_pipe_ends_list_quietly() {
+async fn a_closed_pipe_ends_a_command_quietly() {
     let f = Fixture::new("out_pipe").await;
-    for format in ["jsonl", "csv", "text"] {
+    let runs: &[&[&str]] = &[
+        &["list", "--output", "jsonl"],
+        &["list", "--output", "csv"],
+        &["list", "--output", "text"],
+        &["schema", "--output", "jsonl"],
+        &["audit", "--output", "jsonl"],
+        &["migrate", "--dry-run", "--output", "jsonl"],
+    ];
+    for args in runs {
+        let format = args.join(" ");
         let mut child = app::command()
             .arg("-c")
             .arg(&f.config)
-            .args(["list", "--output", format])
+            .args(*args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
