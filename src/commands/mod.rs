@@ -35,7 +35,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     };
     let settings = Settings::resolve(&cli.global, migrate)?;
     if cli.global.show_settings {
-        print!("{}", settings.to_toml()?);
+        let toml = settings.to_toml()?;
+        std::io::Write::write_all(&mut crate::report::stdout::stdout(), toml.as_bytes())?;
         return Ok(OK);
     }
     report::logging::init(&settings.output);

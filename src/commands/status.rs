@@ -15,9 +15,10 @@ pub(super) async fn run(settings: &Settings, args: &StatusArgs) -> anyhow::Resul
     let status = ledger.status(RUNS).await?;
     output::write_report(args.out.report.as_deref(), &status)?;
     if json {
-        println!("{}", crate::report::status::json(&status)?);
+        crate::report::stdout::line(crate::report::status::json(&status)?)?;
     } else {
-        print!("{}", crate::report::status::text(&status));
+        let text = crate::report::status::text(&status);
+        std::io::Write::write_all(&mut crate::report::stdout::stdout(), text.as_bytes())?;
     }
     Ok(OK)
 }

@@ -571,6 +571,8 @@ async fn a_closed_pipe_ends_a_command_quietly() {
         &["schema", "--output", "jsonl"],
         &["audit", "--output", "jsonl"],
         &["migrate", "--dry-run", "--output", "jsonl"],
+        &["status", "--output", "jsonl"],
+        &["--show-settings", "list"],
     ];
     for args in runs {
         let format = args.join(" ");
