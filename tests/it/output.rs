@@ -573,6 +573,8 @@ async fn a_closed_pipe_ends_a_command_quietly() {
         &["migrate", "--dry-run", "--output", "jsonl"],
         &["status", "--output", "jsonl"],
         &["--show-settings", "list"],
+        &["completions", "bash"],
+        &["man"],
     ];
     for args in runs {
         let format = args.join(" ");
