@@ -110,7 +110,9 @@ impl Planner<'_> {
                     page.refs.into_iter().partition(|r| {
                         self.plan.select.includes(r.kind()) && in_shard(&r.name, self.plan.shard)
                     });
-                Counters::add(&c.refs_not_selected, others.len() as u64);
+                let migrated = self.migrated_before(&others).await?;
+                Counters::add(&c.refs_migrated_before, migrated);
+                Counters::add(&c.refs_not_selected, others.len() as u64 - migrated);
                 let n = walk.page(
                     &target.collection,
                     walker.position(),
@@ -128,6 +130,23 @@ impl Planner<'_> {
             }
         }
         Ok(None)
+    }
+
+    /// How many of `refs` (outside `--select` or the shard) name a file this tool copied: the
+    /// summary counts them as migrated by an earlier run, not merely as not selected. One
+    /// ledger round trip, only for a page that has such references.
+    async fn migrated_before(&self, refs: &[FileRef]) -> anyhow::Result<u64> {
+        if refs.is_empty() {
+            return Ok(0);
+        }
+        let mut names: Vec<&str> = refs.iter().map(|r| r.name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let written = self.ledger.by_target(&names).await?;
+        Ok(refs
+            .iter()
+            .filter(|r| written.contains_key(&r.name))
+            .count() as u64)
     }
 
     /// Where this run starts: the checkpoint of an unfinished pass with the same settings, or

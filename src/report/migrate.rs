@@ -287,8 +287,14 @@ pub fn summary_text(s: &Summary) -> String {
             ));
         }
     }
+    // Shown only when there are some: a re-run after a migration (see `RefCounts`).
+    let migrated = if r.migrated_before > 0 {
+        format!(", {} already migrated", r.migrated_before)
+    } else {
+        String::new()
+    };
     t.push_str(&format!(
-        "  references: {} {}rewritten, {} already right, {}, {} failed, {} left untouched, {} not selected\n",
+        "  references: {} {}rewritten{migrated}, {} already right, {}, {} failed, {} left untouched, {} not selected\n",
         r.rewritten,
         would,
         r.unchanged,
