@@ -1,11 +1,11 @@
 //! The planner: walks the classes and decides, per file, what the run does with it.
 //!
 //! For each page of references: drop those outside `--select` and `--shard` (counting, in one
-//! ledger query, those that name a file this tool copied: migrated by an earlier run), group the rest by
-//! file name, ask the run's [`Dedup`](super::dedup::Dedup) table and then the ledger (one round
-//! trip per page) what is known, and hand each file on: a new copy to the copy stage (bounded
-//! channel: the walk waits when transfers are busy), references to a file with a known outcome to
-//! the rewrite stage. The planner writes nothing itself; it moves the walk
+//! ledger query, those that name a file this tool copied: migrated by an earlier run), group the
+//! rest by file name, ask the run's [`Dedup`](super::dedup::Dedup) table and then the ledger (one
+//! round trip per page) what is known, and hand each file on: a new copy to the copy stage
+//! (bounded channel: the walk waits when transfers are busy), references to a file with a known
+//! outcome to the rewrite stage. The planner writes nothing itself; it moves the walk
 //! [`checkpoint`] (written through [`Effects`], so never in a dry run).
 
 use std::collections::BTreeMap;
