@@ -50,9 +50,9 @@
 //! copied; never orphaning, never overwriting), a batch left `open` is settled from the documents before the
 //! next run writes anything ([`crate::engine::cas::settle_pending`]).
 //!
-//! The callers (the engine, `status`, `rollback`) see only the typed operations below — record
-//! intents, outcomes, pending changes; look records up by name or target; page through them —
-//! never a stored document.
+//! The callers (the engine, `status`, `rollback`, `list`) see only the typed operations below —
+//! record intents, outcomes, pending changes; look records up by name or target; page through
+//! them; say where a walk's references stand (`standing`) — never a stored document.
 
 mod batch;
 mod debris;
@@ -64,6 +64,7 @@ pub mod records;
 mod refs;
 mod rekey;
 mod runs;
+mod standing;
 mod status;
 mod upgrade;
 
@@ -83,6 +84,7 @@ pub use records::{
 };
 pub use refs::{RefPage, Settled};
 pub use rekey::RekeyRecord;
+pub use standing::Standing;
 pub use status::{FileCount, Problem, RefCount, Status, UnfinishedPass};
 
 /// The ledger's base collection name (`[ledger] collection`).
