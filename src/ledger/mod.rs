@@ -279,6 +279,33 @@ impl Ledger {
         Ok(())
     }
 
+    /// Hand the documents `filter` selects in `coll` to `each`, oldest batch first (so a newer
+    /// batch's record of a name or key replaces an older one's), until it breaks.
+    async fn each_batch(
+        &self,
+        coll: &str,
+        filter: Document,
+        mut each: impl FnMut(&Document) -> anyhow::Result<std::ops::ControlFlow<()>>,
+    ) -> anyhow::Result<()> {
+        use futures::TryStreamExt;
+        let mut cursor = self
+            .coll(coll)
+            .find(filter)
+            .sort(doc! {"_id": 1})
+            .await
+            .with_context(|| format!("reading the ledger {coll}"))?;
+        while let Some(d) = cursor
+            .try_next()
+            .await
+            .with_context(|| format!("reading the ledger {coll}"))?
+        {
+            if each(&d)?.is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Read the documents `filter` selects in `coll`, in `_id` order after `after`, at most
     /// `limit`.
     async fn page(
