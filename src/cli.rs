@@ -55,8 +55,10 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-/// Options shared by every command.
+/// Options shared by every command: listed under their own heading in every command's help, apart
+/// from the command's own options.
 #[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Configuration file (TOML); see config.example.toml
     #[arg(
@@ -193,7 +195,7 @@ Examples:
   # Restore every rewritten reference, then delete the copies the migration made
   parse-files-migrate -c migrate.toml rollback --yes --delete-copies";
 
-const AUDIT_EXAMPLES: &str = "\"
+const AUDIT_EXAMPLES: &str = "\
 Examples:
   # Orphans, dangling references and a summary for the destination store
   parse-files-migrate -c migrate.toml audit
@@ -280,7 +282,7 @@ pub struct Filters {
     pub no_nested: bool,
 
     /// Also search String fields, and the strings inside Object/Array fields and Parse Config,
-    /// for file URLs (README "URLs in strings"; `[scan] strings`)
+    /// for file URLs (docs/guide.md "URLs in strings"; `[scan] strings`)
     #[arg(long)]
     pub strings: bool,
 }
@@ -459,7 +461,7 @@ pub struct MigrateArgs {
 
     /// Output on stdout: the dry-run plan and the summary (default: text on a terminal, jsonl
     /// otherwise)
-    #[arg(long, value_enum)]
+    #[arg(long, value_name = "FORMAT", value_parser = text_or_jsonl())]
     pub output: Option<MigrateOutput>,
 
     /// Also write the summary and every missing, failed and conflicting item to FILE (JSON)

@@ -28,6 +28,10 @@ pub const NO_SPACE: i32 = 7;
 pub const CUTOFF: i32 = 8;
 /// Interrupted (Ctrl-C / SIGTERM); a re-run continues.
 pub const INTERRUPTED: i32 = 130;
+/// stdout was closed by its reader (`list | head -1`): nothing is printed. 128 + SIGPIPE, the
+/// status a shell shows for a writer the signal killed, so `set -o pipefail` treats this tool as
+/// it treats `cat`; and a `list --fail-on` gate cut short never passes as a clean 0.
+pub const CLOSED_PIPE: i32 = 141;
 
 /// An error with a known exit code and an optional hint for the operator.
 #[derive(Debug)]

@@ -26,6 +26,8 @@ fn main() {
     });
     let code = match outcome {
         Ok(code) => code,
+        // The reader of stdout stopped reading: not a failure to report (see report::stdout).
+        Err(err) if report::stdout::closed(&err) => exit::CLOSED_PIPE,
         Err(err) => {
             report::print_error(&err);
             exit::code_of(&err)

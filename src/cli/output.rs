@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, ValueEnum};
 
 /// `--output`: what a command prints on stdout.
@@ -22,6 +23,29 @@ pub enum OutputFormat {
     Csv,
 }
 
+/// `--output`'s words for a command without a CSV form: its help lists `text` and `jsonl` only.
+/// `csv` still parses (hidden), so that `report::output::resolve` refuses it with a message that
+/// says which words to use, rather than clap's bare "invalid value".
+pub fn text_or_jsonl() -> impl TypedValueParser<Value = OutputFormat> {
+    output_words(false)
+}
+
+/// `--output`'s words for a command whose output is a table of rows: `text`, `jsonl` and `csv`.
+pub fn rows_words() -> impl TypedValueParser<Value = OutputFormat> {
+    output_words(true)
+}
+
+fn output_words(csv: bool) -> impl TypedValueParser<Value = OutputFormat> {
+    let words = OutputFormat::value_variants()
+        .iter()
+        .filter_map(ValueEnum::to_possible_value)
+        .map(move |v| {
+            let hide = !csv && v.get_name() == "csv";
+            v.hide(hide)
+        });
+    PossibleValuesParser::new(words).try_map(|word| OutputFormat::from_str(&word, false))
+}
+
 /// The formats `migrate`, `rebase` and `rollback` took before the shared vocabulary (same type).
 pub type MigrateOutput = OutputFormat;
 /// The formats `list` and `audit` took before the shared vocabulary (same type).
@@ -34,7 +58,7 @@ pub type SchemaOutput = OutputFormat;
 pub struct OutputArgs {
     /// Output on stdout: text (alias table) or jsonl (alias json); default: text on a terminal,
     /// jsonl otherwise
-    #[arg(long, value_enum, value_name = "FORMAT")]
+    #[arg(long, value_name = "FORMAT", value_parser = text_or_jsonl())]
     pub output: Option<OutputFormat>,
 
     /// Also write the command's summary to FILE as JSON (the object its last `--output jsonl`
@@ -48,7 +72,7 @@ pub struct OutputArgs {
 pub struct RowsOutputArgs {
     /// Output on stdout: text (alias table), jsonl or csv; default: text on a terminal, jsonl
     /// otherwise
-    #[arg(long, value_enum, value_name = "FORMAT")]
+    #[arg(long, value_name = "FORMAT", value_parser = rows_words())]
     pub output: Option<OutputFormat>,
 
     /// Also write the command's summary to FILE as JSON, whole or not at all
@@ -70,7 +94,7 @@ pub struct MetricsArgs {
 pub struct RunOutputArgs {
     /// Output on stdout: text (alias table) or jsonl (alias json); default: text on a terminal,
     /// jsonl otherwise
-    #[arg(long, value_enum, value_name = "FORMAT")]
+    #[arg(long, value_name = "FORMAT", value_parser = text_or_jsonl())]
     pub output: Option<OutputFormat>,
 
     /// Also write the command's summary to FILE as JSON (the object its last `--output jsonl`

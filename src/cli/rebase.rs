@@ -42,7 +42,7 @@ pub struct RebaseArgs {
 
     /// Output on stdout: the dry-run plan and the summary (default: text on a terminal, jsonl
     /// otherwise)
-    #[arg(long, value_enum)]
+    #[arg(long, value_name = "FORMAT", value_parser = super::text_or_jsonl())]
     pub output: Option<MigrateOutput>,
 
     /// Also write the summary and every conflicting or failed reference to FILE (JSON), whole or

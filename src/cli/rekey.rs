@@ -58,7 +58,7 @@ pub struct RekeyArgs {
 
     /// Output on stdout: text (alias table) or jsonl (alias json); default: text on a terminal,
     /// jsonl otherwise. The text summary goes to stderr
-    #[arg(long, value_enum, value_name = "FORMAT")]
+    #[arg(long, value_name = "FORMAT", value_parser = super::text_or_jsonl())]
     pub output: Option<OutputFormat>,
 
     /// The same as --output jsonl (kept for scripts)

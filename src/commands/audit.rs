@@ -18,7 +18,7 @@ pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result
     // file look orphaned.
     let d = discover_with(settings, &Filters::default(), true).await?;
 
-    let mut writer = AuditWriter::new(format, std::io::stdout().lock())?;
+    let mut writer = AuditWriter::new(format, crate::report::stdout::stdout())?;
     let mut audit = Audit::new(&Options {
         run_bytes,
         ..Options::default()

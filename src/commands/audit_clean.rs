@@ -109,7 +109,7 @@ pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result
     .await?;
     let mut tally = Tally {
         counts: Counts::default(),
-        writer: CleanWriter::new(format, Box::new(std::io::stdout())),
+        writer: CleanWriter::new(format, Box::new(crate::report::stdout::stdout())),
     };
     let mut info = session::run_info(settings, "all", &store.describe())?;
     info.insert("audit", action);

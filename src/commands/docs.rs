@@ -13,8 +13,11 @@ const BIN: &str = "parse-files-migrate";
 
 pub(super) fn completions(args: &CompletionsArgs) -> anyhow::Result<i32> {
     let mut cmd = Cli::command();
-    let mut out = std::io::stdout().lock();
-    clap_complete::generate(args.shell, &mut cmd, BIN, &mut out);
+    // Generated into memory first: clap_complete panics when its writer fails (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, BIN, &mut script);
+    let mut out = crate::report::stdout::stdout();
+    out.write_all(&script)?;
     out.flush()?;
     Ok(OK)
 }
@@ -23,7 +26,7 @@ pub(super) fn man(args: &ManArgs) -> anyhow::Result<i32> {
     let cmd = Cli::command();
     match &args.out_dir {
         None => {
-            let mut out = std::io::stdout().lock();
+            let mut out = crate::report::stdout::stdout();
             clap_mangen::Man::new(cmd).render(&mut out)?;
             out.flush()?;
         }

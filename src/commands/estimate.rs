@@ -47,7 +47,7 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
     let found = estimator
         .finish_estimate(summary.files.planned, stores.destination.put_buffer())
         .await;
-    estimate::write(format, &found, &mut std::io::stdout().lock())?;
+    estimate::write(format, &found, &mut crate::report::stdout::stdout())?;
     print_summary(format, &summary, args.report.as_deref())?;
     Ok(summary.exit_code())
 }

@@ -75,7 +75,7 @@ pub(super) async fn run(settings: &Settings, args: &SchemaArgs) -> anyhow::Resul
         report.explanation = Some(explain_empty(&d, prefix));
     }
     output::write_report(args.out.report.as_deref(), &report)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::report::stdout::stdout();
     if json {
         report.write_json(&mut out)?;
     } else {

@@ -36,6 +36,9 @@ pub struct Counters {
     pub refs_left: AtomicU64,
     /// References outside `--select` or the shard.
     pub refs_not_selected: AtomicU64,
+    /// References outside `--select` or the shard that name a file this tool copied (the target
+    /// of a verified copy): migrated by an earlier run, not counted in `refs_not_selected`.
+    pub refs_migrated_before: AtomicU64,
     items: Mutex<Items>,
 }
 
@@ -219,6 +222,7 @@ impl Counters {
                 failed: g(&self.refs_failed),
                 left_untouched: g(&self.refs_left),
                 not_selected: g(&self.refs_not_selected),
+                migrated_before: g(&self.refs_migrated_before),
             },
             bytes_copied: bytes,
             duration_secs: (secs * 1000.0).round() / 1000.0,
@@ -282,6 +286,10 @@ pub struct RefCounts {
     pub left_untouched: u64,
     /// Outside `--select` or `--shard`.
     pub not_selected: u64,
+    /// Outside `--select` or `--shard` because an earlier run migrated them: they name the
+    /// target of a verified copy (a re-run of a hosted-Parse migration finds the references it
+    /// rewrote under Parse-Server-style names, which `--select hosted` does not take).
+    pub migrated_before: u64,
 }
 
 impl Summary {

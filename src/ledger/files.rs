@@ -6,8 +6,6 @@
 
 use std::collections::HashMap;
 
-use anyhow::Context;
-use futures::TryStreamExt;
 use mongodb::bson::{Bson, DateTime, Document, doc, oid::ObjectId};
 
 use super::batch::{batch_header, file_records, intent_entry, outcome_change};
@@ -60,24 +58,16 @@ impl Ledger {
         key: impl Fn(&FileRecord) -> Option<String>,
     ) -> anyhow::Result<HashMap<String, FileRecord>> {
         let mut out: HashMap<String, FileRecord> = HashMap::new();
-        let mut cursor = self
-            .coll(&self.files)
-            .find(filter)
-            .sort(doc! {"_id": 1})
-            .await
-            .with_context(|| format!("reading the ledger {}", self.files))?;
-        while let Some(d) = cursor
-            .try_next()
-            .await
-            .with_context(|| format!("reading the ledger {}", self.files))?
-        {
-            for r in file_records(&self.files, &d) {
+        self.each_batch(&self.files, filter, |d| {
+            for r in file_records(&self.files, d) {
                 let r = r?;
                 if let Some(k) = key(&r) {
                     out.insert(k, r);
                 }
             }
-        }
+            Ok(std::ops::ControlFlow::Continue(()))
+        })
+        .await?;
         Ok(out)
     }
 

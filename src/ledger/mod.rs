@@ -54,8 +54,9 @@
 //! copied; never orphaning, never overwriting), a batch left `open` is settled from the documents before the
 //! next run writes anything ([`crate::engine::cas::settle_pending`]).
 //!
-//! The callers (the engine: migrate, rollback, audit's clean-up, rekey; and `status`) see only the typed operations below — record
-//! intents, outcomes, pending changes; look records up by name or target; page through them —
+//! The callers (the engine: migrate, rollback, audit's clean-up, rekey; `status`; `list`) see
+//! only the typed operations below — record intents, outcomes, pending changes; look records up
+//! by name or target; page through them; say where a walk's references stand (`standing`) —
 //! never a stored document.
 
 mod batch;
@@ -68,6 +69,7 @@ pub mod records;
 mod refs;
 mod rekey;
 mod runs;
+mod standing;
 mod status;
 mod upgrade;
 
@@ -83,10 +85,11 @@ pub use lease::{LeaseHeld, Taken};
 pub use quarantine::{QuarantineIntent, QuarantineRecord, QuarantineState};
 pub use records::{
     BadRecord, FileRecord, FileResult, FileState, Intent, KEY_PLACEHOLDER, Loc, RefChange,
-    RefRecord, RefState, RefValue,
+    RefRecord, RefState, RefValue, ref_key,
 };
 pub use refs::{RefPage, Settled};
 pub use rekey::RekeyRecord;
+pub use standing::Standing;
 pub use status::{FileCount, Problem, RefCount, Status, UnfinishedPass};
 
 /// The ledger's base collection name (`[ledger] collection`).
@@ -277,6 +280,33 @@ impl Ledger {
                 "writing the ledger {coll}: {} statements refused, first (#{i}): {msg}",
                 out.errors.len()
             );
+        }
+        Ok(())
+    }
+
+    /// Hand the documents `filter` selects in `coll` to `each`, oldest batch first (so a newer
+    /// batch's record of a name or key replaces an older one's), until it breaks.
+    async fn each_batch(
+        &self,
+        coll: &str,
+        filter: Document,
+        mut each: impl FnMut(&Document) -> anyhow::Result<std::ops::ControlFlow<()>>,
+    ) -> anyhow::Result<()> {
+        use futures::TryStreamExt;
+        let mut cursor = self
+            .coll(coll)
+            .find(filter)
+            .sort(doc! {"_id": 1})
+            .await
+            .with_context(|| format!("reading the ledger {coll}"))?;
+        while let Some(d) = cursor
+            .try_next()
+            .await
+            .with_context(|| format!("reading the ledger {coll}"))?
+        {
+            if each(&d)?.is_break() {
+                break;
+            }
         }
         Ok(())
     }

@@ -278,12 +278,7 @@ impl RefChange {
     /// unique per reference and cheap to index on every server (the parts are stored as `c`,
     /// `o`, `p` too).
     pub fn key(&self) -> String {
-        format!(
-            "{}/{}/{}",
-            self.class,
-            self.id.clone().into_canonical_extjson(),
-            self.path
-        )
+        ref_key(&self.class, &self.id, &self.path)
     }
 
     /// Whether the value at the path is a bare name (a top-level File field) rather than a File
@@ -296,6 +291,12 @@ impl RefChange {
     pub fn is_text(&self) -> bool {
         self.old.is_text() || self.new.is_text()
     }
+}
+
+/// The key of the reference at `path` in the object `id` of `class` (see [`RefChange::key`]), for
+/// looking a found reference's record up ([`Ledger::refs_by_key`](super::Ledger::refs_by_key)).
+pub fn ref_key(class: &str, id: &Bson, path: &str) -> String {
+    format!("{class}/{}/{path}", id.clone().into_canonical_extjson())
 }
 
 /// A reference record read back: its state and the change it recorded (with its [`Loc`]).

@@ -7,9 +7,9 @@
 //! A reference recorded again later (after a conflict or a rollback) has its key pulled from the
 //! older batch's `k` when the newer batch is closed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::ControlFlow;
 
-use anyhow::Context;
 use mongodb::bson::{Bson, DateTime, Document, doc, oid::ObjectId};
 
 use super::batch::{batch_header, ref_entry, ref_records};
@@ -203,30 +203,48 @@ impl Ledger {
         self.write(&self.refs, vec![pull]).await
     }
 
+    /// The current records of the references `keys` ([`RefChange::key`]), by key, in one round
+    /// trip (the `k` index). Keys without a record are absent. Where two batches both hold a
+    /// current record under one key, the newer batch's wins.
+    pub async fn refs_by_key(&self, keys: &[String]) -> anyhow::Result<HashMap<String, RefRecord>> {
+        let mut out = HashMap::new();
+        if keys.is_empty() {
+            return Ok(out);
+        }
+        let wanted: HashSet<&str> = keys.iter().map(String::as_str).collect();
+        self.each_batch(&self.refs, doc! {"k": {"$in": keys}}, |d| {
+            for r in ref_records(&self.refs, d) {
+                let r = r?;
+                let key = r.change.key();
+                if wanted.contains(key.as_str()) {
+                    out.insert(key, r);
+                }
+            }
+            Ok(ControlFlow::Continue(()))
+        })
+        .await?;
+        Ok(out)
+    }
+
     /// Whether any current reference record of `file` is rewritten or pending (points at its
     /// copy, or may).
     pub async fn still_referenced(&self, file: &str) -> anyhow::Result<bool> {
-        use futures::TryStreamExt;
         let live = [RefState::Rewritten, RefState::Pending];
         let names: Vec<&str> = live.iter().map(|s| s.as_str()).collect();
-        let mut cursor = self
-            .coll(&self.refs)
-            .find(doc! {"r": {"$elemMatch": {"file": file, "s": {"$in": names}}}})
-            .await
-            .with_context(|| format!("reading {}", self.refs))?;
-        while let Some(d) = cursor
-            .try_next()
-            .await
-            .with_context(|| format!("reading {}", self.refs))?
-        {
-            let found = ref_records(&self.refs, &d)
+        let filter = doc! {"r": {"$elemMatch": {"file": file, "s": {"$in": names}}}};
+        let mut found = false;
+        self.each_batch(&self.refs, filter, |d| {
+            found = ref_records(&self.refs, d)
                 .into_iter()
                 .any(|r| r.is_ok_and(|r| r.change.file == file && live.contains(&r.state)));
-            if found {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+            Ok(if found {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        })
+        .await?;
+        Ok(found)
     }
 }
 

@@ -218,8 +218,14 @@ fn summary_text(w: &mut impl Write, store: &str, s: &Summary) -> std::io::Result
             let cf = super::printable(&format!("{class}.{field}")).into_owned();
             writeln!(
                 w,
-                "    {cf:<30} {:>10} references {:>14} bytes",
-                b.references, b.bytes
+                "    {cf:<30} {:>10} {:<10} {:>14} bytes",
+                b.references,
+                if b.references == 1 {
+                    "reference"
+                } else {
+                    "references"
+                },
+                b.bytes
             )?;
         }
     }

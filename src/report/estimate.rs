@@ -106,13 +106,13 @@ fn text(e: &Estimate) -> String {
     match (&e.rate_measured, &e.rate) {
         (Some(m), _) => {
             t += &format!(
-                "  rate measured:    {} files, {} read from the sources in {} at concurrency {}{}\n",
-                m.files,
+                "  rate measured:    {}, {} read from the sources in {} at concurrency {}{}\n",
+                super::count(m.files, "file", "files"),
                 human_bytes(m.bytes),
                 human_secs(m.secs),
                 e.concurrency,
                 if m.failed > 0 {
-                    format!(" ({} reads failed)", m.failed)
+                    format!(" ({} failed)", super::count(m.failed, "read", "reads"))
                 } else {
                     String::new()
                 }

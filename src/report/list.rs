@@ -19,6 +19,8 @@ pub struct ListRow {
     /// Where the bytes are read from (no secrets: a `fileKey` in a URL shows as `{file_key}`).
     pub source: Option<String>,
     pub target_name: String,
+    /// Where the reference stands in the ledger: `pending`, `copied`, `rewritten`, `missing`,
+    /// `failed` or `conflict` (`commands::list`).
     pub status: &'static str,
     /// The reference is a URL inside a string (`--strings`); `url` is that URL, with a
     /// `fileKey` in it shown as `{file_key}`.
@@ -61,7 +63,7 @@ enum Out<W: Write> {
     Csv(Box<csv::Writer<W>>),
 }
 
-const TABLE_WIDTHS: [usize; 5] = [18, 12, 22, 12, 0];
+const TABLE_WIDTHS: [usize; 6] = [18, 12, 22, 12, 9, 0];
 
 impl<W: Write> ListWriter<W> {
     pub fn new(format: ListFormat, out: W) -> std::io::Result<Self> {
@@ -71,7 +73,7 @@ impl<W: Write> ListWriter<W> {
             ListFormat::Csv => Out::Csv(Box::new(csv::Writer::from_writer(out))),
         };
         if let Out::Table(w) = &mut out {
-            table_line(w, &["CLASS", "OBJECT_ID", "PATH", "KIND", "NAME"])?;
+            table_line(w, &["CLASS", "OBJECT_ID", "PATH", "KIND", "STATUS", "NAME"])?;
         }
         Ok(ListWriter { out, rows: 0 })
     }
@@ -83,14 +85,24 @@ impl<W: Write> ListWriter<W> {
                 serde_json::to_writer(&mut *w, row)?;
                 w.write_all(b"\n")
             }
-            Out::Csv(c) => c.serialize(row).map_err(std::io::Error::other),
+            Out::Csv(c) => c.serialize(row).map_err(csv_error),
             Out::Table(w) => {
                 let name = if row.target_name != row.name {
                     format!("{} -> {}", row.name, row.target_name)
                 } else {
                     row.name.clone()
                 };
-                table_line(w, &[&row.class, &row.object_id, &row.path, row.kind, &name])
+                table_line(
+                    w,
+                    &[
+                        &row.class,
+                        &row.object_id,
+                        &row.path,
+                        row.kind,
+                        row.status,
+                        &name,
+                    ],
+                )
             }
         }
     }
@@ -105,7 +117,19 @@ impl<W: Write> ListWriter<W> {
     }
 }
 
-fn table_line(out: &mut impl Write, cols: &[&str; 5]) -> std::io::Result<()> {
+/// A CSV error as an `io::Error`: a failed write stays the `io::Error` it was, so that a closed
+/// stdout is still recognised as one ([`super::stdout::closed`]).
+fn csv_error(e: csv::Error) -> std::io::Error {
+    if !e.is_io_error() {
+        return std::io::Error::other(e);
+    }
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => io,
+        other => std::io::Error::other(format!("{other:?}")),
+    }
+}
+
+fn table_line(out: &mut impl Write, cols: &[&str; 6]) -> std::io::Result<()> {
     let mut line = String::new();
     for (col, width) in cols.iter().zip(TABLE_WIDTHS) {
         let cell = super::printable(col);
@@ -160,6 +184,32 @@ mod tests {
             status: "pending",
             in_string: false,
             url: None,
+        }
+    }
+
+    /// A pipe whose reader has gone, as [`super::super::stdout`] reports it.
+    struct Closed;
+    impl Write for Closed {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(crate::report::stdout::mark(
+                std::io::ErrorKind::BrokenPipe.into(),
+            ))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_closed_stdout_is_recognised_in_every_format() {
+        for format in [ListFormat::Jsonl, ListFormat::Csv, ListFormat::Table] {
+            // Enough rows to pass any buffer (csv's is 8 KiB), so the error comes from `write`.
+            let err = ListWriter::new(format, Closed).and_then(|mut w| {
+                (0..1000).try_for_each(|_| w.write(&row()))?;
+                w.finish().map(drop)
+            });
+            let err = anyhow::Error::from(err.expect_err("a closed pipe"));
+            assert!(crate::report::stdout::closed(&err), "{format:?}: {err:?}");
         }
     }
 

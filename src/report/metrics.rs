@@ -197,6 +197,7 @@ impl MetricsFile {
                     ("failed", &c.refs_failed),
                     ("left_untouched", &c.refs_left),
                     ("not_selected", &c.refs_not_selected),
+                    ("migrated_before", &c.refs_migrated_before),
                 ]),
             );
             for (name, help, v) in [

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::printable;
+use super::{count, printable};
 use crate::cli::MigrateOutput;
 use crate::engine::Summary;
 use crate::engine::dry::{PlanSink, PlannedCopy, PlannedMove, PlannedUpdate};
@@ -206,7 +206,7 @@ pub fn print_summary(
     report: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     match format {
-        MigrateFormat::Jsonl => println!("{}", summary_json(summary)?),
+        MigrateFormat::Jsonl => super::stdout::line(summary_json(summary)?)?,
         MigrateFormat::Text => eprint!("{}", summary_text(summary)),
     }
     super::output::write_report(
@@ -230,17 +230,22 @@ pub fn print_rollback(
     let json = serde_json::json!({"action": "summary", "dry_run": dry_run, "rollback": counts});
     super::output::write_report(report, &json)?;
     match format {
-        MigrateFormat::Jsonl => println!("{json}"),
-        MigrateFormat::Text => eprintln!(
-            "rollback{}: {} references restored, {} conflicts (changed since; left alone), {} \
-             failed; {} copies deleted, {} kept",
-            if dry_run { " (dry run)" } else { "" },
-            counts.restored,
-            counts.conflicts,
-            counts.failed,
-            counts.copies_deleted,
-            counts.copies_kept
-        ),
+        MigrateFormat::Jsonl => super::stdout::line(json)?,
+        MigrateFormat::Text => {
+            // A dry run restores and deletes nothing: it says what a real run would do, as
+            // migrate's dry run does.
+            let would = if dry_run { "would be " } else { "" };
+            eprintln!(
+                "rollback{}: {} {would}restored, {} (changed since; left alone), {} failed; {} \
+                 {would}deleted, {} kept",
+                if dry_run { " (dry run)" } else { "" },
+                count(counts.restored, "reference", "references"),
+                count(counts.conflicts, "conflict", "conflicts"),
+                counts.failed,
+                count(counts.copies_deleted, "copy", "copies"),
+                counts.copies_kept
+            )
+        }
     }
     Ok(())
 }
@@ -260,11 +265,11 @@ pub fn summary_text(s: &Summary) -> String {
     let f = &s.files;
     let r = &s.references;
     t.push_str(&format!(
-        "{} in {:.1} s: {} objects scanned, {} file references found\n",
+        "{} in {:.1} s: {} scanned, {} found\n",
         if s.dry_run { "dry run" } else { "migration" },
         s.duration_secs,
-        s.objects_scanned,
-        s.references_found
+        count(s.objects_scanned, "object", "objects"),
+        count(s.references_found, "file reference", "file references")
     ));
     if s.dry_run {
         t.push_str(&format!(
@@ -284,8 +289,8 @@ pub fn summary_text(s: &Summary) -> String {
         ));
         if f.collisions > 0 {
             t.push_str(&format!(
-                "  collisions: {} targets already held other bytes at the destination: not overwritten\n",
-                f.collisions
+                "  collisions: {} already held other bytes at the destination: not overwritten\n",
+                count(f.collisions, "target", "targets")
             ));
         }
         if f.retries > 0 {
@@ -295,15 +300,30 @@ pub fn summary_text(s: &Summary) -> String {
             ));
         }
     }
+    // Shown only when there are some: a re-run after a migration (see `RefCounts`).
+    let migrated = if r.migrated_before > 0 {
+        format!(", {} already migrated", r.migrated_before)
+    } else {
+        String::new()
+    };
     t.push_str(&format!(
-        "  references: {} {}rewritten, {} already right, {} conflicts, {} failed, {} left untouched, {} not selected\n",
-        r.rewritten, would, r.unchanged, r.conflicts, r.failed, r.left_untouched, r.not_selected
+        "  references: {} {}rewritten{migrated}, {} already right, {}, {} failed, {} left untouched, {} not selected\n",
+        r.rewritten,
+        would,
+        r.unchanged,
+        count(r.conflicts, "conflict", "conflicts"),
+        r.failed,
+        r.left_untouched,
+        r.not_selected
     ));
     let db = &s.database;
     if db.write_batches > 0 || db.throttled() {
         t.push_str(&format!(
-            "  database:   {} write batches, latency p50 {} ms, p90 {} ms, max {} ms",
-            db.write_batches, db.latency_ms_p50, db.latency_ms_p90, db.latency_ms_max,
+            "  database:   {}, latency p50 {} ms, p90 {} ms, max {} ms",
+            count(db.write_batches, "write batch", "write batches"),
+            db.latency_ms_p50,
+            db.latency_ms_p90,
+            db.latency_ms_max,
         ));
         // The throttled time where a limit could have throttled (or did).
         let limited = db.limits.max_db_latency.is_some() || db.limits.max_repl_lag.is_some();
@@ -317,8 +337,8 @@ pub fn summary_text(s: &Summary) -> String {
     }
     if s.malformed_values > 0 {
         t.push_str(&format!(
-            "  malformed:  {} values could not be read as files (logged above)\n",
-            s.malformed_values
+            "  malformed:  {} could not be read as files (logged above)\n",
+            count(s.malformed_values, "value", "values")
         ));
     }
     for (what, items) in [
@@ -328,9 +348,9 @@ pub fn summary_text(s: &Summary) -> String {
     ] {
         for m in items.iter().take(20) {
             t.push_str(&format!(
-                "  {what} {} ({} references): {}\n",
+                "  {what} {} ({}): {}\n",
                 printable(&m.name),
-                m.references,
+                count(m.references, "reference", "references"),
                 printable(&m.reason)
             ));
         }

@@ -16,17 +16,22 @@ pub mod quarantine;
 pub mod rekey;
 pub mod schema;
 pub mod status;
+pub mod stdout;
 pub mod verify;
 
 use std::io::{IsTerminal, Write};
 
 use crate::exit::hint_of;
 
+/// `n` and a noun in the number `n` takes: `1 reference`, `2 references`, `0 copies`.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Print an error as `error: …`, its causes, and a hint, on stderr.
 /// `--show-settings`: the resolved settings as TOML (secrets already redacted) on stdout.
 pub fn print_settings(toml: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    std::io::stdout().lock().write_all(toml.as_bytes())
+    std::io::Write::write_all(&mut stdout::stdout(), toml.as_bytes())
 }
 
 pub fn print_error(err: &anyhow::Error) {

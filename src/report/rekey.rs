@@ -22,7 +22,7 @@ pub fn print_rekey(
     };
     super::output::write_report(report, &tagged)?;
     if json {
-        println!("{}", serde_json::to_string(&tagged)?);
+        super::stdout::line(serde_json::to_string(&tagged)?)?;
         return Ok(());
     }
     let t = |t: &Tally| format!("{:>8} files {:>10}", t.files, human_bytes(t.bytes));

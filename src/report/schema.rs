@@ -84,13 +84,16 @@ impl SchemaReport {
         for c in &self.classes {
             writeln!(
                 out,
-                "\n{} ({}): {} objects, {} references{}",
+                "\n{} ({}): {}, {}{}",
                 c.class,
                 c.collection,
-                c.objects,
-                c.references(),
+                super::count(c.objects, "object", "objects"),
+                super::count(c.references(), "reference", "references"),
                 if c.issues > 0 {
-                    format!(", {} malformed values", c.issues)
+                    format!(
+                        ", {}",
+                        super::count(c.issues, "malformed value", "malformed values")
+                    )
                 } else {
                     String::new()
                 }
@@ -112,7 +115,11 @@ impl SchemaReport {
         for w in &self.warnings {
             writeln!(out, "\nwarning: {w}")?;
         }
-        writeln!(out, "\n{} references in total", self.total_references)?;
+        writeln!(
+            out,
+            "\n{} in total",
+            super::count(self.total_references, "reference", "references")
+        )?;
         if let Some(e) = &self.explanation {
             writeln!(out, "{e}")?;
         }

@@ -6,12 +6,10 @@ use crate::ledger::Status;
 /// The status as one JSON document on one line (its shape is [`Status`]'s).
 /// `status` on stdout: one JSON document, or the text.
 pub fn print(s: &Status, json_output: bool) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
     if json_output {
-        writeln!(out, "{}", json(s)?)?;
+        super::stdout::line(json(s)?)?;
     } else {
-        write!(out, "{}", text(s))?;
+        std::io::Write::write_all(&mut super::stdout::stdout(), text(s).as_bytes())?;
     }
     Ok(())
 }
@@ -54,8 +52,9 @@ pub fn text(s: &Status) -> String {
         for w in &s.unfinished_passes {
             let (scope, done) = (&w.scope, w.classes_done);
             t.push_str(&format!(
-                "  shard {scope:<6} {done} classes done, {} objects walked{}\n",
-                w.objects_walked,
+                "  shard {scope:<6} {} done, {} walked{}\n",
+                super::count(done, "class", "classes"),
+                super::count(w.objects_walked, "object", "objects"),
                 w.walking
                     .as_ref()
                     .map(|c| format!(", walking {}", super::printable(c)))
@@ -67,21 +66,23 @@ pub fn text(s: &Status) -> String {
     if d.runs_swept > 0 || d.runs_unswept > 0 || d.runs_not_sweepable > 0 {
         t.push_str("DEBRIS OF KILLED RUNS (unfinished uploads a kill -9 left)\n");
         t.push_str(&format!(
-            "  removed {} uploads ({} GridFS chunks) left by {} killed runs\n",
-            d.uploads_removed, d.chunks_removed, d.runs_swept
+            "  removed {} ({}) left by {}\n",
+            super::count(d.uploads_removed, "upload", "uploads"),
+            super::count(d.chunks_removed, "GridFS chunk", "GridFS chunks"),
+            super::count(d.runs_swept, "killed run", "killed runs")
         ));
         if d.runs_not_sweepable > 0 {
             t.push_str(&format!(
-                "  {} killed runs wrote where nothing is swept (fs: temp files of dead \
-                 processes are removed at start; GCS: an unfinished upload expires in a week)\n",
-                d.runs_not_sweepable
+                "  {} wrote where nothing is swept (fs: temp files of dead processes are \
+                 removed at start; GCS: an unfinished upload expires in a week)\n",
+                super::count(d.runs_not_sweepable, "killed run", "killed runs")
             ));
         }
         if d.runs_unswept > 0 {
             t.push_str(&format!(
-                "  {} killed runs not swept yet: the next writing run to the same destination \
-                 removes what they left (migrate --dry-run counts it)\n",
-                d.runs_unswept
+                "  {} not swept yet: the next writing run to the same destination removes \
+                 what is left (migrate --dry-run counts it)\n",
+                super::count(d.runs_unswept, "killed run", "killed runs")
             ));
         }
     }

@@ -6,9 +6,9 @@ use crate::engine::verify::{Counts, Finding};
 /// One finding, on stdout.
 pub fn print_finding(json: bool, f: &Finding) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string(f)?);
+        super::stdout::line(serde_json::to_string(f)?)?;
     } else {
-        println!(
+        super::stdout::line(format_args!(
             "{:<14} {} {} {}: {} ({})",
             f.problem.as_str(),
             f.class,
@@ -16,7 +16,7 @@ pub fn print_finding(json: bool, f: &Finding) -> anyhow::Result<()> {
             super::printable(&f.path),
             super::printable(&f.name),
             super::printable(&f.detail)
-        );
+        ))?;
     }
     Ok(())
 }
@@ -32,21 +32,21 @@ pub fn print_summary(
     let line = serde_json::json!({"action": "summary", "verify": counts});
     super::output::write_report(report, &line)?;
     if json {
-        println!("{line}");
+        super::stdout::line(line)?;
         return Ok(());
     }
     eprintln!(
-        "verify: {} references, {} checked at {}: {} ok, {} problems; {} not covered by --select{}",
-        counts.references,
+        "verify: {}, {} checked at {}: {} ok, {}; {} not covered by --select{}",
+        super::count(counts.references, "reference", "references"),
         counts.checked,
         destination,
         counts.ok,
-        counts.problems,
+        super::count(counts.problems, "problem", "problems"),
         counts.not_covered,
         if via_server {
             format!(
-                "; {} files downloaded through the Parse Server",
-                counts.served_checked
+                "; {} downloaded through the Parse Server",
+                super::count(counts.served_checked, "file", "files")
             )
         } else {
             String::new()

@@ -52,7 +52,11 @@ pub(crate) async fn open(
     let scope = (!args.exclusive).then_some(args.scope);
     let breaking = leases_to_break(ledger, scope, args.break_lease, args.dry_run).await?;
     if args.dry_run {
-        let out = PlanWriter::new(args.format, Box::new(std::io::stdout()), args.file_key);
+        let out = PlanWriter::new(
+            args.format,
+            Box::new(crate::report::stdout::stdout()),
+            args.file_key,
+        );
         return Ok(Arc::new(
             DryRun::new(stores, Box::new(out)).surveying(ledger.clone()),
         ));

@@ -33,6 +33,7 @@ mod discovery;
 mod disk_full;
 mod estimate;
 mod faults;
+mod help;
 mod image;
 mod limits;
 mod live_app;

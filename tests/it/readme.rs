@@ -1,7 +1,8 @@
-//! Docs that cannot rot: every TOML block in README.md is a configuration the tool accepts, every
-//! `parse-files-migrate …` line in its shell blocks parses with the real command line, and every
-//! script it names exists. (What the recipes *do* is tested against real servers elsewhere:
-//! the `migrate`, `resume` and `parse_server` modules, and `scripts/demo` in CI.)
+//! Docs that cannot rot: every TOML block in the README, the user guide (`docs/guide.md`) and the
+//! benchmarks' README (`bench/README.md`) is a configuration the tool accepts, every
+//! `parse-files-migrate …` line in their shell blocks parses with the real command line, and
+//! every script they name exists. (What the recipes *do* is tested against real servers
+//! elsewhere: the `migrate`, `resume` and `parse_server` modules, and `scripts/demo` in CI.)
 
 use std::path::Path;
 
@@ -12,12 +13,19 @@ use crate::support::app;
 
 const README: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
 
-/// The fenced blocks of `lang`: their text.
-fn blocks(lang: &str) -> Vec<String> {
+/// Every document checked here: the README and the documents beside it.
+const DOCS: &[&str] = &[
+    README,
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/guide.md")),
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/bench/README.md")),
+];
+
+/// The fenced blocks of `lang` in `doc`: their text.
+fn blocks_of(doc: &str, lang: &str) -> Vec<String> {
     let mut out = vec![];
     // Inside a fence: `Some(Some(text))` for a block of `lang`, `Some(None)` for another one.
     let mut open: Option<Option<String>> = None;
-    for line in README.lines() {
+    for line in doc.lines() {
         match (line.trim_start().strip_prefix("```"), &mut open) {
             (Some(_), Some(block)) => {
                 out.extend(block.take());
@@ -32,6 +40,11 @@ fn blocks(lang: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// The fenced blocks of `lang` in every document.
+fn blocks(lang: &str) -> Vec<String> {
+    DOCS.iter().flat_map(|d| blocks_of(d, lang)).collect()
 }
 
 /// Shell command lines of the `sh` blocks: continuations joined, comments and redirections cut.
@@ -75,6 +88,21 @@ fn the_readme_blocks_are_found() {
     );
     assert!(cmds.iter().any(|c| c == "scripts/demo"));
     assert!(cmds.iter().any(|c| c == "scripts/test"));
+    // The README itself keeps recipes (configurations and commands), not only pointers.
+    assert!(blocks_of(README, "toml").len() >= 2);
+    assert!(blocks_of(README, "sh").len() >= 4);
+}
+
+#[test]
+fn the_readme_names_no_issue_numbers() {
+    for (i, doc) in DOCS.iter().enumerate() {
+        for line in doc.lines() {
+            assert!(
+                !line.contains("issue #"),
+                "document {i} names an issue (a user cannot look it up): {line}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -98,7 +126,7 @@ fn every_command_line_in_the_readme_parses() {
                     "{s} is not executable"
                 );
             }
-            "cargo" | "eval" | "curl" => {}
+            "cargo" | "eval" | "curl" | "docker" => {}
             other => panic!("README runs {other:?}: teach this test how to check it ({cmd})"),
         }
     }

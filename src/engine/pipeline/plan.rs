@@ -1,10 +1,11 @@
 //! The planner: walks the classes and decides, per file, what the run does with it.
 //!
-//! For each page of references: drop those outside `--select` and `--shard`, group the rest by
-//! file name, ask the run's [`Dedup`](super::dedup::Dedup) table and then the ledger (one round
-//! trip per page) what is known, and hand each file on: a new copy to the copy stage (bounded
-//! channel: the walk waits when transfers are busy), references to a file with a known outcome to
-//! the rewrite stage. The planner writes nothing itself; it moves the walk
+//! For each page of references: drop those outside `--select` and `--shard` (counting, in one
+//! ledger query, those that name a file this tool copied: migrated by an earlier run), group the
+//! rest by file name, ask the run's [`Dedup`](super::dedup::Dedup) table and then the ledger (one
+//! round trip per page) what is known, and hand each file on: a new copy to the copy stage
+//! (bounded channel: the walk waits when transfers are busy), references to a file with a known
+//! outcome to the rewrite stage. The planner writes nothing itself; it moves the walk
 //! [`checkpoint`] (written through [`Effects`], so never in a dry run).
 
 use std::collections::BTreeMap;
@@ -111,7 +112,9 @@ impl Planner<'_> {
                     page.refs.into_iter().partition(|r| {
                         self.plan.select.includes(r.kind()) && in_shard(&r.name, self.plan.shard)
                     });
-                Counters::add(&c.refs_not_selected, others.len() as u64);
+                let migrated = self.migrated_before(&others).await?;
+                Counters::add(&c.refs_migrated_before, migrated);
+                Counters::add(&c.refs_not_selected, others.len() as u64 - migrated);
                 let n = walk.page(
                     &target.collection,
                     walker.position(),
@@ -129,6 +132,23 @@ impl Planner<'_> {
             }
         }
         Ok(None)
+    }
+
+    /// How many of `refs` (outside `--select` or the shard) name a file this tool copied: the
+    /// summary counts them as migrated by an earlier run, not merely as not selected. One
+    /// ledger round trip, only for a page that has such references.
+    async fn migrated_before(&self, refs: &[FileRef]) -> anyhow::Result<u64> {
+        if refs.is_empty() {
+            return Ok(0);
+        }
+        let mut names: Vec<&str> = refs.iter().map(|r| r.name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let written = self.ledger.by_target(&names).await?;
+        Ok(refs
+            .iter()
+            .filter(|r| written.contains_key(&r.name))
+            .count() as u64)
     }
 
     /// Where this run starts: the checkpoint of an unfinished pass with the same settings, or
