@@ -158,6 +158,38 @@ enum Inner {
     Merge(Merge),
 }
 
+/// A sorted stream read alongside keys asked in ascending order (a merge of two sorted sides in
+/// bounded memory): whether it holds each one.
+pub struct Members {
+    inner: std::iter::Peekable<Sorted>,
+}
+
+impl Members {
+    pub fn new(sorted: Sorted) -> Members {
+        Members {
+            inner: sorted.peekable(),
+        }
+    }
+
+    /// Whether the stream holds `key`. Keys must be asked in ascending order.
+    pub fn contains(&mut self, key: &str) -> io::Result<bool> {
+        loop {
+            match self.inner.peek() {
+                Some(Ok(r)) if r.key.as_str() < key => {
+                    self.inner.next();
+                }
+                Some(Ok(r)) => return Ok(r.key == key),
+                Some(Err(_)) => {
+                    if let Some(Err(e)) = self.inner.next() {
+                        return Err(e);
+                    }
+                }
+                None => return Ok(false),
+            }
+        }
+    }
+}
+
 impl Iterator for Sorted {
     type Item = io::Result<Record>;
 

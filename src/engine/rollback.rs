@@ -18,7 +18,8 @@ use serde::Serialize;
 use mongodb::Database;
 
 use super::Effects;
-use crate::audit::{Audit, Finding, Options, sort::Sorter};
+use crate::audit::sort::{Members, Sorter};
+use crate::audit::{Audit, Finding, Options};
 use crate::ledger::{FileRecord, FileState, KEY_PLACEHOLDER, Ledger, RefChange, RefState};
 use crate::parse::schema::collection_name;
 use crate::scan::Target;
@@ -188,24 +189,10 @@ impl Rollback<'_> {
             Ok(walked.push(&ref_key(&r.name, &r.class, &r.object_id(), &r.path), &[])?)
         })
         .await?;
-        let mut skip = unrestored.finish()?.peekable();
+        let mut restored = Members::new(unrestored.finish()?);
         for rec in walked.finish()? {
             let key = rec?.key;
-            let restored = loop {
-                match skip.peek() {
-                    Some(Ok(s)) if s.key < key => {
-                        skip.next();
-                    }
-                    Some(Ok(s)) => break s.key == key,
-                    Some(Err(_)) => {
-                        if let Some(Err(e)) = skip.next() {
-                            return Err(e.into());
-                        }
-                    }
-                    None => break false,
-                }
-            };
-            if !restored {
+            if !restored.contains(&key)? {
                 let mut parts = key.splitn(4, '\0');
                 let mut next = || parts.next().unwrap_or_default();
                 let (name, class, id, path) = (next(), next(), next(), next());

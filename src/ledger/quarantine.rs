@@ -180,17 +180,7 @@ impl Ledger {
         if let Some(a) = after {
             filter.insert("_id", doc! {"$gt": a});
         }
-        let docs: Vec<Document> = self
-            .quarantine_coll()
-            .find(filter)
-            .sort(doc! {"_id": 1})
-            .limit(limit)
-            .await
-            .context("reading the ledger's quarantine records")?
-            .try_collect()
-            .await
-            .context("reading the ledger's quarantine records")?;
-        docs.iter().map(record).collect()
+        self.find_quarantine(filter, Some(limit)).await
     }
 }
 
@@ -207,10 +197,20 @@ impl Ledger {
         }
         let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
         let filter = doc! {"store": store, "state": {"$in": states}, "name": {"$in": names}};
+        self.find_quarantine(filter, None).await
+    }
+
+    /// The records `filter` selects, oldest first, at most `limit`.
+    async fn find_quarantine(
+        &self,
+        filter: Document,
+        limit: Option<i64>,
+    ) -> anyhow::Result<Vec<QuarantineRecord>> {
         let docs: Vec<Document> = self
             .quarantine_coll()
             .find(filter)
             .sort(doc! {"_id": 1})
+            .limit(limit.unwrap_or(0))
             .await
             .context("reading the ledger's quarantine records")?
             .try_collect()

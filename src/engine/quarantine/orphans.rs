@@ -11,7 +11,8 @@ use std::time::{Duration, SystemTime};
 use mongodb::Database;
 
 use super::{Action, Outcome, Step};
-use crate::audit::{Audit, Finding, Options, join, sort::Sorter};
+use crate::audit::sort::{Members, Sorter};
+use crate::audit::{Audit, Finding, Options, join};
 use crate::engine::Effects;
 use crate::exit::{Coded, USAGE};
 use crate::ledger::{FileState, Ledger, QuarantineRecord, QuarantineState as QState, RefState};
@@ -162,7 +163,7 @@ impl Orphans<'_> {
             _ => Ok(()),
         })?;
         // Both sorted by name: what is not unreferenced is referenced again.
-        let mut orphans = unreferenced.finish()?.peekable();
+        let mut orphans = Members::new(unreferenced.finish()?);
         let mut purge = Vec::with_capacity(BATCH);
         let mut restore = Vec::with_capacity(BATCH);
         let mut last: Option<String> = None;
@@ -172,20 +173,7 @@ impl Orphans<'_> {
                 continue;
             }
             last = Some(name.clone());
-            let orphan = loop {
-                match orphans.peek() {
-                    Some(Ok(o)) if o.key < name => {
-                        orphans.next();
-                    }
-                    Some(Ok(o)) => break o.key == name,
-                    Some(Err(_)) => {
-                        if let Some(Err(e)) = orphans.next() {
-                            return Err(e.into());
-                        }
-                    }
-                    None => break false,
-                }
-            };
+            let orphan = orphans.contains(&name)?;
             let (list, action) = if orphan {
                 (&mut purge, Action::Purge)
             } else {
