@@ -6,6 +6,7 @@ use crate::cli::RekeyArgs;
 use crate::engine::rekey::{Rekey, RekeyMode, RekeyPlan};
 use crate::engine::{Limits, RunState, Stores};
 use crate::exit::usage;
+use crate::ledger::QuarantineState;
 use crate::report::rekey::{end_progress, print_rekey, spawn_progress};
 use crate::session::{self, gate::GateArgs};
 use crate::settings::{NEW_KEY_ENV, Settings};
@@ -76,6 +77,31 @@ pub(super) async fn run(settings: &Settings, args: &RekeyArgs) -> anyhow::Result
         retry: run.retry,
     };
     let (db, ledger) = session::app_and_ledger(settings).await?;
+    // Quarantined files are not re-encrypted: restored after a rotation (and the old key's
+    // retirement) they would be unreadable.
+    let quarantined = [
+        QuarantineState::Moving,
+        QuarantineState::Quarantined,
+        QuarantineState::Restoring,
+        QuarantineState::Purging,
+    ];
+    // Records name the store by its description, which says whether it encrypts: look under
+    // both forms (the key may have been set since the files were quarantined).
+    let described = store.describe();
+    let plain = described.trim_end_matches(" (encrypted)");
+    let mut in_quarantine = false;
+    for form in [plain.to_string(), format!("{plain} (encrypted)")] {
+        let found = ledger.quarantine_records(&form, &quarantined, None, 1);
+        in_quarantine |= !found.await?.is_empty();
+    }
+    if in_quarantine {
+        return Err(usage(format!(
+            "refusing to rekey {}: it has files in quarantine, which rekey does not re-encrypt \
+             (restored after the old key is retired, they could not be read); run `audit \
+             --restore` or `audit --purge` first",
+            store.describe()
+        )));
+    }
     let state = RunState::new();
     let rekey = Rekey::new(plan, store.clone(), ledger.clone(), state.clone());
     let work = async {

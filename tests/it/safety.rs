@@ -411,3 +411,53 @@ async fn a_store_the_references_do_not_match_is_refused() {
     assert!(out.stderr.contains("name no object"), "{}", out.stderr);
     assert!(a.destination.join("someone-elses.png").is_file());
 }
+
+/// Review 15: a value the walk cannot read (here a File under a key holding `.`, which no update
+/// path can address) may name a file: the quarantine refuses rather than take it for an orphan.
+#[tokio::test]
+async fn a_walk_that_met_unreadable_values_moves_nothing() {
+    let dir = support::temp_path("pfm-q-unread");
+    let d = dir.display().to_string();
+    let a = FsApp::new("safety_qunread", &d, &d).await;
+    a.photo("p1", doc! {"image": KEPT}).await;
+    a.photo("p2", doc! {"meta": {"a.b": nested("dotted.png")}})
+        .await;
+    for n in [KEPT, "dotted.png", "orphan.png"] {
+        a.store(&a.destination, n, n.as_bytes());
+    }
+    let out = quarantine(&a, &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("could not read"), "{}", out.stderr);
+    for n in [KEPT, "dotted.png", "orphan.png"] {
+        assert!(a.destination.join(n).is_file(), "{n}");
+    }
+}
+
+/// Review 14: rekey does not re-encrypt quarantined files, so after a rotation (and the old key's
+/// retirement) a restore would bring back bytes nobody can read: rekey refuses while the store
+/// has files in quarantine.
+#[tokio::test]
+async fn rekey_refuses_while_files_are_in_quarantine() {
+    let dir = support::temp_path("pfm-q-rekey");
+    let d = dir.display().to_string();
+    let a = FsApp::new("safety_qrekey", &d, &d).await;
+    a.photo("p1", doc! {"image": KEPT}).await;
+    a.store(&a.destination, KEPT, b"kept");
+    a.store(&a.destination, "orphan.png", b"orphan");
+    let out = quarantine(&a, &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!a.destination.join("orphan.png").exists());
+    // The same store, now with a key to encrypt under.
+    let text = std::fs::read_to_string(&a.config).unwrap();
+    let at = text.rfind("encryption = \"none\"").unwrap();
+    let keyed = format!(
+        "{}encryption_key = \"a-key-for-the-files\"{}",
+        &text[..at],
+        &text[at + "encryption = \"none\"".len()..]
+    );
+    std::fs::write(&a.config, keyed).unwrap();
+    let out = a.run(&["rekey", "--encrypt", "--yes"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("in quarantine"), "{}", out.stderr);
+    assert_eq!(std::fs::read(a.destination.join(KEPT)).unwrap(), b"kept");
+}

@@ -58,10 +58,11 @@ impl Orphans<'_> {
         let mut recheck = Audit::new(&opts);
         tracing::info!("listing {}", self.store.describe());
         first.list(self.store, &mut |_| Ok(())).await?;
-        for_each_ref(self.db, self.targets, self.page_size, |r| {
+        let issues = for_each_ref(self.db, self.targets, self.page_size, |r| {
             Ok(first.add_ref(r)?)
         })
         .await?;
+        refuse_unread_values(issues)?;
         let mut young = 0u64;
         let summary = first.finish(&mut |f| match f {
             // An unknown age is never old enough.
@@ -234,7 +235,9 @@ impl Orphans<'_> {
     /// needs ([`ledger_references`]).
     async fn add_references(&self, audit: &mut Audit) -> anyhow::Result<()> {
         for targets in [self.targets, self.other_apps] {
-            for_each_ref(self.db, targets, self.page_size, |r| Ok(audit.add_ref(r)?)).await?;
+            let issues =
+                for_each_ref(self.db, targets, self.page_size, |r| Ok(audit.add_ref(r)?)).await?;
+            refuse_unread_values(issues)?;
         }
         ledger_references(self.ledger, &self.store.describe(), audit).await
     }
@@ -319,6 +322,24 @@ pub async fn ledger_references(
         }
     }
     Ok(())
+}
+
+/// Refuse to move or delete anything when the walk met values it could not read (a File under a
+/// key holding `.`, a value too deeply nested, an unreadable `_SCHEMA` type): one of them may
+/// name a file that would then look unreferenced.
+fn refuse_unread_values(issues: u64) -> anyhow::Result<()> {
+    if issues == 0 {
+        return Ok(());
+    }
+    Err(Coded::new(
+        USAGE,
+        format!(
+            "refusing to quarantine or purge: the walk met {issues} values it could not read \
+             (logged above), and one of them may name a file of this store"
+        ),
+    )
+    .hint("fix or remove those values (`list` shows them too), then run the clean-up again")
+    .into())
 }
 
 /// The class name the ledger's own references carry in the join.

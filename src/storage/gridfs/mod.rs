@@ -482,9 +482,16 @@ impl ObjectStore for GridFsStore {
             self.delete_revision(name, &id).await?;
             return Err(taken());
         }
-        // The new revision is complete and newest: readers already see it. Older revisions are
-        // now invisible garbage; failing to remove them does not fail the write.
-        match self.revisions_except(name, Some(&id)).await {
+        // Create-only found no other revision: one that appears now is another writer's, racing
+        // us, and is never removed. Otherwise the new revision is complete and newest: readers
+        // already see it, older revisions are invisible garbage; failing to remove them does not
+        // fail the write.
+        let old = if create {
+            Ok(Vec::new())
+        } else {
+            self.revisions_except(name, Some(&id)).await
+        };
+        match old {
             Ok(old) => {
                 for old_id in old {
                     if let Err(e) = self.delete_revision(name, &old_id).await {
