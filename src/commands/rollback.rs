@@ -28,6 +28,8 @@ pub(super) async fn run(settings: &Settings, args: &RollbackArgs) -> anyhow::Res
     };
     let destination = session::open_checked(settings, destination, "destination").await?;
     let server = session::source(settings).await?;
+    // The hosted-Parse hosts may be gone for good: opened without a reachability check.
+    let hosted = session::open_lenient(settings, Some(&settings.source.hosted)).await;
     let stores = Stores {
         hosted: None,
         server: server.clone(),
@@ -74,6 +76,8 @@ pub(super) async fn run(settings: &Settings, args: &RollbackArgs) -> anyhow::Res
         file_key: settings.parse.file_key.as_ref(),
         delete_copies: args.delete_copies,
         is_original: &is_original,
+        hosted: hosted.as_deref(),
+        server: server.as_deref(),
         destination: &destination.describe(),
         db: &db,
         targets: d.as_ref().map_or(&[], |d| &d.targets),

@@ -21,10 +21,12 @@ use super::Effects;
 use crate::audit::sort::{Members, Sorter};
 use crate::audit::{Audit, Finding, Options};
 use crate::ledger::{FileRecord, FileState, KEY_PLACEHOLDER, Ledger, RefChange, RefState};
+use crate::parse::names::NameKind;
 use crate::parse::schema::collection_name;
 use crate::scan::Target;
 use crate::scan::refs::for_each_ref;
 use crate::secret::Secret;
+use crate::storage::ObjectStore;
 
 /// What a rollback did (or would do).
 #[derive(Debug, Default, Serialize)]
@@ -34,12 +36,20 @@ pub struct Counts {
     pub failed: u64,
     pub copies_deleted: u64,
     pub copies_kept: u64,
+    /// References left on their copy because the value they would go back to names a file its
+    /// store no longer holds (a restore would leave them pointing at nothing).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub originals_missing: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Counts {
     /// Whether anything was left as it is that the operator must look at.
     pub fn incomplete(&self) -> bool {
-        self.conflicts + self.failed > 0
+        self.conflicts + self.failed + self.originals_missing > 0
     }
 }
 
@@ -54,6 +64,10 @@ pub struct Rollback<'a> {
     pub delete_copies: bool,
     /// Whether a file's copy is its original (same store, same name): never deleted.
     pub is_original: &'a (dyn Fn(&str, &str) -> bool + Sync),
+    /// Where the originals are (hosted-Parse names, and the others): each value a restore puts
+    /// back is asked for there first.
+    pub hosted: Option<&'a dyn ObjectStore>,
+    pub server: Option<&'a dyn ObjectStore>,
     /// The destination's description, as the ledger records it: copies recorded elsewhere are
     /// never deleted here.
     pub destination: &'a str,
@@ -115,7 +129,23 @@ impl Rollback<'_> {
                     }
                 }
             }
+            let gone = self.missing_originals(&by_collection).await;
             for (collection, changes) in by_collection {
+                let (changes, kept): (Vec<_>, Vec<_>) = changes
+                    .into_iter()
+                    .partition(|c| !gone.contains(&c.new.name));
+                for c in &kept {
+                    counts.originals_missing += 1;
+                    tracing::warn!(
+                        class = %c.class, object_id = %crate::scan::id_string(&c.id),
+                        path = %c.path,
+                        "not restored: the original {} is gone from its store; the reference \
+                         keeps its copy {}", c.new.name, c.old.name
+                    );
+                }
+                if changes.is_empty() {
+                    continue;
+                }
                 let states = effects.restore(&collection, &changes).await?;
                 for (change, (state, err)) in changes.iter().zip(states) {
                     if state == RefState::Pending {
@@ -128,6 +158,53 @@ impl Rollback<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Of the values these changes put back, the names their store does not hold (one `stat` per
+    /// name, a few at a time). A name whose store is not configured counts as gone: a restore
+    /// must not point a reference at bytes nobody can vouch for.
+    async fn missing_originals(
+        &self,
+        changes: &BTreeMap<String, Vec<RefChange>>,
+    ) -> std::collections::HashSet<String> {
+        let names: std::collections::BTreeSet<&str> = changes
+            .values()
+            .flatten()
+            .map(|c| c.new.name.as_str())
+            .collect();
+        let stat = |name: &str| {
+            let store = if NameKind::of(name).is_hosted() {
+                self.hosted
+            } else {
+                self.server
+            };
+            let name = name.to_string();
+            async move {
+                let there = match store {
+                    Some(s) => match s.stat(&name).await {
+                        Ok(_) => true,
+                        Err(e) if e.is_not_found() => false,
+                        // Unknown (a timeout, a refusal): not proof that it is gone.
+                        Err(e) => {
+                            tracing::warn!("checking the original {name}: {e}");
+                            true
+                        }
+                    },
+                    None => false,
+                };
+                (name, there)
+            }
+        };
+        let mut gone = std::collections::HashSet::new();
+        let names: Vec<&str> = names.into_iter().collect();
+        for chunk in names.chunks(16) {
+            for (name, there) in futures::future::join_all(chunk.iter().map(|n| stat(n))).await {
+                if !there {
+                    gone.insert(name);
+                }
+            }
+        }
+        gone
     }
 
     /// Whether the tool may delete `f`'s copy at all (before any reference check).

@@ -244,7 +244,13 @@ pub fn print_rollback(
                 counts.failed,
                 count(counts.copies_deleted, "copy", "copies"),
                 counts.copies_kept
-            )
+            );
+            if counts.originals_missing > 0 {
+                eprintln!(
+                    "  {} left on the copy: the original is gone from its store",
+                    count(counts.originals_missing, "reference", "references")
+                );
+            }
         }
     }
     Ok(())

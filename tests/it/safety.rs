@@ -461,3 +461,41 @@ async fn rekey_refuses_while_files_are_in_quarantine() {
     assert!(out.stderr.contains("in quarantine"), "{}", out.stderr);
     assert_eq!(std::fs::read(a.destination.join(KEPT)).unwrap(), b"kept");
 }
+
+/// Finding 4: after a renaming migration the original may be gone (removed by hand, by another
+/// tool, by a lifecycle rule). A rollback that put the old name back, and deleted the copy, left
+/// the reference pointing at nothing; now it keeps the reference on its copy and says so.
+#[tokio::test]
+async fn rollback_keeps_a_reference_whose_original_is_gone() {
+    let server = support::temp_path("pfm-gone-src");
+    let destination = support::temp_path("pfm-gone-dst");
+    let a = FsApp::new(
+        "safety_gone",
+        &server.display().to_string(),
+        &destination.display().to_string(),
+    )
+    .await;
+    for (i, n) in ["mfp_a.png", "mfp_b.png"].iter().enumerate() {
+        a.store(&a.server, n, n.as_bytes());
+        a.photo(&format!("p{i}"), doc! {"image": *n}).await;
+    }
+    let args = ["--select", "server", "--rename", "parse-server", "--yes"];
+    let out = a.run(&[&["migrate"][..], &args[..], &["--output", "jsonl"]].concat());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    std::fs::remove_file(a.server.join("mfp_a.png")).unwrap();
+
+    let out = a.run(&["rollback", "--yes", "--delete-copies", "--output", "jsonl"]);
+    assert_eq!(out.code, 3, "incomplete: {}", out.stderr);
+    assert!(
+        out.stdout.contains("\"originals_missing\":1"),
+        "{}",
+        out.stdout
+    );
+    let copy = parse_server_name("mfp_a.png");
+    let p0 = app::find(&a.db, "Photo", "p0").await;
+    assert_eq!(p0.get_str("image").unwrap(), copy, "kept on its copy");
+    assert!(a.destination.join(&copy).is_file(), "the copy is kept");
+    let p1 = app::find(&a.db, "Photo", "p1").await;
+    assert_eq!(p1.get_str("image").unwrap(), "mfp_b.png", "restored");
+    assert!(!a.destination.join(parse_server_name("mfp_b.png")).exists());
+}
