@@ -34,6 +34,7 @@ mod disk_full;
 mod estimate;
 mod faults;
 mod image;
+mod lease;
 mod limits;
 mod live_app;
 mod migrate;

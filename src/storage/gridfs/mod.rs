@@ -300,7 +300,8 @@ impl GridFsStore {
         Err(StorageError::Integrity {
             name: name.to_string(),
             reason: format!(
-                "revision {} has {count} chunks holding {bytes} bytes, its files document says                  {want} chunks and {} bytes",
+                "revision {} has {count} chunks holding {bytes} bytes, its files document says \
+                 {want} chunks and {} bytes",
                 id_text(&rev.id),
                 rev.length
             ),
