@@ -312,3 +312,40 @@ async fn a_host_clock_running_ahead_never_sweeps_a_live_runs_upload() {
         s.files.len() as u64
     );
 }
+
+/// Two runs of conflicting scopes starting at the same moment (each writes its lease, then looks
+/// for conflicting ones): never both start, and, by the tie-break on the run id, never both are
+/// refused either. Exactly one of each pair gets its lease, over many rounds.
+#[tokio::test]
+async fn of_two_conflicting_runs_starting_together_exactly_one_starts() {
+    let db = support::mongo_client()
+        .await
+        .database(&support::unique("lease_race"));
+    let locks = db.collection::<Document>("_FileMigration.locks");
+    let pairs = [
+        ("all", "0/2"),
+        ("1/2", "all"),
+        ("0/2", "0/3"),
+        ("all", "all"),
+    ];
+    let mut tied = 0;
+    for round in 0..40 {
+        let (a, b) = pairs[round % pairs.len()];
+        let (first, second) = (support::ledger::of(&db), support::ledger::of(&db));
+        let (x, y) = tokio::join!(first.lease(a, "host-a"), second.lease(b, "host-b"));
+        let won = [&x, &y].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(won, 1, "round {round} ({a} / {b}): {x:?} / {y:?}");
+        let loser = format!("{:#}", x.as_ref().err().or(y.as_ref().err()).unwrap());
+        assert!(loser.contains("another run holds the lease"), "{loser}");
+        // It saw the winner's lease still being taken: the tie-break decided.
+        tied += usize::from(loser.contains("starting at the same moment"));
+        assert_eq!(
+            locks.count_documents(doc! {}).await.unwrap(),
+            1,
+            "round {round}: the refused run gave its lease back"
+        );
+        locks.delete_many(doc! {}).await.unwrap();
+    }
+    eprintln!("lease: 40 races, one winner each; {tied} decided by the tie-break");
+    db.drop().await.unwrap();
+}
