@@ -179,9 +179,10 @@ impl Tenure {
 fn refusal(lost: LeaseLost, lease: std::time::Duration) -> anyhow::Error {
     Coded::new(USAGE, format!("{LOST}: {lost}"))
         .hint(format!(
-            "nothing more was written after the loss; what is recorded stays valid. Find out \
-             which run holds the lease now (status), let it end, then run again; a lease \
-             expires {} s after its last renewal",
+            "once the loss was found nothing more was recorded and no copy started (one in flight \
+             may be left at the destination unrecorded: the next run finds it and counts it as \
+             copied); what is recorded stays valid. Find out which run holds the lease now \
+             (status), let it end, then run again; a lease expires {} s after its last renewal",
             lease.as_secs()
         ))
         .into()
