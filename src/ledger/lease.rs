@@ -49,7 +49,8 @@ use super::{Ledger, VERSION};
 use crate::db::DUPLICATE_KEY;
 
 /// How long a run that won the tie-break against a rival starting at the same moment waits
-/// for the rival to give its lease back (a few round trips) before it is refused itself.
+/// for the rival to give its lease back (a few round trips) before it is refused itself (at
+/// most a third of the lease).
 const RIVAL_WAIT: Duration = Duration::from_secs(5);
 
 /// How often the winner of a tie-break looks whether its rival gave its lease back.
@@ -125,24 +126,24 @@ impl Ledger {
     /// gone is taken over at once ([`Taken::TookOver`]); otherwise fails with [`LeaseHeld`] in
     /// the chain while another run holds an unexpired one, on `scope` or on a conflicting scope.
     pub async fn lease(&self, scope: &str, host: &str) -> anyhow::Result<Taken> {
-        Ok(self.take(scope, host, false).await?.0)
+        self.take(scope, host, false).await
     }
 
     /// Take the lease on `scope` as [`lease`](Self::lease) does, exclusively: refused while
     /// another run holds an unexpired lease on any other scope, and every later run of any other
     /// scope is refused while this one holds it (work that spans every shard: `rollback`).
     pub async fn lease_exclusive(&self, scope: &str, host: &str) -> anyhow::Result<Taken> {
-        Ok(self.take(scope, host, true).await?.0)
+        self.take(scope, host, true).await
     }
 
-    /// Take the lease (see the module documentation): how, and until when (server time).
+    /// Take the lease (see the module documentation).
     pub(super) async fn take(
         &self,
         scope: &str,
         host: &str,
         exclusive: bool,
-    ) -> anyhow::Result<(Taken, DateTime)> {
-        let (taken, until) = self.take_scope(scope, host, exclusive).await?;
+    ) -> anyhow::Result<Taken> {
+        let taken = self.take_scope(scope, host, exclusive).await?;
         if let Err(e) = self.yield_to_conflicts(scope, exclusive).await {
             if let Err(r) = self.release(scope).await {
                 tracing::warn!("giving back the lease on {scope}: {r:#}");
@@ -166,22 +167,17 @@ impl Ledger {
             }
             .into());
         }
-        Ok((taken, until))
+        Ok(taken)
     }
 
     /// The document of `scope` itself: free, expired, ours, or taken over from a gone run.
-    async fn take_scope(
-        &self,
-        scope: &str,
-        host: &str,
-        exclusive: bool,
-    ) -> anyhow::Result<(Taken, DateTime)> {
+    async fn take_scope(&self, scope: &str, host: &str, exclusive: bool) -> anyhow::Result<Taken> {
         match self.try_lease(scope, host, exclusive).await? {
-            Ok(until) => Ok((Taken::Free, until)),
+            Ok(()) => Ok(Taken::Free),
             Err(holder) => match holder.gone_here() {
                 Some(why) if self.remove_lease(&holder).await? => {
                     match self.try_lease(scope, host, exclusive).await? {
-                        Ok(until) => Ok((Taken::TookOver(holder, why), until)),
+                        Ok(()) => Ok(Taken::TookOver(holder, why)),
                         Err(other) => Err(LeaseHeld(other).into()),
                     }
                 }
@@ -190,14 +186,14 @@ impl Ledger {
         }
     }
 
-    /// One attempt at `scope`'s document, marked `taking`: its `until`, or the holder when
-    /// another run holds an unexpired lease on it.
+    /// One attempt at `scope`'s document, marked `taking`: `Err` with the holder when another
+    /// run holds an unexpired lease on it.
     async fn try_lease(
         &self,
         scope: &str,
         host: &str,
         exclusive: bool,
-    ) -> anyhow::Result<Result<DateTime, Holder>> {
+    ) -> anyhow::Result<Result<(), Holder>> {
         let now = self.server_now().await?;
         let until = plus(now, self.lease);
         let mut lease = doc! {"_id": scope, "run": self.run, "host": host, "until": until,
@@ -216,7 +212,7 @@ impl Ledger {
             .upsert(true)
             .await;
         match taken {
-            Ok(_) => Ok(Ok(until)),
+            Ok(_) => Ok(Ok(())),
             Err(e) if is_duplicate_key(&e) => {
                 let holder = self.lease_doc(scope).await?;
                 Ok(Err(
@@ -233,6 +229,8 @@ impl Ledger {
     /// runs of this machine that are gone are removed); wait out a rival starting at the same
     /// moment that loses the tie-break (see the module documentation).
     async fn yield_to_conflicts(&self, scope: &str, exclusive: bool) -> anyhow::Result<()> {
+        // Never longer than a third of the lease: this run's own lease is not renewed yet.
+        let patience = RIVAL_WAIT.min(self.lease / 3);
         let waiting_since = Instant::now();
         loop {
             let mut rival = None;
@@ -249,7 +247,7 @@ impl Ledger {
             }
             match rival {
                 None => return Ok(()),
-                Some(holder) if waiting_since.elapsed() >= RIVAL_WAIT => {
+                Some(holder) if waiting_since.elapsed() >= patience => {
                     return Err(LeaseHeld(holder).into());
                 }
                 Some(_) => tokio::time::sleep(RIVAL_POLL).await,
@@ -271,10 +269,10 @@ impl Ledger {
     }
 
     /// Renew this run's lease on `scope`: until the server's now plus the lease, if it still
-    /// holds it unexpired. Then look again for conflicting leases. The new `until`; a
-    /// [`LeaseLost`] in the chain when the lease is no longer certainly this run's, any other
-    /// error when the database could not say.
-    pub(super) async fn renew(&self, scope: &str, exclusive: bool) -> anyhow::Result<DateTime> {
+    /// holds it unexpired. Then look again for conflicting leases. A [`LeaseLost`] in the chain
+    /// when the lease is no longer certainly this run's, any other error when the database could
+    /// not say.
+    pub(super) async fn renew(&self, scope: &str, exclusive: bool) -> anyhow::Result<()> {
         let now = self.server_now().await?;
         let until = plus(now, self.lease);
         let renewed = self
@@ -303,7 +301,7 @@ impl Ledger {
             }
             .into());
         }
-        Ok(until)
+        Ok(())
     }
 
     /// The holder recorded in `scope`'s lease document, expired or not.
@@ -320,6 +318,16 @@ impl Ledger {
     /// any scope (`None`).
     pub async fn holders(&self, scope: Option<&str>) -> anyhow::Result<Vec<Holder>> {
         self.holders_at(scope, self.server_now().await?).await
+    }
+
+    /// The leases held by other runs that keep a run on `scope` from starting: on `scope`
+    /// itself, or on a conflicting scope (what `migrate --break-lease` offers to break).
+    pub async fn in_the_way(&self, scope: &str) -> anyhow::Result<Vec<Holder>> {
+        let all = self.holders(None).await?;
+        Ok(all
+            .into_iter()
+            .filter(|h| h.scope == scope || conflicts(scope, false, h))
+            .collect())
     }
 
     /// [`holders`](Self::holders) whose leases are unexpired at `now` (server time).

@@ -49,7 +49,7 @@ impl Ledger {
     /// says whether this run may still write.
     pub async fn hold(&self, scope: &str, host: &str, exclusive: bool) -> anyhow::Result<Taken> {
         let sent = Instant::now();
-        let (taken, _until) = self.take(scope, host, exclusive).await?;
+        let taken = self.take(scope, host, exclusive).await?;
         let tenure = Arc::new(Tenure {
             scope: scope.to_string(),
             exclusive,
@@ -137,7 +137,7 @@ impl Ledger {
         let renewed = self.renew(&held.scope, held.exclusive).await;
         let mut st = held.state.lock().unwrap_or_else(|e| e.into_inner());
         let lost = match renewed {
-            Ok(_until) => {
+            Ok(()) => {
                 st.confirmed = sent;
                 return Ok(());
             }

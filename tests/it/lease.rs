@@ -126,7 +126,7 @@ fn migrate_with(config: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -
 /// Review recipe 9: a live `all` lease (a rollback or an audit running) refuses a shard's run,
 /// and a live shard's lease refuses a run of `all` and a shard of another count, but not a
 /// shard of the same count. Nothing is copied or recorded when refused, and the refused run
-/// leaves no lease behind.
+/// leaves no lease behind; `--break-lease` offers (and breaks) the lease of the other scope.
 #[tokio::test]
 async fn a_run_is_refused_beside_a_live_lease_of_a_conflicting_scope() {
     let s = Scenario::new("lease_scopes", 2, 10_000, 60).await;
@@ -164,6 +164,18 @@ async fn a_run_is_refused_beside_a_live_lease_of_a_conflicting_scope() {
         s.locks().count_documents(doc! {}).await.unwrap(),
         1,
         "0/2 gave its lease back, 1/2's is left"
+    );
+    // `--break-lease` offers the lease in the way, though of another scope, and breaks it.
+    let (code, stderr) = migrate_with(&s.config, &["--break-lease"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("broke the lease on 1/2") && stderr.contains("other-host"),
+        "{stderr}"
+    );
+    assert_eq!(s.locks().count_documents(doc! {}).await.unwrap(), 0);
+    assert_eq!(
+        support::ledger::files_in(&s.db, "verified").await,
+        s.files.len() as u64
     );
 }
 
