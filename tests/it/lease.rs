@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use mongodb::Database;
 use mongodb::bson::{Bson, DateTime, Document, doc, oid::ObjectId};
-use parse_files_migrate::storage::{self, StoreConfig, StoreContext};
 
 use crate::support::{self, app};
 
@@ -30,34 +29,15 @@ struct Scenario {
 impl Scenario {
     /// `count` files of about `size` bytes; leases last `lease_secs`.
     async fn new(tag: &str, count: usize, size: usize, lease_secs: u64) -> Scenario {
-        let db_name = support::unique(tag);
-        let db = support::mongo_client().await.database(&db_name);
-        let ctx = StoreContext {
-            mongo_uri: Some(support::mongo_uri().into()),
-            database: Some(db_name.clone()),
-            file_key: None,
-            app_id: Some("leaseApp".into()),
-        };
-        let gridfs: StoreConfig = toml::from_str("type = \"gridfs\"").unwrap();
-        let source = storage::open(&gridfs, &ctx).await.unwrap();
         let files: BTreeMap<String, Vec<u8>> = (0..count)
             .map(|i| {
                 let name = format!("{:032x}_clip {i}.mp4", i as u128 * 7919 + 5);
                 (name, support::bytes(size + 100 * i, i as u64 + 17))
             })
             .collect();
-        support::conformance::put_all(&*source, &files).await;
-        let names: Vec<String> = files.keys().cloned().collect();
-        app::seed_items(&db, &names).await;
-        let config = app::write_config(
-            tag,
-            &db_name,
-            "leaseApp",
-            "leaseKey",
-            "",
-            "[source.server]\ntype = \"gridfs\"\nencryption = \"none\"\n",
-            &format!("{DESTINATION}\n[ledger]\nlease_secs = {lease_secs}\n"),
-        );
+        let destination = format!("{DESTINATION}\n[ledger]\nlease_secs = {lease_secs}\n");
+        let (db, config) =
+            app::gridfs_items(tag, "leaseApp", "leaseKey", &files, &destination).await;
         Scenario { db, config, files }
     }
 
