@@ -341,3 +341,43 @@ async fn of_two_conflicting_runs_starting_together_exactly_one_starts() {
     eprintln!("lease: 40 races, one winner each; {tied} decided by the tie-break");
     db.drop().await.unwrap();
 }
+
+/// A run that stalled past its lease (a paused VM, `SIGSTOP`: here its whole runtime blocked)
+/// must not write on the moment it wakes, before its renewer had a turn: the check before each
+/// write sees that its last confirmed renewal is too old, renews first, and finds the lease
+/// expired by the server's clock, and, once another run took it, taken.
+#[tokio::test]
+async fn a_run_that_stalled_past_its_lease_refuses_its_next_write() {
+    let db = support::mongo_client()
+        .await
+        .database(&support::unique("lease_stall"));
+    for other_took_it in [false, true] {
+        let lease = Duration::from_secs(1);
+        let ledger = support::ledger::of(&db).with_lease(lease);
+        ledger.hold("all", "stalled-host", false).await.unwrap();
+        ledger.holding().await.unwrap();
+        // The current-thread runtime blocked: the renewer cannot run either.
+        std::thread::sleep(lease + Duration::from_millis(500));
+        if other_took_it {
+            let other = support::ledger::of(&db).with_lease(lease);
+            other.lease("all", "other-host").await.unwrap();
+        }
+        let err = ledger.holding().await.unwrap_err();
+        let why = if other_took_it {
+            "is no longer this run's"
+        } else {
+            "expired (by the database server's clock)"
+        };
+        let msg = format!("{err:#}");
+        assert!(msg.contains("lease lost") && msg.contains(why), "{msg}");
+        assert_eq!(parse_files_migrate::exit::code_of(&err), 2);
+        // And it stays refused.
+        assert!(ledger.holding().await.is_err());
+        ledger.let_go().await.unwrap();
+        db.collection::<Document>("_FileMigration.locks")
+            .delete_many(doc! {})
+            .await
+            .unwrap();
+    }
+    db.drop().await.unwrap();
+}
