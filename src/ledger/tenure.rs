@@ -13,7 +13,8 @@
 //! pause, `SIGSTOP`), it renews first, and refuses if that fails. The lease lasted at least a
 //! whole lease after that send by the server's clock, so the third left covers a write checked
 //! just before the limit. The state is shared by every clone of the [`Ledger`], so code that
-//! writes through the ledger directly (`rekey`) is held back as well as the engine's gate.
+//! writes through the ledger directly is held back too (`rekey` asks before recording each
+//! intent), not only the engine's gate.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
