@@ -135,7 +135,16 @@ impl Ledger {
             }
         }
         let sent = Instant::now();
-        let renewed = self.renew(&held.scope, held.exclusive).await;
+        // Bounded: every writer past the safe age waits for this renewal, so a database that
+        // never answers must end in a lost lease (the run stops), not in a run that hangs.
+        let renewed = tokio::time::timeout(self.lease, self.renew(&held.scope, held.exclusive))
+            .await
+            .unwrap_or_else(|_| {
+                Err(anyhow::anyhow!(
+                    "the database did not answer within {} s",
+                    self.lease.as_secs_f32()
+                ))
+            });
         let mut st = held.state.lock().unwrap_or_else(|e| e.into_inner());
         let lost = match renewed {
             Ok(()) => {
