@@ -11,8 +11,8 @@ use super::transfer::{Found, compare_existing, copy_logged, store_gone};
 use super::{Counters, Effects, FileJob, Outcome, Stores};
 use crate::exit::{Coded, USAGE};
 use crate::ledger::{
-    FileRecord, FileResult, FileState, Holder, Intent, LeaseHeld, Ledger, RefChange, RefState,
-    Taken,
+    FileRecord, FileResult, FileState, Holder, Intent, LEASE_LOST, LeaseHeld, Ledger, RefChange,
+    RefState, Taken,
 };
 use crate::retry::RetryPolicy;
 use crate::storage::{GetOptions, PutMode, StorageError};
@@ -32,7 +32,6 @@ pub struct Live {
     pub prefix: String,
     /// How failed transfers are retried (timeouts, 5xx, throttling, a broken stream).
     pub retry: RetryPolicy,
-    renewer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Whether a restore has forgotten the walk checkpoints yet.
     walks_forgotten: tokio::sync::OnceCell<()>,
     /// See [`Live::exclusive`].
@@ -63,7 +62,6 @@ impl Live {
             host,
             prefix,
             retry,
-            renewer: Default::default(),
             walks_forgotten: Default::default(),
             exclusive: false,
             breaking: Vec::new(),
@@ -93,7 +91,8 @@ impl Live {
         self
     }
 
-    /// Also refuse to start while any other scope's lease is held (`rollback`: it restores
+    /// Hold the lease exclusively: refuse to start while any other scope's lease is held, and
+    /// make every run of another scope refuse while this one runs (`rollback`: it restores
     /// references of every shard, so no shard's run may be rewriting them meanwhile).
     pub fn exclusive(mut self) -> Live {
         self.exclusive = true;
@@ -113,11 +112,11 @@ impl Effects for Live {
                 );
             }
         }
-        let taken = if self.exclusive {
-            self.ledger.lease_exclusive(&self.scope, &self.host).await
-        } else {
-            self.ledger.lease(&self.scope, &self.host).await
-        };
+        // Held (and renewed) until `finish`; every write below checks it first (`holding`).
+        let taken = self
+            .ledger
+            .hold(&self.scope, &self.host, self.exclusive)
+            .await;
         let taken = taken.map_err(|e| match e.downcast::<LeaseHeld>() {
             Ok(held) => Coded::new(USAGE, held.to_string())
                 .hint(format!(
@@ -144,25 +143,6 @@ impl Effects for Live {
                 mongodb::bson::doc! {"scope": &h.scope, "run": h.run, "pid": h.pid, "why": *why},
             );
         }
-        // Renew well before expiry for as long as the run lasts.
-        let (ledger, scope, host) = (self.ledger.clone(), self.scope.clone(), self.host.clone());
-        let renewer = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(ledger.lease_duration() / 3).await;
-                if let Err(e) = ledger.lease(&scope, &host).await {
-                    // Another run holds it now (broken or expired while this one stalled).
-                    tracing::error!("renewing the lease on {scope}: {e:#}");
-                }
-            }
-        });
-        if let Some(old) = self
-            .renewer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .replace(renewer)
-        {
-            old.abort();
-        }
         let converted = self.ledger.upgrade().await?;
         if converted > 0 {
             tracing::info!(
@@ -180,10 +160,19 @@ impl Effects for Live {
     }
 
     async fn plan(&self, intents: &[Intent<'_>]) -> anyhow::Result<()> {
+        self.ledger.holding().await?;
         self.guard.write(self.ledger.plan(intents)).await
     }
 
     async fn copy(&self, job: &FileJob, counters: &Counters) -> Outcome {
+        // A lost lease stops the run before this copy writes anything (the outcome's record,
+        // which would be the next write, is refused too).
+        if let Err(lost) = self.ledger.holding().await {
+            return Outcome::Stopped {
+                reason: format!("{lost:#}"),
+                why: LEASE_LOST,
+            };
+        }
         let Some(source) = self.stores.source_for(job.kind) else {
             return Outcome::Failed {
                 reason: format!("no source configured for {} names", job.kind.as_str()),
@@ -275,6 +264,8 @@ impl Effects for Live {
     }
 
     async fn record_files(&self, results: &[FileResult<'_>]) -> anyhow::Result<()> {
+        // Never `verified` after a lost lease: another run may have swept the upload meanwhile.
+        self.ledger.holding().await?;
         // A copy is recorded as verified only once the destination holds it durably.
         if results.iter().any(|r| r.state == FileState::Verified) {
             let dest = &self.stores.destination;
@@ -287,6 +278,7 @@ impl Effects for Live {
 
     async fn rewrite(&self, collection: &str, changes: &[RefChange]) -> anyhow::Result<Settled> {
         let g = &self.guard;
+        self.ledger.holding().await?;
         g.write(self.ledger.record_pending(changes)).await?;
         let states = g.write(cas::apply(&self.db, collection, changes)).await?;
         let outcomes: Vec<_> = changes
@@ -299,6 +291,7 @@ impl Effects for Live {
     }
 
     async fn restore(&self, collection: &str, changes: &[RefChange]) -> anyhow::Result<Settled> {
+        self.ledger.holding().await?;
         // Restored references are to migrate again: an unfinished pass must not resume past them.
         self.walks_forgotten
             .get_or_try_init(|| self.ledger.forget_walks())
@@ -338,6 +331,7 @@ impl Effects for Live {
     }
 
     async fn checkpoint(&self, checkpoint: Option<&Checkpoint>) -> anyhow::Result<()> {
+        self.ledger.holding().await?;
         let doc = checkpoint.map(Checkpoint::to_document);
         self.guard
             .write(self.ledger.save_checkpoint(&self.scope, doc))
@@ -347,15 +341,7 @@ impl Effects for Live {
     async fn finish(&self, summary: Document, exit_code: i32) -> anyhow::Result<()> {
         self.ledger.finish_run(summary, exit_code).await?;
         self.ledger.forget_uploads().await?;
-        if let Some(r) = self
-            .renewer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            r.abort();
-        }
-        self.ledger.release(&self.scope).await
+        self.ledger.let_go().await
     }
 
     fn dry_run(&self) -> bool {
@@ -378,6 +364,7 @@ impl super::quarantine::Relocate for Live {
         store: &dyn crate::storage::ObjectStore,
         steps: &[super::quarantine::Step],
     ) -> anyhow::Result<Vec<super::quarantine::Outcome>> {
+        self.ledger.holding().await?;
         super::removal::relocate(&self.ledger, store, steps).await
     }
 }

@@ -76,6 +76,11 @@ pub async fn delete_copies(
     let mut deleted = Vec::with_capacity(doomed.len());
     let mut failed = None;
     for f in doomed {
+        // Under the run's lease, checked before every delete: a run that lost it stops here.
+        if let Err(lost) = ledger.holding().await {
+            ledger.mark_files(&deleted, FileState::Deleted).await?;
+            return Err(lost);
+        }
         match store.delete(&f.target).await {
             Ok(()) => deleted.push(f),
             Err(e) if e.is_not_found() => deleted.push(f),

@@ -26,6 +26,11 @@ pub struct Holder {
     /// See the module documentation (`None`: not recorded).
     pub machine: Option<String>,
     pub until: DateTime,
+    /// It holds its scope exclusively: no run of any other scope may run beside it (see
+    /// [`super::lease`]).
+    pub exclusive: bool,
+    /// Its run is still taking the lease (checking for conflicting leases), not yet working.
+    pub taking: bool,
 }
 
 impl Holder {
@@ -41,6 +46,8 @@ impl Holder {
             started: d.get_i64("started").ok(),
             machine: d.get_str("machine").ok().map(str::to_string),
             until: d.get_datetime("until").copied().unwrap_or(DateTime::MIN),
+            exclusive: d.get_bool("exclusive").unwrap_or(false),
+            taking: d.get_bool("taking").unwrap_or(false),
         }
     }
 

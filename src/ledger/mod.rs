@@ -13,9 +13,11 @@
 //! * `<collection>.runs` ([`runs`]): one record per run: settings (no secrets),
 //!   host, start/end, counts, exit code.
 //! * `<collection>.locks` ([`lease`]): one lease per shard (`_id` = `all` or
-//!   `K/N`), held by a writing run and renewed while it runs; a crashed run's lease is taken
-//!   over at once by a run on the same machine ([`holder`]), and expires for
-//!   others (`[ledger] lease_secs`).
+//!   `K/N`), held by a writing run and renewed while it runs ([`tenure`]: a run
+//!   that loses it stops before its next write); scopes that overlap exclude each other; a
+//!   crashed run's lease is taken over at once by a run on the same machine
+//!   ([`holder`]), and expires for others (`[ledger] lease_secs`, by the database
+//!   server's clock: [`clock`]).
 //! * `<collection>.walk` ([`runs`]): one walk checkpoint per shard: where the next
 //!   run of an unfinished pass resumes (see [`crate::engine::pipeline::checkpoint`]).
 //! * `<collection>.quarantine` ([`quarantine`]): one record per file `audit
@@ -60,6 +62,7 @@
 //! never a stored document.
 
 mod batch;
+mod clock;
 mod debris;
 mod files;
 mod holder;
@@ -71,6 +74,7 @@ mod rekey;
 mod runs;
 mod standing;
 mod status;
+mod tenure;
 mod upgrade;
 
 use anyhow::Context;
@@ -81,7 +85,7 @@ use crate::db::{update_batch, update_stmt};
 pub use debris::{DebrisStatus, GoneRun};
 pub use files::FilePage;
 pub use holder::Holder;
-pub use lease::{LeaseHeld, Taken};
+pub use lease::{LeaseHeld, LeaseLost, Taken, conflicts};
 pub use quarantine::{QuarantineIntent, QuarantineRecord, QuarantineState};
 pub use records::{
     BadRecord, FileRecord, FileResult, FileState, Intent, KEY_PLACEHOLDER, Loc, RefChange,
@@ -91,6 +95,7 @@ pub use refs::{RefPage, Settled};
 pub use rekey::RekeyRecord;
 pub use standing::Standing;
 pub use status::{FileCount, Problem, RefCount, Status, UnfinishedPass};
+pub use tenure::LOST as LEASE_LOST;
 
 /// The ledger's base collection name (`[ledger] collection`).
 pub const DEFAULT_COLLECTION: &str = "_FileMigration";
@@ -117,6 +122,8 @@ pub struct Ledger {
     lease: std::time::Duration,
     /// Where this run's records in progress are stored, to set their outcomes.
     held: std::sync::Arc<std::sync::Mutex<Held>>,
+    /// The lease this run holds while it writes ([`Ledger::hold`]).
+    tenure: std::sync::Arc<std::sync::Mutex<Option<std::sync::Arc<tenure::Tenure>>>>,
 }
 
 /// The places of this run's intents without an outcome yet (by file name) and of its pending
@@ -140,6 +147,7 @@ impl Ledger {
             run: ObjectId::new(),
             lease: std::time::Duration::from_secs(DEFAULT_LEASE_SECS),
             held: Default::default(),
+            tenure: Default::default(),
         }
     }
 

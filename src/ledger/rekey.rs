@@ -40,6 +40,9 @@ impl Ledger {
         from: &str,
         to: &str,
     ) -> anyhow::Result<ObjectId> {
+        // `rekey` writes the store through the ledger's records, not the engine's gate: its
+        // intent is where a lost lease stops it (see `tenure`).
+        self.holding().await?;
         let id = ObjectId::new();
         let d = doc! {
             "_id": id, "v": VERSION, "run": self.run, "n": name, "old": old, "new": new,

@@ -75,8 +75,9 @@ pub(crate) fn consent(yes: bool, verb: &str, what: impl FnOnce() -> String) -> a
     }
 }
 
-/// `--break-lease`: the leases other runs hold on `scope` (on any scope for `None`), to show in
-/// the consent question (the one gate every write passes) and to break once it is answered.
+/// `--break-lease`: the leases other runs hold that keep a run on `scope` from starting (its own
+/// and any conflicting scope; every scope for `None`), to show in the consent question (the one
+/// gate every write passes) and to break once it is answered.
 /// Empty without the flag, or when none is held. A dry run only says what it would break.
 pub(crate) async fn leases_to_break(
     ledger: &Ledger,
@@ -87,7 +88,10 @@ pub(crate) async fn leases_to_break(
     if !asked {
         return Ok(Vec::new());
     }
-    let holders = ledger.holders(scope).await?;
+    let holders = match scope {
+        Some(s) => ledger.in_the_way(s).await?,
+        None => ledger.holders(None).await?,
+    };
     if holders.is_empty() {
         tracing::info!("--break-lease: no other run holds a lease; nothing to break");
     }

@@ -31,34 +31,14 @@ impl Scenario {
     /// An app whose GridFS (`fs`) holds [`FILES`] large files, each referenced by an `Item`;
     /// `destination` is the `[destination]` table.
     async fn new(tag: &str, destination: &str) -> Scenario {
-        let db_name = support::unique(tag);
-        let db = support::mongo_client().await.database(&db_name);
-        let ctx = StoreContext {
-            mongo_uri: Some(support::mongo_uri().into()),
-            database: Some(db_name.clone()),
-            file_key: None,
-            app_id: Some("debrisApp".into()),
-        };
-        let gridfs: StoreConfig = toml::from_str("type = \"gridfs\"").unwrap();
-        let source = storage::open(&gridfs, &ctx).await.unwrap();
         let files: BTreeMap<String, Vec<u8>> = (0..FILES)
             .map(|i| {
                 let name = format!("{:032x}_video {i}.mp4", i as u128 * 104_729 + 1);
                 (name, support::bytes(SIZE + 1000 * i, i as u64 + 3))
             })
             .collect();
-        support::conformance::put_all(&*source, &files).await;
-        let names: Vec<String> = files.keys().cloned().collect();
-        app::seed_items(&db, &names).await;
-        let config = app::write_config(
-            tag,
-            &db_name,
-            "debrisApp",
-            "debrisKey",
-            "",
-            "[source.server]\ntype = \"gridfs\"\nencryption = \"none\"\n",
-            destination,
-        );
+        let (db, config) =
+            app::gridfs_items(tag, "debrisApp", "debrisKey", &files, destination).await;
         Scenario { db, config, files }
     }
 

@@ -35,6 +35,7 @@ mod estimate;
 mod faults;
 mod help;
 mod image;
+mod lease;
 mod limits;
 mod live_app;
 mod migrate;

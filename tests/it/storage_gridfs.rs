@@ -217,3 +217,61 @@ async fn node_encrypted_and_plaintext_files() {
     );
     db.drop().await.unwrap();
 }
+
+/// Regression (safety review, finding 10): an unencrypted file was vouched for by its files
+/// document's `length` alone, so a copy whose chunks another run had swept as debris while it
+/// uploaded (then completed with a hole) was recorded verified. `stat`, which a copy's
+/// verification asks, now counts the chunks and their bytes: a missing chunk, or a short one,
+/// is an integrity error.
+#[tokio::test]
+async fn an_unencrypted_file_with_a_missing_chunk_does_not_pass_stat() {
+    use parse_files_migrate::storage::StorageError;
+    use parse_files_migrate::storage::gridfs::PARSE_CHUNK_SIZE;
+    let client = support::mongo_client().await;
+    let name = support::unique("pfm_gridfs_hole");
+    let db = client.database(&name);
+    let s = store(&name, None).await;
+    let chunk = PARSE_CHUNK_SIZE as usize;
+    let data = support::bytes(3 * chunk + 1000, 11);
+    let chunks = db.collection::<Document>("fs.chunks");
+    for (file, n) in [("hole.bin", 1), ("short.bin", 3)] {
+        s.put(file, body(&data, 65536), &PutOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(s.stat(file).await.unwrap().size, data.len() as u64);
+        let id = files(&db)
+            .await
+            .into_iter()
+            .find(|f| f.get_str("filename") == Ok(file))
+            .unwrap()
+            .get("_id")
+            .cloned()
+            .unwrap();
+        if file == "hole.bin" {
+            chunks
+                .delete_one(doc! {"files_id": id.clone(), "n": n})
+                .await
+                .unwrap();
+        } else {
+            // The last chunk cut short: the count is right, the bytes are not.
+            let short = Bson::Binary(mongodb::bson::Binary {
+                subtype: BinarySubtype::Generic,
+                bytes: vec![0; 10],
+            });
+            chunks
+                .update_one(
+                    doc! {"files_id": id.clone(), "n": n},
+                    doc! {"$set": {"data": short}},
+                )
+                .await
+                .unwrap();
+        }
+        match s.stat(file).await {
+            Err(StorageError::Integrity { reason, .. }) => {
+                assert!(reason.contains("files document says 4 chunks"), "{reason}")
+            }
+            other => panic!("{file}: expected an integrity error, got {other:?}"),
+        }
+    }
+    db.drop().await.unwrap();
+}

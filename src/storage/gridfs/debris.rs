@@ -6,7 +6,9 @@
 //! run. The chunks index (`files_id`, `n`) is read over that range (ObjectIds sort by their
 //! time first) for first chunks only (`n: 0`), a page of ids at a time; the ids with the run's
 //! bytes and no files document are the killed uploads, and all their chunks go. One index range
-//! read per gone run, once: the caller records the run as swept.
+//! read per gone run, once: the caller records the run as swept. After the delete, the files are
+//! looked up once more: a run taken for gone that was still writing may have completed one of
+//! them meanwhile (said as an error; the revision fails `stat`).
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -72,6 +74,13 @@ impl Debris for GridFsStore {
             .await
             .map_err(|e| mongo_error(WHAT, e))?
             .deleted_count;
+        let ids: Vec<Bson> = batch
+            .uploads
+            .iter()
+            .filter_map(|u| ObjectId::parse_str(&u.id).ok())
+            .map(Bson::ObjectId)
+            .collect();
+        self.completed_meanwhile(&ids).await?;
         Ok(swept(batch, chunks))
     }
 }
@@ -124,5 +133,35 @@ fn swept(batch: &Batch, chunks: u64) -> Swept {
     Swept {
         uploads: batch.uploads.len() as u64,
         chunks,
+    }
+}
+
+impl GridFsStore {
+    /// Of the uploads whose chunks were just removed, those that got their files document
+    /// meanwhile: their run was taken for gone but was still writing (it stalled past its
+    /// lease, and has stopped since it cannot renew it). Such a revision has a hole; it fails
+    /// `stat` (`check_chunks`), so it is never verified, but the operator is told here, where it
+    /// happened.
+    async fn completed_meanwhile(&self, ids: &[Bson]) -> Result<(), StorageError> {
+        let what = "GridFS debris";
+        let broken: Vec<mongodb::bson::Document> = self
+            .files
+            .find(doc! {"_id": {"$in": ids}})
+            .projection(doc! {"_id": 1, "filename": 1})
+            .await
+            .map_err(|e| mongo_error(what, e))?
+            .try_collect()
+            .await
+            .map_err(|e| mongo_error(what, e))?;
+        for d in broken {
+            tracing::error!(
+                "the upload {} of {:?} was completed while its chunks were removed as debris \
+                 (its run was taken for gone while still writing): that revision is broken and is \
+                 never verified; delete it, and run again",
+                d.get("_id").map(|i| i.to_string()).unwrap_or_default(),
+                d.get_str("filename").unwrap_or("?")
+            );
+        }
+        Ok(())
     }
 }

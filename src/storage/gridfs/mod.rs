@@ -24,6 +24,7 @@ use super::{
     ObjectMeta, ObjectStore, PutMode, PutOptions, PutResult, StorageError, StoreContext,
 };
 
+mod chunks;
 mod debris;
 mod list;
 mod quarantine;
@@ -432,6 +433,9 @@ impl ObjectStore for GridFsStore {
 
     async fn stat(&self, name: &str) -> Result<ObjectMeta, StorageError> {
         let rev = self.newest(name).await?;
+        // A copy is verified by this `stat`: the files document alone would vouch for chunks
+        // that may be missing (an upload another run swept as debris; see `check_chunks`).
+        self.check_chunks(name, &rev).await?;
         let size = crypto::stored_plain_size(self.key.as_ref(), name, rev.length, |off| {
             self.open_at(name, &rev, off)
         })

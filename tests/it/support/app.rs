@@ -441,6 +441,43 @@ pub async fn seed_items(db: &Database, names: &[String]) {
         .unwrap();
 }
 
+/// An app in a database of its own (`tag`) whose GridFS bucket `fs` holds `files` (Parse name →
+/// bytes), each referenced by an `Item` ([`seed_items`]), and its config ([`write_config`], app
+/// `app_id` with key `file_key`) reading them as a plaintext `[source.server]` and writing to
+/// the `[destination]` body `destination`.
+pub async fn gridfs_items(
+    tag: &str,
+    app_id: &str,
+    file_key: &str,
+    files: &BTreeMap<String, Vec<u8>>,
+    destination: &str,
+) -> (Database, PathBuf) {
+    use parse_files_migrate::storage::{self, StoreConfig, StoreContext};
+    let db_name = super::unique(tag);
+    let db = super::mongo_client().await.database(&db_name);
+    let ctx = StoreContext {
+        mongo_uri: Some(super::mongo_uri().into()),
+        database: Some(db_name.clone()),
+        file_key: None,
+        app_id: Some(app_id.into()),
+    };
+    let gridfs: StoreConfig = toml::from_str("type = \"gridfs\"").unwrap();
+    let source = storage::open(&gridfs, &ctx).await.unwrap();
+    super::conformance::put_all(&*source, files).await;
+    let names: Vec<String> = files.keys().cloned().collect();
+    seed_items(&db, &names).await;
+    let config = write_config(
+        tag,
+        &db_name,
+        app_id,
+        file_key,
+        "",
+        "[source.server]\ntype = \"gridfs\"\nencryption = \"none\"\n",
+        destination,
+    );
+    (db, config)
+}
+
 /// Write `<tag>.toml`: database `db` of the test server (`mongo_extra`: more `[mongo]` keys),
 /// app `app_id` with key `file_key` served at [`SERVER_URL`], the `source` tables and the body of
 /// the `[destination]` table.
