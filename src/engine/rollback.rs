@@ -133,7 +133,7 @@ impl Rollback<'_> {
             for (collection, changes) in by_collection {
                 let (changes, kept): (Vec<_>, Vec<_>) = changes
                     .into_iter()
-                    .partition(|c| !gone.contains(&c.new.name));
+                    .partition(|c| !renames(c) || !gone.contains(&c.new.name));
                 for c in &kept {
                     counts.originals_missing += 1;
                     tracing::warn!(
@@ -170,6 +170,7 @@ impl Rollback<'_> {
         let names: std::collections::BTreeSet<&str> = changes
             .values()
             .flatten()
+            .filter(|c| renames(c))
             .map(|c| c.new.name.as_str())
             .collect();
         let stat = |name: &str| {
@@ -318,6 +319,13 @@ impl Rollback<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether restoring `c` points its reference at another file (the original): a File reference
+/// whose name changes. URLs inside strings (whose files the record does not list one by one)
+/// and rebased urls (the same file) are not checked.
+fn renames(c: &RefChange) -> bool {
+    c.new.text.is_none() && c.old.text.is_none() && c.new.name != c.old.name
 }
 
 /// A reference as both sides of the restore/walk merge key it: the file name first (what the

@@ -80,7 +80,9 @@ type = "fs"
 path = "{dest}"
 
 [ledger]
-lease_secs = 1
+# Short, so that the tests' leases end soon; not so short that a loaded machine's pause of a
+# second makes a run lose its lease (which now stops it).
+lease_secs = 3
 
 {extra_config}
 "#,
@@ -381,8 +383,9 @@ async fn sigkill_at_many_points_then_a_rerun_completes() {
             kills += 1;
         }
         child.wait().unwrap();
-        // The killed run's lease (1 s in this config) must expire before the next run.
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        // The killed run's lease (3 s in this config) is taken over at once on this machine;
+        // waiting it out keeps the test independent of that.
+        tokio::time::sleep(Duration::from_millis(3100)).await;
     }
     eprintln!("resume: {kills} runs killed with SIGKILL at spread points");
     assert!(kills >= 4, "the kills must land mid-run (only {kills} did)");
