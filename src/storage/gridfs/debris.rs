@@ -74,13 +74,7 @@ impl Debris for GridFsStore {
             .await
             .map_err(|e| mongo_error(WHAT, e))?
             .deleted_count;
-        let ids: Vec<Bson> = batch
-            .uploads
-            .iter()
-            .filter_map(|u| ObjectId::parse_str(&u.id).ok())
-            .map(Bson::ObjectId)
-            .collect();
-        self.completed_meanwhile(&ids).await?;
+        self.completed_meanwhile(&upload_ids(batch)).await?;
         Ok(swept(batch, chunks))
     }
 }
@@ -118,15 +112,19 @@ impl GridFsStore {
     }
 }
 
-/// The chunks of a batch's uploads.
-fn chunks_of(batch: &Batch) -> Document {
-    let ids: Vec<Bson> = batch
+/// The `files_id`s of a batch's uploads.
+fn upload_ids(batch: &Batch) -> Vec<Bson> {
+    batch
         .uploads
         .iter()
         .filter_map(|u| ObjectId::parse_str(&u.id).ok())
         .map(Bson::ObjectId)
-        .collect();
-    doc! {"files_id": {"$in": ids}}
+        .collect()
+}
+
+/// The chunks of a batch's uploads.
+fn chunks_of(batch: &Batch) -> Document {
+    doc! {"files_id": {"$in": upload_ids(batch)}}
 }
 
 fn swept(batch: &Batch, chunks: u64) -> Swept {
