@@ -333,6 +333,7 @@ mod tests {
             file: old.name.clone(),
             old,
             new,
+            origin: None,
             loc: None,
         }
     }

@@ -358,7 +358,8 @@ fn tally(counts: &mut Counts, change: &RefChange, state: RefState, err: Option<S
 /// The change that puts a recorded reference back: from the value written to the old one, with
 /// the fileKey put back into a url it was taken out of.
 fn reverse(recorded: RefChange, key: Option<&str>) -> Result<RefChange, String> {
-    let (mut old, mut new) = (recorded.new, recorded.old);
+    // Back to the value before the first of a chain of changes (migrate, rebase, another move).
+    let (mut old, mut new) = (recorded.new, recorded.origin.unwrap_or(recorded.old));
     // Strings: both sides may have had the key taken out (a URL left as it was keeps it).
     for v in [&mut old, &mut new] {
         if v.is_text() && v.raw_text.is_none() {
@@ -378,6 +379,7 @@ fn reverse(recorded: RefChange, key: Option<&str>) -> Result<RefChange, String> 
     Ok(RefChange {
         old,
         new,
+        origin: None,
         ..recorded
     })
 }
@@ -401,6 +403,7 @@ mod tests {
             file: "tfss-1".into(),
             old: RefValue::text("tfss-1", before, Some("K")).unwrap(),
             new: RefValue::text("tfss-1", after, Some("K")).unwrap(),
+            origin: None,
             loc: None,
         };
         // As read back from the ledger: the exact strings are gone.
@@ -426,6 +429,7 @@ mod tests {
                 Some("K"),
             ),
             new: RefValue::file("h_a.png", Some("https://api/files/app/h_a.png"), None),
+            origin: None,
             loc: None,
         };
         assert!(recorded.old.key_redacted);

@@ -59,8 +59,12 @@ pub(super) fn outcome_change(r: &FileResult, now: DateTime) -> Document {
 
 /// A reference entry of a batch document, in `state`.
 pub(super) fn ref_entry(c: &RefChange, state: RefState) -> Document {
-    doc! {"k": c.key(), "c": &c.class, "o": c.id.clone(), "p": &c.path, "file": &c.file,
-    "old": c.old.to_bson(), "new": c.new.to_bson(), "s": state.as_str()}
+    let mut d = doc! {"k": c.key(), "c": &c.class, "o": c.id.clone(), "p": &c.path,
+    "file": &c.file, "old": c.old.to_bson(), "new": c.new.to_bson(), "s": state.as_str()};
+    if let Some(origin) = &c.origin {
+        d.insert("orig", origin.to_bson());
+    }
+    d
 }
 
 /// The names (or keys) a batch document holds as current.
@@ -236,6 +240,10 @@ fn ref_entry_record(
         file: e.get_str("file").unwrap_or_default().to_string(),
         old: RefValue::from_bson(e, "old").map_err(refused)?,
         new: RefValue::from_bson(e, "new").map_err(refused)?,
+        origin: match e.contains_key("orig") {
+            true => Some(RefValue::from_bson(e, "orig").map_err(refused)?),
+            false => None,
+        },
         loc: Some(loc),
     };
     Ok(RefRecord { state, change })

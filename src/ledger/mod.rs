@@ -124,6 +124,9 @@ pub struct Ledger {
     held: std::sync::Arc<std::sync::Mutex<Held>>,
     /// The lease this run holds while it writes ([`Ledger::hold`]).
     tenure: std::sync::Arc<std::sync::Mutex<Option<std::sync::Arc<tenure::Tenure>>>>,
+    /// Whether the ledger held reference records before this run recorded its first: only then
+    /// can a change continue an earlier run's (asked once, by the first `record_pending`).
+    earlier_refs: std::sync::Arc<tokio::sync::OnceCell<bool>>,
 }
 
 /// The places of this run's intents without an outcome yet (by file name) and of its pending
@@ -148,6 +151,7 @@ impl Ledger {
             lease: std::time::Duration::from_secs(DEFAULT_LEASE_SECS),
             held: Default::default(),
             tenure: Default::default(),
+            earlier_refs: Default::default(),
         }
     }
 

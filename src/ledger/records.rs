@@ -168,6 +168,18 @@ pub struct RefValue {
 pub const KEY_PLACEHOLDER: &str = "{file_key}";
 
 impl RefValue {
+    /// The same value as recorded (the string; or the name and url; key taken out or not),
+    /// whatever is held in memory only. (A string's `name` lists files, which runs list
+    /// differently.)
+    pub fn same_as(&self, other: &RefValue) -> bool {
+        self.key_redacted == other.key_redacted
+            && match (&self.text, &other.text) {
+                (Some(a), Some(b)) => a == b,
+                (None, None) => self.name == other.name && self.url == other.url,
+                _ => false,
+            }
+    }
+
     /// A name without a url.
     pub fn name(name: impl Into<String>) -> RefValue {
         RefValue {
@@ -268,12 +280,21 @@ pub struct RefChange {
     pub file: String,
     pub old: RefValue,
     pub new: RefValue,
+    /// The value before the first of a chain of recorded changes to this reference (an earlier
+    /// run rewrote it to `old`: migrate, then rebase, then another move), what `rollback` puts
+    /// back; `None` when `old` is that value.
+    pub origin: Option<RefValue>,
     /// Where its record is stored, for a change read back from the ledger (`None` for a change
     /// about to be recorded).
     pub loc: Option<Loc>,
 }
 
 impl RefChange {
+    /// The value `rollback` puts back: the one before the first recorded change.
+    pub fn original(&self) -> &RefValue {
+        self.origin.as_ref().unwrap_or(&self.old)
+    }
+
     /// The record's `_id`: `<class>/<object _id as canonical extended JSON>/<path>` — a string,
     /// unique per reference and cheap to index on every server (the parts are stored as `c`,
     /// `o`, `p` too).

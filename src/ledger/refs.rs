@@ -13,7 +13,7 @@ use std::ops::ControlFlow;
 use mongodb::bson::{Bson, DateTime, Document, doc, oid::ObjectId};
 
 use super::batch::{batch_header, ref_entry, ref_records};
-use super::{BadRecord, Ledger, Loc, RefChange, RefRecord, RefState, pull_elsewhere};
+use super::{BadRecord, Ledger, Loc, RefChange, RefRecord, RefState, RefValue, pull_elsewhere};
 
 /// Bytes of entries per batch document. References to files are small (a few hundred bytes);
 /// whole strings (`--strings`) may be large, and a batch of them must stay far below the 16 MiB
@@ -41,12 +41,17 @@ impl Ledger {
         if changes.is_empty() {
             return Ok(());
         }
+        let origins = self.origins(changes).await?;
         let now = DateTime::now();
         let mut docs = Vec::new();
         let mut locs = Vec::with_capacity(changes.len());
-        let entries = changes
-            .iter()
-            .map(|c| (c.key(), ref_entry(c, RefState::Pending)));
+        let entries = changes.iter().zip(origins).map(|(c, origin)| {
+            let mut entry = ref_entry(c, RefState::Pending);
+            if let Some(origin) = origin {
+                entry.insert("orig", origin.to_bson());
+            }
+            (c.key(), entry)
+        });
         let size = |(key, entry): &(String, Document)| key.len() + crate::db::bson_len(entry);
         for group in crate::db::by_size(entries, usize::MAX, BATCH_DOC_BYTES, size) {
             let batch = ObjectId::new();
@@ -69,6 +74,40 @@ impl Ledger {
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         held.refs.extend(locs);
         Ok(())
+    }
+
+    /// For each change, the value before the first of a chain of recorded changes when it
+    /// continues one: the reference's current record is `rewritten` to exactly the value this
+    /// change replaces (an earlier migrate, rebase or move; a value the app changed meanwhile
+    /// starts a new chain). One lookup per batch, and none while the ledger held no reference
+    /// records when this run began (a first migration).
+    async fn origins(&self, changes: &[RefChange]) -> anyhow::Result<Vec<Option<RefValue>>> {
+        let earlier = *self
+            .earlier_refs
+            .get_or_try_init(|| async {
+                let any = self
+                    .db
+                    .collection::<Document>(&self.refs)
+                    .find_one(doc! {})
+                    .projection(doc! {"_id": 1})
+                    .await?;
+                anyhow::Ok(any.is_some())
+            })
+            .await?;
+        if !earlier {
+            return Ok(vec![None; changes.len()]);
+        }
+        let keys: Vec<String> = changes.iter().map(RefChange::key).collect();
+        let current = self.refs_by_key(&keys).await?;
+        Ok(changes
+            .iter()
+            .zip(&keys)
+            .map(|(c, key)| {
+                let before = current.get(key)?;
+                (before.state == RefState::Rewritten && before.change.new.same_as(&c.old))
+                    .then(|| before.change.original().clone())
+            })
+            .collect())
     }
 
     /// Record what happened to references [`record_pending`](Self::record_pending) recorded:

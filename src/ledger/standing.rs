@@ -125,6 +125,7 @@ mod tests {
                 file: "tfss-a.jpg".into(),
                 old: RefValue::name("tfss-a.jpg"),
                 new: RefValue::name("0123_a.jpg"),
+                origin: None,
                 loc: None,
             },
         }

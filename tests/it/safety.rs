@@ -499,3 +499,84 @@ async fn rollback_keeps_a_reference_whose_original_is_gone() {
     assert_eq!(p1.get_str("image").unwrap(), "mfp_b.png", "restored");
     assert!(!a.destination.join(parse_server_name("mfp_b.png")).exists());
 }
+
+/// Finding 13: `migrate` renames a nested File and the file URL in a string, then `rebase` (after
+/// a domain change) moves both again. `rollback` put back only the rebase's old value, so the
+/// references stayed on the renamed copies; it now puts back the value from before the first
+/// change, byte for byte.
+#[tokio::test]
+async fn rollback_after_migrate_then_rebase_restores_the_original() {
+    let server = support::temp_path("pfm-chain-src");
+    let destination = support::temp_path("pfm-chain-dst");
+    let a = FsApp::new(
+        "safety_chain",
+        &server.display().to_string(),
+        &destination.display().to_string(),
+    )
+    .await;
+    let url = format!("{}/files/{}/chain.png", app::SERVER_URL, app::APP_ID);
+    a.store(&a.server, "chain.png", b"chained");
+    a.photo(
+        "p1",
+        doc! {"image": "chain.png", "meta": {"pic": nested("chain.png"),
+        "html": format!("<img src=\"{url}\">")}},
+    )
+    .await;
+    let before = app::find_all(&a.db, "Photo").await;
+
+    let out = a.run(&[
+        "migrate",
+        "--select",
+        "all",
+        "--rename",
+        "parse-server",
+        "--strings",
+        "--yes",
+        "--output",
+        "jsonl",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let copy = parse_server_name("chain.png");
+    let p1 = app::find(&a.db, "Photo", "p1").await;
+    assert_eq!(
+        app::name_at(&p1, "meta.pic").as_deref(),
+        Some(copy.as_str())
+    );
+
+    // The app moves to a new domain: the old one becomes a rebase source.
+    let moved = a.config.with_extension("moved.toml");
+    let text = std::fs::read_to_string(&a.config).unwrap().replace(
+        &format!("public_server_url = \"{}\"", app::SERVER_URL),
+        "public_server_url = \"https://new-api.example.com/parse\"",
+    );
+    std::fs::write(
+        &moved,
+        format!("{text}\n[rebase]\nfrom = [\"{}/\"]\n", app::SERVER_URL),
+    )
+    .unwrap();
+    let c = moved.to_str().unwrap();
+    let out = app::run(["-c", c, "rebase", "--yes", "--output", "jsonl"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let p1 = app::find(&a.db, "Photo", "p1").await;
+    let meta = p1.get_document("meta").unwrap();
+    assert!(
+        meta.get_document("pic")
+            .unwrap()
+            .get_str("url")
+            .unwrap()
+            .starts_with("https://new-api"),
+        "{p1}"
+    );
+    assert!(
+        meta.get_str("html").unwrap().contains("https://new-api"),
+        "{p1}"
+    );
+
+    let out = app::run(["-c", c, "rollback", "--yes", "--output", "jsonl"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        app::find_all(&a.db, "Photo").await,
+        before,
+        "rollback restores the values from before the migration, byte for byte"
+    );
+}

@@ -118,6 +118,7 @@ fn rebased(
         file: r.name.clone(),
         old: RefValue::file(&r.name, Some(url), secret),
         new: RefValue::file(&r.name, Some(&new), None),
+        origin: None,
         loc: None,
     }))
 }

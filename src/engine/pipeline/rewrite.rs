@@ -248,6 +248,7 @@ pub fn change_for(
         file: name.to_string(),
         old,
         new,
+        origin: None,
         loc: None,
     }))
 }

@@ -166,6 +166,7 @@ impl Pass<'_> {
                     file: files[0].clone(),
                     old,
                     new,
+                    origin: None,
                     loc: None,
                 }),
                 (Err(why), _) | (_, Err(why)) => {
