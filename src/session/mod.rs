@@ -39,10 +39,49 @@ pub(crate) async fn open_ledger(
         Some(uri) => crate::db::connect(uri, &database).await?.1,
         None => app.client().database(&database),
     };
+    if let Some(unscoped) = &l.unscoped_default {
+        refuse_a_fresh_ledger_beside(&db, &l.collection, unscoped).await?;
+    }
     let ledger =
         Ledger::new(db, &l.collection).with_lease(std::time::Duration::from_secs(l.lease_secs));
     ledger.check_version().await?;
     Ok(ledger)
+}
+
+/// The default ledger of an app with a collection prefix is `<prefix>_FileMigration`; earlier
+/// versions used `_FileMigration` for every app. An empty scoped ledger beside runs recorded
+/// there is refused: starting afresh would lose what `status`, resumption and `rollback` need.
+async fn refuse_a_fresh_ledger_beside(
+    db: &mongodb::Database,
+    scoped: &str,
+    unscoped: &str,
+) -> anyhow::Result<()> {
+    use mongodb::bson::{Document, doc};
+    let any = |name: String| async move {
+        let found = db
+            .collection::<Document>(&name)
+            .find_one(doc! {})
+            .projection(doc! {"_id": 1})
+            .await
+            .with_context(|| format!("reading the ledger collection {name}"))?;
+        anyhow::Ok(found.is_some())
+    };
+    if !any(format!("{scoped}.runs")).await? && any(format!("{unscoped}.runs")).await? {
+        return Err(crate::exit::Coded::new(
+            crate::exit::USAGE,
+            format!(
+                "the default ledger of an app with a collection prefix is now {scoped}, which is \
+             empty, while {unscoped} holds runs recorded before (by this app under the earlier \
+             default, or by another app of this database)"
+            ),
+        )
+        .hint(format!(
+            "set [ledger] collection = \"{unscoped}\" to go on with those records (resume, \
+             status, rollback), or = \"{scoped}\" to start this app's own ledger"
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// Connect to the app database and open its ledger (commands that do not walk the schema).

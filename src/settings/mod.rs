@@ -105,6 +105,11 @@ pub struct LedgerSettings {
     pub uri: Option<MongoUri>,
     pub database: Option<String>,
     pub collection: String,
+    /// The earlier default (`_FileMigration`) when the default was scoped by a collection prefix
+    /// (`<prefix>_FileMigration`): opening the ledger refuses to start an empty scoped ledger
+    /// beside records there, which a rollback may need.
+    #[serde(skip)]
+    pub unscoped_default: Option<String>,
     /// How long a run's lease on its shard lasts without renewal.
     pub lease_secs: u64,
 }
@@ -281,16 +286,20 @@ impl Settings {
             )));
         }
 
+        let collection_prefix = global
+            .collection_prefix
+            .clone()
+            .or(file.mongo.collection_prefix)
+            .unwrap_or_default();
+        // Like Parse's own collections, the default ledger is scoped by the prefix: two apps of
+        // one database never share (or roll back) each other's records.
+        let scoped = !collection_prefix.is_empty() && file.ledger.collection.is_none();
         Ok(Settings {
             config_file: global.config.clone(),
             mongo: MongoSettings {
                 uri,
                 database,
-                collection_prefix: global
-                    .collection_prefix
-                    .clone()
-                    .or(file.mongo.collection_prefix)
-                    .unwrap_or_default(),
+                collection_prefix: collection_prefix.clone(),
                 page_size,
             },
             parse: ParseSettings {
@@ -314,10 +323,10 @@ impl Settings {
             ledger: LedgerSettings {
                 uri: file.ledger.uri.map(|s| MongoUri::new(s.expose())),
                 database: file.ledger.database,
-                collection: file
-                    .ledger
-                    .collection
-                    .unwrap_or_else(|| crate::ledger::DEFAULT_COLLECTION.to_string()),
+                collection: file.ledger.collection.unwrap_or_else(|| {
+                    format!("{collection_prefix}{}", crate::ledger::DEFAULT_COLLECTION)
+                }),
+                unscoped_default: scoped.then(|| crate::ledger::DEFAULT_COLLECTION.to_string()),
                 lease_secs: file
                     .ledger
                     .lease_secs

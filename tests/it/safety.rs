@@ -580,3 +580,77 @@ async fn rollback_after_migrate_then_rebase_restores_the_original() {
         "rollback restores the values from before the migration, byte for byte"
     );
 }
+
+/// Item 3: the default ledger of an app with a collection prefix is `<prefix>_FileMigration`, so
+/// two apps of one database never share (or roll back) each other's records; an empty scoped
+/// ledger beside runs recorded under the earlier default `_FileMigration` is refused until
+/// `[ledger] collection` says which to use.
+#[tokio::test]
+async fn the_default_ledger_is_scoped_by_the_collection_prefix() {
+    let server = support::temp_path("pfm-scoped-src");
+    let destination = support::temp_path("pfm-scoped-dst");
+    let a = FsApp::new(
+        "safety_scoped",
+        &server.display().to_string(),
+        &destination.display().to_string(),
+    )
+    .await;
+    a.db.collection::<Document>("appA__SCHEMA")
+        .insert_one(doc! {"_id": "Photo", "objectId": "string", "image": "file"})
+        .await
+        .unwrap();
+    a.store(&a.server, KEPT, b"scoped");
+    a.db.collection::<Document>("appA_Photo")
+        .insert_one(doc! {"_id": "p1", "image": KEPT})
+        .await
+        .unwrap();
+    let migrate = [
+        "--collection-prefix",
+        "appA_",
+        "migrate",
+        "--select",
+        "all",
+        "--yes",
+    ];
+
+    let out = a.run(&migrate);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let names = a.db.list_collection_names().await.unwrap();
+    assert!(
+        names.iter().any(|n| n == "appA__FileMigration.runs"),
+        "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.starts_with("_FileMigration")),
+        "{names:?}"
+    );
+
+    // A database where an earlier version recorded this app's runs under `_FileMigration`.
+    let b = FsApp::new(
+        "safety_unscoped",
+        &server.display().to_string(),
+        &destination.display().to_string(),
+    )
+    .await;
+    b.db.collection::<Document>("appA__SCHEMA")
+        .insert_one(doc! {"_id": "Photo", "objectId": "string", "image": "file"})
+        .await
+        .unwrap();
+    b.db.collection::<Document>("_FileMigration.runs")
+        .insert_one(doc! {"_id": "earlier", "command": "migrate"})
+        .await
+        .unwrap();
+    let out = b.run(&migrate);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("[ledger] collection = \"_FileMigration\""),
+        "{}",
+        out.stderr
+    );
+    let names = b.db.list_collection_names().await.unwrap();
+    assert!(
+        !names.iter().any(|n| n.starts_with("appA__FileMigration")),
+        "nothing written: {names:?}"
+    );
+}

@@ -15,7 +15,7 @@
 //!
 //! Sequences are generated and shrunk by `proptest` from a seed: `PFM_STATEFUL_SEED` (a number;
 //! default fixed, so CI runs the same sequences each time; `random` picks one and prints it),
-//! `PFM_STATEFUL_CASES` (default 60). A failure prints the seed and the shrunk sequence. The kill
+//! `PFM_STATEFUL_CASES` (default 200). A failure prints the seed and the shrunk sequence. The kill
 //! delays are part of a sequence, but when a kill lands depends on the machine, so a replay is
 //! close to, not always exactly, the failing run. A soak: `PFM_STATEFUL_SEED=random
 //! PFM_STATEFUL_CASES=2000 cargo test --test it stateful:: -- --nocapture`.
@@ -313,9 +313,7 @@ fn names_in(s: &str) -> Vec<String> {
     let mut rest = s;
     while let Some(at) = rest.find(&marker) {
         rest = &rest[at + marker.len()..];
-        let end = rest
-            .find(|c: char| c == '"' || c == '\'' || c == ' ' || c == '<' || c == '>')
-            .unwrap_or(rest.len());
+        let end = rest.find(['"', '\'', ' ', '<', '>']).unwrap_or(rest.len());
         out.push(
             percent_encoding::percent_decode_str(&rest[..end])
                 .decode_utf8_lossy()
@@ -458,7 +456,7 @@ impl World {
                 let (name, origin) = self.choose(pick, app).await;
                 self.next_id += 1;
                 let id = format!("o{}", self.next_id);
-                let base = if self.next_id % 3 == 0 {
+                let base = if self.next_id.is_multiple_of(3) {
                     OLD_BASE
                 } else {
                     SERVER_URL
@@ -487,7 +485,7 @@ impl World {
                             url(SERVER_URL, &name),
                             url(OLD_BASE, &second)
                         );
-                        let locs = vec![
+                        let locs = [
                             Loc::Str {
                                 id: id.clone(),
                                 k: 0,
@@ -778,7 +776,7 @@ fn every_reference_keeps_its_bytes_through_random_sequences() {
     let cases: u32 = std::env::var("PFM_STATEFUL_CASES")
         .ok()
         .map(|s| s.parse().expect("PFM_STATEFUL_CASES: a number"))
-        .unwrap_or(60);
+        .unwrap_or(200);
     let mut bytes = [0u8; 32];
     bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let config = Config {
