@@ -105,6 +105,36 @@ pub async fn connect(uri: &MongoUri, database: &str) -> anyhow::Result<(Client, 
     Ok((client, db))
 }
 
+/// The servers a MongoDB URI names, without credentials or options: `host:port` lowercased
+/// (27017 when none is given) and sorted, comma-separated; a `mongodb+srv:` URI its SRV name as
+/// `srv:<name>`. Where a store's bytes live, whoever connects and however.
+pub fn hosts_of(uri: &str) -> String {
+    let (srv, rest) = match uri.split_once("://") {
+        Some((scheme, rest)) => (scheme.eq_ignore_ascii_case("mongodb+srv"), rest),
+        None => (false, uri),
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let hosts = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if srv {
+        return format!("srv:{}", hosts.to_ascii_lowercase());
+    }
+    let mut list: Vec<String> = hosts
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            let h = h.to_ascii_lowercase();
+            let has_port = match h.rfind(']') {
+                Some(end) => h[end..].contains(':'),
+                None => h.contains(':'),
+            };
+            if has_port { h } else { format!("{h}:27017") }
+        })
+        .collect();
+    list.sort();
+    list.dedup();
+    list.join(",")
+}
+
 /// Refuse a connection string where a `%` is followed, within two bytes, by a non-ASCII
 /// character: the driver (3.9, `validate_and_parse_userinfo`) slices the two bytes after a `%`
 /// of the credentials without looking for a character boundary, and panics.
@@ -340,6 +370,24 @@ pub fn count(d: &Document, key: &str) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hosts_of_names_the_servers_only() {
+        use super::hosts_of;
+        assert_eq!(
+            hosts_of("mongodb://u:p%40ss@DB2.example:27018,db1.example/parse?replicaSet=rs0"),
+            "db1.example:27017,db2.example:27018"
+        );
+        assert_eq!(
+            hosts_of("mongodb://db1.example:27017/other"),
+            "db1.example:27017"
+        );
+        assert_eq!(
+            hosts_of("mongodb+srv://u:p@Cluster0.example.net/db"),
+            "srv:cluster0.example.net"
+        );
+        assert_eq!(hosts_of("mongodb://[::1]:27017,[::1]/x"), "[::1]:27017");
+    }
+
     use super::*;
 
     #[test]

@@ -182,6 +182,10 @@ impl ObjectStore for Throttled {
         self.inner.describe()
     }
 
+    fn identity(&self) -> String {
+        self.inner.identity()
+    }
+
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }

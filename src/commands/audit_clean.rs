@@ -111,7 +111,7 @@ pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result
         counts: Counts::default(),
         writer: CleanWriter::new(format, Box::new(crate::report::stdout::stdout())),
     };
-    let mut info = session::run_info(settings, "all", &store.describe())?;
+    let mut info = session::run_info(settings, "all", &store.identity())?;
     info.insert("audit", action);
     let (_, code) = session::recorded(&effects, info, async {
         let (e, s) = (&*effects, &*store);

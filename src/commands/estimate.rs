@@ -12,6 +12,7 @@ use crate::report::estimate;
 use crate::report::migrate::{MigrateFormat, print_summary};
 use crate::session::{self, discover};
 use crate::settings::{Settings, parse_size};
+use crate::storage::StoreName;
 
 pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32> {
     settings.check_migrate(args)?;
@@ -27,7 +28,7 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
     let d = discover(settings, &args.filters).await?;
     let ledger = session::open_ledger(settings, &d.db).await?;
     let stores = session::migrate_stores(settings, destination).await?;
-    let plan = settings.run_config(args, &stores.destination.describe());
+    let plan = settings.run_config(args, StoreName::of(stores.destination.as_ref()));
     let opts = EstimateOptions {
         sample: args
             .sizing

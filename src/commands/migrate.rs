@@ -14,6 +14,7 @@ use crate::report::migrate::{MigrateFormat, print_summary};
 use crate::session::gate::GateArgs;
 use crate::session::{self, discover, explain_empty};
 use crate::settings::Settings;
+use crate::storage::StoreName;
 
 pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32> {
     settings.check_migrate(args)?;
@@ -22,7 +23,7 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
     let d = discover(settings, &args.filters).await?;
     let ledger = session::open_ledger(settings, &d.db).await?;
     let stores = session::migrate_stores(settings, destination).await?;
-    let plan = settings.run_config(args, &stores.destination.describe());
+    let plan = settings.run_config(args, StoreName::of(stores.destination.as_ref()));
     if let UrlBase::None { why } = &plan.urls {
         tracing::warn!("{why}; nested File references to renamed files will not be rewritten");
     }
@@ -45,7 +46,7 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
     })
     .await?;
 
-    let info = session::run_info(settings, &plan.scope, &plan.destination)?;
+    let info = session::run_info(settings, &plan.scope, &plan.destination.identity)?;
     let (summary, code) = session::recorded(&effects, info, async {
         let state = RunState::guarded(guard);
         let signals = session::on_signals(state.clone());
@@ -111,6 +112,6 @@ async fn copy_unreferenced(
         shard: settings.run.shard,
         concurrency: settings.run.concurrency,
     };
-    let destination = stores.destination.describe();
+    let destination = StoreName::of(stores.destination.as_ref());
     unreferenced::find_and_copy(&u, effects, state, ledger, &destination).await
 }

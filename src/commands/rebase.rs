@@ -60,7 +60,7 @@ pub(super) async fn run(settings: &Settings, args: &RebaseArgs) -> anyhow::Resul
         collection_prefix: settings.mongo.collection_prefix.clone(),
         page_size: settings.mongo.page_size,
         file_key: settings.parse.file_key.clone(),
-        destination: stores.destination.describe(),
+        destination: crate::storage::StoreName::of(stores.destination.as_ref()),
         scope: "all".into(),
         rescan: true,
     };
@@ -85,7 +85,7 @@ pub(super) async fn run(settings: &Settings, args: &RebaseArgs) -> anyhow::Resul
     })
     .await?;
     let walker = |t: &crate::scan::Target| d.walker(t, settings);
-    let info = session::run_info(settings, &plan.scope, &plan.destination)?;
+    let info = session::run_info(settings, &plan.scope, &plan.destination.identity)?;
     let (summary, mut code) = session::recorded(&effects, info, async {
         let state = RunState::guarded(guard);
         let signals = session::on_signals(state.clone());

@@ -85,15 +85,15 @@ pub(super) async fn run(settings: &Settings, args: &RekeyArgs) -> anyhow::Result
         QuarantineState::Restoring,
         QuarantineState::Purging,
     ];
-    // Records name the store by its description, which says whether it encrypts: look under
-    // both forms (the key may have been set since the files were quarantined).
+    // Records name the store by its identity; earlier versions' by its description, which says
+    // whether it encrypts (the key may have been set since): every form is looked under.
     let described = store.describe();
     let plain = described.trim_end_matches(" (encrypted)");
-    let mut in_quarantine = false;
-    for form in [plain.to_string(), format!("{plain} (encrypted)")] {
-        let found = ledger.quarantine_records(&form, &quarantined, None, 1);
-        in_quarantine |= !found.await?.is_empty();
-    }
+    let encrypted = format!("{plain} (encrypted)");
+    let identity = store.identity();
+    let forms = [identity.as_str(), plain, &encrypted];
+    let found = ledger.quarantine_records(&forms, &quarantined, None, 1);
+    let in_quarantine = !found.await?.is_empty();
     if in_quarantine {
         return Err(usage(format!(
             "refusing to rekey {}: it has files in quarantine, which rekey does not re-encrypt \

@@ -68,7 +68,7 @@ pub(super) async fn run(settings: &Settings, args: &RollbackArgs) -> anyhow::Res
         name == target
             && server
                 .as_ref()
-                .is_some_and(|s| s.describe() == destination.describe())
+                .is_some_and(|s| s.identity() == destination.identity())
     };
     let rollback = Rollback {
         ledger: &ledger,
@@ -78,7 +78,7 @@ pub(super) async fn run(settings: &Settings, args: &RollbackArgs) -> anyhow::Res
         is_original: &is_original,
         hosted: hosted.as_deref(),
         server: server.as_deref(),
-        destination: &destination.describe(),
+        destination: &crate::storage::StoreName::of(destination.as_ref()),
         db: &db,
         targets: d.as_ref().map_or(&[], |d| &d.targets),
         page_size: settings.mongo.page_size,

@@ -14,7 +14,7 @@ use futures::TryStreamExt;
 
 use crate::ledger::{GoneRun, Ledger};
 use crate::storage::debris::{Debris, Owner, Swept, Upload, UploadLog, UploadLogRef};
-use crate::storage::{ObjectStore, StorageError};
+use crate::storage::{ObjectStore, StorageError, StoreName};
 
 /// Remove the debris gone runs left in `store`, and mark each run swept. A store without the
 /// debris capability has nothing to sweep (the fs store removes its dead processes' temp files
@@ -56,7 +56,7 @@ fn logged(store: &dyn ObjectStore, verb: &str, result: anyhow::Result<Swept>) ->
 
 async fn try_sweep(ledger: &Ledger, store: &dyn ObjectStore) -> anyhow::Result<Swept> {
     let mut total = Swept::default();
-    let gone_runs = ledger.gone_runs(&store.describe()).await?;
+    let gone_runs = ledger.gone_runs(&StoreName::of(store).all()).await?;
     let Some(debris) = store.debris() else {
         // Nothing to sweep here: marked so that `status` does not wait for a sweep.
         for gone in gone_runs {
@@ -85,7 +85,7 @@ async fn try_survey(ledger: &Ledger, store: &dyn ObjectStore) -> anyhow::Result<
     let Some(debris) = store.debris() else {
         return Ok(total);
     };
-    for gone in ledger.gone_runs(&store.describe()).await? {
+    for gone in ledger.gone_runs(&StoreName::of(store).all()).await? {
         let owner = owner_of(ledger, &gone).await?;
         match for_each_batch(debris, &owner, Act::Measure).await {
             Ok(swept) => total.add(swept),
@@ -153,7 +153,7 @@ fn warn_run(store: &dyn ObjectStore, gone: &GoneRun, e: &StorageError) {
 pub fn upload_log(ledger: &Ledger, store: &dyn ObjectStore) -> UploadLogRef {
     UploadLogRef(Some(Arc::new(LedgerUploads {
         ledger: ledger.clone(),
-        store: store.describe(),
+        store: store.identity(),
     })))
 }
 

@@ -180,7 +180,7 @@ impl Effects for Live {
         };
         let dest = &*self.stores.destination;
         if job.target == job.name
-            && source.describe() == dest.describe()
+            && source.identity() == dest.identity()
             && source.location(&job.name).ok() == dest.location(&job.target).ok()
         {
             // Nothing to move: check it is there, so references are only rebased onto real bytes.

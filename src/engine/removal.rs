@@ -156,7 +156,7 @@ pub async fn relocate(
     store: &dyn ObjectStore,
     steps: &[Step],
 ) -> anyhow::Result<Vec<Outcome>> {
-    let describe = store.describe();
+    let identity = store.identity();
     let quarantine = store
         .quarantine()
         .ok_or_else(|| unsupported(store, "quarantine"))?;
@@ -169,7 +169,7 @@ pub async fn relocate(
         .zip(&locations)
         .filter(|(s, _)| s.record.is_none())
         .map(|(s, location)| QuarantineIntent {
-            store: &describe,
+            store: &identity,
             name: &s.name,
             location,
             size: s.size,

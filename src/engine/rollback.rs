@@ -68,9 +68,9 @@ pub struct Rollback<'a> {
     /// back is asked for there first.
     pub hosted: Option<&'a dyn ObjectStore>,
     pub server: Option<&'a dyn ObjectStore>,
-    /// The destination's description, as the ledger records it: copies recorded elsewhere are
-    /// never deleted here.
-    pub destination: &'a str,
+    /// The destination configured now, as the ledger names it: copies recorded in another store
+    /// are never deleted here.
+    pub destination: &'a crate::storage::StoreName,
     /// The app database and every reference target (nested, Parse Config and strings searched),
     /// whose references protect a copy.
     pub db: &'a Database,
@@ -211,7 +211,9 @@ impl Rollback<'_> {
     /// Whether the tool may delete `f`'s copy at all (before any reference check).
     fn deletable(&self, f: &FileRecord) -> bool {
         f.wrote
-            && f.destination.as_deref() == Some(self.destination)
+            && f.destination
+                .as_deref()
+                .is_some_and(|d| self.destination.names(d))
             && !(self.is_original)(&f.name, &f.target)
     }
 

@@ -139,14 +139,14 @@ impl Verify<'_> {
         names.sort_unstable();
         names.dedup();
         let records = self.ledger.by_target(&names).await?;
-        let here = self.destination.describe();
+        let here = crate::storage::StoreName::of(self.destination.as_ref());
         let todo: Vec<(String, Option<FileRecord>)> = names
             .iter()
             .filter(|n| !cache.contains_key(**n))
             .filter_map(|n| {
                 let rec = records
                     .get(*n)
-                    .filter(|r| r.destination.as_deref().is_none_or(|d| d == here))
+                    .filter(|r| r.destination.as_deref().is_none_or(|d| here.names(d)))
                     .cloned();
                 // Not covered, or not migrated: decided per reference.
                 (rec.is_some() || self.migrated(n)).then(|| (n.to_string(), rec))

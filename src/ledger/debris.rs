@@ -87,10 +87,11 @@ impl Ledger {
         )
     }
 
-    /// The gone runs that wrote to `store` (its `describe()`), with their upload records.
-    pub async fn gone_runs(&self, store: &str) -> anyhow::Result<Vec<GoneRun>> {
+    /// The gone runs that wrote to the store named `store` (any of the names its records may
+    /// carry: `StoreName::all`), with their upload records.
+    pub async fn gone_runs(&self, store: &[&str]) -> anyhow::Result<Vec<GoneRun>> {
         let mut filter = self.gone_filter().await?;
-        filter.insert("destination", store);
+        filter.insert("destination", doc! {"$in": store});
         let runs: Vec<Document> = self
             .coll(&self.runs)
             .find(filter)
@@ -107,7 +108,7 @@ impl Ledger {
             };
             let uploads: Vec<Document> = self
                 .coll(&self.uploads())
-                .find(doc! {"run": run, "store": store})
+                .find(doc! {"run": run, "store": {"$in": store}})
                 .await
                 .with_context(|| format!("reading {}", self.uploads()))?
                 .try_collect()

@@ -167,16 +167,17 @@ impl Ledger {
             .await
     }
 
-    /// Up to `limit` records of `store` in one of `states`, in `_id` order after `after`.
+    /// Up to `limit` records of the store named `store` (any of the names its records may carry:
+    /// `StoreName::all`) in one of `states`, in `_id` order after `after`.
     pub async fn quarantine_records(
         &self,
-        store: &str,
+        store: &[&str],
         states: &[QuarantineState],
         after: Option<ObjectId>,
         limit: i64,
     ) -> anyhow::Result<Vec<QuarantineRecord>> {
         let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
-        let mut filter = doc! {"store": store, "state": {"$in": states}};
+        let mut filter = doc! {"store": {"$in": store}, "state": {"$in": states}};
         if let Some(a) = after {
             filter.insert("_id", doc! {"$gt": a});
         }
@@ -185,10 +186,10 @@ impl Ledger {
 }
 
 impl Ledger {
-    /// The records of `store` in `states` whose name is one of `names`.
+    /// The records of the store named `store` in `states` whose name is one of `names`.
     pub async fn quarantine_named(
         &self,
-        store: &str,
+        store: &[&str],
         states: &[QuarantineState],
         names: &[&str],
     ) -> anyhow::Result<Vec<QuarantineRecord>> {
@@ -196,7 +197,8 @@ impl Ledger {
             return Ok(Vec::new());
         }
         let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
-        let filter = doc! {"store": store, "state": {"$in": states}, "name": {"$in": names}};
+        let filter =
+            doc! {"store": {"$in": store}, "state": {"$in": states}, "name": {"$in": names}};
         self.find_quarantine(filter, None).await
     }
 

@@ -12,8 +12,8 @@ use super::{Settings, parse_size};
 
 impl Settings {
     /// What `migrate` (and `--estimate`) will do, from the settings and the flags, writing to
-    /// the destination `destination` describes.
-    pub fn run_config(&self, args: &MigrateArgs, destination: &str) -> Plan {
+    /// the destination `destination` names.
+    pub fn run_config(&self, args: &MigrateArgs, destination: crate::storage::StoreName) -> Plan {
         let settings = self;
         let run = &settings.run;
         Plan {
@@ -37,7 +37,7 @@ impl Settings {
             collection_prefix: settings.mongo.collection_prefix.clone(),
             page_size: settings.mongo.page_size,
             file_key: settings.parse.file_key.clone(),
-            destination: destination.to_string(),
+            destination,
             scope: engine::scope_of(run.shard),
             rescan: args.rescan || args.retry_failed,
         }

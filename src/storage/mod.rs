@@ -389,11 +389,46 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// How the ledger names a store: by its [`ObjectStore::identity`]. Records of earlier versions
+/// named it by its description (which changes with the encryption or a path's spelling); they
+/// are still recognised as this store's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreName {
+    pub identity: String,
+    pub described: String,
+}
+
+impl StoreName {
+    pub fn of(store: &dyn ObjectStore) -> StoreName {
+        StoreName {
+            identity: store.identity(),
+            described: store.describe(),
+        }
+    }
+
+    /// Whether a record naming its store `recorded` is about this store.
+    pub fn names(&self, recorded: &str) -> bool {
+        recorded == self.identity || recorded == self.described
+    }
+
+    /// Every name a record of this store may carry (for a query's `$in`).
+    pub fn all(&self) -> [&str; 2] {
+        [&self.identity, &self.described]
+    }
+}
+
 /// The storage contract. See the module documentation for the exact semantics.
 #[async_trait]
 pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// A human-readable location with no secrets, e.g. `s3://bucket/prefix`.
     fn describe(&self) -> String;
+
+    /// Where the bytes live, the same for every configuration that reaches them and nothing
+    /// else (no secrets, no encryption, no credentials): fs the canonical real path; S3 the
+    /// endpoint, bucket and prefix; GCS the endpoint, bucket and prefix; GridFS the hosts,
+    /// database and bucket. Two stores are one when their identities are equal, and ledger
+    /// records name their store by it ([`StoreName`]).
+    fn identity(&self) -> String;
 
     fn capabilities(&self) -> Capabilities;
 

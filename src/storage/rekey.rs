@@ -49,6 +49,9 @@ pub trait Versioned: Send + Sync + fmt::Debug {
     /// A human-readable location with no secrets.
     fn describe(&self) -> String;
 
+    /// Where the bytes live ([`ObjectStore::identity`](super::ObjectStore::identity)).
+    fn identity(&self) -> String;
+
     /// The key the store is configured with (`encryption_key`, else the app's `fileKey`).
     fn key(&self) -> Option<&FileKey>;
 

@@ -799,6 +799,9 @@ impl ObjectStore for SyncProbe {
     fn describe(&self) -> String {
         self.inner.describe()
     }
+    fn identity(&self) -> String {
+        self.inner.identity()
+    }
     fn put_buffer(&self) -> u64 {
         self.inner.put_buffer()
     }

@@ -654,3 +654,87 @@ async fn the_default_ledger_is_scoped_by_the_collection_prefix() {
         "nothing written: {names:?}"
     );
 }
+
+/// Item 1: ledger records name a store by where its bytes live, not by its description. A file
+/// quarantined while the store was plain is found by `audit --restore` after an encryption key
+/// was configured (the description changed: "(encrypted)"), and through another spelling of
+/// the same directory; a different directory finds nothing.
+#[tokio::test]
+async fn a_store_is_known_by_where_its_bytes_live() {
+    let server = support::temp_path("pfm-ident-src");
+    let destination = support::temp_path("pfm-ident-dst");
+    let d = destination.display().to_string();
+    let a = FsApp::new("safety_ident", &server.display().to_string(), &d).await;
+    a.store(&a.destination, KEPT, b"referenced");
+    a.store(&a.destination, "orphan.bin", b"orphan");
+    a.photo("p1", doc! {"image": KEPT}).await;
+    let out = a.run(&[
+        "audit",
+        "--store",
+        "destination",
+        "--quarantine",
+        "--min-age",
+        "0s",
+        "--yes",
+        "--output",
+        "jsonl",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!a.destination.join("orphan.bin").exists(), "quarantined");
+
+    // Another directory: no record of its own, nothing restored.
+    let elsewhere = support::temp_path("pfm-ident-other");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let text = std::fs::read_to_string(&a.config).unwrap();
+    let other = a.config.with_extension("other.toml");
+    std::fs::write(
+        &other,
+        text.replace(
+            &format!("path = \"{d}\""),
+            &format!("path = \"{}\"", elsewhere.display()),
+        ),
+    )
+    .unwrap();
+    let out = app::run([
+        "-c",
+        other.to_str().unwrap(),
+        "audit",
+        "--store",
+        "destination",
+        "--restore",
+        "--yes",
+        "--output",
+        "jsonl",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!a.destination.join("orphan.bin").exists());
+
+    // The same directory, spelled `D/./` and now with an encryption key: its records.
+    let keyed = a.config.with_extension("keyed.toml");
+    let dest_table = format!("path = \"{d}\"\nencryption = \"none\"");
+    assert!(text.contains(&dest_table), "{text}");
+    std::fs::write(
+        &keyed,
+        text.replace(
+            &dest_table,
+            &format!("path = \"{d}/./\"\nencryption_key = \"aNewKey\""),
+        ),
+    )
+    .unwrap();
+    let out = app::run([
+        "-c",
+        keyed.to_str().unwrap(),
+        "audit",
+        "--store",
+        "destination",
+        "--restore",
+        "--yes",
+        "--output",
+        "jsonl",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        std::fs::read(a.destination.join("orphan.bin")).expect("restored"),
+        b"orphan"
+    );
+}

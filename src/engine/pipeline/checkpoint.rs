@@ -116,7 +116,7 @@ impl Checkpoint {
 pub fn digest(plan: &Plan, targets: &[Target]) -> String {
     let mut what = format!(
         "v1|{:?}|{:?}|{:?}|{}|{}",
-        plan.select, plan.rename, plan.mode, plan.destination, plan.collection_prefix
+        plan.select, plan.rename, plan.mode, plan.destination.identity, plan.collection_prefix
     );
     for t in targets {
         what.push_str(&format!(

@@ -47,8 +47,11 @@ pub(super) async fn copy_stage(
     plan: &Plan,
     queue: usize,
 ) -> anyhow::Result<()> {
-    let (concurrency, destination, limits) =
-        (plan.concurrency, plan.destination.clone(), plan.limits);
+    let (concurrency, destination, limits) = (
+        plan.concurrency,
+        plan.destination.identity.clone(),
+        plan.limits,
+    );
     let c = &state.counters;
     ReceiverStream::new(rx)
         .ready_chunks(queue)

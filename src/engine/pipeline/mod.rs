@@ -115,8 +115,9 @@ pub struct Plan {
     pub page_size: u32,
     /// The app's fileKey, kept out of everything recorded or printed.
     pub file_key: Option<crate::secret::Secret>,
-    /// The destination's description: a ledger record of a copy elsewhere does not count.
-    pub destination: String,
+    /// The destination, as the ledger names it: a ledger record of a copy elsewhere does not
+    /// count.
+    pub destination: crate::storage::StoreName,
     /// The shard scope (`all` or `K/N`): the lease and the walk checkpoint are per scope.
     pub scope: String,
     /// Walk every class from the start, ignoring the walk checkpoint (`--rescan`).

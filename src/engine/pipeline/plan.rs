@@ -241,7 +241,7 @@ impl Planner<'_> {
         let here = |r: &crate::ledger::FileRecord| {
             r.destination
                 .as_deref()
-                .is_none_or(|d| d == self.plan.destination)
+                .is_none_or(|d| self.plan.destination.names(d))
         };
         for (name, refs) in unknown {
             let target = target_name(&name, self.plan.rename).into_owned();

@@ -201,7 +201,7 @@ impl Pass<'_> {
         let here = |r: &FileRecord| {
             r.destination
                 .as_deref()
-                .is_none_or(|d| d == plan.destination)
+                .is_none_or(|d| plan.destination.names(d))
         };
         match self.resolve {
             Resolve::Rebase => match f.origin {

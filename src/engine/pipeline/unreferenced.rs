@@ -20,6 +20,7 @@ use crate::parse::names::NameKind;
 use crate::scan::Target;
 use crate::scan::refs::for_each_ref;
 use crate::storage::ObjectStore;
+use crate::storage::StoreName;
 
 /// Where the unreferenced files are looked for, and what they are joined with.
 pub struct Unreferenced<'a> {
@@ -40,7 +41,7 @@ pub async fn find_and_copy(
     effects: &Arc<dyn Effects>,
     state: &Arc<RunState>,
     ledger: &Ledger,
-    destination: &str,
+    destination: &StoreName,
 ) -> anyhow::Result<()> {
     let mut audit = Audit::new(&Options::default());
     audit.list(u.server, &mut |_| Ok(())).await?;
@@ -67,7 +68,7 @@ pub async fn copy_all(
     effects: &Arc<dyn Effects>,
     state: &Arc<RunState>,
     ledger: &Ledger,
-    destination: &str,
+    destination: &StoreName,
     names: impl Iterator<Item = std::io::Result<String>>,
     concurrency: usize,
 ) -> anyhow::Result<()> {
@@ -89,7 +90,7 @@ async fn copy_batch(
     effects: &Arc<dyn Effects>,
     state: &Arc<RunState>,
     ledger: &Ledger,
-    destination: &str,
+    destination: &StoreName,
     names: &[String],
     concurrency: usize,
 ) -> anyhow::Result<()> {
@@ -100,7 +101,10 @@ async fn copy_batch(
     for name in names {
         let record = known.get(name);
         if record.is_some_and(|r| {
-            r.state == FileState::Verified && r.destination.as_deref() == Some(destination)
+            r.state == FileState::Verified
+                && r.destination
+                    .as_deref()
+                    .is_some_and(|d| destination.names(d))
         }) {
             Counters::add(&c.files_skipped, 1);
             continue;
@@ -124,7 +128,10 @@ async fn copy_batch(
         return Ok(());
     }
     Counters::add(&c.files_planned, jobs.len() as u64);
-    let intents: Vec<Intent> = jobs.iter().map(|j| j.intent(destination)).collect();
+    let intents: Vec<Intent> = jobs
+        .iter()
+        .map(|j| j.intent(&destination.identity))
+        .collect();
     effects.plan(&intents).await?;
     let outcomes: Vec<(FileJob, Outcome)> = futures::stream::iter(jobs)
         .map(|job| async move {

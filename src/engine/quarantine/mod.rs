@@ -136,11 +136,11 @@ async fn for_records(
     keep: &dyn Fn(&crate::ledger::QuarantineRecord) -> bool,
     report: &mut dyn FnMut(&Step, &Outcome) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let describe = store.describe();
+    let name = crate::storage::StoreName::of(store);
     let mut after = None;
     loop {
         let page = ledger
-            .quarantine_records(&describe, states, after, PAGE)
+            .quarantine_records(&name.all(), states, after, PAGE)
             .await?;
         let Some(last) = page.last() else {
             return Ok(());

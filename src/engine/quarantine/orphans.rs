@@ -20,6 +20,7 @@ use crate::scan::Target;
 use crate::scan::lookup::referenced_top_level;
 use crate::scan::refs::for_each_ref;
 use crate::storage::ObjectStore;
+use crate::storage::StoreName;
 
 /// Confirmed orphans per database check and batch of moves.
 const BATCH: usize = 256;
@@ -119,7 +120,7 @@ impl Orphans<'_> {
         older_than: Duration,
         report: &mut Report<'_>,
     ) -> anyhow::Result<()> {
-        let describe = self.store.describe();
+        let store = StoreName::of(self.store);
         let cutoff = SystemTime::now()
             .checked_sub(older_than)
             .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -134,7 +135,7 @@ impl Orphans<'_> {
         loop {
             let page = self
                 .ledger
-                .quarantine_records(&describe, &states, after, 256)
+                .quarantine_records(&store.all(), &states, after, 256)
                 .await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id);
@@ -183,13 +184,13 @@ impl Orphans<'_> {
             list.push(name);
             if list.len() == BATCH {
                 let names = std::mem::take(list);
-                self.purge_batch(&describe, names, action, cutoff, report)
+                self.purge_batch(&store, names, action, cutoff, report)
                     .await?;
             }
         }
-        self.purge_batch(&describe, purge, Action::Purge, cutoff, report)
+        self.purge_batch(&store, purge, Action::Purge, cutoff, report)
             .await?;
-        self.purge_batch(&describe, restore, Action::Restore, cutoff, report)
+        self.purge_batch(&store, restore, Action::Restore, cutoff, report)
             .await
     }
 
@@ -197,7 +198,7 @@ impl Orphans<'_> {
     /// the database is asked whether a top-level File field names one of them now (restored).
     async fn purge_batch(
         &self,
-        describe: &str,
+        store: &StoreName,
         names: Vec<String>,
         action: Action,
         cutoff: SystemTime,
@@ -207,7 +208,7 @@ impl Orphans<'_> {
         let states = [QState::Quarantined, QState::Purging];
         let records = self
             .ledger
-            .quarantine_named(describe, &states, &refs)
+            .quarantine_named(&store.all(), &states, &refs)
             .await?;
         let mut taken = HashSet::new();
         if action == Action::Purge {
@@ -239,7 +240,7 @@ impl Orphans<'_> {
                 for_each_ref(self.db, targets, self.page_size, |r| Ok(audit.add_ref(r)?)).await?;
             refuse_unread_values(issues)?;
         }
-        ledger_references(self.ledger, &self.store.describe(), audit).await
+        ledger_references(self.ledger, &StoreName::of(self.store), audit).await
     }
 
     /// Move a batch of confirmed orphans, asking the database right before whether a top-level
@@ -291,7 +292,7 @@ fn step_of(r: &QuarantineRecord, action: Action) -> Step {
 /// the only bytes once the copies are gone).
 pub async fn ledger_references(
     ledger: &Ledger,
-    store: &str,
+    store: &StoreName,
     audit: &mut Audit,
 ) -> anyhow::Result<()> {
     let mut after = None;
@@ -302,7 +303,7 @@ pub async fn ledger_references(
         let Some(next) = page.next else { break };
         after = Some(next);
         for f in page.records {
-            if f.destination.as_deref() == Some(store) {
+            if f.destination.as_deref().is_some_and(|d| store.names(d)) {
                 audit.add_reference(LEDGER, "", "a verified copy", &f.target)?;
             }
         }

@@ -205,6 +205,26 @@ impl FsStore {
 }
 
 /// Bytes available to this user on the filesystem holding `dir`.
+/// `dir` with its symbolic links, `.`, `..` and trailing `/` resolved: its canonical path, or
+/// (not created yet) its nearest existing ancestor's followed by the rest.
+fn real_path(dir: &Path) -> PathBuf {
+    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let mut rest = Vec::new();
+    let mut at = absolute.as_path();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(at) {
+            return rest.iter().rev().fold(real, |p, c| p.join(c));
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                at = parent;
+            }
+            _ => return absolute.components().collect(),
+        }
+    }
+}
+
 fn free_bytes(dir: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
@@ -261,6 +281,10 @@ impl ObjectStore for FsStore {
             ""
         };
         format!("fs {}{enc}", self.dir.display())
+    }
+
+    fn identity(&self) -> String {
+        format!("fs:{}", real_path(&self.dir).display())
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -53,6 +53,10 @@ impl Versioned for FsStore {
         ObjectStore::describe(self)
     }
 
+    fn identity(&self) -> String {
+        ObjectStore::identity(self)
+    }
+
     fn key(&self) -> Option<&FileKey> {
         self.key.as_ref()
     }

@@ -73,3 +73,45 @@ fn config_needs_path_and_describe_hides_key() {
     assert_eq!(s.describe(), "fs /d (encrypted)");
     assert!(!format!("{s:?}").contains("hunter2"));
 }
+
+/// A directory is one store however it is spelled or reached, and whether or not it encrypts:
+/// `D`, `D/`, `D/./`, `X/../D`, a symbolic link to `D`, and a `D` not created yet.
+#[test]
+fn identity_is_the_real_path_whatever_the_spelling() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::create_dir(tmp.path().join("x")).unwrap();
+    std::os::unix::fs::symlink(&d, tmp.path().join("link")).unwrap();
+    let id = |path: PathBuf, key: Option<&str>| {
+        let cfg = FsConfig {
+            path: Some(path),
+            encryption_key: key.map(Into::into),
+            ..Default::default()
+        };
+        FsStore::new(&cfg, &StoreContext::default())
+            .unwrap()
+            .identity()
+    };
+    let real = id(d.clone(), None);
+    assert_eq!(
+        real,
+        format!("fs:{}", std::fs::canonicalize(&d).unwrap().display())
+    );
+    for same in [
+        PathBuf::from(format!("{}/", d.display())),
+        d.join("."),
+        tmp.path().join("x/../d"),
+        tmp.path().join("link"),
+    ] {
+        assert_eq!(id(same.clone(), None), real, "{}", same.display());
+    }
+    assert_eq!(
+        id(d.clone(), Some("k")),
+        real,
+        "encryption is not where the bytes are"
+    );
+    let later = id(tmp.path().join("link/new/"), None);
+    assert_eq!(later, format!("{real}/new"));
+    assert_ne!(id(tmp.path().join("x"), None), real);
+}

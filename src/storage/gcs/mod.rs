@@ -254,6 +254,13 @@ impl ObjectStore for GcsStore {
         s
     }
 
+    fn identity(&self) -> String {
+        let endpoint = crate::secret::redact_url(&self.endpoint)
+            .trim_end_matches('/')
+            .to_ascii_lowercase();
+        format!("gs:{endpoint}/{}/{}", self.bucket, self.prefix)
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             write: true,

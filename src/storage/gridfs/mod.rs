@@ -88,6 +88,8 @@ pub struct GridFsStore {
     key: Option<FileKey>,
     /// The URI with any password redacted, for `describe`.
     shown_uri: String,
+    /// The servers of the URI (`mongodb+srv:` its SRV name), sorted: the identity's hosts.
+    hosts: String,
 }
 
 /// Only what `describe` shows: the driver's own `Debug` output includes client options.
@@ -163,6 +165,7 @@ impl GridFsStore {
             db,
             key,
             shown_uri,
+            hosts: crate::db::hosts_of(uri.expose()),
         })
     }
 
@@ -410,6 +413,15 @@ impl ObjectStore for GridFsStore {
         format!(
             "gridfs {} db={} bucket={}{enc}",
             self.shown_uri,
+            self.db.name(),
+            self.bucket_name
+        )
+    }
+
+    fn identity(&self) -> String {
+        format!(
+            "gridfs:{}/{}/{}",
+            self.hosts,
             self.db.name(),
             self.bucket_name
         )

@@ -136,6 +136,10 @@ impl Versioned for GridFsStore {
         ObjectStore::describe(self)
     }
 
+    fn identity(&self) -> String {
+        ObjectStore::identity(self)
+    }
+
     fn key(&self) -> Option<&FileKey> {
         self.key.as_ref()
     }

@@ -446,6 +446,11 @@ impl ObjectStore for HttpStore {
         ))
     }
 
+    /// Read-only, never a destination: its description (the URL templates) is where it reads.
+    fn identity(&self) -> String {
+        self.describe()
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             write: false,

@@ -321,6 +321,16 @@ impl ObjectStore for S3Store {
         }
     }
 
+    fn identity(&self) -> String {
+        let endpoint = match &self.endpoint {
+            Some(ep) => crate::secret::redact_url(ep)
+                .trim_end_matches('/')
+                .to_ascii_lowercase(),
+            None => "aws".into(),
+        };
+        format!("s3:{endpoint}/{}/{}", self.bucket, self.prefix)
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             write: true,
