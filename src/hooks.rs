@@ -276,10 +276,9 @@ impl Hooks {
             Err(e) => crate::exit::code_of(e),
         };
         let exit = ("PFM_EXIT_CODE", code.to_string());
-        if code != OK && code != CUTOFF {
-            if let Err(f) = self.run(Event::OnError, std::slice::from_ref(&exit)).await {
-                self.note_failure(f);
-            }
+        let failed = code != OK && code != CUTOFF;
+        if failed && let Err(f) = self.run(Event::OnError, std::slice::from_ref(&exit)).await {
+            self.note_failure(f);
         }
         if self.started.load(Relaxed) && self.config.command(Event::After).is_some() {
             let file = self.summary_file(code);
