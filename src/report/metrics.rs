@@ -77,10 +77,11 @@ impl Refreshing {
     }
 }
 
-/// Write `path` once, at the end of a run of `command` that counts no files or references
-/// (`verify`, `audit`, `rollback`, `rekey`): its exit code, duration and last success.
-pub fn write_final(path: &Path, command: &str, elapsed: Duration, end: End) {
-    let file = MetricsFile::new(path, command, "all");
+/// Write `path` once, at the end of a run of `command` on `shard` that counts no files or
+/// references (`verify`, `audit`, `rollback`, `rekey`; a `migrate` or `rebase` that stopped
+/// before it began): its exit code, duration and last success.
+pub fn write_final(path: &Path, command: &str, shard: &str, elapsed: Duration, end: End) {
+    let file = MetricsFile::new(path, command, shard);
     if let Err(e) = file.write_counts(None, elapsed, Some(end), None) {
         tracing::warn!("writing the metrics file {}: {e}", path.display());
     }

@@ -202,8 +202,23 @@ async fn a_failing_before_hook_stops_the_run_before_any_write_and_lets_go_of_the
          after = \"{LOGGER}\"\nbefore_phase = \"{LOGGER}\"\n"
     );
     let s = Scenario::new("hooks-before", 3, 0, &hooks).await;
-    let out = s.run(&["migrate", "--yes"]);
+    let metrics = support::temp_path("hooks-before-metrics").with_extension("prom");
+    let out = s.run(&[
+        "migrate",
+        "--yes",
+        "--metrics-file",
+        metrics.to_str().unwrap(),
+    ]);
     assert_eq!(out.code, 9, "{}", out.stderr);
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    let l = "command=\"migrate\",shard=\"all\"";
+    for sample in [
+        format!("pfm_exit_code{{{l}}} 9"),
+        format!("pfm_hooks_total{{{l},event=\"before\",result=\"failed\"}} 1"),
+        format!("pfm_hooks_total{{{l},event=\"after\",result=\"ok\"}} 1"),
+    ] {
+        assert!(prom.contains(&sample), "{sample} not in\n{prom}");
+    }
     assert!(
         out.stderr.contains("the before hook failed"),
         "{}",
