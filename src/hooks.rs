@@ -12,8 +12,10 @@
 //!
 //! # Rules
 //!
-//! - `before` runs once the run holds its lease, before its first write; a failing `before` or
-//!   `before_phase` hook stops the run there with exit [`HOOK_FAILED`] and the hook's stderr.
+//! - `before` runs once the run holds its lease and has recorded its start (the gate's `begin`,
+//!   which also settles what a killed run left), before its first copy, move or rewrite; a
+//!   failing `before` or `before_phase` hook stops the run there with exit [`HOOK_FAILED`] and
+//!   the hook's stderr.
 //! - `on_error` runs when the command fails (an exit code other than 0 and 8, the cutoff's
 //!   planned stop), also at start-up; `after` runs whenever `before` ran, last, with the exit
 //!   code and the run's summary.

@@ -6,8 +6,8 @@ use clap::Args;
 #[derive(Debug, Args, Clone, Default)]
 #[command(next_help_heading = "Hooks")]
 pub struct HookArgs {
-    /// Shell command run once the run holds its lease, before its first write; if it fails the
-    /// run stops (exit 9). `[hooks] before`
+    /// Shell command run once the run holds its lease, before its first copy, move or rewrite;
+    /// if it fails the run stops (exit 9). Also `[hooks]` in the config file
     #[arg(long, value_name = "CMD")]
     pub hook_before: Option<String>,
 

@@ -19,18 +19,14 @@ struct Profile<'a> {
     /// `--hook-*`: only the writing commands have hooks.
     hooks: Option<&'a HookArgs>,
     metrics: Option<&'a PathBuf>,
-    /// Its metrics file is written by the run itself, refreshed as it goes (`migrate`,
-    /// `rebase`); the others' once here.
-    refreshed: bool,
 }
 
 fn profile(command: &Command) -> Option<Profile<'_>> {
-    let p = |name, dry_run, hooks, metrics, refreshed| Profile {
+    let p = |name, dry_run, hooks, metrics| Profile {
         name,
         dry_run,
         hooks,
         metrics,
-        refreshed,
     };
     Some(match command {
         Command::Migrate(a) if !a.sizing.estimate => p(
@@ -38,37 +34,32 @@ fn profile(command: &Command) -> Option<Profile<'_>> {
             a.dry_run,
             Some(&a.hooks),
             a.metrics_file.as_ref(),
-            true,
         ),
         Command::Rebase(a) => p(
             "rebase",
             a.dry_run,
             Some(&a.hooks),
             a.metrics.metrics_file.as_ref(),
-            true,
         ),
         Command::Rollback(a) => p(
             "rollback",
             a.dry_run,
             Some(&a.hooks),
             a.out.metrics_file.as_ref(),
-            false,
         ),
         Command::Rekey(a) => p(
             "rekey",
             a.dry_run,
             Some(&a.hooks),
             a.metrics.metrics_file.as_ref(),
-            false,
         ),
         Command::Audit(a) => p(
             "audit",
             a.clean.dry_run,
             a.clean.any().then_some(&a.hooks),
             a.metrics.metrics_file.as_ref(),
-            false,
         ),
-        Command::Verify(a) => p("verify", false, None, a.out.metrics_file.as_ref(), false),
+        Command::Verify(a) => p("verify", false, None, a.out.metrics_file.as_ref()),
         _ => return None,
     })
 }
@@ -84,8 +75,8 @@ struct MetricsEnd {
     command: &'static str,
     shard: String,
     dry_run: bool,
-    refreshed: bool,
-    /// When the file was last written before this run (to tell whether the run wrote it).
+    /// When the file was last written before this run: `migrate` and `rebase` write theirs as
+    /// they go, the others (and a run that stopped before it began) get it written here.
     before: Option<SystemTime>,
 }
 
@@ -118,7 +109,6 @@ impl Ending {
                 command: p.name,
                 shard: shard.clone(),
                 dry_run: p.dry_run,
-                refreshed: p.refreshed,
             })
         });
         Ending {
@@ -138,7 +128,7 @@ impl Ending {
         let result = self.hooks.end(result).await;
         let code = result.as_ref().map_or_else(crate::exit::code_of, |c| *c);
         if let Some(m) = self.metrics {
-            if !m.refreshed || modified(&m.path) == m.before {
+            if modified(&m.path) == m.before {
                 let success = code == OK && !m.dry_run;
                 let end = metrics::End { code, success };
                 let elapsed = self.started.elapsed();
