@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mongodb::Database;
-use mongodb::bson::{Document, doc};
+use mongodb::bson::{DateTime, Document, doc, oid::ObjectId};
 
 use crate::support::{self, app};
 
@@ -257,6 +257,19 @@ async fn a_failing_run_runs_on_error_then_after_with_its_exit_code() {
         ]
     );
 
+    // Another run holds the lease: this one never began, so its `after` must not undo what
+    // that run's `before` did; `on_error` still pages.
+    std::fs::remove_file(&s.log).unwrap();
+    let locks = s.db.collection::<Document>("_FileMigration.locks");
+    let until = DateTime::from_millis(DateTime::now().timestamp_millis() + 60_000);
+    let lease = doc! {"_id": "all", "run": ObjectId::new(), "host": "other-host",
+    "pid": 4242_i64, "until": until};
+    locks.insert_one(lease).await.unwrap();
+    let out = s.run(&["migrate", "--yes"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(s.events(), ["on_error 2"]);
+    locks.delete_many(doc! {}).await.unwrap();
+
     // A run that cannot start (the destination is unusable) ran no `before`: only `on_error`.
     std::fs::remove_file(&s.log).unwrap();
     std::fs::remove_dir_all(&s.dir).unwrap();
@@ -367,4 +380,26 @@ async fn dry_runs_run_hooks_only_when_asked() {
         ]
     );
     assert_eq!(s.copied(), 0);
+}
+
+#[tokio::test]
+async fn a_failing_after_hook_turns_a_successful_run_into_exit_9() {
+    let s = Scenario::new(
+        "hooks-after",
+        2,
+        0,
+        "after = \"echo 'cdn purge refused' >&2; exit 1\"\n",
+    )
+    .await;
+    let out = s.run(&["migrate", "--yes"]);
+    assert_eq!(out.code, 9, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("the after hook failed (exit status 1)"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("cdn purge refused"), "{}", out.stderr);
+    assert_eq!(s.copied(), 2, "the run itself succeeded");
+    assert_eq!(s.untouched_refs().await, 0);
+    assert_eq!(s.leases().await, 0);
 }
