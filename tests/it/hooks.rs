@@ -388,7 +388,7 @@ async fn a_failing_after_hook_turns_a_successful_run_into_exit_9() {
         "hooks-after",
         2,
         0,
-        "after = \"echo 'cdn purge refused' >&2; exit 1\"\n",
+        "after = \"echo purging; echo 'cdn purge refused' >&2; exit 1\"\n",
     )
     .await;
     let out = s.run(&["migrate", "--yes"]);
@@ -399,6 +399,9 @@ async fn a_failing_after_hook_turns_a_successful_run_into_exit_9() {
         out.stderr
     );
     assert!(out.stderr.contains("cdn purge refused"), "{}", out.stderr);
+    // The hook's output goes to the log (stderr), never among the tool's data on stdout.
+    assert!(out.stderr.contains("purging"), "{}", out.stderr);
+    assert!(!out.stdout.contains("purging"), "{}", out.stdout);
     assert_eq!(s.copied(), 2, "the run itself succeeded");
     assert_eq!(s.untouched_refs().await, 0);
     assert_eq!(s.leases().await, 0);
