@@ -8,12 +8,14 @@
 mod clean;
 mod cutoff;
 pub mod health;
+mod hooks;
 mod output;
 mod rebase;
 mod rekey;
 mod sizing;
 pub use clean::CleanArgs;
 pub use cutoff::CutoffArgs;
+pub use hooks::HookArgs;
 pub use output::*;
 pub use rebase::RebaseArgs;
 pub use rekey::RekeyArgs;
@@ -336,6 +338,9 @@ pub struct AuditArgs {
 
     #[command(flatten)]
     pub clean: CleanArgs,
+
+    #[command(flatten)]
+    pub hooks: HookArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -475,6 +480,9 @@ pub struct MigrateArgs {
 
     #[command(flatten)]
     pub sizing: SizingArgs,
+
+    #[command(flatten)]
+    pub hooks: HookArgs,
 }
 
 #[derive(Debug, Args)]
@@ -525,6 +533,9 @@ pub struct RollbackArgs {
 
     #[command(flatten)]
     pub out: RunOutputArgs,
+
+    #[command(flatten)]
+    pub hooks: HookArgs,
 }
 
 impl From<SelectArg> for crate::parse::names::Selection {

@@ -26,6 +26,10 @@ pub const AUDIT_FINDINGS: i32 = 6;
 pub const NO_SPACE: i32 = 7;
 /// Stopped at `--max-files` / `--max-bytes` / `--max-duration`; a re-run continues.
 pub const CUTOFF: i32 = 8;
+/// A `before` or `before_phase` hook failed or timed out: the run stopped before its next write
+/// (the lease given back). Also a run that succeeded but whose `after`, `after_phase` or
+/// `on_error` hook failed (a failed run keeps its own code). See `hooks`.
+pub const HOOK_FAILED: i32 = 9;
 /// Interrupted (Ctrl-C / SIGTERM); a re-run continues.
 pub const INTERRUPTED: i32 = 130;
 /// stdout was closed by its reader (`list | head -1`): nothing is printed. 128 + SIGPIPE, the

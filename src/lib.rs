@@ -18,6 +18,7 @@ pub mod db;
 pub mod dbhealth;
 pub mod engine;
 pub mod exit;
+pub mod hooks;
 pub mod ledger;
 pub mod parse;
 pub mod report;

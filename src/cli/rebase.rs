@@ -52,4 +52,7 @@ pub struct RebaseArgs {
 
     #[command(flatten)]
     pub metrics: MetricsArgs,
+
+    #[command(flatten)]
+    pub hooks: super::HookArgs,
 }

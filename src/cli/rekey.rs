@@ -71,4 +71,7 @@ pub struct RekeyArgs {
 
     #[command(flatten)]
     pub metrics: MetricsArgs,
+
+    #[command(flatten)]
+    pub hooks: super::HookArgs,
 }

@@ -9,6 +9,7 @@ use crate::cli::AuditArgs;
 use crate::engine::Stores;
 use crate::engine::quarantine::{self as q, Counts, Outcome, Step};
 use crate::exit::{Coded, INCOMPLETE, OK, USAGE, usage};
+use crate::hooks::{Hooks, Phase};
 use crate::report::migrate::MigrateFormat;
 use crate::report::quarantine::CleanWriter;
 use crate::session::{self, gate::GateArgs};
@@ -36,7 +37,11 @@ fn duration(given: Option<&str>, default: &str, flag: &str) -> anyhow::Result<Du
     humantime::parse_duration(s).map_err(|e| usage(format!("{flag} {s:?}: {e} (e.g. 7d, 12h)")))
 }
 
-pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result<i32> {
+pub(super) async fn run(
+    settings: &Settings,
+    args: &AuditArgs,
+    hooks: &Hooks,
+) -> anyhow::Result<i32> {
     let format = MigrateFormat::choose(args.out.output, "audit --quarantine/--restore/--purge")?;
     let (action, verb) = match (args.clean.quarantine, args.clean.restore) {
         (true, _) => ("quarantine", "audit --quarantine moves orphaned files"),
@@ -86,6 +91,7 @@ pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result
         format,
         file_key: None,
         guard: None,
+        hooks,
     };
     let effects = session::gate::open(settings, &ledger, &d.db, stores, gate, || {
         let what = match action {
@@ -113,7 +119,7 @@ pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result
     };
     let mut info = session::run_info(settings, "all", &store.identity())?;
     info.insert("audit", action);
-    let (_, code) = session::recorded(&effects, info, async {
+    let (_, code) = session::recorded(&effects, hooks, info, async {
         let (e, s) = (&*effects, &*store);
         let mut report = |step: &Step, o: &Outcome| tally.report(step, o);
         let orphans = q::orphans::Orphans {
@@ -129,14 +135,21 @@ pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result
         };
         match action {
             "quarantine" => {
-                let kept = orphans.run(&mut report).await?;
+                let kept = hooks
+                    .phase(Phase::Quarantine, orphans.run(&mut report))
+                    .await?;
                 tally.kept(kept);
             }
-            "restore" => q::restore_all(e, &ledger, s, &mut report).await?,
+            "restore" => {
+                let restore = q::restore_all(e, &ledger, s, &mut report);
+                hooks.phase(Phase::Restore, restore).await?
+            }
             _ => {
-                orphans.purge_unreferenced(older_than, &mut report).await?;
+                let purge = orphans.purge_unreferenced(older_than, &mut report);
+                hooks.phase(Phase::Purge, purge).await?;
                 if args.clean.superseded {
-                    q::purge_superseded(e, s, &mut report).await?;
+                    let superseded = q::purge_superseded(e, s, &mut report);
+                    hooks.phase(Phase::PurgeSuperseded, superseded).await?;
                 }
             }
         }

@@ -9,6 +9,7 @@ use crate::cli::MigrateArgs;
 use crate::engine::pipeline::unreferenced::{self, Unreferenced};
 use crate::engine::{self, Effects, RunState, Stores, UrlBase};
 use crate::exit::usage;
+use crate::hooks::{Hooks, Phase};
 use crate::report::metrics;
 use crate::report::migrate::{MigrateFormat, print_summary};
 use crate::session::gate::GateArgs;
@@ -16,7 +17,11 @@ use crate::session::{self, discover, explain_empty};
 use crate::settings::Settings;
 use crate::storage::StoreName;
 
-pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Result<i32> {
+pub(super) async fn run(
+    settings: &Settings,
+    args: &MigrateArgs,
+    hooks: &Hooks,
+) -> anyhow::Result<i32> {
     settings.check_migrate(args)?;
     let destination = session::destination_config(settings, "migrate")?;
     let format = MigrateFormat::choose(args.output, "migrate")?;
@@ -40,6 +45,7 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
         format,
         file_key: plan.file_key.clone(),
         guard: Some(guard.clone()),
+        hooks,
     };
     let effects = session::gate::open(settings, &ledger, &d.db, stores.clone(), gate, || {
         session::migrate_consent(settings, &stores, &d.database)
@@ -47,7 +53,7 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
     .await?;
 
     let info = session::run_info(settings, &plan.scope, &plan.destination.identity)?;
-    let (summary, code) = session::recorded(&effects, info, async {
+    let (summary, code) = session::recorded(&effects, hooks, info, async {
         let state = RunState::guarded(guard);
         let signals = session::on_signals(state.clone());
         let metrics = metrics::start(args.metrics_file.as_deref(), "migrate", &plan.scope, &state);
@@ -57,9 +63,12 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
         } else {
             None
         };
-        copy_unreferenced(settings, args, &effects, &state, &ledger, &stores).await?;
-        let result =
-            engine::pipeline::run(plan, effects.clone(), &ledger, &d.db, &d.targets, state).await;
+        if args.include_unreferenced && !args.rewrite_only {
+            let copy = copy_unreferenced(settings, &effects, &state, &ledger, &stores);
+            hooks.phase(Phase::Unreferenced, copy).await?;
+        }
+        let (e, db) = (effects.clone(), &d.db);
+        let result = engine::pipeline::run(plan, e, &ledger, db, &d.targets, state, hooks).await;
         signals.abort();
         if let Some(m) = metrics {
             m.finish(result.as_ref().map_err(crate::exit::code_of));
@@ -87,15 +96,11 @@ pub(super) async fn run(settings: &Settings, args: &MigrateArgs) -> anyhow::Resu
 /// filters), and let the engine find and copy the unreferenced files.
 async fn copy_unreferenced(
     settings: &Settings,
-    args: &MigrateArgs,
     effects: &Arc<dyn Effects>,
     state: &Arc<RunState>,
     ledger: &crate::ledger::Ledger,
     stores: &Stores,
 ) -> anyhow::Result<()> {
-    if !args.include_unreferenced || args.rewrite_only {
-        return Ok(());
-    }
     let server = stores.server.as_ref().filter(|s| s.capabilities().list);
     let Some(server) = server else {
         return Err(usage(

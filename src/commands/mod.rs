@@ -6,6 +6,7 @@
 mod audit;
 mod audit_clean;
 mod docs;
+mod ending;
 mod estimate;
 mod list;
 mod migrate;
@@ -33,14 +34,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Migrate(m)) => Some(m.as_ref()),
         _ => None,
     };
-    let settings = Settings::resolve(&cli.global, migrate)?;
+    let hook_flags = command.as_ref().and_then(ending::hook_flags);
+    let settings = Settings::resolve(&cli.global, migrate)?.with_hook_flags(hook_flags)?;
     if cli.global.show_settings {
         report::print_settings(&settings.to_toml()?)?;
         return Ok(OK);
     }
     report::logging::init(&settings.output);
-    let started = std::time::Instant::now();
-    let metrics = command.as_ref().and_then(metrics_of);
+    let ending = ending::Ending::new(&settings, command.as_ref());
+    let h = ending.hooks();
     let result = match command {
         None => Err(usage("no command given; see --help")),
         Some(Command::Schema(args)) => schema::run(&settings, &args).await,
@@ -48,36 +50,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Migrate(args)) if args.sizing.estimate => {
             estimate::run(&settings, &args).await
         }
-        Some(Command::Migrate(args)) => migrate::run(&settings, &args).await,
+        Some(Command::Migrate(args)) => migrate::run(&settings, &args, h).await,
         Some(Command::Verify(args)) => verify::run(&settings, &args).await,
         Some(Command::Status(args)) => status::run(&settings, &args).await,
-        Some(Command::Rollback(args)) => rollback::run(&settings, &args).await,
-        Some(Command::Audit(args)) if args.clean.any() => audit_clean::run(&settings, &args).await,
+        Some(Command::Rollback(args)) => rollback::run(&settings, &args, h).await,
+        Some(Command::Audit(args)) if args.clean.any() => {
+            audit_clean::run(&settings, &args, h).await
+        }
         Some(Command::Audit(args)) => audit::run(&settings, &args).await,
-        Some(Command::Rebase(args)) => rebase::run(&settings, &args).await,
-        Some(Command::Rekey(args)) => rekey::run(&settings, &args).await,
+        Some(Command::Rebase(args)) => rebase::run(&settings, &args, h).await,
+        Some(Command::Rekey(args)) => rekey::run(&settings, &args, h).await,
         Some(Command::Completions(args)) => docs::completions(&args),
         Some(Command::Man(args)) => docs::man(&args),
     };
-    if let Some((path, name, dry_run)) = metrics {
-        let code = result.as_ref().map_or_else(crate::exit::code_of, |c| *c);
-        let success = code == OK && !dry_run;
-        let end = report::metrics::End { code, success };
-        report::metrics::write_final(&path, name, started.elapsed(), end);
-    }
-    result
-}
-
-/// `--metrics-file` of the commands whose file is written once at the end (`migrate` and `rebase`
-/// refresh theirs during the run): the path, the command, and whether it is a dry run (which
-/// is no successful pass).
-fn metrics_of(command: &Command) -> Option<(std::path::PathBuf, &'static str, bool)> {
-    let (path, name, dry_run) = match command {
-        Command::Verify(a) => (&a.out.metrics_file, "verify", false),
-        Command::Rollback(a) => (&a.out.metrics_file, "rollback", a.dry_run),
-        Command::Audit(a) => (&a.metrics.metrics_file, "audit", a.clean.dry_run),
-        Command::Rekey(a) => (&a.metrics.metrics_file, "rekey", a.dry_run),
-        _ => return None,
-    };
-    Some((path.clone()?, name, dry_run))
+    ending.end(result).await
 }

@@ -5,13 +5,18 @@
 use crate::cli::RebaseArgs;
 use crate::engine::{self, Limits, Mode, Plan, RunState, Stores, UrlBase};
 use crate::exit::{INCOMPLETE, usage};
+use crate::hooks::Hooks;
 use crate::parse::names::{RenamePolicy, Selection};
 use crate::report::migrate::{MigrateFormat, print_summary};
 use crate::session::gate::GateArgs;
 use crate::session::{self, discover};
 use crate::settings::Settings;
 
-pub(super) async fn run(settings: &Settings, args: &RebaseArgs) -> anyhow::Result<i32> {
+pub(super) async fn run(
+    settings: &Settings,
+    args: &RebaseArgs,
+    hooks: &Hooks,
+) -> anyhow::Result<i32> {
     if settings.rebase.from.is_empty() {
         return Err(usage(
             "rebase needs the old bases: [rebase] from = [\"https://old-api.example.com/parse\"]",
@@ -76,6 +81,7 @@ pub(super) async fn run(settings: &Settings, args: &RebaseArgs) -> anyhow::Resul
         format,
         file_key: plan.file_key.clone(),
         guard: Some(guard.clone()),
+        hooks,
     };
     let effects = session::gate::open(settings, &ledger, &d.db, stores.clone(), gate, || {
         format!(
@@ -86,7 +92,7 @@ pub(super) async fn run(settings: &Settings, args: &RebaseArgs) -> anyhow::Resul
     .await?;
     let walker = |t: &crate::scan::Target| d.walker(t, settings);
     let info = session::run_info(settings, &plan.scope, &plan.destination.identity)?;
-    let (summary, mut code) = session::recorded(&effects, info, async {
+    let (summary, mut code) = session::recorded(&effects, hooks, info, async {
         let state = RunState::guarded(guard);
         let signals = session::on_signals(state.clone());
         let metrics_file = args.metrics.metrics_file.as_deref();
@@ -99,6 +105,7 @@ pub(super) async fn run(settings: &Settings, args: &RebaseArgs) -> anyhow::Resul
             &d.targets,
             &walker,
             state,
+            hooks,
         )
         .await;
         signals.abort();

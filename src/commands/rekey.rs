@@ -6,6 +6,7 @@ use crate::cli::RekeyArgs;
 use crate::engine::rekey::{Rekey, RekeyMode, RekeyPlan};
 use crate::engine::{Limits, RunState, Stores};
 use crate::exit::usage;
+use crate::hooks::Hooks;
 use crate::ledger::QuarantineState;
 use crate::report::rekey::{end_progress, print_rekey, spawn_progress};
 use crate::session::{self, gate::GateArgs};
@@ -16,7 +17,11 @@ use crate::storage::crypto::FileKey;
 /// (255 KiB) being written and 1 MiB being read.
 const DEFAULT_CONCURRENCY: usize = 4;
 
-pub(super) async fn run(settings: &Settings, args: &RekeyArgs) -> anyhow::Result<i32> {
+pub(super) async fn run(
+    settings: &Settings,
+    args: &RekeyArgs,
+    hooks: &Hooks,
+) -> anyhow::Result<i32> {
     let json = args.json || crate::report::output::jsonl(args.output, "rekey")?;
     let (cfg, role) = session::store_by_role(settings, args.store, "rekey")?;
     let mode = match (args.encrypt, args.decrypt) {
@@ -111,7 +116,7 @@ pub(super) async fn run(settings: &Settings, args: &RekeyArgs) -> anyhow::Result
         } else {
             None
         };
-        let result = rekey.run().await;
+        let result = rekey.run(hooks).await;
         signals.abort();
         if let Some(p) = progress {
             end_progress(p).await;
@@ -122,7 +127,11 @@ pub(super) async fn run(settings: &Settings, args: &RekeyArgs) -> anyhow::Result
         Ok((summary, mongodb::bson::doc! {"rekey": recorded}, code))
     };
     let (summary, code) = if args.dry_run {
-        let (s, _, code) = work.await?;
+        // No gate (nothing is written): the hooks learn the run here, and `before` runs first.
+        hooks.arm(ledger.run_id().to_hex(), "all");
+        hooks.before().await?;
+        let (s, recorded, code) = work.await?;
+        hooks.summary(mongodb::bson::Bson::Document(recorded).into_relaxed_extjson());
         (s, code)
     } else {
         let checked = session::open_checked(settings, cfg, role).await?;
@@ -143,6 +152,7 @@ pub(super) async fn run(settings: &Settings, args: &RekeyArgs) -> anyhow::Result
             format: crate::report::migrate::MigrateFormat::Text,
             file_key: None,
             guard: None,
+            hooks,
         };
         let effects = session::gate::open(settings, &ledger, &db, stores, gate, || {
             format!(
@@ -154,7 +164,7 @@ pub(super) async fn run(settings: &Settings, args: &RekeyArgs) -> anyhow::Result
         })
         .await?;
         let info = session::run_info(settings, "all", &store.describe())?;
-        session::recorded(&effects, info, work).await?
+        session::recorded(&effects, hooks, info, work).await?
     };
     print_rekey(&summary, json, args.report.as_deref())?;
     Ok(code)

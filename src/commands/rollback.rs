@@ -6,11 +6,16 @@ use crate::cli::RollbackArgs;
 use crate::engine::Stores;
 use crate::engine::rollback::Rollback;
 use crate::exit::{INCOMPLETE, OK};
+use crate::hooks::Hooks;
 use crate::report::migrate::{MigrateFormat, print_rollback};
 use crate::session::{self, gate::GateArgs};
 use crate::settings::Settings;
 
-pub(super) async fn run(settings: &Settings, args: &RollbackArgs) -> anyhow::Result<i32> {
+pub(super) async fn run(
+    settings: &Settings,
+    args: &RollbackArgs,
+    hooks: &Hooks,
+) -> anyhow::Result<i32> {
     let format = MigrateFormat::choose(args.out.output, "rollback")?;
     let destination = session::destination_config(settings, "rollback")?;
     // Copies are deleted only when nothing references them: every reference is walked.
@@ -48,6 +53,7 @@ pub(super) async fn run(settings: &Settings, args: &RollbackArgs) -> anyhow::Res
         format,
         file_key: settings.parse.file_key.clone(),
         guard: Some(guard),
+        hooks,
     };
     let effects = session::gate::open(settings, &ledger, &db, stores, gate, || {
         let deletes = if args.delete_copies {
@@ -84,8 +90,8 @@ pub(super) async fn run(settings: &Settings, args: &RollbackArgs) -> anyhow::Res
         page_size: settings.mongo.page_size,
     };
     let info = session::run_info(settings, "all", &destination.describe())?;
-    let (counts, code) = session::recorded(&effects, info, async {
-        let counts = rollback.run(&*effects).await?;
+    let (counts, code) = session::recorded(&effects, hooks, info, async {
+        let counts = rollback.run(&*effects, hooks).await?;
         let code = if counts.incomplete() { INCOMPLETE } else { OK };
         let recorded = mongodb::bson::to_document(&counts)?;
         Ok((counts, mongodb::bson::doc! {"rollback": recorded}, code))

@@ -20,6 +20,7 @@ use mongodb::Database;
 use super::Effects;
 use crate::audit::sort::{Members, Sorter};
 use crate::audit::{Audit, Finding, Options};
+use crate::hooks::{Hooks, Phase};
 use crate::ledger::{FileRecord, FileState, KEY_PLACEHOLDER, Ledger, RefChange, RefState};
 use crate::parse::names::NameKind;
 use crate::parse::schema::collection_name;
@@ -82,13 +83,17 @@ pub struct Rollback<'a> {
 const BATCH: usize = 256;
 
 impl Rollback<'_> {
-    pub async fn run(&self, effects: &dyn Effects) -> anyhow::Result<Counts> {
+    /// Restore every recorded reference (the phase [`Phase::Restore`]), then, when asked,
+    /// delete the copies ([`Phase::DeleteCopies`]).
+    pub async fn run(&self, effects: &dyn Effects, hooks: &Hooks) -> anyhow::Result<Counts> {
         let mut counts = Counts::default();
         let opts = Options::default();
         let mut unrestored = Sorter::new(&opts.temp_dir, opts.run_bytes);
-        self.restore(effects, &mut counts, &mut unrestored).await?;
+        let restore = self.restore(effects, &mut counts, &mut unrestored);
+        hooks.phase(Phase::Restore, restore).await?;
         if self.delete_copies {
-            self.remove_copies(effects, &mut counts, unrestored).await?;
+            let remove = self.remove_copies(effects, &mut counts, unrestored);
+            hooks.phase(Phase::DeleteCopies, remove).await?;
         }
         Ok(counts)
     }

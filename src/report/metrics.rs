@@ -77,13 +77,69 @@ impl Refreshing {
     }
 }
 
-/// Write `path` once, at the end of a run of `command` that counts no files or references
-/// (`verify`, `audit`, `rollback`, `rekey`): its exit code, duration and last success.
-pub fn write_final(path: &Path, command: &str, elapsed: Duration, end: End) {
-    let file = MetricsFile::new(path, command, "all");
+/// Write `path` once, at the end of a run of `command` on `shard` that counts no files or
+/// references (`verify`, `audit`, `rollback`, `rekey`; a `migrate` or `rebase` that stopped
+/// before it began): its exit code, duration and last success.
+pub fn write_final(path: &Path, command: &str, shard: &str, elapsed: Duration, end: End) {
+    let file = MetricsFile::new(path, command, shard);
     if let Err(e) = file.write_counts(None, elapsed, Some(end), None) {
         tracing::warn!("writing the metrics file {}: {e}", path.display());
     }
+}
+
+const HOOKS: &str = "pfm_hooks_total";
+const EXIT_CODE: &str = "pfm_exit_code";
+
+/// Add the run's hook outcomes (`pfm_hooks_total`, by event and result) to the metrics file
+/// at `path`, once every hook has run, and set its exit code to `code` (a failed `after` hook
+/// changes it: README "Hooks"). Nothing when the run wrote no file, or ran no hook.
+pub fn record_hooks(path: &Path, counts: &[(&str, &str, u64)], code: i32) {
+    let Ok(old) = std::fs::read_to_string(path) else {
+        return;
+    };
+    if counts.is_empty() {
+        return;
+    }
+    if let Err(e) = super::output::write_atomic(path, with_hooks(&old, counts, code).as_bytes()) {
+        tracing::warn!("writing the metrics file {}: {e}", path.display());
+    }
+}
+
+/// `text` with its hook family replaced by `counts` and its exit code sample by `code`.
+fn with_hooks(text: &str, counts: &[(&str, &str, u64)], code: i32) -> String {
+    // The labels every sample of this file carries (`command`, `shard`).
+    let labels = text
+        .lines()
+        .find(|l| l.starts_with("pfm_run_running{"))
+        .and_then(|l| l.split_once('{')?.1.split_once('}'))
+        .map_or("", |(labels, _)| labels);
+    let mut out = String::new();
+    for line in text.lines() {
+        let family = line
+            .strip_prefix("# HELP ")
+            .or_else(|| line.strip_prefix("# TYPE "))
+            .unwrap_or(line);
+        if family.starts_with(HOOKS) {
+            continue;
+        }
+        if line.starts_with(EXIT_CODE) && !line.starts_with('#') {
+            let _ = writeln!(out, "{EXIT_CODE}{{{labels}}} {code}");
+        } else {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP {HOOKS} Hooks run, by event and result (README \"Hooks\")."
+    );
+    let _ = writeln!(out, "# TYPE {HOOKS} counter");
+    for (event, result, n) in counts {
+        let _ = writeln!(
+            out,
+            "{HOOKS}{{{labels},event=\"{event}\",result=\"{result}\"}} {n}"
+        );
+    }
+    out
 }
 
 /// Where the metrics go, and the labels every sample carries.
@@ -308,6 +364,28 @@ fn escape(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hook_outcomes_are_added_and_the_exit_code_follows_the_hooks() {
+        let m = MetricsFile::new(Path::new("x"), "migrate", "all");
+        let end = Some(End {
+            code: 0,
+            success: true,
+        });
+        let text = m.render(None, Duration::from_secs(1), end, 1.0, None);
+        let counts = [("after", "failed", 1), ("before", "ok", 1)];
+        let once = with_hooks(&text, &counts, 9);
+        let twice = with_hooks(&once, &counts, 9);
+        assert_eq!(once, twice, "the family is replaced, not repeated");
+        let l = "command=\"migrate\",shard=\"all\"";
+        assert!(
+            once.contains(&format!("pfm_exit_code{{{l}}} 9\n")),
+            "{once}"
+        );
+        let sample = format!("pfm_hooks_total{{{l},event=\"after\",result=\"failed\"}} 1");
+        assert!(once.contains(&sample), "{once}");
+        assert_eq!(once.matches("# TYPE pfm_exit_code").count(), 1);
+    }
 
     #[test]
     fn samples_carry_the_labels_and_a_last_success_survives_failed_and_dry_runs() {

@@ -12,6 +12,7 @@ use mongodb::Database;
 use super::{breaking_text, consent, hostname, leases_to_break};
 use crate::dbhealth::Guard;
 use crate::engine::{Effects, Stores, dry::DryRun, live::Live};
+use crate::hooks::Hooks;
 use crate::ledger::Ledger;
 use crate::report::migrate::{MigrateFormat, PlanWriter};
 use crate::secret::Secret;
@@ -36,6 +37,8 @@ pub(crate) struct GateArgs<'a> {
     pub file_key: Option<Secret>,
     /// The database guard of the run (`--max-db-latency`, `--max-repl-lag`), if it has one.
     pub guard: Option<Arc<Guard>>,
+    /// The run's hooks: they learn its id and scope here.
+    pub hooks: &'a Hooks,
 }
 
 /// The run's effects: dry or live, consent asked (`question` is built only when asked), leases
@@ -48,6 +51,7 @@ pub(crate) async fn open(
     args: GateArgs<'_>,
     question: impl FnOnce() -> String,
 ) -> anyhow::Result<Arc<dyn Effects>> {
+    args.hooks.arm(ledger.run_id().to_hex(), args.scope);
     // An exclusive run breaks any scope's lease; a shard only its own.
     let scope = (!args.exclusive).then_some(args.scope);
     let breaking = leases_to_break(ledger, scope, args.break_lease, args.dry_run).await?;

@@ -24,6 +24,7 @@ pub(crate) use stores::{
 use crate::dbhealth::Guard;
 use crate::engine::{Effects, RunState};
 use crate::exit::{INTERRUPTED, usage};
+use crate::hooks::Hooks;
 use crate::ledger::Ledger;
 use crate::settings::Settings;
 
@@ -187,22 +188,30 @@ pub(crate) fn run_info(
 }
 
 /// Run `work` between `effects.begin` and `effects.finish`: the lease is held, and the run
-/// recorded, from before the first write to after the last. A failed `work` is recorded with
-/// its error (and the lease given back) before the error is returned; a finished one with the
-/// summary and exit code `work` returns.
+/// recorded, from before the first write to after the last. The `before` hook runs first, once
+/// the lease is held (if it fails, nothing is written). A failed `work` is recorded with its
+/// error (and the lease given back) before the error is returned; a finished one with the
+/// summary and exit code `work` returns. Either is kept for the `after` hook.
 pub(crate) async fn recorded<T>(
     effects: &Arc<dyn Effects>,
+    hooks: &Hooks,
     info: mongodb::bson::Document,
     work: impl Future<Output = anyhow::Result<(T, mongodb::bson::Document, i32)>>,
 ) -> anyhow::Result<(T, i32)> {
     effects.begin(info).await?;
+    let work = async {
+        hooks.before().await?;
+        work.await
+    };
     match work.await {
         Ok((value, summary, code)) => {
+            hooks.summary(mongodb::bson::Bson::Document(summary.clone()).into_relaxed_extjson());
             effects.finish(summary, code).await?;
             Ok((value, code))
         }
         Err(e) => {
             let record = mongodb::bson::doc! {"error": format!("{e:#}")};
+            hooks.summary(serde_json::json!({"error": format!("{e:#}")}));
             if let Err(f) = effects.finish(record, crate::exit::code_of(&e)).await {
                 tracing::warn!("recording the failed run: {f:#}");
             }

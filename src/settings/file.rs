@@ -34,6 +34,22 @@ pub struct ConfigFile {
     pub rebase: RebaseFile,
     #[serde(default)]
     pub rekey: RekeyFile,
+    #[serde(default)]
+    pub hooks: HooksFile,
+}
+
+/// `[hooks]`: shell commands run at a writing run's events (`crate::hooks`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HooksFile {
+    pub before: Option<String>,
+    pub before_phase: Option<String>,
+    pub after_phase: Option<String>,
+    pub on_error: Option<String>,
+    pub after: Option<String>,
+    /// How long a hook may run, e.g. `5m`.
+    pub timeout: Option<String>,
+    pub in_dry_run: Option<bool>,
 }
 
 /// `[scan]`: what discovery searches besides File fields.

@@ -17,6 +17,7 @@
 //! here (the engine a `Plan`, resolved in `run.rs`, the ledger its collection and lease, the stores a `StoreConfig`).
 
 mod file;
+mod hooks;
 mod run;
 
 use std::path::PathBuf;
@@ -49,6 +50,7 @@ pub struct Settings {
     pub scan: ScanSettings,
     pub rebase: RebaseSettings,
     pub rekey: RekeySettings,
+    pub hooks: crate::hooks::HookConfig,
 }
 
 /// `[scan]` (see [`file::ScanFile`]).
@@ -377,7 +379,16 @@ impl Settings {
                     .map(Secret::new)
                     .or(file.rekey.new_key),
             },
+            hooks: hooks::from_file(file.hooks)?,
         })
+    }
+
+    /// The `--hook-*` flags of a writing command over `[hooks]`.
+    pub fn with_hook_flags(mut self, flags: Option<&crate::cli::HookArgs>) -> anyhow::Result<Self> {
+        if let Some(flags) = flags {
+            hooks::overlay(&mut self.hooks, flags)?;
+        }
+        Ok(self)
     }
 
     /// The file URLs to look for in strings: the hosted-Parse hosts (when `hosted`), the current

@@ -34,6 +34,7 @@ mod disk_full;
 mod estimate;
 mod faults;
 mod help;
+mod hooks;
 mod image;
 mod lease;
 mod limits;

@@ -38,6 +38,7 @@ use mongodb::Database;
 use tokio::sync::mpsc;
 
 use crate::engine::{Effects, FileJob, Limits, RunState, Summary, stopped_by_errors};
+use crate::hooks::{Hooks, Phase};
 use crate::ledger::Ledger;
 use crate::parse::names::{RenamePolicy, Selection, encode_uri_component};
 use crate::scan::Target;
@@ -157,7 +158,9 @@ impl Plan {
 
 /// Run `migrate` over `targets` in `db`: the file pass ([`files`]), then, when the targets search
 /// strings and the mode rewrites, the string pass ([`strings`]) unless interrupted; the summary
-/// counts both. The caller decides the exit code and records the end of the run.
+/// counts both. Each pass is a phase of `hooks` ([`Phase::Files`], [`Phase::Strings`]). The
+/// caller decides the exit code and records the end of the run.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     plan: Plan,
     effects: Arc<dyn Effects>,
@@ -165,16 +168,17 @@ pub async fn run(
     db: &Database,
     targets: &[Target],
     state: Arc<RunState>,
+    hooks: &Hooks,
 ) -> anyhow::Result<Summary> {
-    let summary = files(
+    let file_pass = files(
         plan.clone(),
         effects.clone(),
         ledger,
         db,
         targets,
         state.clone(),
-    )
-    .await?;
+    );
+    let summary = hooks.phase(Phase::Files, file_pass).await?;
     let strings = targets.iter().any(|t| t.strings.is_some());
     if !strings || plan.mode == Mode::CopyOnly || state.is_interrupted() {
         return Ok(summary);
@@ -188,7 +192,9 @@ pub async fn run(
             dry: effects.dry_run(),
         },
     };
-    pass.run(&*effects, targets).await?;
+    hooks
+        .phase(Phase::Strings, pass.run(&*effects, targets))
+        .await?;
     let interrupted = state
         .is_interrupted()
         .then(|| crate::engine::INTERRUPTED.to_string());

@@ -20,6 +20,7 @@ use super::Plan;
 use super::strings::{Pass, Resolve};
 use crate::engine::summary::RefItem;
 use crate::engine::{Counters, Effects, RunState, Summary};
+use crate::hooks::{Hooks, Phase};
 use crate::ledger::{Ledger, RefChange, RefValue};
 use crate::parse::urls::{Matcher, Origin};
 use crate::scan::{ClassWalker, FileRef, Shape, Target};
@@ -27,7 +28,9 @@ use crate::scan::{ClassWalker, FileRef, Shape, Target};
 /// A walker over one target (the command's, with its page size).
 pub type Walkers<'a> = &'a (dyn Fn(&Target) -> ClassWalker + Sync);
 
-/// Rebase every target; returns the summary (the caller records it).
+/// Rebase every target (the phase [`Phase::Files`]), then the strings ([`Phase::Strings`]);
+/// returns the summary (the caller records it).
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     plan: &Plan,
     effects: Arc<dyn Effects>,
@@ -36,39 +39,42 @@ pub async fn run(
     targets: &[Target],
     walker: Walkers<'_>,
     state: Arc<RunState>,
+    hooks: &Hooks,
 ) -> anyhow::Result<Summary> {
     let old = old_bases(targets);
-    let mut stopped = None;
-    'targets: for t in targets {
-        let mut w = walker(t);
-        while let Some(page) = {
-            state.db.admit().await;
-            w.next_page().await?
-        } {
-            let c = &state.counters;
-            Counters::add(&c.objects, page.objects);
-            let mut changes = Vec::new();
-            for r in page.refs.iter().filter(|r| is_file_object(r)) {
-                Counters::add(&c.references, 1);
-                match rebased(r, &old, plan) {
-                    Some(Ok(change)) => changes.push(change),
-                    Some(Err(why)) => {
-                        Counters::add(&c.refs_failed, 1);
-                        c.failed_reference(RefItem::of_ref(r, why));
+    let urls = async {
+        for t in targets {
+            let mut w = walker(t);
+            while let Some(page) = {
+                state.db.admit().await;
+                w.next_page().await?
+            } {
+                let c = &state.counters;
+                Counters::add(&c.objects, page.objects);
+                let mut changes = Vec::new();
+                for r in page.refs.iter().filter(|r| is_file_object(r)) {
+                    Counters::add(&c.references, 1);
+                    match rebased(r, &old, plan) {
+                        Some(Ok(change)) => changes.push(change),
+                        Some(Err(why)) => {
+                            Counters::add(&c.refs_failed, 1);
+                            c.failed_reference(RefItem::of_ref(r, why));
+                        }
+                        None => Counters::add(&c.refs_unchanged, 1),
                     }
-                    None => Counters::add(&c.refs_unchanged, 1),
+                }
+                if !changes.is_empty() {
+                    let states = effects.rewrite(&t.collection, &changes).await?;
+                    tally(&state, &changes, states);
+                }
+                if let Some(stop) = state.stop(&plan.limits) {
+                    return Ok(Some(stop));
                 }
             }
-            if !changes.is_empty() {
-                let states = effects.rewrite(&t.collection, &changes).await?;
-                tally(&state, &changes, states);
-            }
-            if let Some(stop) = state.stop(&plan.limits) {
-                stopped = Some(stop);
-                break 'targets;
-            }
         }
-    }
+        anyhow::Ok(None)
+    };
+    let mut stopped = hooks.phase(Phase::Files, urls).await?;
     if stopped.is_none() && targets.iter().any(|t| t.strings.is_some()) {
         let pass = Pass {
             plan,
@@ -77,7 +83,9 @@ pub async fn run(
             state: &state,
             resolve: Resolve::Rebase,
         };
-        pass.run(&*effects, targets).await?;
+        hooks
+            .phase(Phase::Strings, pass.run(&*effects, targets))
+            .await?;
         stopped = state.stop(&plan.limits);
     }
     Ok(state.summary(effects.dry_run(), stopped))

@@ -26,6 +26,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::{Counters, Limits, RunState};
+use crate::hooks::{Hooks, Phase};
 use crate::ledger::Ledger;
 use crate::storage::crypto::FileKey;
 use crate::storage::rekey::Versioned;
@@ -287,23 +288,40 @@ impl Rekey {
         Some(self.stop.get_or_init(|| why).clone())
     }
 
-    /// The whole run: settle what earlier runs left, then every name of the store.
-    pub async fn run(&self) -> anyhow::Result<RekeySummary> {
+    /// The whole run: settle what earlier runs left ([`Phase::Settle`]), then every name of
+    /// the store ([`Phase::Rekey`]).
+    pub async fn run(&self, hooks: &Hooks) -> anyhow::Result<RekeySummary> {
         if !self.plan.dry_run {
-            self.ledger.rekey_index().await?;
-            self.store
-                .prepare()
-                .await
-                .map_err(|e| anyhow::anyhow!("preparing {}: {e}", self.store.describe()))?;
-            for r in self.ledger.rekey_unfinished().await? {
-                file::settle(self, &r).await?;
-                self.summary().settled += 1;
-            }
+            let settle = async {
+                self.ledger.rekey_index().await?;
+                self.store
+                    .prepare()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("preparing {}: {e}", self.store.describe()))?;
+                for r in self.ledger.rekey_unfinished().await? {
+                    file::settle(self, &r).await?;
+                    self.summary().settled += 1;
+                }
+                anyhow::Ok(())
+            };
+            hooks.phase(Phase::Settle, settle).await?;
         }
+        hooks.phase(Phase::Rekey, self.every_file()).await?;
+        self.state
+            .walked
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut s = self.summary().clone();
+        s.stopped_by = self.stop.get().cloned();
+        s.elapsed_secs = self.state.started.elapsed().as_secs_f64();
+        Ok(s)
+    }
+
+    /// Every name of the store, a page at a time, up to `concurrency` files at once.
+    async fn every_file(&self) -> anyhow::Result<()> {
         let mut after: Option<String> = None;
         loop {
             if self.stopped().is_some() {
-                break;
+                return Ok(());
             }
             let names = self
                 .store
@@ -311,7 +329,7 @@ impl Rekey {
                 .await
                 .map_err(|e| anyhow::anyhow!("listing {}: {e}", self.store.describe()))?;
             let Some(last) = names.last().cloned() else {
-                break;
+                return Ok(());
             };
             let results: Vec<anyhow::Result<()>> = futures::stream::iter(names)
                 .map(|name| file::one(self, name))
@@ -322,12 +340,5 @@ impl Rekey {
             results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
             after = Some(last);
         }
-        self.state
-            .walked
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut s = self.summary().clone();
-        s.stopped_by = self.stop.get().cloned();
-        s.elapsed_secs = self.state.started.elapsed().as_secs_f64();
-        Ok(s)
     }
 }
