@@ -34,6 +34,20 @@ pub struct ConfigFile {
     pub rebase: RebaseFile,
     #[serde(default)]
     pub rekey: RekeyFile,
+    #[serde(default)]
+    pub serve: ServeFile,
+}
+
+/// `[serve]`: the read-through gateway (`serve`'s flags win).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeFile {
+    pub listen: Option<String>,
+    pub upstream: Option<String>,
+    pub metrics_listen: Option<String>,
+    pub max_copies: Option<usize>,
+    pub wait_secs: Option<u64>,
+    pub stream_above: Option<String>,
 }
 
 /// `[scan]`: what discovery searches besides File fields.

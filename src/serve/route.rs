@@ -1,0 +1,67 @@
+//! Which requests are file requests: `<mount>/files/<appId>/<name>`, the route stock Parse
+//! Server serves files on (`FilesRouter`: `/files/:appId/*filepath`; the name may hold `/`
+//! since 9.4, and a first segment `metadata` is its metadata route, never a file). Everything
+//! else is only passed through.
+
+use percent_encoding::percent_decode_str;
+
+/// A file named by a request path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilePath {
+    pub app_id: String,
+    /// The Parse name, percent-decoded (Parse encodes each segment with `encodeURIComponent`).
+    pub name: String,
+}
+
+/// The file `path` names, if it is a file route of `app_id` (any app when `None`).
+pub fn file_of(path: &str, app_id: Option<&str>) -> Option<FilePath> {
+    // The first `/files/` is the route's: a mount may not contain one, a name may.
+    let (_, rest) = path.split_once("/files/")?;
+    let (app, encoded) = rest.split_once('/')?;
+    let app = percent_decode_str(app).decode_utf8().ok()?;
+    if app.is_empty() || app_id.is_some_and(|id| id != app) {
+        return None;
+    }
+    if encoded.is_empty() || encoded == "metadata" || encoded.starts_with("metadata/") {
+        return None;
+    }
+    let name = percent_decode_str(encoded).decode_utf8().ok()?;
+    // What a store would refuse, or a path that climbs out (`..`): not a file of this app.
+    if name.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        return None;
+    }
+    Some(FilePath {
+        app_id: app.into_owned(),
+        name: name.into_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(path: &str, app: Option<&str>) -> Option<String> {
+        file_of(path, app).map(|f| f.name)
+    }
+
+    #[test]
+    fn file_routes_under_any_mount() {
+        assert_eq!(name("/parse/files/app/a_b.png", None), Some("a_b.png".into()));
+        assert_eq!(name("/files/app/dir/sub/x.png", None), Some("dir/sub/x.png".into()));
+        assert_eq!(name("/p/files/app/caf%C3%A9%20x.png", None), Some("café x.png".into()));
+        // A name may contain `files/`: the first one is the route's.
+        assert_eq!(name("/parse/files/app/files/x", None), Some("files/x".into()));
+        assert_eq!(name("/parse/files/app/x", Some("app")), Some("x".into()));
+    }
+
+    #[test]
+    fn everything_else_is_not_a_file() {
+        assert_eq!(name("/parse/files/other/x", Some("app")), None);
+        assert_eq!(name("/parse/classes/Photo", None), None);
+        assert_eq!(name("/parse/files/app/", None), None);
+        assert_eq!(name("/parse/files/app", None), None);
+        assert_eq!(name("/parse/files/app/metadata/x", None), None);
+        assert_eq!(name("/parse/files/app/../x", None), None);
+        assert_eq!(name("/parse/files/app/a//b", None), None);
+    }
+}
