@@ -96,7 +96,11 @@ pub(super) async fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result
                 .and_then(|l| l.local_addr().ok())
                 .map_or(String::new(), |a| format!(" (metrics on {a})")),
             crate::secret::redact_url(upstream_url),
-            if args.dry_run { "; --dry-run: misses are answered from the old store, nothing is copied" } else { "" }
+            if args.dry_run {
+                "; --dry-run: misses are answered from the old store, nothing is copied"
+            } else {
+                ""
+            }
         );
         serve::run(
             gateway,

@@ -148,7 +148,10 @@ mod tests {
             1
         });
         let other = flights.join("b", || async { 2 });
-        assert_eq!(other.wait(Duration::from_millis(10)).await, Landed::TimedOut);
+        assert_eq!(
+            other.wait(Duration::from_millis(10)).await,
+            Landed::TimedOut
+        );
         assert_eq!(slow.wait(Duration::from_secs(5)).await, Landed::Done(1));
     }
 }

@@ -72,7 +72,11 @@ impl Metrics {
             ("deleted", &self.deleted),
             ("upstream_error", &self.upstream_errors),
         ] {
-            let _ = writeln!(out, "pfm_serve_requests_total{{outcome=\"{outcome}\"}} {}", get(n));
+            let _ = writeln!(
+                out,
+                "pfm_serve_requests_total{{outcome=\"{outcome}\"}} {}",
+                get(n)
+            );
         }
         let secs = get(&self.copy_micros) as f64 / 1e6;
         let _ = write!(
@@ -129,9 +133,15 @@ mod tests {
         Metrics::add(&m.hits, 3);
         Metrics::add(&m.copied, 1);
         let text = m.render();
-        assert!(text.contains("pfm_serve_requests_total{outcome=\"hit\"} 3"), "{text}");
+        assert!(
+            text.contains("pfm_serve_requests_total{outcome=\"hit\"} 3"),
+            "{text}"
+        );
         assert!(text.contains("pfm_serve_requests_total{outcome=\"copied_in_flight\"} 1"));
-        assert!(text.contains("pfm_serve_served_without_copy_ratio 0.75"), "{text}");
+        assert!(
+            text.contains("pfm_serve_served_without_copy_ratio 0.75"),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"));
     }
 }

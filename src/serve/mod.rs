@@ -65,7 +65,11 @@ pub struct Gateway {
 
 impl Gateway {
     /// Answer one request from `peer`.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
         let (parts, body) = req.into_parts();
         let head = Head::of(&parts, peer);
         let file = route::file_of(parts.uri.path(), self.config.app_id.as_deref());
@@ -110,7 +114,11 @@ impl Gateway {
 
     /// A GET or HEAD of a file: the upstream first; on its 404, the read-through.
     async fn read(&self, head: Head, name: String) -> Response<Body> {
-        let first = match self.upstream.send(&head, reqwest::Body::from(Bytes::new())).await {
+        let first = match self
+            .upstream
+            .send(&head, reqwest::Body::from(Bytes::new()))
+            .await
+        {
             Ok(r) => r,
             Err(e) => return self.unreachable(&e),
         };
@@ -155,7 +163,11 @@ impl Gateway {
         match reads.copy(&name).await {
             Miss::Copied => {
                 Metrics::add(&m.copied, 1);
-                match self.upstream.send(&head, reqwest::Body::from(Bytes::new())).await {
+                match self
+                    .upstream
+                    .send(&head, reqwest::Body::from(Bytes::new()))
+                    .await
+                {
                     Ok(r) => proxy::answer(r),
                     Err(e) => self.unreachable(&e),
                 }
@@ -200,7 +212,10 @@ impl Gateway {
             }
             Miss::Failed { status, reason } => {
                 Metrics::add(&m.failed, 1);
-                text(status, &format!("the old store could not be read: {reason}"))
+                text(
+                    status,
+                    &format!("the old store could not be read: {reason}"),
+                )
             }
             // Only a copy says so, and a copy is answered by the upstream.
             Miss::Copied => text(StatusCode::BAD_GATEWAY, "unexpected state"),
@@ -322,7 +337,10 @@ pub async fn run(
     drop(listener);
     tracing::info!("stopping: no new connections; finishing the requests in flight");
     let drain = gateway.config.drain;
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             "requests still open after {} s are cut off",
             drain.as_secs()
@@ -331,7 +349,10 @@ pub async fn run(
     // Every copy holds a permit until its outcome is recorded.
     let copies = gateway.reads.copies.clone();
     let all = u32::try_from(max_copies).unwrap_or(u32::MAX);
-    if tokio::time::timeout(drain, copies.acquire_many(all)).await.is_err() {
+    if tokio::time::timeout(drain, copies.acquire_many(all))
+        .await
+        .is_err()
+    {
         tracing::warn!(
             "copies still running after {} s are abandoned (nothing half-written is visible: \
              each copy is written whole or not at all)",

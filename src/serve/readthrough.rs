@@ -7,7 +7,7 @@
 //! ([`super::flight`]), at most `max_copies` at once.
 //!
 //! A DELETE passed on through the gateway leaves a tombstone in the ledger (the file's record
-//! set `deleted`, its error [`TOMBSTONE`]): a later miss of that name is answered by the
+//! set `deleted`, its error [`TOMBSTONE`]; `migrate` leaves it too): a later miss of that name is answered by the
 //! upstream's 404, never copied back from the old store.
 
 use std::sync::Arc;
@@ -20,12 +20,9 @@ use super::flight::{Flights, Landed};
 use super::metrics::Metrics;
 use crate::engine::pipeline::rewrite::file_result;
 use crate::engine::{Counters, Effects, FileJob, Outcome, Stores};
-use crate::ledger::{FileResult, FileState, Ledger};
+use crate::ledger::{FileResult, FileState, Ledger, TOMBSTONE};
 use crate::parse::names::NameKind;
 use crate::storage::{GetOptions, GetResult, ObjectMeta, ObjectStore};
-
-/// The error a tombstone's record carries.
-pub const TOMBSTONE: &str = "deleted through the serve gateway";
 
 /// How a miss ended, for the request(s) waiting on it.
 #[derive(Debug, Clone)]
@@ -71,9 +68,7 @@ impl ReadThrough {
             .lookup(&[name])
             .await
             .map_err(|e| failed(format!("reading the ledger: {e:#}")))?;
-        Ok(known.get(name).is_some_and(|r| {
-            r.state == FileState::Deleted && r.error.as_deref() == Some(TOMBSTONE)
-        }))
+        Ok(known.get(name).is_some_and(|r| r.is_tombstone()))
     }
 
     /// Copy `name` into the destination, or wait for the copy already under way; at most

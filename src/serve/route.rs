@@ -27,7 +27,10 @@ pub fn file_of(path: &str, app_id: Option<&str>) -> Option<FilePath> {
     }
     let name = percent_decode_str(encoded).decode_utf8().ok()?;
     // What a store would refuse, or a path that climbs out (`..`): not a file of this app.
-    if name.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+    if name
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
         return None;
     }
     Some(FilePath {
@@ -46,11 +49,23 @@ mod tests {
 
     #[test]
     fn file_routes_under_any_mount() {
-        assert_eq!(name("/parse/files/app/a_b.png", None), Some("a_b.png".into()));
-        assert_eq!(name("/files/app/dir/sub/x.png", None), Some("dir/sub/x.png".into()));
-        assert_eq!(name("/p/files/app/caf%C3%A9%20x.png", None), Some("café x.png".into()));
+        assert_eq!(
+            name("/parse/files/app/a_b.png", None),
+            Some("a_b.png".into())
+        );
+        assert_eq!(
+            name("/files/app/dir/sub/x.png", None),
+            Some("dir/sub/x.png".into())
+        );
+        assert_eq!(
+            name("/p/files/app/caf%C3%A9%20x.png", None),
+            Some("café x.png".into())
+        );
         // A name may contain `files/`: the first one is the route's.
-        assert_eq!(name("/parse/files/app/files/x", None), Some("files/x".into()));
+        assert_eq!(
+            name("/parse/files/app/files/x", None),
+            Some("files/x".into())
+        );
         assert_eq!(name("/parse/files/app/x", Some("app")), Some("x".into()));
     }
 

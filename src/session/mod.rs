@@ -17,8 +17,8 @@ use anyhow::Context;
 
 pub(crate) use discover::{discover, discover_everything, discover_with, explain_empty, next_page};
 pub(crate) use stores::{
-    destination_config, migrate_consent, migrate_stores, open_checked, serve_stores, open_lenient, open_listed,
-    source, store_by_role,
+    destination_config, migrate_consent, migrate_stores, open_checked, open_lenient, open_listed,
+    serve_stores, source, store_by_role,
 };
 
 use crate::dbhealth::Guard;

@@ -452,7 +452,9 @@ impl Settings {
         };
         let max_copies = args.max_copies.unwrap_or(s.max_copies);
         if max_copies == 0 {
-            return Err(usage("--max-copies (or [serve] max_copies) must be at least 1"));
+            return Err(usage(
+                "--max-copies (or [serve] max_copies) must be at least 1",
+            ));
         }
         Ok(ServeSettings {
             listen: args.listen.clone().unwrap_or_else(|| s.listen.clone()),

@@ -53,6 +53,7 @@ mod resume;
 mod safety;
 mod scan_memory;
 mod secrets;
+mod serve;
 mod storage_fs;
 mod storage_gcs;
 mod storage_gridfs;

@@ -1,0 +1,415 @@
+//! `serve`, the read-through gateway, run as a child process in front of a programmable stand-in
+//! for Parse Server (`support::gateway::FakeParse`, whose files route answers from the real
+//! destination store as stock Parse Server does), with real stores: requests pass through with
+//! their bodies and headers; a miss is copied from the old store, recorded in the ledger (a
+//! later `migrate` skips it) and answered by the upstream; an absent file keeps the upstream's
+//! 404; an old store that is down gives 502; concurrent misses read the old store once; HEAD
+//! never copies; a DELETE is recorded and never resurrected; `--dry-run` copies nothing; SIGTERM
+//! stops it cleanly and the run is recorded.
+
+use std::sync::Arc;
+
+use mongodb::bson::{Document, doc};
+use parse_files_migrate::ledger::FileState;
+use parse_files_migrate::storage::{self, ObjectStore, StoreConfig, StoreContext};
+
+use crate::support::app::{self, base_tables};
+use crate::support::conformance::read_all;
+use crate::support::gateway::{FakeParse, Gateway, put};
+use crate::support::{self, ledger, s3, wiretap::Tap};
+
+/// A Parse Server style name (a directory in it, as Parse 9.4 allows).
+const NAME: &str = "dir/0123456789abcdef0123456789abcdef_photo é.jpg";
+
+struct Setup {
+    db: mongodb::Database,
+    db_name: String,
+    config: std::path::PathBuf,
+    source: Arc<dyn ObjectStore>,
+    destination: Arc<dyn ObjectStore>,
+    _dir: tempfile::TempDir,
+}
+
+async fn open(table: &str, db_name: &str) -> Arc<dyn ObjectStore> {
+    let cfg: StoreConfig = toml::from_str(table).unwrap();
+    let ctx = StoreContext {
+        mongo_uri: Some(support::mongo_uri().into()),
+        database: Some(db_name.to_string()),
+        ..Default::default()
+    };
+    storage::open(&cfg, &ctx).await.unwrap()
+}
+
+/// A database with one Photo referencing [`NAME`], the config naming `source` as
+/// `[source.server]` and `destination`, and both stores opened.
+async fn setup(tag: &str, source: &str, destination: &str, extra: &str) -> Setup {
+    let client = support::mongo_client().await;
+    let db_name = support::unique(tag);
+    let db = client.database(&db_name);
+    db.collection::<Document>("_SCHEMA")
+        .insert_one(doc! {"_id": "Photo", "objectId": "string", "image": "file"})
+        .await
+        .unwrap();
+    db.collection::<Document>("Photo")
+        .insert_one(doc! {"_id": "p1", "image": NAME})
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("m.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[run]\nretries = 0\n{extra}\n[source.server]\n{source}\n[destination]\n{destination}",
+            base_tables(&db_name, "fk")
+        ),
+    )
+    .unwrap();
+    Setup {
+        source: open(source, &db_name).await,
+        destination: open(destination, &db_name).await,
+        db,
+        db_name,
+        config,
+        _dir: dir,
+    }
+}
+
+fn fs_table(dir: &std::path::Path) -> String {
+    format!(
+        "type = \"fs\"\npath = \"{}\"\nencryption = \"none\"\n",
+        dir.display()
+    )
+}
+
+/// GridFS (encrypted with the app's fileKey) → an fs directory.
+async fn gridfs_to_fs(tag: &str) -> (Setup, tempfile::TempDir) {
+    let out = tempfile::tempdir().unwrap();
+    let s = setup(tag, "type = \"gridfs\"\n", &fs_table(out.path()), "").await;
+    (s, out)
+}
+
+#[tokio::test]
+async fn requests_pass_through_with_bodies_and_headers() {
+    let (s, _out) = gridfs_to_fs("pfm_serve_pass").await;
+    let parse = FakeParse::start(s.destination.clone()).await;
+    let gw = Gateway::start(&s.config, &parse.url(), &["--yes"]).await;
+    let body = support::bytes(3 << 20, 7);
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{}/parse/classes/Photo?where=%7B%7D", gw.url()))
+        .header("x-parse-application-id", app::APP_ID)
+        .header("x-custom", "kept")
+        .header("host", "files.example.com")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.headers()["x-upstream"], "fake");
+    assert!(r.bytes().await.unwrap() == body, "the echoed body differs");
+    let seen = parse.seen("/parse/classes/Photo");
+    assert_eq!(seen.len(), 1);
+    let h = &seen[0].headers;
+    assert_eq!(seen[0].path, "/parse/classes/Photo?where=%7B%7D");
+    assert_eq!(h["x-custom"], "kept");
+    assert_eq!(h["x-parse-application-id"], app::APP_ID);
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-host"], "files.example.com");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert!(seen[0].body == body, "the upstream got another body");
+    // A file the upstream has is its answer, untouched, and nothing is copied or recorded.
+    put(&*s.destination, "hit.txt", b"hello").await;
+    let r = reqwest::get(gw.file_url("hit.txt")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-served-by"], "fake-parse");
+    assert_eq!(r.text().await.unwrap(), "hello");
+    assert!(ledger::file(&s.db, "hit.txt").await.is_none());
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains("pfm_serve_requests_total{outcome=\"hit\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("pfm_serve_requests_total{outcome=\"passed_through\"} 1"),
+        "{metrics}"
+    );
+    let (code, stderr) = gw.stop().await;
+    assert_eq!(code, 0, "{stderr}");
+    s.db.drop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_miss_is_copied_recorded_served_and_skipped_by_migrate() {
+    let (s, _out) = gridfs_to_fs("pfm_serve_miss").await;
+    let data = support::bytes(700_000, 11);
+    put(&*s.source, NAME, &data).await;
+    let parse = FakeParse::start(s.destination.clone()).await;
+    let gw = Gateway::start(&s.config, &parse.url(), &["--yes"]).await;
+
+    let r = reqwest::get(gw.file_url(NAME)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    // Answered by the upstream after the copy (its triggers and headers apply).
+    assert_eq!(r.headers()["x-served-by"], "fake-parse");
+    assert!(r.bytes().await.unwrap() == data, "served bytes differ");
+    assert!(read_all(&*s.destination, NAME).await.unwrap() == data);
+    let rec = ledger::file(&s.db, NAME).await.expect("recorded");
+    assert_eq!(rec.state, FileState::Verified);
+    assert_eq!(rec.size, Some(data.len() as u64));
+    assert!(rec.wrote);
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains("pfm_serve_requests_total{outcome=\"copied_in_flight\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("pfm_serve_bytes_copied_total {}", data.len())),
+        "{metrics}"
+    );
+
+    // The drain, while the gateway runs: nothing left to copy.
+    let m = app::migrate(
+        &s.config,
+        &["--select", "server", "--yes", "--output", "jsonl"],
+    );
+    assert_eq!(m.code, 0, "{}", m.stderr);
+    assert_eq!(m.summary()["files"]["copied"], 0, "{}", m.stdout);
+
+    let (code, stderr) = gw.stop().await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("copied in flight"),
+        "one log line per copy:\n{stderr}"
+    );
+    let runs = s.db.collection::<Document>("_FileMigration.runs");
+    let serve_run = runs.find_one(doc! {"command": "serve"}).await.unwrap();
+    let serve_run = serve_run.expect("the gateway's run is recorded");
+    assert!(serve_run.contains_key("finished_at"), "{serve_run}");
+    assert_eq!(
+        serve_run
+            .get_document("summary")
+            .unwrap()
+            .get_document("serve")
+            .unwrap()
+            .get_i64("copied_in_flight")
+            .unwrap(),
+        1
+    );
+    s.db.drop().await.unwrap();
+}
+
+#[tokio::test]
+async fn absent_everywhere_keeps_the_upstreams_404() {
+    let (s, _out) = gridfs_to_fs("pfm_serve_absent").await;
+    let parse = FakeParse::start(s.destination.clone()).await;
+    let gw = Gateway::start(&s.config, &parse.url(), &["--yes"]).await;
+    let r = reqwest::get(gw.file_url("nowhere.png")).await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.text().await.unwrap(), "File not found.");
+    let r = reqwest::Client::new()
+        .head(gw.file_url("nowhere.png"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains("pfm_serve_requests_total{outcome=\"absent\"} 2"),
+        "{metrics}"
+    );
+    drop(gw);
+    s.db.drop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_old_store_that_is_down_gives_502_never_404() {
+    let bucket = s3::fresh_bucket("pfm-serve-down").await;
+    let endpoint = s3::endpoint();
+    let tap = Tap::start(endpoint.trim_start_matches("http://")).await;
+    let out = tempfile::tempdir().unwrap();
+    let s = setup(
+        "pfm_serve_down",
+        &s3::table(&bucket, &tap.url()),
+        &fs_table(out.path()),
+        "",
+    )
+    .await;
+    put(&*s.source, "a.bin", b"bytes").await;
+    let parse = FakeParse::start(s.destination.clone()).await;
+    let gw = Gateway::start(&s.config, &parse.url(), &["--yes"]).await;
+    // Down: its open connections reset, new ones refused.
+    tap.refuse(true);
+    tap.cut();
+    let r = reqwest::get(gw.file_url("a.bin")).await.unwrap();
+    assert!(r.status() == 502 || r.status() == 504, "{}", r.status());
+    let text = r.text().await.unwrap();
+    assert!(text.contains("old store"), "{text}");
+    assert!(!text.contains(&support::env("PFM_TEST_S3_SECRET_KEY")));
+    // Back up: the next request copies it.
+    tap.refuse(false);
+    let r = reqwest::get(gw.file_url("a.bin")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "bytes");
+    drop(gw);
+    s.db.drop().await.unwrap();
+}
+
+#[tokio::test]
+async fn concurrent_misses_read_the_old_store_once() {
+    let bucket = s3::fresh_bucket("pfm-serve-flight").await;
+    let endpoint = s3::endpoint();
+    let tap = Tap::start(endpoint.trim_start_matches("http://")).await;
+    let out = tempfile::tempdir().unwrap();
+    let s = setup(
+        "pfm_serve_flight",
+        &s3::table(&bucket, &tap.url()),
+        &fs_table(out.path()),
+        "",
+    )
+    .await;
+    let data = support::bytes(2 << 20, 5);
+    put(&*s.source, "big_one.bin", &data).await;
+    let parse = FakeParse::start(s.destination.clone()).await;
+    let gw = Gateway::start(&s.config, &parse.url(), &["--yes"]).await;
+    let client = reqwest::Client::new();
+    let gets = (0..32).map(|_| {
+        let (client, url) = (client.clone(), gw.file_url("big_one.bin"));
+        async move {
+            let r = client.get(url).send().await.unwrap();
+            (r.status(), r.bytes().await.unwrap())
+        }
+    });
+    for (status, bytes) in futures::future::join_all(gets).await {
+        assert_eq!(status, 200);
+        assert!(bytes == data, "a reader got other bytes");
+    }
+    let reads: Vec<String> = tap
+        .requests()
+        .into_iter()
+        .filter(|l| l.starts_with("GET ") && l.contains("big_one.bin"))
+        .collect();
+    assert_eq!(reads.len(), 1, "{reads:?}");
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains("pfm_serve_copy_seconds_count 1"),
+        "{metrics}"
+    );
+    drop(gw);
+    s.db.drop().await.unwrap();
+}
+
+#[tokio::test]
+async fn head_answers_from_the_old_store_without_copying() {
+    let (s, _out) = gridfs_to_fs("pfm_serve_head").await;
+    let data = support::bytes(12_345, 3);
+    put(&*s.source, NAME, &data).await;
+    let parse = FakeParse::start(s.destination.clone()).await;
+    let gw = Gateway::start(&s.config, &parse.url(), &["--yes"]).await;
+    let r = reqwest::Client::new()
+        .head(gw.file_url(NAME))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-length"], "12345");
+    assert_eq!(r.headers()["content-type"], "image/jpeg");
+    assert!(
+        read_all(&*s.destination, NAME).await.is_err(),
+        "HEAD copied"
+    );
+    assert!(ledger::file(&s.db, NAME).await.is_none());
+    drop(gw);
+    s.db.drop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_delete_is_recorded_and_never_resurrected() {
+    let (s, _out) = gridfs_to_fs("pfm_serve_delete").await;
+    put(&*s.source, NAME, b"to delete").await;
+    let parse = FakeParse::start(s.destination.clone()).await;
+    let gw = Gateway::start(&s.config, &parse.url(), &["--yes"]).await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client.get(gw.file_url(NAME)).send().await.unwrap().status(),
+        200
+    );
+    let r = client
+        .delete(gw.file_url(NAME))
+        .header("x-parse-master-key", "mk")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let last = parse.seen("/parse/files/").pop().unwrap();
+    assert_eq!(last.method, http::Method::DELETE);
+    assert_eq!(last.headers["x-parse-master-key"], "mk");
+    let r = client.get(gw.file_url(NAME)).send().await.unwrap();
+    assert_eq!(r.status(), 404, "resurrected from the old store");
+    assert!(read_all(&*s.destination, NAME).await.is_err());
+    let rec = ledger::file(&s.db, NAME).await.unwrap();
+    assert_eq!(rec.state, FileState::Deleted);
+    // Nor does the drain copy it back (the Photo still references it: reported missing).
+    let m = app::migrate(
+        &s.config,
+        &["--select", "server", "--yes", "--output", "jsonl"],
+    );
+    assert_eq!(m.summary()["files"]["copied"], 0, "{}", m.stdout);
+    assert!(
+        read_all(&*s.destination, NAME).await.is_err(),
+        "migrate resurrected it"
+    );
+    // A DELETE of a file never copied (nor asked for) is a tombstone too.
+    put(&*s.source, "never_copied.txt", b"x").await;
+    put(&*s.destination, "never_copied.txt", b"x").await;
+    let r = client
+        .delete(gw.file_url("never_copied.txt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client
+        .get(gw.file_url("never_copied.txt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let (code, stderr) = gw.stop().await;
+    assert_eq!(code, 0, "{stderr}");
+    s.db.drop().await.unwrap();
+}
+
+#[tokio::test]
+async fn dry_run_answers_from_the_old_store_and_writes_nothing() {
+    let (s, _out) = gridfs_to_fs("pfm_serve_dry").await;
+    put(&*s.source, NAME, b"old bytes").await;
+    let parse = FakeParse::start(s.destination.clone()).await;
+    let gw = Gateway::start(&s.config, &parse.url(), &["--dry-run"]).await;
+    let r = reqwest::get(gw.file_url(NAME)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "old bytes");
+    assert!(
+        read_all(&*s.destination, NAME).await.is_err(),
+        "a dry run copied"
+    );
+    assert!(ledger::file(&s.db, NAME).await.is_none());
+    let (code, stderr) = gw.stop().await;
+    assert_eq!(code, 0, "{stderr}");
+    s.db.drop().await.unwrap();
+}
+
+#[tokio::test]
+async fn without_yes_and_a_terminal_it_refuses() {
+    let (s, _out) = gridfs_to_fs("pfm_serve_yes").await;
+    let out = app::run([
+        "-c",
+        s.config.to_str().unwrap(),
+        "serve",
+        "--upstream",
+        "http://127.0.0.1:9",
+        "--listen",
+        &format!("127.0.0.1:{}", support::free_port()),
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("--yes"), "{}", out.stderr);
+    let _ = &s.db_name;
+    s.db.drop().await.unwrap();
+}
