@@ -91,7 +91,7 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
     }
 
     /// Flights in progress.
-    pub fn len(&self) -> usize {
+    pub fn in_progress(&self) -> usize {
         self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
@@ -134,7 +134,7 @@ mod tests {
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         // Ended: the next miss starts a new flight.
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(flights.len(), 0);
+        assert_eq!(flights.in_progress(), 0);
         let t = flights.join("a", || async { 9 });
         assert!(t.leader);
         assert_eq!(t.wait(Duration::from_secs(5)).await, Landed::Done(9));

@@ -146,7 +146,7 @@ impl Gateway {
             };
         }
         if reads.dry_run {
-            return self.from_source(&name, not_found).await;
+            return self.answer_from_source(&name, not_found).await;
         }
         if let Some(limit) = self.config.stream_above {
             match reads.stat(&name).await {
@@ -154,7 +154,7 @@ impl Gateway {
                     // The copy runs beside the answer (and is waited for by no one here).
                     let (me, owned) = (reads.clone(), name.clone());
                     tokio::spawn(async move { me.copy(&owned).await });
-                    return self.from_source(&name, not_found).await;
+                    return self.answer_from_source(&name, not_found).await;
                 }
                 Ok(_) => {}
                 Err(miss) => return self.missed(miss, not_found),
@@ -177,7 +177,7 @@ impl Gateway {
     }
 
     /// Answer a GET from the old store itself (`--dry-run`, `stream_above`).
-    async fn from_source(&self, name: &str, not_found: Kept) -> Response<Body> {
+    async fn answer_from_source(&self, name: &str, not_found: Kept) -> Response<Body> {
         match self.reads.open(name).await {
             Ok(got) => {
                 Metrics::add(&self.metrics.from_source, 1);
