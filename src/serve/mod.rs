@@ -122,13 +122,17 @@ impl Gateway {
             Ok(r) => r,
             Err(e) => return self.unreachable(&e),
         };
-        let small = first.content_length().is_some_and(|n| n <= KEPT_404);
+        let small = first.content_length().is_none_or(|n| n <= KEPT_404);
         if first.status() != StatusCode::NOT_FOUND || !small {
             Metrics::add(&self.metrics.hits, 1);
             return proxy::answer(first);
         }
         let not_found = match Kept::read(first).await {
-            Ok(k) => k,
+            Ok(Ok(k)) => k,
+            Ok(Err(large)) => {
+                Metrics::add(&self.metrics.hits, 1);
+                return large;
+            }
             Err(e) => return self.unreachable(&e),
         };
         let reads = &self.reads;
@@ -269,13 +273,32 @@ struct Kept {
 }
 
 impl Kept {
-    async fn read(r: reqwest::Response) -> Result<Kept, reqwest::Error> {
+    /// Read the upstream's 404; one whose body passes [`KEPT_404`] (without a length up front)
+    /// is no missing file of Parse's: `Err` with it passed on whole.
+    async fn read(
+        mut r: reqwest::Response,
+    ) -> Result<Result<Kept, Response<Body>>, reqwest::Error> {
         let (status, headers) = (r.status(), r.headers().clone());
-        Ok(Kept {
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = r.chunk().await? {
+            body.extend_from_slice(&chunk);
+            if body.len() as u64 > KEPT_404 {
+                let head = futures::stream::once(async move { Ok(body.freeze()) });
+                let rest = head.chain(r.bytes_stream());
+                let stream = rest.map(|c| c.map(Frame::data).map_err(|e| Box::new(e) as BoxError));
+                let mut large = Response::new(StreamBody::new(stream).boxed_unsync());
+                *large.status_mut() = status;
+                *large.headers_mut() = headers;
+                large.headers_mut().remove(header::TRANSFER_ENCODING);
+                large.headers_mut().remove(header::CONNECTION);
+                return Ok(Err(large));
+            }
+        }
+        Ok(Ok(Kept {
             status,
             headers,
-            body: r.bytes().await?,
-        })
+            body: body.freeze(),
+        }))
     }
 
     fn response(self) -> Response<Body> {

@@ -54,6 +54,7 @@ mod safety;
 mod scan_memory;
 mod secrets;
 mod serve;
+mod serve_parse_server;
 mod storage_fs;
 mod storage_gcs;
 mod storage_gridfs;
