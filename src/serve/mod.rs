@@ -72,16 +72,20 @@ impl Gateway {
     ) -> Response<Body> {
         let (parts, body) = req.into_parts();
         let head = Head::of(&parts, peer);
-        let file = route::file_of(parts.uri.path(), self.config.app_id.as_deref());
-        let m = &parts.method;
-        match file {
-            Some(f) if (m == Method::GET || m == Method::HEAD) && bodyless(&parts.headers) => {
-                self.read(head, f.name).await
-            }
-            Some(f) if m == Method::DELETE => {
+        let (m, path) = (&parts.method, parts.uri.path());
+        let read = (m == Method::GET || m == Method::HEAD) && bodyless(&parts.headers);
+        let file = read
+            .then(|| route::file_of(path, self.config.app_id.as_deref()))
+            .flatten();
+        let deleted = (m == Method::DELETE)
+            .then(|| route::deleted_of(path))
+            .flatten();
+        match (file, deleted) {
+            (Some(f), _) => self.read(head, f.name).await,
+            (_, Some(name)) => {
                 let answer = self.pass(&head, reqwest::Body::wrap(body)).await;
                 if answer.status().is_success() {
-                    self.deleted(&f.name).await;
+                    self.deleted(&name).await;
                 }
                 answer
             }

@@ -29,7 +29,8 @@ use crate::storage::{GetOptions, GetResult, ObjectMeta, ObjectStore};
 pub enum Miss {
     /// The destination has it now (copied, or found there): ask the upstream again.
     Copied,
-    /// Not in the old store either, or deleted through the gateway: the upstream's 404 stands.
+    /// Not in the old store either, deleted through the gateway, or already copied and verified
+    /// (the upstream's 404 is its own business then): the upstream's 404 stands.
     Absent,
     /// The old store (or the destination, or the ledger) failed: 502, or 504 on a timeout.
     /// `reason` holds no secret (store descriptions are redacted).
@@ -63,21 +64,35 @@ impl ReadThrough {
 
     /// Whether `name` was deleted through a gateway (a failure to read the ledger is a 502).
     pub async fn tombstoned(&self, name: &str) -> Result<bool, Miss> {
-        let known = self
+        Ok(self.known(name).await?.is_some_and(|r| r.is_tombstone()))
+    }
+
+    /// The ledger's record of `name`, if any (a failure to read the ledger is a 502).
+    async fn known(&self, name: &str) -> Result<Option<crate::ledger::FileRecord>, Miss> {
+        let mut known = self
             .ledger
             .lookup(&[name])
             .await
             .map_err(|e| failed(format!("reading the ledger: {e:#}")))?;
-        Ok(known.get(name).is_some_and(|r| r.is_tombstone()))
+        Ok(known.remove(name))
     }
 
     /// Copy `name` into the destination, or wait for the copy already under way; at most
     /// [`wait`](Self::wait).
     pub async fn copy(self: &Arc<Self>, name: &str) -> Miss {
-        match self.tombstoned(name).await {
-            Ok(false) => {}
-            Ok(true) => return Miss::Absent,
+        match self.known(name).await {
             Err(miss) => return miss,
+            Ok(Some(r)) if r.is_tombstone() => return Miss::Absent,
+            // Already copied here and verified: the upstream's answer stands (a Range it cannot
+            // serve, a trigger that hides the file), and the old store is not read again.
+            Ok(Some(r))
+                if r.state == FileState::Verified
+                    && r.target == name
+                    && r.destination.as_deref() == Some(self.destination.as_str()) =>
+            {
+                return Miss::Absent;
+            }
+            Ok(_) => {}
         }
         let me = self.clone();
         let owned = name.to_string();

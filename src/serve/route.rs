@@ -1,7 +1,8 @@
-//! Which requests are file requests: `<mount>/files/<appId>/<name>`, the route stock Parse
-//! Server serves files on (`FilesRouter`: `/files/:appId/*filepath`; the name may hold `/`
-//! since 9.4, and a first segment `metadata` is its metadata route, never a file). Everything
-//! else is only passed through.
+//! Which requests are file requests: `GET`/`HEAD <mount>/files/<appId>/<name>`, the route stock
+//! Parse Server serves files on (`FilesRouter`: `/files/:appId/*filepath`; the name may hold `/`
+//! since 9.4, and a first segment `metadata` is its metadata route, never a file), and `DELETE
+//! <mount>/files/<name>` (its delete route has no app id: `/files/*filepath`, master key).
+//! Everything else is only passed through.
 
 use percent_encoding::percent_decode_str;
 
@@ -13,7 +14,7 @@ pub struct FilePath {
     pub name: String,
 }
 
-/// The file `path` names, if it is a file route of `app_id` (any app when `None`).
+/// The file `path` names, if it is a file route (GET/HEAD) of `app_id` (any app when `None`).
 pub fn file_of(path: &str, app_id: Option<&str>) -> Option<FilePath> {
     // The first `/files/` is the route's: a mount may not contain one, a name may.
     let (_, rest) = path.split_once("/files/")?;
@@ -22,21 +23,32 @@ pub fn file_of(path: &str, app_id: Option<&str>) -> Option<FilePath> {
     if app.is_empty() || app_id.is_some_and(|id| id != app) {
         return None;
     }
-    if encoded.is_empty() || encoded == "metadata" || encoded.starts_with("metadata/") {
+    if encoded == "metadata" || encoded.starts_with("metadata/") {
         return None;
     }
+    Some(FilePath {
+        app_id: app.into_owned(),
+        name: name_of(encoded)?,
+    })
+}
+
+/// The name a `DELETE <mount>/files/<name>` deletes.
+pub fn deleted_of(path: &str) -> Option<String> {
+    let (_, encoded) = path.split_once("/files/")?;
+    name_of(encoded)
+}
+
+/// The Parse name of a path's encoded remainder; `None` for what no store holds (an empty
+/// segment, `.`, `..`: a path that would climb out).
+fn name_of(encoded: &str) -> Option<String> {
     let name = percent_decode_str(encoded).decode_utf8().ok()?;
-    // What a store would refuse, or a path that climbs out (`..`): not a file of this app.
     if name
         .split('/')
         .any(|s| s.is_empty() || s == "." || s == "..")
     {
         return None;
     }
-    Some(FilePath {
-        app_id: app.into_owned(),
-        name: name.into_owned(),
-    })
+    Some(name.into_owned())
 }
 
 #[cfg(test)]
@@ -78,5 +90,27 @@ mod tests {
         assert_eq!(name("/parse/files/app/metadata/x", None), None);
         assert_eq!(name("/parse/files/app/../x", None), None);
         assert_eq!(name("/parse/files/app/a//b", None), None);
+    }
+
+    #[test]
+    fn deletes_name_the_file_without_an_app_id() {
+        assert_eq!(deleted_of("/parse/files/a_b.png"), Some("a_b.png".into()));
+        assert_eq!(
+            deleted_of("/parse/files/dir/x%20y.png"),
+            Some("dir/x y.png".into())
+        );
+        assert_eq!(deleted_of("/parse/files/"), None);
+        assert_eq!(deleted_of("/parse/classes/X"), None);
+    }
+
+    #[test]
+    fn deletes_name_the_file_without_an_app_id() {
+        assert_eq!(deleted_of("/parse/files/a_b.png"), Some("a_b.png".into()));
+        assert_eq!(
+            deleted_of("/parse/files/dir/x%20y.png"),
+            Some("dir/x y.png".into())
+        );
+        assert_eq!(deleted_of("/parse/files/"), None);
+        assert_eq!(deleted_of("/parse/classes/X"), None);
     }
 }

@@ -333,7 +333,7 @@ async fn a_delete_is_recorded_and_never_resurrected() {
         200
     );
     let r = client
-        .delete(gw.file_url(NAME))
+        .delete(gw.delete_url(NAME))
         .header("x-parse-master-key", "mk")
         .send()
         .await
@@ -361,7 +361,7 @@ async fn a_delete_is_recorded_and_never_resurrected() {
     put(&*s.source, "never_copied.txt", b"x").await;
     put(&*s.destination, "never_copied.txt", b"x").await;
     let r = client
-        .delete(gw.file_url("never_copied.txt"))
+        .delete(gw.delete_url("never_copied.txt"))
         .send()
         .await
         .unwrap();

@@ -100,7 +100,12 @@ async fn answer(
         headers: parts.headers.clone(),
         body: body.clone(),
     });
-    let prefix = format!("/parse/files/{APP}/");
+    // Parse Server's delete route has no app id: `DELETE /files/<name>`.
+    let prefix = if parts.method == Method::DELETE {
+        "/parse/files/".to_string()
+    } else {
+        format!("/parse/files/{APP}/")
+    };
     let Some(encoded) = path.strip_prefix(&prefix) else {
         // Any other route: echo the body, with a header of its own.
         let mut r = respond(StatusCode::CREATED, body);
@@ -213,6 +218,12 @@ impl Gateway {
             })
             .collect();
         format!("{}/parse/files/{APP}/{}", self.url(), encoded.join("/"))
+    }
+
+    /// `http://127.0.0.1:<port>/parse/files/<encoded name>` (Parse Server's DELETE route).
+    pub fn delete_url(&self, name: &str) -> String {
+        self.file_url(name)
+            .replacen(&format!("/files/{APP}/"), "/files/", 1)
     }
 
     pub fn url(&self) -> String {
