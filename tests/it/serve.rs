@@ -413,3 +413,159 @@ async fn without_yes_and_a_terminal_it_refuses() {
     let _ = &s.db_name;
     s.db.drop().await.unwrap();
 }
+
+/// An S3 old store behind a tap (to stall or cut it) and an fs destination.
+async fn s3_through_tap(tag: &str) -> (Setup, Tap, tempfile::TempDir) {
+    let bucket = s3::fresh_bucket(tag).await;
+    let endpoint = s3::endpoint();
+    let tap = Tap::start(endpoint.trim_start_matches("http://")).await;
+    let out = tempfile::tempdir().unwrap();
+    let s = setup(
+        &tag.replace('-', "_"),
+        &s3::table(&bucket, &tap.url()),
+        &fs_table(out.path()),
+        "",
+    )
+    .await;
+    (s, tap, out)
+}
+
+#[tokio::test]
+async fn a_slow_copy_gives_504_and_copies_beyond_the_limit_503() {
+    let (s, tap, _out) = s3_through_tap("pfm-serve-busy").await;
+    put(&*s.source, "slow.bin", &support::bytes(50_000, 1)).await;
+    put(&*s.source, "other.bin", b"other").await;
+    let parse = FakeParse::start(s.destination.clone()).await;
+    let gw = Gateway::start(
+        &s.config,
+        &parse.url(),
+        &["--yes", "--max-copies", "1", "--wait-secs", "2"],
+    )
+    .await;
+    tap.stall(true);
+    let slow = tokio::spawn(reqwest::get(gw.file_url("slow.bin")));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let r = reqwest::get(gw.file_url("other.bin")).await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let r = slow.await.unwrap().unwrap();
+    assert_eq!(r.status(), 504);
+    // Released: the copy that went on lands, and the next request is served.
+    tap.stall(false);
+    let mut status = 0;
+    for _ in 0..50 {
+        status = reqwest::get(gw.file_url("slow.bin"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(status, 200);
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains("pfm_serve_requests_total{outcome=\"busy\"} 1"),
+        "{metrics}"
+    );
+    drop(gw);
+    s.db.drop().await.unwrap();
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_copy_in_flight_finish_and_records_it() {
+    let (s, tap, _out) = s3_through_tap("pfm-serve-term").await;
+    let data = support::bytes(300_000, 2);
+    put(&*s.source, "inflight.bin", &data).await;
+    let parse = FakeParse::start(s.destination.clone()).await;
+    let gw = Gateway::start(&s.config, &parse.url(), &["--yes"]).await;
+    tap.stall(true);
+    let get = tokio::spawn(reqwest::get(gw.file_url("inflight.bin")));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let stopping = tokio::spawn(gw.stop());
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    tap.stall(false);
+    let r = get.await.unwrap().unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.unwrap() == data);
+    let (code, stderr) = stopping.await.unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        ledger::file(&s.db, "inflight.bin").await.unwrap().state,
+        FileState::Verified
+    );
+    s.db.drop().await.unwrap();
+}
+
+#[tokio::test]
+async fn kill_9_mid_copy_leaves_nothing_and_the_next_request_copies() {
+    let (s, tap, _out) = s3_through_tap("pfm-serve-kill").await;
+    let data = support::bytes(400_000, 3);
+    put(&*s.source, "killed.bin", &data).await;
+    let parse = FakeParse::start(s.destination.clone()).await;
+    let mut gw = Gateway::start(&s.config, &parse.url(), &["--yes"]).await;
+    tap.stall(true);
+    let get = tokio::spawn(reqwest::get(gw.file_url("killed.bin")));
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let mut child = gw.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    tap.stall(false);
+    assert!(
+        get.await.unwrap().is_err(),
+        "the connection dies with the process"
+    );
+    assert!(
+        read_all(&*s.destination, "killed.bin").await.is_err(),
+        "a partial file is visible"
+    );
+    let gw = Gateway::start(&s.config, &parse.url(), &["--yes"]).await;
+    let r = reqwest::get(gw.file_url("killed.bin")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.unwrap() == data);
+    drop(gw);
+    s.db.drop().await.unwrap();
+}
+
+#[tokio::test]
+async fn stream_above_answers_large_misses_from_the_old_store_while_copying() {
+    let (s, _out) = gridfs_to_fs("pfm_serve_stream").await;
+    let data = support::bytes(2 << 20, 9);
+    put(&*s.source, NAME, &data).await;
+    put(&*s.source, "small.txt", b"small").await;
+    let parse = FakeParse::start(s.destination.clone()).await;
+    let gw = Gateway::start(
+        &s.config,
+        &parse.url(),
+        &["--yes", "--stream-above", "1MiB"],
+    )
+    .await;
+    let r = reqwest::get(gw.file_url(NAME)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers().get("x-served-by").is_none(),
+        "answered by the upstream"
+    );
+    assert_eq!(r.headers()["content-length"], (2 << 20).to_string());
+    assert!(r.bytes().await.unwrap() == data);
+    // The copy ran beside it.
+    let mut copied = false;
+    for _ in 0..100 {
+        if read_all(&*s.destination, NAME)
+            .await
+            .is_ok_and(|b| b == data)
+        {
+            copied = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(copied, "the copy beside the answer did not land");
+    // Below the threshold: copied first, then answered by the upstream.
+    let r = reqwest::get(gw.file_url("small.txt")).await.unwrap();
+    assert_eq!(r.headers()["x-served-by"], "fake-parse");
+    drop(gw);
+    s.db.drop().await.unwrap();
+}
