@@ -569,3 +569,61 @@ async fn stream_above_answers_large_misses_from_the_old_store_while_copying() {
     drop(gw);
     s.db.drop().await.unwrap();
 }
+
+/// Peak resident memory of a process, in bytes (`VmHWM`).
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+#[tokio::test]
+async fn memory_does_not_grow_with_the_file_size() {
+    let src = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let s = setup(
+        "pfm_serve_memory",
+        &fs_table(src.path()),
+        &fs_table(out.path()),
+        "",
+    )
+    .await;
+    let size = 96 << 20;
+    let data = support::bytes(size, 4);
+    put(&*s.source, "huge.bin", &data).await;
+    let parse = FakeParse::start(s.destination.clone()).await;
+    let gw = Gateway::start(&s.config, &parse.url(), &["--yes"]).await;
+    let pid = gw.child.as_ref().unwrap().id();
+    let before = peak_rss(pid);
+    // A miss copied and served, and an upload passed through: 96 MiB each way.
+    let r = reqwest::get(gw.file_url("huge.bin")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut n = 0;
+    let mut stream = r.bytes_stream();
+    use futures::StreamExt;
+    while let Some(chunk) = stream.next().await {
+        n += chunk.unwrap().len();
+    }
+    assert_eq!(n, size);
+    let r = reqwest::Client::new()
+        .post(format!("{}/parse/files/upload.bin", gw.url()))
+        .body(data)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let grew = peak_rss(pid).saturating_sub(before);
+    eprintln!(
+        "serve: peak RSS {} MiB, grew {} MiB over 2 × 96 MiB",
+        peak_rss(pid) >> 20,
+        grew >> 20
+    );
+    assert!(
+        grew < 40 << 20,
+        "the gateway's peak RSS grew by {} MiB",
+        grew >> 20
+    );
+    drop(gw);
+    s.db.drop().await.unwrap();
+}
