@@ -100,15 +100,16 @@ impl Gateway {
     async fn pass(&self, head: &Head, body: reqwest::Body) -> Response<Body> {
         match self.upstream.send(head, body).await {
             Ok(r) => proxy::answer(r),
-            Err(e) => self.unreachable(&e),
+            Err(e) => self.unreachable(e),
         }
     }
 
-    fn unreachable(&self, e: &reqwest::Error) -> Response<Body> {
+    fn unreachable(&self, e: reqwest::Error) -> Response<Body> {
         Metrics::add(&self.metrics.upstream_errors, 1);
+        // Without the URL: the upstream's may carry credentials.
         tracing::warn!(
             "the upstream could not be reached: {}",
-            crate::storage::error_chain(e)
+            crate::storage::error_chain(&e.without_url())
         );
         text(
             StatusCode::BAD_GATEWAY,
@@ -124,7 +125,7 @@ impl Gateway {
             .await
         {
             Ok(r) => r,
-            Err(e) => return self.unreachable(&e),
+            Err(e) => return self.unreachable(e),
         };
         let small = first.content_length().is_none_or(|n| n <= KEPT_404);
         if first.status() != StatusCode::NOT_FOUND || !small {
@@ -137,7 +138,7 @@ impl Gateway {
                 Metrics::add(&self.metrics.hits, 1);
                 return large;
             }
-            Err(e) => return self.unreachable(&e),
+            Err(e) => return self.unreachable(e),
         };
         let reads = &self.reads;
         let m = &self.metrics;
@@ -177,7 +178,7 @@ impl Gateway {
                     .await
                 {
                     Ok(r) => proxy::answer(r),
-                    Err(e) => self.unreachable(&e),
+                    Err(e) => self.unreachable(e),
                 }
             }
             miss => self.missed(miss, not_found),
@@ -235,6 +236,8 @@ impl Gateway {
         Metrics::add(&self.metrics.deleted, 1);
         if let Err(e) = self.reads.tombstone(name).await {
             tracing::error!(file = %name, "recording a delete: {e:#}");
+        } else if self.reads.dry_run {
+            tracing::info!(file = %name, "deleted through the gateway; not recorded (--dry-run)");
         } else {
             tracing::info!(file = %name, "deleted through the gateway; recorded");
         }

@@ -102,15 +102,4 @@ mod tests {
         assert_eq!(deleted_of("/parse/files/"), None);
         assert_eq!(deleted_of("/parse/classes/X"), None);
     }
-
-    #[test]
-    fn deletes_name_the_file_without_an_app_id() {
-        assert_eq!(deleted_of("/parse/files/a_b.png"), Some("a_b.png".into()));
-        assert_eq!(
-            deleted_of("/parse/files/dir/x%20y.png"),
-            Some("dir/x y.png".into())
-        );
-        assert_eq!(deleted_of("/parse/files/"), None);
-        assert_eq!(deleted_of("/parse/classes/X"), None);
-    }
 }

@@ -627,3 +627,22 @@ async fn memory_does_not_grow_with_the_file_size() {
     drop(gw);
     s.db.drop().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_unreachable_upstream_gives_502() {
+    let (s, _out) = gridfs_to_fs("pfm_serve_noupstream").await;
+    let closed = format!("http://user:pw-SECRET@127.0.0.1:{}", support::free_port());
+    let gw = Gateway::start(&s.config, &closed, &["--yes"]).await;
+    for url in [
+        format!("{}/parse/classes/Photo", gw.url()),
+        gw.file_url(NAME),
+    ] {
+        let r = reqwest::get(url).await.unwrap();
+        assert_eq!(r.status(), 502);
+    }
+    let (code, stderr) = gw.stop().await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("could not be reached"), "{stderr}");
+    assert!(!stderr.contains("pw-SECRET"), "{stderr}");
+    s.db.drop().await.unwrap();
+}
