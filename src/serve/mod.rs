@@ -220,11 +220,20 @@ impl Gateway {
                 r
             }
             Miss::Failed { status, reason } => {
+                // The details (store addresses, server messages) go to the log, not to clients.
                 Metrics::add(&m.failed, 1);
-                text(
-                    status,
-                    &format!("the old store could not be read: {reason}"),
-                )
+                tracing::warn!("answered {status}: {reason}");
+                let short = match status {
+                    StatusCode::GATEWAY_TIMEOUT => {
+                        "the file is being copied from the old store and is not ready yet, or the \
+                         old store did not answer in time; try again later"
+                    }
+                    StatusCode::SERVICE_UNAVAILABLE => {
+                        "the gateway cannot copy from the old store now; try again later"
+                    }
+                    _ => "the file could not be read from the old store; try again later",
+                };
+                text(status, short)
             }
             // Only a copy says so, and a copy is answered by the upstream.
             Miss::Copied => text(StatusCode::BAD_GATEWAY, "unexpected state"),

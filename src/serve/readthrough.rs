@@ -33,7 +33,8 @@ pub enum Miss {
     /// (the upstream's 404 is its own business then): the upstream's 404 stands.
     Absent,
     /// The old store (or the destination, or the ledger) failed: 502, or 504 on a timeout.
-    /// `reason` holds no secret (store descriptions are redacted).
+    /// `reason` is for the log (no secret: store descriptions are redacted); clients get a
+    /// short sentence of the status.
     Failed { status: StatusCode, reason: String },
     /// `max_copies` copies are running: 503 with `Retry-After`.
     Busy,
