@@ -45,6 +45,9 @@ use readthrough::{Miss, ReadThrough};
 /// `File not found.`; anything larger is not a missing file of Parse's and is passed on.
 const KEPT_404: u64 = 64 * 1024;
 
+/// How long a client may take to send a request's head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// What the gateway needs besides its stores and gate.
 pub struct Config {
     /// Only files of this app are read through (any app's when `None`).
@@ -339,7 +342,10 @@ pub async fn run(
     max_copies: usize,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let http = hyper::server::conn::http1::Builder::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // A client that sends its request head slower than this is dropped (slowloris).
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     let metrics_task = metrics.map(|l| tokio::spawn(serve_metrics(l, gateway.metrics.clone())));
     tokio::pin!(stop);
     loop {
