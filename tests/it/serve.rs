@@ -359,6 +359,13 @@ async fn a_delete_is_recorded_and_never_resurrected() {
         &["--select", "server", "--yes", "--output", "jsonl"],
     );
     assert_eq!(m.summary()["files"]["copied"], 0, "{}", m.stdout);
+    assert_eq!(m.summary()["files"]["missing"], 1, "{}", m.stdout);
+    assert!(
+        m.stdout
+            .contains("deleted through the serve gateway; still referenced"),
+        "{}",
+        m.stdout
+    );
     assert!(
         read_all(&*s.destination, NAME).await.is_err(),
         "migrate resurrected it"

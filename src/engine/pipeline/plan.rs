@@ -283,9 +283,13 @@ impl Planner<'_> {
                         Counters::add(&c.files_missing, 1);
                         c.missing(FileItem {
                             name: name.clone(),
-                            reason: format!(
-                                "{reason} (recorded by an earlier run; --retry-failed retries)"
-                            ),
+                            reason: if reason == crate::ledger::TOMBSTONE {
+                                format!("{reason}; still referenced")
+                            } else {
+                                format!(
+                                    "{reason} (recorded by an earlier run; --retry-failed retries)"
+                                )
+                            },
                             references: refs.len() as u64,
                         });
                     }
