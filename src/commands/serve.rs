@@ -78,6 +78,12 @@ pub(super) async fn run(settings: &Settings, args: &ServeArgs) -> anyhow::Result
     });
     let gateway = Arc::new(Gateway {
         config: Config {
+            mount: settings
+                .parse
+                .public_server_url
+                .as_deref()
+                .and_then(|u| url::Url::parse(u).ok())
+                .map(|u| u.path().to_string()),
             app_id: settings.parse.app_id.clone(),
             stream_above: opts.stream_above,
             drain: DRAIN,

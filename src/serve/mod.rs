@@ -50,6 +50,9 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the gateway needs besides its stores and gate.
 pub struct Config {
+    /// Parse Server's mount path (`/parse`: the path of `publicServerURL`), when known; else the
+    /// first `/files/` of a path is taken as the files route's.
+    pub mount: Option<String>,
     /// Only files of this app are read through (any app's when `None`).
     pub app_id: Option<String>,
     /// See `--stream-above`.
@@ -77,11 +80,10 @@ impl Gateway {
         let head = Head::of(&parts, peer);
         let (m, path) = (&parts.method, parts.uri.path());
         let read = (m == Method::GET || m == Method::HEAD) && bodyless(&parts.headers);
-        let file = read
-            .then(|| route::file_of(path, self.config.app_id.as_deref()))
-            .flatten();
+        let (mount, app) = (self.config.mount.as_deref(), self.config.app_id.as_deref());
+        let file = read.then(|| route::file_of(path, mount, app)).flatten();
         let deleted = (m == Method::DELETE)
-            .then(|| route::deleted_of(path))
+            .then(|| route::deleted_of(path, mount))
             .flatten();
         match (file, deleted) {
             (Some(f), _) => self.read(head, f.name).await,

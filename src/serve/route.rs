@@ -14,10 +14,25 @@ pub struct FilePath {
     pub name: String,
 }
 
-/// The file `path` names, if it is a file route (GET/HEAD) of `app_id` (any app when `None`).
-pub fn file_of(path: &str, app_id: Option<&str>) -> Option<FilePath> {
-    // The first `/files/` is the route's: a mount may not contain one, a name may.
-    let (_, rest) = path.split_once("/files/")?;
+/// What follows `<mount>/files/` in `path`: under the mount when the path starts with it (the
+/// path of `publicServerURL`); else after the first `/files/` (a reverse proxy may have moved
+/// the mount; a mount may not contain `/files/`, a name may) that is no class's (`/classes/files/…`
+/// is an object of a class named `files`).
+fn after_files<'a>(path: &'a str, mount: Option<&str>) -> Option<&'a str> {
+    let under = mount
+        .and_then(|m| path.strip_prefix(m.trim_end_matches('/')))
+        .and_then(|p| p.strip_prefix("/files/"));
+    if under.is_some() {
+        return under;
+    }
+    let (before, rest) = path.split_once("/files/")?;
+    (!before.ends_with("/classes")).then_some(rest)
+}
+
+/// The file `path` names, if it is a file route (GET/HEAD) of `app_id` (any app when `None`)
+/// under `mount` (see [`after_files`]).
+pub fn file_of(path: &str, mount: Option<&str>, app_id: Option<&str>) -> Option<FilePath> {
+    let rest = after_files(path, mount)?;
     let (app, encoded) = rest.split_once('/')?;
     let app = percent_decode_str(app).decode_utf8().ok()?;
     if app.is_empty() || app_id.is_some_and(|id| id != app) {
@@ -33,9 +48,8 @@ pub fn file_of(path: &str, app_id: Option<&str>) -> Option<FilePath> {
 }
 
 /// The name a `DELETE <mount>/files/<name>` deletes.
-pub fn deleted_of(path: &str) -> Option<String> {
-    let (_, encoded) = path.split_once("/files/")?;
-    name_of(encoded)
+pub fn deleted_of(path: &str, mount: Option<&str>) -> Option<String> {
+    name_of(after_files(path, mount)?)
 }
 
 /// The Parse name of a path's encoded remainder; `None` for what no store holds (an empty
@@ -56,7 +70,7 @@ mod tests {
     use super::*;
 
     fn name(path: &str, app: Option<&str>) -> Option<String> {
-        file_of(path, app).map(|f| f.name)
+        file_of(path, None, app).map(|f| f.name)
     }
 
     #[test]
@@ -94,12 +108,31 @@ mod tests {
 
     #[test]
     fn deletes_name_the_file_without_an_app_id() {
-        assert_eq!(deleted_of("/parse/files/a_b.png"), Some("a_b.png".into()));
         assert_eq!(
-            deleted_of("/parse/files/dir/x%20y.png"),
+            deleted_of("/parse/files/a_b.png", None),
+            Some("a_b.png".into())
+        );
+        assert_eq!(
+            deleted_of("/parse/files/dir/x%20y.png", None),
             Some("dir/x y.png".into())
         );
-        assert_eq!(deleted_of("/parse/files/"), None);
-        assert_eq!(deleted_of("/parse/classes/X"), None);
+        assert_eq!(deleted_of("/parse/files/", None), None);
+        assert_eq!(deleted_of("/parse/classes/X", None), None);
+        // With the mount known, a class named `files` is no file route.
+        assert_eq!(deleted_of("/parse/classes/files/x", Some("/parse")), None);
+        assert_eq!(
+            deleted_of("/parse/files/x", Some("/parse/")),
+            Some("x".into())
+        );
+        assert_eq!(
+            file_of("/parse/files/a/x", Some("/parse"), None).map(|f| f.name),
+            Some("x".into())
+        );
+        // A mount a reverse proxy moved: the first `/files/`.
+        assert_eq!(
+            file_of("/other/files/a/x", Some("/parse"), None).map(|f| f.name),
+            Some("x".into())
+        );
+        assert_eq!(deleted_of("/p/classes/files/x", None), None);
     }
 }
