@@ -175,8 +175,15 @@ impl Gateway {
             }
         }
         match reads.copy(&name).await {
-            Miss::Copied => {
-                Metrics::add(&m.copied, 1);
+            done @ (Miss::Copied | Miss::Present) => {
+                Metrics::add(
+                    if matches!(done, Miss::Copied) {
+                        &m.copied
+                    } else {
+                        &m.hits
+                    },
+                    1,
+                );
                 match self
                     .upstream
                     .send(&head, reqwest::Body::from(Bytes::new()))
@@ -241,7 +248,7 @@ impl Gateway {
                 text(status, short)
             }
             // Only a copy says so, and a copy is answered by the upstream.
-            Miss::Copied => text(StatusCode::BAD_GATEWAY, "unexpected state"),
+            Miss::Copied | Miss::Present => text(StatusCode::BAD_GATEWAY, "unexpected state"),
         }
     }
 

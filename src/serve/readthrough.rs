@@ -29,8 +29,9 @@ use crate::storage::{GetOptions, GetResult, ObjectMeta, ObjectStore};
 pub enum Miss {
     /// The destination has it now (copied, or found there): ask the upstream again.
     Copied,
-    /// Not in the old store either, deleted through the gateway, or already copied and verified
-    /// (the upstream's 404 is its own business then): the upstream's 404 stands.
+    /// The ledger already records it copied here and verified: ask the upstream again (no copy).
+    Present,
+    /// Not in the old store either, or deleted through the gateway: the upstream's 404 stands.
     Absent,
     /// The old store (or the destination, or the ledger) failed: 502, or 504 on a timeout.
     /// `reason` is for the log (no secret: store descriptions are redacted); clients get a
@@ -81,19 +82,10 @@ impl ReadThrough {
     /// Copy `name` into the destination, or wait for the copy already under way; at most
     /// [`wait`](Self::wait).
     pub async fn copy(self: &Arc<Self>, name: &str) -> Miss {
-        match self.known(name).await {
-            Err(miss) => return miss,
-            Ok(Some(r)) if r.is_tombstone() => return Miss::Absent,
-            // Already copied here and verified: the upstream's answer stands (a Range it cannot
-            // serve, a trigger that hides the file), and the old store is not read again.
-            Ok(Some(r))
-                if r.state == FileState::Verified
-                    && r.target == name
-                    && r.destination.as_deref() == Some(self.destination.as_str()) =>
-            {
-                return Miss::Absent;
-            }
-            Ok(_) => {}
+        // Asked before joining (no flight for a tombstone or a file already here), and again by
+        // the flight itself: a copy that landed between this look and the join is then seen.
+        if let Err(miss) = self.settled(name).await {
+            return miss;
         }
         let me = self.clone();
         let owned = name.to_string();
@@ -112,20 +104,40 @@ impl ReadThrough {
         }
     }
 
+    /// Whether the ledger already settles `name` (`Err`): a tombstone (the upstream's 404
+    /// stands), a copy here verified (ask the upstream again), or the ledger failing; else the
+    /// copy attempts it recorded before.
+    async fn settled(&self, name: &str) -> Result<u32, Miss> {
+        match self.known(name).await? {
+            Some(r) if r.is_tombstone() => Err(Miss::Absent),
+            // Already copied here and verified (by a copy that landed since the upstream
+            // answered, or long ago): the upstream's answer to the next ask stands (a Range it
+            // cannot serve, a trigger that hides the file); the old store is not read again.
+            Some(r)
+                if r.state == FileState::Verified
+                    && r.target == name
+                    && r.destination.as_deref() == Some(self.destination.as_str()) =>
+            {
+                Err(Miss::Present)
+            }
+            record => Ok(record.map_or(0, |r| r.attempts)),
+        }
+    }
+
     /// The flight's work: one copy through the gate (see the module documentation).
     async fn copy_once(self: Arc<Self>, name: String) -> Miss {
         let Ok(_permit) = self.copies.clone().try_acquire_owned() else {
             return Miss::Busy;
+        };
+        let attempts = match self.settled(&name).await {
+            Ok(attempts) => attempts,
+            Err(miss) => return miss,
         };
         let kind = NameKind::of(&name);
         if self.stores.source_for(kind).is_none() {
             tracing::debug!(file = %name, "no old store for {} names: not copied", kind.as_str());
             return Miss::Absent;
         }
-        let attempts = match self.ledger.lookup(&[&name]).await {
-            Ok(known) => known.get(&name).map_or(0, |r| r.attempts),
-            Err(e) => return failed(format!("reading the ledger: {e:#}")),
-        };
         let job = FileJob {
             name: name.clone(),
             target: name.clone(),
