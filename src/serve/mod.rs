@@ -403,10 +403,10 @@ pub async fn run(
     // Every copy holds a permit until its outcome is recorded.
     let copies = gateway.reads.copies.clone();
     let all = u32::try_from(max_copies).unwrap_or(u32::MAX);
-    if tokio::time::timeout(drain, copies.acquire_many(all))
-        .await
-        .is_err()
-    {
+    let drained = tokio::time::timeout(drain, copies.acquire_many(all)).await;
+    // No copy starts from now on (a late miss gets 503): the lease is given back next.
+    copies.close();
+    if drained.is_err() {
         tracing::warn!(
             "copies still running after {} s are abandoned (nothing half-written is visible: \
              each copy is written whole or not at all)",
