@@ -12,6 +12,7 @@ mod hooks;
 mod output;
 mod rebase;
 mod rekey;
+mod serve;
 mod sizing;
 pub use clean::CleanArgs;
 pub use cutoff::CutoffArgs;
@@ -19,8 +20,9 @@ pub use hooks::HookArgs;
 pub use output::*;
 pub use rebase::RebaseArgs;
 pub use rekey::RekeyArgs;
+pub use serve::ServeArgs;
 pub use sizing::SizingArgs;
-use {rebase::REBASE_EXAMPLES, rekey::REKEY_EXAMPLES};
+use {rebase::REBASE_EXAMPLES, rekey::REKEY_EXAMPLES, serve::SERVE_EXAMPLES};
 
 use std::path::PathBuf;
 
@@ -246,6 +248,10 @@ pub enum Command {
     /// (streaming, verified, resumable); --dry-run classifies them
     #[command(after_long_help = REKEY_EXAMPLES)]
     Rekey(RekeyArgs),
+    /// A read-through gateway in front of Parse Server for a zero-downtime cut-over: files the
+    /// new store misses are copied from the old one as they are asked for
+    #[command(after_long_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     #[command(after_long_help = COMPLETIONS_EXAMPLES)]
     Completions(CompletionsArgs),

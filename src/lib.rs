@@ -25,6 +25,7 @@ pub mod report;
 pub mod retry;
 pub mod scan;
 pub mod secret;
+pub mod serve;
 mod session;
 pub mod settings;
 pub mod storage;

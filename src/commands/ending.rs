@@ -60,6 +60,7 @@ fn profile(command: &Command) -> Option<Profile<'_>> {
             a.metrics.metrics_file.as_ref(),
         ),
         Command::Verify(a) => p("verify", false, None, a.out.metrics_file.as_ref()),
+        Command::Serve(a) => p("serve", a.dry_run, Some(&a.hooks), None),
         _ => return None,
     })
 }

@@ -14,6 +14,7 @@ mod rebase;
 mod rekey;
 mod rollback;
 mod schema;
+mod serve;
 mod status;
 mod verify;
 
@@ -60,6 +61,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Audit(args)) => audit::run(&settings, &args).await,
         Some(Command::Rebase(args)) => rebase::run(&settings, &args, h).await,
         Some(Command::Rekey(args)) => rekey::run(&settings, &args, h).await,
+        Some(Command::Serve(args)) => serve::run(&settings, &args, h).await,
         Some(Command::Completions(args)) => docs::completions(&args),
         Some(Command::Man(args)) => docs::man(&args),
     };

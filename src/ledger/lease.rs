@@ -103,12 +103,24 @@ pub enum Taken {
     TookOver(Holder, &'static str),
 }
 
+/// How the lease scope of a `serve` gateway starts (`serve@<host>:<port>`).
+pub const SERVE_SCOPE: &str = "serve@";
+
 /// Whether a run on `scope` (holding it exclusively or not) and the run holding `other` may
 /// touch the same files (see the module documentation). A scope that is not `K/N` overlaps
-/// everything.
+/// everything, except a gateway's ([`SERVE_SCOPE`]): it copies files create-only under their
+/// own names and rewrites no reference, so beside `migrate` (the drain) or another gateway the
+/// worst case is two copies of one file racing, which the create-only write settles (one
+/// lands; the other finds the same bytes there). Exclusive runs still exclude it.
 pub fn conflicts(scope: &str, exclusive: bool, other: &Holder) -> bool {
     if other.scope == scope {
         // The same document: one holder at a time, decided by the take itself.
+        return false;
+    }
+    if !exclusive
+        && !other.exclusive
+        && (scope.starts_with(SERVE_SCOPE) || other.scope.starts_with(SERVE_SCOPE))
+    {
         return false;
     }
     let count = |s: &str| {
@@ -433,5 +445,11 @@ mod tests {
         assert!(!conflicts("all", true, &holder("all", true)));
         // Anything unreadable overlaps everything.
         assert!(conflicts("0/2", false, &holder("?", false)));
+        // A gateway works beside migrate and other gateways, never beside an exclusive run.
+        assert!(!conflicts("serve@h:8080", false, &holder("all", false)));
+        assert!(!conflicts("all", false, &holder("serve@h:8080", false)));
+        assert!(!conflicts("serve@a:1", false, &holder("serve@b:1", false)));
+        assert!(conflicts("serve@h:8080", false, &holder("all", true)));
+        assert!(conflicts("all", true, &holder("serve@h:8080", false)));
     }
 }

@@ -85,11 +85,11 @@ use crate::db::{update_batch, update_stmt};
 pub use debris::{DebrisStatus, GoneRun};
 pub use files::FilePage;
 pub use holder::Holder;
-pub use lease::{LeaseHeld, LeaseLost, Taken, conflicts};
+pub use lease::{LeaseHeld, LeaseLost, SERVE_SCOPE, Taken, conflicts};
 pub use quarantine::{QuarantineIntent, QuarantineRecord, QuarantineState};
 pub use records::{
     BadRecord, FileRecord, FileResult, FileState, Intent, KEY_PLACEHOLDER, Loc, RefChange,
-    RefRecord, RefState, RefValue, ref_key,
+    RefRecord, RefState, RefValue, TOMBSTONE, ref_key,
 };
 pub use refs::{RefPage, Settled};
 pub use rekey::RekeyRecord;

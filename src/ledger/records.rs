@@ -110,6 +110,18 @@ pub struct FileRecord {
     pub loc: Loc,
 }
 
+/// The error of a file record set `deleted` by a `serve` gateway: the file was deleted through
+/// it (a DELETE Parse Server answered with success), so neither a later miss nor `migrate` copies
+/// it back from the old store.
+pub const TOMBSTONE: &str = "deleted through the serve gateway";
+
+impl FileRecord {
+    /// Whether the file was deleted through a `serve` gateway (see [`TOMBSTONE`]).
+    pub fn is_tombstone(&self) -> bool {
+        self.state == FileState::Deleted && self.error.as_deref() == Some(TOMBSTONE)
+    }
+}
+
 /// Where a record is stored: its batch document and its index in the document's entries. Records
 /// read back carry it, so a later state change is one `$set` on that entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

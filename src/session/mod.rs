@@ -18,7 +18,7 @@ use anyhow::Context;
 pub(crate) use discover::{discover, discover_everything, discover_with, explain_empty, next_page};
 pub(crate) use stores::{
     destination_config, migrate_consent, migrate_stores, open_checked, open_lenient, open_listed,
-    source, store_by_role,
+    serve_stores, source, store_by_role,
 };
 
 use crate::dbhealth::Guard;
@@ -245,6 +245,27 @@ pub(crate) fn on_signals(state: Arc<RunState>) -> tokio::task::JoinHandle<()> {
             }
         }
     })
+}
+
+/// Resolves at the first Ctrl-C or SIGTERM (a long-running command's stop); a second one
+/// exits at once.
+pub(crate) async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::warn!("interrupted again: stopping now");
+        std::process::exit(INTERRUPTED);
+    });
 }
 
 /// The run's database guard (`--max-db-latency`, `--max-repl-lag`): it reads the replication lag

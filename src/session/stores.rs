@@ -91,7 +91,23 @@ pub(crate) async fn migrate_stores(
     settings: &Settings,
     destination: &StoreConfig,
 ) -> anyhow::Result<Stores> {
-    let select = settings.run.select;
+    selected_stores(settings, destination, settings.run.select).await
+}
+
+/// The stores `serve` reads and writes: [`migrate_stores`] for `--select server` (the gateway
+/// sees only names Parse Server serves itself; hosted-Parse names go to parsetfss.com).
+pub(crate) async fn serve_stores(
+    settings: &Settings,
+    destination: &StoreConfig,
+) -> anyhow::Result<Stores> {
+    selected_stores(settings, destination, Selection::Server).await
+}
+
+async fn selected_stores(
+    settings: &Settings,
+    destination: &StoreConfig,
+    select: Selection,
+) -> anyhow::Result<Stores> {
     let destination_store = open_checked(settings, destination, "destination").await?;
     if !destination_store.capabilities().write {
         return Err(usage(format!(

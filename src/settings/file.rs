@@ -36,6 +36,8 @@ pub struct ConfigFile {
     pub rekey: RekeyFile,
     #[serde(default)]
     pub hooks: HooksFile,
+    #[serde(default)]
+    pub serve: ServeFile,
 }
 
 /// `[hooks]`: shell commands run at a writing run's events (`crate::hooks`).
@@ -50,6 +52,18 @@ pub struct HooksFile {
     /// How long a hook may run, e.g. `5m`.
     pub timeout: Option<String>,
     pub in_dry_run: Option<bool>,
+}
+
+/// `[serve]`: the read-through gateway (`serve`'s flags win).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeFile {
+    pub listen: Option<String>,
+    pub upstream: Option<String>,
+    pub metrics_listen: Option<String>,
+    pub max_copies: Option<usize>,
+    pub wait_secs: Option<u64>,
+    pub stream_above: Option<String>,
 }
 
 /// `[scan]`: what discovery searches besides File fields.

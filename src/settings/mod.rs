@@ -19,6 +19,7 @@
 mod file;
 mod hooks;
 mod run;
+mod serve;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,6 +29,9 @@ use serde::Serialize;
 
 pub use file::{ConfigFile, load_file};
 pub use run::sort_run_bytes;
+pub use serve::{
+    DEFAULT_SERVE_COPIES, DEFAULT_SERVE_LISTEN, DEFAULT_SERVE_WAIT_SECS, ServeSettings,
+};
 
 use crate::cli::{GlobalArgs, LogFormat, MigrateArgs, ProgressMode};
 use crate::exit::usage;
@@ -51,6 +55,7 @@ pub struct Settings {
     pub rebase: RebaseSettings,
     pub rekey: RekeySettings,
     pub hooks: crate::hooks::HookConfig,
+    pub serve: ServeSettings,
 }
 
 /// `[scan]` (see [`file::ScanFile`]).
@@ -380,6 +385,7 @@ impl Settings {
                     .or(file.rekey.new_key),
             },
             hooks: hooks::from_file(file.hooks)?,
+            serve: ServeSettings::from_file(file.serve)?,
         })
     }
 

@@ -54,6 +54,8 @@ mod resume;
 mod safety;
 mod scan_memory;
 mod secrets;
+mod serve;
+mod serve_parse_server;
 mod stateful;
 mod storage_fs;
 mod storage_gcs;

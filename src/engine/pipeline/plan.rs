@@ -248,6 +248,10 @@ impl Planner<'_> {
             let record = known.get(&name);
             let wrote_it = written.get(&name).filter(|r| here(r) && target == name);
             let outcome = match (record, wrote_it) {
+                // Deleted through a `serve` gateway: never copied back from the old store.
+                (Some(r), _) if r.is_tombstone() => Some(Outcome::Missing {
+                    reason: crate::ledger::TOMBSTONE.into(),
+                }),
                 (_, Some(r)) => Some(Outcome::Verified {
                     size: r.size.unwrap_or(0),
                     md5: r.md5.clone(),
@@ -279,9 +283,13 @@ impl Planner<'_> {
                         Counters::add(&c.files_missing, 1);
                         c.missing(FileItem {
                             name: name.clone(),
-                            reason: format!(
-                                "{reason} (recorded by an earlier run; --retry-failed retries)"
-                            ),
+                            reason: if reason == crate::ledger::TOMBSTONE {
+                                format!("{reason}; still referenced")
+                            } else {
+                                format!(
+                                    "{reason} (recorded by an earlier run; --retry-failed retries)"
+                                )
+                            },
                             references: refs.len() as u64,
                         });
                     }

@@ -8,6 +8,7 @@
 pub mod app;
 pub mod conformance;
 pub mod faulty;
+pub mod gateway;
 pub mod gcs;
 pub mod ledger;
 pub mod s3;

@@ -1,0 +1,155 @@
+//! `serve` in front of a stock Parse Server 9.10.0 (`scripts/parse-server`): files uploaded
+//! while Parse Server used its default adapter (GridFS, encrypted with `fileKey`), then Parse
+//! Server restarted with the S3 adapter (with a bucket prefix) and the gateway in front of it
+//! with GridFS as the old store. Through the gateway every file is served byte-identical (Parse
+//! Server answers after the copy), a Range request gets its range, HEAD of a file not copied
+//! yet answers without copying, a DELETE is honoured; afterwards Parse Server serves the copied
+//! files by itself, and `migrate` finds nothing left to copy.
+
+use mongodb::bson::doc;
+use serde_json::json;
+
+use crate::parse_server::{App, Files, ParseServer, Rest};
+use crate::support::gateway::Gateway;
+use crate::support::{self, free_port, uri_for};
+
+#[tokio::test]
+async fn gridfs_to_s3_through_a_stock_parse_server() {
+    let client = support::mongo_client().await;
+    let database = support::unique("ps_serve");
+    let db = client.database(&database);
+    let tag = support::unique("k");
+    let app = App {
+        app_id: "serveApp".into(),
+        master_key: format!("mk-{tag}-SECRET"),
+        file_key: format!("fk-{tag}-SECRET"),
+        database: database.clone(),
+        collection_prefix: String::new(),
+        port: free_port(),
+    };
+    let bucket = support::s3::fresh_bucket("pfm-serve-ps").await;
+
+    // a. The old adapter: Parse Server's default GridFS, encrypted with fileKey.
+    let server = ParseServer::start(&app, &Files::Default, "serve-source");
+    let rest = Rest::new(&app);
+    let mut files = Vec::new();
+    for (i, (name, ct, len)) in [
+        ("notes.txt", "text/plain", 1_000usize),
+        ("clip.bin", "application/octet-stream", 600_000),
+        ("pic.png", "image/png", 40_000),
+        ("gone.txt", "text/plain", 10),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let data = support::bytes(len, 100 + i as u64);
+        let file = rest.upload(name, ct, &data).await;
+        files.push((file["name"].as_str().unwrap().to_string(), data));
+    }
+    let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+    rest.create(
+        "Photo",
+        json!({"image": {"__type": "File", "name": names[0]}}),
+    )
+    .await;
+    server.stop(&app);
+
+    // b. Parse Server now on the S3 adapter; the gateway in front of it.
+    let s3 = Files::S3 {
+        bucket: bucket.clone(),
+        prefix: "parse/".into(),
+    };
+    let server = ParseServer::start(&app, &s3, "serve-destination");
+    let work = tempfile::tempdir().unwrap();
+    let cfg = work.path().join("serve.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[mongo]\nuri = {uri:?}\n\n[parse]\napp_id = {app_id:?}\nfile_key = {file_key:?}\n\
+             public_server_url = {public:?}\n\n[source.server]\ntype = \"gridfs\"\n\n\
+             [destination]\n{s3}prefix = \"parse/\"\nforce_path_style = true\n\n\
+             [output]\nprogress = \"never\"\n",
+            uri = uri_for(&database),
+            app_id = app.app_id,
+            file_key = app.file_key,
+            public = app.server_url(),
+            s3 = support::s3::table(&bucket, &support::s3::endpoint()),
+        ),
+    )
+    .unwrap();
+    let upstream = format!("http://127.0.0.1:{}", app.port);
+    let direct = |name: &str| format!("{}/files/{}/{name}", app.server_url(), app.app_id);
+    let http = reqwest::Client::new();
+    let r = http.get(direct(&names[0])).send().await.unwrap();
+    assert_eq!(r.status(), 404, "Parse Server alone does not have it yet");
+
+    let gw = Gateway::start(&cfg, &upstream, &["--yes"]).await;
+    let via = |name: &str| format!("{}/parse/files/{}/{name}", gw.url(), app.app_id);
+    // HEAD first: answered from GridFS, nothing copied.
+    let r = http.head(via(&names[2])).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-length"], "40000");
+    assert_eq!(
+        http.get(direct(&names[2])).send().await.unwrap().status(),
+        404
+    );
+    // Every file, through the gateway, byte-identical.
+    for (name, data) in &files {
+        let r = http.get(via(name)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{name}");
+        assert!(r.bytes().await.unwrap() == data[..], "{name} differs");
+    }
+    // A Range request is Parse Server's to answer: through the gateway exactly as directly.
+    let range = |url: String| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .get(url)
+                .header("range", "bytes=100-199")
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.bytes().await.unwrap())
+        }
+    };
+    let (status, body) = range(via(&names[1])).await;
+    assert_eq!((status, body.clone()), range(direct(&names[1])).await);
+    eprintln!("serve_parse_server: Range through the gateway: {status}");
+    if status == 206 {
+        assert!(body == files[1].1[100..200]);
+    }
+    // DELETE (master key) through the gateway, then GET: gone for good.
+    let r = http
+        .delete(format!("{}/parse/files/{}", gw.url(), names[3]))
+        .header("X-Parse-Application-Id", &app.app_id)
+        .header("X-Parse-Master-Key", &app.master_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(http.get(via(&names[3])).send().await.unwrap().status(), 404);
+    // An absent file: Parse Server's own 404.
+    let r = http.get(via("nothing_here.txt")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+
+    let (code, stderr) = gw.stop().await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains(&app.file_key) && !stderr.contains(&app.master_key));
+
+    // c. Parse Server serves the copies by itself; the drain has nothing left.
+    for (name, data) in &files[..3] {
+        let r = http.get(direct(name)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{name}");
+        assert!(
+            r.bytes().await.unwrap() == data[..],
+            "{name} differs served directly"
+        );
+    }
+    let out =
+        crate::support::app::migrate(&cfg, &["--select", "server", "--yes", "--output", "jsonl"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.summary()["files"]["copied"], 0, "{}", out.stdout);
+    server.stop(&app);
+    db.drop().await.unwrap();
+    let _ = doc! {};
+}
