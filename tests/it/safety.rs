@@ -682,6 +682,19 @@ async fn a_store_is_known_by_where_its_bytes_live() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!a.destination.join("orphan.bin").exists(), "quarantined");
 
+    let restore = |config: &Path| {
+        let c = config.to_str().unwrap();
+        app::run([
+            "-c",
+            c,
+            "audit",
+            "--store",
+            "destination",
+            "--restore",
+            "--yes",
+        ])
+    };
+
     // Another directory: no record of its own, nothing restored.
     let elsewhere = support::temp_path("pfm-ident-other");
     std::fs::create_dir_all(&elsewhere).unwrap();
@@ -695,17 +708,7 @@ async fn a_store_is_known_by_where_its_bytes_live() {
         ),
     )
     .unwrap();
-    let out = app::run([
-        "-c",
-        other.to_str().unwrap(),
-        "audit",
-        "--store",
-        "destination",
-        "--restore",
-        "--yes",
-        "--output",
-        "jsonl",
-    ]);
+    let out = restore(&other);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!a.destination.join("orphan.bin").exists());
 
@@ -721,17 +724,7 @@ async fn a_store_is_known_by_where_its_bytes_live() {
         ),
     )
     .unwrap();
-    let out = app::run([
-        "-c",
-        keyed.to_str().unwrap(),
-        "audit",
-        "--store",
-        "destination",
-        "--restore",
-        "--yes",
-        "--output",
-        "jsonl",
-    ]);
+    let out = restore(&keyed);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
         std::fs::read(a.destination.join("orphan.bin")).expect("restored"),

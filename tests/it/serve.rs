@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use mongodb::bson::{Document, doc};
 use parse_files_migrate::ledger::FileState;
-use parse_files_migrate::storage::{self, ObjectStore, StoreConfig, StoreContext};
+use parse_files_migrate::storage::ObjectStore;
 
 use crate::support::app::{self, base_tables};
 use crate::support::conformance::read_all;
@@ -30,30 +30,10 @@ struct Setup {
     _dir: tempfile::TempDir,
 }
 
-async fn open(table: &str, db_name: &str) -> Arc<dyn ObjectStore> {
-    let cfg: StoreConfig = toml::from_str(table).unwrap();
-    let ctx = StoreContext {
-        mongo_uri: Some(support::mongo_uri().into()),
-        database: Some(db_name.to_string()),
-        ..Default::default()
-    };
-    storage::open(&cfg, &ctx).await.unwrap()
-}
-
 /// A database with one Photo referencing [`NAME`], the config naming `source` as
 /// `[source.server]` and `destination`, and both stores opened.
 async fn setup(tag: &str, source: &str, destination: &str, extra: &str) -> Setup {
-    let client = support::mongo_client().await;
-    let db_name = support::unique(tag);
-    let db = client.database(&db_name);
-    db.collection::<Document>("_SCHEMA")
-        .insert_one(doc! {"_id": "Photo", "objectId": "string", "image": "file"})
-        .await
-        .unwrap();
-    db.collection::<Document>("Photo")
-        .insert_one(doc! {"_id": "p1", "image": NAME})
-        .await
-        .unwrap();
+    let (db, db_name) = support::one_photo(tag, NAME).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("m.toml");
     std::fs::write(
@@ -65,8 +45,8 @@ async fn setup(tag: &str, source: &str, destination: &str, extra: &str) -> Setup
     )
     .unwrap();
     Setup {
-        source: open(source, &db_name).await,
-        destination: open(destination, &db_name).await,
+        source: support::open_store(source, &db_name).await,
+        destination: support::open_store(destination, &db_name).await,
         db,
         db_name,
         config,

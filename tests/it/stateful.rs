@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use mongodb::Database;
 use mongodb::bson::{Bson, Document, doc};
-use parse_files_migrate::storage::{self, ObjectStore, PutOptions, StoreConfig, StoreContext};
+use parse_files_migrate::storage::{ObjectStore, PutOptions};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 
@@ -385,21 +385,9 @@ impl World {
             ),
         )
         .unwrap();
-        let ctx = StoreContext {
-            mongo_uri: Some(support::mongo_uri().into()),
-            database: Some(db_name.clone()),
-            ..Default::default()
-        };
-        let open = |t: String| {
-            let ctx = ctx.clone();
-            async move {
-                let cfg: StoreConfig = toml::from_str(&t).unwrap();
-                storage::open(&cfg, &ctx).await.unwrap()
-            }
-        };
         World {
-            server: open(server_table).await,
-            destination: open(destination_table).await,
+            server: support::open_store(&server_table, &db_name).await,
+            destination: support::open_store(&destination_table, &db_name).await,
             db,
             config,
             slots: Vec::new(),

@@ -4,7 +4,7 @@
 //! nothing again; without a listable `[source.server]` it is a usage error.
 
 use mongodb::bson::{Document, doc};
-use parse_files_migrate::storage::{self, PutOptions, StoreConfig, StoreContext};
+use parse_files_migrate::storage::PutOptions;
 
 use crate::support;
 use crate::support::app::{self, base_tables};
@@ -23,28 +23,8 @@ const WITH_UNREFERENCED: &[&str] = &[
 ];
 
 async fn scenario(tag: &str, source: &str, destination: &str) {
-    let client = support::mongo_client().await;
-    let db_name = support::unique(tag);
-    let db = client.database(&db_name);
-    db.collection::<Document>("_SCHEMA")
-        .insert_one(doc! {"_id": "Photo", "objectId": "string", "image": "file"})
-        .await
-        .unwrap();
-    db.collection::<Document>("Photo")
-        .insert_one(doc! {"_id": "p1", "image": REFERENCED})
-        .await
-        .unwrap();
-    let ctx = StoreContext {
-        mongo_uri: Some(support::mongo_uri().into()),
-        database: Some(db_name.clone()),
-        ..Default::default()
-    };
-    let open = |table: &str| {
-        let cfg: StoreConfig = toml::from_str(table).unwrap();
-        let ctx = ctx.clone();
-        async move { storage::open(&cfg, &ctx).await.unwrap() }
-    };
-    let src = open(source).await;
+    let (db, db_name) = support::one_photo(tag, REFERENCED).await;
+    let src = support::open_store(source, &db_name).await;
     let data = |n: &str| support::bytes(5000 + n.len(), support::fnv1a(n));
     for n in ORPHANS.iter().chain([&REFERENCED]) {
         src.put(n, body(&data(n), 999), &PutOptions::default())
@@ -89,7 +69,7 @@ async fn scenario(tag: &str, source: &str, destination: &str) {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let s = out.summary();
     assert_eq!(s["files"]["copied"], 3, "{s}");
-    let dest = open(destination).await;
+    let dest = support::open_store(destination, &db_name).await;
     for n in &all {
         assert!(read_all(&*dest, n).await.unwrap() == data(n), "{n} differs");
     }

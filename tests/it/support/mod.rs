@@ -172,3 +172,35 @@ pub fn prometheus_samples(
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// The store a configuration table describes (`type = "fs"` …), for database `db_name` of the test
+/// server (GridFS's default database, the app's).
+pub async fn open_store(
+    table: &str,
+    db_name: &str,
+) -> std::sync::Arc<dyn parse_files_migrate::storage::ObjectStore> {
+    use parse_files_migrate::storage::{self, StoreConfig, StoreContext};
+    let cfg: StoreConfig = toml::from_str(table).unwrap();
+    let ctx = StoreContext {
+        mongo_uri: Some(mongo_uri().into()),
+        database: Some(db_name.to_string()),
+        ..Default::default()
+    };
+    storage::open(&cfg, &ctx).await.unwrap()
+}
+
+/// A Parse app's database: `Photo` with the File field `image`, one object `p1` naming `name`.
+pub async fn one_photo(tag: &str, name: &str) -> (mongodb::Database, String) {
+    use mongodb::bson::{Document, doc};
+    let db_name = unique(tag);
+    let db = mongo_client().await.database(&db_name);
+    db.collection::<Document>("_SCHEMA")
+        .insert_one(doc! {"_id": "Photo", "objectId": "string", "image": "file"})
+        .await
+        .unwrap();
+    db.collection::<Document>("Photo")
+        .insert_one(doc! {"_id": "p1", "image": name})
+        .await
+        .unwrap();
+    (db, db_name)
+}
