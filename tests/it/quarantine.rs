@@ -509,6 +509,41 @@ async fn purge_superseded_deletes_only_older_gridfs_revisions() {
         .unwrap_err();
     assert!(err.to_string().contains("newest"), "{err}");
     assert_eq!(read_all(&*store, KEPT[0]).await.unwrap(), b"newest");
+
+    // A revision uploaded at the same moment as the newest (which one Parse Server's driver
+    // serves is unspecified) is never deleted as superseded (review §15).
+    let mut up = db
+        .gridfs_bucket(None)
+        .open_upload_stream(KEPT[0])
+        .await
+        .unwrap();
+    up.write_all(b"twin").await.unwrap();
+    up.close().await.unwrap();
+    let when = newest.get_datetime("uploadDate").unwrap();
+    db.collection::<Document>("fs.files")
+        .update_many(
+            doc! {"filename": KEPT[0]},
+            doc! {"$set": {"uploadDate": *when}},
+        )
+        .await
+        .unwrap();
+    let twin = db
+        .collection::<Document>("fs.files")
+        .find_one(doc! {"filename": KEPT[0], "_id": {"$ne": newest.get_object_id("_id").unwrap()}})
+        .await
+        .unwrap()
+        .unwrap();
+    let quarantine = store.quarantine().unwrap();
+    for id in [&id, &twin.get_object_id("_id").unwrap().to_hex()] {
+        let err = quarantine.delete_superseded(KEPT[0], id).await.unwrap_err();
+        assert!(err.to_string().contains("newest"), "{err}");
+    }
+    let left = db
+        .collection::<Document>("fs.files")
+        .count_documents(doc! {"filename": KEPT[0]})
+        .await
+        .unwrap();
+    assert_eq!(left, 2, "tied revisions are both kept");
     db.drop().await.unwrap();
 }
 

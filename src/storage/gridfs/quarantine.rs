@@ -115,6 +115,32 @@ impl GridFsStore {
         }
         let old: Vec<Bson> = self.revisions_except(name, Some(&newest)).await?;
         for id in old.iter().filter(|id| id_text(id) == version) {
+            // A revision uploaded at the same millisecond as the newest: which one Parse Server's
+            // driver serves is unspecified, so it is not superseded for sure.
+            let date = |id: &Bson| {
+                let files = self.files.clone();
+                let id = id.clone();
+                async move {
+                    let d = files
+                        .find_one(doc! {"_id": id})
+                        .projection(doc! {"uploadDate": 1})
+                        .await
+                        .map_err(|e| mongo_error(name, e))?;
+                    Ok::<_, StorageError>(
+                        d.and_then(|d| d.get_datetime("uploadDate").ok().copied()),
+                    )
+                }
+            };
+            let (this, served) = (date(id).await?, date(&newest).await?);
+            if this.is_some() && this == served {
+                return Err(StorageError::InvalidName {
+                    name: name.to_string(),
+                    reason: format!(
+                        "revision {version} was uploaded at the same moment as the newest one \
+                         (either may be served); not deleted"
+                    ),
+                });
+            }
             self.delete_revision(name, id).await?;
         }
         Ok(())
