@@ -361,7 +361,15 @@ impl ObjectStore for FsStore {
             .map(|n| n as usize);
         self.write_temp(name, &tmp, body, Some((path.clone(), opts.mode)), small)
             .await
-            .map_err(|e| self.put_error(name, &path, opts.size_hint, e))?;
+            .map_err(|e| {
+                let e = self.put_error(name, &path, opts.size_hint, e);
+                // Found there already: maybe a copy a killed run left in the page cache, which
+                // the caller may record verified; the next sync makes it durable first.
+                if BATCHED_SYNC && matches!(e, StorageError::AlreadyExists { .. }) {
+                    self.unsynced.store(true, Ordering::SeqCst);
+                }
+                e
+            })?;
         if BATCHED_SYNC {
             self.unsynced.store(true, Ordering::SeqCst);
         }

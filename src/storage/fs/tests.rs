@@ -115,3 +115,31 @@ fn identity_is_the_real_path_whatever_the_spelling() {
     assert_eq!(later, format!("{real}/new"));
     assert_ne!(id(tmp.path().join("x"), None), real);
 }
+
+/// A create-only put that finds the name taken (perhaps a copy a killed run left in the page
+/// cache, which the caller may then record verified) leaves the store to sync: the next `sync`
+/// makes it durable (review §15).
+#[tokio::test]
+async fn a_copy_found_already_there_is_synced_before_it_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = FsConfig {
+        path: Some(tmp.path().to_path_buf()),
+        ..Default::default()
+    };
+    let s = FsStore::new(&cfg, &StoreContext::default()).unwrap();
+    let body = || {
+        futures::stream::iter([Ok(bytes::Bytes::from_static(b"left by a killed run"))]).boxed()
+    };
+    let create = PutOptions {
+        mode: crate::storage::PutMode::Create,
+        ..Default::default()
+    };
+    s.put("a.bin", body(), &create).await.unwrap();
+    s.sync().await.unwrap();
+    assert!(!s.unsynced.load(Ordering::SeqCst));
+    let err = s.put("a.bin", body(), &create).await.unwrap_err();
+    assert!(matches!(err, StorageError::AlreadyExists { .. }), "{err}");
+    assert_eq!(s.unsynced.load(Ordering::SeqCst), BATCHED_SYNC);
+    s.sync().await.unwrap();
+    assert!(!s.unsynced.load(Ordering::SeqCst));
+}
