@@ -127,9 +127,8 @@ async fn a_copy_found_already_there_is_synced_before_it_counts() {
         ..Default::default()
     };
     let s = FsStore::new(&cfg, &StoreContext::default()).unwrap();
-    let body = || {
-        futures::stream::iter([Ok(bytes::Bytes::from_static(b"left by a killed run"))]).boxed()
-    };
+    let body =
+        || futures::stream::iter([Ok(bytes::Bytes::from_static(b"left by a killed run"))]).boxed();
     let create = PutOptions {
         mode: crate::storage::PutMode::Create,
         ..Default::default()
