@@ -116,6 +116,43 @@ impl std::fmt::Debug for HttpStore {
     }
 }
 
+/// Whether a configured base's request (first sent to host `from`) may follow a redirect to `to`:
+/// http(s), and on another host never an internal address (loopback, private, link-local such
+/// as a cloud's metadata service, `localhost`): a legacy host that changed hands, or a
+/// man in the middle of its plain `http://`, must not have the tool copy an internal answer into
+/// the destination. (A name that resolves to such an address is not caught here.)
+fn redirect_allowed(from: Option<&str>, to: &url::Url) -> Result<(), String> {
+    if !matches!(to.scheme(), "http" | "https") {
+        return Err(format!("to scheme {:?}", to.scheme()));
+    }
+    let host = to.host_str().unwrap_or("").to_ascii_lowercase();
+    if from.is_some_and(|f| f.eq_ignore_ascii_case(&host)) {
+        return Ok(());
+    }
+    let internal = match to.host() {
+        Some(url::Host::Ipv4(ip)) => {
+            ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified()
+        }
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || ip.is_unique_local()
+                || ip.is_unicast_link_local()
+                || ip.to_ipv4_mapped().is_some_and(|v4| {
+                    v4.is_loopback() || v4.is_private() || v4.is_link_local()
+                })
+        }
+        Some(url::Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
+        }
+        None => true,
+    };
+    if internal {
+        return Err(format!("to an internal address on another host ({host}); not followed"));
+    }
+    Ok(())
+}
+
 /// Whether `stored` (a URL from the database, or where one redirected) may be fetched: http(s)
 /// to a host `patterns` (`stored_url_hosts`) allows.
 fn host_allowed(patterns: &[String], stored: &str) -> Result<(), String> {
@@ -174,7 +211,18 @@ impl HttpStore {
                 ca.as_deref(),
             )
         };
-        let client = super::client::LazyClient::build(builder());
+        let client = super::client::LazyClient::build(builder().redirect(
+            reqwest::redirect::Policy::custom(|attempt| {
+                if attempt.previous().len() >= 10 {
+                    return attempt.error("too many redirects");
+                }
+                let from = attempt.previous().first().and_then(|u| u.host_str());
+                match redirect_allowed(from, attempt.url()) {
+                    Ok(()) => attempt.follow(),
+                    Err(why) => attempt.error(format!("redirected: {why}")),
+                }
+            }),
+        ));
         let hosts = cfg.stored_url_hosts.clone();
         let policy = reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() >= 10 {

@@ -194,3 +194,27 @@ fn an_encoded_key_and_base_credentials_are_never_shown() {
     }
     assert!(urls(&s, "tfss-x.png", None).0.contains("pw-SECRET"));
 }
+
+/// A configured base (legacy hosts over plain http) follows a redirect on its own host, or to a
+/// public one, never to an internal address on another host (review §15).
+#[test]
+fn configured_bases_are_not_redirected_to_internal_addresses() {
+    let to = |u: &str| url::Url::parse(u).unwrap();
+    let from = Some("files.parsetfss.com");
+    assert!(redirect_allowed(from, &to("https://s3.amazonaws.com/bucket/x")).is_ok());
+    assert!(redirect_allowed(Some("127.0.0.1"), &to("http://127.0.0.1:9300/other")).is_ok());
+    for internal in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://127.0.0.1:8080/admin",
+        "http://10.1.2.3/",
+        "http://192.168.0.1/",
+        "http://[::1]/",
+        "http://[fd00::1]/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://localhost:9000/",
+        "http://metadata.localhost/",
+    ] {
+        assert!(redirect_allowed(from, &to(internal)).is_err(), "{internal}");
+    }
+    assert!(redirect_allowed(from, &to("file:///etc/passwd")).is_err());
+}
