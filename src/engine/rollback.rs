@@ -367,6 +367,18 @@ fn tally(counts: &mut Counts, change: &RefChange, state: RefState, err: Option<S
 fn reverse(recorded: RefChange, key: Option<&str>) -> Result<RefChange, String> {
     // Back to the value before the first of a chain of changes (migrate, rebase, another move).
     let (mut old, mut new) = (recorded.new, recorded.origin.unwrap_or(recorded.old));
+    // The key configured now must be the one taken out (rotated since: refused, not guessed).
+    for v in [&old, &new] {
+        if let (Some(was), Some(k)) = (&v.key_id, key)
+            && *was != crate::ledger::key_id(k)
+        {
+            return Err(
+                "the recorded url embedded another fileKey than parse.file_key now (rotated \
+                 since?); set the fileKey of that run to restore it"
+                    .into(),
+            );
+        }
+    }
     // Strings: both sides may have had the key taken out (a URL left as it was keeps it).
     for v in [&mut old, &mut new] {
         if v.is_text() && v.raw_text.is_none() {
@@ -420,7 +432,10 @@ mod tests {
         let back = reverse(read.clone(), Some("K")).unwrap();
         assert_eq!(back.old.raw_text.as_deref(), Some(after));
         assert_eq!(back.new.raw_text.as_deref(), Some(before));
-        assert!(reverse(read, None).unwrap_err().contains("parse.file_key"));
+        assert!(reverse(read.clone(), None).unwrap_err().contains("parse.file_key"));
+        // Another key configured now (rotated since): refused, never put in its place.
+        let e = reverse(read, Some("K2")).unwrap_err();
+        assert!(e.contains("another fileKey"), "{e}");
     }
 
     #[test]

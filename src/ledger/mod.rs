@@ -89,7 +89,7 @@ pub use lease::{LeaseHeld, LeaseLost, SERVE_SCOPE, Taken, conflicts};
 pub use quarantine::{QuarantineIntent, QuarantineRecord, QuarantineState};
 pub use records::{
     BadRecord, FileRecord, FileResult, FileState, Intent, KEY_PLACEHOLDER, Loc, RefChange,
-    RefRecord, RefState, RefValue, TOMBSTONE, ref_key,
+    RefRecord, RefState, RefValue, TOMBSTONE, key_id, ref_key,
 };
 pub use refs::{RefPage, Settled};
 pub use rekey::RekeyRecord;

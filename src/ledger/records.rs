@@ -174,10 +174,21 @@ pub struct RefValue {
     /// was taken out, until a rollback puts it back).
     #[serde(skip)]
     pub raw_text: Option<String>,
+    /// Which fileKey was taken out ([`key_id`]), so a rollback never puts another one back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
 }
 
 /// What stands for the `fileKey` in recorded urls.
 pub const KEY_PLACEHOLDER: &str = "{file_key}";
+
+/// A short fingerprint of a fileKey (16 hex digits of a domain-separated SHA-256): tells two keys
+/// apart, reveals nothing of either.
+pub fn key_id(key: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("parse-files-migrate key id\0{key}"));
+    hex::encode(&digest[..8])
+}
 
 impl RefValue {
     /// The same value as recorded (the string; or the name and url; key taken out or not),
@@ -200,6 +211,7 @@ impl RefValue {
             key_redacted: false,
             text: None,
             raw_text: None,
+            key_id: None,
         }
     }
 
@@ -227,6 +239,7 @@ impl RefValue {
             key_redacted,
             text: Some(recorded),
             raw_text: Some(text.to_string()),
+            key_id: secret.map(key_id),
         })
     }
 
@@ -248,6 +261,7 @@ impl RefValue {
             key_redacted,
             text: None,
             raw_text: None,
+            key_id: secret.filter(|_| key_redacted).map(key_id),
         }
     }
 
@@ -258,6 +272,9 @@ impl RefValue {
         }
         if self.key_redacted {
             d.insert("key_redacted", true);
+        }
+        if let Some(id) = &self.key_id {
+            d.insert("key_id", id);
         }
         if let Some(t) = &self.text {
             d.insert("text", t);
@@ -278,6 +295,7 @@ impl RefValue {
             key_redacted,
             text: text.map(str::to_string),
             raw_text: text.filter(|_| !key_redacted).map(str::to_string),
+            key_id: v.get_str("key_id").ok().map(str::to_string),
         })
     }
 }

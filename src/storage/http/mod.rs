@@ -138,9 +138,9 @@ fn redirect_allowed(from: Option<&str>, to: &url::Url) -> Result<(), String> {
                 || ip.is_unspecified()
                 || ip.is_unique_local()
                 || ip.is_unicast_link_local()
-                || ip.to_ipv4_mapped().is_some_and(|v4| {
-                    v4.is_loopback() || v4.is_private() || v4.is_link_local()
-                })
+                || ip
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| v4.is_loopback() || v4.is_private() || v4.is_link_local())
         }
         Some(url::Host::Domain(d)) => {
             d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
@@ -148,7 +148,9 @@ fn redirect_allowed(from: Option<&str>, to: &url::Url) -> Result<(), String> {
         None => true,
     };
     if internal {
-        return Err(format!("to an internal address on another host ({host}); not followed"));
+        return Err(format!(
+            "to an internal address on another host ({host}); not followed"
+        ));
     }
     Ok(())
 }
