@@ -432,7 +432,11 @@ mod tests {
         let back = reverse(read.clone(), Some("K")).unwrap();
         assert_eq!(back.old.raw_text.as_deref(), Some(after));
         assert_eq!(back.new.raw_text.as_deref(), Some(before));
-        assert!(reverse(read.clone(), None).unwrap_err().contains("parse.file_key"));
+        assert!(
+            reverse(read.clone(), None)
+                .unwrap_err()
+                .contains("parse.file_key")
+        );
         // Another key configured now (rotated since): refused, never put in its place.
         let e = reverse(read, Some("K2")).unwrap_err();
         assert!(e.contains("another fileKey"), "{e}");
