@@ -6,7 +6,7 @@ use super::file::ServeFile;
 use super::{Settings, parse_size};
 use crate::exit::usage;
 
-/// `[serve]` (see [`file::ServeFile`]), with `serve`'s flags merged in by
+/// `[serve]` (see [`ServeFile`]), with `serve`'s flags merged in by
 /// [`Settings::serve_options`].
 #[derive(Debug, Serialize)]
 pub struct ServeSettings {
