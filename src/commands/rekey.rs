@@ -90,15 +90,11 @@ pub(super) async fn run(
         QuarantineState::Restoring,
         QuarantineState::Purging,
     ];
-    // Records name the store by its identity; earlier versions' by its description, which says
-    // whether it encrypts (the key may have been set since): every form is looked under.
-    let described = store.describe();
-    let plain = described.trim_end_matches(" (encrypted)");
-    let encrypted = format!("{plain} (encrypted)");
-    let identity = store.identity();
-    let forms = [identity.as_str(), plain, &encrypted];
-    let found = ledger.quarantine_records(&forms, &quarantined, None, 1);
-    let in_quarantine = !found.await?.is_empty();
+    let name = crate::storage::StoreName::new(store.identity(), &store.describe());
+    let found = ledger
+        .quarantine_records(&name.all(), &quarantined, None, 1)
+        .await?;
+    let in_quarantine = !found.is_empty();
     if in_quarantine {
         return Err(usage(format!(
             "refusing to rekey {}: it has files in quarantine, which rekey does not re-encrypt \

@@ -390,30 +390,36 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// How the ledger names a store: by its [`ObjectStore::identity`]. Records of earlier versions
-/// named it by its description (which changes with the encryption or a path's spelling); they
-/// are still recognised as this store's.
+/// named it by its description, which says whether the store encrypts (` (encrypted)`); they are
+/// still recognised as this store's, under either form (the key may have been set since).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreName {
     pub identity: String,
-    pub described: String,
+    /// The earlier versions' description, without and with ` (encrypted)`.
+    described: [String; 2],
 }
 
 impl StoreName {
     pub fn of(store: &dyn ObjectStore) -> StoreName {
+        StoreName::new(store.identity(), &store.describe())
+    }
+
+    pub fn new(identity: String, described: &str) -> StoreName {
+        let plain = described.trim_end_matches(" (encrypted)");
         StoreName {
-            identity: store.identity(),
-            described: store.describe(),
+            identity,
+            described: [plain.to_string(), format!("{plain} (encrypted)")],
         }
     }
 
     /// Whether a record naming its store `recorded` is about this store.
     pub fn names(&self, recorded: &str) -> bool {
-        recorded == self.identity || recorded == self.described
+        self.all().contains(&recorded)
     }
 
     /// Every name a record of this store may carry (for a query's `$in`).
-    pub fn all(&self) -> [&str; 2] {
-        [&self.identity, &self.described]
+    pub fn all(&self) -> [&str; 3] {
+        [&self.identity, &self.described[0], &self.described[1]]
     }
 }
 
