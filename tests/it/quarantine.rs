@@ -654,3 +654,176 @@ async fn moves_a_crash_interrupted_are_taken_back_or_finished() {
     assert_eq!(states(records).await, ["restored", "restored"]);
     db.drop().await.unwrap();
 }
+
+/// A GridFS restore cut short (a failover between the documents of its `update_many`) is
+/// finished by the next restore; a revision the app uploaded since the quarantine keeps its
+/// place, and the quarantined ones stay where they are (review §15).
+#[tokio::test]
+async fn a_gridfs_restore_cut_short_is_finished_and_a_newer_upload_keeps_its_place() {
+    let client = support::mongo_client().await;
+    let db_name = support::unique("pfm_q_cut");
+    let db = client.database(&db_name);
+    let files = db.collection::<Document>("fs.files");
+    let upload = |name: &'static str, bytes: &'static [u8]| {
+        let db = db.clone();
+        async move {
+            let mut up = db
+                .gridfs_bucket(None)
+                .open_upload_stream(name)
+                .await
+                .unwrap();
+            up.write_all(bytes).await.unwrap();
+            up.close().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    for rev in [&b"older"[..], b"newest"] {
+        upload("cut.jpg", rev).await;
+    }
+    upload("raced.jpg", b"quarantined").await;
+    let table = format!(
+        "type = \"gridfs\"\nuri = \"{}\"\ndatabase = \"{db_name}\"\nencryption = \"none\"\n",
+        support::mongo_uri()
+    );
+    let cfg: StoreConfig = toml::from_str(&table).unwrap();
+    let store = storage::open(&cfg, &StoreContext::default()).await.unwrap();
+    let quarantine = store.quarantine().unwrap();
+    for name in ["cut.jpg", "raced.jpg"] {
+        quarantine.quarantine(name).await.unwrap();
+        assert!(!served(&*store, name).await, "{name} quarantined");
+    }
+
+    // The cut: only the older revision of cut.jpg got its name back.
+    let older = files
+        .find_one(doc! {"pfmQuarantinedFilename": "cut.jpg"})
+        .sort(doc! {"uploadDate": 1})
+        .await
+        .unwrap()
+        .unwrap();
+    files
+        .update_one(
+            doc! {"_id": older.get_object_id("_id").unwrap()},
+            doc! {"$rename": {"pfmQuarantinedFilename": "filename"}},
+        )
+        .await
+        .unwrap();
+    assert_eq!(read_all(&*store, "cut.jpg").await.unwrap(), b"older");
+    quarantine.unquarantine("cut.jpg").await.unwrap();
+    assert_eq!(
+        read_all(&*store, "cut.jpg").await.unwrap(),
+        b"newest",
+        "the newest revision is served again"
+    );
+    let left = files
+        .count_documents(doc! {"pfmQuarantinedFilename": "cut.jpg"})
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "nothing of cut.jpg is left in quarantine");
+
+    // The app uploads raced.jpg again while its old bytes are in quarantine: the restore is
+    // refused, the upload stays served, the old bytes stay in quarantine.
+    upload("raced.jpg", b"uploaded since").await;
+    let err = quarantine.unquarantine("raced.jpg").await.unwrap_err();
+    assert!(
+        matches!(err, storage::StorageError::AlreadyExists { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        read_all(&*store, "raced.jpg").await.unwrap(),
+        b"uploaded since"
+    );
+    let kept = files
+        .count_documents(doc! {"pfmQuarantinedFilename": "raced.jpg"})
+        .await
+        .unwrap();
+    assert_eq!(kept, 1, "the quarantined revision is kept");
+    db.drop().await.unwrap();
+}
+
+/// A name quarantined twice (the app uploaded it again after the first quarantine, and it was an
+/// orphan again): GridFS keeps both revisions in quarantine under the name, so the purge of the
+/// older record waits until the younger one is due too (review §15).
+#[tokio::test]
+async fn a_younger_quarantine_of_the_same_name_holds_the_purge_back() {
+    let client = support::mongo_client().await;
+    let db_name = support::unique("pfm_q_twice");
+    let db = client.database(&db_name);
+    seed_app(&db).await;
+    let files = db.collection::<Document>("fs.files");
+    let upload = |name: &'static str, bytes: &'static [u8]| {
+        let db = db.clone();
+        async move {
+            let mut up = db
+                .gridfs_bucket(None)
+                .open_upload_stream(name)
+                .await
+                .unwrap();
+            up.write_all(bytes).await.unwrap();
+            up.close().await.unwrap();
+        }
+    };
+    let table = format!(
+        "type = \"gridfs\"\nuri = \"{}\"\ndatabase = \"{db_name}\"\nencryption = \"none\"\n",
+        support::mongo_uri()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("q.toml");
+    app::write_destination_config(&config, &db_name, KEY, &table);
+    let c = config.to_str().unwrap();
+    let audit = |extra: &[&str]| {
+        let mut a = vec!["-c", c, "audit", "--yes", "--output", "jsonl"];
+        a.extend_from_slice(extra);
+        app::run(a)
+    };
+    let records = db.collection::<Document>("_FileMigration.quarantine");
+    let age = |records: mongodb::Collection<Document>| async move {
+        let two_days_ago =
+            DateTime::from_millis(DateTime::now().timestamp_millis() - 2 * 86_400_000);
+        records
+            .update_many(
+                doc! {"name": "twice.jpg"},
+                doc! {"$set": {"quarantined_at": two_days_ago}},
+            )
+            .await
+            .unwrap();
+    };
+
+    for name in KEPT {
+        upload(name, b"referenced").await;
+    }
+    upload("twice.jpg", b"first").await;
+    let out = audit(&["--quarantine", "--min-age", "0s"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(named(&out.jsonl(), "quarantine", Some("done")).contains("twice.jpg"));
+    age(records.clone()).await;
+    upload("twice.jpg", b"second").await;
+    let out = audit(&["--quarantine", "--min-age", "0s"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(named(&out.jsonl(), "quarantine", Some("done")).contains("twice.jpg"));
+    let in_quarantine = || files.count_documents(doc! {"pfmQuarantinedFilename": "twice.jpg"});
+    assert_eq!(in_quarantine().await.unwrap(), 2, "both revisions");
+
+    let out = audit(&["--purge", "--older-than", "1d"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        !named(&out.jsonl(), "purge", Some("done")).contains("twice.jpg"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        in_quarantine().await.unwrap(),
+        2,
+        "the younger quarantine's revision is not purged before its time"
+    );
+
+    age(records.clone()).await;
+    let out = audit(&["--purge", "--older-than", "1d"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(named(&out.jsonl(), "purge", Some("done")).contains("twice.jpg"));
+    assert_eq!(
+        in_quarantine().await.unwrap(),
+        0,
+        "purged once both are due"
+    );
+    db.drop().await.unwrap();
+}

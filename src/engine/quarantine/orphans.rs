@@ -215,10 +215,28 @@ impl Orphans<'_> {
             taken = referenced_top_level(self.db, self.targets, &refs).await?;
             taken.extend(referenced_top_level(self.db, self.other_apps, &refs).await?);
         }
+        let due = |r: &&QuarantineRecord| {
+            r.state == QState::Purging || r.quarantined_at.is_some_and(|t| t <= cutoff)
+        };
+        // One quarantined object can answer for several records of its name (a second quarantine
+        // of the name: GridFS merges the revisions, S3/GCS find the same bytes already there):
+        // it is purged only once every record of the name is due.
+        let younger: HashSet<&str> = records
+            .iter()
+            .filter(|r| r.version.is_none() && !due(r))
+            .map(|r| r.name.as_str())
+            .collect();
         let steps: Vec<Step> = records
             .iter()
             .filter(|r| r.version.is_none())
-            .filter(|r| r.state == QState::Purging || r.quarantined_at.is_some_and(|t| t <= cutoff))
+            .filter(due)
+            .filter(|r| {
+                let wait = action == Action::Purge && younger.contains(r.name.as_str());
+                if wait {
+                    tracing::info!(file = %r.name, "kept: a younger quarantine of the name is not due yet");
+                }
+                !wait
+            })
             .map(|r| {
                 if action == Action::Restore || taken.contains(&r.name) {
                     tracing::info!(file = %r.name, "referenced again: restored instead of purged");

@@ -190,12 +190,33 @@ pub(super) async fn patch_content_type(
 }
 
 pub(super) async fn delete(store: &GcsStore, name: &str, key: &str) -> Result<(), StorageError> {
+    delete_if(store, name, key, None).await
+}
+
+/// Delete `key`; with `generation`, only that generation (`ifGenerationMatch`): another one
+/// written since is kept ([`changed`](crate::storage::keymove::changed)). Nothing there is fine.
+pub(super) async fn delete_if(
+    store: &GcsStore,
+    name: &str,
+    key: &str,
+    generation: Option<&str>,
+) -> Result<(), StorageError> {
     let what = format!("delete {}", store.url(key));
-    let resp = send(store, name, &what, Method::DELETE, &object_url(store, key)).await?;
-    if resp.status() == StatusCode::NOT_FOUND {
-        return Ok(());
+    let mut url = object_url(store, key);
+    if let Some(g) = generation {
+        url = format!(
+            "{url}?ifGenerationMatch={}",
+            utf8_percent_encode(g, SEGMENT)
+        );
     }
-    check_status(name, &what, resp).await.map(drop)
+    let resp = send(store, name, &what, Method::DELETE, &url).await?;
+    match resp.status() {
+        StatusCode::NOT_FOUND => Ok(()),
+        StatusCode::PRECONDITION_FAILED => {
+            Err(crate::storage::keymove::changed(name, &store.url(key)))
+        }
+        _ => check_status(name, &what, resp).await.map(drop),
+    }
 }
 
 pub(super) async fn check_bucket(store: &GcsStore) -> Result<(), StorageError> {

@@ -1,7 +1,8 @@
 //! The GCS store's quarantine: the object [`QUARANTINE_ROOT`]` + prefix + name`, at the bucket's
 //! root (see that constant for what Parse Server can still reach). A move is a server-side copy
 //! that never replaces (`ifGenerationMatch=0`), a check that the copy holds the same bytes (size
-//! and MD5), then the delete of the original (`storage::keymove`, shared with S3): a crash
+//! and MD5), then the delete of the original, only of the generation copied
+//! (`ifGenerationMatch`; `storage::keymove`, shared with S3): a crash
 //! leaves the original, or both (identical: a repeat sees that and deletes the original), never
 //! neither.
 
@@ -71,8 +72,14 @@ impl KeyStore for GcsStore {
         json::copy_new(self, name, from, to).await
     }
 
-    async fn remove_key(&self, name: &str, key: &str) -> Result<(), StorageError> {
-        json::delete(self, name, key).await
+    /// Only of the generation seen (`ifGenerationMatch`; 412 otherwise).
+    async fn remove_key(
+        &self,
+        name: &str,
+        key: &str,
+        seen: &ObjectMeta,
+    ) -> Result<(), StorageError> {
+        json::delete_if(self, name, key, seen.etag.as_deref()).await
     }
 
     fn key_url(&self, key: &str) -> String {

@@ -4,9 +4,11 @@
 //! document without `filename`, whatever name is asked for; the listing skips such documents.
 //! Every revision moves, or an older one would be served in the newest one's place.
 //!
-//! Restoring renames the field back, refused while a document of that name exists (checked just
-//! before the update, like a create-only `put` on GridFS: an upload racing it in that window
-//! becomes the newest revision and is served, nothing is lost).
+//! Restoring renames the field back, refused while a revision of that name newer than every
+//! quarantined one exists, an upload since the quarantine (checked just before the update, like
+//! a create-only `put` on GridFS: an upload racing it in that window becomes the newest revision
+//! and is served, nothing is lost). Older served revisions are what a restore cut short left
+//! (`update_many` is not atomic across documents): the next restore finishes it.
 
 use mongodb::bson::{Bson, Document, doc};
 
@@ -64,21 +66,42 @@ impl GridFsStore {
         }
     }
 
+    /// The newest `uploadDate` among the files documents `filter` matches (`Some(None)`: some
+    /// match, none with a date).
+    async fn newest_date(
+        &self,
+        filter: Document,
+        name: &str,
+    ) -> Result<Option<Option<mongodb::bson::DateTime>>, StorageError> {
+        let found = self
+            .files
+            .find_one(filter)
+            .sort(doc! {"uploadDate": -1})
+            .projection(doc! {"uploadDate": 1})
+            .await
+            .map_err(|e| mongo_error(name, e))?;
+        Ok(found.map(|d| d.get_datetime("uploadDate").ok().copied()))
+    }
+
     pub(super) async fn restore_revisions(&self, name: &str) -> Result<(), StorageError> {
         let _ = crate::storage::validate_name(name)?;
-        let quarantined = self.exists(doc! {QUARANTINED: name}, name).await?;
-        if self.exists(doc! {"filename": name}, name).await? {
-            return if quarantined {
-                Err(StorageError::AlreadyExists {
+        let quarantined = self.newest_date(doc! {QUARANTINED: name}, name).await?;
+        let served = self.newest_date(doc! {"filename": name}, name).await?;
+        match (quarantined, served) {
+            (None, Some(_)) => return Ok(()),
+            (None, None) => return Err(self.not_found(name)),
+            // Served revisions all older than the newest quarantined one are revisions from
+            // before the quarantine, a restore cut short (a failover between the documents of
+            // `update_many`): the rest is restored. One uploaded since is newer, is served, and
+            // keeps its place.
+            (Some(Some(q)), Some(Some(s))) if s <= q => {}
+            (Some(_), Some(_)) => {
+                return Err(StorageError::AlreadyExists {
                     name: name.to_string(),
                     location: self.location_of(name),
-                })
-            } else {
-                Ok(())
-            };
-        }
-        if !quarantined {
-            return Err(self.not_found(name));
+                });
+            }
+            (Some(_), None) => {}
         }
         self.files
             .update_many(

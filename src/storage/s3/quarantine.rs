@@ -13,7 +13,7 @@ use md5::Digest;
 
 use super::S3Store;
 use super::errors::classify;
-use crate::storage::keymove::{KeyStore, move_key};
+use crate::storage::keymove::{KeyStore, changed, move_key};
 use crate::storage::{QUARANTINE_ROOT, Quarantine, StorageError};
 
 /// What `HeadObject` says of one key.
@@ -97,18 +97,27 @@ impl S3Store {
         Ok(self.md5_of(name, a.0).await? == self.md5_of(name, b.0).await?)
     }
 
-    async fn delete_key(&self, name: &str, key: &str) -> Result<(), StorageError> {
+    /// `DeleteObject`; with `etag`, only of that version (`If-Match`, 412 otherwise: AWS
+    /// honours it on every bucket since September 2025).
+    async fn delete_key(
+        &self,
+        name: &str,
+        key: &str,
+        etag: Option<&str>,
+    ) -> Result<(), StorageError> {
         match self
             .client
             .delete_object()
             .bucket(&self.bucket)
             .key(key)
+            .set_if_match(etag.map(|t| format!("\"{t}\"")))
             .send()
             .await
         {
             Ok(_) => Ok(()),
             Err(e) => match classify(e) {
                 f if f.not_found => Ok(()),
+                f if f.status == Some(412) => Err(changed(name, &self.url(key))),
                 f => Err(f.into_error(name, format!("DeleteObject {}", self.url(key)))),
             },
         }
@@ -130,7 +139,8 @@ impl S3Store {
     }
 
     pub(super) async fn purge_quarantine(&self, name: &str) -> Result<(), StorageError> {
-        self.delete_key(name, &self.quarantine_key(name)?).await
+        self.delete_key(name, &self.quarantine_key(name)?, None)
+            .await
     }
 }
 
@@ -180,8 +190,9 @@ impl KeyStore for S3Store {
         }
     }
 
-    async fn remove_key(&self, name: &str, key: &str) -> Result<(), StorageError> {
-        self.delete_key(name, key).await
+    /// Only of the ETag seen (`If-Match`).
+    async fn remove_key(&self, name: &str, key: &str, seen: &Head) -> Result<(), StorageError> {
+        self.delete_key(name, key, seen.etag.as_deref()).await
     }
 
     fn key_url(&self, key: &str) -> String {

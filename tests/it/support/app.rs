@@ -110,9 +110,12 @@ pub fn command() -> std::process::Command {
     c
 }
 
-/// [`command`] as an `assert_cmd` command (`output()` straight away, timeouts).
+/// [`command`] as an `assert_cmd` command (`output()` straight away), killed after
+/// [`run_limit`].
 pub fn bin() -> Command {
-    Command::from_std(command())
+    let mut c = Command::from_std(command());
+    c.timeout(run_limit());
+    c
 }
 
 /// Run the binary with `args`; asserts it did not panic.
@@ -121,13 +124,34 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let out = Out::from(bin().args(args).output().unwrap());
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(|a| a.as_ref().into()).collect();
+    let limit = run_limit();
+    let started = std::time::Instant::now();
+    let out = Out::from(bin().args(&args).output().unwrap());
+    assert!(
+        started.elapsed() < limit,
+        "the tool ran for {limit:?} and was killed (PFM_TEST_RUN_TIMEOUT): {args:?}\n\
+         stderr so far:\n{}",
+        out.stderr
+    );
     assert!(
         !out.stderr.contains("panicked"),
         "the process panicked:\n{}",
         out.stderr
     );
     out
+}
+
+/// How long one run of the binary may take before the test kills it and fails, naming the run:
+/// a hang (the tool's, or a test server's that stopped answering) is a loud failure within
+/// minutes, not a test suite that never ends. `PFM_TEST_RUN_TIMEOUT` (seconds) overrides the
+/// default of 300 s, far above any single run of the suite.
+pub fn run_limit() -> std::time::Duration {
+    let secs = std::env::var("PFM_TEST_RUN_TIMEOUT")
+        .ok()
+        .map(|s| s.parse().expect("PFM_TEST_RUN_TIMEOUT: seconds"))
+        .unwrap_or(300);
+    std::time::Duration::from_secs(secs)
 }
 
 /// `-c CONFIG migrate ARGS…`.
