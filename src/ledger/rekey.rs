@@ -30,9 +30,12 @@ impl Ledger {
         format!("{}.rekey", self.files)
     }
 
-    /// Record that version `new` of `name` is about to be written in place of `old`.
+    /// Record that version `new` of `name` is about to be written in place of `old`, in the
+    /// store whose identity is `store` ([`ObjectStore::identity`](crate::storage::ObjectStore::identity)).
+    #[allow(clippy::too_many_arguments)]
     pub async fn rekey_intent(
         &self,
+        store: &str,
         name: &str,
         old: &str,
         new: &str,
@@ -45,7 +48,7 @@ impl Ledger {
         self.holding().await?;
         let id = ObjectId::new();
         let d = doc! {
-            "_id": id, "v": VERSION, "run": self.run, "n": name, "old": old, "new": new,
+            "_id": id, "v": VERSION, "run": self.run, "store": store, "n": name, "old": old, "new": new,
             "mode": mode, "from": from, "to": to, "state": "staged", "at": DateTime::now(),
         };
         self.insert_one(&self.rekey_coll(), d).await?;
@@ -69,13 +72,20 @@ impl Ledger {
         Ok(())
     }
 
-    /// Rewrites a run began and never finished (a crash, `kill -9`): to settle before any new
-    /// one starts. Only call while holding the exclusive lease (no other run is writing).
-    pub async fn rekey_unfinished(&self) -> anyhow::Result<Vec<RekeyRecord>> {
+    /// Rewrites a run began in the store whose identity is `store` and never finished (a crash,
+    /// `kill -9`): to settle before any new one starts. A rekey of another store leaves them to
+    /// a rekey of theirs. Records of versions before the store was recorded have none and are
+    /// settled by any (a version id is unique to its run: in another store nothing is found
+    /// under it). Only call while holding the exclusive lease (no other run is writing).
+    pub async fn rekey_unfinished(&self, store: &str) -> anyhow::Result<Vec<RekeyRecord>> {
         let coll = self.rekey_coll();
         let docs: Vec<Document> = self
             .coll(&coll)
-            .find(doc! {"state": "staged", "run": {"$ne": self.run}})
+            .find(doc! {
+                "state": "staged",
+                "run": {"$ne": self.run},
+                "$or": [{"store": store}, {"store": {"$exists": false}}],
+            })
             .await
             .with_context(|| format!("reading {coll}"))?
             .try_collect()

@@ -114,11 +114,14 @@ async fn check_bucket(db: &Database, key: Option<&str>, want: &BTreeMap<String, 
     }
     let staged = db
         .collection::<Document>("_FileMigration.rekey")
-        .count_documents(doc! {"state": "staged"})
+        .count_documents(doc! {"state": "staged", "store": {"$ne": ANOTHER_STORE}})
         .await
         .unwrap();
     assert_eq!(staged, 0, "unsettled rekey records");
 }
+
+/// The identity of a store no test rekeys, for a record of another store's rekey.
+const ANOTHER_STORE: &str = "gridfs://127.0.0.1:1/another/fs";
 
 async fn gridfs(db: &str, key: Option<&str>) -> GridFsStore {
     let cfg = GridFsConfig {
@@ -489,7 +492,15 @@ async fn every_crash_point_is_settled() {
             let v = Versioned::current(store, n).await.unwrap().unwrap();
             let id = store.new_id();
             killed
-                .rekey_intent(n, &v.id, &id, "rotate", "current", "new")
+                .rekey_intent(
+                    &ObjectStore::identity(store),
+                    n,
+                    &v.id,
+                    &id,
+                    "rotate",
+                    "current",
+                    "new",
+                )
                 .await
                 .unwrap();
             let sealed = crypto::seal(&b, &want[n]);
@@ -525,10 +536,35 @@ async fn every_crash_point_is_settled() {
         .delete_one(doc! {"_id": old})
         .await
         .unwrap();
+    // A rewrite another store's rekey began (same ledger, same name): left to that store's next
+    // rekey, never settled against this one (review §15).
+    let (old, new) = (
+        mongodb::bson::oid::ObjectId::new().to_hex(),
+        mongodb::bson::oid::ObjectId::new().to_hex(),
+    );
+    let elsewhere = killed
+        .rekey_intent(
+            ANOTHER_STORE,
+            "w_untouched",
+            &old,
+            &new,
+            "rotate",
+            "current",
+            "new",
+        )
+        .await
+        .unwrap();
     let cfg = config(&name, &name, "type = \"gridfs\"");
     let (code, s) = rekey(&cfg, Some(KEY_B), &["--yes"]);
     assert_eq!(code, 0, "{s}");
     assert_eq!(s["settled"], 3, "{s}");
+    let other = db
+        .collection::<Document>("_FileMigration.rekey")
+        .find_one(doc! {"_id": elsewhere})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(other.get_str("state").unwrap(), "staged", "{other}");
     // x and w rotated now; y and z were finished by settling.
     assert_eq!(s["rewritten"]["files"], 2, "{s}");
     assert_eq!(s["new_key"]["files"], 2, "{s}");

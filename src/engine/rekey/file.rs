@@ -135,6 +135,7 @@ async fn rewrite(rk: &Rekey, v: Version, from: Form) -> anyhow::Result<()> {
     let rec = rk
         .ledger
         .rekey_intent(
+            &rk.store.identity(),
             &v.name,
             &v.id,
             &new_id,

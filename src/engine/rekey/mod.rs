@@ -298,7 +298,7 @@ impl Rekey {
                     .prepare()
                     .await
                     .map_err(|e| anyhow::anyhow!("preparing {}: {e}", self.store.describe()))?;
-                for r in self.ledger.rekey_unfinished().await? {
+                for r in self.ledger.rekey_unfinished(&self.store.identity()).await? {
                     file::settle(self, &r).await?;
                     self.summary().settled += 1;
                 }
