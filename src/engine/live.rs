@@ -202,8 +202,8 @@ impl Effects for Live {
             };
         }
         let get = GetOptions {
-            offset: 0,
             url_hint: job.url_hint.clone(),
+            ..GetOptions::default()
         };
         // Each attempt starts over from the first byte: the destination's `put` is atomic, so a
         // broken attempt leaves nothing behind to resume from or to clean up. Create-only

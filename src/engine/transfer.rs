@@ -102,7 +102,12 @@ pub async fn copy_logged(
         .or_else(|| content_type_for(target));
     let expected_size = got.size;
     let stream = if source.capabilities().range_reads {
-        resuming(source.clone(), name, get, got.stream, expected_size)
+        // Every continuation reads the version the first read began with, or fails.
+        let get = GetOptions {
+            version: got.version.clone(),
+            ..get.clone()
+        };
+        resuming(source.clone(), name, &get, got.stream, expected_size)
     } else {
         got.stream
     };

@@ -129,6 +129,11 @@ pub struct GetOptions {
     /// A URL stored alongside the name (nested `{__type:"File", url}`); the HTTP source may use it
     /// when no template applies. Other stores ignore it.
     pub url_hint: Option<String>,
+    /// Read only this version of the object ([`GetResult::version`] of an earlier read): a
+    /// store that can tell answers [`StorageError::Integrity`] when the object was replaced
+    /// since, rather than another version's bytes (a read resumed mid-file must continue the
+    /// bytes it began with). Stores that keep no version ignore it.
+    pub version: Option<String>,
 }
 
 /// Options for [`ObjectStore::put`].
@@ -215,6 +220,9 @@ pub struct GetResult {
     pub size: Option<u64>,
     /// Content type reported by the backend, if any.
     pub content_type: Option<String>,
+    /// Which version of the object is read, where the store tells (S3 ETag, GCS generation,
+    /// GridFS revision id, HTTP strong ETag or Last-Modified): for [`GetOptions::version`].
+    pub version: Option<String>,
     pub stream: ByteStream,
 }
 
@@ -397,6 +405,18 @@ pub struct StoreName {
     pub identity: String,
     /// The earlier versions' description, without and with ` (encrypted)`.
     described: [String; 2],
+}
+
+/// What a read pinned to version `wanted` ([`GetOptions::version`]) answers when the store now
+/// holds version `now` under the name.
+pub(crate) fn changed_since(name: &str, wanted: &str, now: &str) -> StorageError {
+    StorageError::Integrity {
+        name: name.to_string(),
+        reason: format!(
+            "the object was replaced while it was being read (version {wanted}, now {now}); \
+             the next run reads it again from the start"
+        ),
+    }
 }
 
 impl StoreName {

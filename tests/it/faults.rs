@@ -648,3 +648,43 @@ async fn broken_streams_continue_from_where_they_broke() {
     );
     assert!(resumed >= 10, "{resumed}");
 }
+
+/// The app writes a file again while the tool is reading it, and the stream breaks: the
+/// continuation asks for the rest only of the version it began with (`If-Range`), gets the whole
+/// new object instead, and the copy starts over. Every destination file holds exactly one
+/// version's bytes, the new one here, never the old one's first half joined to the new one's
+/// rest (review §15).
+#[tokio::test]
+async fn a_file_replaced_mid_read_is_copied_whole_never_spliced() {
+    let rig = Rig::new(
+        "faults_ifrange",
+        10,
+        Box::new(|r| (r.attempt == 0).then_some(Fault::ResetAndChange)),
+        Options::default(),
+        "concurrency = 4",
+    )
+    .await;
+    let out = app::migrate(&rig.cfg, &["--yes", "--output", "jsonl"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut replaced = Hosted::default();
+    for (name, data) in &rig.h.files {
+        replaced
+            .files
+            .insert(name.clone(), support::faulty::changed(data));
+    }
+    assert_eq!(
+        replaced.check_fs_destination(&rig.dest, parse_server_name),
+        rig.h.files.len()
+    );
+    let log = rig.server.log();
+    for (name, data) in &rig.h.files {
+        if data.len() < 2 {
+            continue; // no body to break
+        }
+        let reqs: Vec<_> = log.iter().filter(|l| &l.name == name).collect();
+        assert!(
+            reqs.len() >= 2 && reqs[1..].iter().all(|l| l.range.is_none()),
+            "{name}: the new version is read from its first byte: {reqs:?}"
+        );
+    }
+}

@@ -105,6 +105,7 @@ async fn get(store: &HttpStore, url: &str, offset: u64) -> Result<Vec<u8>, Stora
     let opts = GetOptions {
         offset,
         url_hint: Some(url.to_string()),
+        ..GetOptions::default()
     };
     let got = store.get("0123456789abcdef_file.txt", &opts).await?;
     let chunks: Vec<bytes::Bytes> = got.stream.try_collect().await?;

@@ -35,10 +35,11 @@ pub struct Plaintext {
 impl Plaintext {
     /// The read as the contract's [`GetResult`](crate::storage::GetResult): the size is what the stream yields from
     /// `offset` (already checked to be within the object). GridFS and FS store no content type.
-    pub fn into_get_result(self, offset: u64) -> super::super::GetResult {
+    pub fn into_get_result(self, offset: u64, version: Option<String>) -> super::super::GetResult {
         super::super::GetResult {
             size: Some(self.size.saturating_sub(offset)),
             content_type: None,
+            version,
             stream: self.stream,
         }
     }

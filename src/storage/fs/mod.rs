@@ -333,7 +333,7 @@ impl ObjectStore for FsStore {
             Self::open_at(name, &file, off)
         })
         .await?;
-        Ok(plain.into_get_result(opts.offset))
+        Ok(plain.into_get_result(opts.offset, None))
     }
 
     async fn put(

@@ -287,12 +287,27 @@ impl ObjectStore for GcsStore {
         if opts.offset > 0 {
             req = req.set_read_range(ReadRange::offset(opts.offset));
         }
+        if let Some(g) = opts.version.as_deref().and_then(|g| g.parse::<i64>().ok()) {
+            req = req.set_if_generation_match(g);
+        }
         let what = format!("read {}", self.url(&key));
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| upload::map_error(name, &what, &self.url(&key), None, e))?;
+        let resp = req.send().await.map_err(|e| {
+            match upload::map_error(name, &what, &self.url(&key), None, e) {
+                // The only precondition a read sends: the generation it must read.
+                StorageError::AlreadyExists { .. } if opts.version.is_some() => {
+                    let wanted = opts.version.as_deref().unwrap_or_default();
+                    crate::storage::changed_since(name, wanted, "another")
+                }
+                e => e,
+            }
+        })?;
         let object = resp.object();
+        let version = Some(object.generation.to_string()).filter(|g| g != "0");
+        if let (Some(wanted), Some(now)) = (&opts.version, &version)
+            && wanted != now
+        {
+            return Err(crate::storage::changed_since(name, wanted, now));
+        }
         // The crate reads the size from `x-goog-stored-content-length`; servers that omit the
         // header (fake-gcs-server for filesystem-backed objects) yield 0. A 0 is therefore
         // "unknown", never a claim that the object is empty: the stream is the truth.
@@ -326,6 +341,7 @@ impl ObjectStore for GcsStore {
         Ok(GetResult {
             size,
             content_type,
+            version,
             stream: parts::idle_timeout(stream, DOWNLOAD_IDLE, name.to_string()),
         })
     }

@@ -265,6 +265,11 @@ impl HttpStore {
         let mut req = client.request(method.clone(), &url);
         if opts.offset > 0 {
             req = req.header(header::RANGE, format!("bytes={}-", opts.offset));
+            // The rest only if it is still the object the read began with; otherwise the whole
+            // new object (200), which `get` refuses.
+            if let Some(v) = &opts.version {
+                req = req.header(header::IF_RANGE, v);
+            }
         }
         let resp = req
             .send()
@@ -309,6 +314,14 @@ fn header_str(resp: &reqwest::Response, h: header::HeaderName) -> Option<String>
         .map(str::to_string)
 }
 
+/// What identifies the version of the object an answer carries, usable in `If-Range`: a strong
+/// `ETag`, else `Last-Modified` (a weak ETag cannot be used there).
+fn validator(resp: &reqwest::Response) -> Option<String> {
+    header_str(resp, header::ETAG)
+        .filter(|e| !e.starts_with("W/"))
+        .or_else(|| header_str(resp, header::LAST_MODIFIED))
+}
+
 /// `Content-Length`, read from the header (reqwest's body hint is 0 for HEAD).
 fn content_length(resp: &reqwest::Response) -> Option<u64> {
     header_str(resp, header::CONTENT_LENGTH).and_then(|v| v.trim().parse().ok())
@@ -343,6 +356,7 @@ fn at_end(
     Ok(GetResult {
         size: Some(0),
         content_type: header_str(resp, header::CONTENT_TYPE),
+        version: None,
         stream: stream::empty().boxed(),
     })
 }
@@ -475,6 +489,13 @@ impl ObjectStore for HttpStore {
         if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE {
             return at_end(name, &shown, &resp, opts.offset);
         }
+        let version = validator(&resp);
+        if let Some(wanted) = &opts.version
+            && version.as_ref() != Some(wanted)
+        {
+            let now = version.as_deref().unwrap_or("none");
+            return Err(super::changed_since(name, wanted, now));
+        }
         let partial = resp.status() == StatusCode::PARTIAL_CONTENT;
         if opts.offset > 0 && partial {
             let start = header_str(&resp, header::CONTENT_RANGE)
@@ -498,6 +519,7 @@ impl ObjectStore for HttpStore {
         Ok(GetResult {
             size,
             content_type,
+            version,
             stream,
         })
     }

@@ -385,10 +385,23 @@ impl ObjectStore for S3Store {
         if opts.offset > 0 {
             req = req.range(format!("bytes={}-", opts.offset));
         }
-        let out = req
-            .send()
-            .await
-            .map_err(|e| self.fail("GetObject", name, &key, classify(e)))?;
+        if let Some(etag) = &opts.version {
+            req = req.if_match(format!("\"{etag}\""));
+        }
+        let out = match req.send().await.map_err(classify) {
+            Ok(out) => out,
+            Err(f) if f.status == Some(412) && opts.version.is_some() => {
+                let wanted = opts.version.as_deref().unwrap_or_default();
+                return Err(crate::storage::changed_since(name, wanted, "another"));
+            }
+            Err(f) => return Err(self.fail("GetObject", name, &key, f)),
+        };
+        let version = out.e_tag().map(|t| t.trim_matches('"').to_string());
+        if let (Some(wanted), Some(now)) = (&opts.version, &version)
+            && wanted != now
+        {
+            return Err(crate::storage::changed_since(name, wanted, now));
+        }
         let size = out.content_length().and_then(|n| u64::try_from(n).ok());
         let content_type = out.content_type().map(str::to_string);
         let err_name = name.to_string();
@@ -410,6 +423,7 @@ impl ObjectStore for S3Store {
         Ok(GetResult {
             size,
             content_type,
+            version,
             stream,
         })
     }

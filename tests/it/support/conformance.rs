@@ -386,6 +386,39 @@ pub async fn run(store: &dyn ObjectStore) {
             .expect("ranged get");
         let chunks: Vec<Bytes> = got.stream.try_collect().await.expect("ranged read");
         assert!(chunks.concat() == data[123_457..], "ranged read content");
+
+        // A read pinned to the version an earlier read saw: the rest of that version while it
+        // is there; once the object is replaced, an integrity error, never the new bytes.
+        let first = store
+            .get("range.bin", &GetOptions::default())
+            .await
+            .expect("get range.bin");
+        drop(first.stream);
+        // Every store but the filesystem (which keeps no version) says which one it read.
+        let fs = store.describe().starts_with("fs ");
+        assert_eq!(first.version.is_some(), !fs, "{}", store.describe());
+        if let Some(version) = first.version {
+            let pinned = GetOptions {
+                offset: 1000,
+                version: Some(version),
+                ..Default::default()
+            };
+            let rest = store.get("range.bin", &pinned).await.expect("pinned get");
+            let chunks: Vec<Bytes> = rest.stream.try_collect().await.expect("pinned read");
+            assert!(chunks.concat() == data[1000..], "pinned read content");
+            let other = super::bytes(300_000, 8);
+            store
+                .put("range.bin", body(&other, 10_000), &PutOptions::default())
+                .await
+                .expect("replace range.bin");
+            match store.get("range.bin", &pinned).await {
+                Err(StorageError::Integrity { reason, .. }) => {
+                    assert!(reason.contains("replaced"), "{reason}")
+                }
+                Err(e) => panic!("a pinned read of a replaced object: {e}"),
+                Ok(_) => panic!("a pinned read of a replaced object read the new bytes"),
+            }
+        }
         store.delete("range.bin").await.expect("delete");
     }
 

@@ -36,6 +36,15 @@ pub enum Fault {
     ShortBody,
     /// `404 Not Found`.
     NotFound,
+    /// Like [`Fault::Reset`], and the file's bytes are replaced ([`changed`]) before the reset:
+    /// the app writing the object again while it is being read.
+    ResetAndChange,
+}
+
+/// What [`Fault::ResetAndChange`] replaces a file's bytes with: the same length, every byte
+/// flipped.
+pub fn changed(data: &[u8]) -> Vec<u8> {
+    data.iter().map(|b| !b).collect()
 }
 
 impl Fault {
@@ -49,12 +58,16 @@ impl Fault {
             Fault::StallBeforeHeaders => "stall-before-headers".into(),
             Fault::ShortBody => "short-body".into(),
             Fault::NotFound => "404".into(),
+            Fault::ResetAndChange => "reset-and-change".into(),
         }
     }
 
     /// Faults that need at least one byte of body to happen in the middle of.
     fn mid_body(&self) -> bool {
-        matches!(self, Fault::Reset | Fault::Stall | Fault::ShortBody)
+        matches!(
+            self,
+            Fault::Reset | Fault::Stall | Fault::ShortBody | Fault::ResetAndChange
+        )
     }
 }
 
@@ -248,7 +261,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Read the request head (up to the blank line); `None` if the client went away or sent junk.
-async fn read_head(sock: &mut TcpStream) -> Option<(String, String, Option<usize>)> {
+async fn read_head(
+    sock: &mut TcpStream,
+) -> Option<(String, String, Option<usize>, Option<String>)> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -276,11 +291,25 @@ async fn read_head(sock: &mut TcpStream) -> Option<(String, String, Option<usize
             .parse::<usize>()
             .ok()
     });
-    Some((method, target, range))
+    let if_range = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("if-range")
+            .then(|| v.trim().to_string())
+    });
+    Some((method, target, range, if_range))
+}
+
+/// The strong `ETag` the server sends for `data` (its FNV-1a hash).
+fn etag(data: &[u8]) -> String {
+    let h = data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("\"{h:016x}\"")
 }
 
 async fn serve(mut sock: TcpStream, st: Arc<State>) {
-    let Some((method, target, range)) = read_head(&mut sock).await else {
+    let Some((method, target, mut range, if_range)) = read_head(&mut sock).await else {
         return;
     };
     let n = st.requests.fetch_add(1, Ordering::SeqCst);
@@ -296,6 +325,12 @@ async fn serve(mut sock: TcpStream, st: Arc<State>) {
         *e - 1
     };
     let data = lock(&st.files).get(&name).cloned();
+    // `If-Range` naming another version: the whole object (RFC 9110 §13.1.5).
+    if let (Some(v), Some(d)) = (&if_range, &data)
+        && *v != etag(d)
+    {
+        range = None;
+    }
     let mut fault = (st.schedule)(&Request {
         name: &name,
         attempt,
@@ -307,6 +342,9 @@ async fn serve(mut sock: TcpStream, st: Arc<State>) {
     }
     if let Some(f) = fault {
         *lock(&st.faults).entry(f.kind()).or_insert(0) += 1;
+    }
+    if let (Some(Fault::ResetAndChange), Some(d)) = (fault, &data) {
+        lock(&st.files).insert(name.clone(), Arc::new(changed(d)));
     }
     lock(&st.log).push(Logged {
         at: std::time::Instant::now(),
@@ -372,6 +410,7 @@ async fn answer(
         (_, Some(d)) => d,
     };
     let total = data.len();
+    let whole = &data[..];
     let (status, extra, data) = match range {
         Some(start) if start > 0 && start < total => (
             "206 Partial Content",
@@ -381,8 +420,9 @@ async fn answer(
         _ => ("200 OK", String::new(), &data[..]),
     };
     let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
-        data.len()
+        "HTTP/1.1 {status}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nETag: {}\r\n{extra}Connection: close\r\n\r\n",
+        data.len(),
+        etag(whole)
     );
     sock.write_all(head.as_bytes()).await?;
     if head_only {
@@ -390,7 +430,7 @@ async fn answer(
     }
     let half = &data[..data.len() / 2];
     match fault {
-        Some(Fault::Reset) => {
+        Some(Fault::Reset | Fault::ResetAndChange) => {
             sock.write_all(half).await?;
             sock.flush().await?;
             // Let the bytes leave before the reset discards the send buffer.
