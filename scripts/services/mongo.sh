@@ -104,7 +104,8 @@ mongo_probe() {
     port_open "$MONGO_HOST" "$MONGO_PORT" || return 1
     "$VENV/bin/python" - "$(mongo_uri)" <<'PY' >/dev/null 2>&1
 import sys, pymongo
-c = pymongo.MongoClient(sys.argv[1], serverSelectionTimeoutMS=2000, connectTimeoutMS=2000)
+c = pymongo.MongoClient(sys.argv[1], serverSelectionTimeoutMS=2000, connectTimeoutMS=2000,
+                        socketTimeoutMS=10000)
 c.admin.command("ping")
 PY
 }
