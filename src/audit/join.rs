@@ -157,6 +157,9 @@ pub(crate) fn join(
             if objects == 0 {
                 summary.orphans += 1;
                 summary.orphan_bytes += size;
+                if super::broken_generated_key(&name).is_some() {
+                    summary.broken_keys += 1;
+                }
                 sink(&Finding::Orphan {
                     name,
                     size,

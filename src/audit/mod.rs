@@ -71,6 +71,9 @@ pub struct Summary {
     pub references: u64,
     pub orphans: u64,
     pub orphan_bytes: u64,
+    /// Of the orphans, those whose key looks like a broken `generateKey`'s output
+    /// ([`broken_generated_key`]): often the bytes of a dangling reference, under another key.
+    pub broken_keys: u64,
     pub dangling_references: u64,
     pub superseded_versions: u64,
     pub superseded_bytes: u64,
@@ -90,6 +93,29 @@ impl Summary {
     pub fn is_clean(&self) -> bool {
         self.orphans == 0 && self.dangling_references == 0
     }
+}
+
+/// Segments a key gets when the S3 adapter's `generateKey` returns what is not a string (an async
+/// function, a missing field): parse-server-s3-adapter#596.
+const BROKEN_SEGMENTS: [&str; 5] = [
+    "undefined",
+    "null",
+    "NaN",
+    "[object Promise]",
+    "[object Object]",
+];
+
+/// Why stored key `name` looks like the output of a broken `generateKey`, if it does: a segment
+/// (between `/`s, before its first `.`) that is `undefined`, `null`, `NaN`, `[object Promise]`
+/// or `[object Object]` — what JavaScript makes of a value that is not a string.
+pub fn broken_generated_key(name: &str) -> Option<&'static str> {
+    name.split('/').find_map(|segment| {
+        let stem = match segment.strip_prefix("[object ") {
+            Some(_) => segment,
+            None => segment.split('.').next().unwrap_or(segment),
+        };
+        BROKEN_SEGMENTS.into_iter().find(|b| stem == *b)
+    })
 }
 
 /// How an audit sorts.

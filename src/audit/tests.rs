@@ -179,3 +179,22 @@ fn an_empty_store_and_no_references_is_clean() {
     assert!(findings.is_empty() && summary.is_clean());
     assert_eq!(summary, Summary::default());
 }
+
+#[test]
+fn keys_a_broken_generate_key_wrote_are_recognised() {
+    for (key, why) in [
+        ("test/undefined", Some("undefined")),
+        ("undefined", Some("undefined")),
+        ("uploads/[object Promise]", Some("[object Promise]")),
+        ("null/abc_photo.jpg", Some("null")),
+        ("a/undefined.png", Some("undefined")),
+        ("2024/NaN/x.jpg", Some("NaN")),
+        ("[object Object]", Some("[object Object]")),
+        ("abc_undefined.png", None),
+        ("nullable/x.jpg", None),
+        ("photos/abc_photo.jpg", None),
+        ("Undefined.jpg", None),
+    ] {
+        assert_eq!(super::broken_generated_key(key), why, "{key}");
+    }
+}

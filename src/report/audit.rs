@@ -24,6 +24,8 @@ struct CsvRow<'a> {
     object_id: Option<&'a str>,
     path: Option<&'a str>,
     version: Option<&'a str>,
+    /// Why an orphan's key looks like a broken `generateKey`'s output.
+    note: Option<String>,
 }
 
 /// Streams findings to `out` in one format.
@@ -66,13 +68,18 @@ impl<W: Write> AuditWriter<W> {
             object_id: None,
             path: None,
             version: None,
+            note: None,
         };
         let row = match f {
             Finding::Orphan {
                 name,
                 size,
                 modified,
-            } => stored("orphan", name, size, modified),
+            } => CsvRow {
+                note: crate::audit::broken_generated_key(name)
+                    .map(|s| format!("generateKey wrote {s:?}")),
+                ..stored("orphan", name, size, modified)
+            },
             Finding::Superseded {
                 name,
                 size,
@@ -96,6 +103,7 @@ impl<W: Write> AuditWriter<W> {
                 object_id: Some(object_id),
                 path: Some(path),
                 version: None,
+                note: None,
             },
         };
         match &mut self.out {
@@ -109,6 +117,7 @@ impl<W: Write> AuditWriter<W> {
                     ("object_id", row.object_id.map(|o| json!(o))),
                     ("path", row.path.map(|p| json!(p))),
                     ("version", row.version.map(|v| json!(v))),
+                    ("note", row.note.as_ref().map(|n| json!(n))),
                 ];
                 for (k, val) in fields {
                     if let Some(val) = val {
@@ -122,7 +131,7 @@ impl<W: Write> AuditWriter<W> {
                 let place = match (row.class, row.object_id, row.path, row.version) {
                     (Some(c), Some(o), Some(p), _) => format!("{c} {o} {p}"),
                     (_, _, _, Some(v)) => format!("version {v}"),
-                    _ => String::new(),
+                    _ => row.note.clone().unwrap_or_default(),
                 };
                 let size = row.size.map(|s| s.to_string()).unwrap_or_default();
                 let modified = row.modified.unwrap_or_default();
@@ -169,6 +178,7 @@ pub fn summary_json(store: &str, s: &Summary) -> serde_json::Value {
         "references": s.references,
         "orphans": s.orphans,
         "orphan_bytes": s.orphan_bytes,
+        "broken_keys": s.broken_keys,
         "dangling_references": s.dangling_references,
         "superseded_versions": s.superseded_versions,
         "superseded_bytes": s.superseded_bytes,
@@ -211,6 +221,14 @@ fn summary_text(w: &mut impl Write, store: &str, s: &Summary) -> std::io::Result
     ];
     for (k, v) in lines {
         writeln!(w, "  {k:<21}{v}")?;
+    }
+    if s.broken_keys > 0 {
+        writeln!(
+            w,
+            "  {:<21}{} orphans have a key a broken S3 adapter `generateKey` wrote (`undefined`, \
+             `[object Promise]`…): their bytes may be what dangling references name",
+            "broken keys", s.broken_keys
+        )?;
     }
     if !s.fields.is_empty() {
         writeln!(w, "  by class and field:")?;
@@ -283,7 +301,7 @@ mod tests {
             (
                 AuditFormat::Csv,
                 &[
-                    "finding,name,size,modified,class,object_id,path,version",
+                    "finding,name,size,modified,class,object_id,path,version,note",
                     "dangling,gone.jpg,,,Photo,x1,meta.avatar,",
                 ][..],
             ),

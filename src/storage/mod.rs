@@ -384,7 +384,10 @@ pub fn validate_name(name: &str) -> Result<impl Fn(&str) -> StorageError + '_, S
 
 /// `a: b: c` from an error and its sources (SDK errors hide the useful part in the chain).
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
+    let mut out = match err.downcast_ref::<mongodb::error::Error>() {
+        Some(e) => mongo_text(e),
+        None => err.to_string(),
+    };
     let mut cur = err.source();
     while let Some(e) = cur {
         let s = e.to_string();
@@ -395,6 +398,19 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         cur = e.source();
     }
     out
+}
+
+/// A MongoDB error as a person reads it: a server's refusal as its message, name and code (the
+/// driver's own text adds its labels and the raw reply in hex).
+fn mongo_text(e: &mongodb::error::Error) -> String {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match &*e.kind {
+        ErrorKind::Command(c) => format!("{} ({} {})", c.message, c.code_name, c.code),
+        ErrorKind::Write(WriteFailure::WriteError(w)) => {
+            format!("{} (write error {})", w.message, w.code)
+        }
+        kind => kind.to_string(),
+    }
 }
 
 /// How the ledger names a store: by its [`ObjectStore::identity`]. Records of earlier versions

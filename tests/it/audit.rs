@@ -25,8 +25,12 @@ const KEPT: &[(&str, usize)] = &[
     ("logo.svg", 40),
     ("shared.txt", 50),
 ];
-/// Stored, referenced by nothing.
-const ORPHANS: &[(&str, usize)] = &[("orphan one.jpg", 7), ("orphans/ünï%2F+x.bin", 9)];
+/// Stored, referenced by nothing; the last under a key a broken S3 adapter `generateKey` writes.
+const ORPHANS: &[(&str, usize)] = &[
+    ("orphan one.jpg", 7),
+    ("orphans/ünï%2F+x.bin", 9),
+    ("uploads/undefined", 5),
+];
 /// A hosted-Parse name no store holds: counted as legacy, never dangling.
 const LEGACY: &str = "tfss-3f2504e0-4f89-11d3-9a0c-0305e82c3301-old.png";
 
@@ -138,6 +142,12 @@ async fn audit_scenario(tag: &str, table: &str, put: bool) -> Vec<Value> {
     let (orphans, got_dangling) = findings(&lines);
     for l in lines.iter().filter(|l| l["finding"] == "orphan") {
         assert!(l["modified"].as_str().unwrap().ends_with('Z'), "{l}");
+        let broken = l["name"] == "uploads/undefined";
+        assert_eq!(
+            l["note"].as_str(),
+            broken.then_some("generateKey wrote \"undefined\""),
+            "{l}"
+        );
     }
     let want: BTreeSet<(String, u64)> = ORPHANS
         .iter()
@@ -147,12 +157,13 @@ async fn audit_scenario(tag: &str, table: &str, put: bool) -> Vec<Value> {
     assert_eq!(got_dangling, dangling(), "{}", out.stdout);
     let stored_bytes: usize = KEPT.iter().chain(ORPHANS).map(|(_, l)| l).sum();
     for (k, v) in [
-        ("stored_files", 7),
+        ("stored_files", 8),
         ("stored_bytes", stored_bytes as u64),
         ("referenced_files", 5),
         ("references", 10),
-        ("orphans", 2),
-        ("orphan_bytes", 16),
+        ("orphans", 3),
+        ("orphan_bytes", 21),
+        ("broken_keys", 1),
         ("dangling_references", 3),
         ("legacy_references", 1),
         ("legacy_unresolved", 1),
@@ -180,7 +191,12 @@ async fn audit_scenario(tag: &str, table: &str, put: bool) -> Vec<Value> {
             .lines()
             .filter(|l| l.starts_with("orphan,"))
             .count(),
-        2
+        3
+    );
+    assert!(
+        csv.stderr.contains("broken keys          1 orphans"),
+        "{}",
+        csv.stderr
     );
     assert!(
         csv.stdout

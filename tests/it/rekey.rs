@@ -615,3 +615,28 @@ async fn new_key_from_the_config_file_is_never_shown() {
     assert_db_hides_keys(&db).await;
     db.drop().await.unwrap();
 }
+
+/// A bucket nothing was ever written to (its collections do not exist yet: MongoDB answers
+/// `listIndexes` with NamespaceNotFound) has nothing to rekey: exit 0, and no collection made.
+/// Found by the stateful test (`rekey --encrypt` of a destination before any migration).
+#[tokio::test]
+async fn a_bucket_never_written_has_nothing_to_rekey() {
+    let client = support::mongo_client().await;
+    let name = support::unique("pfm_rekey_empty");
+    let db = client.database(&name);
+    db.collection::<Document>("_SCHEMA")
+        .insert_one(doc! {"_id": "Photo", "objectId": "string", "image": "file"})
+        .await
+        .unwrap();
+    let cfg = config(&name, &name, "type = \"gridfs\"\nbucket = \"moved\"");
+    for mode in ["--encrypt", "--decrypt"] {
+        let (code, s) = rekey(&cfg, None, &[mode, "--yes"]);
+        assert_eq!(code, 0, "{mode}: {s}");
+    }
+    let collections = db.list_collection_names().await.unwrap();
+    assert!(
+        !collections.iter().any(|c| c.starts_with("moved.")),
+        "{collections:?}"
+    );
+    db.drop().await.unwrap();
+}

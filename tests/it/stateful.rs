@@ -1,7 +1,8 @@
 //! A stateful property test of the whole system: random sequences of the writing commands
 //! (`migrate` in full, `--copy-only`, `--rewrite-only`, one shard, `--strings`, with each rename
 //! policy; `rollback` with and without `--delete-copies`; `audit --quarantine / --restore /
-//! --purge` of either store; `rebase`), `kill -9` of a run at a random moment followed by its
+//! --purge` of either store; `rebase`; `rekey --encrypt / --decrypt` of either store), `kill -9`
+//! of a run at a random moment followed by its
 //! resumption, and app writes between and during them (new objects reusing a file wherever it is
 //! now, nested Files, Parse Config params, URLs in strings, string edits, deletes), over an fs
 //! store and a GridFS bucket (each the app's store in turn), with a second app (`collectionPrefix`
@@ -15,8 +16,8 @@
 //!
 //! Sequences are generated and shrunk by `proptest` from a seed: `PFM_STATEFUL_SEED` (a number;
 //! default fixed, so CI runs the same sequences each time; `random` picks one and prints it),
-//! `PFM_STATEFUL_CASES` (default 64: about 3 minutes, the suite's longest test; soaks ask for
-//! more). A failure prints the seed and the shrunk sequence. The kill delays are part of a
+//! `PFM_STATEFUL_CASES` (default 256, proptest's own default: about 9 minutes, the suite's
+//! longest test; soaks ask for more). A failure prints the seed and the shrunk sequence. The kill delays are part of a
 //! sequence, but when a kill lands depends on the machine, so a replay is
 //! close to, not always exactly, the failing run. A soak: `PFM_STATEFUL_SEED=random
 //! PFM_STATEFUL_CASES=2000 cargo test --test it stateful:: -- --nocapture`.
@@ -149,6 +150,12 @@ enum Step {
     Restore(Store),
     Purge(Store),
     Rebase,
+    /// `rekey --store S --encrypt` (or `--decrypt`): every file of the store written again in
+    /// place, with the key or as plaintext (both stores read either).
+    Rekey {
+        store: Store,
+        decrypt: bool,
+    },
     /// Start `migrate` (or `rollback --delete-copies`), let the app write meanwhile, `kill -9` it
     /// after `after_ms`, then resume it with `--break-lease`.
     Kill {
@@ -228,6 +235,12 @@ fn args(step: &Step) -> Vec<String> {
         Step::Restore(s) => vec!["audit", "--store", s.arg(), "--restore"],
         Step::Purge(s) => vec!["audit", "--store", s.arg(), "--purge", "--older-than", "0s"],
         Step::Rebase => vec!["rebase"],
+        Step::Rekey { store, decrypt } => vec![
+            "rekey",
+            "--store",
+            store.arg(),
+            if decrypt { "--decrypt" } else { "--encrypt" },
+        ],
         Step::Kill { .. } | Step::App(_) => unreachable!("not a tool step"),
     };
     a.extend(["--yes", "--output", "jsonl"]);
@@ -284,6 +297,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => store().prop_map(Step::Restore),
         1 => store().prop_map(Step::Purge),
         1 => Just(Step::Rebase),
+        1 => (store(), any::<bool>()).prop_map(|(store, decrypt)| Step::Rekey { store, decrypt }),
         2 => (any::<bool>(), prop_oneof![0u16..80, 0u16..400], write()).prop_map(|(rollback, after_ms, write)| {
             Step::Kill { rollback, after_ms, write }
         }),
@@ -342,15 +356,20 @@ struct World {
     runs: u32,
 }
 
+/// The app's fileKey, which both stores encrypt with.
+const KEY: &str = "statefulKey";
+
 fn table(kind: &str, fs_dir: &Path, db_name: &str, bucket: &str) -> String {
     match kind {
+        // Both encrypt with the app's fileKey, as Parse Server's adapters do, and read plaintext
+        // too: `rekey` steps turn files one way or the other.
         "fs" => format!(
-            "type = \"fs\"\npath = \"{}\"\nencryption = \"none\"\n",
+            "type = \"fs\"\npath = \"{}\"\nencryption = \"file-key\"\nencryption_key = \"{KEY}\"\n",
             fs_dir.display()
         ),
         _ => format!(
             "type = \"gridfs\"\nuri = \"{}\"\ndatabase = \"{db_name}\"\nbucket = \"{bucket}\"\n\
-             encryption = \"none\"\n",
+             encryption = \"file-key\"\nencryption_key = \"{KEY}\"\n",
             support::mongo_uri()
         ),
     }
@@ -382,7 +401,7 @@ impl World {
             format!(
                 "{}\n[ledger]\nlease_secs = 2\n\n[rebase]\nfrom = [\"{OLD_BASE}/\"]\n\n\
                  [source.server]\n{server_table}\n[destination]\n{destination_table}",
-                app::base_tables(&db_name, "statefulKey"),
+                app::base_tables(&db_name, KEY),
             ),
         )
         .unwrap();
@@ -765,7 +784,7 @@ fn every_reference_keeps_its_bytes_through_random_sequences() {
     let cases: u32 = std::env::var("PFM_STATEFUL_CASES")
         .ok()
         .map(|s| s.parse().expect("PFM_STATEFUL_CASES: a number"))
-        .unwrap_or(64);
+        .unwrap_or(256);
     let mut bytes = [0u8; 32];
     bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let config = Config {

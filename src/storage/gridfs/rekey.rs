@@ -302,13 +302,16 @@ impl Versioned for GridFsStore {
             (&self.files, doc! {"filename": 1, "uploadDate": 1}, false),
             (&self.chunks, doc! {"files_id": 1, "n": 1}, true),
         ] {
-            let names = coll
-                .list_indexes()
-                .await
-                .map_err(|e| mongo_error(&what, e))?
-                .try_collect::<Vec<_>>()
-                .await
-                .map_err(|e| mongo_error(&what, e))?;
+            let names = match coll.list_indexes().await {
+                Ok(cursor) => cursor
+                    .try_collect::<Vec<_>>()
+                    .await
+                    .map_err(|e| mongo_error(&what, e))?,
+                // No such collection: nothing is stored, nothing to index (and no empty
+                // collection is made in the app's database).
+                Err(e) if namespace_missing(&e) => continue,
+                Err(e) => return Err(mongo_error(&what, e)),
+            };
             if names.iter().any(|i| i.keys == keys) {
                 continue;
             }
@@ -357,4 +360,10 @@ impl GridFsStore {
         self.revision_ids(name, doc! {"filename": name, "uploadDate": {"$lt": date}})
             .await
     }
+}
+
+/// Whether `e` is MongoDB's answer about a collection that does not exist (`NamespaceNotFound`,
+/// code 26), which `listIndexes` gives where a find would simply find nothing.
+fn namespace_missing(e: &mongodb::error::Error) -> bool {
+    matches!(&*e.kind, mongodb::error::ErrorKind::Command(c) if c.code == 26)
 }
