@@ -28,6 +28,8 @@
 //   --s3-bucket B             bucket for --files s3 (required with it; created if missing)
 //   --s3-prefix P             the adapter's bucketPrefix (default none)
 //   --exit-with PID           exit when process PID is gone (a test that dies leaves no server)
+//   --cloud FILE              Cloud Code to load (Parse Server's `cloud` option), e.g. file
+//                             triggers: Parse.Cloud.beforeFind(Parse.File, …)
 //
 // Secrets come from the environment only, never from arguments (which `ps` shows):
 //   PFM_PS_MASTER_KEY (required), PFM_PS_FILE_KEY (optional fileKey),
@@ -47,7 +49,7 @@ function fail(msg) {
 function parseArgs(argv) {
   const known = new Set([
     'port', 'database', 'database-uri', 'app-id', 'collection-prefix', 'public-server-url',
-    'files', 'fs-root', 'fs-subdir', 's3-bucket', 's3-prefix', 'exit-with',
+    'files', 'fs-root', 'fs-subdir', 's3-bucket', 's3-prefix', 'exit-with', 'cloud',
   ]);
   const out = {};
   for (let i = 0; i < argv.length; i++) {
@@ -126,6 +128,7 @@ async function main() {
   };
   if (fileKey !== undefined) options.fileKey = fileKey;
   if (args['collection-prefix']) options.collectionPrefix = args['collection-prefix'];
+  if (args.cloud) options.cloud = path.resolve(args.cloud);
 
   const files = args.files || 'default';
   let filesSummary;

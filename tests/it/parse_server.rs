@@ -96,6 +96,16 @@ pub(crate) struct ParseServer {
 
 impl ParseServer {
     pub(crate) fn start(app: &App, files: &Files, label: &str) -> ParseServer {
+        Self::start_with(app, files, label, &[])
+    }
+
+    /// [`ParseServer::start`] with more `scripts/parse-server start` options (`--cloud FILE`).
+    pub(crate) fn start_with(
+        app: &App,
+        files: &Files,
+        label: &str,
+        extra: &[&std::ffi::OsStr],
+    ) -> ParseServer {
         let logs = Path::new(env!("CARGO_TARGET_TMPDIR")).join("parse-server");
         std::fs::create_dir_all(&logs).unwrap();
         // One file per scenario and role, overwritten by the next run: the latest stays to read.
@@ -116,6 +126,7 @@ impl ParseServer {
         if !app.collection_prefix.is_empty() {
             cmd.args(["--collection-prefix", &app.collection_prefix]);
         }
+        cmd.args(extra);
         match files {
             Files::Default => {
                 cmd.args(["--files", "default"]);

@@ -60,8 +60,22 @@ async fn through_the_gateway(old: Files, old_table: &str, new: Files, new_table:
         port: free_port(),
     };
 
+    // Cloud Code on both servers: a file trigger that denies every name containing "secret".
+    let work = tempfile::tempdir().unwrap();
+    let cloud = work.path().join("cloud.js");
+    std::fs::write(
+        &cloud,
+        "Parse.Cloud.beforeFind(Parse.File, req => {\n\
+           if (req.file.name().includes('secret')) {\n\
+             throw new Parse.Error(Parse.Error.OPERATION_FORBIDDEN, 'denied by a file trigger');\n\
+           }\n\
+         });\n",
+    )
+    .unwrap();
+    let cloud_args = [std::ffi::OsStr::new("--cloud"), cloud.as_os_str()];
+
     // a. The old adapter.
-    let server = ParseServer::start(&app, &old, "serve-source");
+    let server = ParseServer::start_with(&app, &old, "serve-source", &cloud_args);
     let rest = Rest::new(&app);
     let mut files = Vec::new();
     for (i, (name, ct, len)) in [
@@ -78,6 +92,10 @@ async fn through_the_gateway(old: Files, old_table: &str, new: Files, new_table:
         files.push((file["name"].as_str().unwrap().to_string(), data));
     }
     let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+    let secret = rest
+        .upload("secret.txt", "text/plain", b"for nobody's eyes")
+        .await;
+    let secret = secret["name"].as_str().unwrap().to_string();
     rest.create(
         "Photo",
         json!({"image": {"__type": "File", "name": names[0]}}),
@@ -86,8 +104,7 @@ async fn through_the_gateway(old: Files, old_table: &str, new: Files, new_table:
     server.stop(&app);
 
     // b. Parse Server now on the new adapter; the gateway in front of it.
-    let server = ParseServer::start(&app, &new, "serve-destination");
-    let work = tempfile::tempdir().unwrap();
+    let server = ParseServer::start_with(&app, &new, "serve-destination", &cloud_args);
     let cfg = work.path().join("serve.toml");
     std::fs::write(
         &cfg,
@@ -170,6 +187,18 @@ async fn through_the_gateway(old: Files, old_table: &str, new: Files, new_table:
         .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     assert_eq!(http.get(via(&names[3])).send().await.unwrap().status(), 404);
+    // A name the file trigger denies: Parse Server's refusal, as directly; never a 404, so the
+    // gateway copies nothing and the old store's bytes are not served.
+    let denied = http.get(via(&secret)).send().await.unwrap();
+    let (status, body) = (denied.status(), denied.text().await.unwrap());
+    let directly = http.get(direct(&secret)).send().await.unwrap();
+    assert_eq!(status, directly.status(), "{body}");
+    assert!(
+        !status.is_success() && status != 404 && !body.contains("nobody"),
+        "{status} {body}"
+    );
+    eprintln!("serve_parse_server: a denied name through the gateway: {status} {body}");
+
     // An absent file: Parse Server's own 404.
     let r = http.get(via("nothing_here.txt")).send().await.unwrap();
     assert_eq!(r.status(), 404);
