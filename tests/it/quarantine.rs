@@ -93,6 +93,27 @@ async fn seed_app(db: &Database) {
         .unwrap();
 }
 
+/// Upload `bytes` as a new GridFS revision of `name` through the driver, as Parse Server does
+/// (the store's own `put` keeps one revision), then wait a little so the next one is newer.
+async fn upload_revision(db: &Database, name: &str, bytes: &[u8]) {
+    let mut up = db
+        .gridfs_bucket(None)
+        .open_upload_stream(name)
+        .await
+        .unwrap();
+    up.write_all(bytes).await.unwrap();
+    up.close().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+}
+
+/// The `[destination]` table of the plain GridFS bucket `fs` of `db_name`.
+fn gridfs_table(db_name: &str) -> String {
+    format!(
+        "type = \"gridfs\"\nuri = \"{}\"\ndatabase = \"{db_name}\"\nencryption = \"none\"\n",
+        support::mongo_uri()
+    )
+}
+
 fn data(name: &str) -> Vec<u8> {
     support::bytes(3000 + name.len(), support::fnv1a(name))
 }
@@ -451,20 +472,10 @@ async fn purge_superseded_deletes_only_older_gridfs_revisions() {
     let db = client.database(&db_name);
     seed_app(&db).await;
     // Two revisions of a referenced name, through the driver (the store's put keeps one).
-    for rev in [b"older".to_vec(), b"newest".to_vec()] {
-        let mut up = db
-            .gridfs_bucket(None)
-            .open_upload_stream(KEPT[0])
-            .await
-            .unwrap();
-        up.write_all(&rev).await.unwrap();
-        up.close().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    for rev in [&b"older"[..], b"newest"] {
+        upload_revision(&db, KEPT[0], rev).await;
     }
-    let table = format!(
-        "type = \"gridfs\"\nuri = \"{}\"\ndatabase = \"{db_name}\"\nencryption = \"none\"\n",
-        support::mongo_uri()
-    );
+    let table = gridfs_table(&db_name);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("q.toml");
     app::write_destination_config(&config, &db_name, KEY, &table);
@@ -512,13 +523,7 @@ async fn purge_superseded_deletes_only_older_gridfs_revisions() {
 
     // A revision uploaded at the same moment as the newest (which one Parse Server's driver
     // serves is unspecified) is never deleted as superseded (review §15).
-    let mut up = db
-        .gridfs_bucket(None)
-        .open_upload_stream(KEPT[0])
-        .await
-        .unwrap();
-    up.write_all(b"twin").await.unwrap();
-    up.close().await.unwrap();
+    upload_revision(&db, KEPT[0], b"twin").await;
     let when = newest.get_datetime("uploadDate").unwrap();
     db.collection::<Document>("fs.files")
         .update_many(
@@ -664,27 +669,11 @@ async fn a_gridfs_restore_cut_short_is_finished_and_a_newer_upload_keeps_its_pla
     let db_name = support::unique("pfm_q_cut");
     let db = client.database(&db_name);
     let files = db.collection::<Document>("fs.files");
-    let upload = |name: &'static str, bytes: &'static [u8]| {
-        let db = db.clone();
-        async move {
-            let mut up = db
-                .gridfs_bucket(None)
-                .open_upload_stream(name)
-                .await
-                .unwrap();
-            up.write_all(bytes).await.unwrap();
-            up.close().await.unwrap();
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
     for rev in [&b"older"[..], b"newest"] {
-        upload("cut.jpg", rev).await;
+        upload_revision(&db, "cut.jpg", rev).await;
     }
-    upload("raced.jpg", b"quarantined").await;
-    let table = format!(
-        "type = \"gridfs\"\nuri = \"{}\"\ndatabase = \"{db_name}\"\nencryption = \"none\"\n",
-        support::mongo_uri()
-    );
+    upload_revision(&db, "raced.jpg", b"quarantined").await;
+    let table = gridfs_table(&db_name);
     let cfg: StoreConfig = toml::from_str(&table).unwrap();
     let store = storage::open(&cfg, &StoreContext::default()).await.unwrap();
     let quarantine = store.quarantine().unwrap();
@@ -722,7 +711,7 @@ async fn a_gridfs_restore_cut_short_is_finished_and_a_newer_upload_keeps_its_pla
 
     // The app uploads raced.jpg again while its old bytes are in quarantine: the restore is
     // refused, the upload stays served, the old bytes stay in quarantine.
-    upload("raced.jpg", b"uploaded since").await;
+    upload_revision(&db, "raced.jpg", b"uploaded since").await;
     let err = quarantine.unquarantine("raced.jpg").await.unwrap_err();
     assert!(
         matches!(err, storage::StorageError::AlreadyExists { .. }),
@@ -750,22 +739,7 @@ async fn a_younger_quarantine_of_the_same_name_holds_the_purge_back() {
     let db = client.database(&db_name);
     seed_app(&db).await;
     let files = db.collection::<Document>("fs.files");
-    let upload = |name: &'static str, bytes: &'static [u8]| {
-        let db = db.clone();
-        async move {
-            let mut up = db
-                .gridfs_bucket(None)
-                .open_upload_stream(name)
-                .await
-                .unwrap();
-            up.write_all(bytes).await.unwrap();
-            up.close().await.unwrap();
-        }
-    };
-    let table = format!(
-        "type = \"gridfs\"\nuri = \"{}\"\ndatabase = \"{db_name}\"\nencryption = \"none\"\n",
-        support::mongo_uri()
-    );
+    let table = gridfs_table(&db_name);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("q.toml");
     app::write_destination_config(&config, &db_name, KEY, &table);
@@ -789,14 +763,14 @@ async fn a_younger_quarantine_of_the_same_name_holds_the_purge_back() {
     };
 
     for name in KEPT {
-        upload(name, b"referenced").await;
+        upload_revision(&db, name, b"referenced").await;
     }
-    upload("twice.jpg", b"first").await;
+    upload_revision(&db, "twice.jpg", b"first").await;
     let out = audit(&["--quarantine", "--min-age", "0s"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(named(&out.jsonl(), "quarantine", Some("done")).contains("twice.jpg"));
     age(records.clone()).await;
-    upload("twice.jpg", b"second").await;
+    upload_revision(&db, "twice.jpg", b"second").await;
     let out = audit(&["--quarantine", "--min-age", "0s"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(named(&out.jsonl(), "quarantine", Some("done")).contains("twice.jpg"));
