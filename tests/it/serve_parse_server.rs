@@ -3,7 +3,8 @@
 //! gateway in front of it with the old store as `[source.server]`. Through the gateway every file
 //! is served byte-identical (Parse Server answers after the copy), a Range request gets what
 //! Parse Server gives directly, HEAD of a file not copied yet answers without copying, a DELETE
-//! is honoured; afterwards Parse Server serves the copied files by itself, `migrate` finds nothing
+//! is honoured, a name Cloud Code's `beforeFind(Parse.File)` denies is refused as directly (and
+//! not copied); afterwards Parse Server serves the copied files by itself, `migrate` finds nothing
 //! left to copy and `verify` is clean. Two moves: GridFS (encrypted with `fileKey`, Parse's
 //! default) → S3 with a bucket prefix, and the FS adapter → GridFS (encrypted).
 
