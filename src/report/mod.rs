@@ -38,7 +38,12 @@ pub fn print_error(err: &anyhow::Error) {
     let mut out = std::io::stderr().lock();
     let _ = writeln!(out, "error: {}", printable(&err.to_string()));
     for cause in err.chain().skip(1) {
-        let _ = writeln!(out, "  caused by: {}", printable(&cause.to_string()));
+        // A MongoDB refusal as its message, name and code, not the driver's dump of its reply.
+        let text = match cause.downcast_ref::<mongodb::error::Error>() {
+            Some(e) => crate::storage::mongo_text(e),
+            None => cause.to_string(),
+        };
+        let _ = writeln!(out, "  caused by: {}", printable(&text));
     }
     if let Some(hint) = hint_of(err) {
         let _ = writeln!(out, "hint: {hint}");
