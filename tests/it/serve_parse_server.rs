@@ -5,8 +5,9 @@
 //! Parse Server gives directly, HEAD of a file not copied yet answers without copying, a DELETE
 //! is honoured, a name Cloud Code's `beforeFind(Parse.File)` denies is refused as directly (and
 //! not copied); afterwards Parse Server serves the copied files by itself, `migrate` finds nothing
-//! left to copy and `verify` is clean. Two moves: GridFS (encrypted with `fileKey`, Parse's
-//! default) → S3 with a bucket prefix, and the FS adapter → GridFS (encrypted).
+//! left to copy and `verify` is clean. Three moves: GridFS (encrypted with `fileKey`, Parse's
+//! default) → S3 with a bucket prefix, the FS adapter → GridFS (encrypted), and an old server's
+//! files over HTTP → GridFS (plain).
 
 use mongodb::bson::doc;
 use serde_json::json;
@@ -43,6 +44,27 @@ async fn fs_to_encrypted_gridfs_through_a_stock_parse_server() {
     );
     // Parse Server's default adapter encrypts with fileKey; so does the GridFS store.
     through_the_gateway(fs, &old, Files::Default, "type = \"gridfs\"\n").await;
+}
+
+#[tokio::test]
+async fn an_old_server_over_http_to_plain_gridfs_through_a_stock_parse_server() {
+    // The old store is an HTTP server that serves `<base>/files/<appId>/<name>` (an old Parse
+    // deployment still answering, or its files behind nginx): here nginx, over the directory
+    // the FS adapter wrote (`files/<appId>/<encoded name>` under its root).
+    let dir = support::unique("serve_http");
+    let root = std::path::PathBuf::from(support::env("PFM_TEST_HTTP_ROOT")).join(&dir);
+    let fs = Files::Fs {
+        root: root.clone(),
+        subdir: "serveApp".into(),
+        encrypted: false,
+    };
+    let old = format!(
+        "type = \"http\"\nserver_url = \"{}/{dir}\"\n",
+        support::env("PFM_TEST_HTTP_URL")
+    );
+    let new = "type = \"gridfs\"\nencryption = \"none\"\n";
+    through_the_gateway(fs, &old, Files::GridfsPlain, new).await;
+    let _ = std::fs::remove_dir_all(root);
 }
 
 /// Upload through Parse Server on `old` (the store `old_table` reads), switch it to `new` (which
