@@ -7,13 +7,15 @@
 //! not copied); afterwards Parse Server serves the copied files by itself, `migrate` finds nothing
 //! left to copy and `verify` is clean. Three moves: GridFS (encrypted with `fileKey`, Parse's
 //! default) → S3 with a bucket prefix, the FS adapter → GridFS (encrypted), and an old server's
-//! files over HTTP → GridFS (plain).
+//! files over HTTP → the FS adapter. 32 concurrent misses of one name read the old store once
+//! (counted by a tap in front of it, where there is one).
 
 use mongodb::bson::doc;
 use serde_json::json;
 
 use crate::parse_server::{App, Files, ParseServer, Rest};
 use crate::support::gateway::Gateway;
+use crate::support::wiretap::Tap;
 use crate::support::{self, free_port, uri_for};
 
 #[tokio::test]
@@ -27,7 +29,7 @@ async fn gridfs_to_s3_through_a_stock_parse_server() {
         "{}prefix = \"parse/\"\nforce_path_style = true\n",
         support::s3::table(&bucket, &support::s3::endpoint())
     );
-    through_the_gateway(Files::Default, "type = \"gridfs\"\n", s3, &table).await;
+    through_the_gateway(Files::Default, "type = \"gridfs\"\n", s3, &table, None).await;
 }
 
 #[tokio::test]
@@ -43,11 +45,11 @@ async fn fs_to_encrypted_gridfs_through_a_stock_parse_server() {
         root.path().join("files").join("serveApp").to_str().unwrap()
     );
     // Parse Server's default adapter encrypts with fileKey; so does the GridFS store.
-    through_the_gateway(fs, &old, Files::Default, "type = \"gridfs\"\n").await;
+    through_the_gateway(fs, &old, Files::Default, "type = \"gridfs\"\n", None).await;
 }
 
 #[tokio::test]
-async fn an_old_server_over_http_to_plain_gridfs_through_a_stock_parse_server() {
+async fn an_old_server_over_http_to_the_fs_adapter_through_a_stock_parse_server() {
     // The old store is an HTTP server that serves `<base>/files/<appId>/<name>` (an old Parse
     // deployment still answering, or its files behind nginx): here nginx, over the directory
     // the FS adapter wrote (`files/<appId>/<encoded name>` under its root).
@@ -58,18 +60,40 @@ async fn an_old_server_over_http_to_plain_gridfs_through_a_stock_parse_server() 
         subdir: "serveApp".into(),
         encrypted: false,
     };
-    let old = format!(
-        "type = \"http\"\nserver_url = \"{}/{dir}\"\n",
-        support::env("PFM_TEST_HTTP_URL")
+    // A tap in front of nginx counts the old store's reads.
+    let nginx = support::env("PFM_TEST_HTTP_URL");
+    let tap = Tap::start(nginx.trim_start_matches("http://")).await;
+    let old = format!("type = \"http\"\nserver_url = \"{}/{dir}\"\n", tap.url());
+    // The new adapter: the FS adapter in a directory of its own.
+    let new_root = tempfile::tempdir().unwrap();
+    let new = Files::Fs {
+        root: new_root.path().to_path_buf(),
+        subdir: "serveApp".into(),
+        encrypted: false,
+    };
+    let new_table = format!(
+        "type = \"fs\"\npath = {:?}\n",
+        new_root
+            .path()
+            .join("files")
+            .join("serveApp")
+            .to_str()
+            .unwrap()
     );
-    let new = "type = \"gridfs\"\nencryption = \"none\"\n";
-    through_the_gateway(fs, &old, Files::GridfsPlain, new).await;
+    through_the_gateway(fs, &old, new, &new_table, Some(&tap)).await;
     let _ = std::fs::remove_dir_all(root);
 }
 
 /// Upload through Parse Server on `old` (the store `old_table` reads), switch it to `new` (which
-/// `new_table` writes), and check everything through the gateway, then without it.
-async fn through_the_gateway(old: Files, old_table: &str, new: Files, new_table: &str) {
+/// `new_table` writes), and check everything through the gateway, then without it. `reads`, a tap
+/// in front of the old store, counts its reads: 32 concurrent misses of one name read it once.
+async fn through_the_gateway(
+    old: Files,
+    old_table: &str,
+    new: Files,
+    new_table: &str,
+    reads: Option<&Tap>,
+) {
     let client = support::mongo_client().await;
     let database = support::unique("ps_serve");
     let db = client.database(&database);
@@ -159,6 +183,26 @@ async fn through_the_gateway(old: Files, old_table: &str, new: Files, new_table:
         http.get(direct(&names[2])).send().await.unwrap().status(),
         404
     );
+    // 32 clients miss the same name at once: every one gets its bytes, from one copy.
+    let gets = (0..32).map(|_| {
+        let (http, url) = (http.clone(), via(&names[1]));
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            (r.status(), r.bytes().await.unwrap())
+        }
+    });
+    for (status, bytes) in futures::future::join_all(gets).await {
+        assert_eq!(status, 200);
+        assert!(bytes == files[1].1[..], "a reader got other bytes");
+    }
+    if let Some(tap) = reads {
+        let gets: Vec<String> = tap
+            .requests()
+            .into_iter()
+            .filter(|l| l.starts_with("GET ") && l.contains(&names[1]))
+            .collect();
+        assert_eq!(gets.len(), 1, "the old store read once: {gets:?}");
+    }
     // Every file, through the gateway, byte-identical.
     for (name, data) in &files {
         let r = http.get(via(name)).send().await.unwrap();
