@@ -153,12 +153,12 @@ pub(crate) fn mongo_text(e: &mongodb::error::Error) -> String {
 
 /// What a read pinned to version `wanted` ([`GetOptions::version`](super::GetOptions::version)) answers when the store now
 /// holds version `now` under the name.
-pub(crate) fn changed_since(name: &str, wanted: &str, now: &str) -> StorageError {
+pub(super) fn changed_since(name: &str, wanted: &str, now: &str) -> StorageError {
     StorageError::Integrity {
         name: name.to_string(),
         reason: format!(
             "the object was replaced while it was being read (version {wanted}, now {now}); \
-             the next run reads it again from the start"
+             it is read again from the start"
         ),
     }
 }

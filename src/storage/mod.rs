@@ -89,8 +89,8 @@ use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 pub use config::{Encryption, StoreConfig, StoreContext, open};
+pub(crate) use error::mongo_text;
 pub use error::{StorageError, error_chain};
-pub(crate) use error::{changed_since, mongo_text};
 pub use quarantine::{QUARANTINE_ROOT, Quarantine};
 
 /// A stream of byte chunks, as read from or written to a store.
@@ -137,6 +137,21 @@ pub struct GetOptions {
     /// since, rather than another version's bytes (a read resumed mid-file must continue the
     /// bytes it began with). Stores that keep no version ignore it.
     pub version: Option<String>,
+}
+
+impl GetOptions {
+    /// Whether a read that found version `now` of `name` (`None`: the store cannot say) may go
+    /// on: always, unless it is pinned to another version ([`GetOptions::version`]), which is
+    /// [`StorageError::Integrity`]. Every store checks what it read this way, also after sending
+    /// the condition to a server that may ignore it.
+    pub(crate) fn check_version(&self, name: &str, now: Option<&str>) -> Result<(), StorageError> {
+        match &self.version {
+            Some(wanted) if now != Some(wanted.as_str()) => {
+                Err(error::changed_since(name, wanted, now.unwrap_or("unknown")))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Options for [`ObjectStore::put`].

@@ -157,7 +157,7 @@ impl Scenario {
             .unwrap()
             .as_nanos() as u64;
         eprintln!("{tag}: kill delays from seed {seed}");
-        let mut rng = support::fnv1a(&seed.to_string()) | 1;
+        let mut rng = support::fnv1a(seed.to_string()) | 1;
         let mut random = move || {
             rng ^= rng << 13;
             rng ^= rng >> 7;

@@ -446,7 +446,7 @@ impl World {
             Pick::New { parse_style: false } => format!("up{}.bin", self.uploads),
             _ => format!(
                 "{:032x}_up{}.bin",
-                support::fnv1a(&self.uploads.to_string()),
+                support::fnv1a(self.uploads.to_string()),
                 self.uploads
             ),
         };

@@ -382,7 +382,7 @@ async fn a_concurrent_writer_loses_no_edit() {
     });
     // Edit every string once, in a shuffled order, while the run goes on.
     let mut order: Vec<usize> = (0..N).collect();
-    order.sort_by_key(|i| support::fnv1a(&i.to_string()));
+    order.sort_by_key(|i| support::fnv1a(i.to_string()));
     for i in order {
         let id = format!("w{i:04}");
         loop {

@@ -294,20 +294,15 @@ impl ObjectStore for GcsStore {
         let resp = req.send().await.map_err(|e| {
             match upload::map_error(name, &what, &self.url(&key), None, e) {
                 // The only precondition a read sends: the generation it must read.
-                StorageError::AlreadyExists { .. } if opts.version.is_some() => {
-                    let wanted = opts.version.as_deref().unwrap_or_default();
-                    crate::storage::changed_since(name, wanted, "another")
+                e @ StorageError::AlreadyExists { .. } => {
+                    opts.check_version(name, None).err().unwrap_or(e)
                 }
                 e => e,
             }
         })?;
         let object = resp.object();
         let version = Some(object.generation.to_string()).filter(|g| g != "0");
-        if let (Some(wanted), Some(now)) = (&opts.version, &version)
-            && wanted != now
-        {
-            return Err(crate::storage::changed_since(name, wanted, now));
-        }
+        opts.check_version(name, version.as_deref())?;
         // The crate reads the size from `x-goog-stored-content-length`; servers that omit the
         // header (fake-gcs-server for filesystem-backed objects) yield 0. A 0 is therefore
         // "unknown", never a claim that the object is empty: the stream is the truth.

@@ -464,12 +464,7 @@ impl ObjectStore for GridFsStore {
     async fn get(&self, name: &str, opts: &GetOptions) -> Result<GetResult, StorageError> {
         let rev = self.newest(name).await?;
         let version = id_text(&rev.id);
-        use crate::storage::changed_since;
-        if let Some(wanted) = &opts.version
-            && *wanted != version
-        {
-            return Err(changed_since(name, wanted, &version));
-        }
+        opts.check_version(name, Some(&version))?;
         let plain = crypto::read_stored(self.key.as_ref(), name, rev.length, opts.offset, |off| {
             self.open_at(name, &rev, off)
         })

@@ -490,12 +490,7 @@ impl ObjectStore for HttpStore {
             return at_end(name, &shown, &resp, opts.offset);
         }
         let version = validator(&resp);
-        if let Some(wanted) = &opts.version
-            && version.as_ref() != Some(wanted)
-        {
-            let now = version.as_deref().unwrap_or("none");
-            return Err(super::changed_since(name, wanted, now));
-        }
+        opts.check_version(name, version.as_deref())?;
         let partial = resp.status() == StatusCode::PARTIAL_CONTENT;
         if opts.offset > 0 && partial {
             let start = header_str(&resp, header::CONTENT_RANGE)

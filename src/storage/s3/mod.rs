@@ -390,18 +390,15 @@ impl ObjectStore for S3Store {
         }
         let out = match req.send().await.map_err(classify) {
             Ok(out) => out,
-            Err(f) if f.status == Some(412) && opts.version.is_some() => {
-                let wanted = opts.version.as_deref().unwrap_or_default();
-                return Err(crate::storage::changed_since(name, wanted, "another"));
+            // The only precondition a read sends: the version it must read.
+            Err(f) if f.status == Some(412) => {
+                opts.check_version(name, None)?;
+                return Err(self.fail("GetObject", name, &key, f));
             }
             Err(f) => return Err(self.fail("GetObject", name, &key, f)),
         };
         let version = out.e_tag().map(|t| t.trim_matches('"').to_string());
-        if let (Some(wanted), Some(now)) = (&opts.version, &version)
-            && wanted != now
-        {
-            return Err(crate::storage::changed_since(name, wanted, now));
-        }
+        opts.check_version(name, version.as_deref())?;
         let size = out.content_length().and_then(|n| u64::try_from(n).ok());
         let content_type = out.content_type().map(str::to_string);
         let err_name = name.to_string();

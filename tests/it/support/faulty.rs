@@ -302,10 +302,7 @@ async fn read_head(
 
 /// The strong `ETag` the server sends for `data` (its FNV-1a hash).
 fn etag(data: &[u8]) -> String {
-    let h = data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ *b as u64).wrapping_mul(0x100_0000_01b3)
-    });
-    format!("\"{h:016x}\"")
+    format!("\"{:016x}\"", super::fnv1a(data))
 }
 
 async fn serve(mut sock: TcpStream, st: Arc<State>) {

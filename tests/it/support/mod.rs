@@ -116,9 +116,9 @@ pub async fn mongo_client() -> mongodb::Client {
 
 /// FNV-1a: a stable hash of a name, the same on every run and machine (fault schedules, the bytes
 /// a source serves for a name).
-pub fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+pub fn fnv1a(s: impl AsRef<[u8]>) -> u64 {
+    s.as_ref().iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
     })
 }
 
