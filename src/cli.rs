@@ -12,6 +12,7 @@ mod hooks;
 mod output;
 mod rebase;
 mod rekey;
+mod relink;
 mod serve;
 mod sizing;
 pub use clean::CleanArgs;
@@ -20,9 +21,12 @@ pub use hooks::HookArgs;
 pub use output::*;
 pub use rebase::RebaseArgs;
 pub use rekey::RekeyArgs;
+pub use relink::RelinkArgs;
 pub use serve::ServeArgs;
 pub use sizing::SizingArgs;
-use {rebase::REBASE_EXAMPLES, rekey::REKEY_EXAMPLES, serve::SERVE_EXAMPLES};
+use {
+    rebase::REBASE_EXAMPLES, rekey::REKEY_EXAMPLES, relink::RELINK_EXAMPLES, serve::SERVE_EXAMPLES,
+};
 
 use std::path::PathBuf;
 
@@ -248,6 +252,10 @@ pub enum Command {
     /// (streaming, verified, resumable); --dry-run classifies them
     #[command(after_long_help = REKEY_EXAMPLES)]
     Rekey(RekeyArgs),
+    /// Point dangling references at the one unreferenced key their bytes sit under (a broken
+    /// S3 adapter `generateKey`); copies and deletes nothing
+    #[command(after_long_help = RELINK_EXAMPLES)]
+    Relink(RelinkArgs),
     /// A read-through gateway in front of Parse Server for a zero-downtime cut-over: files the
     /// new store misses are copied from the old one as they are asked for
     #[command(after_long_help = SERVE_EXAMPLES)]

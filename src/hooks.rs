@@ -134,6 +134,10 @@ pub enum Phase {
     Settle,
     /// `rekey`: every file of the store.
     Rekey,
+    /// `relink`: list the store, walk every reference, pair the dangling ones with orphans.
+    Pair,
+    /// `relink`: rewrite the references paired with exactly one key.
+    Relink,
 }
 
 impl Phase {
@@ -149,6 +153,8 @@ impl Phase {
             Phase::PurgeSuperseded => "purge_superseded",
             Phase::Settle => "settle",
             Phase::Rekey => "rekey",
+            Phase::Pair => "pair",
+            Phase::Relink => "relink",
         }
     }
 }

@@ -9,6 +9,7 @@
 //! and knows nothing of the command line.
 
 pub mod join;
+pub mod relink;
 pub mod sort;
 
 use std::collections::BTreeMap;
@@ -86,6 +87,9 @@ pub struct Summary {
     pub shared_files: u64,
     /// Per (class, File field): references and their bytes.
     pub fields: BTreeMap<(String, String), FieldBytes>,
+    /// What `relink` would make of the dangling references (with its default rule), when the
+    /// audit paired them ([`Audit::finish_paired`]).
+    pub relink: Option<relink::Counts>,
 }
 
 impl Summary {
@@ -141,6 +145,7 @@ impl Default for Options {
 
 /// An audit in progress: feed it the listing, then the references, then [`Audit::finish`].
 pub struct Audit {
+    opts: Options,
     stored: sort::Sorter,
     refs: sort::Sorter,
     summary: Summary,
@@ -150,6 +155,7 @@ pub struct Audit {
 impl Audit {
     pub fn new(opts: &Options) -> Audit {
         Audit {
+            opts: opts.clone(),
             stored: sort::Sorter::new(&opts.temp_dir, opts.run_bytes),
             refs: sort::Sorter::new(&opts.temp_dir, opts.run_bytes),
             summary: Summary::default(),
@@ -239,6 +245,31 @@ impl Audit {
         let refs = self.refs.finish().context_io("sorting the references")?;
         join::join(stored, refs, &mut self.summary, sink)?;
         Ok(self.summary)
+    }
+}
+
+impl Audit {
+    /// [`finish`](Self::finish), and pair the dangling references with the orphans as `relink`
+    /// would under `rule` ([`relink`]): the summary says how many it would fix.
+    pub fn finish_paired(
+        self,
+        rule: relink::Rule,
+        sink: &mut dyn FnMut(&Finding) -> io::Result<()>,
+    ) -> io::Result<Summary> {
+        let mut pairer = relink::Pairer::new(rule, &self.opts);
+        let mut summary = self.finish(&mut |f| {
+            match f {
+                Finding::Orphan { name, size, .. } => pairer.add_orphan(name, *size)?,
+                Finding::Dangling { name, .. } => pairer.add_dangling(name, &[])?,
+                Finding::Superseded { .. } => {}
+            }
+            sink(f)
+        })?;
+        let counts = pairer
+            .finish(&mut |_, _, _| Ok(()))
+            .context_io("pairing dangling references with orphans")?;
+        summary.relink = Some(counts);
+        Ok(summary)
     }
 }
 

@@ -34,7 +34,8 @@ pub(super) async fn run(settings: &Settings, args: &AuditArgs) -> anyhow::Result
         malformed = issues,
         "joining {objects} stored objects with {references} references"
     );
-    let summary = audit.finish(&mut |f| writer.write(f))?;
+    let rule = crate::audit::relink::Rule::Suffix;
+    let summary = audit.finish_paired(rule, &mut |f| writer.write(f))?;
     writer.summary(&store.describe(), &summary)?;
     writer.finish()?;
     let report = args.out.report.as_deref();

@@ -334,6 +334,7 @@ mod tests {
             old,
             new,
             origin: None,
+            dangling: false,
             loc: None,
         }
     }

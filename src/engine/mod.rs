@@ -10,7 +10,7 @@
 //! **Rooms.** [`pipeline`]: `migrate`, `migrate --estimate` and `rebase` (plan → copy → verify →
 //! rewrite, then strings). [`rollback`]: the same gate backwards. [`verify`]: read-only checks.
 //! [`rekey`]: re-encrypting a store in place. [`quarantine`]: `audit --quarantine / --restore /
-//! --purge`.
+//! --purge`. [`relink`]: dangling references pointed at the key their bytes sit under.
 //!
 //! This module only declares the rooms and names what the rest of the crate uses most.
 
@@ -22,6 +22,7 @@ pub mod live;
 pub mod pipeline;
 pub mod quarantine;
 pub mod rekey;
+pub mod relink;
 pub mod removal;
 pub mod rollback;
 pub mod state;

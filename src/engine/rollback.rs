@@ -328,11 +328,12 @@ impl Rollback<'_> {
     }
 }
 
-/// Whether restoring `c` points its reference at another file (the original): a File reference
-/// whose name changes. URLs inside strings (whose files the record does not list one by one)
-/// and rebased urls (the same file) are not checked.
+/// Whether restoring `c` points its reference at another file (the original) that must be
+/// there: a File reference whose name changes. URLs inside strings (whose files the record does
+/// not list one by one), rebased urls (the same file) and the dangling names a `relink` replaced
+/// (what the app held: nothing stored) are not checked.
 fn renames(c: &RefChange) -> bool {
-    c.new.text.is_none() && c.old.text.is_none() && c.new.name != c.old.name
+    c.new.text.is_none() && c.old.text.is_none() && c.new.name != c.old.name && !c.dangling
 }
 
 /// A reference as both sides of the restore/walk merge key it: the file name first (what the
@@ -423,6 +424,7 @@ mod tests {
             old: RefValue::text("tfss-1", before, Some("K")).unwrap(),
             new: RefValue::text("tfss-1", after, Some("K")).unwrap(),
             origin: None,
+            dangling: false,
             loc: None,
         };
         // As read back from the ledger: the exact strings are gone.
@@ -456,6 +458,7 @@ mod tests {
             ),
             new: RefValue::file("h_a.png", Some("https://api/files/app/h_a.png"), None),
             origin: None,
+            dangling: false,
             loc: None,
         };
         assert!(recorded.old.key_redacted);

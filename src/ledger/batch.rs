@@ -64,6 +64,9 @@ pub(super) fn ref_entry(c: &RefChange, state: RefState) -> Document {
     if let Some(origin) = &c.origin {
         d.insert("orig", origin.to_bson());
     }
+    if c.dangling {
+        d.insert("dg", true);
+    }
     d
 }
 
@@ -244,6 +247,7 @@ fn ref_entry_record(
             true => Some(RefValue::from_bson(e, "orig").map_err(refused)?),
             false => None,
         },
+        dangling: e.get_bool("dg").unwrap_or(false),
         loc: Some(loc),
     };
     Ok(RefRecord { state, change })

@@ -314,6 +314,11 @@ pub struct RefChange {
     /// run rewrote it to `old`: migrate, then rebase, then another move), what `rollback` puts
     /// back; `None` when `old` is that value.
     pub origin: Option<RefValue>,
+    /// The value `rollback` puts back ([`original`](Self::original)) named no stored file when
+    /// the chain began: `relink` pointed a dangling reference at the bytes found under another
+    /// key. A rollback puts such a value back although its store does not hold it (that is what
+    /// the app held), where it otherwise keeps a reference whose original is gone on its copy.
+    pub dangling: bool,
     /// Where its record is stored, for a change read back from the ledger (`None` for a change
     /// about to be recorded).
     pub loc: Option<Loc>,

@@ -47,8 +47,10 @@ impl Ledger {
         let mut locs = Vec::with_capacity(changes.len());
         let entries = changes.iter().zip(origins).map(|(c, origin)| {
             let mut entry = ref_entry(c, RefState::Pending);
-            if let Some(origin) = origin {
+            // A chain's first value, and whether it named nothing stored (a relink began it).
+            if let Some((origin, dangling)) = origin {
                 entry.insert("orig", origin.to_bson());
+                entry.insert("dg", dangling);
             }
             (c.key(), entry)
         });
@@ -81,7 +83,10 @@ impl Ledger {
     /// change replaces (an earlier migrate, rebase or move; a value the app changed meanwhile
     /// starts a new chain). One lookup per batch, and none while the ledger held no reference
     /// records when this run began (a first migration).
-    async fn origins(&self, changes: &[RefChange]) -> anyhow::Result<Vec<Option<RefValue>>> {
+    async fn origins(
+        &self,
+        changes: &[RefChange],
+    ) -> anyhow::Result<Vec<Option<(RefValue, bool)>>> {
         let earlier = *self
             .earlier_refs
             .get_or_try_init(|| async {
@@ -105,7 +110,7 @@ impl Ledger {
             .map(|(c, key)| {
                 let before = current.get(key)?;
                 (before.state == RefState::Rewritten && before.change.new.same_as(&c.old))
-                    .then(|| before.change.original().clone())
+                    .then(|| (before.change.original().clone(), before.change.dangling))
             })
             .collect())
     }

@@ -126,6 +126,7 @@ mod tests {
                 old: RefValue::name("tfss-a.jpg"),
                 new: RefValue::name("0123_a.jpg"),
                 origin: None,
+                dangling: false,
                 loc: None,
             },
         }

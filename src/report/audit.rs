@@ -185,6 +185,7 @@ pub fn summary_json(store: &str, s: &Summary) -> serde_json::Value {
         "legacy_references": s.legacy_references,
         "legacy_unresolved": s.legacy_unresolved,
         "shared_files": s.shared_files,
+        "relink": s.relink,
         "fields": fields,
     })
 }
@@ -228,6 +229,19 @@ fn summary_text(w: &mut impl Write, store: &str, s: &Summary) -> std::io::Result
             "  {:<21}{} orphans have a key a broken S3 adapter `generateKey` wrote (`undefined`, \
              `[object Promise]`…): their bytes may be what dangling references name",
             "broken keys", s.broken_keys
+        )?;
+    }
+    if let Some(r) = s.relink.as_ref().filter(|_| s.dangling_references > 0) {
+        writeln!(
+            w,
+            "  {:<21}{} dangling references ({} names) have exactly one orphan whose key ends in \
+             /<name>: `relink` would point them at it; {} ({} names) have several, {} none",
+            "relink",
+            r.relinkable_references,
+            r.relinkable_names,
+            r.ambiguous_references,
+            r.ambiguous_names,
+            r.unmatched_references
         )?;
     }
     if !s.fields.is_empty() {

@@ -32,7 +32,7 @@ use crate::parse::names::NameKind;
 pub const DEFAULT_PAGE_SIZE: u32 = 1000;
 
 /// How a reference is stored in its document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Shape {
     /// A top-level File field holding the bare name string (Parse Server's format).

@@ -281,7 +281,7 @@ impl Rest {
         v["objectId"].as_str().expect("objectId").to_string()
     }
 
-    async fn get_object(&self, class: &str, id: &str) -> Value {
+    pub(crate) async fn get_object(&self, class: &str, id: &str) -> Value {
         self.send(
             &format!("get {class}/{id}"),
             self.req(reqwest::Method::GET, &format!("/classes/{class}/{id}")),

@@ -127,6 +127,7 @@ fn rebased(
         old: RefValue::file(&r.name, Some(url), secret),
         new: RefValue::file(&r.name, Some(&new), None),
         origin: None,
+        dangling: false,
         loc: None,
     }))
 }

@@ -249,6 +249,7 @@ pub fn change_for(
         old,
         new,
         origin: None,
+        dangling: false,
         loc: None,
     }))
 }

@@ -167,6 +167,7 @@ impl Pass<'_> {
                     old,
                     new,
                     origin: None,
+                    dangling: false,
                     loc: None,
                 }),
                 (Err(why), _) | (_, Err(why)) => {
