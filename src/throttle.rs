@@ -235,6 +235,11 @@ impl ObjectStore for Throttled {
         self.inner.debris()
     }
 
+    // A server-side copy moves no byte through the tool: nothing to throttle.
+    fn server_copy(&self) -> Option<&dyn crate::storage::copy::ServerCopy> {
+        self.inner.server_copy()
+    }
+
     // Version-level access (rekey) bypasses the read throttle, as every write does.
     fn versioned(self: Arc<Self>) -> Option<Arc<dyn crate::storage::rekey::Versioned>> {
         self.inner.clone().versioned()

@@ -216,12 +216,17 @@ impl Effects for Live {
         let uploads = super::debris::upload_log(&self.ledger, dest);
         let copy = || copy_logged(source, dest, &job.name, &job.target, &get, mode, &uploads);
         match self.retry.run(&job.name, &counters.retries, copy).await {
-            Ok(v) => Outcome::Verified {
-                size: v.size,
-                md5: Some(v.md5),
-                hash_checked: v.hash_checked,
-                skipped: false,
-            },
+            Ok(v) => {
+                if v.server_side {
+                    Counters::add(&counters.files_server_side, 1);
+                }
+                Outcome::Verified {
+                    size: v.size,
+                    md5: Some(v.md5),
+                    hash_checked: v.hash_checked,
+                    skipped: false,
+                }
+            }
             Err(g) if g.error.is_not_found() => match store_gone(&**source, &job.name).await {
                 Some(gone) => Outcome::Stopped {
                     reason: gone.to_string(),

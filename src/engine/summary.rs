@@ -24,6 +24,8 @@ pub struct Counters {
     pub files_failed: AtomicU64,
     /// Targets already holding other bytes at the destination (left alone).
     pub files_collisions: AtomicU64,
+    /// Of the copies, those a store's server made (no byte through the tool).
+    pub files_server_side: AtomicU64,
     pub files_in_flight: AtomicU64,
     /// Copy attempts that failed and were made again (see `retry`).
     pub retries: AtomicU64,
@@ -213,6 +215,7 @@ impl Counters {
                 missing: g(&self.files_missing),
                 failed: g(&self.files_failed),
                 collisions: g(&self.files_collisions),
+                server_side: g(&self.files_server_side),
                 retries: g(&self.retries),
             },
             references: RefCounts {
@@ -269,6 +272,10 @@ pub struct FileCounts {
     /// The destination already held other bytes under the target name: not overwritten
     /// (`--overwrite` allows it), recorded `failed` in the ledger with a `collision:` reason.
     pub collisions: u64,
+    /// Of `copied`, those the store's server made (a move within one service: S3 `CopyObject`,
+    /// GCS `copyTo`), no byte going through the tool.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub server_side: u64,
     /// Attempts that failed and were made again (timeouts, resets, 5xx, throttling): the copies
     /// above succeeded or failed in the end, but a high count says the source or destination is
     /// struggling.
@@ -339,6 +346,10 @@ impl Summary {
             || self.references.conflicts > 0
             || self.references.failed > 0
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// How `stopped_by` starts when the error budget (`--max-errors`) stopped the run.

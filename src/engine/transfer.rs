@@ -8,6 +8,10 @@
 //! destination reports an MD5 of its own, it must equal the stream's. Only a [`Verified`] copy may
 //! have references rewritten to it.
 //!
+//! Between two stores of one service (two prefixes of a bucket, two buckets on one endpoint) the
+//! copy is made by the server instead ([`server_side`]) and verified by the sizes and MD5s both
+//! ends report: nothing streams through the tool.
+//!
 //! A source stream that breaks mid-file (a reset, a stall cut by the idle timeout, a body cut
 //! short) is continued from the byte where it broke with a range read, when the source supports
 //! them — the destination's `put` never notices, and no byte is fetched twice. Up to [`RESUMES`]
@@ -36,6 +40,8 @@ pub struct Verified {
     /// Whether the destination's own hash was compared too (not only the size).
     pub hash_checked: bool,
     pub etag: Option<String>,
+    /// Copied by the store's server ([`server_side`]): no byte went through the tool.
+    pub server_side: bool,
 }
 
 /// Copy `name` from `source` to `target` in `dest`, and verify it.
@@ -95,6 +101,9 @@ pub async fn copy_logged(
     mode: PutMode,
     uploads: &crate::storage::debris::UploadLogRef,
 ) -> Result<Verified, StorageError> {
+    if let Some(v) = server_side(&**source, dest, name, target, mode).await? {
+        return Ok(v);
+    }
     let got = source.get(name, get).await?;
     let content_type = got
         .content_type
@@ -174,7 +183,59 @@ pub async fn copy_logged(
         md5,
         hash_checked,
         etag: meta.etag.or(put.etag),
+        server_side: false,
     })
+}
+
+/// Copy `name` to `target` on the server when both stores are of one service at one endpoint
+/// (two prefixes of a bucket, two buckets: [`crate::storage::copy`]), and verify it: the
+/// destination must report the size and the MD5 the source reports. `Ok(None)` when that is
+/// not possible (other services, no MD5 at the source to verify by: a multipart upload's
+/// ETag, a copy the server refuses): the caller streams the bytes.
+async fn server_side(
+    source: &dyn ObjectStore,
+    dest: &dyn ObjectStore,
+    name: &str,
+    target: &str,
+    mode: PutMode,
+) -> Result<Option<Verified>, StorageError> {
+    let (Some(from), Some(to)) = (source.server_copy(), dest.server_copy()) else {
+        return Ok(None);
+    };
+    let src = from.copy_source(name)?;
+    if src.service != to.copy_source(target)?.service {
+        return Ok(None);
+    }
+    let meta = source.stat(name).await?;
+    let Some(md5) = meta.md5.clone() else {
+        return Ok(None);
+    };
+    if to.copy_from(&src, &meta, target, mode).await?.is_none() {
+        return Ok(None);
+    }
+    let got = dest.stat(target).await.map_err(|e| match e {
+        StorageError::NotFound { .. } => StorageError::Integrity {
+            name: target.to_string(),
+            reason: "the destination does not have the object it just copied".into(),
+        },
+        other => other,
+    })?;
+    if got.size != meta.size || got.md5.as_deref() != Some(md5.as_str()) {
+        return Err(StorageError::Integrity {
+            name: target.to_string(),
+            reason: format!(
+                "the server-side copy reports {} bytes, MD5 {:?}; the source {} bytes, MD5 {md5}",
+                got.size, got.md5, meta.size
+            ),
+        });
+    }
+    Ok(Some(Verified {
+        size: meta.size,
+        md5,
+        hash_checked: true,
+        etag: got.etag,
+        server_side: true,
+    }))
 }
 
 /// What a create-only copy found at its target: the same bytes as the source (its own copy

@@ -293,6 +293,12 @@ pub fn summary_text(s: &Summary) -> String {
             f.missing,
             f.failed
         ));
+        if f.server_side > 0 {
+            t.push_str(&format!(
+                "  server-side: {} copied by the store's server (no byte through this tool)\n",
+                count(f.server_side, "file", "files")
+            ));
+        }
         if f.collisions > 0 {
             t.push_str(&format!(
                 "  collisions: {} already held other bytes at the destination: not overwritten\n",

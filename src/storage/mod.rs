@@ -1,5 +1,5 @@
 //! The storage contract, one module per backend (`s3`, `gcs`, `gridfs`, `fs`, `http`), the optional
-//! capabilities' traits (`quarantine`, `debris`, `rekey`), and what backends share (`client`,
+//! capabilities' traits (`quarantine`, `debris`, `rekey`, `copy`), and what backends share (`client`,
 //! `crypto`, `keymove`, `parts`; opening a configured store: `config.rs`).
 //!
 //! Everything that moves bytes goes through [`ObjectStore`]: the engine reads a file from a source
@@ -57,7 +57,9 @@
 //! * **Optional capabilities** are doors of their own, reached through an accessor that answers
 //!   `None` on the stores without them: [`ObjectStore::quarantine`] (a reversible move out of
 //!   Parse Server's sight, [`quarantine`]), [`ObjectStore::debris`] (what killed writers left,
-//!   [`debris`]) and [`ObjectStore::versioned`] (version-level access for `rekey`, [`rekey`]).
+//!   [`debris`]), [`ObjectStore::versioned`] (version-level access for `rekey`, [`rekey`]) and
+//!   [`ObjectStore::server_copy`] (copies within one service that move no byte through the
+//!   tool, [`copy`]).
 //!   Wrappers forward the accessors; no flag restates them. None of them, nor any method here,
 //!   takes a dry-run switch: the engine's gate decides what runs.
 //! * **Encryption.** Stores that support Parse's AES-256-GCM format ([`crypto`]) encrypt on `put`
@@ -67,6 +69,7 @@
 
 pub mod client;
 mod config;
+pub mod copy;
 pub mod crypto;
 pub mod debris;
 mod error;
@@ -378,6 +381,11 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
 
     /// The store's debris of killed writers, if it can find any ([`debris`]).
     fn debris(&self) -> Option<&dyn debris::Debris> {
+        None
+    }
+
+    /// The store's server-side copies, if it makes any ([`copy`]).
+    fn server_copy(&self) -> Option<&dyn copy::ServerCopy> {
         None
     }
 

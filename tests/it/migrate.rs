@@ -482,7 +482,9 @@ async fn hosted_legacy_to_gcs() {
 /// An adapter move (the README's recipes): Parse-Server names in one store go to another under
 /// the same names with `--select server`. Top-level documents are untouched; nested urls are
 /// rebased onto the configured server URL; the bytes at the destination are identical.
-async fn adapter_move(tag: &str, source: &str, destination: &str) {
+/// `server_side`: how many of the three copies the store's server must have made (a move within
+/// one service).
+async fn adapter_move(tag: &str, source: &str, destination: &str, server_side: u64) {
     let db_name = support::unique(tag);
     let client = support::mongo_client().await;
     let db = client.database(&db_name);
@@ -565,6 +567,8 @@ public_server_url = "{SERVER_URL}"
     assert_eq!(code, 0, "{stderr}");
     let s = summary(&lines);
     assert_eq!(s["files"]["copied"], 3, "{s}");
+    let made = s["files"]["server_side"].as_u64().unwrap_or(0);
+    assert_eq!(made, server_side, "copies made by the server: {s}");
     assert_eq!(s["references"]["rewritten"], 1, "only the nested url: {s}");
     assert_eq!(s["references"]["unchanged"], 3, "{s}");
     assert_eq!(s["references"]["not_selected"], 1, "{s}");
@@ -599,13 +603,13 @@ public_server_url = "{SERVER_URL}"
 #[tokio::test]
 async fn gridfs_to_s3_keeps_names_and_rebases_nested_urls() {
     let bucket = support::s3::fresh_bucket("move").await;
-    adapter_move("mig_move_s3", "type = \"gridfs\"", &s3_table(&bucket)).await;
+    adapter_move("mig_move_s3", "type = \"gridfs\"", &s3_table(&bucket), 0).await;
 }
 
 #[tokio::test]
 async fn gridfs_to_gcs_keeps_names_and_rebases_nested_urls() {
     let bucket = support::gcs::fresh_bucket("move").await;
-    adapter_move("mig_move_gcs", "type = \"gridfs\"", &gcs_table(&bucket)).await;
+    adapter_move("mig_move_gcs", "type = \"gridfs\"", &gcs_table(&bucket), 0).await;
 }
 
 #[tokio::test]
@@ -616,8 +620,86 @@ async fn fs_to_s3_keeps_names_and_rebases_nested_urls() {
         "mig_move_fs",
         &format!("type = \"fs\"\npath = \"{}\"", dir.display()),
         &s3_table(&bucket),
+        0,
     )
     .await;
+}
+
+/// A `bucketPrefix` change (#31 item 2): between two prefixes of one bucket every copy is a
+/// server-side `CopyObject`, names unchanged.
+#[tokio::test]
+async fn s3_prefix_to_prefix_copies_on_the_server() {
+    let bucket = support::s3::fresh_bucket("prefix").await;
+    let table = |prefix: &str| format!("{}prefix = \"{prefix}\"\n", s3_table(&bucket));
+    adapter_move("mig_prefix_s3", &table("old/"), &table("new/"), 3).await;
+}
+
+/// Two buckets on one endpoint: `CopyObject` across buckets.
+#[tokio::test]
+async fn s3_bucket_to_bucket_copies_on_the_server() {
+    let from = support::s3::fresh_bucket("from").await;
+    let to = support::s3::fresh_bucket("to").await;
+    adapter_move("mig_bucket_s3", &s3_table(&from), &s3_table(&to), 3).await;
+}
+
+/// A multipart upload's ETag is no MD5 to verify a server-side copy by: that object is streamed
+/// (and verified by the MD5 of the stream), the copy still made.
+#[tokio::test]
+async fn s3_prefix_move_streams_an_object_it_cannot_verify_on_the_server() {
+    let bucket = support::s3::fresh_bucket("prefix-mp").await;
+    let table = |prefix: &str| {
+        format!(
+            "{}prefix = \"{prefix}\"\npart_size = {}\n",
+            s3_table(&bucket),
+            5 * 1024 * 1024
+        )
+    };
+    let name = "0123456789abcdef0123456789abcdef_big.bin";
+    let (db, db_name) = support::one_photo("mig_prefix_mp", name).await;
+    let source = support::open_store(&table("old/"), &db_name).await;
+    let data = support::bytes(11 * 1024 * 1024 + 3, 9);
+    source
+        .put(
+            name,
+            support::conformance::body(&data, 1 << 20),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        source.stat(name).await.unwrap().md5,
+        None,
+        "a multipart ETag"
+    );
+    let config = support::temp_path("mig-prefix-mp").with_extension("toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[mongo]\nuri = \"{}\"\ndatabase = \"{db_name}\"\n\n[source.server]\n{}\n\
+             [destination]\n{}",
+            support::mongo_uri(),
+            table("old/"),
+            table("new/")
+        ),
+    )
+    .unwrap();
+    let (code, lines, stderr) =
+        migrate(&config, &["--yes", "--select", "all", "--output", "jsonl"]);
+    assert_eq!(code, 0, "{stderr}");
+    let s = summary(&lines);
+    assert_eq!(s["files"]["copied"], 1, "{s}");
+    assert_eq!(s["files"]["server_side"].as_u64().unwrap_or(0), 0, "{s}");
+    let dest = support::open_store(&table("new/"), &db_name).await;
+    assert!(support::conformance::read_all(&*dest, name).await.unwrap() == data);
+    db.drop().await.unwrap();
+}
+
+/// GCS: `copyTo` between two prefixes of one bucket.
+#[tokio::test]
+async fn gcs_prefix_to_prefix_copies_on_the_server() {
+    let bucket = support::gcs::fresh_bucket("prefix").await;
+    let table = |prefix: &str| format!("{}prefix = \"{prefix}\"\n", gcs_table(&bucket));
+    adapter_move("mig_prefix_gcs", &table("old/"), &table("new/"), 3).await;
 }
 
 fn s3_table(bucket: &str) -> String {
@@ -842,6 +924,9 @@ impl ObjectStore for SyncProbe {
     }
     fn debris(&self) -> Option<&dyn storage::debris::Debris> {
         self.inner.debris()
+    }
+    fn server_copy(&self) -> Option<&dyn storage::copy::ServerCopy> {
+        self.inner.server_copy()
     }
     fn versioned(self: Arc<Self>) -> Option<Arc<dyn storage::rekey::Versioned>> {
         self.inner.clone().versioned()

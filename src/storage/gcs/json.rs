@@ -363,22 +363,55 @@ pub(super) async fn copy_new(
     from: &str,
     to: &str,
 ) -> Result<(), StorageError> {
-    let what = format!("copy {} to {}", store.url(from), store.url(to));
-    let bucket = utf8_percent_encode(&store.bucket, SEGMENT).to_string();
-    let url = format!(
-        "{}/copyTo/b/{bucket}/o/{}?ifGenerationMatch=0",
-        object_url(store, from),
+    copy_to(store, name, (&store.bucket, from), to, (true, false))
+        .await
+        .map(drop)
+}
+
+/// Copy object `key` of bucket `bucket` to `to` in this store's bucket, server-side (`copyTo`);
+/// with `create`, only if `to` does not exist ([`StorageError::AlreadyExists`] when it does).
+/// With `optional`, `Ok(None)` when the server refuses the copy itself (403: no read access to
+/// the source bucket), so the caller can stream instead.
+pub(super) async fn copy_to(
+    store: &GcsStore,
+    name: &str,
+    (bucket, key): (&str, &str),
+    to: &str,
+    (create, optional): (bool, bool),
+) -> Result<Option<()>, StorageError> {
+    let source = format!("gs://{bucket}/{key}");
+    let what = format!("copy {source} to {}", store.url(to));
+    let mut url = format!(
+        "{}/storage/v1/b/{}/o/{}/copyTo/b/{}/o/{}",
+        store.endpoint,
+        utf8_percent_encode(bucket, SEGMENT),
+        utf8_percent_encode(key, SEGMENT),
+        utf8_percent_encode(&store.bucket, SEGMENT),
         utf8_percent_encode(to, SEGMENT)
     );
+    let mut query = Vec::new();
+    if create {
+        query.push("ifGenerationMatch=0".to_string());
+    }
+    if let Some(acl) = &store.predefined_acl {
+        query.push(format!("destinationPredefinedAcl={acl}"));
+    }
+    if !query.is_empty() {
+        url = format!("{url}?{}", query.join("&"));
+    }
     let body = Some(serde_json::json!({}));
     let resp = send_with(store, name, &what, Method::POST, &url, body).await?;
     match resp.status() {
-        StatusCode::NOT_FOUND => Err(not_found(store, name, from)),
+        StatusCode::NOT_FOUND => Err(StorageError::NotFound {
+            name: name.to_string(),
+            location: source,
+        }),
         StatusCode::PRECONDITION_FAILED => Err(StorageError::AlreadyExists {
             name: name.to_string(),
             location: store.url(to),
         }),
-        _ => check_status(name, &what, resp).await.map(drop),
+        StatusCode::FORBIDDEN if optional => Ok(None),
+        _ => check_status(name, &what, resp).await.map(|_| Some(())),
     }
 }
 

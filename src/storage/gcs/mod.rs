@@ -106,6 +106,15 @@ impl std::fmt::Debug for GcsStore {
 }
 
 impl GcsStore {
+    /// GCS at this endpoint, without secrets (`gs:<endpoint>`): what the identity starts with,
+    /// and what a server-side copy needs in common.
+    fn service(&self) -> String {
+        let endpoint = crate::secret::redact_url(&self.endpoint)
+            .trim_end_matches('/')
+            .to_ascii_lowercase();
+        format!("gs:{endpoint}")
+    }
+
     /// Build the clients and credentials. No request is made.
     pub async fn new(cfg: &GcsConfig, _ctx: &StoreContext) -> Result<Self, StorageError> {
         let what = format!("gs://{}", cfg.bucket);
@@ -255,10 +264,7 @@ impl ObjectStore for GcsStore {
     }
 
     fn identity(&self) -> String {
-        let endpoint = crate::secret::redact_url(&self.endpoint)
-            .trim_end_matches('/')
-            .to_ascii_lowercase();
-        format!("gs:{endpoint}/{}/{}", self.bucket, self.prefix)
+        format!("{}/{}/{}", self.service(), self.bucket, self.prefix)
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -370,6 +376,10 @@ impl ObjectStore for GcsStore {
     }
 
     fn quarantine(&self) -> Option<&dyn crate::storage::Quarantine> {
+        Some(self)
+    }
+
+    fn server_copy(&self) -> Option<&dyn crate::storage::copy::ServerCopy> {
         Some(self)
     }
 

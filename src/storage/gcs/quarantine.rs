@@ -4,13 +4,15 @@
 //! and MD5), then the delete of the original, only of the generation copied
 //! (`ifGenerationMatch`; `storage::keymove`, shared with S3): a crash
 //! leaves the original, or both (identical: a repeat sees that and deletes the original), never
-//! neither.
+//! neither. The same `copyTo`, from any bucket at the endpoint, is the store's server-side copy
+//! ([`ServerCopy`]).
 
 use async_trait::async_trait;
 
 use super::{GcsStore, json};
+use crate::storage::copy::{CopySource, ServerCopy};
 use crate::storage::keymove::{KeyStore, move_key};
-use crate::storage::{ObjectMeta, QUARANTINE_ROOT, Quarantine, StorageError};
+use crate::storage::{ObjectMeta, PutMode, QUARANTINE_ROOT, Quarantine, StorageError};
 
 impl GcsStore {
     pub(super) fn quarantine_key(&self, name: &str) -> Result<String, StorageError> {
@@ -84,6 +86,50 @@ impl KeyStore for GcsStore {
 
     fn key_url(&self, key: &str) -> String {
         self.url(key)
+    }
+}
+
+#[async_trait]
+impl ServerCopy for GcsStore {
+    fn copy_source(&self, name: &str) -> Result<CopySource, StorageError> {
+        Ok(CopySource {
+            service: self.service(),
+            bucket: self.bucket.clone(),
+            key: self.key(name)?,
+        })
+    }
+
+    /// `copyTo` from a bucket at the same endpoint, create-only by a look at the target and
+    /// `ifGenerationMatch=0`; not taken when this store sets a `cache_control` (a copy keeps the
+    /// source's metadata).
+    async fn copy_from(
+        &self,
+        source: &CopySource,
+        _meta: &ObjectMeta,
+        name: &str,
+        mode: PutMode,
+    ) -> Result<Option<()>, StorageError> {
+        if source.service != self.service() || self.cache_control.is_some() {
+            return Ok(None);
+        }
+        let to = self.key(name)?;
+        let create = mode == PutMode::Create;
+        // Look first: servers exist that ignore the condition on a copy (fake-gcs-server does);
+        // the condition still closes the window on those that honour it.
+        if create {
+            match json::stat(self, name, &to).await {
+                Ok(_) => {
+                    return Err(StorageError::AlreadyExists {
+                        name: name.to_string(),
+                        location: self.url(&to),
+                    });
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let from = (source.bucket.as_str(), source.key.as_str());
+        json::copy_to(self, name, from, &to, (create, true)).await
     }
 }
 

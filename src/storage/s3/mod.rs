@@ -9,6 +9,7 @@
 //! attempts per request (enough to ride out a dropped keep-alive connection), and every error
 //! says whether retrying can help ([`StorageError::is_retryable`]).
 
+mod copy;
 mod debris;
 mod errors;
 mod list;
@@ -289,6 +290,18 @@ impl S3Store {
         format!("s3://{}/{key}", self.bucket)
     }
 
+    /// S3 at this endpoint, without secrets (`s3:<endpoint>`, `s3:aws`): what the identity
+    /// starts with, and what a server-side copy needs in common.
+    fn service(&self) -> String {
+        let endpoint = match &self.endpoint {
+            Some(ep) => crate::secret::redact_url(ep)
+                .trim_end_matches('/')
+                .to_ascii_lowercase(),
+            None => "aws".into(),
+        };
+        format!("s3:{endpoint}")
+    }
+
     /// An SDK failure as a [`StorageError`], with NotFound for a missing object.
     fn fail(&self, op: &str, name: &str, key: &str, f: Failure) -> StorageError {
         if f.not_found {
@@ -322,13 +335,7 @@ impl ObjectStore for S3Store {
     }
 
     fn identity(&self) -> String {
-        let endpoint = match &self.endpoint {
-            Some(ep) => crate::secret::redact_url(ep)
-                .trim_end_matches('/')
-                .to_ascii_lowercase(),
-            None => "aws".into(),
-        };
-        format!("s3:{endpoint}/{}/{}", self.bucket, self.prefix)
+        format!("{}/{}/{}", self.service(), self.bucket, self.prefix)
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -439,6 +446,10 @@ impl ObjectStore for S3Store {
     }
 
     fn quarantine(&self) -> Option<&dyn crate::storage::Quarantine> {
+        Some(self)
+    }
+
+    fn server_copy(&self) -> Option<&dyn crate::storage::copy::ServerCopy> {
         Some(self)
     }
 

@@ -24,7 +24,7 @@ pub(crate) struct Head {
 }
 
 /// Characters kept as they are in `CopySource` (a key, `/` included, percent-encoded).
-const KEY_SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+pub(super) const KEY_SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'/')
     .remove(b'-')
     .remove(b'_')
@@ -43,7 +43,7 @@ impl S3Store {
         Ok(key)
     }
 
-    async fn head(&self, name: &str, key: &str) -> Result<Option<Head>, StorageError> {
+    pub(super) async fn head(&self, name: &str, key: &str) -> Result<Option<Head>, StorageError> {
         match self
             .client
             .head_object()

@@ -427,6 +427,7 @@ pub async fn run(store: &dyn ObjectStore) {
     }
 
     debris(store).await;
+    server_copy(store).await;
 
     // Clean up and check deletes took.
     for name in NAMES
@@ -438,6 +439,65 @@ pub async fn run(store: &dyn ObjectStore) {
             Err(e) => assert!(e.is_not_found(), "after delete: want NotFound, got {e}"),
             Ok(_) => panic!("{name:?} still exists after delete"),
         }
+    }
+}
+
+/// The server-side copy door, within the store itself: a create-only copy makes a new name with
+/// the same bytes and refuses a name that holds an object (which keeps its bytes); an
+/// overwriting copy replaces it; a missing source is [`StorageError::NotFound`]. Stores without
+/// the door answer `None`.
+pub async fn server_copy(store: &dyn ObjectStore) {
+    use parse_files_migrate::storage::PutMode;
+    let Some(door) = store.server_copy() else {
+        return;
+    };
+    let data = super::bytes(70_001, 77);
+    roundtrip(store, "copy-src.bin", &data, 4096).await;
+    let src = door.copy_source("copy-src.bin").expect("copy source");
+    let meta = store.stat("copy-src.bin").await.expect("stat");
+    let made = door
+        .copy_from(&src, &meta, "copy-dst.bin", PutMode::Create)
+        .await
+        .expect("create-only copy");
+    assert_eq!(made, Some(()), "a copy within the store itself is possible");
+    assert!(read_all(store, "copy-dst.bin").await.unwrap() == data);
+    let copied = store.stat("copy-dst.bin").await.unwrap();
+    assert_eq!(
+        (copied.size, copied.md5.as_deref()),
+        (meta.size, meta.md5.as_deref())
+    );
+
+    let other = super::bytes(333, 78);
+    roundtrip(store, "copy-taken.bin", &other, 100).await;
+    match door
+        .copy_from(&src, &meta, "copy-taken.bin", PutMode::Create)
+        .await
+    {
+        Err(StorageError::AlreadyExists { .. }) => {}
+        other => panic!("a create-only copy onto an object: {other:?}"),
+    }
+    assert!(
+        read_all(store, "copy-taken.bin").await.unwrap() == other,
+        "kept"
+    );
+    door.copy_from(&src, &meta, "copy-taken.bin", PutMode::Overwrite)
+        .await
+        .expect("overwriting copy");
+    assert!(
+        read_all(store, "copy-taken.bin").await.unwrap() == data,
+        "replaced"
+    );
+
+    let gone = door.copy_source("copy-none.bin").expect("copy source");
+    match door
+        .copy_from(&gone, &meta, "copy-none-dst.bin", PutMode::Create)
+        .await
+    {
+        Err(e) if e.is_not_found() => {}
+        other => panic!("a copy of a missing object: {other:?}"),
+    }
+    for n in ["copy-src.bin", "copy-dst.bin", "copy-taken.bin"] {
+        store.delete(n).await.expect("delete");
     }
 }
 
