@@ -12,6 +12,7 @@ mod hooks;
 mod output;
 mod rebase;
 mod rekey;
+mod relayout;
 mod relink;
 mod serve;
 mod sizing;
@@ -21,11 +22,13 @@ pub use hooks::HookArgs;
 pub use output::*;
 pub use rebase::RebaseArgs;
 pub use rekey::RekeyArgs;
+pub use relayout::RelayoutArgs;
 pub use relink::RelinkArgs;
 pub use serve::ServeArgs;
 pub use sizing::SizingArgs;
 use {
-    rebase::REBASE_EXAMPLES, rekey::REKEY_EXAMPLES, relink::RELINK_EXAMPLES, serve::SERVE_EXAMPLES,
+    rebase::REBASE_EXAMPLES, rekey::REKEY_EXAMPLES, relayout::RELAYOUT_EXAMPLES,
+    relink::RELINK_EXAMPLES, serve::SERVE_EXAMPLES,
 };
 
 use std::path::PathBuf;
@@ -252,6 +255,10 @@ pub enum Command {
     /// (streaming, verified, resumable); --dry-run classifies them
     #[command(after_long_help = REKEY_EXAMPLES)]
     Rekey(RekeyArgs),
+    /// Rename every referenced file of a store after a template (directories by class, date…),
+    /// copying on the server where it can, and rewrite every reference; the old names stay
+    #[command(after_long_help = RELAYOUT_EXAMPLES)]
+    Relayout(RelayoutArgs),
     /// Point dangling references at the one unreferenced key their bytes sit under (a broken
     /// S3 adapter `generateKey`); copies and deletes nothing
     #[command(after_long_help = RELINK_EXAMPLES)]

@@ -59,6 +59,12 @@ fn profile(command: &Command) -> Option<Profile<'_>> {
             a.clean.any().then_some(&a.hooks),
             a.metrics.metrics_file.as_ref(),
         ),
+        Command::Relayout(a) => p(
+            "relayout",
+            a.dry_run,
+            Some(&a.hooks),
+            a.metrics.metrics_file.as_ref(),
+        ),
         Command::Relink(a) => p(
             "relink",
             a.dry_run,

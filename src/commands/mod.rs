@@ -12,6 +12,7 @@ mod list;
 mod migrate;
 mod rebase;
 mod rekey;
+mod relayout;
 mod relink;
 mod rollback;
 mod schema;
@@ -62,6 +63,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Audit(args)) => audit::run(&settings, &args).await,
         Some(Command::Rebase(args)) => rebase::run(&settings, &args, h).await,
         Some(Command::Rekey(args)) => rekey::run(&settings, &args, h).await,
+        Some(Command::Relayout(args)) => relayout::run(&settings, &args, h).await,
         Some(Command::Relink(args)) => relink::run(&settings, &args, h).await,
         Some(Command::Serve(args)) => serve::run(&settings, &args, h).await,
         Some(Command::Completions(args)) => docs::completions(&args),

@@ -68,6 +68,7 @@ pub(super) async fn run(
         destination: crate::storage::StoreName::of(stores.destination.as_ref()),
         scope: "all".into(),
         rescan: true,
+        layout: None,
     };
     let guard = session::db_guard(settings, &d.db).await;
     let gate = GateArgs {

@@ -48,6 +48,7 @@ pub(super) async fn run(
         destination: crate::storage::StoreName::of(store.as_ref()),
         scope: "all".into(),
         rescan: true,
+        layout: None,
     };
     let stores = Stores {
         hosted: None,

@@ -83,7 +83,9 @@ pub(super) async fn run(
         delete_copies: args.delete_copies,
         is_original: &is_original,
         hosted: hosted.as_deref(),
-        server: server.as_deref(),
+        // Without [source.server], the other names' originals can only be in the destination
+        // (`relayout`'s old names stay there): a restore is checked against it.
+        server: server.as_deref().or(Some(&*destination)),
         destination: &crate::storage::StoreName::of(destination.as_ref()),
         db: &db,
         targets: d.as_ref().map_or(&[], |d| &d.targets),

@@ -42,11 +42,30 @@ impl Ledger {
             return Ok(HashMap::new());
         }
         let wanted: std::collections::HashSet<&str> = targets.iter().copied().collect();
-        self.files_where(doc! {"f.t": {"$in": targets}}, |r| {
-            (r.state == FileState::Verified && wanted.contains(r.target.as_str()))
-                .then(|| r.target.clone())
+        let mut out: HashMap<String, FileRecord> = HashMap::new();
+        let filter = doc! {"f.t": {"$in": targets}};
+        self.each_batch(&self.files, filter, |d| {
+            for r in file_records(&self.files, d) {
+                let r = r?;
+                if r.state != FileState::Verified || !wanted.contains(r.target.as_str()) {
+                    continue;
+                }
+                // A copy made under the target (from another name) says more than a later
+                // check of the target in place (a name already where it belongs: `relayout`
+                // run again, a store migrated onto itself): that copy is what `rollback
+                // --delete-copies` may remove, and what `relink` must not take.
+                let copy = |f: &FileRecord| f.name != f.target;
+                match out.get(&r.target) {
+                    Some(kept) if copy(kept) && !copy(&r) => {}
+                    _ => {
+                        out.insert(r.target.clone(), r);
+                    }
+                }
+            }
+            Ok(std::ops::ControlFlow::Continue(()))
         })
-        .await
+        .await?;
+        Ok(out)
     }
 
     /// The records of the batch documents `filter` selects that `key` keeps, by that key. Where

@@ -40,6 +40,7 @@ impl Settings {
             destination,
             scope: engine::scope_of(run.shard),
             rescan: args.rescan || args.retry_failed,
+            layout: None,
         }
     }
 

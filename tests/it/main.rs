@@ -50,6 +50,7 @@ mod quarantine_parse_server;
 mod readme;
 mod rekey;
 mod rekey_parse_server;
+mod relayout;
 mod relink;
 mod relink_parse_server;
 mod resume;

@@ -118,6 +118,10 @@ pub fn digest(plan: &Plan, targets: &[Target]) -> String {
         "v1|{:?}|{:?}|{:?}|{}|{}",
         plan.select, plan.rename, plan.mode, plan.destination.identity, plan.collection_prefix
     );
+    // A relayout's template (unchanged digests without one).
+    if let Some(l) = &plan.layout {
+        what.push_str(&format!("|layout:{}", l.as_str()));
+    }
     for t in targets {
         what.push_str(&format!(
             "|{}:{:?}:{:?}",

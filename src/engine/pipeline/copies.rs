@@ -103,7 +103,7 @@ pub(super) async fn copy_stage(
             let records = records.clone();
             let state = state.clone();
             async move {
-                let (outcome, refs) = state.dedup.finish(&job.name, outcome);
+                let (outcome, refs) = state.dedup.finish(&job.name, &job.target, outcome);
                 count(&state, &job.name, &outcome, refs.len() as u64);
                 records
                     .send(Record::Copied { job, outcome, refs })

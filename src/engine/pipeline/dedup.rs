@@ -29,6 +29,8 @@ enum Entry {
     },
     Done {
         outcome: Arc<Outcome>,
+        /// The name it was copied to (decided once per file: `relayout`'s first reference).
+        target: Arc<str>,
         flushed: bool,
     },
 }
@@ -45,6 +47,7 @@ pub enum Seen {
     /// still be on its way there, in a batch of the rewrite stage).
     Done {
         outcome: Arc<Outcome>,
+        target: Arc<str>,
         recorded: bool,
     },
 }
@@ -93,8 +96,13 @@ impl Dedup {
         let mut inner = self.lock();
         match inner.map.get_mut(name) {
             None => Seen::New,
-            Some(Entry::Done { outcome, flushed }) => Seen::Done {
+            Some(Entry::Done {
+                outcome,
+                target,
+                flushed,
+            }) => Seen::Done {
                 outcome: outcome.clone(),
+                target: target.clone(),
                 recorded: *flushed,
             },
             Some(Entry::InFlight { waiters, done }) => {
@@ -122,13 +130,14 @@ impl Dedup {
     }
 
     /// Remember an outcome read from the ledger (already durable), so later pages skip the lookup.
-    pub fn known(&self, name: &str, outcome: Outcome) -> Arc<Outcome> {
+    pub fn known(&self, name: &str, target: &str, outcome: Outcome) -> Arc<Outcome> {
         let outcome = Arc::new(outcome);
         let mut inner = self.lock();
         inner.map.insert(
             name.to_string(),
             Entry::Done {
                 outcome: outcome.clone(),
+                target: target.into(),
                 flushed: true,
             },
         );
@@ -139,13 +148,19 @@ impl Dedup {
 
     /// The copy of `name` ended: store the outcome, wake a paused planner, and return the
     /// references that waited for it.
-    pub fn finish(&self, name: &str, outcome: Outcome) -> (Arc<Outcome>, Vec<FileRef>) {
+    pub fn finish(
+        &self,
+        name: &str,
+        target: &str,
+        outcome: Outcome,
+    ) -> (Arc<Outcome>, Vec<FileRef>) {
         let outcome = Arc::new(outcome);
         let mut inner = self.lock();
         let previous = inner.map.insert(
             name.to_string(),
             Entry::Done {
                 outcome: outcome.clone(),
+                target: target.into(),
                 flushed: false,
             },
         );
@@ -209,7 +224,7 @@ mod tests {
         let mut later = vec![r("2"), r("3")];
         assert!(matches!(d.see("a", &mut later, true), Seen::Attached));
         assert!(later.is_empty());
-        let (_, waiters) = d.finish("a", Outcome::Planned);
+        let (_, waiters) = d.finish("a", "a", Outcome::Planned);
         assert_eq!(waiters.len(), 3);
         assert!(matches!(
             d.see("a", &mut vec![], true),
@@ -220,7 +235,7 @@ mod tests {
         ));
         // Not flushed yet: stays even beyond the window.
         d.start("b", vec![]);
-        d.finish("b", Outcome::Planned);
+        d.finish("b", "b", Outcome::Planned);
         assert_eq!(d.len(), 2);
         d.flushed(["a", "b"]);
         assert!(matches!(

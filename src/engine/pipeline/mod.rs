@@ -123,6 +123,9 @@ pub struct Plan {
     pub scope: String,
     /// Walk every class from the start, ignoring the walk checkpoint (`--rescan`).
     pub rescan: bool,
+    /// `relayout --template`: each file's new name comes from the template and the first
+    /// reference met (instead of [`RenamePolicy`]), once per file, and sticks in the ledger.
+    pub layout: Option<Arc<crate::parse::layout::Layout>>,
 }
 
 /// `--shard K/N`: this process takes the files whose name hashes to K modulo N.

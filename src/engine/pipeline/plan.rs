@@ -8,12 +8,14 @@
 //! outcome to the rewrite stage. The planner writes nothing itself; it moves the walk
 //! [`checkpoint`] (written through [`Effects`], so never in a dry run).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use futures::TryStreamExt;
 use mongodb::Database;
+use mongodb::bson::{Bson, Document, doc};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
@@ -25,6 +27,7 @@ use crate::engine::Shard;
 use crate::engine::summary::FileItem;
 use crate::engine::{Counters, Effects, FileJob, Outcome, RunState};
 use crate::ledger::{FileState, Ledger};
+use crate::parse::layout::{Facts, Layout};
 use crate::parse::names::{NameKind, target_name};
 use crate::scan::{ClassWalker, FileRef, Target, WalkOptions, log_issues};
 
@@ -124,7 +127,11 @@ impl Planner<'_> {
                 for r in &mut selected {
                     r.page = n;
                 }
-                let stop = self.page(selected).await?;
+                let created = match &self.plan.layout {
+                    Some(l) if l.dated() => created_at(db, &target.collection, &selected).await?,
+                    _ => HashMap::new(),
+                };
+                let stop = self.page(selected, &created).await?;
                 super::save_checkpoint(&self.state, &*self.effects, false).await?;
                 if let Some(stop) = stop {
                     return Ok(Some(stop));
@@ -191,8 +198,13 @@ impl Planner<'_> {
         })
     }
 
-    /// Decide for one page of (selected) references.
-    async fn page(&self, refs: Vec<FileRef>) -> anyhow::Result<Option<String>> {
+    /// Decide for one page of (selected) references; `created`: the `createdAt` of their objects
+    /// (ms, by canonical `_id`), when a relayout's template needs it.
+    async fn page(
+        &self,
+        refs: Vec<FileRef>,
+        created: &HashMap<String, i64>,
+    ) -> anyhow::Result<Option<String>> {
         let c = &self.state.counters;
         let mut groups: BTreeMap<String, Vec<FileRef>> = BTreeMap::new();
         for r in refs {
@@ -214,11 +226,14 @@ impl Planner<'_> {
                         let _ =
                             tokio::time::timeout(Duration::from_millis(100), done.notified()).await;
                     }
-                    Seen::Done { outcome, recorded } => {
-                        let target = target_name(&name, self.plan.rename).into_owned();
+                    Seen::Done {
+                        outcome,
+                        target,
+                        recorded,
+                    } => {
                         self.send(Record::Known {
                             name,
-                            target,
+                            target: target.to_string(),
                             outcome,
                             recorded,
                             refs,
@@ -244,9 +259,29 @@ impl Planner<'_> {
                 .is_none_or(|d| self.plan.destination.names(d))
         };
         for (name, refs) in unknown {
-            let target = target_name(&name, self.plan.rename).into_owned();
             let record = known.get(&name);
-            let wrote_it = written.get(&name).filter(|r| here(r) && target == name);
+            let (target, wrote_it) = match &self.plan.layout {
+                None => {
+                    let target = target_name(&name, self.plan.rename).into_owned();
+                    let wrote_it = written.get(&name).filter(|r| here(r) && target == name);
+                    (target, wrote_it)
+                }
+                Some(layout) => {
+                    // Decided once, by the first reference an earlier run met: it sticks.
+                    let decided = record.filter(|r| here(r) && r.target != name);
+                    let target = match decided {
+                        Some(r) => Ok(r.target.clone()),
+                        None => laid_out(layout, &name, &refs, created),
+                    };
+                    match target {
+                        Ok(t) => (t, None),
+                        Err(reason) => {
+                            self.refuse(name, reason, refs).await?;
+                            continue;
+                        }
+                    }
+                }
+            };
             let outcome = match (record, wrote_it) {
                 // Deleted through a `serve` gateway: never copied back from the old store.
                 (Some(r), _) if r.is_tombstone() => Some(Outcome::Missing {
@@ -295,7 +330,7 @@ impl Planner<'_> {
                     }
                     _ => Counters::add(&c.files_skipped, 1),
                 }
-                let outcome = self.state.dedup.known(&name, outcome);
+                let outcome = self.state.dedup.known(&name, &target, outcome);
                 self.send(Record::Known {
                     name,
                     target,
@@ -335,6 +370,31 @@ impl Planner<'_> {
         Ok(None)
     }
 
+    /// A file no new name could be made for (`relayout`): counted failed, its references left;
+    /// nothing recorded, so the next run decides again.
+    async fn refuse(&self, name: String, reason: String, refs: Vec<FileRef>) -> anyhow::Result<()> {
+        let c = &self.state.counters;
+        tracing::warn!(file = %name, "no new name: {reason}");
+        Counters::add(&c.files_failed, 1);
+        c.failed(FileItem {
+            name: name.clone(),
+            reason: reason.clone(),
+            references: refs.len() as u64,
+        });
+        let outcome = self
+            .state
+            .dedup
+            .known(&name, &name, Outcome::Failed { reason });
+        self.send(Record::Known {
+            target: name.clone(),
+            name,
+            outcome,
+            recorded: true,
+            refs,
+        })
+        .await
+    }
+
     async fn send(&self, record: Record) -> anyhow::Result<()> {
         self.records
             .send(record)
@@ -356,6 +416,58 @@ impl Planner<'_> {
         }
         None
     }
+}
+
+/// The new name of `name` under `layout`, from the first of its references: the name itself
+/// when it already has the layout's shape (laid out by an earlier run, or uploaded there).
+fn laid_out(
+    layout: &Layout,
+    name: &str,
+    refs: &[FileRef],
+    created: &HashMap<String, i64>,
+) -> Result<String, String> {
+    let first = refs.first().ok_or("no reference")?;
+    let field = first.field();
+    let field = field.split_once('.').map_or(field.as_str(), |(_, f)| f);
+    let facts = Facts {
+        class: &first.class,
+        field,
+        created_ms: created.get(&id_key(&first.id)).copied(),
+    };
+    if layout.holds(name, &facts) {
+        return Ok(name.to_string());
+    }
+    layout.render(name, &facts)
+}
+
+fn id_key(id: &Bson) -> String {
+    id.clone().into_canonical_extjson().to_string()
+}
+
+/// The `_created_at` of the objects `refs` are in (one query for the page), by [`id_key`].
+async fn created_at(
+    db: &Database,
+    collection: &str,
+    refs: &[FileRef],
+) -> anyhow::Result<HashMap<String, i64>> {
+    let mut ids: Vec<Bson> = refs.iter().map(|r| r.id.clone()).collect();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut cursor = db
+        .collection::<Document>(collection)
+        .find(doc! {"_id": {"$in": ids}})
+        .projection(doc! {"_created_at": 1})
+        .await
+        .with_context(|| format!("reading createdAt in {collection}"))?;
+    let mut out = HashMap::new();
+    while let Some(d) = cursor.try_next().await? {
+        if let (Some(id), Ok(at)) = (d.get("_id"), d.get_datetime("_created_at")) {
+            out.insert(id_key(id), at.timestamp_millis());
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
