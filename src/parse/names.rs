@@ -35,6 +35,18 @@ pub fn encode_uri_component(s: &str) -> String {
     utf8_percent_encode(s, URI_COMPONENT).to_string()
 }
 
+/// A file name as Parse Server 9's adapters put it in a URL path: `encodeURIComponent` of each
+/// `/`-separated segment (the GridFS and S3 adapters' `getFileLocation`; names with directories
+/// since `Parse.File.setDirectory`), so `Photo/2024/a b.jpg` reads `Photo/2024/a%20b.jpg`.
+/// Without a `/`, the same as [`encode_uri_component`]. Parse Server's `/files/:appId/*filepath`
+/// route serves this form and the older `%2F` one alike.
+pub fn encode_name_path(name: &str) -> String {
+    name.split('/')
+        .map(encode_uri_component)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// What a file name says about where the file came from (the `kind` column of `list`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -138,7 +150,7 @@ pub fn parse_server_file_url(server_url: &str, app_id: &str, name: &str) -> Stri
         "{}/files/{}/{}",
         server_url.trim_end_matches('/'),
         app_id,
-        encode_uri_component(name)
+        encode_name_path(name)
     )
 }
 
@@ -220,6 +232,19 @@ impl Selection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_with_directories_are_encoded_per_segment_as_parse_server_9_does() {
+        assert_eq!(
+            encode_name_path("Photo/2024/a b.jpg"),
+            "Photo/2024/a%20b.jpg"
+        );
+        assert_eq!(encode_name_path("a+b.jpg"), encode_uri_component("a+b.jpg"));
+        assert_eq!(
+            parse_server_file_url("https://api.example.com/parse/", "app", "d/é.png"),
+            "https://api.example.com/parse/files/app/d/%C3%A9.png"
+        );
+    }
 
     #[test]
     fn kinds() {

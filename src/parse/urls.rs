@@ -179,7 +179,7 @@ impl Matcher {
             let Some(segment) = rest.strip_suffix(p.suffix.as_str()) else {
                 continue;
             };
-            if let Some(name) = decode(segment) {
+            if let Some(name) = decode_path(segment) {
                 return Some(Found {
                     start: at,
                     end: at + url_len,
@@ -257,6 +257,13 @@ fn decode(segment: &str) -> Option<String> {
         return None;
     }
     Some(name.into_owned())
+}
+
+/// A name after a server base: one or more `/`-separated segments, each percent-decoded (Parse
+/// Server 9's per-file directories: `Photo/2024/a.jpg`), none empty.
+fn decode_path(path: &str) -> Option<String> {
+    let parts: Option<Vec<String>> = path.split('/').map(decode).collect();
+    Some(parts?.join("/"))
 }
 
 /// The next `http://` or `https://` (any case) at or after `from`.
@@ -448,9 +455,17 @@ mod tests {
             "http://files.parsetfss.com/K/%FF.jpg",
             "http://files.parsetfss.com/K/a%00b",
             "https://api.example.com/parse/files/app/",
-            "https://api.example.com/parse/files/app/a/b",
+            "https://api.example.com/parse/files/app/a//b",
+            "https://api.example.com/parse/files/app/a/%FF",
         ] {
             assert_eq!(one(t), None, "{t}");
+        }
+        // A server URL's name may have directories (Parse Server 9.4+), in either encoding.
+        for t in [
+            "https://api.example.com/parse/files/app/Photo/2024/a%20b.jpg",
+            "https://api.example.com/parse/files/app/Photo%2F2024%2Fa%20b.jpg",
+        ] {
+            assert_eq!(one(t).unwrap().1, "Photo/2024/a b.jpg", "{t}");
         }
         // `%2F` decodes to a `/` inside the one segment: a name Parse Server can hold.
         assert_eq!(

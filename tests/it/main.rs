@@ -51,6 +51,7 @@ mod readme;
 mod rekey;
 mod rekey_parse_server;
 mod relayout;
+mod relayout_parse_server;
 mod relink;
 mod relink_parse_server;
 mod resume;

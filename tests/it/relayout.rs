@@ -190,7 +190,7 @@ async fn every_reference_gets_its_new_name_and_rollback_puts_them_back() {
     assert_eq!(thumb.get_str("name").unwrap(), "Photo/2023/11/thumb b.png");
     assert_eq!(
         thumb.get_str("url").unwrap(),
-        "https://api.example.com/parse/files/layoutApp/Photo%2F2023%2F11%2Fthumb%20b.png"
+        "https://api.example.com/parse/files/layoutApp/Photo/2023/11/thumb%20b.png"
     );
     // One new name for a file two classes reference: the first reference met decides.
     let shared = name_at(&find(&a.db, "Photo", "p2").await, "image").unwrap();

@@ -40,7 +40,7 @@ use tokio::sync::mpsc;
 use crate::engine::{Effects, FileJob, Limits, RunState, Summary, stopped_by_errors};
 use crate::hooks::{Hooks, Phase};
 use crate::ledger::Ledger;
-use crate::parse::names::{RenamePolicy, Selection, encode_uri_component};
+use crate::parse::names::{RenamePolicy, Selection, encode_name_path};
 use crate::scan::Target;
 use copies::{QUEUE, copy_stage};
 use rewrite::Record;
@@ -92,7 +92,7 @@ impl UrlBase {
                 app_id,
                 name,
             )),
-            UrlBase::Template(t) => Ok(t.replace("{name}", &encode_uri_component(name))),
+            UrlBase::Template(t) => Ok(t.replace("{name}", &encode_name_path(name))),
             UrlBase::None { why } => Err(why.clone()),
         }
     }
