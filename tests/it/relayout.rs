@@ -296,3 +296,57 @@ async fn killed_at_random_points_then_finished_every_reference_holds_its_bytes()
     let _ = std::fs::remove_dir_all(&a.root);
     a.db.drop().await.unwrap();
 }
+
+/// An app writes while a relayout of 300 files runs: it points 60 objects at other names, one
+/// every few milliseconds. Afterwards every write of the app stands (a compare-and-swap never
+/// overwrites it), and every object it did not touch names its file's new name, with the bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_writing_meanwhile_loses_no_write() {
+    let a = seed("pfm_relayout_app", 300).await;
+    let args = a.args(&[
+        "relayout",
+        "--template",
+        "{hash2}/{name}",
+        "--yes",
+        "--output",
+        "jsonl",
+    ]);
+    let child = app::command()
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let photos = a.db.collection::<Document>("Photo");
+    let mut written = BTreeMap::new();
+    for i in (0..300).step_by(5) {
+        let id = format!("x{i:04}");
+        let value = format!("app-{i}.jpg");
+        photos
+            .update_one(doc! {"_id": &id}, doc! {"$set": {"image": &value}})
+            .await
+            .unwrap();
+        written.insert(id, value);
+        tokio::time::sleep(Duration::from_millis(7)).await;
+    }
+    let out = app::wait(child).await;
+    // The app's names are in no store: reported missing (exit 3), or the run was done first.
+    assert!(matches!(out.code, 0 | 3), "{}\n{}", out.stdout, out.stderr);
+    let s = out.summary();
+    let conflicts = s["references"]["conflicts"].as_u64().unwrap();
+    assert!(conflicts <= written.len() as u64, "{s}");
+    for d in app::find_all(&a.db, "Photo").await {
+        let id = d.get_str("_id").unwrap();
+        let image = name_at(&d, "image").unwrap();
+        match written.get(id) {
+            Some(value) => assert_eq!(&image, value, "{id}: the app's write stands"),
+            None => {
+                let original = image.rsplit('/').next().unwrap();
+                assert_ne!(image, original, "{id} laid out");
+                assert!(a.bytes_of(&image) == a.files[original], "{id}: {image}");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&a.root);
+    a.db.drop().await.unwrap();
+}

@@ -1,5 +1,5 @@
-//! `relayout` end to end through a stock Parse Server 9.10.0, on its default (encrypted GridFS)
-//! adapter, the FS adapter and the S3 adapter with a bucket prefix (where the copies are made by
+//! `relayout` end to end through a stock Parse Server 9.10.0, on its GridFS adapter (encrypted,
+//! its default, and plain), the FS adapter and the S3 adapter with a bucket prefix (where the copies are made by
 //! the S3 server): files uploaded and objects created through the REST API; after `relayout
 //! --template '{class}/{yyyy}/{name}'` Parse Server serves every reference's new name (top
 //! level through the url it builds, nested through the url the tool wrote) byte-identical,
@@ -136,6 +136,17 @@ async fn default_gridfs_adapter() {
         "pfm_rlo_gfs",
         Files::Default,
         "type = \"gridfs\"\n".into(),
+        false,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn plain_gridfs_adapter() {
+    scenario(
+        "pfm_rlo_gfsp",
+        Files::GridfsPlain,
+        "type = \"gridfs\"\nencryption = \"none\"\n".into(),
         false,
     )
     .await;
