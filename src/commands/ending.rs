@@ -21,6 +21,21 @@ struct Profile<'a> {
     metrics: Option<&'a PathBuf>,
 }
 
+/// A writing command with the shared `--hook-*` and `--metrics-file` flags.
+fn writing<'a>(
+    name: &'static str,
+    dry_run: bool,
+    hooks: &'a HookArgs,
+    metrics: &'a crate::cli::MetricsArgs,
+) -> Profile<'a> {
+    Profile {
+        name,
+        dry_run,
+        hooks: Some(hooks),
+        metrics: metrics.metrics_file.as_ref(),
+    }
+}
+
 fn profile(command: &Command) -> Option<Profile<'_>> {
     let p = |name, dry_run, hooks, metrics| Profile {
         name,
@@ -35,42 +50,22 @@ fn profile(command: &Command) -> Option<Profile<'_>> {
             Some(&a.hooks),
             a.metrics_file.as_ref(),
         ),
-        Command::Rebase(a) => p(
-            "rebase",
-            a.dry_run,
-            Some(&a.hooks),
-            a.metrics.metrics_file.as_ref(),
-        ),
+        Command::Rebase(a) => writing("rebase", a.dry_run, &a.hooks, &a.metrics),
         Command::Rollback(a) => p(
             "rollback",
             a.dry_run,
             Some(&a.hooks),
             a.out.metrics_file.as_ref(),
         ),
-        Command::Rekey(a) => p(
-            "rekey",
-            a.dry_run,
-            Some(&a.hooks),
-            a.metrics.metrics_file.as_ref(),
-        ),
+        Command::Rekey(a) => writing("rekey", a.dry_run, &a.hooks, &a.metrics),
         Command::Audit(a) => p(
             "audit",
             a.clean.dry_run,
             a.clean.any().then_some(&a.hooks),
             a.metrics.metrics_file.as_ref(),
         ),
-        Command::Relayout(a) => p(
-            "relayout",
-            a.dry_run,
-            Some(&a.hooks),
-            a.metrics.metrics_file.as_ref(),
-        ),
-        Command::Relink(a) => p(
-            "relink",
-            a.dry_run,
-            Some(&a.hooks),
-            a.metrics.metrics_file.as_ref(),
-        ),
+        Command::Relayout(a) => writing("relayout", a.dry_run, &a.hooks, &a.metrics),
+        Command::Relink(a) => writing("relink", a.dry_run, &a.hooks, &a.metrics),
         Command::Verify(a) => p("verify", false, None, a.out.metrics_file.as_ref()),
         Command::Serve(a) => p("serve", a.dry_run, Some(&a.hooks), None),
         _ => return None,

@@ -3,10 +3,9 @@
 //! summary and `rollback` as `migrate`. `--check` then HEAD-requests the current URLs.
 
 use crate::cli::RebaseArgs;
-use crate::engine::{self, Limits, Mode, Plan, RunState, Stores, UrlBase};
+use crate::engine::{self, RunState, Stores, UrlBase};
 use crate::exit::{INCOMPLETE, usage};
 use crate::hooks::Hooks;
-use crate::parse::names::{RenamePolicy, Selection};
 use crate::report::migrate::{MigrateFormat, print_summary};
 use crate::session::gate::GateArgs;
 use crate::session::{self, discover};
@@ -27,10 +26,6 @@ pub(super) async fn run(
         return Err(usage(format!("rebase has no current base: {why}")));
     }
     let format = MigrateFormat::choose(args.output, "rebase")?;
-    let max_duration = match &args.max_duration {
-        Some(d) => Some(crate::settings::parse_max_duration(d)?),
-        None => settings.run.max_duration,
-    };
     // The run's description only: a rebase reads and writes no store.
     let store_cfg = settings
         .destination
@@ -49,27 +44,8 @@ pub(super) async fn run(
         server: None,
         destination: store,
     };
-    let plan = Plan {
-        select: Selection::All,
-        rename: RenamePolicy::Keep,
-        concurrency: settings.run.concurrency,
-        shard: None,
-        mode: Mode::RewriteOnly,
-        retry_missing: false,
-        limits: Limits {
-            max_duration,
-            max_errors: settings.run.max_errors,
-            ..Limits::default()
-        },
-        urls,
-        collection_prefix: settings.mongo.collection_prefix.clone(),
-        page_size: settings.mongo.page_size,
-        file_key: settings.parse.file_key.clone(),
-        destination: crate::storage::StoreName::of(stores.destination.as_ref()),
-        scope: "all".into(),
-        rescan: true,
-        layout: None,
-    };
+    let destination = crate::storage::StoreName::of(stores.destination.as_ref());
+    let plan = settings.store_plan(destination, args.max_duration.as_deref(), None)?;
     let guard = session::db_guard(settings, &d.db).await;
     let gate = GateArgs {
         dry_run: args.dry_run,

@@ -7,11 +7,11 @@
 use std::sync::Arc;
 
 use crate::cli::RelayoutArgs;
-use crate::engine::{self, Limits, Mode, Plan, RunState, Stores, UrlBase};
+use crate::engine::{self, Mode, Plan, RunState, Stores, UrlBase};
 use crate::exit::usage;
 use crate::hooks::Hooks;
 use crate::parse::layout::Layout;
-use crate::parse::names::{RenamePolicy, Selection};
+use crate::parse::names::Selection;
 use crate::report::migrate::{MigrateFormat, print_summary};
 use crate::session::gate::GateArgs;
 use crate::session::{self, discover};
@@ -25,10 +25,7 @@ pub(super) async fn run(
 ) -> anyhow::Result<i32> {
     let layout = Layout::parse(&args.template).map_err(|e| usage(format!("--template: {e}")))?;
     let format = MigrateFormat::choose(args.output, "relayout")?;
-    let max_duration = match &args.max_duration {
-        Some(d) => Some(crate::settings::parse_max_duration(d)?),
-        None => settings.run.max_duration,
-    };
+    let max_duration = args.max_duration.as_deref();
     let (cfg, role) = session::store_by_role(settings, args.store, "relayout")?;
     let store = session::open_checked(settings, cfg, role).await?;
     let mut filters = args.filters.clone();
@@ -47,25 +44,10 @@ pub(super) async fn run(
     let plan = Plan {
         // Hosted-Parse names are not in the store: `migrate` moves those.
         select: Selection::Server,
-        rename: RenamePolicy::Keep,
-        concurrency: settings.run.concurrency,
-        shard: None,
         mode: Mode::Full,
-        retry_missing: false,
-        limits: Limits {
-            max_files: args.max_files,
-            max_duration,
-            max_errors: settings.run.max_errors,
-            ..Limits::default()
-        },
-        urls: settings.url_base(),
-        collection_prefix: settings.mongo.collection_prefix.clone(),
-        page_size: settings.mongo.page_size,
-        file_key: settings.parse.file_key.clone(),
-        destination: StoreName::of(store.as_ref()),
-        scope: "all".into(),
         rescan: false,
         layout: Some(Arc::new(layout)),
+        ..settings.store_plan(StoreName::of(store.as_ref()), max_duration, args.max_files)?
     };
     if let UrlBase::None { why } = &plan.urls {
         tracing::warn!("{why}; nested File references cannot be rewritten to the new names");

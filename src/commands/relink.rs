@@ -5,10 +5,9 @@
 use crate::audit::relink::Rule;
 use crate::cli::RelinkArgs;
 use crate::engine::relink::Relink;
-use crate::engine::{Limits, Mode, Plan, RunState, Stores};
+use crate::engine::{RunState, Stores};
 use crate::exit::usage;
 use crate::hooks::Hooks;
-use crate::parse::names::{RenamePolicy, Selection};
 use crate::report::migrate::{MigrateFormat, print_summary};
 use crate::session::{self, gate::GateArgs};
 use crate::settings::{Settings, sort_run_bytes};
@@ -21,35 +20,12 @@ pub(super) async fn run(
     let rule = Rule::parse(&args.rule).map_err(|e| usage(format!("--match: {e}")))?;
     let format = MigrateFormat::choose(args.output, "relink")?;
     let run_bytes = sort_run_bytes(args.sort_run_bytes.as_deref())?;
-    let max_duration = match &args.max_duration {
-        Some(d) => Some(crate::settings::parse_max_duration(d)?),
-        None => settings.run.max_duration,
-    };
     let store = session::open_listed(settings, args.store, "relink").await?;
     // Every reference protects its key: strings and the database's other apps too.
     let d = session::discover_everything(settings).await?;
     let ledger = session::open_ledger(settings, &d.db).await?;
-    let plan = Plan {
-        select: Selection::All,
-        rename: RenamePolicy::Keep,
-        concurrency: settings.run.concurrency,
-        shard: None,
-        mode: Mode::RewriteOnly,
-        retry_missing: false,
-        limits: Limits {
-            max_duration,
-            max_errors: settings.run.max_errors,
-            ..Limits::default()
-        },
-        urls: settings.url_base(),
-        collection_prefix: settings.mongo.collection_prefix.clone(),
-        page_size: settings.mongo.page_size,
-        file_key: settings.parse.file_key.clone(),
-        destination: crate::storage::StoreName::of(store.as_ref()),
-        scope: "all".into(),
-        rescan: true,
-        layout: None,
-    };
+    let destination = crate::storage::StoreName::of(store.as_ref());
+    let plan = settings.store_plan(destination, args.max_duration.as_deref(), None)?;
     let stores = Stores {
         hosted: None,
         server: None,

@@ -44,6 +44,45 @@ impl Settings {
         }
     }
 
+    /// The plan of a command that works on one store and every reference, under the exclusive
+    /// lease (`rebase`, `relink`, `relayout`): every name, names kept, references rewritten
+    /// only, every class walked from the start; the command changes what it does differently.
+    /// `max_duration` (`--max-duration`) wins over `[run] max_duration`.
+    pub fn store_plan(
+        &self,
+        store: crate::storage::StoreName,
+        max_duration: Option<&str>,
+        max_files: Option<u64>,
+    ) -> anyhow::Result<Plan> {
+        let run = &self.run;
+        let max_duration = match max_duration {
+            Some(d) => Some(super::parse_max_duration(d)?),
+            None => run.max_duration,
+        };
+        Ok(Plan {
+            select: Selection::All,
+            rename: RenamePolicy::Keep,
+            concurrency: run.concurrency,
+            shard: None,
+            mode: Mode::RewriteOnly,
+            retry_missing: false,
+            limits: Limits {
+                max_files,
+                max_duration,
+                max_errors: run.max_errors,
+                ..Limits::default()
+            },
+            urls: self.url_base(),
+            collection_prefix: self.mongo.collection_prefix.clone(),
+            page_size: self.mongo.page_size,
+            file_key: self.parse.file_key.clone(),
+            destination: store,
+            scope: "all".into(),
+            rescan: true,
+            layout: None,
+        })
+    }
+
     /// Refuse a `migrate` (or `--estimate`) whose flags cannot be right.
     pub fn check_migrate(&self, args: &MigrateArgs) -> anyhow::Result<()> {
         let run = &self.run;
