@@ -82,8 +82,41 @@ pub(crate) struct App {
 }
 
 impl App {
+    /// A new app: its own database (named after `tag`), keys and port.
+    pub(crate) fn fresh(tag: &str, app_id: &str) -> App {
+        let tag = support::unique(tag);
+        App {
+            app_id: app_id.into(),
+            master_key: format!("mk-{tag}-SECRET"),
+            file_key: format!("fk-{tag}-SECRET"),
+            database: tag.clone(),
+            collection_prefix: String::new(),
+            port: free_port(),
+        }
+    }
+
     pub(crate) fn server_url(&self) -> String {
         format!("http://127.0.0.1:{}/parse", self.port)
+    }
+
+    /// The tool's configuration for this app in `dir`: its database, Parse settings, and
+    /// `[destination]` = `table` (the store Parse Server uses).
+    pub(crate) fn tool_config(&self, dir: &Path, table: &str) -> PathBuf {
+        let path = dir.join("pfm.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[mongo]\nuri = {uri:?}\n\n[parse]\napp_id = {app_id:?}\nfile_key = {fk:?}\n\
+                 public_server_url = {public:?}\n\n[destination]\n{table}\n\
+                 [output]\nprogress = \"never\"\n",
+                uri = uri_for(&self.database),
+                app_id = self.app_id,
+                fk = self.file_key,
+                public = self.server_url(),
+            ),
+        )
+        .unwrap();
+        path
     }
 }
 

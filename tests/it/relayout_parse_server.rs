@@ -8,21 +8,13 @@
 use serde_json::{Value, json};
 
 use crate::parse_server::{App, Files, ParseServer, Rest, name_of};
+use crate::support;
 use crate::support::app::{self, snapshot};
-use crate::support::{self, free_port};
 
 /// `table`: the store's `[destination]` body (the store Parse Server uses); `server_side`:
 /// whether its copies are the server's own.
 async fn scenario(tag: &str, files: Files, table: String, server_side: bool) {
-    let tag = support::unique(tag);
-    let app = App {
-        app_id: "layoutApp".into(),
-        master_key: format!("mk-{tag}-SECRET"),
-        file_key: format!("fk-{tag}-SECRET"),
-        database: tag.clone(),
-        collection_prefix: String::new(),
-        port: free_port(),
-    };
+    let app = App::fresh(tag, "layoutApp");
     let server = ParseServer::start(&app, &files, "relayout");
     let rest = Rest::new(&app);
     let mut up = Vec::new();
@@ -40,19 +32,7 @@ async fn scenario(tag: &str, files: Files, table: String, server_side: bool) {
     let o2 = rest.create("Album", json!({"cover": c.0})).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("relayout.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[mongo]\nuri = {uri:?}\n\n[parse]\napp_id = {app_id:?}\nfile_key = {fk:?}\n\
-             public_server_url = {public:?}\n\n[destination]\n{table}\n[output]\nprogress = \"never\"\n",
-            uri = support::uri_for(&app.database),
-            app_id = app.app_id,
-            fk = app.file_key,
-            public = app.server_url(),
-        ),
-    )
-    .unwrap();
+    let config = app.tool_config(dir.path(), &table);
     let cfg = config.to_str().unwrap();
     let db = support::mongo_client().await.database(&app.database);
     let classes = |s: &std::collections::BTreeMap<String, Vec<mongodb::bson::Document>>| {

@@ -16,9 +16,9 @@ use serde_json::{Value, json};
 use parse_files_migrate::storage::{ObjectStore, PutOptions, StoreConfig, StoreContext};
 
 use crate::parse_server::{App, Files, ParseServer, Rest, name_of};
+use crate::support;
 use crate::support::app::{self, snapshot};
 use crate::support::conformance::{body, read_all};
-use crate::support::{self, free_port};
 
 /// Move the bytes of `from` to `to` in `store` (what a `generateKey` that disagrees with
 /// `getFileLocation` leaves: the object under another key than the name the app holds).
@@ -33,15 +33,7 @@ async fn misplace(store: &dyn ObjectStore, from: &str, to: &str) {
 
 /// `table`: the store's `[destination]` body (the store Parse Server uses).
 async fn scenario(tag: &str, files: Files, table: String) {
-    let tag = support::unique(tag);
-    let app = App {
-        app_id: "relinkApp".into(),
-        master_key: format!("mk-{tag}-SECRET"),
-        file_key: format!("fk-{tag}-SECRET"),
-        database: tag.clone(),
-        collection_prefix: String::new(),
-        port: free_port(),
-    };
+    let app = App::fresh(tag, "relinkApp");
     let server = ParseServer::start(&app, &files, "relink");
     let rest = Rest::new(&app);
     let mut up = Vec::new();
@@ -93,19 +85,7 @@ async fn scenario(tag: &str, files: Files, table: String) {
     assert!(rest.download(&url_of(&top.0)).await.is_err(), "damage made");
 
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("relink.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[mongo]\nuri = {uri:?}\n\n[parse]\napp_id = {app_id:?}\nfile_key = {fk:?}\n\
-             public_server_url = {public:?}\n\n[destination]\n{table}\n[output]\nprogress = \"never\"\n",
-            uri = support::uri_for(&app.database),
-            app_id = app.app_id,
-            fk = app.file_key,
-            public = app.server_url(),
-        ),
-    )
-    .unwrap();
+    let config = app.tool_config(dir.path(), &table);
     let c = config.to_str().unwrap();
     let db = support::mongo_client().await.database(&app.database);
     let photos =
