@@ -222,7 +222,7 @@ impl Effects for Live {
                 }
                 Outcome::Verified {
                     size: v.size,
-                    md5: Some(v.md5),
+                    md5: v.md5,
                     hash_checked: v.hash_checked,
                     skipped: false,
                 }

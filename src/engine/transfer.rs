@@ -35,8 +35,9 @@ pub const RESUMES: u32 = 3;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
     pub size: u64,
-    /// MD5 of the bytes, computed on the stream (lowercase hex).
-    pub md5: String,
+    /// MD5 of the bytes (lowercase hex): computed on the stream; for a server-side copy, what the
+    /// stores report (`None` when neither does).
+    pub md5: Option<String>,
     /// Whether the destination's own hash was compared too (not only the size).
     pub hash_checked: bool,
     pub etag: Option<String>,
@@ -180,7 +181,7 @@ pub async fn copy_logged(
     };
     Ok(Verified {
         size,
-        md5,
+        md5: Some(md5),
         hash_checked,
         etag: meta.etag.or(put.etag),
         server_side: false,
@@ -188,10 +189,12 @@ pub async fn copy_logged(
 }
 
 /// Copy `name` to `target` on the server when both stores are of one service at one endpoint
-/// (two prefixes of a bucket, two buckets: [`crate::storage::copy`]), and verify it: the
-/// destination must report the size and the MD5 the source reports. `Ok(None)` when that is
-/// not possible (other services, no MD5 at the source to verify by: a multipart upload's
-/// ETag, a copy the server refuses): the caller streams the bytes.
+/// (two prefixes of a bucket, two buckets: [`crate::storage::copy`]), and verify it as a
+/// streamed copy is: the destination must report the size the source reports, and where both
+/// report an MD5, the same one (`hash_checked`). An object whose source reports no MD5 (a
+/// multipart upload's ETag) is checked by its size, as a streamed multipart upload is, and
+/// recorded with the MD5 the destination computed of its copy. `Ok(None)` when no server-side
+/// copy is possible (other services, a copy the server refuses): the caller streams the bytes.
 async fn server_side(
     source: &dyn ObjectStore,
     dest: &dyn ObjectStore,
@@ -207,9 +210,6 @@ async fn server_side(
         return Ok(None);
     }
     let meta = source.stat(name).await?;
-    let Some(md5) = meta.md5.clone() else {
-        return Ok(None);
-    };
     if to.copy_from(&src, &meta, target, mode).await?.is_none() {
         return Ok(None);
     }
@@ -220,19 +220,27 @@ async fn server_side(
         },
         other => other,
     })?;
-    if got.size != meta.size || got.md5.as_deref() != Some(md5.as_str()) {
-        return Err(StorageError::Integrity {
-            name: target.to_string(),
-            reason: format!(
-                "the server-side copy reports {} bytes, MD5 {:?}; the source {} bytes, MD5 {md5}",
-                got.size, got.md5, meta.size
-            ),
-        });
+    let differs = |what: String| StorageError::Integrity {
+        name: target.to_string(),
+        reason: format!("the server-side copy {what}"),
+    };
+    if got.size != meta.size {
+        return Err(differs(format!(
+            "holds {} bytes, the source {}",
+            got.size, meta.size
+        )));
     }
+    let (md5, hash_checked) = match (meta.md5, got.md5) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(differs(format!("has MD5 {b}, the source {a}")));
+        }
+        (Some(a), Some(_)) => (Some(a), true),
+        (a, b) => (a.or(b), false),
+    };
     Ok(Some(Verified {
         size: meta.size,
         md5,
-        hash_checked: true,
+        hash_checked,
         etag: got.etag,
         server_side: true,
     }))
