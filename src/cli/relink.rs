@@ -22,7 +22,7 @@ pub struct RelinkArgs {
     pub store: StoreRole,
 
     /// How a dangling name finds its key among the orphans: `suffix` (the key ends in
-    /// /<name>) or `template:T` (the key is T with {name} replaced)
+    /// `/<name>`) or `template:T` (the key is T with {name} replaced)
     #[arg(long = "match", value_name = "RULE", default_value = "suffix")]
     pub rule: String,
 
