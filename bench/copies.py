@@ -1,4 +1,4 @@
-"""Server-side copies against copies through the tool (issue "relayout/relink", bench/copies).
+"""Server-side copies against copies through the tool (bench/copies).
 
   copies.py BIN OUT [--small N] [--large N] [--reps R]
 

@@ -55,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
         dest.describe(),
         v.size,
         v.size as f64 / secs / 1048576.0,
-        v.md5,
+        v.md5.as_deref().unwrap_or("-"),
         v.hash_checked,
         usage.ru_maxrss as f64 / 1024.0
     );

@@ -1,8 +1,9 @@
 //! `relayout`: rename every referenced file of one store after a template, through the
 //! migration pipeline with the store as both source and destination (each file copied once —
 //! on the server where the store can — verified, then every reference rewritten by
-//! compare-and-swap), under the run's lease, the same dry-run gate, ledger, summary and
-//! `rollback` as `migrate`. The old names stay: once nothing references them they are `audit`'s.
+//! compare-and-swap; with `--strings`, URLs inside strings after), under the run's lease, the
+//! same dry-run gate, ledger, summary and `rollback` as `migrate`. The old names stay: once
+//! nothing references them they are `audit`'s.
 
 use std::sync::Arc;
 
@@ -28,18 +29,9 @@ pub(super) async fn run(
     let max_duration = args.max_duration.as_deref();
     let (cfg, role) = session::store_by_role(settings, args.store, "relayout")?;
     let store = session::open_checked(settings, cfg, role).await?;
-    let mut filters = args.filters.clone();
-    if filters.strings || settings.scan.strings {
-        tracing::warn!(
-            "relayout leaves URLs inside strings as they are: they keep naming the old files, \
-             which stay until nothing references them"
-        );
-    }
-    filters.strings = false;
-    let mut d = discover(settings, &filters).await?;
-    for t in &mut d.targets {
-        t.strings = None;
-    }
+    // With `--strings` (or `[scan] strings`), URLs inside strings move to the new names too,
+    // after the copies, as `migrate --strings` moves them.
+    let d = discover(settings, &args.filters).await?;
     let ledger = session::open_ledger(settings, &d.db).await?;
     let plan = Plan {
         // Hosted-Parse names are not in the store: `migrate` moves those.

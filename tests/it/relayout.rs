@@ -39,7 +39,8 @@ async fn seed(tag: &str, extra: usize) -> App {
     db.collection::<Document>("_SCHEMA")
         .insert_many(vec![
             doc! {"_id": "Album", "objectId": "string", "cover": "file"},
-            doc! {"_id": "Photo", "objectId": "string", "image": "file", "meta": "object"},
+            doc! {"_id": "Photo", "objectId": "string", "image": "file", "meta": "object",
+            "caption": "string"},
         ])
         .await
         .unwrap();
@@ -60,7 +61,8 @@ async fn seed(tag: &str, extra: usize) -> App {
     let mut photos = vec![
         doc! {"_id": "p1", "_created_at": at, "image": "a.jpg",
         "meta": {"thumb": file("thumb b.png", Some("http://old/thumb"))}},
-        doc! {"_id": "p2", "_created_at": at, "image": "shared.gif"},
+        doc! {"_id": "p2", "_created_at": at, "image": "shared.gif",
+        "caption": "see https://api.example.com/parse/files/layoutApp/a.jpg!"},
     ];
     photos.extend((0..extra).map(|i| {
         doc! {"_id": format!("x{i:04}"), "_created_at": at, "image": format!("e{i:04}.bin")}
@@ -158,6 +160,7 @@ async fn every_reference_gets_its_new_name_and_rollback_puts_them_back() {
         "relayout",
         "--template",
         TEMPLATE,
+        "--strings",
         "--dry-run",
         "--output",
         "jsonl",
@@ -170,6 +173,7 @@ async fn every_reference_gets_its_new_name_and_rollback_puts_them_back() {
         "relayout",
         "--template",
         TEMPLATE,
+        "--strings",
         "--yes",
         "--output",
         "jsonl",
@@ -178,7 +182,8 @@ async fn every_reference_gets_its_new_name_and_rollback_puts_them_back() {
     out.assert_hides("fileKey", KEY);
     let s = out.summary();
     assert_eq!(s["files"]["copied"], 3, "{s}");
-    assert_eq!(s["references"]["rewritten"], 4, "{s}");
+    // p1.image, p1.meta.thumb, p2.image, al1.cover, and p2.caption's URL (with --strings).
+    assert_eq!(s["references"]["rewritten"], 5, "{s}");
 
     let p1 = find(&a.db, "Photo", "p1").await;
     assert_eq!(name_at(&p1, "image").unwrap(), "Photo/2023/11/a.jpg");
@@ -191,6 +196,12 @@ async fn every_reference_gets_its_new_name_and_rollback_puts_them_back() {
     assert_eq!(
         thumb.get_str("url").unwrap(),
         "https://api.example.com/parse/files/layoutApp/Photo/2023/11/thumb%20b.png"
+    );
+    let p2 = find(&a.db, "Photo", "p2").await;
+    assert_eq!(
+        p2.get_str("caption").unwrap(),
+        "see https://api.example.com/parse/files/layoutApp/Photo/2023/11/a.jpg!",
+        "the URL in a string moves to the new name, every other byte kept"
     );
     // One new name for a file two classes reference: the first reference met decides.
     let shared = name_at(&find(&a.db, "Photo", "p2").await, "image").unwrap();

@@ -236,7 +236,9 @@ impl Pass<'_> {
                     && plan
                         .shard
                         .is_none_or(|s| super::plan::shard_of(&f.name, s.count) == s.index);
-                if dry && selected {
+                // A relayout's new names are decided by the run itself: a dry run cannot say them
+                // here (its plan lists each copy with its new name).
+                if dry && selected && plan.layout.is_none() {
                     return url(&target_name(&f.name, plan.rename));
                 }
                 match f.origin {
