@@ -21,6 +21,16 @@ pub(super) async fn run(
     let format = MigrateFormat::choose(args.output, "relink")?;
     let run_bytes = sort_run_bytes(args.sort_run_bytes.as_deref())?;
     let store = session::open_listed(settings, args.store, "relink").await?;
+    // The other configured store (mid-migration, Parse Server may still read from it): a name it
+    // holds is not dangling for the app, whatever this store says.
+    let other = match args.store {
+        crate::cli::StoreRole::Destination => settings.source.server.as_ref(),
+        crate::cli::StoreRole::Server => settings.destination.as_ref(),
+    };
+    let other = match other {
+        Some(cfg) => Some(session::open_checked(settings, cfg, "other store").await?),
+        None => None,
+    };
     // Every reference protects its key: strings and the database's other apps too.
     let d = session::discover_everything(settings).await?;
     let ledger = session::open_ledger(settings, &d.db).await?;
@@ -63,6 +73,7 @@ pub(super) async fn run(
         let metrics = crate::report::metrics::start(metrics_file, "relink", "all", &state);
         let relink = Relink {
             store: store.as_ref(),
+            other: other.as_deref(),
             ledger: &ledger,
             db: &d.db,
             own: &d.targets,

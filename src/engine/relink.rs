@@ -11,10 +11,12 @@
 //!    by collection and object (a temporary file when large); the others are reported with the
 //!    reason and left alone.
 //! 2. **Relink.** A batch at a time: each distinct key is asked of the store again (it must still
-//!    be there) and of the ledger (a copy this tool made of another file is
-//!    never taken), then each reference is rewritten through the run's [`Effects`] — the
-//!    compare-and-swap on the value the walk read, the ledger record first, marked
-//!    [`dangling`](crate::ledger::RefChange::dangling) so that `rollback` puts the old name back.
+//!    be there) and of the ledger (a copy this tool made of another file is never taken), and
+//!    each dangling name of the other configured store (held there, it is no dangling reference
+//!    for an app mid-migration); then each reference is rewritten through the run's
+//!    [`Effects`] — the compare-and-swap on the value the walk read, the ledger record first,
+//!    marked [`dangling`](crate::ledger::RefChange::dangling) so that `rollback` puts the old
+//!    name back.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -46,6 +48,9 @@ const STATS: usize = 16;
 /// What to relink.
 pub struct Relink<'a> {
     pub store: &'a dyn ObjectStore,
+    /// The other configured store, if any: a dangling name it holds is left alone (Parse
+    /// Server may be reading it from there, mid-migration).
+    pub other: Option<&'a dyn ObjectStore>,
     pub ledger: &'a Ledger,
     pub db: &'a Database,
     /// This app's targets: their File references are relinked.
@@ -242,6 +247,29 @@ impl Relink<'_> {
                 .entry(key.as_str())
                 .or_insert_with(|| format!("{key} is the copy this tool made of {}", f.name));
         }
+        // And each dangling name, of the other store: there, it is no dangling reference.
+        let mut held_elsewhere: BTreeMap<&str, String> = BTreeMap::new();
+        if let Some(other) = self.other {
+            let dangling: BTreeSet<&str> = batch.iter().map(|q| q.name.as_str()).collect();
+            let dangling: Vec<&str> = dangling.into_iter().collect();
+            for chunk in dangling.chunks(STATS) {
+                let stats = futures::future::join_all(chunk.iter().map(|n| other.stat(n))).await;
+                for (name, stat) in chunk.iter().zip(stats) {
+                    let why = match stat {
+                        Err(e) if e.is_not_found() => continue,
+                        Ok(_) => format!(
+                            "{name} is in {} (Parse Server may read it there)",
+                            other.describe()
+                        ),
+                        Err(e) => format!(
+                            "{name} could not be looked for in {}: {e}",
+                            other.describe()
+                        ),
+                    };
+                    held_elsewhere.insert(name, why);
+                }
+            }
+        }
         let secret = self.plan.file_key.as_ref().map(|k| k.expose());
         let mut changes: Vec<RefChange> = Vec::with_capacity(batch.len());
         for q in &batch {
@@ -259,7 +287,10 @@ impl Relink<'_> {
                     continue;
                 }
             };
-            if let Some(why) = refused.get(q.key.as_str()) {
+            let why = refused
+                .get(q.key.as_str())
+                .or_else(|| held_elsewhere.get(q.name.as_str()));
+            if let Some(why) = why {
                 report.refused += 1;
                 Counters::add(&c.refs_failed, 1);
                 c.failed_reference(RefItem::of_ref(&r, format!("not relinked: {why}")));

@@ -182,6 +182,10 @@ async fn every_reference_gets_its_new_name_and_rollback_puts_them_back() {
     out.assert_hides("fileKey", KEY);
     let s = out.summary();
     assert_eq!(s["files"]["copied"], 3, "{s}");
+    assert_eq!(
+        s["files"]["server_side"], 3,
+        "hard links within the store: {s}"
+    );
     // p1.image, p1.meta.thumb, p2.image, al1.cover, and p2.caption's URL (with --strings).
     assert_eq!(s["references"]["rewritten"], 5, "{s}");
 

@@ -289,3 +289,27 @@ async fn a_write_or_a_vanished_key_between_pairing_and_rewrite_is_left_alone() {
     let _ = std::fs::remove_dir_all(Path::new(&dir));
     a.db.drop().await.unwrap();
 }
+
+/// Mid-migration, Parse Server may still read a name from the other configured store: a name
+/// that store holds is no dangling reference, and is never relinked (exit 3, said why).
+#[tokio::test]
+async fn a_name_the_other_store_holds_is_not_relinked() {
+    let other = support::temp_path("pfm-relink-other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("top.jpg"), b"still served from here").unwrap();
+    let extra = format!(
+        "\n[source.server]\ntype = \"fs\"\npath = {:?}\nencryption = \"none\"\n",
+        other.to_str().unwrap()
+    );
+    let a = seed("pfm_relink_other", &extra).await;
+    let out = a.run(&["relink", "--yes", "--output", "jsonl"]);
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(a.image("p2").await, "top.jpg", "left alone");
+    let p1 = find(&a.db, "Photo", "p1").await;
+    assert_eq!(name_at(&p1, "meta.thumb").unwrap(), "undefined/nested.png");
+    let failed = out.summary()["failed_references"].to_string();
+    assert!(failed.contains("top.jpg is in fs"), "{failed}");
+    let _ = std::fs::remove_dir_all(&a.root);
+    let _ = std::fs::remove_dir_all(&other);
+    a.db.drop().await.unwrap();
+}

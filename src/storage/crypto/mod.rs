@@ -62,6 +62,13 @@ impl FileKey {
         FileKey(out)
     }
 
+    /// 16 hex digits that tell two keys apart and reveal nothing of either (a domain-separated
+    /// SHA-256 of the key bytes).
+    pub fn fingerprint(&self) -> String {
+        let d = sha2::Sha256::digest([b"parse-files-migrate key\0".as_slice(), &self.0].concat());
+        hex::encode(&d[..8])
+    }
+
     /// Whether two keys are the same (constant time).
     pub fn same_as(&self, other: &FileKey) -> bool {
         self.0

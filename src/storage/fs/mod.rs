@@ -13,6 +13,9 @@
 //! small files (README "Benchmarks"). `syncfs` also flushes whatever else is dirty on that
 //! filesystem, so it is slower when another program writes heavily there; it is never less
 //! safe. Elsewhere each `put` syncs its file and the directory before it returns.
+//!
+//! Copies between two fs stores that hold files the same way, on one filesystem, are hard links
+//! (`copy`: the store's server-side copy).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -30,6 +33,7 @@ use super::{
 };
 use crate::parse::names::encode_uri_component;
 
+mod copy;
 mod list;
 mod quarantine;
 mod rekey;
@@ -401,6 +405,13 @@ impl ObjectStore for FsStore {
 
     fn quarantine(&self) -> Option<&dyn crate::storage::Quarantine> {
         Some(self)
+    }
+
+    // A hard link names the source by its path: only for a directory with a UTF-8 path.
+    fn server_copy(&self) -> Option<&dyn crate::storage::copy::ServerCopy> {
+        self.dir
+            .to_str()
+            .map(|_| self as &dyn crate::storage::copy::ServerCopy)
     }
 
     fn versioned(
