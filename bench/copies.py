@@ -9,7 +9,7 @@ the S3 test server under the prefix `old/` (that run is not measured), then, per
 * the same move through the tool: the destination's endpoint spelled `localhost` instead of
   `127.0.0.1`, so the tool sees two services and streams every byte (GET, then PUT);
 * `relayout --template '{hash2}/{name}'` of the S3 store (server-side copies), and of the same
-  files in an fs store (the tool reads and writes every byte).
+  files in an fs store (hard links within the store).
 
 Measured: wall time, the tool's CPU (user+sys from getrusage of the child) and the bytes that
 went through its sockets and files (`/proc/PID/io` rchar + wchar, sampled every 20 ms until it
@@ -145,7 +145,7 @@ class Bench:
             self.measure(label, count, size, runs)
         # relayout: S3 (server-side) and fs (through the tool), from the moved state each rep.
         for label, store in (("relayout on S3 (server-side copies)", s3_table(bucket, "old/")),
-                             ("relayout on fs (through the tool)",
+                             ("relayout on fs (hard links within the store)",
                               f'type = "fs"\npath = "{src}"\n')):
             runs = []
             for _ in range(reps):
