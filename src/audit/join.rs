@@ -8,7 +8,7 @@ use std::io;
 use std::iter::Peekable;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::sort::Record;
+use super::sort::{Record, parts, push_part};
 use super::{Finding, Summary};
 use crate::parse::names::NameKind;
 
@@ -44,24 +44,14 @@ pub(crate) fn decode_stored(p: &[u8]) -> io::Result<(u64, Option<SystemTime>)> {
 pub(crate) fn ref_payload(class: &str, object_id: &str, path: &str) -> Vec<u8> {
     let mut p = Vec::with_capacity(12 + class.len() + object_id.len() + path.len());
     for part in [class, object_id, path] {
-        p.extend_from_slice(&(part.len() as u32).to_le_bytes());
-        p.extend_from_slice(part.as_bytes());
+        push_part(&mut p, part);
     }
     p
 }
 
-fn decode_ref(p: &[u8]) -> io::Result<[String; 3]> {
-    let bad = || io::Error::new(io::ErrorKind::InvalidData, "bad reference record");
-    let mut out: [String; 3] = Default::default();
-    let mut at = 0;
-    for slot in &mut out {
-        let len = p.get(at..at + 4).ok_or_else(bad)?;
-        let len = u32::from_le_bytes(len.try_into().map_err(|_| bad())?) as usize;
-        let bytes = p.get(at + 4..at + 4 + len).ok_or_else(bad)?;
-        *slot = String::from_utf8(bytes.to_vec()).map_err(|_| bad())?;
-        at += 4 + len;
-    }
-    Ok(out)
+/// A reference's class, object id and path, from its payload ([`ref_payload`]).
+pub(crate) fn decode_ref(p: &[u8]) -> io::Result<[&str; 3]> {
+    Ok(parts::<3>(p)?.0)
 }
 
 /// The File field a reference path belongs to: its first segment (`gallery.2.file` →
@@ -119,7 +109,7 @@ pub(crate) fn join(
             let hosted = NameKind::of(&name).is_hosted();
             while peek_key(&mut refs)?.as_deref() == Some(name.as_str()) {
                 let rec = next(&mut refs)?;
-                let [class, object_id, path] = decode_ref(&rec.payload)?;
+                let [class, object_id, path] = decode_ref(&rec.payload)?.map(str::to_string);
                 summary.references += 1;
                 if hosted {
                     summary.legacy_references += 1;

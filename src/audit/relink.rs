@@ -21,7 +21,7 @@ use std::io;
 use serde::Serialize;
 
 use super::Options;
-use super::sort::{Record, Sorter};
+use super::sort::{Record, Sorter, parts, push_part};
 
 /// Candidate keys named in a [`Pairing::Several`].
 pub const LISTED: usize = 5;
@@ -300,17 +300,14 @@ impl Tally {
 
 fn named(name: &str, reference: &[u8]) -> Vec<u8> {
     let mut p = Vec::with_capacity(4 + name.len() + reference.len());
-    p.extend_from_slice(&(name.len() as u32).to_le_bytes());
-    p.extend_from_slice(name.as_bytes());
+    push_part(&mut p, name);
     p.extend_from_slice(reference);
     p
 }
 
 fn unnamed(p: &[u8]) -> io::Result<(&str, &[u8])> {
-    let len = u32::from_le_bytes(p.get(..4).ok_or_else(bad)?.try_into().map_err(|_| bad())?);
-    let end = 4 + len as usize;
-    let name = std::str::from_utf8(p.get(4..end).ok_or_else(bad)?).map_err(|_| bad())?;
-    Ok((name, &p[end..]))
+    let ([name], rest) = parts::<1>(p)?;
+    Ok((name, rest))
 }
 
 fn bad() -> io::Error {

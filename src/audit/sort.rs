@@ -19,6 +19,31 @@ const READ_BUF: usize = 64 * 1024;
 /// What a buffered record costs besides its bytes (the struct and two heap allocations).
 const RECORD_OVERHEAD: usize = std::mem::size_of::<Record>() + 16;
 
+/// Append `part` to a record's payload as `[u32 length, little-endian][bytes]` (how payloads
+/// carry strings: references, pairings).
+pub(crate) fn push_part(p: &mut Vec<u8>, part: &str) {
+    p.extend_from_slice(&(part.len() as u32).to_le_bytes());
+    p.extend_from_slice(part.as_bytes());
+}
+
+/// The first `N` parts of a payload written by [`push_part`], and the bytes after them.
+pub(crate) fn parts<const N: usize>(p: &[u8]) -> io::Result<([&str; N], &[u8])> {
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "bad sorted record");
+    let mut at = 0;
+    let mut out = [""; N];
+    for slot in &mut out {
+        let len = p
+            .get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+            .ok_or_else(bad)? as usize;
+        let bytes = p.get(at + 4..at + 4 + len).ok_or_else(bad)?;
+        *slot = std::str::from_utf8(bytes).map_err(|_| bad())?;
+        at += 4 + len;
+    }
+    Ok((out, &p[at..]))
+}
+
 /// One record: what it sorts by, and what it carries.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Record {

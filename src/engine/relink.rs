@@ -29,8 +29,9 @@ use super::pipeline::Plan;
 use super::pipeline::rewrite::change_for;
 use super::summary::{FileItem, RefItem};
 use super::{Counters, Effects, RunState};
+use crate::audit::join::{decode_ref, ref_payload};
 use crate::audit::relink::{Counts, Pairer, Pairing, Rule};
-use crate::audit::sort::Sorter;
+use crate::audit::sort::{Sorter, parts, push_part};
 use crate::audit::{Audit, Finding, Options};
 use crate::hooks::{Hooks, Phase};
 use crate::ledger::{Ledger, RefChange};
@@ -141,7 +142,7 @@ impl Relink<'_> {
                 name,
             } => {
                 dangling += 1;
-                pairer.add_dangling(name, &reference(class, object_id, path))
+                pairer.add_dangling(name, &ref_payload(class, object_id, path))
             }
             Finding::Superseded { .. } => Ok(()),
         })?;
@@ -149,7 +150,7 @@ impl Relink<'_> {
         let mut queued = Sorter::new(&self.sort.temp_dir, self.sort.run_bytes);
         let mut left = Left::default();
         report.pairing = pairer.finish(&mut |name, r, pairing| {
-            let (class, handle, path) = unreference(r)?;
+            let [class, handle, path] = decode_ref(r)?;
             let held: Held = serde_json::from_str(handle).map_err(io::Error::other)?;
             if !held.own {
                 return Ok(());
@@ -331,7 +332,7 @@ struct Queued {
 
 impl Queued {
     fn decode(p: &[u8]) -> io::Result<Queued> {
-        let [class, name, key, path, handle] = parts::<5>(p)?;
+        let ([class, name, key, path, handle], _) = parts::<5>(p)?;
         let held = serde_json::from_str(handle).map_err(io::Error::other)?;
         Ok(Queued {
             class: class.to_string(),
@@ -387,44 +388,4 @@ impl Left {
             c.missing(item);
         }
     }
-}
-
-/// The reference's identity as the pairing carries it.
-fn reference(class: &str, handle: &str, path: &str) -> Vec<u8> {
-    let mut p = Vec::new();
-    for part in [class, handle, path] {
-        push_part(&mut p, part);
-    }
-    p
-}
-
-fn unreference(p: &[u8]) -> io::Result<(&str, &str, &str)> {
-    let [class, handle, path] = parts::<3>(p)?;
-    Ok((class, handle, path))
-}
-
-fn push_part(p: &mut Vec<u8>, part: &str) {
-    p.extend_from_slice(&(part.len() as u32).to_le_bytes());
-    p.extend_from_slice(part.as_bytes());
-}
-
-/// The first `N` parts of `p` (each `[u32 length][bytes]`).
-fn parts<const N: usize>(p: &[u8]) -> io::Result<[&str; N]> {
-    let mut at = 0;
-    let mut out = [""; N];
-    for slot in &mut out {
-        let len = p
-            .get(at..at + 4)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_le_bytes)
-            .ok_or_else(bad)? as usize;
-        *slot =
-            std::str::from_utf8(p.get(at + 4..at + 4 + len).ok_or_else(bad)?).map_err(|_| bad())?;
-        at += 4 + len;
-    }
-    Ok(out)
-}
-
-fn bad() -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, "bad relink record")
 }
