@@ -30,9 +30,11 @@ impl Ledger {
             return Ok(HashMap::new());
         }
         let wanted: std::collections::HashSet<&str> = names.iter().copied().collect();
-        self.files_where(doc! {"n": {"$in": names}}, |r| {
-            wanted.contains(r.name.as_str()).then(|| r.name.clone())
-        })
+        self.files_where(
+            doc! {"n": {"$in": names}},
+            |r| wanted.contains(r.name.as_str()).then(|| r.name.clone()),
+            |_, _| true,
+        )
         .await
     }
 
@@ -42,45 +44,37 @@ impl Ledger {
             return Ok(HashMap::new());
         }
         let wanted: std::collections::HashSet<&str> = targets.iter().copied().collect();
-        let mut out: HashMap<String, FileRecord> = HashMap::new();
-        let filter = doc! {"f.t": {"$in": targets}};
-        self.each_batch(&self.files, filter, |d| {
-            for r in file_records(&self.files, d) {
-                let r = r?;
-                if r.state != FileState::Verified || !wanted.contains(r.target.as_str()) {
-                    continue;
-                }
-                // A copy made under the target (from another name) says more than a later
-                // check of the target in place (a name already where it belongs: `relayout`
-                // run again, a store migrated onto itself): that copy is what `rollback
-                // --delete-copies` may remove, and what `relink` must not take.
-                let copy = |f: &FileRecord| f.name != f.target;
-                match out.get(&r.target) {
-                    Some(kept) if copy(kept) && !copy(&r) => {}
-                    _ => {
-                        out.insert(r.target.clone(), r);
-                    }
-                }
-            }
-            Ok(std::ops::ControlFlow::Continue(()))
-        })
-        .await?;
-        Ok(out)
+        // A copy made under the target (from another name) says more than a later check of
+        // the target in place (a name already where it belongs: `relayout` run again, a store
+        // migrated onto itself): that copy is what `rollback --delete-copies` may remove, and
+        // what `relink` must not take.
+        let copy = |f: &FileRecord| f.name != f.target;
+        self.files_where(
+            doc! {"f.t": {"$in": targets}},
+            |r| {
+                (r.state == FileState::Verified && wanted.contains(r.target.as_str()))
+                    .then(|| r.target.clone())
+            },
+            |kept, newer| !copy(kept) || copy(newer),
+        )
+        .await
     }
 
     /// The records of the batch documents `filter` selects that `key` keeps, by that key. Where
     /// two batches both hold a current record under one key (two hosts copied one file at the
-    /// same moment), the newer batch's wins.
+    /// same moment), the newer batch's wins, unless `replaces(kept, newer)` says otherwise.
     async fn files_where(
         &self,
         filter: Document,
         key: impl Fn(&FileRecord) -> Option<String>,
+        replaces: impl Fn(&FileRecord, &FileRecord) -> bool,
     ) -> anyhow::Result<HashMap<String, FileRecord>> {
         let mut out: HashMap<String, FileRecord> = HashMap::new();
         self.each_batch(&self.files, filter, |d| {
             for r in file_records(&self.files, d) {
                 let r = r?;
-                if let Some(k) = key(&r) {
+                let Some(k) = key(&r) else { continue };
+                if out.get(&k).is_none_or(|kept| replaces(kept, &r)) {
                     out.insert(k, r);
                 }
             }
