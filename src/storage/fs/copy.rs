@@ -28,13 +28,17 @@ enum Linked {
 
 impl FsStore {
     /// `fs:`, the directory, and how files are held (no key, or which key: a fingerprint, never
-    /// the key): equal only for the same store.
+    /// the key): equal only for the same store. Worked out once per store.
     fn service(&self) -> String {
-        let held = match &self.key {
-            None => "plain".to_string(),
-            Some(k) => format!("key-{}", k.fingerprint()),
-        };
-        format!("fs:{}:{held}", super::real_path(&self.dir).display())
+        self.link_service
+            .get_or_init(|| {
+                let held = match &self.key {
+                    None => "plain".to_string(),
+                    Some(k) => format!("key-{}", k.fingerprint()),
+                };
+                format!("fs:{}:{held}", super::real_path(&self.dir).display())
+            })
+            .clone()
     }
 }
 

@@ -85,6 +85,9 @@ pub struct FsStore {
     /// Held through a sync: a caller that finds nothing new must still wait for the sync in
     /// progress, which may be the one covering its writes.
     syncing: tokio::sync::Mutex<()>,
+    /// What a hard link needs in common with another store ([`copy`]), worked out once (it
+    /// resolves the directory's real path).
+    link_service: std::sync::OnceLock<String>,
 }
 
 impl FsStore {
@@ -115,6 +118,7 @@ impl FsStore {
             key,
             unsynced: AtomicBool::new(false),
             syncing: tokio::sync::Mutex::new(()),
+            link_service: std::sync::OnceLock::new(),
         })
     }
 
