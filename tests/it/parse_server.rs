@@ -81,6 +81,37 @@ pub(crate) struct App {
     pub(crate) port: u16,
 }
 
+impl Files {
+    /// The FS adapter in `root/files/<subdir>`, and the tool's store table for that directory.
+    pub(crate) fn fs_adapter(root: &Path, subdir: &str) -> (Files, String) {
+        let table = format!(
+            "type = \"fs\"\npath = \"{}\"\nencryption = \"none\"\n",
+            root.join("files").join(subdir).display()
+        );
+        let files = Files::Fs {
+            root: root.to_path_buf(),
+            subdir: subdir.into(),
+            encrypted: false,
+        };
+        (files, table)
+    }
+
+    /// The S3 adapter on a fresh bucket with the bucket prefix `parse/`, and the tool's store
+    /// table for it.
+    pub(crate) async fn s3_adapter(tag: &str) -> (Files, String) {
+        let bucket = support::s3::fresh_bucket(tag).await;
+        let table = format!(
+            "{}prefix = \"parse/\"\n",
+            support::s3::table(&bucket, &support::s3::endpoint())
+        );
+        let files = Files::S3 {
+            bucket,
+            prefix: "parse/".into(),
+        };
+        (files, table)
+    }
+}
+
 impl App {
     /// A new app: its own database (named after `tag`), keys and port.
     pub(crate) fn fresh(tag: &str, app_id: &str) -> App {

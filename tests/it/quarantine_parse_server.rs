@@ -146,28 +146,12 @@ async fn default_gridfs_adapter() {
 #[tokio::test]
 async fn fs_adapter() {
     let root = tempfile::tempdir().unwrap();
-    let files = Files::Fs {
-        root: root.path().to_path_buf(),
-        subdir: "qapp".into(),
-        encrypted: false,
-    };
-    let destination = format!(
-        "[destination]\ntype = \"fs\"\npath = \"{}\"\nencryption = \"none\"\n",
-        root.path().join("files/qapp").display()
-    );
-    scenario("pfm_q_ps_fs", files, destination, &[]).await;
+    let (files, table) = Files::fs_adapter(root.path(), "qapp");
+    scenario("pfm_q_ps_fs", files, format!("[destination]\n{table}"), &[]).await;
 }
 
 #[tokio::test]
 async fn s3_adapter_with_a_bucket_prefix() {
-    let bucket = support::s3::fresh_bucket("pfm-q-ps").await;
-    let files = Files::S3 {
-        bucket: bucket.clone(),
-        prefix: "parse/".into(),
-    };
-    let destination = format!(
-        "[destination]\n{}prefix = \"parse/\"\n",
-        support::s3::table(&bucket, &support::s3::endpoint())
-    );
-    scenario("pfm_q_ps_s3", files, destination, &[]).await;
+    let (files, table) = Files::s3_adapter("pfm-q-ps").await;
+    scenario("pfm_q_ps_s3", files, format!("[destination]\n{table}"), &[]).await;
 }

@@ -136,29 +136,13 @@ async fn plain_gridfs_adapter() {
 #[tokio::test]
 async fn fs_adapter() {
     let root = tempfile::tempdir().unwrap();
-    let files = Files::Fs {
-        root: root.path().to_path_buf(),
-        subdir: "rloapp".into(),
-        encrypted: false,
-    };
-    let table = format!(
-        "type = \"fs\"\npath = \"{}\"\nencryption = \"none\"\n",
-        root.path().join("files/rloapp").display()
-    );
+    let (files, table) = Files::fs_adapter(root.path(), "rloapp");
     // The FS adapter's directory is one store: its copies are hard links.
     scenario("pfm_rlo_fs", files, table, true).await;
 }
 
 #[tokio::test]
 async fn s3_adapter_with_a_bucket_prefix() {
-    let bucket = support::s3::fresh_bucket("pfm-rlo").await;
-    let files = Files::S3 {
-        bucket: bucket.clone(),
-        prefix: "parse/".into(),
-    };
-    let table = format!(
-        "{}prefix = \"parse/\"\n",
-        support::s3::table(&bucket, &support::s3::endpoint())
-    );
+    let (files, table) = Files::s3_adapter("pfm-rlo").await;
     scenario("pfm_rlo_s3", files, table, true).await;
 }

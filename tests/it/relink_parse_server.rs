@@ -186,28 +186,12 @@ async fn default_gridfs_adapter() {
 #[tokio::test]
 async fn fs_adapter() {
     let root = tempfile::tempdir().unwrap();
-    let files = Files::Fs {
-        root: root.path().to_path_buf(),
-        subdir: "rlapp".into(),
-        encrypted: false,
-    };
-    let table = format!(
-        "type = \"fs\"\npath = \"{}\"\nencryption = \"none\"\n",
-        root.path().join("files/rlapp").display()
-    );
+    let (files, table) = Files::fs_adapter(root.path(), "rlapp");
     scenario("pfm_rl_fs", files, table).await;
 }
 
 #[tokio::test]
 async fn s3_adapter_with_a_bucket_prefix() {
-    let bucket = support::s3::fresh_bucket("pfm-rl").await;
-    let files = Files::S3 {
-        bucket: bucket.clone(),
-        prefix: "parse/".into(),
-    };
-    let table = format!(
-        "{}prefix = \"parse/\"\n",
-        support::s3::table(&bucket, &support::s3::endpoint())
-    );
+    let (files, table) = Files::s3_adapter("pfm-rl").await;
     scenario("pfm_rl_s3", files, table).await;
 }
