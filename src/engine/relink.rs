@@ -228,49 +228,34 @@ impl Relink<'_> {
         state.db.admit().await;
         // The last check of each key: still stored, and not a copy this tool made of another
         // file (the ledger's verified targets).
-        let names: BTreeSet<&str> = batch.iter().map(|q| q.key.as_str()).collect();
-        let names: Vec<&str> = names.into_iter().collect();
-        let copies = self.ledger.by_target(&names).await?;
-        let mut refused: BTreeMap<&str, String> = BTreeMap::new();
-        for chunk in names.chunks(STATS) {
-            let stats = futures::future::join_all(chunk.iter().map(|k| self.store.stat(k))).await;
-            for (key, stat) in chunk.iter().zip(stats) {
-                let why = match stat {
-                    Ok(_) => continue,
-                    Err(e) if e.is_not_found() => format!("{key} is gone since it was listed"),
-                    Err(e) => format!("{key} could not be checked: {e}"),
-                };
-                refused.insert(key, why);
-            }
-        }
-        for (key, f) in &copies {
+        let keys: Vec<&str> = batch.iter().map(|q| q.key.as_str()).collect();
+        let mut refused = refusals(self.store, &keys, |key, stat| match stat {
+            Ok(_) => None,
+            Err(e) if e.is_not_found() => Some(format!("{key} is gone since it was listed")),
+            Err(e) => Some(format!("{key} could not be checked: {e}")),
+        })
+        .await;
+        for (key, f) in self.ledger.by_target(&keys).await? {
             refused
-                .entry(key.as_str())
+                .entry(key.clone())
                 .or_insert_with(|| format!("{key} is the copy this tool made of {}", f.name));
         }
         // And each dangling name, of the other store: there, it is no dangling reference.
-        let mut held_elsewhere: BTreeMap<&str, String> = BTreeMap::new();
-        if let Some(other) = self.other {
-            let dangling: BTreeSet<&str> = batch.iter().map(|q| q.name.as_str()).collect();
-            let dangling: Vec<&str> = dangling.into_iter().collect();
-            for chunk in dangling.chunks(STATS) {
-                let stats = futures::future::join_all(chunk.iter().map(|n| other.stat(n))).await;
-                for (name, stat) in chunk.iter().zip(stats) {
-                    let why = match stat {
-                        Err(e) if e.is_not_found() => continue,
-                        Ok(_) => format!(
-                            "{name} is in {} (Parse Server may read it there)",
-                            other.describe()
-                        ),
-                        Err(e) => format!(
-                            "{name} could not be looked for in {}: {e}",
-                            other.describe()
-                        ),
-                    };
-                    held_elsewhere.insert(name, why);
-                }
+        let held_elsewhere = match self.other {
+            None => BTreeMap::new(),
+            Some(other) => {
+                let names: Vec<&str> = batch.iter().map(|q| q.name.as_str()).collect();
+                let there = other.describe();
+                refusals(other, &names, |name, stat| match stat {
+                    Err(e) if e.is_not_found() => None,
+                    Ok(_) => Some(format!(
+                        "{name} is in {there} (Parse Server may read it there)"
+                    )),
+                    Err(e) => Some(format!("{name} could not be looked for in {there}: {e}")),
+                })
+                .await
             }
-        }
+        };
         let secret = self.plan.file_key.as_ref().map(|k| k.expose());
         let mut changes: Vec<RefChange> = Vec::with_capacity(batch.len());
         for q in &batch {
@@ -288,9 +273,7 @@ impl Relink<'_> {
                     continue;
                 }
             };
-            let why = refused
-                .get(q.key.as_str())
-                .or_else(|| held_elsewhere.get(q.name.as_str()));
+            let why = refused.get(&q.key).or_else(|| held_elsewhere.get(&q.name));
             if let Some(why) = why {
                 report.refused += 1;
                 Counters::add(&c.refs_failed, 1);
@@ -319,6 +302,34 @@ impl Relink<'_> {
         }
         Ok(())
     }
+}
+
+/// Of `names` (repeats asked once, [`STATS`] at a time), those `why` gives a reason against,
+/// looked up in `store`, with the reason.
+async fn refusals(
+    store: &dyn ObjectStore,
+    names: &[&str],
+    why: impl Fn(
+        &str,
+        Result<crate::storage::ObjectMeta, crate::storage::StorageError>,
+    ) -> Option<String>,
+) -> BTreeMap<String, String> {
+    let names: Vec<&str> = names
+        .iter()
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut out = BTreeMap::new();
+    for chunk in names.chunks(STATS) {
+        let stats = futures::future::join_all(chunk.iter().map(|n| store.stat(n))).await;
+        for (name, stat) in chunk.iter().zip(stats) {
+            if let Some(reason) = why(name, stat) {
+                out.insert(name.to_string(), reason);
+            }
+        }
+    }
+    out
 }
 
 /// A queued reference.
