@@ -35,8 +35,8 @@ MB = 1e6
 TIME = "/usr/bin/time"
 
 
-def db_uri(database):
-    hosts, _, query = MONGO.partition("/?")
+def db_uri(database, mongo=MONGO):
+    hosts, _, query = mongo.partition("/?")
     return f"{hosts.rstrip('/')}/{database}?{query}"
 
 
@@ -124,22 +124,25 @@ class Bench:
 
     # -- building blocks ------------------------------------------------------------------
 
-    def config(self, name, database, dest, set_, concurrency, page_size=None):
+    def config(self, name, database, dest, set_, concurrency, page_size=None, urls=None):
+        """The tool's config for one scenario. `urls` (mongo, http, s3) points it at other
+        addresses of the same servers: the delaying taps of the net scenario."""
+        urls = {"mongo": MONGO, "http": HTTP_URL, "s3": S3, **(urls or {})}
         lines = [
-            "[mongo]", f'uri = "{db_uri(database)}"',
+            "[mongo]", f'uri = "{db_uri(database, urls["mongo"])}"',
             *([f"page_size = {page_size}"] if page_size else []),
             "[parse]", 'app_id = "benchApp"', f'file_key = "{FILE_KEY}"',
             'public_server_url = "http://127.0.0.1:1337/parse"',
             "[source.hosted]", 'type = "http"',
-            f'tfss_base_url = "{HTTP_URL}/bench/{set_}/tfss/{{file_key}}/"',
-            f'legacy_base_url = "{HTTP_URL}/bench/{set_}/tfss/{{file_key}}/"',
+            f'tfss_base_url = "{urls["http"]}/bench/{set_}/tfss/{{file_key}}/"',
+            f'legacy_base_url = "{urls["http"]}/bench/{set_}/tfss/{{file_key}}/"',
             "[destination]",
         ]
         kind = dest[0]
         if kind == "fs":
             lines += ['type = "fs"', f'path = "{dest[1]}"', 'encryption = "none"']
         elif kind == "s3":
-            lines += ['type = "s3"', f'bucket = "{dest[1]}"', f'endpoint = "{S3}"',
+            lines += ['type = "s3"', f'bucket = "{dest[1]}"', f'endpoint = "{urls["s3"]}"',
                       'region = "us-east-1"', 'access_key_id = "test"',
                       'secret_access_key = "testsecret"']
         elif kind == "gcs":
@@ -194,13 +197,13 @@ class Bench:
     def drop_files(self, set_):
         discard(os.path.join(HTTP_ROOT, "bench", set_))
 
-    def curl(self, set_, names, concurrency, dest):
+    def curl(self, set_, names, concurrency, dest, http=HTTP_URL):
         """Download-only limit: curl --parallel fetching the same files to disk."""
         fresh_dir(dest)
         cfg = os.path.join(self.out, f"{set_}.curl")
         with open(names) as f, open(cfg, "w") as c:
             for n in (l.strip() for l in f if l.strip()):
-                c.write(f'url = "{HTTP_URL}/bench/{set_}/tfss/{FILE_KEY}/{n}"\n'
+                c.write(f'url = "{http}/bench/{set_}/tfss/{FILE_KEY}/{n}"\n'
                         f'output = "{dest}/{n}"\n')
         wall, rss, _ = self.run(["curl", "--parallel", "--parallel-immediate",
                                  "--parallel-max", str(concurrency), "--fail", "-sS", "-K", cfg])
@@ -368,7 +371,7 @@ class Bench:
                 base.append(b)
             self.row(f"{count} × {human(size)} legacy → {d}", "migrate (full)", runs, count,
                      count * size, base, "curl" if d == "fs" else f"raw {d} client",
-                     rate="bytes", goal=0.80)
+                     goal=0.80)
             self.drop_store(d, "large")
         self.drop_files("large")
         self.client.drop_database("bench_large")
@@ -511,9 +514,12 @@ class Bench:
         a = self.a
         n = a.rewrite_refs
         names = self.files("rewrite", n, 256)
-        cfg = self.config("rewrite", "bench_rw", ("fs", os.path.join(self.out, "dest-rw")),
-                          "rewrite", a.concurrency)
         raw = os.path.join(self.examples, "raw_update")
+        # The tool talks through a tap that counts its commands (no delay): bench/tap.py.
+        import net
+        tap_, via = net.counting_tap(self)
+        cfg = self.config("rewrite", "bench_rw", ("fs", os.path.join(self.out, "dest-rw")),
+                          "rewrite", a.concurrency, urls={"mongo": via})
         tool, raw_b, raw_1 = [], [], []
         for rep in range(a.reps):
             subprocess.run([sys.executable, seed.__file__, "docs", MONGO, "bench_rw", names, "0"],
@@ -533,12 +539,16 @@ class Bench:
                            check=True)
             fresh_dir(os.path.join(self.out, "dest-rw"))
             self.migrate(cfg, "--copy-only", copied=n)  # setup: files verified in the ledger (not timed)
-            tool.append(self.record("rewrite", "rewrite-only", rep=rep,
-                                    **self.migrate(cfg, "--rewrite-only", copied=0, rewritten=n)))
+            with net.Commands(self, tap_) as cmds:
+                run = self.migrate(cfg, "--rewrite-only", copied=0, rewritten=n)
+            tool.append(self.record("rewrite", "rewrite-only", rep=rep, commands=cmds.counts,
+                                    **run))
         self.row(f"rewrite {n:,} references", "migrate --rewrite-only", tool, n, 0, raw_b,
                  "raw batched CAS updates", rate="refs", goal=0.50)
         self.row(f"rewrite {n:,} references", "migrate --rewrite-only", tool, n, 0, raw_1,
                  "raw update_one, one by one", rate="refs")
+        print(f"rewrite: the tool's commands (last rep): {net.fmt_cmds(tool[-1]['commands'])}",
+              flush=True)
         discard(os.path.join(self.out, "dest-rw"))
         self.drop_files("rewrite")
         self.client.drop_database("bench_rw")
@@ -547,6 +557,16 @@ class Bench:
         """Scaling curves (bench/curve.py): a table and plots of their own, not table rows."""
         import curve
         curve.run(self)
+
+    def dbcost(self):
+        """Database cost beside the bare CAS updates (bench/net.py): a table of its own."""
+        import net
+        net.dbcost(self)
+
+    def net(self):
+        """Every server behind a delaying tap, per network profile (bench/net.py, bench/tap.py)."""
+        import net
+        net.net(self)
 
     def sweep(self):
         """Alternatives for the defaults: concurrency on the small-files copy."""
@@ -726,6 +746,9 @@ SCENARIOS = {
     "sweep": lambda a: len(a.sweep_concurrency),
     "audit": lambda a: 1,
     "curve": lambda a: 0,
+    "dbcost": lambda a: 0,
+    "net": lambda a: len(a.net_profiles) * (2 * len(a.net_concurrency)
+                                            + ("large" in a.net_sizes)),
 }
 
 
@@ -764,6 +787,18 @@ def main():
     p.add_argument("--curve-counts", default="2000,20000,100000")
     p.add_argument("--curve-sizes", default="4096,20480")
     p.add_argument("--curve-scan", default="10000,100000,1000000")
+    p.add_argument("--dbcost-refs", type=int, default=2000,
+                   help="references the dbcost scenario migrates (files of --small-size)")
+    p.add_argument("--net-profiles", default="none,lan,cloud,far",
+                   help="network profiles of the net scenario (bench/tap.py: none, lan, cloud, "
+                        "far)")
+    p.add_argument("--net-count", type=int, default=2000,
+                   help="small files (of --small-size) per net run")
+    p.add_argument("--net-concurrency", default="",
+                   help="concurrencies of the net scenario's small-file runs (default: "
+                        "--concurrency)")
+    p.add_argument("--net-sizes", default="small,large",
+                   help="small (always) and large (--large-count × --large-size through the taps)")
     p.add_argument("--mongo", choices=["py", "rs"], default="py",
                    help="the MongoDB-wire test server (bench/run starts it): py = SecantusDB's "
                         "Python server (the test suite's), rs = its Rust daemon secantusd-rs, "
@@ -775,6 +810,7 @@ def main():
         a.audit_files = 200
         a.sweep_concurrency = "4"
         a.curve_counts, a.curve_sizes, a.curve_scan = "50,200", "4096", "1000,4000"
+        a.dbcost_refs, a.net_count, a.net_profiles = 50, 50, "none,cloud"
     a.page_sizes = [int(x) for x in a.page_sizes.split(",")]
     a.huge_dests = a.huge_dests.split(",")
     a.large_dests = a.large_dests.split(",")
@@ -785,6 +821,12 @@ def main():
     a.curve_counts = [int(x) for x in a.curve_counts.split(",")]
     a.curve_sizes = [int(x) for x in a.curve_sizes.split(",")]
     a.curve_scan = [int(x) for x in a.curve_scan.split(",") if x]
+    a.net_profiles = a.net_profiles.split(",")
+    import tap
+    if not set(a.net_profiles) <= set(tap.PROFILES):
+        p.error(f"--net-profiles: {', '.join(tap.PROFILES)}")
+    a.net_concurrency = [int(x) for x in (a.net_concurrency or str(a.concurrency)).split(",")]
+    a.net_sizes = a.net_sizes.split(",")
     only = a.only.split(",")
     if a.curve and "curve" not in only:
         only.append("curve")
