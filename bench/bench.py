@@ -759,7 +759,7 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--only", default="small,large,huge,scan,rewrite,audit")
+    p.add_argument("--only", default="small,large,huge,scan,rewrite,audit,dbcost,net")
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--small-count", type=int, default=2000)
     p.add_argument("--small-size", type=int, default=20 << 10)

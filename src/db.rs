@@ -153,10 +153,11 @@ pub fn check_escapes(uri: &str) -> Result<(), String> {
     }
 }
 
-/// Statements per `update` command: hundreds per round trip, far below the server's 100,000
-/// statement and 16 MiB command limits for Parse-sized documents (a command is also cut by size:
-/// [`ServerLimits`]).
-pub const UPDATE_BATCH: usize = 500;
+/// Statements per `update` command: a rewrite batch's worth (1,024) per round trip, far below
+/// the server's 100,000 statement and 16 MiB command limits for Parse-sized documents (a command
+/// is also cut by size: [`ServerLimits`]). A command costs a server far more than a statement
+/// in it (the rewrite stage's batch size says how much).
+pub const UPDATE_BATCH: usize = 1024;
 
 /// What the servers announce in `hello`: the largest BSON document (a command included) and the
 /// most statements per write command. The smallest over every server this process talks to (the

@@ -28,8 +28,11 @@ const FILE_KEY: &str = "dbThrottleKey";
 const FILES: usize = 240;
 /// The limit of the limited run.
 const LIMIT_MS: f64 = 150.0;
-/// The loaded server: 5 ms, plus 80 ms per request already in flight.
-const LOAD: (Duration, Duration) = (Duration::from_millis(5), Duration::from_millis(80));
+/// The loaded server: 5 ms, plus 100 ms per request already in flight. (The run writes one
+/// rewrite batch at a time, each as large as what arrived meanwhile, so it keeps few requests
+/// in flight: at 80 ms per request its own load stayed near 130 ms. One request in flight stays
+/// under the limit, two are over it.)
+const LOAD: (Duration, Duration) = (Duration::from_millis(5), Duration::from_millis(100));
 
 /// What one run measured (all printed for the figures; not all asserted on).
 #[derive(Debug)]
@@ -110,9 +113,10 @@ async fn a_loaded_database_slows_the_run_down_to_its_latency_limit() {
         &["--max-db-latency", &limit, "--max-repl-lag", "2s"],
     )
     .await;
-    // Without a limit, the load the run makes keeps its write batches well above the limit: the
-    // delay its own queue adds at the server alone is above it.
-    assert!(free.p50 > 1.5 * LIMIT_MS, "unlimited: {free:?}");
+    // Without a limit, the load the run makes keeps its slow write batches well above the
+    // limit, and the delay its own queue adds at the server is above it on average. (Its median
+    // batch is not: one rewrite batch at a time, a write often has the server to itself.)
+    assert!(free.p90 > 1.5 * LIMIT_MS, "unlimited: {free:?}");
     assert!(
         free.tap_mean_delay.as_secs_f64() * 1000.0 > LIMIT_MS,
         "{free:?}"

@@ -27,24 +27,28 @@ use crate::ledger::{FileResult, FileState, RefChange, RefValue};
 use crate::parse::schema::collection_name;
 use crate::scan::{FileRef, Shape};
 
-/// Records handled per flush; each `update` command carries up to
-/// [`UPDATE_BATCH`](crate::db::UPDATE_BATCH) statements. On the Python test server one-by-one
-/// `update_one` CAS updates ran at 24/s (42 ms each: it has no `_id` index), 500 per command at
-/// 500–920/s; past a few hundred per round trip the server's per-document cost (1.4–2 ms of its
-/// CPU per write) dominates, so larger batches gain nothing and only delay the first rewrite.
-pub const BATCH: usize = 256;
+/// Records handled per flush (each `update` command carries up to
+/// [`UPDATE_BATCH`](crate::db::UPDATE_BATCH) statements). A flush is four write commands
+/// whatever its size (the file outcomes, the pending references, the compare-and-swap updates,
+/// their outcomes), and a write command is what a database charges for beyond the documents it
+/// touches: on the Python test server ~20-25 ms of its CPU per command, against ~0.35 ms per
+/// compare-and-swap statement (`bench/run --only dbcost`; a command per document written cost
+/// 25 ms, the same documents in one command 0.4 ms each). So a flush takes up to 1,024 records:
+/// 2,000 references in 3 flushes instead of 13-17.
+pub const BATCH: usize = 1024;
 
 /// How long a batch waits for more records after its first, unless it fills up sooner. Taking
 /// whatever was ready made batches of ~16 records when copies finished one by one: 20,000 ×
 /// 20 KiB → fs `--copy-only` wrote ~1,250 outcome batches, each a ledger update and a `syncfs`.
-/// 10 ms is nothing beside a file's copy, and at 10,000 files/s it fills a batch of ~100.
-pub const LINGER: std::time::Duration = std::time::Duration::from_millis(10);
+/// 50 ms is nothing beside a pass, and lets a batch fill while the copies stream in.
+pub const LINGER: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// Batches written at once. Each batch is three round trips one after the other (pending
-/// records, the compare-and-swap updates, outcomes); while one waits for the database, another
-/// can be on the wire. 2,000 references on secantusd-rs (`bench/run --only rewrite`): 1 batch at
-/// a time 0.38 s, 2: 0.30-0.33 s, 4: 0.26-0.31 s.
-pub const FLUSHES: usize = 4;
+/// Batches written at once. One at a time, each flush takes everything that arrived while the
+/// previous one was written (up to [`BATCH`]): a slow database gets fewer, larger batches by
+/// itself. Several at once split the same records into more commands; on the Python test server
+/// 2,000 references × 20 KiB, full migration: 4 at once 3.5-4.3 s of database CPU, 2 at once
+/// 2.3-2.9 s, 1 at a time 1.8-2.5 s (with 1,024-record batches).
+pub const FLUSHES: usize = 1;
 
 /// Work for the rewrite stage.
 pub enum Record {
