@@ -46,15 +46,17 @@ use copies::{QUEUE, copy_stage};
 use rewrite::Record;
 
 /// Files in flight (`--concurrency`, `[run] concurrency`). Typical Parse files are small
-/// (photos, thumbnails), where per-request latency dominates: peers with high concurrency win by 10–20× (s5cmd 256, aws-cli 10,
-/// parse-files-utils 5). 32 keeps memory at 32 × part size in the worst case.
+/// (photos, thumbnails), where per-request latency dominates: peers with high concurrency win by
+/// 10–20× (s5cmd 256, aws-cli 10, parse-files-utils 5). Memory is at most 64 × 2 S3 parts
+/// (1 GiB) in the worst case, 64 large uploads to S3 at once; small files hold their own size.
 ///
-/// Measured: 2,000 × 20 KiB HTTP → fs at 32 peaked at 27–28 MiB RSS, and curl at the same 32
-/// fetched them in 0.5–1.8 s; the tool's own limit there is the ledger's per-file writes on
-/// the test server (its CPU was busy 85–92 % of the run), not the number of transfers, so
-/// more in flight buys nothing on it, while fewer would leave a real database's
-/// round-trip latency (ms) uncovered. 20 × 20 MiB → fs at 20 in flight: 33–37 MiB.
-pub const DEFAULT_CONCURRENCY: usize = 32;
+/// Chosen for the `cloud` profile (`bench/run --only net`: files 20 ms away, the database 1 ms),
+/// 2,000 × 20 KiB HTTP → fs, `--copy-only` / full migration, files/s: 8 in flight 308 / 285,
+/// 32: 964 / 783, 64: 1,539 / 853, 128: 1,760 / 924 (curl at the same concurrency 331, 1,122,
+/// 2,058, 2,707). Files 80 ms away (`far`): 32: 335 / 325, 64: 590 / 533, 128: 858 / 708. On
+/// loopback the rate is flat from 32 to 128. So 64: most of what 128 gains where the network
+/// is slow, at half the worst-case memory; a far store is worth `--concurrency 128`.
+pub const DEFAULT_CONCURRENCY: usize = 64;
 
 /// What a run does with what it finds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
