@@ -219,7 +219,7 @@ def large_point(b, prof, rtt, conc, urls, names, dest, db):
                              **b.migrate(cfg, copied=count, rewritten=count)))
     label = f"{count} × {size >> 20} MiB → fs, {prof} (files {rtt['files']:g} ms)"
     b.row(label, "migrate (full)", full, count, count * size, curl, "curl (same taps)",
-          rate="bytes", goal=0.80)
+          goal=0.80)
     med = lambda runs: statistics.median(r["wall"] for r in runs)  # noqa: E731
     return dict(kind="large", profile=prof, rtt=rtt, concurrency=conc, count=count, size=size,
                 curl_mbs=count * size / med(curl) / MB, full_mbs=count * size / med(full) / MB)
@@ -233,35 +233,36 @@ def plot(b, points):
     except ImportError:
         print("bench: net: matplotlib not installed, no plots", file=sys.stderr)
         return
-    small = [p for p in points if p["kind"] == "small"]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for conc in sorted({p["concurrency"] for p in small}):
-        pts = sorted((p for p in small if p["concurrency"] == conc),
-                     key=lambda p: p["rtt"]["files"])
-        xs = [p["rtt"]["files"] for p in pts]
-        ax.plot(xs, [p["copy_fps"] for p in pts], "o-", label=f"migrate --copy-only, c{conc}")
-        ax.plot(xs, [p["full_fps"] for p in pts], "^-", label=f"migrate (full), c{conc}")
-        ax.plot(xs, [p["curl_fps"] for p in pts], "s--", label=f"curl --parallel, c{conc}")
-    ax.set_xlabel("round trip to the file server (ms; database and S3 per profile)")
-    ax.set_ylabel("files/s")
-    ax.set_xscale("symlog", linthresh=1)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(os.path.join(b.out, "net-small.png"), dpi=100)
-    plt.close(fig)
-    large = sorted((p for p in points if p["kind"] == "large"), key=lambda p: p["rtt"]["files"])
-    if large:
+
+    def chart(name, xlabel, ylabel, lines):
+        """One plot of `lines` ((xs, ys, style, label)), x on a log scale past 1 ms."""
         fig, ax = plt.subplots(figsize=(6, 4))
-        xs = [p["rtt"]["files"] for p in large]
-        ax.plot(xs, [p["full_mbs"] for p in large], "o-", label="migrate (full)")
-        ax.plot(xs, [p["curl_mbs"] for p in large], "s--", label="curl --parallel")
-        ax.set_xlabel("round trip to the file server (ms)")
-        ax.set_ylabel("MB/s")
+        for xs, ys, style, label in lines:
+            ax.plot(xs, ys, style, label=label)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
         ax.set_xscale("symlog", linthresh=1)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(os.path.join(b.out, "net-large.png"), dpi=100)
+        fig.savefig(os.path.join(b.out, name), dpi=100)
         plt.close(fig)
+
+    small = [p for p in points if p["kind"] == "small"]
+    lines = []
+    for conc in sorted({p["concurrency"] for p in small}):
+        pts = sorted((p for p in small if p["concurrency"] == conc),
+                     key=lambda p: p["rtt"]["files"])
+        xs = [p["rtt"]["files"] for p in pts]
+        lines += [(xs, [p["copy_fps"] for p in pts], "o-", f"migrate --copy-only, c{conc}"),
+                  (xs, [p["full_fps"] for p in pts], "^-", f"migrate (full), c{conc}"),
+                  (xs, [p["curl_fps"] for p in pts], "s--", f"curl --parallel, c{conc}")]
+    chart("net-small.png", "round trip to the file server (ms; database and S3 per profile)",
+          "files/s", lines)
+    large = sorted((p for p in points if p["kind"] == "large"), key=lambda p: p["rtt"]["files"])
+    if large:
+        xs = [p["rtt"]["files"] for p in large]
+        chart("net-large.png", "round trip to the file server (ms)", "MB/s",
+              [(xs, [p["full_mbs"] for p in large], "o-", "migrate (full)"),
+               (xs, [p["curl_mbs"] for p in large], "s--", "curl --parallel")])
     print(f"bench: net plots in {b.out}/net-*.png", file=sys.stderr)
